@@ -1,1 +1,499 @@
-//! placeholder
+//! The one configuration model of AiCockpit.
+//!
+//! Sources, later ones winning: built-in defaults, the TOML file
+//! (`$AICOCKPIT_CONFIG`, else `$XDG_CONFIG_HOME/aicockpit/config.toml`),
+//! `AICOCKPIT_<SECTION>_<KEY>` environment variables, and client overlays
+//! (LSP `initializationOptions` and `workspace/didChangeConfiguration`
+//! settings, at the top level or under an `aicockpit` key).
+//!
+//! Architecture invariant: bad configuration is an error that names the key,
+//! never a panic; a missing file is not an error.
+//!
+//! ```
+//! use aicockpit_config::Config;
+//!
+//! let mut config = Config::from_toml_str("[index]\nmax_file_bytes = 2048\n").unwrap();
+//! assert_eq!(config.index.max_file_bytes, 2048);
+//! config.apply_overlay(&serde_json::json!({"aicockpit": {"search": {"max_results": 7}}})).unwrap();
+//! assert_eq!(config.search.max_results, 7);
+//! ```
+
+mod paths;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use paths::Paths;
+
+/// A configuration problem, naming the file or the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write config file {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config in {origin}: {message}")]
+    Parse { origin: String, message: String },
+    #[error("invalid config key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+/// All settings. Every section has defaults, so an empty file is valid.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub ai: AiConfig,
+    pub completion: CompletionConfig,
+    pub index: IndexConfig,
+    pub search: SearchConfig,
+    pub workspaces: WorkspacesConfig,
+}
+
+/// AI services and which one is active.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AiConfig {
+    /// The name of the active service.
+    pub active: Option<String>,
+    pub services: Vec<ServiceConfig>,
+}
+
+impl Default for AiConfig {
+    fn default() -> Self {
+        AiConfig {
+            active: Some("lmstudio".to_string()),
+            services: vec![
+                ServiceConfig {
+                    name: "lmstudio".to_string(),
+                    kind: ServiceKind::Lmstudio,
+                    base_url: "http://127.0.0.1:1234/v1".to_string(),
+                    ..ServiceConfig::default()
+                },
+                ServiceConfig {
+                    name: "ollama".to_string(),
+                    kind: ServiceKind::Ollama,
+                    base_url: "http://127.0.0.1:11434".to_string(),
+                    ..ServiceConfig::default()
+                },
+            ],
+        }
+    }
+}
+
+/// The wire dialect of a service.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceKind {
+    Openai,
+    Azure,
+    #[default]
+    Lmstudio,
+    Ollama,
+    /// Any OpenAI-compatible base URL.
+    Custom,
+}
+
+/// One AI service.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceConfig {
+    pub name: String,
+    pub kind: ServiceKind,
+    pub base_url: String,
+    pub chat_model: Option<String>,
+    /// Defaults to `chat_model`.
+    pub completion_model: Option<String>,
+    /// The environment variable holding the API key.
+    pub api_key_env: Option<String>,
+    /// Azure only.
+    pub deployment: Option<String>,
+    /// Azure only.
+    pub api_version: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompletionConfig {
+    pub debounce_ms: u64,
+    pub max_context_tokens: usize,
+}
+
+impl Default for CompletionConfig {
+    fn default() -> Self {
+        CompletionConfig {
+            debounce_ms: 75,
+            max_context_tokens: 2048,
+        }
+    }
+}
+
+/// What the project index reads.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IndexConfig {
+    /// Files larger than this are skipped.
+    pub max_file_bytes: u64,
+    /// Parser threads; 0 means one per core.
+    pub threads: usize,
+    /// Milliseconds of quiet after an edit before the index is updated.
+    pub update_debounce_ms: u64,
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        IndexConfig {
+            max_file_bytes: 1024 * 1024,
+            threads: 0,
+            update_debounce_ms: 200,
+        }
+    }
+}
+
+/// Result limits for search and symbol queries.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SearchConfig {
+    /// Default number of hits for `aicockpit/search` and `aicockpit search`.
+    pub max_results: usize,
+    /// Cap on `workspace/symbol` results, which keeps one-letter queries fast.
+    pub max_workspace_symbols: usize,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        SearchConfig {
+            max_results: 20,
+            max_workspace_symbols: 128,
+        }
+    }
+}
+
+/// Containerized workspaces.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkspacesConfig {
+    pub backend: String,
+    pub default_image: String,
+    pub network: String,
+    pub memory: String,
+    pub cpus: f64,
+}
+
+impl Default for WorkspacesConfig {
+    fn default() -> Self {
+        WorkspacesConfig {
+            backend: "docker".to_string(),
+            default_image: "aicockpit/workspace:latest".to_string(),
+            network: "none".to_string(),
+            memory: "2g".to_string(),
+            cpus: 2.0,
+        }
+    }
+}
+
+/// Environment variables that name paths rather than settings.
+const PATH_VARIABLES: &[&str] = &[
+    "AICOCKPIT_CONFIG",
+    "AICOCKPIT_CACHE_DIR",
+    "AICOCKPIT_DATA_DIR",
+];
+
+impl Config {
+    /// Defaults, then the config file if it exists, then `AICOCKPIT_*` variables.
+    pub fn load(paths: &Paths) -> Result<Config, ConfigError> {
+        let mut config = Config::load_file(&paths.config_file)?;
+        config.apply_env(std::env::vars())?;
+        Ok(config)
+    }
+
+    /// Defaults and the file (if it exists), without the environment.
+    pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse_toml(&text, &path.display().to_string()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        Config::parse_toml(text, "config text")
+    }
+
+    fn parse_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|error| ConfigError::Parse {
+            origin: origin.to_string(),
+            message: error.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Write the config as TOML, creating the folder.
+    pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
+        let text = toml::to_string_pretty(self).map_err(|error| ConfigError::Parse {
+            origin: path.display().to_string(),
+            message: error.to_string(),
+        })?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| ConfigError::Write {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        }
+        std::fs::write(path, text).map_err(|source| ConfigError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Apply `AICOCKPIT_<SECTION>_<KEY>=value` overrides for scalar keys,
+    /// e.g. `AICOCKPIT_INDEX_MAX_FILE_BYTES=2000000` or `AICOCKPIT_AI_ACTIVE=openai`.
+    pub fn apply_env(
+        &mut self,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(), ConfigError> {
+        let mut tree = self.to_json();
+        let mut changed = false;
+        for (name, value) in vars {
+            let Some(rest) = name.strip_prefix("AICOCKPIT_") else {
+                continue;
+            };
+            if PATH_VARIABLES.contains(&name.as_str()) {
+                continue;
+            }
+            let rest = rest.to_ascii_lowercase();
+            let Some((section, key)) = rest.split_once('_') else {
+                continue;
+            };
+            let Some(slot) = tree
+                .get_mut(section)
+                .and_then(|section| section.get_mut(key))
+            else {
+                continue;
+            };
+            *slot = match slot {
+                serde_json::Value::Number(_) => {
+                    serde_json::from_str(&value).map_err(|_| ConfigError::Invalid {
+                        key: format!("{section}.{key} (from {name})"),
+                        message: format!("expected a number, got {value:?}"),
+                    })?
+                }
+                serde_json::Value::Bool(_) => {
+                    serde_json::Value::Bool(matches!(value.as_str(), "1" | "true" | "yes"))
+                }
+                serde_json::Value::String(_) | serde_json::Value::Null => {
+                    serde_json::Value::String(value)
+                }
+                _ => continue,
+            };
+            changed = true;
+        }
+        if changed {
+            *self = Config::from_json(tree, "environment")?;
+        }
+        Ok(())
+    }
+
+    /// Merge client settings (same shape as the file, at the top level or under
+    /// `aicockpit`). On error the config is left unchanged.
+    pub fn apply_overlay(&mut self, overlay: &serde_json::Value) -> Result<(), ConfigError> {
+        let overlay = overlay.get("aicockpit").unwrap_or(overlay);
+        if overlay.is_null() {
+            return Ok(());
+        }
+        if !overlay.is_object() {
+            return Err(ConfigError::Parse {
+                origin: "client settings".into(),
+                message: "expected an object".into(),
+            });
+        }
+        let mut tree = self.to_json();
+        merge(&mut tree, overlay);
+        *self = Config::from_json(tree, "client settings")?;
+        Ok(())
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+
+    fn from_json(tree: serde_json::Value, origin: &str) -> Result<Config, ConfigError> {
+        let config: Config = serde_json::from_value(tree).map_err(|error| ConfigError::Parse {
+            origin: origin.to_string(),
+            message: error.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Check values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| {
+            Err(ConfigError::Invalid {
+                key: key.to_string(),
+                message,
+            })
+        };
+        if self.index.max_file_bytes == 0 {
+            return invalid("index.max_file_bytes", "must be greater than 0".into());
+        }
+        if self.search.max_results == 0 {
+            return invalid("search.max_results", "must be greater than 0".into());
+        }
+        if self.search.max_workspace_symbols == 0 {
+            return invalid(
+                "search.max_workspace_symbols",
+                "must be greater than 0".into(),
+            );
+        }
+        for (position, service) in self.ai.services.iter().enumerate() {
+            let key = format!("ai.services[{position}]");
+            if service.name.trim().is_empty() {
+                return invalid(&format!("{key}.name"), "must not be empty".into());
+            }
+            if self.ai.services[..position]
+                .iter()
+                .any(|other| other.name == service.name)
+            {
+                return invalid(
+                    &format!("{key}.name"),
+                    format!("{:?} is used by another service", service.name),
+                );
+            }
+            if !(service.base_url.starts_with("http://")
+                || service.base_url.starts_with("https://"))
+            {
+                return invalid(
+                    &format!("{key}.base_url"),
+                    format!("{:?} is not an http(s) URL", service.base_url),
+                );
+            }
+            if service.kind == ServiceKind::Azure && service.deployment.is_none() {
+                return invalid(
+                    &format!("{key}.deployment"),
+                    "is required for kind = \"azure\"".into(),
+                );
+            }
+        }
+        if let Some(active) = &self.ai.active {
+            if !self
+                .ai
+                .services
+                .iter()
+                .any(|service| &service.name == active)
+            {
+                return invalid("ai.active", format!("no service is named {active:?}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Deep-merge `overlay` into `base`: objects merge key by key, anything else replaces.
+fn merge(base: &mut serde_json::Value, overlay: &serde_json::Value) {
+    match (base, overlay) {
+        (serde_json::Value::Object(base), serde_json::Value::Object(overlay)) => {
+            for (key, value) in overlay {
+                merge(
+                    base.entry(key.clone()).or_insert(serde_json::Value::Null),
+                    value,
+                );
+            }
+        }
+        (base, overlay) => *base = overlay.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_have_local_services() {
+        let config = Config::default();
+        assert_eq!(config.ai.services.len(), 2);
+        assert_eq!(config.ai.services[0].base_url, "http://127.0.0.1:1234/v1");
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_and_bad_keys_are_named() {
+        let error = Config::from_toml_str("[index]\nmax_file_byte = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("max_file_byte"), "{error}");
+        let error = Config::from_toml_str("[index]\nmax_file_bytes = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("index.max_file_bytes"), "{error}");
+        let error = Config::from_toml_str("[ai]\nactive = \"nope\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("ai.active"), "{error}");
+    }
+
+    #[test]
+    fn environment_overrides_scalars_and_rejects_bad_numbers() {
+        let mut config = Config::default();
+        config
+            .apply_env([
+                (
+                    "AICOCKPIT_INDEX_MAX_FILE_BYTES".to_string(),
+                    "4096".to_string(),
+                ),
+                ("AICOCKPIT_AI_ACTIVE".to_string(), "ollama".to_string()),
+                ("AICOCKPIT_CACHE_DIR".to_string(), "/x".to_string()),
+                ("OTHER".to_string(), "1".to_string()),
+            ])
+            .unwrap();
+        assert_eq!(config.index.max_file_bytes, 4096);
+        assert_eq!(config.ai.active.as_deref(), Some("ollama"));
+        let error = config
+            .apply_env([(
+                "AICOCKPIT_SEARCH_MAX_RESULTS".to_string(),
+                "many".to_string(),
+            )])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("search.max_results"), "{error}");
+    }
+
+    #[test]
+    fn overlays_merge_at_top_level_or_under_aicockpit_and_keep_config_on_error() {
+        let mut config = Config::default();
+        config
+            .apply_overlay(&serde_json::json!({"index": {"max_file_bytes": 10}}))
+            .unwrap();
+        assert_eq!(config.index.max_file_bytes, 10);
+        assert_eq!(config.search, SearchConfig::default());
+        let before = config.clone();
+        assert!(config
+            .apply_overlay(&serde_json::json!({"aicockpit": {"index": {"max_file_bytes": -1}}}))
+            .is_err());
+        assert_eq!(config, before);
+    }
+
+    #[test]
+    fn save_and_load_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/config.toml");
+        let mut config = Config::default();
+        config.search.max_results = 3;
+        config.save(&path).unwrap();
+        assert_eq!(Config::load_file(&path).unwrap(), config);
+        assert_eq!(
+            Config::load_file(&dir.path().join("missing.toml")).unwrap(),
+            Config::default()
+        );
+    }
+}

@@ -1,0 +1,752 @@
+//! `ProjectIndex`: opening, refreshing and updating the index of one project root.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant};
+
+use aicockpit_syntax::{analyze, FileSyntax, LanguageId, Symbol};
+use rayon::prelude::*;
+use tantivy::collector::DocSetCollector;
+use tantivy::query::TermQuery;
+use tantivy::schema::{IndexRecordOption, Value};
+use tantivy::tokenizer::TextAnalyzer;
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, TantivyError, Term};
+
+use crate::schema::{self, Fields, FORMAT_VERSION, KIND_CHUNK, KIND_FILE, KIND_SYMBOL, NO_SYMBOL};
+use crate::tokenizer::{CodeTokenizer, CODE_TOKENIZER};
+use crate::walk::{self, read_source, SkipReason, WalkEntry};
+use crate::IndexError;
+
+/// Memory the tantivy writer may use before it flushes a segment.
+const WRITER_MEMORY_BYTES: usize = 96 * 1024 * 1024;
+/// Our marker file inside the index folder.
+const MARKER_FILE: &str = "aicockpit-index.json";
+
+/// How to open an index.
+#[derive(Clone, Debug)]
+pub struct IndexOptions {
+    pub root: PathBuf,
+    /// The AiCockpit cache folder; the index goes to `<cache_dir>/index/<hash of root>`.
+    pub cache_dir: PathBuf,
+    pub max_file_bytes: u64,
+    /// Parser threads; 0 means one per core.
+    pub threads: usize,
+    /// Open without taking the writer lock (searching only).
+    pub read_only: bool,
+}
+
+impl IndexOptions {
+    pub fn new(root: impl Into<PathBuf>, cache_dir: impl Into<PathBuf>) -> IndexOptions {
+        IndexOptions {
+            root: root.into(),
+            cache_dir: cache_dir.into(),
+            max_file_bytes: 1024 * 1024,
+            threads: 0,
+            read_only: false,
+        }
+    }
+}
+
+/// What opening found.
+#[derive(Clone, Debug, Default)]
+pub struct OpenReport {
+    /// Set when an existing index could not be used and was rebuilt empty: the reason.
+    pub rebuilt: Option<String>,
+    /// Set when the writer lock was held by another process and the index was opened read-only.
+    pub read_only_because_locked: bool,
+}
+
+/// What the index knows of one file.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FileRecord {
+    pub lang: LanguageId,
+    /// xxh3 of the content.
+    pub hash: u64,
+    pub size: u64,
+    /// Nanoseconds since the epoch; 0 when the content came from an editor.
+    pub mtime: i64,
+    pub symbols: Vec<Symbol>,
+    pub chunks: u32,
+}
+
+/// Progress of a refresh, reported once per file.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    pub done: usize,
+    pub total: usize,
+}
+
+/// The result of a refresh.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RefreshStats {
+    /// Files in the index afterwards.
+    pub files: usize,
+    /// Files parsed (new or changed content).
+    pub parsed: usize,
+    /// Files whose content had not changed.
+    pub unchanged: usize,
+    /// Files dropped because they are gone, ignored or now skipped.
+    pub removed: usize,
+    /// Files left out, with the reason.
+    pub skipped: Vec<(String, SkipReason)>,
+    pub symbols: usize,
+    pub chunks: usize,
+    /// Bytes of source read and parsed.
+    pub bytes_parsed: u64,
+    #[serde(serialize_with = "serialize_millis")]
+    pub elapsed: Duration,
+}
+
+fn serialize_millis<S: serde::Serializer>(
+    duration: &Duration,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(duration.as_secs_f64() * 1000.0)
+}
+
+/// Figures for `aicockpit/status`.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IndexStats {
+    pub root: PathBuf,
+    pub index_dir: PathBuf,
+    pub files: usize,
+    pub symbols: usize,
+    pub chunks: usize,
+    pub read_only: bool,
+}
+
+/// The index of one project root. Cheap to share behind an `Arc`; all
+/// methods take `&self` and block.
+pub struct ProjectIndex {
+    root: PathBuf,
+    dir: PathBuf,
+    options: IndexOptions,
+    pub(crate) fields: Fields,
+    pub(crate) reader: IndexReader,
+    /// Adds and deletes take the read side; commits the write side.
+    writer: Option<RwLock<IndexWriter>>,
+    pub(crate) files: RwLock<BTreeMap<String, Arc<FileRecord>>>,
+    pool: rayon::ThreadPool,
+}
+
+impl ProjectIndex {
+    /// Open (or create) the index of `options.root`. An unusable index is
+    /// rebuilt empty and the reason reported; call [`Self::refresh`] to fill it.
+    pub fn open(options: IndexOptions) -> Result<(ProjectIndex, OpenReport), IndexError> {
+        let root = options
+            .root
+            .canonicalize()
+            .map_err(|source| IndexError::Root {
+                path: options.root.clone(),
+                source,
+            })?;
+        if !root.is_dir() {
+            return Err(IndexError::NotADirectory(root));
+        }
+        let dir = index_dir(&options.cache_dir, &root);
+        let mut report = OpenReport::default();
+        let mut options = options;
+        options.root = root.clone();
+        let opened = match Self::open_existing(&root, &dir, &options) {
+            Ok(Some(opened)) => opened,
+            Ok(None) => Self::create(&root, &dir, &options)?,
+            Err(OpenFailure::Locked) if !options.read_only => {
+                options.read_only = true;
+                report.read_only_because_locked = true;
+                match Self::open_existing(&root, &dir, &options) {
+                    Ok(Some(opened)) => opened,
+                    Ok(None) | Err(OpenFailure::Locked) => {
+                        return Err(IndexError::Locked { path: dir })
+                    }
+                    Err(OpenFailure::Broken(reason)) => return Err(io_error(&dir, reason)),
+                }
+            }
+            Err(OpenFailure::Locked) => return Err(IndexError::Locked { path: dir }),
+            Err(OpenFailure::Broken(reason)) if !options.read_only => {
+                tracing::warn!(index = %dir.display(), %reason, "rebuilding unusable index");
+                report.rebuilt = Some(reason);
+                std::fs::remove_dir_all(&dir).map_err(|source| IndexError::Io {
+                    path: dir.clone(),
+                    source,
+                })?;
+                Self::create(&root, &dir, &options)?
+            }
+            Err(OpenFailure::Broken(reason)) => return Err(io_error(&dir, reason)),
+        };
+        let (index, writer, files) = opened;
+        let (_, fields) = schema::schema();
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(|source| IndexError::Tantivy {
+                path: dir.clone(),
+                source,
+            })?;
+        let threads = if options.threads == 0 {
+            default_threads()
+        } else {
+            options.threads
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|n| format!("aicockpit-parse-{n}"))
+            .build()
+            .map_err(|error| io_error(&dir, error.to_string()))?;
+        let project = ProjectIndex {
+            root,
+            dir,
+            options,
+            fields,
+            reader,
+            writer: writer.map(RwLock::new),
+            files: RwLock::new(files),
+            pool,
+        };
+        Ok((project, report))
+    }
+
+    fn open_existing(
+        root: &Path,
+        dir: &Path,
+        options: &IndexOptions,
+    ) -> Result<Option<Opened>, OpenFailure> {
+        if !dir.join("meta.json").exists() {
+            return if dir.exists() && std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
+                Err(OpenFailure::Broken(
+                    "the index folder has no meta.json".into(),
+                ))
+            } else {
+                Ok(None)
+            };
+        }
+        let marker: serde_json::Value = std::fs::read(dir.join(MARKER_FILE))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .ok_or_else(|| {
+                OpenFailure::Broken(format!("{MARKER_FILE} is missing or unreadable"))
+            })?;
+        if marker["format"].as_u64() != Some(u64::from(FORMAT_VERSION)) {
+            return Err(OpenFailure::Broken(format!(
+                "index format {} is not the current {FORMAT_VERSION}",
+                marker["format"]
+            )));
+        }
+        let broken = |error: TantivyError| OpenFailure::Broken(error.to_string());
+        let index = Index::open_in_dir(dir).map_err(broken)?;
+        if index.schema() != schema::schema().0 {
+            return Err(OpenFailure::Broken(
+                "the index schema differs from this version's".into(),
+            ));
+        }
+        register_tokenizer(&index);
+        let writer = if options.read_only {
+            None
+        } else {
+            Some(open_writer(&index)?)
+        };
+        let files = load_records(&index).map_err(OpenFailure::Broken)?;
+        let _ = root;
+        Ok(Some((index, writer, files)))
+    }
+
+    fn create(root: &Path, dir: &Path, options: &IndexOptions) -> Result<Opened, IndexError> {
+        std::fs::create_dir_all(dir).map_err(|source| IndexError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let marker = serde_json::json!({ "format": FORMAT_VERSION, "root": root });
+        std::fs::write(dir.join(MARKER_FILE), marker.to_string()).map_err(|source| {
+            IndexError::Io {
+                path: dir.to_path_buf(),
+                source,
+            }
+        })?;
+        let index = Index::create_in_dir(dir, schema::schema().0).map_err(|source| {
+            IndexError::Tantivy {
+                path: dir.to_path_buf(),
+                source,
+            }
+        })?;
+        register_tokenizer(&index);
+        let writer = if options.read_only {
+            None
+        } else {
+            Some(open_writer(&index).map_err(|failure| match failure {
+                OpenFailure::Locked => IndexError::Locked {
+                    path: dir.to_path_buf(),
+                },
+                OpenFailure::Broken(reason) => io_error(dir, reason),
+            })?)
+        };
+        Ok((index, writer, BTreeMap::new()))
+    }
+
+    /// The canonical project root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The folder holding the tantivy index.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        self.writer.is_none()
+    }
+
+    /// The configured size limit for indexed files.
+    pub fn max_file_bytes(&self) -> u64 {
+        self.options.max_file_bytes
+    }
+
+    /// Bring the index up to date with the files on disk: parse new and
+    /// changed files in parallel, drop removed ones, commit.
+    pub fn refresh(
+        &self,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Result<RefreshStats, IndexError> {
+        let started = Instant::now();
+        let writer = self.writer()?;
+        let (entries, skipped_by_walk) = walk::walk(&self.root, self.options.max_file_bytes);
+        let known: BTreeMap<String, Arc<FileRecord>> = self.files_read().clone();
+        let total = entries.len();
+        let done = AtomicUsize::new(0);
+        let outcomes: Vec<Outcome> = self.pool.install(|| {
+            entries
+                .par_iter()
+                .map(|entry| {
+                    let outcome =
+                        self.refresh_one(&writer, entry, known.get(&entry.rel).map(Arc::as_ref));
+                    progress(Progress {
+                        done: done.fetch_add(1, Ordering::Relaxed) + 1,
+                        total,
+                    });
+                    outcome
+                })
+                .collect()
+        });
+        drop(writer);
+
+        let mut stats = RefreshStats {
+            skipped: skipped_by_walk,
+            ..RefreshStats::default()
+        };
+        let mut touched = 0;
+        let mut seen: HashSet<&str> = HashSet::with_capacity(entries.len());
+        let mut files = self
+            .files
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner());
+        for (entry, outcome) in entries.iter().zip(outcomes) {
+            match outcome {
+                Outcome::Unchanged => {
+                    stats.unchanged += 1;
+                    seen.insert(&entry.rel);
+                }
+                Outcome::Touched(record) => {
+                    stats.unchanged += 1;
+                    touched += 1;
+                    seen.insert(&entry.rel);
+                    files.insert(entry.rel.clone(), Arc::new(record));
+                }
+                Outcome::Parsed(record) => {
+                    stats.parsed += 1;
+                    stats.bytes_parsed += record.size;
+                    seen.insert(&entry.rel);
+                    files.insert(entry.rel.clone(), Arc::new(record));
+                }
+                Outcome::Skipped(reason) => {
+                    tracing::info!(path = %entry.rel, %reason, "skipped");
+                    stats.skipped.push((entry.rel.clone(), reason));
+                }
+                Outcome::Failed(error) => return Err(error),
+            }
+        }
+        let gone: Vec<String> = files
+            .keys()
+            .filter(|rel| !seen.contains(String::as_str(rel)))
+            .cloned()
+            .collect();
+        {
+            let writer = self.writer()?;
+            for rel in &gone {
+                writer.delete_term(Term::from_field_text(self.fields.path, rel));
+                files.remove(rel);
+            }
+        }
+        stats.removed = gone.len();
+        stats.files = files.len();
+        stats.symbols = files.values().map(|record| record.symbols.len()).sum();
+        stats.chunks = files.values().map(|record| record.chunks as usize).sum();
+        drop(files);
+        if stats.parsed > 0 || stats.removed > 0 || touched > 0 {
+            self.commit()?;
+        }
+        stats.elapsed = started.elapsed();
+        Ok(stats)
+    }
+
+    fn refresh_one(
+        &self,
+        writer: &IndexWriter,
+        entry: &WalkEntry,
+        known: Option<&FileRecord>,
+    ) -> Outcome {
+        if let Some(record) = known {
+            if record.size == entry.size && record.mtime == entry.mtime && record.mtime != 0 {
+                return Outcome::Unchanged;
+            }
+        }
+        let text = match read_source(&entry.abs, self.options.max_file_bytes) {
+            Ok(text) => text,
+            Err(reason) => return Outcome::Skipped(reason),
+        };
+        let hash = xxhash_rust::xxh3::xxh3_64(text.as_bytes());
+        if let Some(record) = known.filter(|record| record.hash == hash) {
+            // Same content, new timestamp: rewrite the file doc only.
+            let record = FileRecord {
+                mtime: entry.mtime,
+                size: entry.size,
+                ..record.clone()
+            };
+            writer.delete_term(Term::from_field_text(self.fields.file_path, &entry.rel));
+            return match self.add_file_doc(writer, &entry.rel, &record) {
+                Ok(()) => Outcome::Touched(record),
+                Err(error) => Outcome::Failed(error),
+            };
+        }
+        let syntax = analyze(entry.lang, &text);
+        let record = FileRecord {
+            lang: entry.lang,
+            hash,
+            size: entry.size,
+            mtime: entry.mtime,
+            symbols: Vec::new(),
+            chunks: syntax.chunks.len() as u32,
+        };
+        if known.is_some() {
+            writer.delete_term(Term::from_field_text(self.fields.path, &entry.rel));
+        }
+        match self.add_docs(writer, &entry.rel, record, syntax, &text) {
+            Ok(record) => Outcome::Parsed(record),
+            Err(error) => Outcome::Failed(error),
+        }
+    }
+
+    /// Index one file's text as the editor has it (unsaved text wins over the
+    /// file on disk). Parses on the calling thread; call [`Self::commit`] to
+    /// make the change searchable. Returns false when the content is unchanged.
+    pub fn update_file(&self, rel: &str, lang: LanguageId, text: &str) -> Result<bool, IndexError> {
+        let hash = xxhash_rust::xxh3::xxh3_64(text.as_bytes());
+        if self
+            .files_read()
+            .get(rel)
+            .is_some_and(|record| record.hash == hash)
+        {
+            return Ok(false);
+        }
+        let writer = self.writer()?;
+        let syntax = analyze(lang, text);
+        let record = FileRecord {
+            lang,
+            hash,
+            size: text.len() as u64,
+            mtime: 0,
+            symbols: Vec::new(),
+            chunks: syntax.chunks.len() as u32,
+        };
+        writer.delete_term(Term::from_field_text(self.fields.path, rel));
+        let record = self.add_docs(&writer, rel, record, syntax, text)?;
+        self.files
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(rel.to_string(), Arc::new(record));
+        Ok(true)
+    }
+
+    /// Drop a file from the index. Returns whether it was there.
+    pub fn remove_file(&self, rel: &str) -> Result<bool, IndexError> {
+        let writer = self.writer()?;
+        writer.delete_term(Term::from_field_text(self.fields.path, rel));
+        Ok(self
+            .files
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(rel)
+            .is_some())
+    }
+
+    /// Re-read one path from disk (after a create, change, delete or rename
+    /// event): indexed if the walk would index it, dropped otherwise.
+    /// Returns whether the index changed.
+    pub fn reindex_path(&self, path: &Path) -> Result<bool, IndexError> {
+        let Some(rel) = walk::relative(&self.root, path) else {
+            return Ok(false);
+        };
+        // Never through a symlink: not a linked file, nor a file in a linked folder.
+        let indexable = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
+            && path
+                .canonicalize()
+                .is_ok_and(|real| real.starts_with(&self.root))
+            && walk::is_indexable(&self.root, path);
+        let source = if indexable {
+            Some(read_source(path, self.options.max_file_bytes))
+        } else {
+            None
+        };
+        match (source, LanguageId::from_path(path)) {
+            (Some(Ok(text)), Some(lang)) => {
+                let changed = self.update_file(&rel, lang, &text)?;
+                // Record the disk timestamp so the next refresh can skip the file.
+                if let Ok(metadata) = std::fs::metadata(path) {
+                    let mut files = self.files.write().unwrap_or_else(|p| p.into_inner());
+                    if let Some(record) = files.get_mut(&rel) {
+                        Arc::make_mut(record).mtime = walk::mtime(&metadata);
+                    }
+                }
+                Ok(changed)
+            }
+            (Some(Err(reason)), _) => {
+                tracing::info!(path = %rel, %reason, "skipped");
+                self.remove_file(&rel)
+            }
+            _ => self.remove_file(&rel),
+        }
+    }
+
+    /// Make staged changes searchable: commit and reload the reader.
+    pub fn commit(&self) -> Result<(), IndexError> {
+        let Some(lock) = &self.writer else {
+            return Err(IndexError::ReadOnly {
+                path: self.dir.clone(),
+            });
+        };
+        let mut writer = lock.write().unwrap_or_else(|p| p.into_inner());
+        writer.commit().map_err(|source| IndexError::Tantivy {
+            path: self.dir.clone(),
+            source,
+        })?;
+        drop(writer);
+        self.reader.reload().map_err(|source| IndexError::Tantivy {
+            path: self.dir.clone(),
+            source,
+        })
+    }
+
+    /// Figures for status displays.
+    pub fn stats(&self) -> IndexStats {
+        let files = self.files_read();
+        IndexStats {
+            root: self.root.clone(),
+            index_dir: self.dir.clone(),
+            files: files.len(),
+            symbols: files.values().map(|record| record.symbols.len()).sum(),
+            chunks: files.values().map(|record| record.chunks as usize).sum(),
+            read_only: self.writer.is_none(),
+        }
+    }
+
+    /// The record of one file, by relative path.
+    pub fn file(&self, rel: &str) -> Option<Arc<FileRecord>> {
+        self.files_read().get(rel).cloned()
+    }
+
+    /// The absolute path of a relative one.
+    pub fn absolute(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    pub(crate) fn files_read(&self) -> RwLockReadGuard<'_, BTreeMap<String, Arc<FileRecord>>> {
+        self.files
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn writer(&self) -> Result<RwLockReadGuard<'_, IndexWriter>, IndexError> {
+        match &self.writer {
+            Some(lock) => Ok(lock.read().unwrap_or_else(|p| p.into_inner())),
+            None => Err(IndexError::ReadOnly {
+                path: self.dir.clone(),
+            }),
+        }
+    }
+
+    fn tantivy_error(&self, source: TantivyError) -> IndexError {
+        IndexError::Tantivy {
+            path: self.dir.clone(),
+            source,
+        }
+    }
+
+    fn add_file_doc(
+        &self,
+        writer: &IndexWriter,
+        rel: &str,
+        record: &FileRecord,
+    ) -> Result<(), IndexError> {
+        let f = &self.fields;
+        let mut doc = TantivyDocument::default();
+        doc.add_text(f.doc_kind, KIND_FILE);
+        doc.add_text(f.path, rel);
+        doc.add_text(f.file_path, rel);
+        let json = serde_json::to_string(record)
+            .map_err(|error| io_error(&self.dir, error.to_string()))?;
+        doc.add_text(f.record, &json);
+        writer
+            .add_document(doc)
+            .map_err(|error| self.tantivy_error(error))?;
+        Ok(())
+    }
+
+    fn add_docs(
+        &self,
+        writer: &IndexWriter,
+        rel: &str,
+        mut record: FileRecord,
+        syntax: FileSyntax,
+        text: &str,
+    ) -> Result<FileRecord, IndexError> {
+        let f = &self.fields;
+        let dirs = ancestors(rel);
+        let base = |kind: &str| {
+            let mut doc = TantivyDocument::default();
+            doc.add_text(f.doc_kind, kind);
+            doc.add_text(f.path, rel);
+            for dir in &dirs {
+                doc.add_text(f.dir, dir);
+            }
+            doc
+        };
+        for (ordinal, symbol) in syntax.symbols.iter().enumerate() {
+            let mut doc = base(KIND_SYMBOL);
+            doc.add_text(f.name, &symbol.name);
+            doc.add_text(f.kind, symbol.kind.name());
+            doc.add_text(f.signature, &symbol.signature);
+            if let Some(text) = &symbol.doc {
+                doc.add_text(f.doc, text);
+            }
+            doc.add_u64(f.ordinal, ordinal as u64);
+            writer
+                .add_document(doc)
+                .map_err(|error| self.tantivy_error(error))?;
+        }
+        for chunk in &syntax.chunks {
+            let mut doc = base(KIND_CHUNK);
+            if let Some(symbol) = chunk.symbol.and_then(|s| syntax.symbols.get(s as usize)) {
+                doc.add_text(f.name, &symbol.name);
+            }
+            doc.add_text(f.content, &text[chunk.bytes.clone()]);
+            doc.add_u64(f.ordinal, chunk.symbol.map_or(NO_SYMBOL, u64::from));
+            doc.add_u64(f.start_line, u64::from(chunk.span.start.line));
+            writer
+                .add_document(doc)
+                .map_err(|error| self.tantivy_error(error))?;
+        }
+        record.symbols = syntax.symbols;
+        self.add_file_doc(writer, rel, &record)?;
+        Ok(record)
+    }
+}
+
+type Opened = (
+    Index,
+    Option<IndexWriter>,
+    BTreeMap<String, Arc<FileRecord>>,
+);
+
+enum OpenFailure {
+    Locked,
+    Broken(String),
+}
+
+enum Outcome {
+    Unchanged,
+    Touched(FileRecord),
+    Parsed(FileRecord),
+    Skipped(SkipReason),
+    Failed(IndexError),
+}
+
+fn open_writer(index: &Index) -> Result<IndexWriter, OpenFailure> {
+    match index.writer(WRITER_MEMORY_BYTES) {
+        Ok(writer) => Ok(writer),
+        Err(TantivyError::LockFailure(..)) => Err(OpenFailure::Locked),
+        Err(error) => Err(OpenFailure::Broken(error.to_string())),
+    }
+}
+
+fn register_tokenizer(index: &Index) {
+    index
+        .tokenizers()
+        .register(CODE_TOKENIZER, TextAnalyzer::builder(CodeTokenizer).build());
+}
+
+fn load_records(index: &Index) -> Result<BTreeMap<String, Arc<FileRecord>>, String> {
+    let (_, fields) = schema::schema();
+    let reader = index.reader().map_err(|error| error.to_string())?;
+    let searcher = reader.searcher();
+    let query = TermQuery::new(
+        Term::from_field_text(fields.doc_kind, KIND_FILE),
+        IndexRecordOption::Basic,
+    );
+    let addresses = searcher
+        .search(&query, &DocSetCollector)
+        .map_err(|error| error.to_string())?;
+    let mut addresses: Vec<_> = addresses.into_iter().collect();
+    addresses.sort();
+    let mut files = BTreeMap::new();
+    for address in addresses {
+        let doc: TantivyDocument = searcher.doc(address).map_err(|error| error.to_string())?;
+        let path = doc
+            .get_first(fields.path)
+            .and_then(|v| v.as_str())
+            .ok_or("a file doc has no path")?;
+        let json = doc
+            .get_first(fields.record)
+            .and_then(|v| v.as_str())
+            .ok_or("a file doc has no record")?;
+        let record: FileRecord = serde_json::from_str(json)
+            .map_err(|error| format!("the record of {path} is unreadable: {error}"))?;
+        files.insert(path.to_string(), Arc::new(record));
+    }
+    Ok(files)
+}
+
+/// `<cache_dir>/index/<hash of the canonical root>`.
+pub fn index_dir(cache_dir: &Path, root: &Path) -> PathBuf {
+    let hash = xxhash_rust::xxh3::xxh3_64(root.as_os_str().as_encoded_bytes());
+    let name = root.file_name().and_then(|n| n.to_str()).unwrap_or("root");
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    cache_dir.join("index").join(format!("{safe}-{hash:016x}"))
+}
+
+fn ancestors(rel: &str) -> Vec<&str> {
+    rel.match_indices('/')
+        .map(|(index, _)| &rel[..index])
+        .collect()
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+fn io_error(dir: &Path, message: String) -> IndexError {
+    IndexError::Io {
+        path: dir.to_path_buf(),
+        source: std::io::Error::other(message),
+    }
+}

@@ -1,0 +1,72 @@
+//! The tantivy schema: one document per file, per symbol and per chunk.
+
+use tantivy::schema::{
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED, STORED, STRING,
+};
+
+use crate::tokenizer::CODE_TOKENIZER;
+
+/// Bumped whenever the schema or the meaning of stored data changes; an index
+/// with another version is rebuilt.
+pub const FORMAT_VERSION: u32 = 1;
+
+pub const KIND_FILE: &str = "file";
+pub const KIND_SYMBOL: &str = "symbol";
+pub const KIND_CHUNK: &str = "chunk";
+/// Stored in `ordinal` when a chunk belongs to no symbol.
+pub const NO_SYMBOL: u64 = u64::MAX;
+
+#[derive(Clone, Copy)]
+pub struct Fields {
+    /// `file`, `symbol` or `chunk`.
+    pub doc_kind: Field,
+    /// Relative path of the file the doc belongs to (all kinds).
+    pub path: Field,
+    /// Relative path, on file docs only (to replace a file doc alone).
+    pub file_path: Field,
+    /// Every ancestor folder of the path, for path filters.
+    pub dir: Field,
+    /// The file's record as JSON (file docs).
+    pub record: Field,
+    /// Symbol name, or the name of the chunk's symbol.
+    pub name: Field,
+    /// Symbol kind name (symbol docs).
+    pub kind: Field,
+    pub signature: Field,
+    pub doc: Field,
+    /// Chunk text (chunk docs).
+    pub content: Field,
+    /// Index of the symbol in the file record (symbol and chunk docs).
+    pub ordinal: Field,
+    pub start_line: Field,
+}
+
+pub fn schema() -> (Schema, Fields) {
+    let mut builder = Schema::builder();
+    let code = |stored: bool| {
+        let indexing = TextFieldIndexing::default()
+            .set_tokenizer(CODE_TOKENIZER)
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions);
+        let options = TextOptions::default().set_indexing_options(indexing);
+        if stored {
+            options.set_stored()
+        } else {
+            options
+        }
+    };
+    let fields = Fields {
+        doc_kind: builder.add_text_field("doc_kind", STRING),
+        path: builder.add_text_field("path", STRING | STORED),
+        file_path: builder.add_text_field("file_path", STRING),
+        dir: builder.add_text_field("dir", STRING),
+        record: builder.add_text_field("record", STORED),
+        name: builder.add_text_field("name", code(false)),
+        kind: builder.add_text_field("kind", STRING),
+        signature: builder.add_text_field("signature", code(false)),
+        doc: builder.add_text_field("doc", code(false)),
+        content: builder.add_text_field("content", code(true)),
+        ordinal: builder.add_u64_field("ordinal", STORED | INDEXED | FAST),
+        start_line: builder.add_u64_field("start_line", STORED),
+    };
+    (builder.build(), fields)
+}

@@ -1,0 +1,288 @@
+//! Full-text and symbol search over the tantivy index.
+
+use std::collections::HashSet;
+
+use aicockpit_syntax::{Pos, Span, Symbol, SymbolKind};
+use tantivy::collector::TopDocs;
+use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
+use tantivy::schema::{Field, IndexRecordOption, Value};
+use tantivy::{TantivyDocument, Term};
+
+use crate::schema::{KIND_CHUNK, KIND_SYMBOL, NO_SYMBOL};
+use crate::tokenizer::tokenize;
+use crate::{IndexError, ProjectIndex};
+
+/// Boosts: a hit on a symbol's name counts most, then its signature, its doc, chunk text.
+const BOOST_NAME: f32 = 4.0;
+const BOOST_SIGNATURE: f32 = 1.5;
+const BOOST_DOC: f32 = 1.0;
+const BOOST_CHUNK_NAME: f32 = 2.0;
+const BOOST_CONTENT: f32 = 1.0;
+/// Lines of context in a snippet around the best line.
+const SNIPPET_CONTEXT: usize = 1;
+
+/// A search request.
+#[derive(Clone, Debug, Default)]
+pub struct SearchQuery {
+    pub text: String,
+    pub limit: usize,
+    /// Relative paths (files or folders) to search within; empty means everywhere.
+    pub paths: Vec<String>,
+    /// Only symbols of these kinds; empty means symbols and chunks alike.
+    pub kinds: Vec<SymbolKind>,
+}
+
+impl SearchQuery {
+    pub fn new(text: impl Into<String>) -> SearchQuery {
+        SearchQuery {
+            text: text.into(),
+            limit: 20,
+            paths: Vec::new(),
+            kinds: Vec::new(),
+        }
+    }
+}
+
+/// One ranked hit.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SearchHit {
+    /// Relative to the project root.
+    pub path: String,
+    /// The symbol's name, or the best-matching line of the chunk.
+    pub span: Span,
+    pub score: f32,
+    /// A few lines around the match (a symbol's signature for symbol hits).
+    pub snippet: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub symbol: Option<Symbol>,
+}
+
+impl ProjectIndex {
+    /// Search symbols and chunks, best first, at most `query.limit` hits.
+    pub fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, IndexError> {
+        let tokens = tokenize(&query.text);
+        if tokens.is_empty() || query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let f = self.fields;
+        let terms = |field: Field, boost: f32| -> Vec<(Occur, Box<dyn Query>)> {
+            tokens
+                .iter()
+                .map(|token| {
+                    let term = TermQuery::new(
+                        Term::from_field_text(field, token),
+                        IndexRecordOption::WithFreqs,
+                    );
+                    (
+                        Occur::Should,
+                        Box::new(BoostQuery::new(Box::new(term), boost)) as Box<dyn Query>,
+                    )
+                })
+                .collect()
+        };
+        let mut symbol_terms = terms(f.name, BOOST_NAME);
+        symbol_terms.extend(terms(f.signature, BOOST_SIGNATURE));
+        symbol_terms.extend(terms(f.doc, BOOST_DOC));
+        let mut symbol_clauses: Vec<(Occur, Box<dyn Query>)> = vec![
+            (Occur::Must, term_query(f.doc_kind, KIND_SYMBOL)),
+            (Occur::Must, Box::new(BooleanQuery::new(symbol_terms))),
+        ];
+        if !query.kinds.is_empty() {
+            let kinds = query
+                .kinds
+                .iter()
+                .map(|kind| (Occur::Should, term_query(f.kind, kind.name())))
+                .collect();
+            symbol_clauses.push((Occur::Must, Box::new(BooleanQuery::new(kinds))));
+        }
+        let mut either: Vec<(Occur, Box<dyn Query>)> =
+            vec![(Occur::Should, Box::new(BooleanQuery::new(symbol_clauses)))];
+        if query.kinds.is_empty() {
+            let mut chunk_terms = terms(f.content, BOOST_CONTENT);
+            chunk_terms.extend(terms(f.name, BOOST_CHUNK_NAME));
+            either.push((
+                Occur::Should,
+                Box::new(BooleanQuery::new(vec![
+                    (Occur::Must, term_query(f.doc_kind, KIND_CHUNK)),
+                    (Occur::Must, Box::new(BooleanQuery::new(chunk_terms))),
+                ])),
+            ));
+        }
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> =
+            vec![(Occur::Must, Box::new(BooleanQuery::new(either)))];
+        let paths: Vec<String> = query
+            .paths
+            .iter()
+            .map(|p| p.trim_matches('/').to_string())
+            .filter(|p| !p.is_empty())
+            .collect();
+        if !paths.is_empty() {
+            let filters = paths
+                .iter()
+                .flat_map(|p| {
+                    [
+                        (Occur::Should, term_query(f.dir, p)),
+                        (Occur::Should, term_query(f.path, p)),
+                    ]
+                })
+                .collect();
+            clauses.push((Occur::Must, Box::new(BooleanQuery::new(filters))));
+        }
+        let tantivy_query = BooleanQuery::new(clauses);
+
+        let searcher = self.reader.searcher();
+        let tantivy_error = |source| IndexError::Tantivy {
+            path: self.dir().to_path_buf(),
+            source,
+        };
+        let top = searcher
+            .search(&tantivy_query, &TopDocs::with_limit(query.limit * 3 + 8))
+            .map_err(tantivy_error)?;
+        let files = self.files_read();
+        let mut seen = HashSet::new();
+        let mut hits = Vec::with_capacity(query.limit);
+        for (score, address) in top {
+            if hits.len() >= query.limit {
+                break;
+            }
+            let doc: TantivyDocument = searcher.doc(address).map_err(tantivy_error)?;
+            let Some(path) = doc.get_first(f.path).and_then(|v| v.as_str()) else {
+                continue;
+            };
+            let ordinal = doc
+                .get_first(f.ordinal)
+                .and_then(|v| v.as_u64())
+                .unwrap_or(NO_SYMBOL);
+            let record = files.get(path);
+            let symbol = record.and_then(|record| record.symbols.get(ordinal as usize));
+            let content = doc.get_first(f.content).and_then(|v| v.as_str());
+            let hit = match content {
+                None => {
+                    // A symbol doc: its record must still be there.
+                    let Some(symbol) = symbol else { continue };
+                    if !seen.insert((path.to_string(), ordinal)) {
+                        continue;
+                    }
+                    SearchHit {
+                        path: path.to_string(),
+                        span: symbol.selection_range,
+                        score,
+                        snippet: symbol.signature.clone(),
+                        symbol: Some(symbol.clone()),
+                    }
+                }
+                Some(content) => {
+                    let start_line = doc
+                        .get_first(f.start_line)
+                        .and_then(|v| v.as_u64())
+                        .unwrap_or(0) as u32;
+                    let key = if symbol.is_some() {
+                        ordinal
+                    } else {
+                        NO_SYMBOL - 1 - u64::from(start_line)
+                    };
+                    if !seen.insert((path.to_string(), key)) {
+                        continue;
+                    }
+                    let (span, snippet) = best_lines(content, start_line, &tokens);
+                    SearchHit {
+                        path: path.to_string(),
+                        span,
+                        score,
+                        snippet,
+                        symbol: symbol.cloned(),
+                    }
+                }
+            };
+            hits.push(hit);
+        }
+        Ok(hits)
+    }
+
+    /// Relative paths of files whose text contains `identifier` as a whole
+    /// token (case-insensitive), at most `limit`: candidates for references.
+    pub fn files_containing(
+        &self,
+        identifier: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, IndexError> {
+        let f = self.fields;
+        let query = BooleanQuery::new(vec![
+            (Occur::Must, term_query(f.doc_kind, KIND_CHUNK)),
+            (
+                Occur::Must,
+                term_query(f.content, &identifier.to_lowercase()),
+            ),
+        ]);
+        let searcher = self.reader.searcher();
+        let tantivy_error = |source| IndexError::Tantivy {
+            path: self.dir().to_path_buf(),
+            source,
+        };
+        let top = searcher
+            .search(
+                &query,
+                &TopDocs::with_limit(limit.saturating_mul(4).max(16)),
+            )
+            .map_err(tantivy_error)?;
+        let mut paths: Vec<String> = Vec::new();
+        for (_, address) in top {
+            let doc: TantivyDocument = searcher.doc(address).map_err(tantivy_error)?;
+            if let Some(path) = doc.get_first(f.path).and_then(|v| v.as_str()) {
+                if !paths.iter().any(|p| p == path) {
+                    paths.push(path.to_string());
+                }
+            }
+            if paths.len() >= limit {
+                break;
+            }
+        }
+        Ok(paths)
+    }
+}
+
+fn term_query(field: Field, text: &str) -> Box<dyn Query> {
+    Box::new(TermQuery::new(
+        Term::from_field_text(field, text),
+        IndexRecordOption::Basic,
+    ))
+}
+
+/// The line of a chunk that holds the most query tokens, and a snippet around it.
+fn best_lines(content: &str, start_line: u32, tokens: &[String]) -> (Span, String) {
+    let lines: Vec<&str> = content.lines().collect();
+    let mut best = (0usize, 0usize);
+    for (index, line) in lines.iter().enumerate() {
+        let lower = line.to_lowercase();
+        let score = tokens
+            .iter()
+            .filter(|token| lower.contains(String::as_str(token)))
+            .count();
+        if score > best.1 {
+            best = (index, score);
+        }
+    }
+    let line = lines.get(best.0).copied().unwrap_or("");
+    let indent = line.len() - line.trim_start().len();
+    let trimmed = line.trim_end();
+    let line_number = start_line + best.0 as u32;
+    let span = Span {
+        start: Pos {
+            line: line_number,
+            col: indent as u32,
+            col_utf16: line[..indent].encode_utf16().count() as u32,
+        },
+        end: Pos {
+            line: line_number,
+            col: trimmed.len() as u32,
+            col_utf16: trimmed.encode_utf16().count() as u32,
+        },
+    };
+    let from = best.0.saturating_sub(SNIPPET_CONTEXT);
+    let to = (best.0 + SNIPPET_CONTEXT + 1).min(lines.len());
+    let snippet = lines
+        .get(from..to)
+        .map(|l| l.join("\n"))
+        .unwrap_or_default();
+    (span, snippet)
+}

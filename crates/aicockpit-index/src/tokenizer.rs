@@ -1,0 +1,199 @@
+//! The code tokenizer: identifiers are kept whole and also split at
+//! `camelCase`, `snake_case`, `kebab-case` and letter/digit boundaries, all
+//! lower-cased, so `parseHttpRequest` is found by `http request` and by its
+//! exact name.
+
+use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
+
+/// The name the tokenizer is registered under in the tantivy index.
+pub const CODE_TOKENIZER: &str = "code";
+/// Words longer than this are not indexed whole (their parts still are).
+const MAX_TOKEN_BYTES: usize = 64;
+
+/// A tantivy tokenizer for source code.
+#[derive(Clone, Default)]
+pub struct CodeTokenizer;
+
+/// The tokens of a text, in order (whole identifiers followed by their parts).
+pub struct CodeTokenStream {
+    tokens: Vec<Token>,
+    next: usize,
+}
+
+impl Tokenizer for CodeTokenizer {
+    type TokenStream<'a> = CodeTokenStream;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> CodeTokenStream {
+        let mut tokens = Vec::new();
+        let mut position = 0;
+        for_each_token(text, |from, to, token| {
+            tokens.push(Token {
+                offset_from: from,
+                offset_to: to,
+                position,
+                text: token,
+                position_length: 1,
+            });
+            position += 1;
+        });
+        CodeTokenStream { tokens, next: 0 }
+    }
+}
+
+impl TokenStream for CodeTokenStream {
+    fn advance(&mut self) -> bool {
+        if self.next < self.tokens.len() {
+            self.next += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn token(&self) -> &Token {
+        &self.tokens[self.next - 1]
+    }
+
+    fn token_mut(&mut self) -> &mut Token {
+        &mut self.tokens[self.next - 1]
+    }
+}
+
+/// The distinct tokens of a query, in order of first appearance.
+pub fn tokenize(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for_each_token(text, |_, _, token| {
+        if !out.contains(&token) {
+            out.push(token);
+        }
+    });
+    out
+}
+
+fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_' || c == '$'
+}
+
+fn for_each_token(text: &str, mut emit: impl FnMut(usize, usize, String)) {
+    let mut start = None;
+    for (index, c) in text
+        .char_indices()
+        .chain(std::iter::once((text.len(), ' ')))
+    {
+        match (start, is_word_char(c)) {
+            (None, true) => start = Some(index),
+            (Some(from), false) => {
+                word_tokens(&text[from..index], from, &mut emit);
+                start = None;
+            }
+            _ => {}
+        }
+    }
+}
+
+fn word_tokens(word: &str, offset: usize, emit: &mut impl FnMut(usize, usize, String)) {
+    let parts = split_identifier(word);
+    let whole_is_a_part = parts.len() == 1 && parts[0] == (0, word.len());
+    if word.len() <= MAX_TOKEN_BYTES && !word.chars().all(|c| c == '_' || c == '$') {
+        emit(offset, offset + word.len(), word.to_lowercase());
+    }
+    if whole_is_a_part {
+        return;
+    }
+    for (start, end) in parts {
+        if end - start <= MAX_TOKEN_BYTES {
+            emit(
+                offset + start,
+                offset + end,
+                word[start..end].to_lowercase(),
+            );
+        }
+    }
+}
+
+/// Byte ranges of the parts of an identifier.
+fn split_identifier(word: &str) -> Vec<(usize, usize)> {
+    let mut parts = Vec::new();
+    let chars: Vec<(usize, char)> = word.char_indices().collect();
+    let mut part_start: Option<usize> = None;
+    for (i, &(index, c)) in chars.iter().enumerate() {
+        if c == '_' || c == '$' {
+            if let Some(start) = part_start.take() {
+                parts.push((start, index));
+            }
+            continue;
+        }
+        if let Some(start) = part_start {
+            let prev = chars[i - 1].1;
+            let next = chars.get(i + 1).map(|&(_, c)| c);
+            let boundary = (prev.is_lowercase() && c.is_uppercase())
+                || (prev.is_uppercase()
+                    && c.is_uppercase()
+                    && next.is_some_and(char::is_lowercase))
+                || (prev.is_alphabetic() && c.is_numeric())
+                || (prev.is_numeric() && c.is_alphabetic());
+            if boundary {
+                parts.push((start, index));
+                part_start = Some(index);
+            }
+        } else {
+            part_start = Some(index);
+        }
+    }
+    if let Some(start) = part_start {
+        parts.push((start, word.len()));
+    }
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_kept_whole_and_split() {
+        assert_eq!(
+            tokenize("parseHttpRequest"),
+            ["parsehttprequest", "parse", "http", "request"]
+        );
+        assert_eq!(
+            tokenize("HTTPServer2"),
+            ["httpserver2", "http", "server", "2"]
+        );
+        assert_eq!(
+            tokenize("max_file_bytes"),
+            ["max_file_bytes", "max", "file", "bytes"]
+        );
+        assert_eq!(tokenize("kebab-case x"), ["kebab", "case", "x"]);
+        assert_eq!(tokenize("utf8Decode"), ["utf8decode", "utf", "8", "decode"]);
+        assert_eq!(tokenize("__init__ ___"), ["__init__", "init"]);
+        assert_eq!(tokenize("Grüße größe"), ["grüße", "größe"]);
+        assert!(tokenize("").is_empty());
+    }
+
+    #[test]
+    fn very_long_words_keep_only_their_parts() {
+        let long = format!("{}_tail", "a".repeat(100));
+        assert_eq!(tokenize(&long), ["tail"]);
+    }
+
+    #[test]
+    fn the_stream_reports_offsets_of_each_token() {
+        let mut tokenizer = CodeTokenizer;
+        let mut stream = tokenizer.token_stream("a fooBar");
+        let mut seen = Vec::new();
+        while stream.advance() {
+            let token = stream.token();
+            seen.push((token.text.clone(), token.offset_from, token.offset_to));
+        }
+        assert_eq!(
+            seen,
+            [
+                ("a".into(), 0, 1),
+                ("foobar".into(), 2, 8),
+                ("foo".into(), 2, 5),
+                ("bar".into(), 5, 8)
+            ]
+        );
+    }
+}

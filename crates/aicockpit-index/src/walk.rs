@@ -1,0 +1,181 @@
+//! The file walk: which files of a project are indexed, and reading them.
+
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use aicockpit_syntax::LanguageId;
+
+/// A file the walk found: a known language, not ignored, within the size limit.
+#[derive(Clone, Debug)]
+pub struct WalkEntry {
+    /// Relative to the root, `/`-separated.
+    pub rel: String,
+    pub abs: PathBuf,
+    pub lang: LanguageId,
+    pub size: u64,
+    /// Modification time in nanoseconds since the epoch (0 when unknown).
+    pub mtime: i64,
+}
+
+/// Why a file was left out.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "reason")]
+pub enum SkipReason {
+    TooLarge { size: u64, limit: u64 },
+    Binary,
+    InvalidUtf8,
+    Unreadable { error: String },
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SkipReason::TooLarge { size, limit } => {
+                write!(f, "{size} bytes is over the {limit}-byte limit")
+            }
+            SkipReason::Binary => f.write_str("binary content"),
+            SkipReason::InvalidUtf8 => f.write_str("not valid UTF-8"),
+            SkipReason::Unreadable { error } => write!(f, "unreadable: {error}"),
+        }
+    }
+}
+
+/// Walk a root: honours `.gitignore`, `.ignore` and git's exclude files (even
+/// outside a git repository), skips `.git`, never follows symlinks, and keeps
+/// files of known languages. Files over the size limit are reported as skipped.
+pub fn walk(root: &Path, max_file_bytes: u64) -> (Vec<WalkEntry>, Vec<(String, SkipReason)>) {
+    let mut entries = Vec::new();
+    let mut skipped = Vec::new();
+    let walker = ignore::WalkBuilder::new(root)
+        .follow_links(false)
+        .hidden(false)
+        .require_git(false)
+        .parents(false)
+        .filter_entry(|entry| entry.file_name() != ".git")
+        .build();
+    for entry in walker {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(error) => {
+                tracing::debug!(%error, "walk error");
+                continue;
+            }
+        };
+        if !entry.file_type().is_some_and(|t| t.is_file()) {
+            continue;
+        }
+        let path = entry.path();
+        let Some(lang) = LanguageId::from_path(path) else {
+            continue;
+        };
+        let Some(rel) = relative(root, path) else {
+            continue;
+        };
+        let metadata = match entry.metadata() {
+            Ok(metadata) => metadata,
+            Err(error) => {
+                skipped.push((
+                    rel,
+                    SkipReason::Unreadable {
+                        error: error.to_string(),
+                    },
+                ));
+                continue;
+            }
+        };
+        if metadata.len() > max_file_bytes {
+            skipped.push((
+                rel,
+                SkipReason::TooLarge {
+                    size: metadata.len(),
+                    limit: max_file_bytes,
+                },
+            ));
+            continue;
+        }
+        entries.push(WalkEntry {
+            rel,
+            abs: path.to_path_buf(),
+            lang,
+            size: metadata.len(),
+            mtime: mtime(&metadata),
+        });
+    }
+    entries.sort_by(|a, b| a.rel.cmp(&b.rel));
+    (entries, skipped)
+}
+
+/// Whether the walk would index this path (used for single-file events):
+/// inside the root, a known language, and not ignored.
+pub fn is_indexable(root: &Path, path: &Path) -> bool {
+    let Some(rel) = relative(root, path) else {
+        return false;
+    };
+    if LanguageId::from_path(path).is_none() || rel.split('/').any(|part| part == ".git") {
+        return false;
+    }
+    let Some(parent) = path.parent() else {
+        return false;
+    };
+    // Walk the file's folder, one level deep, with the ignore files of every
+    // folder from the root down applied.
+    let mut builder = ignore::gitignore::GitignoreBuilder::new(root);
+    let mut dir = Some(parent);
+    let mut dirs = Vec::new();
+    while let Some(current) = dir {
+        dirs.push(current.to_path_buf());
+        if current == root {
+            break;
+        }
+        dir = current.parent();
+    }
+    for dir in dirs.iter().rev() {
+        for name in [".gitignore", ".ignore"] {
+            let file = dir.join(name);
+            if file.is_file() {
+                let _ = builder.add(file);
+            }
+        }
+    }
+    let git_exclude = root.join(".git/info/exclude");
+    if git_exclude.is_file() {
+        let _ = builder.add(git_exclude);
+    }
+    match builder.build() {
+        Ok(matcher) => !matcher.matched_path_or_any_parents(path, false).is_ignore(),
+        Err(_) => true,
+    }
+}
+
+/// Read a file for indexing, refusing binary, non-UTF-8 and oversized content.
+pub fn read_source(path: &Path, max_file_bytes: u64) -> Result<String, SkipReason> {
+    let bytes = std::fs::read(path).map_err(|error| SkipReason::Unreadable {
+        error: error.to_string(),
+    })?;
+    if bytes.len() as u64 > max_file_bytes {
+        return Err(SkipReason::TooLarge {
+            size: bytes.len() as u64,
+            limit: max_file_bytes,
+        });
+    }
+    if bytes[..bytes.len().min(8192)].contains(&0) {
+        return Err(SkipReason::Binary);
+    }
+    String::from_utf8(bytes).map_err(|_| SkipReason::InvalidUtf8)
+}
+
+/// `path` relative to `root`, `/`-separated; `None` when it is outside the root.
+pub fn relative(root: &Path, path: &Path) -> Option<String> {
+    let rel = path.strip_prefix(root).ok()?;
+    let parts: Option<Vec<&str>> = rel.components().map(|c| c.as_os_str().to_str()).collect();
+    let joined = parts?.join("/");
+    (!joined.is_empty() && !joined.split('/').any(|p| p == "..")).then_some(joined)
+}
+
+pub(crate) fn mtime(metadata: &std::fs::Metadata) -> i64 {
+    metadata
+        .modified()
+        .ok()
+        .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |duration| duration.as_nanos() as i64)
+}

@@ -1,0 +1,346 @@
+//! The project index against real files in a temp folder: the walk and its
+//! ignore rules, bad input, persistence without re-parsing, one-file updates.
+
+use std::fs;
+use std::path::Path;
+
+use aicockpit_index::{IndexOptions, ProjectIndex, SearchQuery, SkipReason};
+use aicockpit_syntax::SymbolKind;
+
+struct Fixture {
+    project: tempfile::TempDir,
+    cache: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let fixture = Fixture {
+            project: tempfile::tempdir().unwrap(),
+            cache: tempfile::tempdir().unwrap(),
+        };
+        fixture.write("src/http.rs", "/// Parses a request.\npub fn parse_http_request(line: &str) -> usize {\n    line.len()\n}\n");
+        fixture.write(
+            "app/models.py",
+            "class UserAccount:\n    \"\"\"An account.\"\"\"\n    def close(self):\n        pass\n",
+        );
+        fixture.write(
+            "web/main.ts",
+            "export function renderPage(): string {\n  return 'x';\n}\n",
+        );
+        fixture.write(".gitignore", "ignored/\n*.gen.go\n");
+        fixture.write("ignored/secret.rs", "fn ignored_function() {}\n");
+        fixture.write(
+            "pkg/types.gen.go",
+            "package pkg\nfunc GeneratedThing() {}\n",
+        );
+        fixture.write(".git/hooks/hook.py", "def git_internal(): pass\n");
+        fixture.write("README.md", "not code\n");
+        fixture
+    }
+
+    fn root(&self) -> &Path {
+        self.project.path()
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let path = self.root().join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+    }
+
+    fn options(&self) -> IndexOptions {
+        let mut options = IndexOptions::new(self.root(), self.cache.path());
+        options.threads = 2;
+        options
+    }
+
+    fn open(&self) -> ProjectIndex {
+        ProjectIndex::open(self.options()).unwrap().0
+    }
+}
+
+fn names(index: &ProjectIndex, query: &str) -> Vec<String> {
+    index
+        .search(&SearchQuery::new(query))
+        .unwrap()
+        .into_iter()
+        .filter_map(|hit| hit.symbol.map(|s| s.name))
+        .collect()
+}
+
+#[test]
+fn walk_honours_ignore_rules_and_indexes_known_languages() {
+    let fixture = Fixture::new();
+    let index = fixture.open();
+    let stats = index.refresh(&|_| {}).unwrap();
+    assert_eq!(stats.files, 3, "{stats:?}");
+    assert_eq!(stats.parsed, 3);
+    assert!(index.file("src/http.rs").is_some());
+    assert!(index.file("ignored/secret.rs").is_none());
+    assert!(index.file("pkg/types.gen.go").is_none());
+    assert!(index.file(".git/hooks/hook.py").is_none());
+    assert!(index.workspace_symbols("ignored_function", 10).is_empty());
+}
+
+#[test]
+fn search_finds_identifiers_by_their_parts_and_whole_names() {
+    let fixture = Fixture::new();
+    let index = fixture.open();
+    index.refresh(&|_| {}).unwrap();
+    assert_eq!(names(&index, "http request")[0], "parse_http_request");
+    assert_eq!(names(&index, "parse_http_request")[0], "parse_http_request");
+    assert_eq!(names(&index, "user account")[0], "UserAccount");
+    let hits = index.search(&SearchQuery::new("renderPage")).unwrap();
+    assert_eq!(hits[0].path, "web/main.ts");
+    assert_eq!(hits[0].span.start.line, 0);
+    // Path and kind filters.
+    let mut query = SearchQuery::new("request account page");
+    query.paths = vec!["app".into()];
+    let hits = index.search(&query).unwrap();
+    assert!(
+        !hits.is_empty() && hits.iter().all(|hit| hit.path.starts_with("app/")),
+        "{hits:?}"
+    );
+    query.paths.clear();
+    query.kinds = vec![SymbolKind::Class];
+    let hits = index.search(&query).unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].symbol.as_ref().unwrap().name, "UserAccount");
+    assert!(index.search(&SearchQuery::new("  ++ ")).unwrap().is_empty());
+}
+
+#[test]
+fn workspace_symbols_rank_exact_then_prefix_then_subsequence() {
+    let fixture = Fixture::new();
+    fixture.write(
+        "src/more.rs",
+        "fn parse() {}\nfn parser_state() {}\nfn p_a_r_s_e() {}\n",
+    );
+    let index = fixture.open();
+    index.refresh(&|_| {}).unwrap();
+    let found: Vec<String> = index
+        .workspace_symbols("parse", 10)
+        .into_iter()
+        .map(|hit| hit.symbol.name)
+        .collect();
+    assert_eq!(
+        found,
+        ["parse", "parser_state", "parse_http_request", "p_a_r_s_e"]
+    );
+    assert_eq!(index.workspace_symbols("p", 2).len(), 2, "the cap applies");
+    assert_eq!(
+        index.definitions("close", 10)[0]
+            .symbol
+            .container
+            .as_deref(),
+        Some("UserAccount")
+    );
+}
+
+#[test]
+fn reopening_reparses_only_changed_files() {
+    let fixture = Fixture::new();
+    {
+        let index = fixture.open();
+        assert_eq!(index.refresh(&|_| {}).unwrap().parsed, 3);
+    }
+    let index = fixture.open();
+    assert_eq!(index.stats().files, 3, "records load from disk");
+    let stats = index.refresh(&|_| {}).unwrap();
+    assert_eq!((stats.parsed, stats.unchanged), (0, 3));
+    assert_eq!(names(&index, "http request")[0], "parse_http_request");
+
+    // Same content, new timestamp: read and hashed, not parsed.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    fixture.write(
+        "web/main.ts",
+        "export function renderPage(): string {\n  return 'x';\n}\n",
+    );
+    let stats = index.refresh(&|_| {}).unwrap();
+    assert_eq!((stats.parsed, stats.unchanged), (0, 3));
+
+    fixture.write("app/models.py", "def brand_new_function():\n    pass\n");
+    let stats = index.refresh(&|_| {}).unwrap();
+    assert_eq!((stats.parsed, stats.unchanged), (1, 2));
+    assert_eq!(names(&index, "brand new")[0], "brand_new_function");
+    assert!(names(&index, "UserAccount").is_empty());
+
+    fs::remove_file(fixture.root().join("app/models.py")).unwrap();
+    let stats = index.refresh(&|_| {}).unwrap();
+    assert_eq!((stats.removed, stats.files), (1, 2));
+    let left = index
+        .search(&SearchQuery::new("brand_new_function"))
+        .unwrap();
+    assert!(
+        left.iter().all(|hit| hit.path != "app/models.py"),
+        "{left:#?}"
+    );
+}
+
+#[test]
+fn one_file_updates_create_edit_rename_delete() {
+    let fixture = Fixture::new();
+    let index = fixture.open();
+    index.refresh(&|_| {}).unwrap();
+
+    // Edit from an editor (unsaved text).
+    index
+        .update_file(
+            "src/http.rs",
+            aicockpit_syntax::LanguageId::Rust,
+            "fn edited_in_editor() {}\n",
+        )
+        .unwrap();
+    index.commit().unwrap();
+    assert_eq!(names(&index, "edited in editor"), ["edited_in_editor"]);
+    assert!(names(&index, "parse_http_request").is_empty());
+
+    // Create on disk.
+    fixture.write("src/created.rs", "fn created_on_disk() {}\n");
+    assert!(index
+        .reindex_path(&fixture.root().join("src/created.rs"))
+        .unwrap());
+    index.commit().unwrap();
+    assert_eq!(names(&index, "created_on_disk"), ["created_on_disk"]);
+
+    // Rename: the old path is gone, the new one is indexed.
+    fs::rename(
+        fixture.root().join("src/created.rs"),
+        fixture.root().join("src/renamed.rs"),
+    )
+    .unwrap();
+    index
+        .reindex_path(&fixture.root().join("src/created.rs"))
+        .unwrap();
+    index
+        .reindex_path(&fixture.root().join("src/renamed.rs"))
+        .unwrap();
+    index.commit().unwrap();
+    let hits = index.search(&SearchQuery::new("created_on_disk")).unwrap();
+    assert_eq!(
+        hits.iter().map(|h| h.path.as_str()).collect::<Vec<_>>(),
+        ["src/renamed.rs"]
+    );
+
+    // Delete (also: a file deleted between the event and the read).
+    fs::remove_file(fixture.root().join("src/renamed.rs")).unwrap();
+    assert!(index
+        .reindex_path(&fixture.root().join("src/renamed.rs"))
+        .unwrap());
+    index.commit().unwrap();
+    assert!(names(&index, "created_on_disk").is_empty());
+
+    // Ignored and outside paths are not indexed.
+    fixture.write("ignored/new.rs", "fn not_me() {}\n");
+    assert!(!index
+        .reindex_path(&fixture.root().join("ignored/new.rs"))
+        .unwrap());
+    assert!(!index.reindex_path(Path::new("/etc/passwd")).unwrap());
+}
+
+#[test]
+fn bad_files_are_skipped_with_a_reason_and_nothing_else_is_lost() {
+    let fixture = Fixture::new();
+    fixture.write("bad/latin1.py", "");
+    fs::write(
+        fixture.root().join("bad/latin1.py"),
+        b"def caf\xe9(): pass\n",
+    )
+    .unwrap();
+    fs::write(fixture.root().join("bad/blob.c"), b"int x;\0\0\0\x01\x02").unwrap();
+    fixture.write("bad/empty.go", "");
+    // 50 MB, well over the 1 MiB default limit.
+    let big = fs::File::create(fixture.root().join("bad/huge.js")).unwrap();
+    big.set_len(50 * 1024 * 1024).unwrap();
+    let deep = format!(
+        "x = {}1{}\ndef after_deep_nesting(): pass\n",
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    fixture.write("bad/deep.py", &deep);
+
+    let index = fixture.open();
+    let stats = index.refresh(&|_| {}).unwrap();
+    let reason = |rel: &str| {
+        stats
+            .skipped
+            .iter()
+            .find(|(path, _)| path == rel)
+            .map(|(_, r)| r.clone())
+    };
+    assert_eq!(reason("bad/latin1.py"), Some(SkipReason::InvalidUtf8));
+    assert_eq!(reason("bad/blob.c"), Some(SkipReason::Binary));
+    assert!(matches!(
+        reason("bad/huge.js"),
+        Some(SkipReason::TooLarge { .. })
+    ));
+    assert!(index
+        .file("bad/empty.go")
+        .is_some_and(|r| r.symbols.is_empty()));
+    assert_eq!(names(&index, "after_deep_nesting"), ["after_deep_nesting"]);
+    assert_eq!(names(&index, "http request")[0], "parse_http_request");
+}
+
+#[cfg(unix)]
+#[test]
+fn symlinks_are_not_followed_out_of_the_root() {
+    let fixture = Fixture::new();
+    let outside = tempfile::tempdir().unwrap();
+    fs::write(
+        outside.path().join("outside.rs"),
+        "fn outside_function() {}\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(outside.path(), fixture.root().join("linked_dir")).unwrap();
+    std::os::unix::fs::symlink(
+        outside.path().join("outside.rs"),
+        fixture.root().join("linked.rs"),
+    )
+    .unwrap();
+    let index = fixture.open();
+    index.refresh(&|_| {}).unwrap();
+    assert!(index.workspace_symbols("outside_function", 5).is_empty());
+    assert!(!index
+        .reindex_path(&fixture.root().join("linked.rs"))
+        .unwrap());
+    assert!(!index
+        .reindex_path(&fixture.root().join("linked_dir/outside.rs"))
+        .unwrap());
+    assert!(index.file("linked.rs").is_none() && index.file("linked_dir/outside.rs").is_none());
+}
+
+#[test]
+fn a_corrupted_index_is_rebuilt_with_a_reason() {
+    let fixture = Fixture::new();
+    let dir = {
+        let index = fixture.open();
+        index.refresh(&|_| {}).unwrap();
+        index.dir().to_path_buf()
+    };
+    fs::write(dir.join("meta.json"), b"{ not json").unwrap();
+    let (index, report) = ProjectIndex::open(fixture.options()).unwrap();
+    assert!(report.rebuilt.is_some(), "{report:?}");
+    assert_eq!(index.stats().files, 0);
+    assert_eq!(index.refresh(&|_| {}).unwrap().parsed, 3);
+}
+
+#[test]
+fn a_second_writer_falls_back_to_read_only() {
+    let fixture = Fixture::new();
+    let first = fixture.open();
+    first.refresh(&|_| {}).unwrap();
+    let (second, report) = ProjectIndex::open(fixture.options()).unwrap();
+    assert!(report.read_only_because_locked);
+    assert!(second.is_read_only());
+    assert_eq!(names(&second, "http request")[0], "parse_http_request");
+    assert!(second.refresh(&|_| {}).is_err());
+}
+
+#[test]
+fn a_missing_root_is_a_clear_error() {
+    let cache = tempfile::tempdir().unwrap();
+    let error = ProjectIndex::open(IndexOptions::new("/no/such/project", cache.path()))
+        .err()
+        .unwrap();
+    assert!(error.to_string().contains("/no/such/project"), "{error}");
+}
