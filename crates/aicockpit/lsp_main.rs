@@ -1,1 +1,55 @@
-fn main() {}
+//! `aicockpit-lsp`: the AiCockpit language server on stdio (the same as `aicockpit lsp`).
+
+#[path = "logging.rs"]
+mod logging;
+#[path = "lsp_command.rs"]
+mod lsp_command;
+
+use std::process::ExitCode;
+
+const HELP: &str = "\
+aicockpit-lsp: the AiCockpit language server, speaking LSP on stdin/stdout.
+
+Start it from your editor. It indexes the workspace root the editor sends
+(symbols, definitions, references, hover, search) and reports progress with
+$/progress. Logs go to stderr; set RUST_LOG=debug for more.
+
+Usage: aicockpit-lsp [--root DIR]
+
+Options:
+  --root DIR     serve DIR whatever root the editor sends
+  -h, --help     print this help
+  -V, --version  print the version
+
+Environment: AICOCKPIT_CONFIG, AICOCKPIT_CACHE_DIR, AICOCKPIT_<SECTION>_<KEY>, RUST_LOG";
+
+fn main() -> ExitCode {
+    logging::init("warn");
+    let mut args = std::env::args().skip(1);
+    let mut root = None;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-h" | "--help" => {
+                println!("{HELP}");
+                return ExitCode::SUCCESS;
+            }
+            "-V" | "--version" => {
+                println!("aicockpit-lsp {}", env!("CARGO_PKG_VERSION"));
+                return ExitCode::SUCCESS;
+            }
+            "--stdio" => {}
+            "--root" => match args.next() {
+                Some(dir) => root = Some(dir.into()),
+                None => {
+                    eprintln!("error: --root needs a folder");
+                    return ExitCode::from(2);
+                }
+            },
+            other => {
+                eprintln!("error: unexpected argument {other:?}\n\n{HELP}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    lsp_command::run(root)
+}

@@ -1,1 +1,365 @@
-fn main() {}
+//! `aicockpit`: the command line. Wiring only: every verb calls the library
+//! crates, prints text or `--json`, and maps errors to one line on stderr and
+//! a non-zero exit code.
+
+#[path = "logging.rs"]
+mod logging;
+#[path = "lsp_command.rs"]
+mod lsp_command;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use aicockpit_config::{Config, Paths};
+use aicockpit_index::{index_dir, IndexOptions, ProjectIndex, RefreshStats, SearchQuery};
+use aicockpit_syntax::SymbolKind;
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+/// AiCockpit: a self-hosted, language-server-centred AI coding cockpit.
+///
+/// Index a project with tree-sitter and tantivy, search it, and serve it to
+/// any LSP editor. Config: $XDG_CONFIG_HOME/aicockpit/config.toml (or
+/// $AICOCKPIT_CONFIG); indexes live under $XDG_CACHE_HOME/aicockpit (or
+/// $AICOCKPIT_CACHE_DIR); any scalar setting can be overridden with
+/// AICOCKPIT_<SECTION>_<KEY>, e.g. AICOCKPIT_INDEX_MAX_FILE_BYTES=2000000.
+/// Logs go to stderr, filtered by RUST_LOG.
+#[derive(Parser)]
+#[command(name = "aicockpit", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Index a project (incremental: only changed files are parsed again).
+    Index {
+        /// The project folder.
+        path: PathBuf,
+        /// Print the figures as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Full-text and symbol search in the project containing --path (default: the current folder).
+    ///
+    /// Identifiers are matched by their parts too: "http request" finds
+    /// parseHttpRequest. The index is brought up to date first.
+    Search {
+        query: String,
+        /// A file or folder to search within; its project is the nearest indexed or git folder above it.
+        #[arg(long, short)]
+        path: Option<PathBuf>,
+        /// Maximum number of hits.
+        #[arg(long, short = 'n')]
+        limit: Option<usize>,
+        /// Only symbols of this kind (function, method, class, struct, …); repeatable.
+        #[arg(long = "kind", short)]
+        kinds: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Find symbols by fuzzy name: exact names first, then prefixes, then subsequences.
+    Symbols {
+        query: String,
+        #[arg(long, short)]
+        path: Option<PathBuf>,
+        #[arg(long, short = 'n')]
+        limit: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the language server on stdin/stdout (the same as `aicockpit-lsp`).
+    Lsp {
+        /// Serve this folder whatever root the editor sends.
+        #[arg(long)]
+        root: Option<PathBuf>,
+        /// Accepted for editors that pass it; stdio is the only transport.
+        #[arg(long, hide = true)]
+        stdio: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Lsp { root, .. } = cli.command {
+        logging::init("warn");
+        return lsp_command::run(root);
+    }
+    logging::init("warn");
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<()> {
+    let paths = Paths::from_env();
+    let config = Config::load(&paths)?;
+    match command {
+        Command::Index { path, json } => index(&paths, &config, &path, json),
+        Command::Search {
+            query,
+            path,
+            limit,
+            kinds,
+            json,
+        } => search(&paths, &config, &query, path, limit, &kinds, json),
+        Command::Symbols {
+            query,
+            path,
+            limit,
+            json,
+        } => symbols(&paths, &config, &query, path, limit, json),
+        Command::Lsp { .. } => unreachable!("handled in main"),
+    }
+}
+
+fn index(paths: &Paths, config: &Config, path: &Path, json: bool) -> Result<()> {
+    if !path.exists() {
+        bail!("{}: no such file or folder", path.display());
+    }
+    let index = open_index(paths, config, path)?;
+    let stats = refresh(&index, !json)?;
+    if json {
+        let out = serde_json::json!({
+            "root": index.root(),
+            "index_dir": index.dir(),
+            "files": stats.files,
+            "parsed": stats.parsed,
+            "unchanged": stats.unchanged,
+            "removed": stats.removed,
+            "skipped": stats.skipped.len(),
+            "skipped_files": stats.skipped.iter().map(|(path, reason)| serde_json::json!({"path": path, "reason": reason.to_string()})).collect::<Vec<_>>(),
+            "symbols": stats.symbols,
+            "chunks": stats.chunks,
+            "bytes_parsed": stats.bytes_parsed,
+            "elapsed_ms": stats.elapsed.as_secs_f64() * 1000.0,
+        });
+        println!("{out}");
+    } else {
+        println!(
+            "Indexed {} files ({} parsed, {} unchanged, {} removed, {} skipped): {} symbols, {} chunks in {:.2} s",
+            stats.files,
+            stats.parsed,
+            stats.unchanged,
+            stats.removed,
+            stats.skipped.len(),
+            stats.symbols,
+            stats.chunks,
+            stats.elapsed.as_secs_f64()
+        );
+        println!("Index: {}", index.dir().display());
+    }
+    Ok(())
+}
+
+fn search(
+    paths: &Paths,
+    config: &Config,
+    query: &str,
+    scope: Option<PathBuf>,
+    limit: Option<usize>,
+    kinds: &[String],
+    json: bool,
+) -> Result<()> {
+    let (index, rel) = open_scope(paths, config, scope)?;
+    let mut search = SearchQuery::new(query);
+    search.limit = limit.unwrap_or(config.search.max_results);
+    search.paths = rel.into_iter().collect();
+    for kind in kinds {
+        match SymbolKind::from_name(kind) {
+            Some(kind) => search.kinds.push(kind),
+            None => {
+                let known: Vec<&str> = SymbolKind::ALL.iter().map(|k| k.name()).collect();
+                bail!("unknown kind {kind:?}; known kinds: {}", known.join(", "));
+            }
+        }
+    }
+    let hits = index.search(&search)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "root": index.root(), "hits": hits })
+        );
+        return Ok(());
+    }
+    if hits.is_empty() {
+        eprintln!("no matches for {query:?} in {}", index.root().display());
+    }
+    for hit in hits {
+        let what = hit
+            .symbol
+            .as_ref()
+            .map(|s| format!("  {} {}", s.kind, s.name))
+            .unwrap_or_default();
+        println!(
+            "{}:{}:{}{what}  ({:.2})",
+            hit.path,
+            hit.span.start.line + 1,
+            hit.span.start.col + 1,
+            hit.score
+        );
+        for line in hit.snippet.lines() {
+            println!("    {line}");
+        }
+    }
+    Ok(())
+}
+
+fn symbols(
+    paths: &Paths,
+    config: &Config,
+    query: &str,
+    scope: Option<PathBuf>,
+    limit: Option<usize>,
+    json: bool,
+) -> Result<()> {
+    let (index, rel) = open_scope(paths, config, scope)?;
+    let limit = limit.unwrap_or(config.search.max_workspace_symbols);
+    // Over-fetch when scoped, then keep the hits inside the scope.
+    let fetch = if rel.is_some() {
+        limit.saturating_mul(8)
+    } else {
+        limit
+    };
+    let hits: Vec<_> = index
+        .workspace_symbols(query, fetch)
+        .into_iter()
+        .filter(|hit| {
+            rel.as_ref().is_none_or(|scope| {
+                hit.path == *scope || hit.path.starts_with(&format!("{scope}/"))
+            })
+        })
+        .take(limit)
+        .collect();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "root": index.root(), "symbols": hits })
+        );
+        return Ok(());
+    }
+    if hits.is_empty() {
+        eprintln!("no symbols match {query:?} in {}", index.root().display());
+    }
+    for hit in hits {
+        let s = &hit.symbol;
+        let container = s
+            .container
+            .as_deref()
+            .map(|c| format!(" in {c}"))
+            .unwrap_or_default();
+        println!(
+            "{:<11} {}{container}  {}:{}:{}",
+            s.kind.name(),
+            s.name,
+            hit.path,
+            s.selection_range.start.line + 1,
+            s.selection_range.start.col + 1
+        );
+    }
+    Ok(())
+}
+
+/// Open the index of the project containing `scope` (default: the current
+/// folder), bring it up to date, and return the scope relative to the root.
+fn open_scope(
+    paths: &Paths,
+    config: &Config,
+    scope: Option<PathBuf>,
+) -> Result<(ProjectIndex, Option<String>)> {
+    let scope = match scope {
+        Some(scope) => scope,
+        None => std::env::current_dir().context("cannot read the current folder")?,
+    };
+    let scope = scope
+        .canonicalize()
+        .with_context(|| format!("{}: no such file or folder", scope.display()))?;
+    let root = project_root(&paths.cache_dir, &scope);
+    let index = open_index(paths, config, &root)?;
+    if !index.is_read_only() {
+        refresh(&index, true)?;
+    }
+    let rel = aicockpit_index::relative(index.root(), &scope);
+    Ok((index, rel))
+}
+
+/// The nearest folder at or above `scope` that has an index, else that holds `.git`, else `scope`'s folder.
+fn project_root(cache_dir: &Path, scope: &Path) -> PathBuf {
+    let start = if scope.is_dir() {
+        scope
+    } else {
+        scope.parent().unwrap_or(scope)
+    };
+    let ancestors: Vec<&Path> = start.ancestors().collect();
+    ancestors
+        .iter()
+        .find(|dir| index_dir(cache_dir, dir).join("meta.json").exists())
+        .or_else(|| ancestors.iter().find(|dir| dir.join(".git").exists()))
+        .map_or_else(|| start.to_path_buf(), |dir| dir.to_path_buf())
+}
+
+fn open_index(paths: &Paths, config: &Config, root: &Path) -> Result<ProjectIndex> {
+    let options = IndexOptions {
+        root: root.to_path_buf(),
+        cache_dir: paths.cache_dir.clone(),
+        max_file_bytes: config.index.max_file_bytes,
+        threads: config.index.threads,
+        read_only: false,
+    };
+    let (index, report) = ProjectIndex::open(options)
+        .with_context(|| format!("cannot open the index of {}", root.display()))?;
+    if let Some(reason) = report.rebuilt {
+        eprintln!(
+            "warning: the index of {} was unusable ({reason}); rebuilding it",
+            index.root().display()
+        );
+    }
+    if report.read_only_because_locked {
+        eprintln!(
+            "warning: another AiCockpit process is updating this index; results may be out of date"
+        );
+    }
+    Ok(index)
+}
+
+/// Refresh with a progress bar on stderr when it is a terminal.
+fn refresh(index: &ProjectIndex, show_progress: bool) -> Result<RefreshStats> {
+    let bar = if show_progress && std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} indexing [{bar:40}] {pos}/{len} files ({eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+        Some(bar)
+    } else {
+        None
+    };
+    let stats = index.refresh(&|progress| {
+        if let Some(bar) = &bar {
+            bar.set_length(progress.total as u64);
+            bar.set_position(progress.done as u64);
+        }
+    });
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    for (path, reason) in stats
+        .as_ref()
+        .map(|s| s.skipped.as_slice())
+        .unwrap_or_default()
+    {
+        tracing::info!("skipped {path}: {reason}");
+    }
+    Ok(stats?)
+}

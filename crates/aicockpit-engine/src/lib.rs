@@ -1,1 +1,295 @@
-//! placeholder
+//! The engine: protocol-free IDE logic over the project index and the open
+//! documents (like rust-analyzer's `ide` crate). The language server, the
+//! CLI and later the web server all call it.
+//!
+//! Architecture invariants: no LSP or JSON types here, only plain structs;
+//! positions are byte offsets or [`TextPosition`]s in a [`ColumnUnit`];
+//! methods block (parsing, index commits) and are called from blocking
+//! threads; text in an open document always wins over the file on disk.
+
+mod documents;
+mod navigation;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use aicockpit_config::Config;
+use aicockpit_index::{IndexError, ProjectIndex, RefreshStats, SearchHit, SearchQuery};
+use aicockpit_syntax::{analyze, LanguageId, Span, Symbol};
+
+pub use documents::{occurrences, ColumnUnit, Document, DocumentError, TextChange, TextPosition};
+pub use navigation::Hover;
+
+/// A place in a file.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Location {
+    pub path: PathBuf,
+    pub span: Span,
+}
+
+/// What went wrong in an engine call.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error(transparent)]
+    Document(#[from] DocumentError),
+    #[error("no project is open (the client sent no root folder)")]
+    NoProject,
+}
+
+/// The IDE state of one project: config, index and open documents.
+pub struct Engine {
+    config: RwLock<Config>,
+    index: Option<Arc<ProjectIndex>>,
+    documents: Mutex<documents::DocumentStore>,
+}
+
+impl Engine {
+    /// An engine over an opened index (or none, for single files without a project).
+    pub fn new(config: Config, index: Option<Arc<ProjectIndex>>) -> Engine {
+        Engine {
+            config: RwLock::new(config),
+            index,
+            documents: Mutex::new(Default::default()),
+        }
+    }
+
+    pub fn index(&self) -> Option<&Arc<ProjectIndex>> {
+        self.index.as_ref()
+    }
+
+    pub fn config(&self) -> Config {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn set_config(&self, config: Config) {
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
+    }
+
+    fn documents(&self) -> MutexGuard<'_, documents::DocumentStore> {
+        self.documents.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    // ---- documents -------------------------------------------------------
+
+    /// An editor opened a document. `lang` falls back to the file extension.
+    pub fn open_document(&self, path: &Path, version: i32, lang: Option<LanguageId>, text: String) {
+        let lang = lang.or_else(|| LanguageId::from_path(path));
+        self.documents()
+            .open(path.to_path_buf(), version, lang, text);
+    }
+
+    /// Apply an editor's changes, in order. No I/O and no waiting: callers
+    /// apply changes in the order they arrive.
+    pub fn change_document(
+        &self,
+        path: &Path,
+        version: i32,
+        unit: ColumnUnit,
+        changes: &[TextChange],
+    ) -> Result<(), EngineError> {
+        Ok(self.documents().change(path, version, unit, changes)?)
+    }
+
+    /// An editor saved a document (with its text when the client sends it).
+    pub fn save_document(&self, path: &Path, text: Option<String>) {
+        if let Some(text) = text {
+            if let Some(doc) = self.documents().get_mut(path) {
+                if doc.text != text {
+                    doc.text = text;
+                    doc.dirty = true;
+                    doc.symbols = None;
+                }
+            }
+        }
+    }
+
+    /// An editor closed a document: the index goes back to the file on disk.
+    pub fn close_document(&self, path: &Path) -> Result<(), EngineError> {
+        let closed = self.documents().close(path);
+        if let (Some(_), Some(index)) = (closed, &self.index) {
+            if !index.is_read_only() && index.reindex_path(path)? {
+                index.commit()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The current text of a file: the open document's, else the disk's.
+    pub fn text(&self, path: &Path) -> Option<String> {
+        if let Some(doc) = self.documents().get(path) {
+            return Some(doc.text.clone());
+        }
+        let max = self
+            .index
+            .as_ref()
+            .map_or(u64::MAX, |index| index.max_file_bytes());
+        aicockpit_index::read_source(path, max).ok()
+    }
+
+    /// The version of an open document.
+    pub fn document_version(&self, path: &Path) -> Option<i32> {
+        self.documents().get(path).map(|doc| doc.version)
+    }
+
+    pub fn open_document_count(&self) -> usize {
+        self.documents().len()
+    }
+
+    /// The byte offset of a position in the current text of a file.
+    pub fn offset(
+        &self,
+        path: &Path,
+        position: TextPosition,
+        unit: ColumnUnit,
+    ) -> Option<(String, usize)> {
+        let text = self.text(path)?;
+        let lines = aicockpit_syntax::LineIndex::new(&text);
+        let offset = documents::offset(&lines, &text, position, unit);
+        Some((text, offset))
+    }
+
+    /// Symbols of a file's current text, in source order with parent links.
+    pub fn document_symbols(&self, path: &Path) -> Vec<Symbol> {
+        self.symbols_arc(path)
+            .map(|symbols| symbols.as_ref().clone())
+            .unwrap_or_default()
+    }
+
+    fn symbols_arc(&self, path: &Path) -> Option<Arc<Vec<Symbol>>> {
+        let (text, lang) = {
+            let docs = self.documents();
+            match docs.get(path) {
+                Some(doc) => {
+                    if let Some(symbols) = &doc.symbols {
+                        return Some(symbols.clone());
+                    }
+                    (doc.text.clone(), doc.lang?)
+                }
+                None => {
+                    drop(docs);
+                    let lang = LanguageId::from_path(path)?;
+                    if let Some(record) = self
+                        .rel(path)
+                        .and_then(|rel| self.index.as_ref()?.file(&rel))
+                    {
+                        return Some(Arc::new(record.symbols.clone()));
+                    }
+                    (self.text(path)?, lang)
+                }
+            }
+        };
+        let symbols = Arc::new(analyze(lang, &text).symbols);
+        if let Some(doc) = self.documents().get_mut(path) {
+            if doc.text == text {
+                doc.symbols = Some(symbols.clone());
+            }
+        }
+        Some(symbols)
+    }
+
+    // ---- index -------------------------------------------------------------
+
+    /// Walk the project and index what changed on disk (open documents keep
+    /// their editor text).
+    pub fn refresh(
+        &self,
+        progress: &(dyn Fn(aicockpit_index::Progress) + Sync),
+    ) -> Result<RefreshStats, EngineError> {
+        let index = self.index.as_ref().ok_or(EngineError::NoProject)?;
+        let stats = index.refresh(progress)?;
+        // The walk indexed disk content; editor text wins again.
+        for (_, doc) in self.documents().iter_mut() {
+            doc.dirty = true;
+        }
+        self.flush()?;
+        Ok(stats)
+    }
+
+    /// Index the text of documents changed since the last flush and commit.
+    /// Returns whether anything was committed.
+    pub fn flush(&self) -> Result<bool, EngineError> {
+        let Some(index) = self.index.as_ref().filter(|index| !index.is_read_only()) else {
+            return Ok(false);
+        };
+        let dirty: Vec<(PathBuf, LanguageId, String)> = self
+            .documents()
+            .iter_mut()
+            .filter(|(_, doc)| doc.dirty)
+            .filter_map(|(path, doc)| {
+                doc.dirty = false;
+                Some((path.clone(), doc.lang?, doc.text.clone()))
+            })
+            .collect();
+        let mut changed = false;
+        for (path, lang, text) in dirty {
+            if let Some(rel) = self.rel(&path) {
+                changed |= index.update_file(&rel, lang, &text)?;
+            }
+        }
+        if changed {
+            index.commit()?;
+        }
+        Ok(changed)
+    }
+
+    /// Files changed on disk (watcher events). Open documents are skipped:
+    /// their editor text wins. Returns how many paths changed the index.
+    pub fn files_changed(&self, paths: &[PathBuf]) -> Result<usize, EngineError> {
+        let Some(index) = self.index.as_ref().filter(|index| !index.is_read_only()) else {
+            return Ok(0);
+        };
+        let mut changed = 0;
+        for path in paths {
+            if self.documents().get(path).is_some() {
+                continue;
+            }
+            if index.reindex_path(path)? {
+                changed += 1;
+            }
+        }
+        if changed > 0 {
+            index.commit()?;
+        }
+        Ok(changed)
+    }
+
+    /// Search the project; documents edited since the last flush are indexed first.
+    pub fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, EngineError> {
+        let index = self.index.as_ref().ok_or(EngineError::NoProject)?;
+        self.flush()?;
+        Ok(index.search(query)?)
+    }
+
+    /// Fuzzy symbol search over the project, with absolute paths.
+    pub fn workspace_symbols(&self, query: &str, limit: usize) -> Vec<(PathBuf, Symbol)> {
+        let Some(index) = &self.index else {
+            return Vec::new();
+        };
+        index
+            .workspace_symbols(query, limit)
+            .into_iter()
+            .map(|hit| (index.absolute(&hit.path), hit.symbol))
+            .collect()
+    }
+
+    /// A path relative to the project root, when it is inside it.
+    pub fn rel(&self, path: &Path) -> Option<String> {
+        let root = self.index.as_ref()?.root();
+        if let Some(rel) = aicockpit_index::relative(root, path) {
+            return Some(rel);
+        }
+        // The client may name the root through a symlink.
+        let parent = path.parent()?.canonicalize().ok()?;
+        aicockpit_index::relative(root, &parent.join(path.file_name()?))
+    }
+
+    /// The project root, if a project is open.
+    pub fn root(&self) -> Option<&Path> {
+        self.index.as_ref().map(|index| index.root())
+    }
+}

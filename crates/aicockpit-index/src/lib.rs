@@ -31,7 +31,8 @@ use std::path::PathBuf;
 
 pub use fuzzy::SymbolHit;
 pub use project::{
-    FileRecord, IndexOptions, IndexStats, OpenReport, Progress, ProjectIndex, RefreshStats,
+    index_dir, FileRecord, IndexOptions, IndexStats, OpenReport, Progress, ProjectIndex,
+    RefreshStats,
 };
 pub use search::{SearchHit, SearchQuery};
 pub use tokenizer::{tokenize, CodeTokenizer, CODE_TOKENIZER};

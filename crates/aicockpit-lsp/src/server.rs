@@ -1,0 +1,770 @@
+//! The `LanguageServer` implementation: LSP lifecycle, text sync, navigation,
+//! progress and AiCockpit's custom requests.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use aicockpit_config::{Config, Paths};
+use aicockpit_engine::{ColumnUnit, Engine, EngineError};
+use aicockpit_index::{IndexOptions, ProjectIndex, SearchQuery};
+use aicockpit_syntax::{LanguageId, SymbolKind};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tower_lsp::jsonrpc::{self, Result};
+use tower_lsp::lsp_types::notification::Progress;
+use tower_lsp::lsp_types::request::WorkDoneProgressCreate;
+use tower_lsp::lsp_types::*;
+use tower_lsp::{Client, LanguageServer, LspService, Server};
+
+use crate::ext;
+use crate::{from_proto, to_proto};
+
+/// The token of the first-index progress.
+const INDEX_PROGRESS_TOKEN: &str = "aicockpit/index";
+
+/// How the server is started.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    /// Config from the file and the environment; the client's settings go on top.
+    pub config: Config,
+    pub paths: Paths,
+    /// Serve this folder whatever the client says its root is.
+    pub root_override: Option<PathBuf>,
+}
+
+/// Serve LSP over a byte stream (stdin/stdout for `aicockpit-lsp`) until `exit`.
+pub async fn serve<I, O>(input: I, output: O, options: ServerOptions)
+where
+    I: AsyncRead + Unpin,
+    O: AsyncWrite,
+{
+    let (service, socket) = build_service(options);
+    Server::new(input, output, socket).serve(service).await;
+}
+
+/// The tower service, for embedding the server (the web server's WebSocket bridge, tests).
+pub fn build_service(options: ServerOptions) -> (LspService<Backend>, tower_lsp::ClientSocket) {
+    LspService::build(|client| Backend {
+        client,
+        inner: Arc::new(Inner::new(options)),
+    })
+    .custom_method("aicockpit/search", Backend::search)
+    .custom_method("aicockpit/status", Backend::status)
+    .finish()
+}
+
+/// The language server. Cheap to clone into background tasks through `inner`.
+pub struct Backend {
+    client: Client,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    options: ServerOptions,
+    engine: OnceLock<Arc<Engine>>,
+    unit: Mutex<ColumnUnit>,
+    indexing: AtomicBool,
+    last_index_ms: Mutex<Option<f64>>,
+    last_error: Mutex<Option<String>>,
+    /// Bumped by every edit; a debounced flush runs only if no newer edit came.
+    edit_generation: AtomicU64,
+    client_supports_progress: AtomicBool,
+    client_supports_watch_registration: AtomicBool,
+}
+
+impl Inner {
+    fn new(options: ServerOptions) -> Inner {
+        Inner {
+            options,
+            engine: OnceLock::new(),
+            unit: Mutex::new(ColumnUnit::Utf16),
+            indexing: AtomicBool::new(false),
+            last_index_ms: Mutex::new(None),
+            last_error: Mutex::new(None),
+            edit_generation: AtomicU64::new(0),
+            client_supports_progress: AtomicBool::new(false),
+            client_supports_watch_registration: AtomicBool::new(false),
+        }
+    }
+
+    fn unit(&self) -> ColumnUnit {
+        *self.unit.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn record_error(&self, error: impl std::fmt::Display) {
+        let message = error.to_string();
+        tracing::warn!(%message);
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(message);
+    }
+}
+
+impl Backend {
+    fn engine(&self) -> Result<Arc<Engine>> {
+        self.inner
+            .engine
+            .get()
+            .cloned()
+            .ok_or_else(|| jsonrpc::Error {
+                code: jsonrpc::ErrorCode::ServerError(-32002),
+                message: "server not initialized".into(),
+                data: None,
+            })
+    }
+
+    /// Run blocking engine work off the async threads.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Engine) -> T + Send + 'static,
+    ) -> Result<T> {
+        let engine = self.engine()?;
+        tokio::task::spawn_blocking(move || work(&engine))
+            .await
+            .map_err(|error| internal(format!("worker failed: {error}")))
+    }
+
+    fn schedule_flush(&self) {
+        let generation = self.inner.edit_generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let Ok(engine) = self.engine() else { return };
+        let inner = self.inner.clone();
+        let debounce = Duration::from_millis(engine.config().index.update_debounce_ms);
+        tokio::spawn(async move {
+            tokio::time::sleep(debounce).await;
+            if inner.edit_generation.load(Ordering::SeqCst) != generation {
+                return;
+            }
+            let result = tokio::task::spawn_blocking(move || engine.flush()).await;
+            if let Ok(Err(error)) = result {
+                inner.record_error(error);
+            }
+        });
+    }
+
+    async fn index_with_progress(&self) {
+        let Ok(engine) = self.engine() else { return };
+        if engine.index().is_none_or(|index| index.is_read_only()) {
+            return;
+        }
+        let token = NumberOrString::String(INDEX_PROGRESS_TOKEN.to_string());
+        let progress = self.inner.client_supports_progress.load(Ordering::SeqCst)
+            && self
+                .client
+                .send_request::<WorkDoneProgressCreate>(WorkDoneProgressCreateParams {
+                    token: token.clone(),
+                })
+                .await
+                .is_ok();
+        let notify = |value: WorkDoneProgress| {
+            let client = self.client.clone();
+            let token = token.clone();
+            async move {
+                if progress {
+                    client
+                        .send_notification::<Progress>(ProgressParams {
+                            token,
+                            value: ProgressParamsValue::WorkDone(value),
+                        })
+                        .await;
+                }
+            }
+        };
+        notify(WorkDoneProgress::Begin(WorkDoneProgressBegin {
+            title: "AiCockpit: indexing".into(),
+            cancellable: Some(false),
+            message: Some("walking the project".into()),
+            percentage: Some(0),
+        }))
+        .await;
+        self.inner.indexing.store(true, Ordering::SeqCst);
+        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<(u32, usize, usize)>();
+        let last_percent = Arc::new(AtomicUsize::new(usize::MAX));
+        let worker = tokio::task::spawn_blocking(move || {
+            engine.refresh(&|p| {
+                let percent = if p.total == 0 {
+                    100
+                } else {
+                    p.done * 100 / p.total
+                };
+                if last_percent.swap(percent, Ordering::Relaxed) != percent {
+                    let _ = sender.send((percent as u32, p.done, p.total));
+                }
+            })
+        });
+        while let Some((percent, done, total)) = receiver.recv().await {
+            notify(WorkDoneProgress::Report(WorkDoneProgressReport {
+                cancellable: Some(false),
+                message: Some(format!("{done}/{total} files")),
+                percentage: Some(percent),
+            }))
+            .await;
+        }
+        let message = match worker.await {
+            Ok(Ok(stats)) => {
+                *self
+                    .inner
+                    .last_index_ms
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) =
+                    Some(stats.elapsed.as_secs_f64() * 1000.0);
+                format!(
+                    "{} files, {} symbols ({} parsed) in {:.1} s",
+                    stats.files,
+                    stats.symbols,
+                    stats.parsed,
+                    stats.elapsed.as_secs_f64()
+                )
+            }
+            Ok(Err(error)) => {
+                self.inner.record_error(&error);
+                format!("indexing failed: {error}")
+            }
+            Err(error) => {
+                self.inner.record_error(&error);
+                format!("indexing failed: {error}")
+            }
+        };
+        self.inner.indexing.store(false, Ordering::SeqCst);
+        notify(WorkDoneProgress::End(WorkDoneProgressEnd {
+            message: Some(message),
+        }))
+        .await;
+    }
+
+    async fn register_file_watcher(&self) {
+        if !self
+            .inner
+            .client_supports_watch_registration
+            .load(Ordering::SeqCst)
+        {
+            return;
+        }
+        let extensions: Vec<&str> = LanguageId::ALL
+            .iter()
+            .flat_map(|lang| lang.extensions().iter().copied())
+            .collect();
+        let options = DidChangeWatchedFilesRegistrationOptions {
+            watchers: vec![
+                FileSystemWatcher {
+                    glob_pattern: GlobPattern::String(format!("**/*.{{{}}}", extensions.join(","))),
+                    kind: None,
+                },
+                FileSystemWatcher {
+                    glob_pattern: GlobPattern::String("**/.gitignore".into()),
+                    kind: None,
+                },
+            ],
+        };
+        let registration = Registration {
+            id: "aicockpit/watched-files".into(),
+            method: "workspace/didChangeWatchedFiles".into(),
+            register_options: serde_json::to_value(options).ok(),
+        };
+        if let Err(error) = self.client.register_capability(vec![registration]).await {
+            tracing::warn!(%error, "client refused the file watcher registration");
+        }
+    }
+
+    // ---- custom requests --------------------------------------------------
+
+    async fn search(&self, params: ext::SearchParams) -> Result<Vec<ext::SearchHit>> {
+        let engine = self.engine()?;
+        let config = engine.config();
+        let mut kinds = Vec::new();
+        for name in params.kinds.unwrap_or_default() {
+            kinds.push(SymbolKind::from_name(&name).ok_or_else(|| {
+                let known: Vec<&str> = SymbolKind::ALL.iter().map(|k| k.name()).collect();
+                jsonrpc::Error::invalid_params(format!(
+                    "unknown kind {name:?}; known kinds: {}",
+                    known.join(", ")
+                ))
+            })?);
+        }
+        let paths = params
+            .paths
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| scope_path(&engine, &p))
+            .collect::<Result<Vec<String>>>()?;
+        let query = SearchQuery {
+            text: params.query,
+            limit: params.limit.unwrap_or(config.search.max_results),
+            paths,
+            kinds,
+        };
+        let unit = self.inner.unit();
+        let hits = self
+            .blocking(move |engine| engine.search(&query))
+            .await?
+            .map_err(engine_error)?;
+        let root = engine.root().map(Path::to_path_buf).unwrap_or_default();
+        Ok(hits
+            .into_iter()
+            .filter_map(|hit| {
+                Some(ext::SearchHit {
+                    uri: to_proto::url(&root.join(&hit.path))?,
+                    range: to_proto::range(hit.span, unit),
+                    score: hit.score,
+                    snippet: hit.snippet,
+                    symbol: hit.symbol.map(|symbol| ext::SearchSymbol {
+                        kind: to_proto::symbol_kind(symbol.kind),
+                        kind_name: symbol.kind.name().to_string(),
+                        name: symbol.name,
+                        container: symbol.container,
+                        signature: symbol.signature,
+                    }),
+                })
+            })
+            .collect())
+    }
+
+    async fn status(&self) -> Result<ext::Status> {
+        let inner = &self.inner;
+        let mut status = ext::Status {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            indexing: inner.indexing.load(Ordering::SeqCst),
+            position_encoding: match inner.unit() {
+                ColumnUnit::Utf8 => "utf-8".into(),
+                ColumnUnit::Utf16 => "utf-16".into(),
+            },
+            last_index_ms: *inner
+                .last_index_ms
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+            last_error: inner
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            ..ext::Status::default()
+        };
+        if let Some(engine) = inner.engine.get() {
+            status.open_documents = engine.open_document_count();
+            if let Some(index) = engine.index() {
+                let stats = index.stats();
+                status.root = Some(stats.root.display().to_string());
+                status.index_dir = Some(stats.index_dir.display().to_string());
+                status.files = stats.files;
+                status.symbols = stats.symbols;
+                status.chunks = stats.chunks;
+                status.read_only = stats.read_only;
+            }
+        }
+        Ok(status)
+    }
+}
+
+#[tower_lsp::async_trait]
+impl LanguageServer for Backend {
+    async fn initialize(&self, params: InitializeParams) -> Result<InitializeResult> {
+        let inner = &self.inner;
+        let mut config = inner.options.config.clone();
+        if let Some(settings) = &params.initialization_options {
+            if let Err(error) = config.apply_overlay(settings) {
+                return Err(jsonrpc::Error::invalid_params(format!(
+                    "initializationOptions: {error}"
+                )));
+            }
+        }
+        let capabilities = &params.capabilities;
+        let utf8 = capabilities
+            .general
+            .as_ref()
+            .and_then(|general| general.position_encodings.as_ref())
+            .is_some_and(|encodings| encodings.contains(&PositionEncodingKind::UTF8));
+        *inner.unit.lock().unwrap_or_else(|p| p.into_inner()) = if utf8 {
+            ColumnUnit::Utf8
+        } else {
+            ColumnUnit::Utf16
+        };
+        let window_progress = capabilities
+            .window
+            .as_ref()
+            .and_then(|window| window.work_done_progress)
+            .unwrap_or(false);
+        inner
+            .client_supports_progress
+            .store(window_progress, Ordering::SeqCst);
+        let watch = capabilities
+            .workspace
+            .as_ref()
+            .and_then(|workspace| workspace.did_change_watched_files.as_ref())
+            .and_then(|watched| watched.dynamic_registration)
+            .unwrap_or(false);
+        inner
+            .client_supports_watch_registration
+            .store(watch, Ordering::SeqCst);
+
+        let root = inner
+            .options
+            .root_override
+            .clone()
+            .or_else(|| client_root(&params));
+        let index = match root {
+            Some(root) => {
+                let options = IndexOptions {
+                    root: root.clone(),
+                    cache_dir: inner.options.paths.cache_dir.clone(),
+                    max_file_bytes: config.index.max_file_bytes,
+                    threads: config.index.threads,
+                    read_only: false,
+                };
+                let opened = tokio::task::spawn_blocking(move || ProjectIndex::open(options))
+                    .await
+                    .map_err(|error| internal(error.to_string()))?;
+                match opened {
+                    Ok((index, report)) => {
+                        if let Some(reason) = report.rebuilt {
+                            inner.record_error(format!(
+                                "the index was unusable and is rebuilt: {reason}"
+                            ));
+                        }
+                        if report.read_only_because_locked {
+                            inner.record_error(format!(
+                                "another AiCockpit process is writing the index of {}; serving it read-only",
+                                root.display()
+                            ));
+                        }
+                        Some(Arc::new(index))
+                    }
+                    Err(error) => {
+                        return Err(jsonrpc::Error::invalid_params(format!(
+                            "cannot index {}: {error}",
+                            root.display()
+                        )))
+                    }
+                }
+            }
+            None => None,
+        };
+        let _ = inner.engine.set(Arc::new(Engine::new(config, index)));
+
+        Ok(InitializeResult {
+            server_info: Some(ServerInfo {
+                name: "aicockpit-lsp".into(),
+                version: Some(env!("CARGO_PKG_VERSION").into()),
+            }),
+            capabilities: ServerCapabilities {
+                position_encoding: Some(if utf8 {
+                    PositionEncodingKind::UTF8
+                } else {
+                    PositionEncodingKind::UTF16
+                }),
+                text_document_sync: Some(TextDocumentSyncCapability::Options(
+                    TextDocumentSyncOptions {
+                        open_close: Some(true),
+                        change: Some(TextDocumentSyncKind::INCREMENTAL),
+                        save: Some(TextDocumentSyncSaveOptions::SaveOptions(SaveOptions {
+                            include_text: Some(true),
+                        })),
+                        ..TextDocumentSyncOptions::default()
+                    },
+                )),
+                document_symbol_provider: Some(OneOf::Left(true)),
+                workspace_symbol_provider: Some(OneOf::Left(true)),
+                definition_provider: Some(OneOf::Left(true)),
+                references_provider: Some(OneOf::Left(true)),
+                hover_provider: Some(HoverProviderCapability::Simple(true)),
+                experimental: Some(
+                    serde_json::json!({ "aicockpit": { "search": true, "status": true } }),
+                ),
+                ..ServerCapabilities::default()
+            },
+        })
+    }
+
+    async fn initialized(&self, _: InitializedParams) {
+        self.register_file_watcher().await;
+        let backend = Backend {
+            client: self.client.clone(),
+            inner: self.inner.clone(),
+        };
+        tokio::spawn(async move { backend.index_with_progress().await });
+    }
+
+    async fn shutdown(&self) -> Result<()> {
+        if self.inner.engine.get().is_some() {
+            if let Ok(Err(error)) = self.blocking(|engine| engine.flush()).await {
+                self.inner.record_error(error);
+            }
+        }
+        Ok(())
+    }
+
+    async fn did_open(&self, params: DidOpenTextDocumentParams) {
+        let Ok(engine) = self.engine() else { return };
+        let Ok(path) = from_proto::path(&params.text_document.uri) else {
+            return;
+        };
+        let doc = params.text_document;
+        engine.open_document(
+            &path,
+            doc.version,
+            LanguageId::from_name(&doc.language_id),
+            doc.text,
+        );
+        self.schedule_flush();
+    }
+
+    async fn did_change(&self, params: DidChangeTextDocumentParams) {
+        // No `.await` before the change is applied: changes apply in receive order.
+        let Ok(engine) = self.engine() else { return };
+        let Ok(path) = from_proto::path(&params.text_document.uri) else {
+            return;
+        };
+        let changes: Vec<_> = params
+            .content_changes
+            .into_iter()
+            .map(from_proto::change)
+            .collect();
+        if let Err(error) = engine.change_document(
+            &path,
+            params.text_document.version,
+            self.inner.unit(),
+            &changes,
+        ) {
+            self.inner.record_error(error);
+            return;
+        }
+        self.schedule_flush();
+    }
+
+    async fn did_save(&self, params: DidSaveTextDocumentParams) {
+        let Ok(engine) = self.engine() else { return };
+        let Ok(path) = from_proto::path(&params.text_document.uri) else {
+            return;
+        };
+        engine.save_document(&path, params.text);
+        self.schedule_flush();
+    }
+
+    async fn did_close(&self, params: DidCloseTextDocumentParams) {
+        let Ok(path) = from_proto::path(&params.text_document.uri) else {
+            return;
+        };
+        if let Ok(Err(error)) = self
+            .blocking(move |engine| engine.close_document(&path))
+            .await
+        {
+            self.inner.record_error(error);
+        }
+    }
+
+    async fn did_change_watched_files(&self, params: DidChangeWatchedFilesParams) {
+        let paths: Vec<PathBuf> = params
+            .changes
+            .iter()
+            .filter_map(|event| event.uri.to_file_path().ok())
+            .collect();
+        let gitignore_changed = paths
+            .iter()
+            .any(|p| p.file_name().is_some_and(|n| n == ".gitignore"));
+        let result = self
+            .blocking(move |engine| {
+                if gitignore_changed {
+                    engine
+                        .refresh(&|_| {})
+                        .map(|stats| stats.parsed + stats.removed)
+                } else {
+                    engine.files_changed(&paths)
+                }
+            })
+            .await;
+        if let Ok(Err(error)) = result {
+            self.inner.record_error(error);
+        }
+    }
+
+    async fn did_change_configuration(&self, params: DidChangeConfigurationParams) {
+        let Ok(engine) = self.engine() else { return };
+        let mut config = engine.config();
+        match config.apply_overlay(&params.settings) {
+            Ok(()) => engine.set_config(config),
+            Err(error) => {
+                self.inner
+                    .record_error(format!("settings ignored: {error}"));
+                self.client
+                    .show_message(
+                        MessageType::WARNING,
+                        format!("AiCockpit settings ignored: {error}"),
+                    )
+                    .await;
+            }
+        }
+    }
+
+    async fn document_symbol(
+        &self,
+        params: DocumentSymbolParams,
+    ) -> Result<Option<DocumentSymbolResponse>> {
+        let path = from_proto::path(&params.text_document.uri)?;
+        let unit = self.inner.unit();
+        let symbols = self
+            .blocking(move |engine| engine.document_symbols(&path))
+            .await?;
+        Ok(Some(DocumentSymbolResponse::Nested(
+            to_proto::document_symbols(&symbols, unit),
+        )))
+    }
+
+    #[allow(deprecated)] // `SymbolInformation::deprecated` must still be filled in.
+    async fn symbol(
+        &self,
+        params: WorkspaceSymbolParams,
+    ) -> Result<Option<Vec<SymbolInformation>>> {
+        let unit = self.inner.unit();
+        let query = params.query;
+        let found = self
+            .blocking(move |engine| {
+                let limit = engine.config().search.max_workspace_symbols;
+                engine.workspace_symbols(&query, limit)
+            })
+            .await?;
+        Ok(Some(
+            found
+                .into_iter()
+                .filter_map(|(path, symbol)| {
+                    Some(SymbolInformation {
+                        name: symbol.name,
+                        kind: to_proto::symbol_kind(symbol.kind),
+                        tags: None,
+                        deprecated: None,
+                        location: Location {
+                            uri: to_proto::url(&path)?,
+                            range: to_proto::range(symbol.selection_range, unit),
+                        },
+                        container_name: symbol.container,
+                    })
+                })
+                .collect(),
+        ))
+    }
+
+    async fn goto_definition(
+        &self,
+        params: GotoDefinitionParams,
+    ) -> Result<Option<GotoDefinitionResponse>> {
+        let position = params.text_document_position_params;
+        let path = from_proto::path(&position.text_document.uri)?;
+        let unit = self.inner.unit();
+        let at = from_proto::position(position.position);
+        let found = self
+            .blocking(move |engine| {
+                let Some((_, offset)) = engine.offset(&path, at, unit) else {
+                    return Vec::new();
+                };
+                engine.definition(&path, offset)
+            })
+            .await?;
+        let locations: Vec<Location> = found
+            .into_iter()
+            .filter_map(|l| {
+                Some(Location {
+                    uri: to_proto::url(&l.path)?,
+                    range: to_proto::range(l.span, unit),
+                })
+            })
+            .collect();
+        Ok((!locations.is_empty()).then_some(GotoDefinitionResponse::Array(locations)))
+    }
+
+    async fn references(&self, params: ReferenceParams) -> Result<Option<Vec<Location>>> {
+        let position = params.text_document_position;
+        let path = from_proto::path(&position.text_document.uri)?;
+        let unit = self.inner.unit();
+        let at = from_proto::position(position.position);
+        let include_declaration = params.context.include_declaration;
+        let found = self
+            .blocking(move |engine| {
+                let Some((_, offset)) = engine.offset(&path, at, unit) else {
+                    return Ok(Vec::new());
+                };
+                engine.references(&path, offset, include_declaration)
+            })
+            .await?
+            .map_err(engine_error)?;
+        Ok(Some(
+            found
+                .into_iter()
+                .filter_map(|l| {
+                    Some(Location {
+                        uri: to_proto::url(&l.path)?,
+                        range: to_proto::range(l.span, unit),
+                    })
+                })
+                .collect(),
+        ))
+    }
+
+    async fn hover(&self, params: HoverParams) -> Result<Option<Hover>> {
+        let position = params.text_document_position_params;
+        let path = from_proto::path(&position.text_document.uri)?;
+        let unit = self.inner.unit();
+        let at = from_proto::position(position.position);
+        let found = self
+            .blocking(move |engine| {
+                let (_, offset) = engine.offset(&path, at, unit)?;
+                engine.hover(&path, offset)
+            })
+            .await?;
+        Ok(found.map(|hover| Hover {
+            contents: HoverContents::Markup(MarkupContent {
+                kind: MarkupKind::Markdown,
+                value: hover.markdown,
+            }),
+            range: Some(to_proto::range(hover.span, unit)),
+        }))
+    }
+}
+
+/// The project root the client names: the first workspace folder, else `rootUri`, else `rootPath`.
+#[allow(deprecated)] // `root_uri` and `root_path` are still what many clients send.
+fn client_root(params: &InitializeParams) -> Option<PathBuf> {
+    params
+        .workspace_folders
+        .as_ref()
+        .and_then(|folders| folders.first())
+        .and_then(|folder| folder.uri.to_file_path().ok())
+        .or_else(|| {
+            params
+                .root_uri
+                .as_ref()
+                .and_then(|uri| uri.to_file_path().ok())
+        })
+        .or_else(|| params.root_path.as_ref().map(PathBuf::from))
+}
+
+/// A search scope given as a relative path, an absolute path or a `file://` URI.
+fn scope_path(engine: &Engine, given: &str) -> Result<String> {
+    let path = if given.starts_with("file://") {
+        let uri = Url::parse(given)
+            .map_err(|error| jsonrpc::Error::invalid_params(format!("{given}: {error}")))?;
+        from_proto::path(&uri)?
+    } else {
+        PathBuf::from(given)
+    };
+    if path.is_relative() {
+        return Ok(given.trim_start_matches("./").to_string());
+    }
+    engine.rel(&path).ok_or_else(|| {
+        jsonrpc::Error::invalid_params(format!("{given} is outside the project root"))
+    })
+}
+
+fn internal(message: String) -> jsonrpc::Error {
+    jsonrpc::Error {
+        code: jsonrpc::ErrorCode::InternalError,
+        message: message.into(),
+        data: None,
+    }
+}
+
+fn engine_error(error: EngineError) -> jsonrpc::Error {
+    match error {
+        EngineError::NoProject => jsonrpc::Error {
+            code: jsonrpc::ErrorCode::InvalidRequest,
+            message: "no project is open: the client sent no root folder".into(),
+            data: None,
+        },
+        other => internal(other.to_string()),
+    }
+}

@@ -1,0 +1,157 @@
+//! Engine → LSP conversions.
+
+use std::path::Path;
+
+use aicockpit_engine::ColumnUnit;
+use aicockpit_syntax::{Pos, Span, Symbol, SymbolKind};
+use tower_lsp::lsp_types::{self, DocumentSymbol, Position, Range, Url};
+
+/// Outline nesting deeper than this is flattened onto the deepest allowed parent,
+/// so pathological files cannot blow the serializer's stack.
+pub const MAX_OUTLINE_DEPTH: usize = 64;
+
+pub fn position(pos: Pos, unit: ColumnUnit) -> Position {
+    let character = match unit {
+        ColumnUnit::Utf8 => pos.col,
+        ColumnUnit::Utf16 => pos.col_utf16,
+    };
+    Position {
+        line: pos.line,
+        character,
+    }
+}
+
+pub fn range(span: Span, unit: ColumnUnit) -> Range {
+    Range {
+        start: position(span.start, unit),
+        end: position(span.end, unit),
+    }
+}
+
+pub fn url(path: &Path) -> Option<Url> {
+    Url::from_file_path(path).ok()
+}
+
+pub fn symbol_kind(kind: SymbolKind) -> lsp_types::SymbolKind {
+    match kind {
+        SymbolKind::Module => lsp_types::SymbolKind::MODULE,
+        SymbolKind::Namespace => lsp_types::SymbolKind::NAMESPACE,
+        SymbolKind::Class => lsp_types::SymbolKind::CLASS,
+        SymbolKind::Struct => lsp_types::SymbolKind::STRUCT,
+        SymbolKind::Enum => lsp_types::SymbolKind::ENUM,
+        SymbolKind::Interface => lsp_types::SymbolKind::INTERFACE,
+        SymbolKind::Impl => lsp_types::SymbolKind::OBJECT,
+        SymbolKind::Function | SymbolKind::Macro => lsp_types::SymbolKind::FUNCTION,
+        SymbolKind::Method => lsp_types::SymbolKind::METHOD,
+        SymbolKind::Constructor => lsp_types::SymbolKind::CONSTRUCTOR,
+        SymbolKind::Field => lsp_types::SymbolKind::FIELD,
+        SymbolKind::EnumMember => lsp_types::SymbolKind::ENUM_MEMBER,
+        SymbolKind::Variable => lsp_types::SymbolKind::VARIABLE,
+        SymbolKind::Constant => lsp_types::SymbolKind::CONSTANT,
+        SymbolKind::TypeAlias => lsp_types::SymbolKind::TYPE_PARAMETER,
+    }
+}
+
+/// A hierarchical outline from symbols in source order with parent links.
+#[allow(deprecated)] // `DocumentSymbol::deprecated` must still be filled in.
+pub fn document_symbols(symbols: &[Symbol], unit: ColumnUnit) -> Vec<DocumentSymbol> {
+    // Effective parents, with nesting capped at MAX_OUTLINE_DEPTH.
+    let mut parent: Vec<Option<usize>> = Vec::with_capacity(symbols.len());
+    let mut depth: Vec<usize> = Vec::with_capacity(symbols.len());
+    for symbol in symbols {
+        let mut p = symbol
+            .parent
+            .map(|p| p as usize)
+            .filter(|&p| p < parent.len());
+        while let Some(candidate) = p {
+            if depth[candidate] < MAX_OUTLINE_DEPTH {
+                break;
+            }
+            p = parent[candidate];
+        }
+        depth.push(p.map_or(0, |p| depth[p] + 1));
+        parent.push(p);
+    }
+    let mut nodes: Vec<Option<DocumentSymbol>> = symbols
+        .iter()
+        .map(|symbol| {
+            let detail = match (&symbol.container, symbol.signature.is_empty()) {
+                (_, false) => Some(symbol.signature.clone()),
+                (Some(container), true) => Some(container.clone()),
+                (None, true) => None,
+            };
+            Some(DocumentSymbol {
+                name: symbol.name.clone(),
+                detail,
+                kind: symbol_kind(symbol.kind),
+                tags: None,
+                deprecated: None,
+                range: range(symbol.range, unit),
+                selection_range: range(symbol.selection_range, unit),
+                children: None,
+            })
+        })
+        .collect();
+    // Children come after their parents, so a reverse pass finishes each child first.
+    let mut roots = Vec::new();
+    for index in (0..nodes.len()).rev() {
+        let Some(node) = nodes[index].take() else {
+            continue;
+        };
+        match parent[index].and_then(|p| nodes[p].as_mut()) {
+            Some(parent) => parent.children.get_or_insert_with(Vec::new).push(node),
+            None => roots.push(node),
+        }
+    }
+    roots.reverse();
+    let mut stack: Vec<&mut DocumentSymbol> = roots.iter_mut().collect();
+    while let Some(node) = stack.pop() {
+        if let Some(children) = node.children.as_mut() {
+            children.reverse();
+            stack.extend(children.iter_mut());
+        }
+    }
+    roots
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aicockpit_syntax::{analyze, LanguageId};
+
+    #[test]
+    fn outline_nests_in_source_order() {
+        let text = "struct A;\nimpl A {\n    fn one() {}\n    fn two() {}\n}\nfn three() {}\n";
+        let outline = document_symbols(&analyze(LanguageId::Rust, text).symbols, ColumnUnit::Utf16);
+        let names: Vec<&str> = outline.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["A", "A", "three"]);
+        let methods: Vec<&str> = outline[1]
+            .children
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(methods, ["one", "two"]);
+    }
+
+    #[test]
+    fn deep_outlines_are_capped() {
+        let depth = 500;
+        let text = format!("{}{}", "mod m { ".repeat(depth), "}".repeat(depth));
+        let symbols = analyze(LanguageId::Rust, &text).symbols;
+        assert_eq!(symbols.len(), depth);
+        let outline = document_symbols(&symbols, ColumnUnit::Utf16);
+        let mut deepest = 0;
+        let mut level: Vec<&DocumentSymbol> = outline.iter().collect();
+        while !level.is_empty() {
+            deepest += 1;
+            level = level
+                .iter()
+                .flat_map(|s| s.children.iter().flatten())
+                .collect();
+        }
+        assert_eq!(deepest, MAX_OUTLINE_DEPTH + 1);
+        assert!(serde_json::to_string(&outline).is_ok());
+    }
+}

@@ -1,0 +1,40 @@
+//! Running the language server on stdio, shared by `aicockpit lsp` and `aicockpit-lsp`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use aicockpit_config::{Config, Paths};
+use aicockpit_lsp::ServerOptions;
+
+/// Serve LSP on stdin/stdout until the client sends `exit` or closes stdin.
+pub fn run(root: Option<PathBuf>) -> ExitCode {
+    let paths = Paths::from_env();
+    let config = Config::load(&paths).unwrap_or_else(|error| {
+        // An editor cannot show a server that refuses to start; serve with defaults and say why.
+        tracing::error!("{error}; using the default settings");
+        Config::default()
+    });
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let options = ServerOptions {
+        config,
+        paths,
+        root_override: root,
+    };
+    runtime.block_on(aicockpit_lsp::serve(
+        tokio::io::stdin(),
+        tokio::io::stdout(),
+        options,
+    ));
+    // Blocking index work may still run; do not wait for it after `exit`.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    ExitCode::SUCCESS
+}
