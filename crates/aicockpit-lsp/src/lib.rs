@@ -11,5 +11,6 @@ pub mod ext;
 pub mod from_proto;
 mod server;
 pub mod to_proto;
+mod transport;
 
 pub use server::{build_service, serve, ServerOptions};

@@ -36,11 +36,23 @@ pub struct ServerOptions {
 /// Serve LSP over a byte stream (stdin/stdout for `aicockpit-lsp`) until `exit`.
 pub async fn serve<I, O>(input: I, output: O, options: ServerOptions)
 where
-    I: AsyncRead + Unpin,
-    O: AsyncWrite,
+    I: AsyncRead + Unpin + Send + 'static,
+    O: AsyncWrite + Unpin + Send + 'static,
 {
     let (service, socket) = build_service(options);
-    Server::new(input, output, socket).serve(service).await;
+    let (replies, receiver) = tokio::sync::mpsc::unbounded_channel();
+    let server_input = crate::transport::frame_input(input, replies.clone());
+    let (server_output, from_server) = tokio::io::duplex(1 << 20);
+    let pump = tokio::spawn(crate::transport::pump_output(
+        from_server,
+        replies,
+        receiver,
+        output,
+    ));
+    Server::new(server_input, server_output, socket)
+        .serve(service)
+        .await;
+    let _ = pump.await;
 }
 
 /// The tower service, for embedding the server (the web server's WebSocket bridge, tests).
@@ -143,6 +155,7 @@ impl Backend {
     async fn index_with_progress(&self) {
         let Ok(engine) = self.engine() else { return };
         if engine.index().is_none_or(|index| index.is_read_only()) {
+            self.inner.indexing.store(false, Ordering::SeqCst);
             return;
         }
         let token = NumberOrString::String(INDEX_PROGRESS_TOKEN.to_string());
@@ -436,6 +449,9 @@ impl LanguageServer for Backend {
             }
             None => None,
         };
+        // Mark indexing from now on, so a status request before `initialized` does not read "done".
+        let writable = index.as_ref().is_some_and(|index| !index.is_read_only());
+        inner.indexing.store(writable, Ordering::SeqCst);
         let _ = inner.engine.set(Arc::new(Engine::new(config, index)));
 
         Ok(InitializeResult {

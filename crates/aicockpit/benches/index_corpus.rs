@@ -23,7 +23,8 @@
 //! `AICOCKPIT_BENCH_OUT` is set, is also written to that file.
 //! `AICOCKPIT_BENCH_INDEXER=lib` runs step 3 with this binary re-executed as a
 //! child that calls the library directly instead of the CLI (same contract).
-//! Peak RSS is the child's `ru_maxrss` from `wait4`.
+//! Peak RSS is the child's `ru_maxrss` from `wait4`, reaped by a small launcher
+//! (a fresh copy of this binary) so that this process's memory does not count.
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -58,6 +59,8 @@ const TARGET_PEAK_RSS_KIB: u64 = 1024 * 1024;
 
 /// Set on a re-executed copy of this binary that indexes one root with the library.
 const WORKER_ENV: &str = "AICOCKPIT_BENCH_WORKER_ROOT";
+/// Set on a re-executed copy of this binary that runs and measures one command.
+const MEASURE_ENV: &str = "AICOCKPIT_BENCH_MEASURE";
 
 const PYTHON_QUERIES: &[&str] = &[
     "http request",
@@ -126,6 +129,15 @@ const SYSTEMS_QUERIES: &[&str] = &[
 ];
 
 fn main() -> ExitCode {
+    if let Some(result_path) = std::env::var_os(MEASURE_ENV) {
+        return match measure_child(Path::new(&result_path)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("index_corpus launcher: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(root) = std::env::var_os(WORKER_ENV) {
         return match worker(Path::new(&root)) {
             Ok(()) => ExitCode::SUCCESS,
@@ -160,7 +172,7 @@ fn run() -> Result<(), String> {
         let work = scratch.path().join(format!("corpus-{number}"));
         std::fs::create_dir_all(&work)
             .map_err(|error| format!("cannot create {}: {error}", work.display()))?;
-        let section = bench_corpus(corpus, &work, indexer)?;
+        let section = render(corpus, &bench_corpus(corpus, &work, indexer)?);
         print!("{section}");
         report.push_str(&section);
         // Index folders of a large corpus are hundreds of MB: drop them as we go.
@@ -341,7 +353,7 @@ fn file_list(root: &Path, work: &Path) -> Result<FileList, String> {
         ));
     }
     let mut languages: Vec<(LanguageId, usize)> = counts.into_iter().collect();
-    languages.sort_by(|a, b| b.1.cmp(&a.1));
+    languages.sort_by_key(|&(_, files)| std::cmp::Reverse(files));
     Ok(FileList {
         list_file,
         files,
@@ -369,22 +381,82 @@ struct ChildRun {
 }
 
 /// Run a command to completion with stdout and stderr captured in files under
-/// `work`; wall time from spawn to reaping, CPU time and peak RSS from `wait4`.
-fn run_measured(mut command: Command, name: &str, work: &Path) -> Result<ChildRun, String> {
+/// `work`: wall time from spawn to reaping, CPU time and peak RSS from `wait4`.
+///
+/// The command is started by a fresh copy of this binary ([`measure_child`]),
+/// not by this process: Linux carries the RSS high-water mark of the process
+/// that forks over into the child's `ru_maxrss`, and this one holds indexes.
+fn run_measured(command: Command, name: &str, work: &Path) -> Result<ChildRun, String> {
     let program = command.get_program().to_string_lossy().into_owned();
     let out_path = work.join(format!("{name}.stdout"));
     let err_path = work.join(format!("{name}.stderr"));
+    let result_path = work.join(format!("{name}.rusage"));
     let create = |path: &Path| {
         File::create(path).map_err(|error| format!("cannot create {}: {error}", path.display()))
     };
-    command
+    let exe = std::env::current_exe()
+        .map_err(|error| format!("cannot find this bench binary: {error}"))?;
+    let mut launcher = Command::new(exe);
+    launcher.arg(command.get_program()).args(command.get_args());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => launcher.env(key, value),
+            None => launcher.env_remove(key),
+        };
+    }
+    launcher
+        .env(MEASURE_ENV, &result_path)
         .stdin(Stdio::null())
         .stdout(create(&out_path)?)
         .stderr(create(&err_path)?);
+    let status = launcher
+        .status()
+        .map_err(|error| format!("cannot run this bench binary to launch {program}: {error}"))?;
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let result = std::fs::read_to_string(&result_path).unwrap_or_default();
+    let fields: Vec<&str> = result.split_whitespace().collect();
+    let parsed = match fields[..] {
+        [ok, wall, cpu, rss, ref how @ ..] => Some((
+            ok == "ok",
+            wall.parse::<u64>().ok(),
+            cpu.parse::<u64>().ok(),
+            rss.parse::<u64>().ok(),
+            how.join(" "),
+        )),
+        _ => None,
+    };
+    let Some((true, Some(wall), Some(cpu), Some(max_rss_kib), _)) = parsed else {
+        let how = match parsed {
+            Some((_, _, _, _, how)) => how,
+            None => format!("launcher {status}"),
+        };
+        return Err(format!(
+            "{program} failed ({how}); stderr:\n{}",
+            tail(&stderr, 40)
+        ));
+    };
+    Ok(ChildRun {
+        wall: Duration::from_nanos(wall),
+        cpu: Duration::from_nanos(cpu),
+        max_rss_kib,
+        stdout,
+        stderr,
+    })
+}
+
+/// `AICOCKPIT_BENCH_MEASURE=<file> index_corpus <program> <args>…`: run the
+/// program with this process's stdio and environment, reap it with `wait4`,
+/// and write `ok|failed <wall ns> <cpu ns> <max rss KiB> <how it ended>` to the file.
+fn measure_child(result_path: &Path) -> Result<(), String> {
+    let mut args = std::env::args_os().skip(1);
+    let program = args.next().ok_or("no program to run")?;
+    let mut command = Command::new(&program);
+    command.args(args).env_remove(MEASURE_ENV);
     let started = Instant::now();
     let child = command
         .spawn()
-        .map_err(|error| format!("cannot run {program}: {error}"))?;
+        .map_err(|error| format!("cannot run {}: {error}", program.to_string_lossy()))?;
     let pid = child.id() as libc::pid_t;
     let mut status: libc::c_int = 0;
     // SAFETY: rusage is plain old data; all-zero is a valid value.
@@ -397,40 +469,35 @@ fn run_measured(mut command: Command, name: &str, work: &Path) -> Result<ChildRu
         }
         let error = std::io::Error::last_os_error();
         if error.kind() != std::io::ErrorKind::Interrupted {
-            return Err(format!("wait4 on {program}: {error}"));
+            return Err(format!("wait4: {error}"));
         }
     }
     let wall = started.elapsed();
     // Already reaped by wait4: dropping the handle does not wait.
     drop(child);
-    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
     let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-    if !ok {
-        let how = if libc::WIFEXITED(status) {
-            format!("exit status {}", libc::WEXITSTATUS(status))
-        } else if libc::WIFSIGNALED(status) {
-            format!("signal {}", libc::WTERMSIG(status))
-        } else {
-            format!("wait status {status}")
-        };
-        return Err(format!(
-            "{program} failed ({how}); stderr:\n{}",
-            tail(&stderr, 40)
-        ));
-    }
+    let how = if libc::WIFEXITED(status) {
+        format!("exit status {}", libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        format!("signal {}", libc::WTERMSIG(status))
+    } else {
+        format!("wait status {status}")
+    };
     let timeval = |tv: libc::timeval| {
         Duration::from_secs(tv.tv_sec.max(0) as u64)
             + Duration::from_micros(tv.tv_usec.max(0) as u64)
     };
-    Ok(ChildRun {
-        wall,
-        cpu: timeval(usage.ru_utime) + timeval(usage.ru_stime),
+    let cpu = timeval(usage.ru_utime) + timeval(usage.ru_stime);
+    let line = format!(
+        "{} {} {} {} {how}\n",
+        if ok { "ok" } else { "failed" },
+        wall.as_nanos(),
+        cpu.as_nanos(),
         // Linux reports ru_maxrss in KiB.
-        max_rss_kib: usage.ru_maxrss.max(0) as u64,
-        stdout,
-        stderr,
-    })
+        usage.ru_maxrss.max(0)
+    );
+    std::fs::write(result_path, line)
+        .map_err(|error| format!("cannot write {}: {error}", result_path.display()))
 }
 
 fn tail(text: &str, lines: usize) -> String {
@@ -455,7 +522,8 @@ fn check_ctags() -> Result<String, String> {
             "`ctags --version` does not say Universal Ctags (it says {first:?}). {INSTALL}"
         ));
     }
-    Ok(first.trim_end_matches(',').to_string())
+    let version = first.split(", Copyright").next().unwrap_or(&first);
+    Ok(version.trim_end_matches(',').to_string())
 }
 
 struct CtagsRun {
@@ -548,8 +616,11 @@ fn run_index(
             command
         }
     };
+    // Default settings: no user config file, a scratch data folder.
     command
         .env("AICOCKPIT_CACHE_DIR", cache)
+        .env("AICOCKPIT_CONFIG", work.join("no-config.toml"))
+        .env("AICOCKPIT_DATA_DIR", work.join("data"))
         .env("RUST_LOG", "warn")
         .env_remove("RUST_BACKTRACE");
     let run = run_measured(command, name, work)?;
@@ -761,18 +832,28 @@ fn marker_source(lang: LanguageId, name: &str) -> String {
     }
 }
 
-/// The file of the corpus's main language with the median size.
+/// A mid-sized file of the corpus's main language: the byte-weighted median
+/// (half of that language's bytes are in smaller files), a typical file to edit.
 fn mid_sized_file(list: &FileList) -> &ListedFile {
     let main = list.languages[0].0;
     let mut candidates: Vec<&ListedFile> = list.files.iter().filter(|f| f.lang == main).collect();
     candidates.sort_by_key(|f| (f.size, f.rel.as_str()));
+    let half = candidates.iter().map(|f| f.size).sum::<u64>() / 2;
+    let mut seen = 0;
+    for file in &candidates {
+        seen += file.size;
+        if seen >= half {
+            return file;
+        }
+    }
     candidates[candidates.len() / 2]
 }
 
 // ---------------------------------------------------------------------------
 // One corpus
 
-fn bench_corpus(corpus: &Corpus, work: &Path, indexer: Indexer) -> Result<String, String> {
+/// Measure one corpus.
+fn bench_corpus(corpus: &Corpus, work: &Path, indexer: Indexer) -> Result<CorpusResult, String> {
     let root = &corpus.root;
     eprintln!("== {} ({})", corpus.label, root.display());
 
@@ -840,7 +921,56 @@ fn bench_corpus(corpus: &Corpus, work: &Path, indexer: Indexer) -> Result<String
     let reindex = measure_reindex(&index, mid_sized_file(&list))?;
     drop(index);
 
-    // ------------------------------------------------------------- report
+    Ok(CorpusResult {
+        list,
+        ctags,
+        cold,
+        warm,
+        index_bytes,
+        queries,
+        open_time,
+        rss_open_kib,
+        indexed_files,
+        search,
+        symbols,
+        reindex,
+    })
+}
+
+/// Everything measured on one corpus.
+struct CorpusResult {
+    list: FileList,
+    ctags: CtagsRun,
+    cold: IndexRun,
+    warm: IndexRun,
+    index_bytes: Option<u64>,
+    queries: &'static [&'static str],
+    open_time: Duration,
+    rss_open_kib: Option<u64>,
+    indexed_files: usize,
+    search: Latency,
+    symbols: Latency,
+    reindex: Reindex,
+}
+
+/// The Markdown section of one corpus.
+fn render(corpus: &Corpus, result: &CorpusResult) -> String {
+    let CorpusResult {
+        list,
+        ctags,
+        cold,
+        warm,
+        index_bytes,
+        queries,
+        open_time,
+        rss_open_kib,
+        indexed_files,
+        search,
+        symbols,
+        reindex,
+    } = result;
+    let root = &corpus.root;
+    let mb = list.bytes as f64 / 1e6;
     let mut md = String::new();
     let w = &mut md;
     let _ = writeln!(w, "### {}\n", corpus.label);
@@ -934,9 +1064,9 @@ fn bench_corpus(corpus: &Corpus, work: &Path, indexer: Indexer) -> Result<String
         "In-process over the built index ({} files; read-only open: {:.0} ms, \
          process RSS after open: {}); {} queries, each run {QUERY_RUNS} times after \
          {QUERY_WARMUP} warm-up runs:\n",
-        group(indexed_files as u64),
-        ms(open_time),
-        rss_open_kib.map_or("?".to_string(), mib),
+        group(*indexed_files as u64),
+        ms(*open_time),
+        rss_open_kib.map_or_else(|| "?".to_string(), mib),
         queries.len()
     );
     let _ = writeln!(
@@ -1047,7 +1177,7 @@ fn bench_corpus(corpus: &Corpus, work: &Path, indexer: Indexer) -> Result<String
         );
     }
     let _ = writeln!(w);
-    Ok(md)
+    md
 }
 
 // ---------------------------------------------------------------------------
@@ -1101,7 +1231,8 @@ fn header(w: &mut String, ctags_version: &str, indexer: Indexer) {
          timing so the page cache is warm for both. Baseline: `ctags -L <list> -f <tags> \
          --fields=+n` (single-threaded). AiCockpit: {} with a fresh empty \
          `AICOCKPIT_CACHE_DIR` and `RUST_LOG=warn`, parsing on all cores. Wall time is spawn \
-         to exit; peak RSS is the child's `ru_maxrss` from `wait4`. Latencies are measured \
+         to exit; peak RSS is the child's `ru_maxrss` from `wait4` (started by a small \
+         launcher process, so the bench's own memory does not count). Latencies are measured \
          in-process through `aicockpit-index`.\n",
         indexer.describe()
     );

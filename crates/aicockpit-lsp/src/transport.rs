@@ -1,0 +1,259 @@
+//! Framing in front of tower-lsp: every incoming message is checked before
+//! tower-lsp sees it, so bad input is answered with a JSON-RPC parse error
+//! (-32700) and the session goes on; the input ends right after `exit`, so
+//! the server stops.
+//!
+//! tower-lsp's reader ends the whole session after the first message it
+//! cannot decode, and keeps reading after `exit` until the client closes the
+//! pipe; both would leave an editor with a dead or lingering server.
+
+use serde_json::{json, Value};
+use tokio::io::{
+    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, DuplexStream,
+};
+use tokio::sync::mpsc::UnboundedSender;
+
+/// Bodies larger than this are discarded and answered with a parse error.
+const MAX_BODY_BYTES: usize = 256 * 1024 * 1024;
+/// Header lines longer than this are garbage.
+const MAX_HEADER_LINE: usize = 8 * 1024;
+
+/// Check messages from `input`; good ones go on through the returned stream,
+/// parse errors go to `replies` as complete response bodies.
+pub fn frame_input<R>(input: R, replies: UnboundedSender<String>) -> DuplexStream
+where
+    R: AsyncRead + Unpin + Send + 'static,
+{
+    let (mut writer, reader) = tokio::io::duplex(1 << 20);
+    tokio::spawn(async move {
+        let mut input = BufReader::new(input);
+        loop {
+            let checked = match read_message(&mut input).await {
+                Ok(Some(body)) => check(&body).map(|()| body),
+                Ok(None) => return,
+                Err(problem) => Err((Value::Null, -32700, format!("Parse error: {problem}"))),
+            };
+            let body = match checked {
+                Ok(body) => body,
+                Err((id, code, message)) => {
+                    tracing::warn!("bad LSP input: {message}");
+                    let error = json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}});
+                    let _ = replies.send(error.to_string());
+                    continue;
+                }
+            };
+            let is_exit = is_exit_notification(&body);
+            let frame = format!("Content-Length: {}\r\n\r\n{body}", body.len());
+            if writer.write_all(frame.as_bytes()).await.is_err() || is_exit {
+                return; // Dropping the writer ends the server's input.
+            }
+        }
+    });
+    reader
+}
+
+/// Copy whole messages from the server's output, and the replies sent to
+/// `replies`, to `output`, never interleaving two messages.
+pub async fn pump_output<O>(
+    from_server: DuplexStream,
+    replies: UnboundedSender<String>,
+    mut receiver: tokio::sync::mpsc::UnboundedReceiver<String>,
+    mut output: O,
+) where
+    O: AsyncWrite + Unpin,
+{
+    tokio::spawn(async move {
+        let mut from_server = BufReader::new(from_server);
+        while let Ok(Some(body)) = read_message(&mut from_server).await {
+            if replies.send(body).is_err() {
+                return;
+            }
+        }
+    });
+    while let Some(body) = receiver.recv().await {
+        let frame = format!("Content-Length: {}\r\n\r\n{body}", body.len());
+        if output.write_all(frame.as_bytes()).await.is_err() || output.flush().await.is_err() {
+            return;
+        }
+    }
+}
+/// One message body; `Ok(None)` at the end of the input; `Err` for a message
+/// that was consumed but is not usable.
+async fn read_message<R: AsyncRead + Unpin>(
+    input: &mut BufReader<R>,
+) -> Result<Option<String>, String> {
+    let mut content_length: Option<usize> = None;
+    let mut headers_seen = false;
+    let mut bad_header = None;
+    loop {
+        let mut line = Vec::new();
+        let read = (&mut *input)
+            .take(MAX_HEADER_LINE as u64)
+            .read_until(b'\n', &mut line)
+            .await;
+        match read {
+            Ok(0) => return Ok(None),
+            Ok(_) => {}
+            Err(_) => return Ok(None),
+        }
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim_end_matches(['\r', '\n']);
+        if text.is_empty() {
+            if headers_seen {
+                break;
+            }
+            continue;
+        }
+        headers_seen = true;
+        if let Some((name, value)) = text.split_once(':') {
+            if name.trim().eq_ignore_ascii_case("content-length") {
+                match value.trim().parse::<usize>() {
+                    Ok(length) => content_length = Some(length),
+                    Err(_) => bad_header = Some(format!("bad Content-Length {:?}", value.trim())),
+                }
+            }
+        } else {
+            bad_header = Some(format!("not a header: {text:?}"));
+        }
+    }
+    let Some(length) = content_length else {
+        return Err(bad_header.unwrap_or_else(|| "a message without Content-Length".into()));
+    };
+    if length > MAX_BODY_BYTES {
+        let skipped = tokio::io::copy(
+            &mut (&mut *input).take(length as u64),
+            &mut tokio::io::sink(),
+        )
+        .await;
+        return match skipped {
+            Ok(n) if n == length as u64 => {
+                Err(format!("a {length}-byte message is over the limit"))
+            }
+            _ => Ok(None),
+        };
+    }
+    let mut body = vec![0; length];
+    if input.read_exact(&mut body).await.is_err() {
+        return Ok(None);
+    }
+    String::from_utf8(body)
+        .map(Some)
+        .map_err(|_| "a message body that is not UTF-8".to_string())
+}
+
+/// Whether a body is a JSON-RPC 2.0 request, notification or response; if
+/// not, the id to answer with, the error code and a message.
+fn check(body: &str) -> Result<(), (Value, i64, String)> {
+    let message: Value = serde_json::from_str(body)
+        .map_err(|error| (Value::Null, -32700, format!("Parse error: {error}")))?;
+    let invalid =
+        |id: &Value, why: &str| Err((id.clone(), -32600, format!("Invalid request: {why}")));
+    let Some(object) = message.as_object() else {
+        return invalid(&Value::Null, "not a JSON object");
+    };
+    let id = object.get("id").cloned().unwrap_or(Value::Null);
+    let id_ok = matches!(id, Value::Null | Value::Number(_) | Value::String(_));
+    let answer_id = if id_ok { id.clone() } else { Value::Null };
+    if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return invalid(&answer_id, "`jsonrpc` must be \"2.0\"");
+    }
+    if !id_ok {
+        return invalid(&Value::Null, "`id` must be a number or a string");
+    }
+    match object.get("method") {
+        Some(Value::String(_)) => Ok(()),
+        Some(_) => invalid(&answer_id, "`method` must be a string"),
+        None if object.contains_key("id")
+            && (object.contains_key("result") || object.contains_key("error")) =>
+        {
+            Ok(())
+        }
+        None => invalid(&answer_id, "neither a request nor a response"),
+    }
+}
+
+fn is_exit_notification(body: &str) -> bool {
+    body.contains("\"exit\"")
+        && serde_json::from_str::<Value>(body)
+            .is_ok_and(|message| message["method"] == "exit" && message.get("id").is_none())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn framed(input: &'static [u8]) -> (String, Vec<String>) {
+        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+        let mut out = String::new();
+        frame_input(input, sender)
+            .read_to_string(&mut out)
+            .await
+            .unwrap();
+        let mut replies = Vec::new();
+        while let Ok(reply) = receiver.try_recv() {
+            replies.push(reply);
+        }
+        (out, replies)
+    }
+
+    #[tokio::test]
+    async fn bad_bodies_are_answered_and_reading_goes_on() {
+        let (out, replies) = framed(
+            b"Content-Length: 2\r\n\r\n\xff\xfeContent-Length: 31\r\n\r\n{\"jsonrpc\":\"2.0\",\"method\":\"x\"}",
+        )
+        .await;
+        assert_eq!(
+            out,
+            "Content-Length: 31\r\n\r\n{\"jsonrpc\":\"2.0\",\"method\":\"x\"}"
+        );
+        assert_eq!(replies.len(), 1);
+        assert!(
+            replies[0].contains("-32700") && replies[0].contains("not UTF-8"),
+            "{replies:?}"
+        );
+    }
+
+    #[test]
+    fn shapes_that_are_not_json_rpc_are_refused_with_the_right_code() {
+        assert!(check(r#"{"jsonrpc":"2.0","id":1,"method":"x"}"#).is_ok());
+        assert!(check(r#"{"jsonrpc":"2.0","id":1,"result":null}"#).is_ok());
+        assert_eq!(check("{").unwrap_err().1, -32700);
+        assert_eq!(check("[]").unwrap_err().1, -32600);
+        assert_eq!(
+            check(r#"{"jsonrpc":"1.0","id":7,"method":"x"}"#)
+                .unwrap_err()
+                .0,
+            json!(7)
+        );
+        assert_eq!(
+            check(r#"{"jsonrpc":"2.0","id":{},"method":"x"}"#)
+                .unwrap_err()
+                .1,
+            -32600
+        );
+        assert_eq!(
+            check(r#"{"jsonrpc":"2.0","id":3,"method":5}"#)
+                .unwrap_err()
+                .1,
+            -32600
+        );
+        assert_eq!(check(r#"{"jsonrpc":"2.0","foo":1}"#).unwrap_err().1, -32600);
+    }
+
+    #[tokio::test]
+    async fn input_ends_after_exit() {
+        let exit = br#"{"jsonrpc":"2.0","method":"exit"}"#;
+        let mut input = format!("Content-Length: {}\r\n\r\n", exit.len()).into_bytes();
+        input.extend_from_slice(exit);
+        input.extend_from_slice(b"Content-Length: 2\r\n\r\n{}");
+        let (out, _) = framed(Box::leak(input.into_boxed_slice())).await;
+        assert!(out.ends_with(r#""method":"exit"}"#), "{out}");
+    }
+
+    #[tokio::test]
+    async fn missing_lengths_and_truncated_input_do_not_hang() {
+        let (out, replies) = framed(b"Bogus header\r\n\r\nContent-Length: 10\r\n\r\n{}").await;
+        assert_eq!(out, "");
+        assert_eq!(replies.len(), 1, "{replies:?}");
+    }
+}

@@ -1,0 +1,133 @@
+//! The `aicockpit` command line: index, search, symbols, errors and help.
+
+use serde_json::Value;
+
+use crate::support::{stderr, stdout, Project};
+
+fn project() -> Project {
+    Project::new(&[
+        ("src/net.rs", "/// Parses one request line.\npub fn parse_http_request(line: &str) -> usize { line.len() }\n"),
+        ("lib/store.py", "class SessionStore:\n    def get_session(self, key):\n        return key\n"),
+        ("vendor/.gitignore", "*\n"),
+        ("vendor/dep.go", "package dep\nfunc VendoredThing() {}\n"),
+    ])
+}
+
+#[test]
+fn index_prints_figures_and_reindexes_only_changes() {
+    let project = project();
+    let root = project.root();
+    let output = project.cli(&["index", root.to_str().unwrap(), "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let figures: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(figures["files"], 2, "{figures}");
+    assert_eq!(figures["parsed"], 2);
+    assert_eq!(figures["symbols"], 3);
+    assert!(figures["elapsed_ms"].as_f64().unwrap() > 0.0);
+
+    let again = project.cli(&["index", "."]);
+    let text = stdout(&again);
+    assert!(
+        text.starts_with("Indexed 2 files (0 parsed, 2 unchanged"),
+        "{text}"
+    );
+}
+
+#[test]
+fn search_and_symbols_find_by_parts_and_fuzzy_names() {
+    let project = project();
+    let output = project.cli(&["search", "http request", "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let result: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(result["hits"][0]["path"], "src/net.rs");
+    assert_eq!(result["hits"][0]["symbol"]["name"], "parse_http_request");
+
+    let text = stdout(&project.cli(&["search", "session", "--path", "lib", "-n", "1"]));
+    assert!(text.starts_with("lib/store.py:"), "{text}");
+    assert_eq!(
+        text.lines().filter(|l| !l.starts_with("    ")).count(),
+        1,
+        "{text}"
+    );
+
+    let output = project.cli(&["symbols", "gtsess", "--json"]);
+    let result: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(result["symbols"][0]["symbol"]["name"], "get_session");
+    assert_eq!(result["symbols"][0]["symbol"]["container"], "SessionStore");
+    assert!(
+        stdout(&project.cli(&["symbols", "VendoredThing"])).is_empty(),
+        "ignored files stay out"
+    );
+}
+
+#[test]
+fn errors_are_one_clear_line_and_a_failure_exit() {
+    let project = project();
+    let output = project.cli(&["index", "/definitely/not/here"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr(&output).trim(),
+        "error: /definitely/not/here: no such file or folder"
+    );
+
+    let output = project.cli(&["search", "x", "--kind", "gizmo"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).starts_with("error: unknown kind \"gizmo\""),
+        "{}",
+        stderr(&output)
+    );
+
+    std::fs::write(
+        project.home.path().join("config.toml"),
+        "[index]\nmax_file_bytes = \"big\"\n",
+    )
+    .unwrap();
+    let output = project.cli(&["search", "x"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("max_file_bytes"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn a_corrupted_index_is_rebuilt_with_a_warning() {
+    let project = project();
+    assert!(project.cli(&["index", "."]).status.success());
+    let index_root = project.cache_dir().join("index");
+    let dir = std::fs::read_dir(&index_root)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::write(dir.join("meta.json"), "garbage").unwrap();
+    let output = project.cli(&["search", "parse_http_request", "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("warning: the index of"),
+        "{}",
+        stderr(&output)
+    );
+    let result: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(result["hits"][0]["symbol"]["name"], "parse_http_request");
+}
+
+#[test]
+fn help_explains_the_verbs() {
+    let project = project();
+    let output = project.cli(&["--help"]);
+    assert!(output.status.success());
+    let text = stdout(&output);
+    for verb in ["index", "search", "symbols", "lsp"] {
+        assert!(text.contains(verb), "{text}");
+    }
+    let output = project.cli(&["search", "--help"]);
+    assert!(
+        stdout(&output).contains("http request"),
+        "{}",
+        stdout(&output)
+    );
+}

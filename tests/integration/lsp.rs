@@ -1,0 +1,421 @@
+//! The language server end to end, over stdio, as an editor drives it.
+
+use serde_json::{json, Value};
+
+use crate::support::{file_uri, LspClient, Project};
+
+const LIB_RS: &str = "\
+mod helpers;
+
+/// A greeter that remembers a name.
+pub struct Greeter {
+    name: String,
+}
+
+impl Greeter {
+    /// Makes a greeter.
+    pub fn new(name: &str) -> Greeter {
+        Greeter { name: helpers::format_name(name) }
+    }
+
+    pub fn greet(&self) -> String {
+        format!(\"Hello, {}\", self.name)
+    }
+}
+";
+
+const HELPERS_RS: &str = "\
+/// Trims and capitalises a name.
+pub fn format_name(name: &str) -> String {
+    name.trim().to_string()
+}
+";
+
+const UTIL_PY: &str = "\
+def greet_everyone(names):
+    \"\"\"Greets all the names.\"\"\"
+    return [n for n in names]
+";
+
+const APP_TS: &str = "export class Dashboard {\n  render(): string { return 'ok'; }\n}\n";
+
+fn project() -> Project {
+    Project::new(&[
+        ("src/lib.rs", LIB_RS),
+        ("src/helpers.rs", HELPERS_RS),
+        ("tools/util.py", UTIL_PY),
+        ("web/app.ts", APP_TS),
+    ])
+}
+
+fn editor_capabilities() -> Value {
+    json!({
+        "window": {"workDoneProgress": true},
+        "workspace": {"didChangeWatchedFiles": {"dynamicRegistration": true}, "symbol": {}},
+        "textDocument": {"documentSymbol": {"hierarchicalDocumentSymbolSupport": true}},
+    })
+}
+
+fn position_of(text: &str, needle: &str, offset_in_needle: usize) -> Value {
+    let at = text
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not in text"))
+        + offset_in_needle;
+    let line = text[..at].matches('\n').count();
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    json!({"line": line, "character": text[line_start..at].encode_utf16().count()})
+}
+
+#[test]
+fn an_editor_session_from_initialize_to_exit() {
+    let project = project();
+    let root = project.root();
+    let lib = root.join("src/lib.rs");
+    let lib_uri = file_uri(&lib);
+    let mut client = LspClient::spawn(&project, &[]);
+
+    let init = client.initialize(&root, editor_capabilities());
+    let caps = &init["capabilities"];
+    assert_eq!(caps["textDocumentSync"]["change"], 2, "incremental sync");
+    assert_eq!(caps["positionEncoding"], "utf-16");
+    for provider in [
+        "documentSymbolProvider",
+        "workspaceSymbolProvider",
+        "definitionProvider",
+        "referencesProvider",
+        "hoverProvider",
+    ] {
+        assert_eq!(caps[provider], true, "{provider}");
+    }
+
+    // The first index reports progress with percentages, then ends.
+    let end = client.wait_for_index_progress();
+    assert!(
+        end["params"]["value"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("4 files"),
+        "{end}"
+    );
+    let progress: Vec<&Value> = client
+        .seen
+        .iter()
+        .filter(|m| m["method"] == "$/progress")
+        .collect();
+    assert_eq!(progress[0]["params"]["value"]["kind"], "begin");
+    assert!(
+        progress
+            .iter()
+            .any(|m| m["params"]["value"]["kind"] == "report"
+                && m["params"]["value"]["percentage"] == 100),
+        "{progress:#?}"
+    );
+    let registration = client
+        .seen
+        .iter()
+        .find(|m| m["method"] == "client/registerCapability")
+        .expect("watcher registered");
+    assert_eq!(
+        registration["params"]["registrations"][0]["method"],
+        "workspace/didChangeWatchedFiles"
+    );
+
+    client.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": lib_uri, "languageId": "rust", "version": 1, "text": LIB_RS}}),
+    );
+
+    // Hierarchical outline.
+    let outline = client.request(
+        "textDocument/documentSymbol",
+        json!({"textDocument": {"uri": lib_uri}}),
+    );
+    let top: Vec<&str> = outline
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(top, ["helpers", "Greeter", "Greeter"], "{outline:#}");
+    assert_eq!(outline[0]["kind"], 2, "module");
+    assert_eq!(outline[1]["kind"], 23, "struct");
+    assert_eq!(outline[2]["kind"], 19, "impl as object");
+    let methods: Vec<&str> = outline[2]["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(methods, ["new", "greet"]);
+    assert_eq!(outline[2]["children"][0]["kind"], 6, "method");
+
+    // Fuzzy workspace symbols: the exact name first, across languages.
+    let symbols = client.request("workspace/symbol", json!({"query": "greet"}));
+    let names: Vec<&str> = symbols
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names[0], "greet", "{names:?}");
+    assert!(
+        names.contains(&"greet_everyone") && names.contains(&"Greeter"),
+        "{names:?}"
+    );
+    assert_eq!(symbols[0]["containerName"], "Greeter");
+    let fuzzy = client.request("workspace/symbol", json!({"query": "dshbrd"}));
+    assert_eq!(fuzzy[0]["name"], "Dashboard");
+
+    // Definition in another file, from the index.
+    let call = position_of(LIB_RS, "format_name(name)", 3);
+    let definition = client.request(
+        "textDocument/definition",
+        json!({"textDocument": {"uri": lib_uri}, "position": call}),
+    );
+    assert_eq!(definition[0]["uri"], file_uri(&root.join("src/helpers.rs")));
+    assert_eq!(
+        definition[0]["range"]["start"],
+        json!({"line": 1, "character": 7})
+    );
+
+    // Hover: signature and doc.
+    let hover = client.request(
+        "textDocument/hover",
+        json!({"textDocument": {"uri": lib_uri}, "position": call}),
+    );
+    let markdown = hover["contents"]["value"].as_str().unwrap();
+    assert!(
+        markdown.contains("pub fn format_name(name: &str) -> String"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("Trims and capitalises a name."),
+        "{markdown}"
+    );
+
+    // References: the current file first, then the index's.
+    let refs = client.request(
+        "textDocument/references",
+        json!({"textDocument": {"uri": lib_uri}, "position": call, "context": {"includeDeclaration": true}}),
+    );
+    let uris: Vec<&str> = refs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["uri"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        uris,
+        [
+            lib_uri.as_str(),
+            file_uri(&root.join("src/helpers.rs")).as_str()
+        ]
+    );
+
+    // An incremental edit (unsaved) is visible to search and symbols.
+    let rename_at = position_of(LIB_RS, "greet(&self)", 0);
+    let rename_end = json!({"line": rename_at["line"], "character": rename_at["character"].as_u64().unwrap() + 5});
+    client.notify(
+        "textDocument/didChange",
+        json!({
+            "textDocument": {"uri": lib_uri, "version": 2},
+            "contentChanges": [{"range": {"start": rename_at, "end": rename_end}, "text": "salute_warmly"}],
+        }),
+    );
+    let hits = client.request("aicockpit/search", json!({"query": "salute warmly"}));
+    assert_eq!(hits[0]["uri"], lib_uri, "{hits:#}");
+    assert_eq!(hits[0]["symbol"]["name"], "salute_warmly");
+    assert_eq!(hits[0]["range"]["start"]["line"], rename_at["line"]);
+    let outline = client.request(
+        "textDocument/documentSymbol",
+        json!({"textDocument": {"uri": lib_uri}}),
+    );
+    assert_eq!(outline[2]["children"][1]["name"], "salute_warmly");
+    let old = client.request("workspace/symbol", json!({"query": "greet"}));
+    assert!(
+        old.as_array().unwrap().iter().all(|s| s["name"] != "greet"),
+        "{old:#}"
+    );
+
+    // Search scoped by path and kind.
+    let scoped = client.request(
+        "aicockpit/search",
+        json!({"query": "greet", "paths": ["tools"], "kinds": ["function"]}),
+    );
+    assert_eq!(scoped.as_array().unwrap().len(), 1, "{scoped:#}");
+    assert_eq!(scoped[0]["symbol"]["name"], "greet_everyone");
+    let bad_kind = client.request_response(
+        "aicockpit/search",
+        json!({"query": "x", "kinds": ["gadget"]}),
+    );
+    assert_eq!(bad_kind["error"]["code"], -32602);
+
+    // A file created on disk, announced by the watcher.
+    project.write(
+        "tools/extra.py",
+        "def freshly_created_helper():\n    pass\n",
+    );
+    client.notify(
+        "workspace/didChangeWatchedFiles",
+        json!({"changes": [{"uri": file_uri(&root.join("tools/extra.py")), "type": 1}]}),
+    );
+    let mut found = Value::Null;
+    for _ in 0..100 {
+        found = client.request(
+            "workspace/symbol",
+            json!({"query": "freshly_created_helper"}),
+        );
+        if !found.as_array().unwrap().is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        found[0]["location"]["uri"],
+        file_uri(&root.join("tools/extra.py"))
+    );
+
+    let status = client.request("aicockpit/status", Value::Null);
+    assert_eq!(status["files"], 5, "{status:#}");
+    assert_eq!(status["indexing"], false);
+    assert_eq!(status["openDocuments"], 1);
+    assert!(status["lastError"].is_null(), "{status:#}");
+
+    assert!(client.shutdown().success());
+}
+
+#[test]
+fn malformed_messages_and_unknown_methods_get_errors_and_the_server_keeps_serving() {
+    let project = project();
+    let root = project.root();
+    let mut client = LspClient::spawn(&project, &[]);
+    let early = client.request_response("workspace/symbol", json!({"query": "x"}));
+    assert_eq!(
+        early["error"]["code"], -32002,
+        "not initialized yet: {early}"
+    );
+    client.initialize(&root, json!({}));
+    client.wait_for_index();
+
+    client.send_raw(b"{ this is not json");
+    let parse_error = client.wait_for("a parse error", |m| m["error"]["code"] == -32700);
+    assert!(parse_error["id"].is_null());
+    client.send_raw(&[0xff, 0xfe, b'{', 0x80]);
+    client.wait_for("a parse error for invalid UTF-8", |m| {
+        m["error"]["code"] == -32700
+    });
+    client.send_raw(br#"{"jsonrpc":"1.0","id":99,"method":"initialize"}"#);
+    let invalid = client.wait_for("an invalid request error", |m| m["id"] == 99);
+    assert_eq!(invalid["error"]["code"], -32600);
+    client.send_raw(b"[1, 2, 3]");
+    client.wait_for("an invalid request error for a batch", |m| {
+        m["error"]["code"] == -32600 && m["id"].is_null()
+    });
+
+    let unknown = client.request_response("aicockpit/doesNotExist", json!({}));
+    assert_eq!(unknown["error"]["code"], -32601);
+    let bad_params =
+        client.request_response("textDocument/documentSymbol", json!({"textDocument": 42}));
+    assert_eq!(bad_params["error"]["code"], -32602);
+    let not_a_file = client.request_response(
+        "textDocument/documentSymbol",
+        json!({"textDocument": {"uri": "https://example.com/x.rs"}}),
+    );
+    assert_eq!(not_a_file["error"]["code"], -32602);
+
+    // Requests about files that do not exist are empty, not errors.
+    let missing = client.request(
+        "textDocument/definition",
+        json!({"textDocument": {"uri": file_uri(&root.join("nope.rs"))}, "position": {"line": 9, "character": 9}}),
+    );
+    assert!(missing.is_null());
+
+    // A cancelled request still gets an answer (a result or RequestCancelled).
+    let id = client.request_async("workspace/symbol", json!({"query": "g"}));
+    client.notify("$/cancelRequest", json!({"id": id}));
+    let answer = client.response(id);
+    assert!(
+        answer.get("result").is_some() || answer["error"]["code"] == -32800,
+        "{answer}"
+    );
+
+    // Still serving.
+    let symbols = client.request("workspace/symbol", json!({"query": "format_name"}));
+    assert_eq!(symbols[0]["name"], "format_name");
+    assert!(client.shutdown().success());
+}
+
+#[test]
+fn utf8_positions_when_the_client_offers_them() {
+    let text = "// héllo wörld\nfn ünïcode_target() {}\nfn caller() { ünïcode_target(); }\n";
+    let project = Project::new(&[("src/main.rs", text)]);
+    let root = project.root();
+    let uri = file_uri(&root.join("src/main.rs"));
+    let mut client = LspClient::spawn(&project, &[]);
+    let init = client.initialize(
+        &root,
+        json!({"general": {"positionEncodings": ["utf-8", "utf-16"]}}),
+    );
+    assert_eq!(init["capabilities"]["positionEncoding"], "utf-8");
+    client.wait_for_index();
+    // Byte column of the call: "fn caller() { " is 14 bytes.
+    let definition = client.request(
+        "textDocument/definition",
+        json!({"textDocument": {"uri": uri}, "position": {"line": 2, "character": 16}}),
+    );
+    assert_eq!(
+        definition[0]["range"],
+        json!({"start": {"line": 1, "character": 3}, "end": {"line": 1, "character": 19}})
+    );
+    assert!(client.shutdown().success());
+}
+
+#[test]
+fn initialization_options_and_configuration_changes_apply() {
+    let project = project();
+    let root = project.root();
+    let mut client = LspClient::spawn(&project, &[]);
+    client.request(
+        "initialize",
+        json!({
+            "processId": null, "rootUri": file_uri(&root), "capabilities": {},
+            "initializationOptions": {"aicockpit": {"search": {"max_workspace_symbols": 1}}},
+        }),
+    );
+    client.notify("initialized", json!({}));
+    client.wait_for_index();
+    let one = client.request("workspace/symbol", json!({"query": "e"}));
+    assert_eq!(
+        one.as_array().unwrap().len(),
+        1,
+        "the cap from initializationOptions applies"
+    );
+    client.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": {"search": {"max_workspace_symbols": 3}}}),
+    );
+    let three = client.request("workspace/symbol", json!({"query": "e"}));
+    assert_eq!(three.as_array().unwrap().len(), 3);
+    // Bad settings are refused with the key named, and the old ones stay.
+    client.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": {"search": {"max_workspace_symbols": 0}}}),
+    );
+    let warning = client.wait_for("a warning", |m| m["method"] == "window/showMessage");
+    assert!(
+        warning["params"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("search.max_workspace_symbols"),
+        "{warning}"
+    );
+    assert_eq!(
+        client
+            .request("workspace/symbol", json!({"query": "e"}))
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert!(client.shutdown().success());
+}
