@@ -7,6 +7,11 @@ mod lsp_command;
 
 use std::process::ExitCode;
 
+/// Indexing allocates many small objects on several threads; mimalloc is
+/// markedly faster than the system allocator at that.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const HELP: &str = "\
 aicockpit-lsp: the AiCockpit language server, speaking LSP on stdin/stdout.
 

@@ -61,6 +61,7 @@ fn external_crates_appear_only_in_their_owners_manifest() {
         ("tracing-subscriber", "Cargo.toml"),
         ("indicatif", "Cargo.toml"),
         ("anyhow", "Cargo.toml"),
+        ("mimalloc", "Cargo.toml"),
         ("toml", "crates/aicockpit-config/Cargo.toml"),
     ];
     let mut manifests = vec![repo().join("Cargo.toml")];

@@ -7,7 +7,7 @@
 
 use aicockpit_syntax::Symbol;
 
-use crate::ProjectIndex;
+use crate::{FileRecord, ProjectIndex};
 
 /// How many subsequence candidates are ranked per result asked for.
 const CANDIDATES_PER_RESULT: usize = 8;
@@ -20,61 +20,103 @@ pub struct SymbolHit {
     pub symbol: Symbol,
 }
 
+/// The lower-cased names of a file's definitions in one buffer, so a scan
+/// over hundreds of thousands of symbols reads a few megabytes, not the
+/// symbol structs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NameTable {
+    lower: Vec<u8>,
+    ends: Vec<u32>,
+    ordinals: Vec<u32>,
+}
+
+impl NameTable {
+    pub fn new(symbols: &[Symbol]) -> NameTable {
+        let mut table = NameTable::default();
+        for (ordinal, symbol) in symbols.iter().enumerate() {
+            if symbol.kind.is_definition() {
+                table
+                    .lower
+                    .extend(symbol.name.bytes().map(|b| b.to_ascii_lowercase()));
+                table.ends.push(table.lower.len() as u32);
+                table.ordinals.push(ordinal as u32);
+            }
+        }
+        table
+    }
+}
+
+/// A candidate: (class, score, file number, symbol ordinal); class 0 exact, 1 prefix, 2 subsequence.
+type Candidate = (u8, i64, u32, u32);
+
 impl ProjectIndex {
     /// Symbols matching `query` fuzzily, best first, at most `limit`.
+    /// Whitespace in the query is ignored (`http request` matches `parse_http_request`).
     pub fn workspace_symbols(&self, query: &str, limit: usize) -> Vec<SymbolHit> {
-        let needle: Vec<u8> = query
-            .trim()
-            .bytes()
-            .map(|b| b.to_ascii_lowercase())
-            .collect();
+        let trimmed: String = query.chars().filter(|c| !c.is_whitespace()).collect();
+        let needle: Vec<u8> = trimmed.bytes().map(|b| b.to_ascii_lowercase()).collect();
         let files = self.files_read();
-        // (class, score, path, symbol): class 0 exact, 1 prefix, 2 subsequence.
-        let mut found: Vec<(u8, i64, &str, &Symbol)> = Vec::new();
+        let records: Vec<(&String, &FileRecord)> = files
+            .iter()
+            .map(|(path, record)| (path, record.as_ref()))
+            .collect();
+        let symbol = |file: u32, ordinal: u32| &records[file as usize].1.symbols[ordinal as usize];
+        let mut found: Vec<Candidate> = Vec::new();
         let mut subsequences = 0usize;
         let cap = limit.saturating_mul(CANDIDATES_PER_RESULT).max(64);
-        for (path, record) in files.iter() {
-            for symbol in &record.symbols {
-                if !symbol.kind.is_definition() {
-                    continue;
-                }
-                let name = symbol.name.as_bytes();
+        for (file_no, (_, record)) in records.iter().enumerate() {
+            let table = &record.names;
+            let mut start = 0usize;
+            for (slot, &end) in table.ends.iter().enumerate() {
+                let name = &table.lower[start..end as usize];
+                start = end as usize;
+                let ordinal = table.ordinals[slot];
                 if needle.is_empty() {
-                    if symbol.parent.is_none() && found.len() < limit {
-                        found.push((0, 0, path, symbol));
+                    if found.len() < limit && record.symbols[ordinal as usize].parent.is_none() {
+                        found.push((0, 0, file_no as u32, ordinal));
                     }
                     continue;
                 }
                 if name.len() < needle.len() {
                     continue;
                 }
-                let prefix = name[..needle.len()].eq_ignore_ascii_case(&needle);
-                if prefix {
+                if name.starts_with(&needle) {
                     let class = if name.len() == needle.len() { 0 } else { 1 };
-                    let exact_case = symbol.name.starts_with(query.trim());
-                    let score = i64::from(exact_case) * 100 - name.len() as i64;
-                    found.push((class, score, path, symbol));
-                } else if subsequences < cap {
-                    if let Some(score) = subsequence_score(name, &needle) {
+                    let exact_case = record.symbols[ordinal as usize].name.starts_with(&trimmed);
+                    found.push((
+                        class,
+                        i64::from(exact_case) * 100 - name.len() as i64,
+                        file_no as u32,
+                        ordinal,
+                    ));
+                } else if subsequences < cap && is_subsequence(name, &needle) {
+                    let original = record.symbols[ordinal as usize].name.as_bytes();
+                    if let Some(score) = subsequence_score(original, &needle) {
                         subsequences += 1;
-                        found.push((2, score, path, symbol));
+                        found.push((2, score, file_no as u32, ordinal));
                     }
                 }
             }
         }
-        found.sort_by(|a, b| {
+        let order = |a: &Candidate, b: &Candidate| {
+            let (sa, sb) = (symbol(a.2, a.3), symbol(b.2, b.3));
             a.0.cmp(&b.0)
                 .then(b.1.cmp(&a.1))
-                .then(a.3.name.len().cmp(&b.3.name.len()))
-                .then(a.2.cmp(b.2))
-                .then(a.3.range.start.line.cmp(&b.3.range.start.line))
-        });
+                .then(sa.name.len().cmp(&sb.name.len()))
+                .then(a.2.cmp(&b.2))
+                .then(sa.range.start.line.cmp(&sb.range.start.line))
+        };
+        if found.len() > limit && limit > 0 {
+            found.select_nth_unstable_by(limit - 1, order);
+            found.truncate(limit);
+        }
+        found.sort_by(order);
         found
             .into_iter()
             .take(limit)
-            .map(|(_, _, path, symbol)| SymbolHit {
-                path: path.to_string(),
-                symbol: symbol.clone(),
+            .map(|(_, _, file, ordinal)| SymbolHit {
+                path: records[file as usize].0.clone(),
+                symbol: symbol(file, ordinal).clone(),
             })
             .collect()
     }
@@ -98,6 +140,20 @@ impl ProjectIndex {
         }
         out
     }
+}
+
+fn is_subsequence(name: &[u8], needle: &[u8]) -> bool {
+    let mut wanted = needle.iter();
+    let mut next = wanted.next();
+    for byte in name {
+        if Some(byte) == next {
+            next = wanted.next();
+            if next.is_none() {
+                return true;
+            }
+        }
+    }
+    next.is_none()
 }
 
 /// Score a case-insensitive subsequence match, or `None` when `needle` is not

@@ -20,6 +20,7 @@
 //! # Ok::<(), aicockpit_index::IndexError>(())
 //! ```
 
+mod directory;
 mod fuzzy;
 mod project;
 mod schema;

@@ -14,6 +14,7 @@ use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, TantivyError, Term};
 
+use crate::directory::CacheDirectory;
 use crate::schema::{self, Fields, FORMAT_VERSION, KIND_CHUNK, KIND_FILE, KIND_SYMBOL, NO_SYMBOL};
 use crate::tokenizer::{CodeTokenizer, CODE_TOKENIZER};
 use crate::walk::{self, read_source, SkipReason, WalkEntry};
@@ -69,6 +70,9 @@ pub struct FileRecord {
     pub mtime: i64,
     pub symbols: Vec<Symbol>,
     pub chunks: u32,
+    /// Lower-cased names of the definitions, packed for fast fuzzy scans.
+    #[serde(skip)]
+    pub(crate) names: crate::fuzzy::NameTable,
 }
 
 /// Progress of a refresh, reported once per file.
@@ -236,7 +240,9 @@ impl ProjectIndex {
             )));
         }
         let broken = |error: TantivyError| OpenFailure::Broken(error.to_string());
-        let index = Index::open_in_dir(dir).map_err(broken)?;
+        let directory =
+            CacheDirectory::open(dir).map_err(|error| OpenFailure::Broken(error.to_string()))?;
+        let index = Index::open(directory).map_err(broken)?;
         if index.schema() != schema::schema().0 {
             return Err(OpenFailure::Broken(
                 "the index schema differs from this version's".into(),
@@ -265,11 +271,16 @@ impl ProjectIndex {
                 source,
             }
         })?;
-        let index = Index::create_in_dir(dir, schema::schema().0).map_err(|source| {
-            IndexError::Tantivy {
-                path: dir.to_path_buf(),
-                source,
-            }
+        let directory =
+            CacheDirectory::open(dir).map_err(|error| io_error(dir, error.to_string()))?;
+        let index = Index::create(
+            directory,
+            schema::schema().0,
+            tantivy::IndexSettings::default(),
+        )
+        .map_err(|source| IndexError::Tantivy {
+            path: dir.to_path_buf(),
+            source,
         })?;
         register_tokenizer(&index);
         let writer = if options.read_only {
@@ -428,6 +439,7 @@ impl ProjectIndex {
             mtime: entry.mtime,
             symbols: Vec::new(),
             chunks: syntax.chunks.len() as u32,
+            names: Default::default(),
         };
         if known.is_some() {
             writer.delete_term(Term::from_field_text(self.fields.path, &entry.rel));
@@ -459,6 +471,7 @@ impl ProjectIndex {
             mtime: 0,
             symbols: Vec::new(),
             chunks: syntax.chunks.len() as u32,
+            names: Default::default(),
         };
         writer.delete_term(Term::from_field_text(self.fields.path, rel));
         let record = self.add_docs(&writer, rel, record, syntax, text)?;
@@ -638,7 +651,7 @@ impl ProjectIndex {
         for chunk in &syntax.chunks {
             let mut doc = base(KIND_CHUNK);
             if let Some(symbol) = chunk.symbol.and_then(|s| syntax.symbols.get(s as usize)) {
-                doc.add_text(f.name, &symbol.name);
+                doc.add_text(f.chunk_name, &symbol.name);
             }
             doc.add_text(f.content, &text[chunk.bytes.clone()]);
             doc.add_u64(f.ordinal, chunk.symbol.map_or(NO_SYMBOL, u64::from));
@@ -647,6 +660,7 @@ impl ProjectIndex {
                 .add_document(doc)
                 .map_err(|error| self.tantivy_error(error))?;
         }
+        record.names = crate::fuzzy::NameTable::new(&syntax.symbols);
         record.symbols = syntax.symbols;
         self.add_file_doc(writer, rel, &record)?;
         Ok(record)
@@ -681,9 +695,10 @@ fn open_writer(index: &Index) -> Result<IndexWriter, OpenFailure> {
 }
 
 fn register_tokenizer(index: &Index) {
-    index
-        .tokenizers()
-        .register(CODE_TOKENIZER, TextAnalyzer::builder(CodeTokenizer).build());
+    index.tokenizers().register(
+        CODE_TOKENIZER,
+        TextAnalyzer::builder(CodeTokenizer::default()).build(),
+    );
 }
 
 fn load_records(index: &Index) -> Result<BTreeMap<String, Arc<FileRecord>>, String> {
@@ -710,8 +725,9 @@ fn load_records(index: &Index) -> Result<BTreeMap<String, Arc<FileRecord>>, Stri
             .get_first(fields.record)
             .and_then(|v| v.as_str())
             .ok_or("a file doc has no record")?;
-        let record: FileRecord = serde_json::from_str(json)
+        let mut record: FileRecord = serde_json::from_str(json)
             .map_err(|error| format!("the record of {path} is unreadable: {error}"))?;
+        record.names = crate::fuzzy::NameTable::new(&record.symbols);
         files.insert(path.to_string(), Arc::new(record));
     }
     Ok(files)

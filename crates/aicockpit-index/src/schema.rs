@@ -8,7 +8,7 @@ use crate::tokenizer::CODE_TOKENIZER;
 
 /// Bumped whenever the schema or the meaning of stored data changes; an index
 /// with another version is rebuilt.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 pub const KIND_FILE: &str = "file";
 pub const KIND_SYMBOL: &str = "symbol";
@@ -28,8 +28,12 @@ pub struct Fields {
     pub dir: Field,
     /// The file's record as JSON (file docs).
     pub record: Field,
-    /// Symbol name, or the name of the chunk's symbol.
+    /// Symbol name (symbol docs).
     pub name: Field,
+    /// The name of the symbol a chunk belongs to (chunk docs). Symbol and
+    /// chunk docs use disjoint text fields, so a plain disjunction of terms
+    /// finds both kinds and tantivy can prune it with block-max WAND.
+    pub chunk_name: Field,
     /// Symbol kind name (symbol docs).
     pub kind: Field,
     pub signature: Field,
@@ -43,10 +47,11 @@ pub struct Fields {
 
 pub fn schema() -> (Schema, Fields) {
     let mut builder = Schema::builder();
+    // Term frequencies but no positions: search uses term queries only.
     let code = |stored: bool| {
         let indexing = TextFieldIndexing::default()
             .set_tokenizer(CODE_TOKENIZER)
-            .set_index_option(IndexRecordOption::WithFreqsAndPositions);
+            .set_index_option(IndexRecordOption::WithFreqs);
         let options = TextOptions::default().set_indexing_options(indexing);
         if stored {
             options.set_stored()
@@ -61,6 +66,7 @@ pub fn schema() -> (Schema, Fields) {
         dir: builder.add_text_field("dir", STRING),
         record: builder.add_text_field("record", STORED),
         name: builder.add_text_field("name", code(false)),
+        chunk_name: builder.add_text_field("chunk_name", code(false)),
         kind: builder.add_text_field("kind", STRING),
         signature: builder.add_text_field("signature", code(false)),
         doc: builder.add_text_field("doc", code(false)),

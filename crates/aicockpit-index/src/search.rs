@@ -8,7 +8,7 @@ use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, Value};
 use tantivy::{TantivyDocument, Term};
 
-use crate::schema::{KIND_CHUNK, KIND_SYMBOL, NO_SYMBOL};
+use crate::schema::NO_SYMBOL;
 use crate::tokenizer::tokenize;
 use crate::{IndexError, ProjectIndex};
 
@@ -80,36 +80,25 @@ impl ProjectIndex {
                 })
                 .collect()
         };
-        let mut symbol_terms = terms(f.name, BOOST_NAME);
-        symbol_terms.extend(terms(f.signature, BOOST_SIGNATURE));
-        symbol_terms.extend(terms(f.doc, BOOST_DOC));
-        let mut symbol_clauses: Vec<(Occur, Box<dyn Query>)> = vec![
-            (Occur::Must, term_query(f.doc_kind, KIND_SYMBOL)),
-            (Occur::Must, Box::new(BooleanQuery::new(symbol_terms))),
-        ];
+        // One flat disjunction over disjoint symbol and chunk fields (see the
+        // schema), which tantivy prunes with block-max WAND.
+        let mut should = terms(f.name, BOOST_NAME);
+        should.extend(terms(f.signature, BOOST_SIGNATURE));
+        should.extend(terms(f.doc, BOOST_DOC));
+        if query.kinds.is_empty() {
+            should.extend(terms(f.content, BOOST_CONTENT));
+            should.extend(terms(f.chunk_name, BOOST_CHUNK_NAME));
+        }
+        let disjunction: Box<dyn Query> = Box::new(BooleanQuery::new(should));
+        let mut filters: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         if !query.kinds.is_empty() {
             let kinds = query
                 .kinds
                 .iter()
                 .map(|kind| (Occur::Should, term_query(f.kind, kind.name())))
                 .collect();
-            symbol_clauses.push((Occur::Must, Box::new(BooleanQuery::new(kinds))));
+            filters.push((Occur::Must, Box::new(BooleanQuery::new(kinds))));
         }
-        let mut either: Vec<(Occur, Box<dyn Query>)> =
-            vec![(Occur::Should, Box::new(BooleanQuery::new(symbol_clauses)))];
-        if query.kinds.is_empty() {
-            let mut chunk_terms = terms(f.content, BOOST_CONTENT);
-            chunk_terms.extend(terms(f.name, BOOST_CHUNK_NAME));
-            either.push((
-                Occur::Should,
-                Box::new(BooleanQuery::new(vec![
-                    (Occur::Must, term_query(f.doc_kind, KIND_CHUNK)),
-                    (Occur::Must, Box::new(BooleanQuery::new(chunk_terms))),
-                ])),
-            ));
-        }
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> =
-            vec![(Occur::Must, Box::new(BooleanQuery::new(either)))];
         let paths: Vec<String> = query
             .paths
             .iter()
@@ -117,7 +106,7 @@ impl ProjectIndex {
             .filter(|p| !p.is_empty())
             .collect();
         if !paths.is_empty() {
-            let filters = paths
+            let scopes = paths
                 .iter()
                 .flat_map(|p| {
                     [
@@ -126,9 +115,14 @@ impl ProjectIndex {
                     ]
                 })
                 .collect();
-            clauses.push((Occur::Must, Box::new(BooleanQuery::new(filters))));
+            filters.push((Occur::Must, Box::new(BooleanQuery::new(scopes))));
         }
-        let tantivy_query = BooleanQuery::new(clauses);
+        let tantivy_query: Box<dyn Query> = if filters.is_empty() {
+            disjunction
+        } else {
+            filters.push((Occur::Must, disjunction));
+            Box::new(BooleanQuery::new(filters))
+        };
 
         let searcher = self.reader.searcher();
         let tantivy_error = |source| IndexError::Tantivy {
@@ -136,7 +130,10 @@ impl ProjectIndex {
             source,
         };
         let top = searcher
-            .search(&tantivy_query, &TopDocs::with_limit(query.limit * 3 + 8))
+            .search(
+                tantivy_query.as_ref(),
+                &TopDocs::with_limit(query.limit * 3 + 8),
+            )
             .map_err(tantivy_error)?;
         let files = self.files_read();
         let mut seen = HashSet::new();
@@ -207,13 +204,11 @@ impl ProjectIndex {
         limit: usize,
     ) -> Result<Vec<String>, IndexError> {
         let f = self.fields;
-        let query = BooleanQuery::new(vec![
-            (Occur::Must, term_query(f.doc_kind, KIND_CHUNK)),
-            (
-                Occur::Must,
-                term_query(f.content, &identifier.to_lowercase()),
-            ),
-        ]);
+        // Only chunk docs have `content`.
+        let query = TermQuery::new(
+            Term::from_field_text(f.content, &identifier.to_lowercase()),
+            IndexRecordOption::Basic,
+        );
         let searcher = self.reader.searcher();
         let tantivy_error = |source| IndexError::Tantivy {
             path: self.dir().to_path_buf(),

@@ -10,37 +10,46 @@ pub const CODE_TOKENIZER: &str = "code";
 /// Words longer than this are not indexed whole (their parts still are).
 const MAX_TOKEN_BYTES: usize = 64;
 
-/// A tantivy tokenizer for source code.
+/// A tantivy tokenizer for source code. It reuses its token buffer between
+/// documents, so indexing allocates no strings per token.
 #[derive(Clone, Default)]
-pub struct CodeTokenizer;
+pub struct CodeTokenizer {
+    tokens: Vec<Token>,
+}
 
 /// The tokens of a text, in order (whole identifiers followed by their parts).
-pub struct CodeTokenStream {
-    tokens: Vec<Token>,
+pub struct CodeTokenStream<'a> {
+    tokens: &'a mut [Token],
     next: usize,
 }
 
 impl Tokenizer for CodeTokenizer {
-    type TokenStream<'a> = CodeTokenStream;
+    type TokenStream<'a> = CodeTokenStream<'a>;
 
-    fn token_stream<'a>(&'a mut self, text: &'a str) -> CodeTokenStream {
-        let mut tokens = Vec::new();
-        let mut position = 0;
-        for_each_token(text, |from, to, token| {
-            tokens.push(Token {
-                offset_from: from,
-                offset_to: to,
-                position,
-                text: token,
-                position_length: 1,
-            });
-            position += 1;
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> CodeTokenStream<'a> {
+        let mut count = 0;
+        let tokens = &mut self.tokens;
+        for_each_token(text, |from, to, lower_into| {
+            if count == tokens.len() {
+                tokens.push(Token::default());
+            }
+            let token = &mut tokens[count];
+            token.offset_from = from;
+            token.offset_to = to;
+            token.position = count;
+            token.position_length = 1;
+            token.text.clear();
+            lower_into(&mut token.text);
+            count += 1;
         });
-        CodeTokenStream { tokens, next: 0 }
+        CodeTokenStream {
+            tokens: &mut tokens[..count],
+            next: 0,
+        }
     }
 }
 
-impl TokenStream for CodeTokenStream {
+impl TokenStream for CodeTokenStream<'_> {
     fn advance(&mut self) -> bool {
         if self.next < self.tokens.len() {
             self.next += 1;
@@ -62,7 +71,9 @@ impl TokenStream for CodeTokenStream {
 /// The distinct tokens of a query, in order of first appearance.
 pub fn tokenize(text: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for_each_token(text, |_, _, token| {
+    for_each_token(text, |_, _, lower_into| {
+        let mut token = String::new();
+        lower_into(&mut token);
         if !out.contains(&token) {
             out.push(token);
         }
@@ -74,7 +85,9 @@ fn is_word_char(c: char) -> bool {
     c.is_alphanumeric() || c == '_' || c == '$'
 }
 
-fn for_each_token(text: &str, mut emit: impl FnMut(usize, usize, String)) {
+/// Calls `emit(from, to, write_lowercase)` for every token; `write_lowercase`
+/// appends the token's lower-cased text to a buffer.
+fn for_each_token(text: &str, mut emit: impl FnMut(usize, usize, &dyn Fn(&mut String))) {
     let mut start = None;
     for (index, c) in text
         .char_indices()
@@ -91,22 +104,41 @@ fn for_each_token(text: &str, mut emit: impl FnMut(usize, usize, String)) {
     }
 }
 
-fn word_tokens(word: &str, offset: usize, emit: &mut impl FnMut(usize, usize, String)) {
+fn push_lowercase(piece: &str, out: &mut String) {
+    if piece.is_ascii() {
+        out.push_str(piece);
+        out.make_ascii_lowercase();
+    } else {
+        out.extend(piece.chars().flat_map(char::to_lowercase));
+    }
+}
+
+fn word_tokens(
+    word: &str,
+    offset: usize,
+    emit: &mut impl FnMut(usize, usize, &dyn Fn(&mut String)),
+) {
+    // Most words in code are plain lower-case: one token, nothing to split.
+    if word.len() <= MAX_TOKEN_BYTES && word.bytes().all(|b| b.is_ascii_lowercase()) {
+        emit(offset, offset + word.len(), &|out| out.push_str(word));
+        return;
+    }
     let parts = split_identifier(word);
     let whole_is_a_part = parts.len() == 1 && parts[0] == (0, word.len());
     if word.len() <= MAX_TOKEN_BYTES && !word.chars().all(|c| c == '_' || c == '$') {
-        emit(offset, offset + word.len(), word.to_lowercase());
+        emit(offset, offset + word.len(), &|out| {
+            push_lowercase(word, out)
+        });
     }
     if whole_is_a_part {
         return;
     }
     for (start, end) in parts {
         if end - start <= MAX_TOKEN_BYTES {
-            emit(
-                offset + start,
-                offset + end,
-                word[start..end].to_lowercase(),
-            );
+            let piece = &word[start..end];
+            emit(offset + start, offset + end, &|out| {
+                push_lowercase(piece, out)
+            });
         }
     }
 }
@@ -179,7 +211,7 @@ mod tests {
 
     #[test]
     fn the_stream_reports_offsets_of_each_token() {
-        let mut tokenizer = CodeTokenizer;
+        let mut tokenizer = CodeTokenizer::default();
         let mut stream = tokenizer.token_stream("a fooBar");
         let mut seen = Vec::new();
         while stream.advance() {

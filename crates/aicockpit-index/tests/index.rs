@@ -146,6 +146,14 @@ fn reopening_reparses_only_changed_files() {
     }
     let index = fixture.open();
     assert_eq!(index.stats().files, 3, "records load from disk");
+    assert_eq!(
+        index.workspace_symbols("parse_http", 5)[0].symbol.name,
+        "parse_http_request"
+    );
+    assert_eq!(
+        index.workspace_symbols("usracc", 5)[0].symbol.name,
+        "UserAccount"
+    );
     let stats = index.refresh(&|_| {}).unwrap();
     assert_eq!((stats.parsed, stats.unchanged), (0, 3));
     assert_eq!(names(&index, "http request")[0], "parse_http_request");

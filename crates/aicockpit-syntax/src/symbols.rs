@@ -376,6 +376,7 @@ fn definitions(
         a.node_start
             .cmp(&b.node_start)
             .then(b.node_end.cmp(&a.node_end))
+            .then(a.name_start.cmp(&b.name_start))
     });
     definitions
 }
