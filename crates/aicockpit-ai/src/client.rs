@@ -1,0 +1,497 @@
+//! The HTTP client of one service: requests, retries, timeouts, streaming.
+
+use std::time::{Duration, Instant};
+
+use aicockpit_config::{ServiceConfig, ServiceKind};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+
+use crate::endpoint::{self, Operation};
+use crate::sse::{SseEvent, SseParser};
+use crate::{
+    AiError, ApiKey, ChatMessage, ChatReply, ChatRequest, CompletionReply, CompletionRequest,
+};
+
+/// Timeouts and retries.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// Time to open a TCP (and TLS) connection.
+    pub connect_timeout: Duration,
+    /// Longest silence allowed: waiting for headers, or between two pieces of a body.
+    pub idle_timeout: Duration,
+    /// Retries after the first attempt, for 429, 5xx, timeouts and refused connections.
+    pub max_retries: u32,
+    /// The first backoff; it doubles with every retry.
+    pub initial_backoff: Duration,
+    /// A `Retry-After` longer than this is not waited for: the error is returned.
+    pub max_retry_after: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+            max_retries: 3,
+            initial_backoff: Duration::from_millis(250),
+            max_retry_after: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The result of testing a service.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ServiceTest {
+    pub service: String,
+    pub ok: bool,
+    pub latency_ms: f64,
+    /// The models the service lists (empty if it lists none).
+    pub models: Vec<String>,
+    /// The error, with the service's own message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A client of one AI service. Cheap to clone; reuses connections.
+#[derive(Clone, Debug)]
+pub struct Client {
+    service: ServiceConfig,
+    key: Option<ApiKey>,
+    http: reqwest::Client,
+    options: ClientOptions,
+}
+
+impl Client {
+    pub fn new(
+        service: ServiceConfig,
+        key: Option<ApiKey>,
+        options: ClientOptions,
+    ) -> Result<Client, AiError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(options.connect_timeout)
+            .read_timeout(options.idle_timeout)
+            .build()
+            .map_err(|error| AiError::Config {
+                service: service.name.clone(),
+                message: error.to_string(),
+            })?;
+        Ok(Client {
+            service,
+            key,
+            http,
+            options,
+        })
+    }
+
+    pub fn service(&self) -> &ServiceConfig {
+        &self.service
+    }
+
+    fn name(&self) -> String {
+        self.service.name.clone()
+    }
+
+    fn model(&self, asked: Option<&String>, completion: bool) -> Result<String, AiError> {
+        let configured = if completion {
+            self.service
+                .completion_model
+                .as_ref()
+                .or(self.service.chat_model.as_ref())
+        } else {
+            self.service.chat_model.as_ref()
+        };
+        match (asked.or(configured), self.service.kind) {
+            (Some(model), _) => Ok(model.clone()),
+            // Azure names the model by its deployment, in the URL.
+            (None, ServiceKind::Azure) => Ok(self.service.deployment.clone().unwrap_or_default()),
+            (None, _) => Err(AiError::Config {
+                service: self.name(),
+                message: format!(
+                    "no model: set `{}` for this service",
+                    if completion {
+                        "completion_model"
+                    } else {
+                        "chat_model"
+                    }
+                ),
+            }),
+        }
+    }
+
+    /// The models the service lists.
+    pub async fn list_models(&self) -> Result<Vec<String>, AiError> {
+        let response = self.send(Operation::Models, None).await?;
+        let body = self.json_body(response).await?;
+        let models = body["data"]
+            .as_array()
+            .or_else(|| body["models"].as_array())
+            .ok_or_else(|| {
+                self.protocol(format!("no `data` list in {}", snippet(&body.to_string())))
+            })?;
+        Ok(models
+            .iter()
+            .filter_map(|m| {
+                m["id"]
+                    .as_str()
+                    .or_else(|| m["name"].as_str())
+                    .map(str::to_string)
+            })
+            .collect())
+    }
+
+    /// A chat completion, waiting for the whole reply.
+    pub async fn chat(&self, request: &ChatRequest) -> Result<ChatReply, AiError> {
+        let body = self.chat_body(request, false)?;
+        let response = self.send(Operation::ChatCompletions, Some(body)).await?;
+        let body = self.json_body(response).await?;
+        let choice = &body["choices"][0];
+        let content = choice["message"]["content"].as_str().ok_or_else(|| {
+            self.protocol(format!(
+                "no choices[0].message.content in {}",
+                snippet(&body.to_string())
+            ))
+        })?;
+        Ok(ChatReply {
+            content: content.to_string(),
+            finish_reason: choice["finish_reason"].as_str().map(str::to_string),
+            model: body["model"].as_str().map(str::to_string),
+        })
+    }
+
+    /// A streamed chat completion: `on_delta` gets each piece as it arrives;
+    /// the whole reply is returned at the end.
+    pub async fn chat_stream(
+        &self,
+        request: &ChatRequest,
+        mut on_delta: impl FnMut(&str),
+    ) -> Result<ChatReply, AiError> {
+        let body = self.chat_body(request, true)?;
+        let response = self.send(Operation::ChatCompletions, Some(body)).await?;
+        let mut reply = ChatReply {
+            content: String::new(),
+            finish_reason: None,
+            model: None,
+        };
+        let mut parser = SseParser::new();
+        let mut stream = response.bytes_stream();
+        loop {
+            let next = tokio::time::timeout(self.options.idle_timeout, stream.next())
+                .await
+                .map_err(|_| AiError::Timeout {
+                    service: self.name(),
+                    phase: "streaming the reply",
+                    after: self.options.idle_timeout,
+                })?;
+            let ended = next.is_none();
+            let events = match next {
+                Some(Ok(bytes)) => parser
+                    .feed(&bytes)
+                    .map_err(|message| self.stream_error(message))?,
+                Some(Err(error)) => return Err(self.stream_error(error.to_string())),
+                None => parser.finish(),
+            };
+            for event in events {
+                match event {
+                    SseEvent::Done => return Ok(reply),
+                    SseEvent::Data(data) => {
+                        let chunk: Value = serde_json::from_str(&data).map_err(|_| {
+                            self.stream_error(format!("not JSON: {}", snippet(&data)))
+                        })?;
+                        if let Some(error) = chunk.get("error") {
+                            return Err(self.stream_error(error_message(error)));
+                        }
+                        if reply.model.is_none() {
+                            reply.model = chunk["model"].as_str().map(str::to_string);
+                        }
+                        let choice = &chunk["choices"][0];
+                        if let Some(piece) = choice["delta"]["content"].as_str() {
+                            if !piece.is_empty() {
+                                on_delta(piece);
+                                reply.content.push_str(piece);
+                            }
+                        }
+                        if let Some(reason) = choice["finish_reason"].as_str() {
+                            reply.finish_reason = Some(reason.to_string());
+                        }
+                    }
+                }
+            }
+            if ended {
+                // Some servers close without `[DONE]`; a finish reason still marks a complete reply.
+                return match reply.finish_reason {
+                    Some(_) => Ok(reply),
+                    None => {
+                        Err(self
+                            .stream_error("the stream ended before the reply was finished".into()))
+                    }
+                };
+            }
+        }
+    }
+
+    /// A completion from the legacy `/completions` endpoint, with `suffix`
+    /// for fill-in-the-middle when given.
+    pub async fn complete(&self, request: &CompletionRequest) -> Result<CompletionReply, AiError> {
+        let mut body = json!({
+            "model": self.model(request.model.as_ref(), true)?,
+            "prompt": request.prompt,
+            "max_tokens": request.max_tokens.unwrap_or(128),
+            "temperature": request.temperature.unwrap_or(0.2),
+            "stream": false,
+        });
+        if let Some(suffix) = &request.suffix {
+            body["suffix"] = json!(suffix);
+        }
+        if !request.stop.is_empty() {
+            body["stop"] = json!(request.stop);
+        }
+        let response = self.send(Operation::Completions, Some(body)).await?;
+        let body = self.json_body(response).await?;
+        let choice = &body["choices"][0];
+        let text = choice["text"].as_str().ok_or_else(|| {
+            self.protocol(format!(
+                "no choices[0].text in {}",
+                snippet(&body.to_string())
+            ))
+        })?;
+        Ok(CompletionReply {
+            text: text.to_string(),
+            finish_reason: choice["finish_reason"].as_str().map(str::to_string),
+        })
+    }
+
+    /// Embeddings of several texts, in order.
+    pub async fn embed(
+        &self,
+        model: Option<&str>,
+        inputs: &[String],
+    ) -> Result<Vec<Vec<f32>>, AiError> {
+        let model = match model {
+            Some(model) => model.to_string(),
+            None => self.model(None, false)?,
+        };
+        let response = self
+            .send(
+                Operation::Embeddings,
+                Some(json!({"model": model, "input": inputs})),
+            )
+            .await?;
+        let body = self.json_body(response).await?;
+        let data = body["data"]
+            .as_array()
+            .ok_or_else(|| self.protocol("no `data` list".into()))?;
+        let mut out = vec![Vec::new(); inputs.len()];
+        for (position, item) in data.iter().enumerate() {
+            let index = item["index"].as_u64().map_or(position, |i| i as usize);
+            let vector = item["embedding"]
+                .as_array()
+                .ok_or_else(|| self.protocol("an item without `embedding`".into()))?;
+            if let Some(slot) = out.get_mut(index) {
+                *slot = vector
+                    .iter()
+                    .filter_map(Value::as_f64)
+                    .map(|v| v as f32)
+                    .collect();
+            }
+        }
+        Ok(out)
+    }
+
+    /// Test the service: list its models, or, where it lists none, send a
+    /// one-token chat request; report latency and the service's own error.
+    pub async fn test(&self) -> ServiceTest {
+        let started = Instant::now();
+        let result = match self.list_models().await {
+            Ok(models) => Ok(models),
+            Err(AiError::Status { status: 404, .. }) => {
+                let request = ChatRequest {
+                    messages: vec![ChatMessage::new(crate::Role::User, "Say OK.")],
+                    max_tokens: Some(1),
+                    ..ChatRequest::default()
+                };
+                self.chat(&request).await.map(|_| Vec::new())
+            }
+            Err(error) => Err(error),
+        };
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        match result {
+            Ok(models) => ServiceTest {
+                service: self.name(),
+                ok: true,
+                latency_ms,
+                models,
+                error: None,
+            },
+            Err(error) => ServiceTest {
+                service: self.name(),
+                ok: false,
+                latency_ms,
+                models: Vec::new(),
+                error: Some(error.to_string()),
+            },
+        }
+    }
+
+    fn chat_body(&self, request: &ChatRequest, stream: bool) -> Result<Value, AiError> {
+        let mut body = json!({
+            "model": self.model(request.model.as_ref(), false)?,
+            "messages": request.messages,
+            "stream": stream,
+        });
+        if let Some(max_tokens) = request.max_tokens {
+            body["max_tokens"] = json!(max_tokens);
+        }
+        if let Some(temperature) = request.temperature {
+            body["temperature"] = json!(temperature);
+        }
+        if !request.stop.is_empty() {
+            body["stop"] = json!(request.stop);
+        }
+        Ok(body)
+    }
+
+    /// Send with retries; returns a response with a success status.
+    async fn send(
+        &self,
+        operation: Operation,
+        body: Option<Value>,
+    ) -> Result<reqwest::Response, AiError> {
+        let url = endpoint::url(&self.service, operation);
+        let mut attempt = 0;
+        loop {
+            let mut request = match &body {
+                Some(body) => self.http.post(&url).json(body),
+                None => self.http.get(&url),
+            };
+            if let Some(key) = &self.key {
+                let (name, value) = endpoint::auth_header(self.service.kind, key.expose());
+                request = request.header(name, value);
+            }
+            let sent = tokio::time::timeout(self.options.idle_timeout, request.send()).await;
+            let (error, retry_after) = match sent {
+                Err(_) => (
+                    AiError::Timeout {
+                        service: self.name(),
+                        phase: "waiting for the response",
+                        after: self.options.idle_timeout,
+                    },
+                    None,
+                ),
+                Ok(Err(error)) if error.is_connect() => (
+                    AiError::Connect {
+                        service: self.name(),
+                        url: url.clone(),
+                        message: root_cause(&error),
+                    },
+                    None,
+                ),
+                Ok(Err(error)) if error.is_timeout() => (
+                    AiError::Timeout {
+                        service: self.name(),
+                        phase: "waiting for the response",
+                        after: self.options.idle_timeout,
+                    },
+                    None,
+                ),
+                Ok(Err(error)) => {
+                    return Err(AiError::Protocol {
+                        service: self.name(),
+                        message: root_cause(&error),
+                    })
+                }
+                Ok(Ok(response)) if response.status().is_success() => return Ok(response),
+                Ok(Ok(response)) => {
+                    let status = response.status().as_u16();
+                    let retry_after = response
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<f64>().ok())
+                        .map(|seconds| Duration::from_secs_f64(seconds.max(0.0)));
+                    let text = tokio::time::timeout(self.options.idle_timeout, response.text())
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                        .unwrap_or_default();
+                    let message = serde_json::from_str::<Value>(&text)
+                        .ok()
+                        .map(|body| error_message(body.get("error").unwrap_or(&body)))
+                        .unwrap_or_else(|| snippet(&text));
+                    (
+                        AiError::Status {
+                            service: self.name(),
+                            status,
+                            message,
+                        },
+                        retry_after,
+                    )
+                }
+            };
+            if !error.is_transient() || attempt >= self.options.max_retries {
+                return Err(error);
+            }
+            let backoff = self.options.initial_backoff * 2u32.saturating_pow(attempt);
+            let wait = match retry_after {
+                Some(wait) if wait > self.options.max_retry_after => return Err(error),
+                Some(wait) => wait,
+                None => backoff,
+            };
+            tracing::info!(service = %self.service.name, %error, ?wait, "retrying");
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+
+    async fn json_body(&self, response: reqwest::Response) -> Result<Value, AiError> {
+        let text = tokio::time::timeout(self.options.idle_timeout, response.text())
+            .await
+            .map_err(|_| AiError::Timeout {
+                service: self.name(),
+                phase: "reading the response",
+                after: self.options.idle_timeout,
+            })?
+            .map_err(|error| self.protocol(root_cause(&error)))?;
+        serde_json::from_str(&text)
+            .map_err(|_| self.protocol(format!("not JSON: {}", snippet(&text))))
+    }
+
+    fn protocol(&self, message: String) -> AiError {
+        AiError::Protocol {
+            service: self.name(),
+            message,
+        }
+    }
+
+    fn stream_error(&self, message: String) -> AiError {
+        AiError::Stream {
+            service: self.name(),
+            message,
+        }
+    }
+}
+
+/// The message of an error object: `{"message": …}` (OpenAI, Azure), a
+/// string (Ollama), or the JSON itself.
+fn error_message(error: &Value) -> String {
+    error["message"]
+        .as_str()
+        .or_else(|| error.as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| snippet(&error.to_string()))
+}
+
+fn snippet(text: &str) -> String {
+    let text = text.trim();
+    match text.char_indices().nth(300) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
+    }
+}
+
+fn root_cause(error: &dyn std::error::Error) -> String {
+    let mut cause = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
+}

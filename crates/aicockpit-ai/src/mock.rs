@@ -1,0 +1,387 @@
+//! A mock OpenAI-compatible server for tests (feature `test-support`).
+//!
+//! It speaks the real wire formats over real HTTP on 127.0.0.1: model
+//! listing, chat completions (JSON, or SSE when `stream` is true),
+//! legacy completions with `suffix`, embeddings, Azure's deployment paths,
+//! and OpenAI-style error bodies. It records every request and can
+//! misbehave: answer slowly, split SSE frames across writes, rate-limit
+//! with `Retry-After`, fail with 500s, send garbage, fail mid-stream, or
+//! never answer. It notices when a client drops a request.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// How the next requests are answered.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Behavior {
+    Normal,
+    /// Wait this long before answering (noticing if the client goes away).
+    Slow(Duration),
+    /// Stream SSE in pieces of this many bytes, each written separately.
+    SplitFrames(usize),
+    /// Answer 429 with `Retry-After: seconds` this many times, then normally.
+    RateLimited {
+        retry_after_secs: u64,
+        times: u32,
+    },
+    /// Answer 500 this many times, then normally.
+    ServerError {
+        times: u32,
+    },
+    /// Answer 200 with a body that is not JSON.
+    Garbage,
+    /// Stream one chunk, then an error event.
+    ErrorMidStream,
+    /// Accept the request and never answer.
+    Hang,
+}
+
+/// A request as the mock received it.
+#[derive(Clone, Debug)]
+pub struct RecordedRequest {
+    pub method: String,
+    /// Path and query, e.g. `/openai/deployments/gpt/chat/completions?api-version=2024-10-21`.
+    pub path: String,
+    /// Header names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
+    /// Set when the client closed the connection before the answer was complete.
+    pub dropped: bool,
+}
+
+impl RecordedRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    behavior: Behavior,
+    reply: String,
+    requests: Vec<RecordedRequest>,
+}
+
+/// The running mock server. Stops when dropped.
+pub struct MockServer {
+    port: u16,
+    state: Arc<Mutex<State>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for MockServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl MockServer {
+    /// Start on a free port of 127.0.0.1.
+    pub async fn start() -> MockServer {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the mock server");
+        let port = listener.local_addr().expect("mock address").port();
+        let state = Arc::new(Mutex::new(State {
+            behavior: Behavior::Normal,
+            reply: "Hello from the mock.".to_string(),
+            requests: Vec::new(),
+        }));
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(serve_connection(socket, shared.clone()));
+            }
+        });
+        MockServer { port, state, task }
+    }
+
+    /// `http://127.0.0.1:PORT/v1`, the base URL of an OpenAI-compatible service.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/v1", self.port)
+    }
+
+    /// `http://127.0.0.1:PORT`, the endpoint of an Azure resource or an Ollama server.
+    pub fn root_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn set_behavior(&self, behavior: Behavior) {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .behavior = behavior;
+    }
+
+    /// The text chat and completion replies carry.
+    pub fn set_reply(&self, reply: impl Into<String>) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).reply = reply.into();
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .requests
+            .clone()
+    }
+}
+
+async fn serve_connection(mut socket: TcpStream, state: Arc<Mutex<State>>) {
+    let mut buffer = Vec::new();
+    loop {
+        let Some((method, path, headers, body)) = read_request(&mut socket, &mut buffer).await
+        else {
+            return;
+        };
+        let body_json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let (index, behavior, reply) = {
+            let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+            state.requests.push(RecordedRequest {
+                method: method.clone(),
+                path: path.clone(),
+                headers,
+                body: body_json.clone(),
+                dropped: false,
+            });
+            let behavior = state.behavior.clone();
+            // Count down the limited misbehaviours.
+            match &mut state.behavior {
+                Behavior::RateLimited { times, .. } | Behavior::ServerError { times } => {
+                    *times = times.saturating_sub(1);
+                    if *times == 0 {
+                        state.behavior = Behavior::Normal;
+                    }
+                }
+                _ => {}
+            }
+            (state.requests.len() - 1, behavior, state.reply.clone())
+        };
+        let mark_dropped =
+            || state.lock().unwrap_or_else(|p| p.into_inner()).requests[index].dropped = true;
+        match behavior {
+            Behavior::Hang => {
+                let mut probe = [0u8; 1];
+                // Wait until the client gives up.
+                let _ = socket.read(&mut probe).await;
+                mark_dropped();
+                return;
+            }
+            Behavior::Slow(delay) => {
+                let mut probe = [0u8; 1];
+                match tokio::time::timeout(delay, socket.read(&mut probe)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => {
+                        mark_dropped();
+                        return;
+                    }
+                    _ => {}
+                }
+            }
+            Behavior::RateLimited {
+                retry_after_secs, ..
+            } => {
+                let body = json!({"error": {"message": "Rate limit reached for requests", "type": "requests", "code": "rate_limit_exceeded"}});
+                let extra = format!("Retry-After: {retry_after_secs}\r\n");
+                if write_json(&mut socket, 429, "Too Many Requests", &extra, &body)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                continue;
+            }
+            Behavior::ServerError { .. } => {
+                let body = json!({"error": {"message": "The server had an error while processing your request.", "type": "server_error"}});
+                if write_json(&mut socket, 500, "Internal Server Error", "", &body)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                continue;
+            }
+            Behavior::Garbage => {
+                let text = "<html>definitely not json</html>";
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\r\n",
+                    text.len()
+                );
+                if socket
+                    .write_all(format!("{head}{text}").as_bytes())
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let route = path.split('?').next().unwrap_or("").to_string();
+        let streaming = body_json["stream"] == json!(true);
+        let result = if method == "GET" && route.ends_with("/models") {
+            let body = json!({"object": "list", "data": [{"id": "mock-chat", "object": "model"}, {"id": "mock-coder", "object": "model"}]});
+            write_json(&mut socket, 200, "OK", "", &body).await
+        } else if method == "POST" && route.ends_with("/chat/completions") {
+            if streaming {
+                let result = write_stream(&mut socket, &body_json, &reply, &behavior).await;
+                if result.is_err() {
+                    mark_dropped();
+                }
+                return; // Streams end with the connection.
+            }
+            let body = json!({
+                "id": "chatcmpl-mock", "object": "chat.completion", "created": 0, "model": body_json["model"],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+            });
+            write_json(&mut socket, 200, "OK", "", &body).await
+        } else if method == "POST" && route.ends_with("/completions") {
+            let body = json!({
+                "id": "cmpl-mock", "object": "text_completion", "created": 0, "model": body_json["model"],
+                "choices": [{"index": 0, "text": reply, "finish_reason": "stop"}],
+            });
+            write_json(&mut socket, 200, "OK", "", &body).await
+        } else if method == "POST" && route.ends_with("/embeddings") {
+            let inputs = body_json["input"]
+                .as_array()
+                .cloned()
+                .unwrap_or_else(|| vec![body_json["input"].clone()]);
+            let data: Vec<Value> = inputs
+                .iter()
+                .enumerate()
+                .map(|(index, input)| {
+                    let length = input.as_str().map_or(0, str::len) as f64;
+                    json!({"object": "embedding", "index": index, "embedding": [length, 1.0, 0.5]})
+                })
+                .collect();
+            write_json(
+                &mut socket,
+                200,
+                "OK",
+                "",
+                &json!({"object": "list", "data": data, "model": body_json["model"]}),
+            )
+            .await
+        } else {
+            let body = json!({"error": {"message": format!("Unknown route {method} {route}"), "type": "invalid_request_error"}});
+            write_json(&mut socket, 404, "Not Found", "", &body).await
+        };
+        if result.is_err() {
+            mark_dropped();
+            return;
+        }
+    }
+}
+
+async fn read_request(
+    socket: &mut TcpStream,
+    buffer: &mut Vec<u8>,
+) -> Option<(String, String, Vec<(String, String)>, Vec<u8>)> {
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(position) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break position;
+        }
+        let read = socket.read(&mut chunk).await.ok()?;
+        if read == 0 {
+            return None;
+        }
+        buffer.extend_from_slice(&chunk[..read]);
+    };
+    let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let mut request_line = lines.next()?.split_whitespace();
+    let method = request_line.next()?.to_string();
+    let path = request_line.next()?.to_string();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
+        .collect();
+    let length: usize = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let body_start = head_end + 4;
+    while buffer.len() < body_start + length {
+        let read = socket.read(&mut chunk).await.ok()?;
+        if read == 0 {
+            return None;
+        }
+        buffer.extend_from_slice(&chunk[..read]);
+    }
+    let body = buffer[body_start..body_start + length].to_vec();
+    buffer.drain(..body_start + length);
+    Some((method, path, headers, body))
+}
+
+async fn write_json(
+    socket: &mut TcpStream,
+    status: u16,
+    reason: &str,
+    extra_headers: &str,
+    body: &Value,
+) -> std::io::Result<()> {
+    let text = body.to_string();
+    let response = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra_headers}\r\n{text}",
+        text.len()
+    );
+    socket.write_all(response.as_bytes()).await
+}
+
+async fn write_stream(
+    socket: &mut TcpStream,
+    request: &Value,
+    reply: &str,
+    behavior: &Behavior,
+) -> std::io::Result<()> {
+    let mut events = String::from(": keep-alive\n\n");
+    let chunk = |content: Value, finish: Value| {
+        json!({
+            "id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 0, "model": request["model"],
+            "choices": [{"index": 0, "delta": content, "finish_reason": finish}],
+        })
+    };
+    events.push_str(&format!(
+        "data: {}\n\n",
+        chunk(json!({"role": "assistant", "content": ""}), Value::Null)
+    ));
+    let words: Vec<&str> = reply.split_inclusive(' ').collect();
+    for (position, word) in words.iter().enumerate() {
+        events.push_str(&format!(
+            "data: {}\n\n",
+            chunk(json!({"content": word}), Value::Null)
+        ));
+        if *behavior == Behavior::ErrorMidStream && position == 0 {
+            events.push_str(&format!("data: {}\n\n", json!({"error": {"message": "The model crashed mid-stream", "type": "server_error"}})));
+            break;
+        }
+    }
+    if *behavior != Behavior::ErrorMidStream {
+        events.push_str(&format!("data: {}\n\n", chunk(json!({}), json!("stop"))));
+        events.push_str("data: [DONE]\n\n");
+    }
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n";
+    socket.write_all(head.as_bytes()).await?;
+    match behavior {
+        Behavior::SplitFrames(size) => {
+            for piece in events.as_bytes().chunks((*size).max(1)) {
+                socket.write_all(piece).await?;
+                socket.flush().await?;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        _ => socket.write_all(events.as_bytes()).await?,
+    }
+    socket.shutdown().await
+}

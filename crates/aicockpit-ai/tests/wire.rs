@@ -1,0 +1,317 @@
+//! The client against the mock server over real HTTP: every wire format,
+//! every provider's URL and header scheme, and every way a service misbehaves.
+
+use std::time::{Duration, Instant};
+
+use aicockpit_ai::mock::{Behavior, MockServer};
+use aicockpit_ai::{
+    AiError, ApiKey, ChatMessage, ChatRequest, Client, ClientOptions, CompletionRequest, Role,
+};
+use aicockpit_config::{ServiceConfig, ServiceKind};
+
+fn options() -> ClientOptions {
+    ClientOptions {
+        connect_timeout: Duration::from_secs(2),
+        idle_timeout: Duration::from_secs(5),
+        max_retries: 3,
+        initial_backoff: Duration::from_millis(10),
+        max_retry_after: Duration::from_secs(5),
+    }
+}
+
+fn service(kind: ServiceKind, base_url: String) -> ServiceConfig {
+    ServiceConfig {
+        name: "mock".into(),
+        kind,
+        base_url,
+        chat_model: Some("mock-chat".into()),
+        completion_model: Some("mock-coder".into()),
+        ..ServiceConfig::default()
+    }
+}
+
+fn client(mock: &MockServer) -> Client {
+    Client::new(service(ServiceKind::Lmstudio, mock.url()), None, options()).unwrap()
+}
+
+fn question() -> ChatRequest {
+    ChatRequest {
+        messages: vec![ChatMessage::new(Role::User, "Hi?")],
+        ..ChatRequest::default()
+    }
+}
+
+#[tokio::test]
+async fn models_chat_completions_and_embeddings() {
+    let mock = MockServer::start().await;
+    let client = client(&mock);
+    assert_eq!(
+        client.list_models().await.unwrap(),
+        ["mock-chat", "mock-coder"]
+    );
+
+    mock.set_reply("Plain answer.");
+    let reply = client.chat(&question()).await.unwrap();
+    assert_eq!(reply.content, "Plain answer.");
+    assert_eq!(reply.finish_reason.as_deref(), Some("stop"));
+
+    let completion = CompletionRequest {
+        prompt: "def add(a, b):\n    return ".into(),
+        suffix: Some("\n\nprint(add(1, 2))\n".into()),
+        stop: vec!["\n\n".into()],
+        ..CompletionRequest::default()
+    };
+    mock.set_reply("a + b");
+    assert_eq!(client.complete(&completion).await.unwrap().text, "a + b");
+
+    let vectors = client
+        .embed(Some("embedder"), &["ab".into(), "abcd".into()])
+        .await
+        .unwrap();
+    assert_eq!(vectors, vec![vec![2.0, 1.0, 0.5], vec![4.0, 1.0, 0.5]]);
+
+    let requests = mock.requests();
+    let paths: Vec<&str> = requests.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/v1/models",
+            "/v1/chat/completions",
+            "/v1/completions",
+            "/v1/embeddings"
+        ]
+    );
+    assert_eq!(requests[1].body["model"], "mock-chat");
+    assert_eq!(requests[1].body["messages"][0]["content"], "Hi?");
+    assert_eq!(requests[1].body["stream"], false);
+    assert_eq!(
+        requests[2].body["model"], "mock-coder",
+        "completions use the completion model"
+    );
+    assert_eq!(requests[2].body["suffix"], "\n\nprint(add(1, 2))\n");
+    assert_eq!(requests[2].body["stop"][0], "\n\n");
+    assert!(
+        requests.iter().all(|r| r.header("authorization").is_none()),
+        "no key, no header"
+    );
+}
+
+#[tokio::test]
+async fn streamed_chat_survives_split_frames_and_keep_alives() {
+    let mock = MockServer::start().await;
+    let client = client(&mock);
+    mock.set_reply("one two three four");
+    for behavior in [
+        Behavior::Normal,
+        Behavior::SplitFrames(3),
+        Behavior::SplitFrames(1),
+    ] {
+        mock.set_behavior(behavior.clone());
+        let mut pieces = Vec::new();
+        let reply = client
+            .chat_stream(&question(), |piece| pieces.push(piece.to_string()))
+            .await
+            .unwrap();
+        assert_eq!(reply.content, "one two three four", "{behavior:?}");
+        assert_eq!(pieces, ["one ", "two ", "three ", "four"], "{behavior:?}");
+        assert_eq!(reply.finish_reason.as_deref(), Some("stop"));
+    }
+    assert_eq!(mock.requests()[0].body["stream"], true);
+}
+
+#[tokio::test]
+async fn an_error_in_the_middle_of_a_stream_is_reported_with_its_message() {
+    let mock = MockServer::start().await;
+    mock.set_behavior(Behavior::ErrorMidStream);
+    let error = client(&mock)
+        .chat_stream(&question(), |_| {})
+        .await
+        .unwrap_err();
+    assert!(matches!(error, AiError::Stream { .. }), "{error:?}");
+    assert!(
+        error.to_string().contains("The model crashed mid-stream"),
+        "{error}"
+    );
+    assert!(
+        error.to_string().starts_with("mock:"),
+        "names the service: {error}"
+    );
+}
+
+#[tokio::test]
+async fn azure_uses_deployment_urls_api_version_and_the_api_key_header() {
+    let mock = MockServer::start().await;
+    let mut config = service(ServiceKind::Azure, mock.root_url());
+    config.deployment = Some("gpt-4o".into());
+    config.api_version = Some("2024-10-21".into());
+    let client = Client::new(config, Some(ApiKey::new("azure-secret")), options()).unwrap();
+    client.chat(&question()).await.unwrap();
+    client.chat_stream(&question(), |_| {}).await.unwrap();
+    for request in mock.requests() {
+        assert_eq!(
+            request.path,
+            "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"
+        );
+        assert_eq!(request.header("api-key"), Some("azure-secret"));
+        assert_eq!(request.header("authorization"), None);
+    }
+}
+
+#[tokio::test]
+async fn openai_sends_a_bearer_key_and_ollama_its_v1_endpoint() {
+    let mock = MockServer::start().await;
+    let openai = Client::new(
+        service(ServiceKind::Openai, mock.url()),
+        Some(ApiKey::new("sk-test")),
+        options(),
+    )
+    .unwrap();
+    openai.chat(&question()).await.unwrap();
+    assert_eq!(
+        mock.requests()[0].header("authorization"),
+        Some("Bearer sk-test")
+    );
+    let ollama = Client::new(
+        service(ServiceKind::Ollama, mock.root_url()),
+        None,
+        options(),
+    )
+    .unwrap();
+    ollama.chat(&question()).await.unwrap();
+    assert_eq!(mock.requests()[1].path, "/v1/chat/completions");
+}
+
+#[tokio::test]
+async fn rate_limits_are_retried_after_retry_after() {
+    let mock = MockServer::start().await;
+    mock.set_behavior(Behavior::RateLimited {
+        retry_after_secs: 1,
+        times: 1,
+    });
+    let started = Instant::now();
+    let reply = client(&mock).chat(&question()).await.unwrap();
+    assert_eq!(reply.content, "Hello from the mock.");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "waited for Retry-After"
+    );
+    assert_eq!(mock.requests().len(), 2);
+
+    // A Retry-After beyond what we wait for is returned at once, with the service's message.
+    mock.set_behavior(Behavior::RateLimited {
+        retry_after_secs: 3600,
+        times: 1,
+    });
+    let error = client(&mock).chat(&question()).await.unwrap_err();
+    assert!(
+        matches!(error, AiError::Status { status: 429, .. }),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("Rate limit reached for requests"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_with_backoff_then_reported() {
+    let mock = MockServer::start().await;
+    mock.set_behavior(Behavior::ServerError { times: 2 });
+    assert!(client(&mock).chat(&question()).await.is_ok());
+    assert_eq!(mock.requests().len(), 3);
+
+    mock.set_behavior(Behavior::ServerError { times: 10 });
+    let error = client(&mock).chat(&question()).await.unwrap_err();
+    assert_eq!(mock.requests().len(), 3 + 4, "first try and three retries");
+    assert_eq!(
+        error.to_string(),
+        "mock: HTTP 500: The server had an error while processing your request."
+    );
+}
+
+#[tokio::test]
+async fn garbage_is_a_protocol_error() {
+    let mock = MockServer::start().await;
+    mock.set_behavior(Behavior::Garbage);
+    let error = client(&mock).chat(&question()).await.unwrap_err();
+    assert!(matches!(error, AiError::Protocol { .. }), "{error:?}");
+    assert!(error.to_string().contains("not JSON"), "{error}");
+}
+
+#[tokio::test]
+async fn a_silent_service_times_out_and_the_request_is_dropped() {
+    let mock = MockServer::start().await;
+    mock.set_behavior(Behavior::Hang);
+    let mut options = options();
+    options.idle_timeout = Duration::from_millis(300);
+    options.max_retries = 0;
+    let client = Client::new(service(ServiceKind::Custom, mock.url()), None, options).unwrap();
+    let started = Instant::now();
+    let error = client.chat(&question()).await.unwrap_err();
+    assert!(matches!(error, AiError::Timeout { .. }), "{error:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    wait_until(|| mock.requests().first().is_some_and(|r| r.dropped)).await;
+}
+
+#[tokio::test]
+async fn cancelling_drops_the_http_request() {
+    let mock = MockServer::start().await;
+    mock.set_behavior(Behavior::Slow(Duration::from_secs(10)));
+    let client = client(&mock);
+    let task = tokio::spawn(async move { client.chat(&question()).await });
+    wait_until(|| !mock.requests().is_empty()).await;
+    task.abort();
+    wait_until(|| mock.requests()[0].dropped).await;
+}
+
+#[tokio::test]
+async fn an_unreachable_service_is_a_clear_connect_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let mut options = options();
+    options.max_retries = 1;
+    let client = Client::new(
+        service(ServiceKind::Lmstudio, format!("http://127.0.0.1:{port}/v1")),
+        None,
+        options,
+    )
+    .unwrap();
+    let error = client.chat(&question()).await.unwrap_err();
+    assert!(matches!(error, AiError::Connect { .. }), "{error:?}");
+    assert!(
+        error.to_string().starts_with(&format!(
+            "mock: cannot connect to http://127.0.0.1:{port}/v1/chat/completions"
+        )),
+        "{error}"
+    );
+    let test = client.test().await;
+    assert!(!test.ok && test.error.as_deref().unwrap().contains("cannot connect"));
+}
+
+#[tokio::test]
+async fn test_reports_models_and_latency_and_a_missing_model_is_named() {
+    let mock = MockServer::start().await;
+    let report = client(&mock).test().await;
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.models, ["mock-chat", "mock-coder"]);
+    assert!(report.latency_ms > 0.0);
+    let mut config = service(ServiceKind::Lmstudio, mock.url());
+    config.chat_model = None;
+    let error = Client::new(config, None, options())
+        .unwrap()
+        .chat(&question())
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("`chat_model`"), "{error}");
+}
+
+async fn wait_until(condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(Instant::now() < deadline, "condition not met within 10 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
