@@ -2,6 +2,8 @@
 //! crates, prints text or `--json`, and maps errors to one line on stderr and
 //! a non-zero exit code.
 
+#[path = "ai_command.rs"]
+mod ai_command;
 #[path = "logging.rs"]
 mod logging;
 #[path = "lsp_command.rs"]
@@ -77,6 +79,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Manage AI services: list, add, remove, use, test.
+    #[command(subcommand)]
+    Ai(ai_command::AiCommand),
     /// Run the language server on stdin/stdout (the same as `aicockpit-lsp`).
     Lsp {
         /// Serve this folder whatever root the editor sends.
@@ -122,6 +127,7 @@ fn run(command: Command) -> Result<()> {
             limit,
             json,
         } => symbols(&paths, &config, &query, path, limit, json),
+        Command::Ai(command) => ai_command::run(&paths, command),
         Command::Lsp { .. } => unreachable!("handled in main"),
     }
 }

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `aicockpit` and `aicockpit-lsp` binaries, each in
 //! a fresh temp folder with its own cache and config, with a deadline on every wait.
 
+mod ai;
 mod cli;
 mod lsp;
 mod support;

@@ -61,14 +61,33 @@ impl Project {
 
     /// Run `aicockpit ARGS…` to completion (with a deadline).
     pub fn cli(&self, args: &[&str]) -> Output {
-        let mut child = self
-            .command(env!("CARGO_BIN_EXE_aicockpit"))
+        self.cli_with(args, &[], None)
+    }
+
+    /// Run `aicockpit ARGS…` with extra environment variables and, optionally, text on stdin.
+    pub fn cli_with(&self, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+        let mut command = self.command(env!("CARGO_BIN_EXE_aicockpit"));
+        command
             .args(args)
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn aicockpit");
+            .stderr(Stdio::piped());
+        command.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("spawn aicockpit");
+        if let Some(text) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+        }
         let started = Instant::now();
         loop {
             if child.try_wait().unwrap().is_some() {

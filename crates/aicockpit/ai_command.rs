@@ -1,0 +1,347 @@
+//! `aicockpit ai …`: list, add, remove, test and choose AI services. Edits
+//! the config file; keys are referenced by variable or stored with mode 0600.
+
+use std::io::Read;
+use std::path::Path;
+
+use aicockpit_ai::{
+    resolve_key, store_key, ApiKey, Client, ClientOptions, CompletionRequest, KeySource,
+};
+use aicockpit_config::{Config, Paths, ServiceConfig, ServiceKind};
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum AiCommand {
+    /// List the configured services (keys are never shown, only where they come from).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a service to the config file.
+    Add {
+        name: String,
+        /// openai, azure, lmstudio, ollama or custom (any OpenAI-compatible URL).
+        #[arg(long)]
+        kind: String,
+        /// The base URL, e.g. http://127.0.0.1:1234/v1 or https://RESOURCE.openai.azure.com.
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        chat_model: Option<String>,
+        /// Defaults to the chat model.
+        #[arg(long)]
+        completion_model: Option<String>,
+        /// The environment variable holding the API key.
+        #[arg(long)]
+        api_key_env: Option<String>,
+        /// Read the API key from stdin and store it in the data folder with mode 0600.
+        #[arg(long, conflicts_with = "api_key_env")]
+        api_key_stdin: bool,
+        /// Azure: the deployment name.
+        #[arg(long)]
+        deployment: Option<String>,
+        /// Azure: the API version.
+        #[arg(long)]
+        api_version: Option<String>,
+        /// Make it the active service.
+        #[arg(long = "use")]
+        activate: bool,
+    },
+    /// Remove a service (and its stored key).
+    Remove { name: String },
+    /// Make a service the active one.
+    Use { name: String },
+    /// Test a service (default: the active one): list its models and measure
+    /// latency, then check that its completion model fills a gap and stops.
+    Test {
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(paths: &Paths, command: AiCommand) -> Result<()> {
+    // Edits start from the file alone, so environment overrides are not written back.
+    let mut file_config = Config::load_file(&paths.config_file)?;
+    match command {
+        AiCommand::List { json } => {
+            let config = Config::load(paths)?;
+            list(paths, &config, json)
+        }
+        AiCommand::Add {
+            name,
+            kind,
+            url,
+            chat_model,
+            completion_model,
+            api_key_env,
+            api_key_stdin,
+            deployment,
+            api_version,
+            activate,
+        } => {
+            if file_config.ai.services.iter().any(|s| s.name == name) {
+                bail!(
+                    "a service named {name:?} exists already; remove it first or pick another name"
+                );
+            }
+            let kind: ServiceKind = serde_json::from_value(serde_json::Value::String(kind.clone()))
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "unknown kind {kind:?}; kinds: openai, azure, lmstudio, ollama, custom"
+                    )
+                })?;
+            file_config.ai.services.push(ServiceConfig {
+                name: name.clone(),
+                kind,
+                base_url: url,
+                chat_model,
+                completion_model,
+                api_key_env,
+                deployment,
+                api_version,
+            });
+            if activate || file_config.ai.active.is_none() {
+                file_config.ai.active = Some(name.clone());
+            }
+            file_config.validate()?;
+            if api_key_stdin {
+                let mut key = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut key)
+                    .context("cannot read the key from stdin")?;
+                let key = key.trim();
+                if key.is_empty() {
+                    bail!("no key on stdin");
+                }
+                let path = store_key(&paths.data_dir, &name, &ApiKey::new(key))
+                    .context("cannot store the key")?;
+                eprintln!("Stored the key in {} (mode 0600)", path.display());
+            }
+            save(&file_config, &paths.config_file)?;
+            println!(
+                "Added {name}{}",
+                if file_config.ai.active.as_deref() == Some(&name) {
+                    " (active)"
+                } else {
+                    ""
+                }
+            );
+            Ok(())
+        }
+        AiCommand::Remove { name } => {
+            let before = file_config.ai.services.len();
+            file_config.ai.services.retain(|s| s.name != name);
+            if file_config.ai.services.len() == before {
+                bail!("no service named {name:?}");
+            }
+            if file_config.ai.active.as_deref() == Some(&name) {
+                file_config.ai.active = file_config.ai.services.first().map(|s| s.name.clone());
+            }
+            save(&file_config, &paths.config_file)?;
+            let _ = std::fs::remove_file(paths.data_dir.join("keys").join(&name));
+            println!("Removed {name}");
+            Ok(())
+        }
+        AiCommand::Use { name } => {
+            if !file_config.ai.services.iter().any(|s| s.name == name) {
+                let known: Vec<&str> = file_config
+                    .ai
+                    .services
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect();
+                bail!(
+                    "no service named {name:?}; configured: {}",
+                    known.join(", ")
+                );
+            }
+            file_config.ai.active = Some(name.clone());
+            save(&file_config, &paths.config_file)?;
+            println!("Active service: {name}");
+            Ok(())
+        }
+        AiCommand::Test { name, json } => {
+            let config = Config::load(paths)?;
+            test(paths, &config, name, json)
+        }
+    }
+}
+
+fn save(config: &Config, path: &Path) -> Result<()> {
+    config.validate()?;
+    config.save(path)?;
+    Ok(())
+}
+
+fn list(paths: &Paths, config: &Config, json: bool) -> Result<()> {
+    let rows: Vec<serde_json::Value> = config
+        .ai
+        .services
+        .iter()
+        .map(|service| {
+            let (_, source) = resolve_key(service, &paths.data_dir, |name| std::env::var(name).ok());
+            serde_json::json!({
+                "name": service.name,
+                "kind": service.kind,
+                "base_url": service.base_url,
+                "chat_model": service.chat_model,
+                "completion_model": service.completion_model.as_ref().or(service.chat_model.as_ref()),
+                "deployment": service.deployment,
+                "key": source,
+                "active": config.ai.active.as_deref() == Some(&service.name),
+            })
+        })
+        .collect();
+    if json {
+        println!("{}", serde_json::Value::Array(rows));
+        return Ok(());
+    }
+    for (row, service) in rows.iter().zip(&config.ai.services) {
+        let (_, source) = resolve_key(service, &paths.data_dir, |name| std::env::var(name).ok());
+        let key = match source {
+            KeySource::None => "no key".to_string(),
+            KeySource::Env {
+                variable,
+                set: true,
+            } => format!("key from ${variable}"),
+            KeySource::Env {
+                variable,
+                set: false,
+            } => format!("key from ${variable} (not set)"),
+            KeySource::Stored { .. } => "stored key".to_string(),
+        };
+        let marker = if row["active"] == true { "*" } else { " " };
+        let models = match (&service.chat_model, &service.completion_model) {
+            (Some(chat), Some(completion)) if chat != completion => {
+                format!("chat {chat}, completion {completion}")
+            }
+            (Some(chat), _) => chat.clone(),
+            (None, Some(completion)) => format!("completion {completion}"),
+            (None, None) => "no model set".to_string(),
+        };
+        println!(
+            "{marker} {:<12} {:<9} {}  ({models}; {key})",
+            service.name,
+            format!("{:?}", service.kind).to_lowercase(),
+            service.base_url
+        );
+    }
+    Ok(())
+}
+
+fn test(paths: &Paths, config: &Config, name: Option<String>, json: bool) -> Result<()> {
+    let name = name
+        .or_else(|| config.ai.active.clone())
+        .context("no service named and none is active")?;
+    let service = config
+        .ai
+        .services
+        .iter()
+        .find(|s| s.name == name)
+        .with_context(|| format!("no service named {name:?}"))?
+        .clone();
+    let (key, source) = resolve_key(&service, &paths.data_dir, |name| std::env::var(name).ok());
+    if let KeySource::Env {
+        variable,
+        set: false,
+    } = &source
+    {
+        bail!("{name}: the key variable ${variable} is not set");
+    }
+    let client = Client::new(
+        service.clone(),
+        key,
+        ClientOptions {
+            max_retries: 1,
+            ..ClientOptions::default()
+        },
+    )?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(client.test());
+    let probe = if report.ok && (service.completion_model.is_some() || service.chat_model.is_some())
+    {
+        Some(runtime.block_on(fill_in_the_middle_probe(&client)))
+    } else {
+        None
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "test": report, "fim_probe": probe })
+        );
+    } else if report.ok {
+        println!(
+            "{name}: OK in {:.0} ms; models: {}",
+            report.latency_ms,
+            if report.models.is_empty() {
+                "(none listed)".to_string()
+            } else {
+                report.models.join(", ")
+            }
+        );
+        if let Some(probe) = &probe {
+            match &probe.warning {
+                None => println!(
+                    "{name}: fill-in-the-middle OK: filled the gap with {:?}",
+                    probe.completion
+                ),
+                Some(warning) => println!("warning: {name}: fill-in-the-middle probe: {warning}"),
+            }
+        }
+    }
+    match report.error {
+        Some(error) => bail!("{error}"),
+        None => Ok(()),
+    }
+}
+
+/// What the fill-in-the-middle probe saw.
+#[derive(serde::Serialize)]
+struct Probe {
+    completion: String,
+    finish_reason: Option<String>,
+    /// Why the completion model looks unfit for inline completion, if it does.
+    warning: Option<String>,
+}
+
+/// Ask the completion model to fill a one-line gap, and check that it did
+/// (something came back, it stopped, and it did not repeat what follows the gap).
+async fn fill_in_the_middle_probe(client: &Client) -> Probe {
+    let suffix = "\n\nprint(add(2, 3))\n";
+    let request = CompletionRequest {
+        prompt: "def add(a, b):\n    return ".into(),
+        suffix: Some(suffix.into()),
+        max_tokens: Some(24),
+        temperature: Some(0.0),
+        stop: vec!["\n\n".into()],
+        ..CompletionRequest::default()
+    };
+    match client.complete(&request).await {
+        Err(error) => Probe {
+            completion: String::new(),
+            finish_reason: None,
+            warning: Some(format!("no completion: {error}")),
+        },
+        Ok(reply) => {
+            let text = reply.text.clone();
+            let warning = if text.trim().is_empty() {
+                Some("the model returned nothing for the gap".to_string())
+            } else if text.contains("print(add(2, 3))") {
+                Some("the model repeated the text after the gap: it ignores `suffix`, so use a FIM-capable completion model".to_string())
+            } else if reply.finish_reason.as_deref() == Some("length") {
+                Some("the model did not stop within 24 tokens".to_string())
+            } else {
+                None
+            };
+            Probe {
+                completion: text,
+                finish_reason: reply.finish_reason,
+                warning,
+            }
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! `aicockpit ai …` against the mock OpenAI-compatible server.
+
+use aicockpit_ai::mock::MockServer;
+use serde_json::Value;
+
+use crate::support::{stderr, stdout, Project};
+
+const KEY: &str = "sk-never-print-me-42";
+
+fn json(output: &std::process::Output) -> Value {
+    assert!(output.status.success(), "stderr: {}", stderr(output));
+    serde_json::from_str(&stdout(output)).unwrap_or_else(|e| panic!("{e}: {}", stdout(output)))
+}
+
+#[test]
+fn add_list_test_use_and_remove_services() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mock = runtime.block_on(MockServer::start());
+    mock.set_reply("a + b");
+    let project = Project::new(&[]);
+
+    let services = json(&project.cli(&["ai", "list", "--json"]));
+    let names: Vec<&str> = services
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["lmstudio", "ollama"],
+        "a fresh install has the local services"
+    );
+    assert_eq!(services[0]["active"], true);
+
+    let url = mock.url();
+    let output = project.cli(&[
+        "ai",
+        "add",
+        "mock",
+        "--kind",
+        "custom",
+        "--url",
+        &url,
+        "--chat-model",
+        "mock-chat",
+        "--completion-model",
+        "mock-coder",
+        "--api-key-env",
+        "MOCK_KEY",
+        "--use",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let config = std::fs::read_to_string(project.home.path().join("config.toml")).unwrap();
+    assert!(
+        config.contains("active = \"mock\"") && config.contains("api_key_env = \"MOCK_KEY\""),
+        "{config}"
+    );
+
+    let services = json(&project.cli(&["ai", "list", "--json"]));
+    let mock_row = services
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "mock")
+        .unwrap()
+        .clone();
+    assert_eq!(mock_row["active"], true);
+    assert_eq!(
+        mock_row["key"],
+        serde_json::json!({"source": "env", "variable": "MOCK_KEY", "set": false})
+    );
+
+    // Without the key set, the test says which variable to set.
+    let output = project.cli(&["ai", "test"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("$MOCK_KEY is not set"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = project.cli_with(&["ai", "test", "--json"], &[("MOCK_KEY", KEY)], None);
+    let report = json(&output);
+    assert_eq!(report["test"]["ok"], true, "{report}");
+    assert_eq!(report["test"]["models"][0], "mock-chat");
+    assert_eq!(report["fim_probe"]["completion"], "a + b");
+    assert!(report["fim_probe"]["warning"].is_null());
+    assert!(
+        !stdout(&output).contains(KEY) && !stderr(&output).contains(KEY),
+        "the key is never printed"
+    );
+    let requests = mock.requests();
+    assert_eq!(requests[0].path, "/v1/models");
+    assert_eq!(
+        requests[0].header("authorization"),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+    assert_eq!(requests[1].path, "/v1/completions");
+    assert_eq!(requests[1].body["model"], "mock-coder");
+    assert_eq!(requests[1].body["suffix"], "\n\nprint(add(2, 3))\n");
+
+    // A model that ignores the suffix is flagged.
+    mock.set_reply("a + b\n\nprint(add(2, 3))");
+    let output = project.cli_with(&["ai", "test"], &[("MOCK_KEY", KEY)], None);
+    assert!(output.status.success());
+    assert!(
+        stdout(&output).contains(
+            "warning: mock: fill-in-the-middle probe: the model repeated the text after the gap"
+        ),
+        "{}",
+        stdout(&output)
+    );
+
+    let output = project.cli(&["ai", "use", "nope"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("configured: lmstudio, ollama, mock"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(project.cli(&["ai", "use", "ollama"]).status.success());
+    assert!(project.cli(&["ai", "remove", "mock"]).status.success());
+    let services = json(&project.cli(&["ai", "list", "--json"]));
+    assert_eq!(services.as_array().unwrap().len(), 2);
+    assert_eq!(services[1]["active"], true, "ollama stays active");
+}
+
+#[test]
+fn keys_from_stdin_are_stored_privately_and_bad_services_are_refused() {
+    let project = Project::new(&[]);
+    let output = project.cli_with(
+        &[
+            "ai",
+            "add",
+            "cloud",
+            "--kind",
+            "openai",
+            "--url",
+            "https://api.openai.com/v1",
+            "--chat-model",
+            "gpt-4o-mini",
+            "--api-key-stdin",
+        ],
+        &[],
+        Some(&format!("{KEY}\n")),
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let key_file = project.home.path().join("data/keys/cloud");
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), KEY);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let listing = project.cli(&["ai", "list"]);
+    assert!(
+        stdout(&listing).contains("cloud") && stdout(&listing).contains("stored key"),
+        "{}",
+        stdout(&listing)
+    );
+    assert!(!stdout(&listing).contains(KEY));
+    assert!(
+        !std::fs::read_to_string(project.home.path().join("config.toml"))
+            .unwrap()
+            .contains(KEY)
+    );
+
+    let output = project.cli(&[
+        "ai",
+        "add",
+        "az",
+        "--kind",
+        "azure",
+        "--url",
+        "https://x.openai.azure.com",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("deployment"),
+        "{}",
+        stderr(&output)
+    );
+    let output = project.cli(&[
+        "ai",
+        "add",
+        "odd",
+        "--kind",
+        "gpt",
+        "--url",
+        "http://127.0.0.1:9",
+    ]);
+    assert!(
+        stderr(&output).contains("unknown kind \"gpt\""),
+        "{}",
+        stderr(&output)
+    );
+
+    // A service that does not answer: a clear error and a failure exit, quickly.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let url = format!("http://127.0.0.1:{port}/v1");
+    assert!(project
+        .cli(&[
+            "ai",
+            "add",
+            "dead",
+            "--kind",
+            "lmstudio",
+            "--url",
+            &url,
+            "--chat-model",
+            "m"
+        ])
+        .status
+        .success());
+    let output = project.cli(&["ai", "test", "dead"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains(&format!("error: dead: cannot connect to {url}/models")),
+        "{}",
+        stderr(&output)
+    );
+}
