@@ -4,5 +4,6 @@
 mod ai;
 mod cli;
 mod lsp;
+mod lsp_ai;
 mod support;
 mod tidy;

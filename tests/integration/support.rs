@@ -126,8 +126,15 @@ pub struct LspClient {
 
 impl LspClient {
     pub fn spawn(project: &Project, args: &[&str]) -> LspClient {
-        let mut child = project
-            .command(env!("CARGO_BIN_EXE_aicockpit-lsp"))
+        LspClient::spawn_with_env(project, args, &[])
+    }
+
+    pub fn spawn_with_env(project: &Project, args: &[&str], env: &[(&str, &str)]) -> LspClient {
+        let mut command = project.command(env!("CARGO_BIN_EXE_aicockpit-lsp"));
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

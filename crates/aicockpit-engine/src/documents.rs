@@ -42,6 +42,8 @@ pub struct Document {
     pub(crate) dirty: bool,
     /// Symbols of the current text, parsed on demand.
     pub(crate) symbols: Option<Arc<Vec<Symbol>>>,
+    /// When the editor last changed it (not set by opening).
+    pub(crate) edited_at: Option<std::time::Instant>,
 }
 
 /// Why a change was not applied.
@@ -72,6 +74,7 @@ impl DocumentStore {
                 lang,
                 dirty: true,
                 symbols: None,
+                edited_at: None,
             },
         );
     }
@@ -90,6 +93,10 @@ impl DocumentStore {
 
     pub fn len(&self) -> usize {
         self.docs.len()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&PathBuf, &Document)> {
+        self.docs.iter()
     }
 
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&PathBuf, &mut Document)> {
@@ -129,6 +136,7 @@ impl DocumentStore {
         doc.version = version;
         doc.dirty = true;
         doc.symbols = None;
+        doc.edited_at = Some(std::time::Instant::now());
         Ok(())
     }
 }

@@ -7,8 +7,12 @@
 //! methods block (parsing, index commits) and are called from blocking
 //! threads; text in an open document always wins over the file on disk.
 
+mod ai;
+pub mod context;
 mod documents;
+pub mod fim;
 mod navigation;
+pub mod postprocess;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -17,6 +21,9 @@ use aicockpit_config::Config;
 use aicockpit_index::{IndexError, ProjectIndex, RefreshStats, SearchHit, SearchQuery};
 use aicockpit_syntax::{analyze, LanguageId, Span, Symbol};
 
+pub use ai::{
+    AiAction, AiActionOutcome, AiStats, ChatAnswer, ChatParams, InlineCompletion, SuggestedCommand,
+};
 pub use documents::{occurrences, ColumnUnit, Document, DocumentError, TextChange, TextPosition};
 pub use navigation::Hover;
 
@@ -36,6 +43,12 @@ pub enum EngineError {
     Document(#[from] DocumentError),
     #[error("no project is open (the client sent no root folder)")]
     NoProject,
+    #[error(transparent)]
+    Ai(#[from] aicockpit_ai::AiError),
+    #[error("no AI service is active: add one with `aicockpit ai add` and choose it with `aicockpit ai use NAME`")]
+    NoAiService,
+    #[error("cannot read {0}")]
+    Unreadable(PathBuf),
 }
 
 /// The IDE state of one project: config, index and open documents.
@@ -43,6 +56,7 @@ pub struct Engine {
     config: RwLock<Config>,
     index: Option<Arc<ProjectIndex>>,
     documents: Mutex<documents::DocumentStore>,
+    ai: Mutex<ai::AiState>,
 }
 
 impl Engine {
@@ -52,6 +66,7 @@ impl Engine {
             config: RwLock::new(config),
             index,
             documents: Mutex::new(Default::default()),
+            ai: Mutex::new(Default::default()),
         }
     }
 

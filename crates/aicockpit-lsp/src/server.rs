@@ -20,6 +20,9 @@ use tower_lsp::{Client, LanguageServer, LspService, Server};
 use crate::ext;
 use crate::{from_proto, to_proto};
 
+#[path = "ai_methods.rs"]
+mod ai_methods;
+
 /// The token of the first-index progress.
 const INDEX_PROGRESS_TOKEN: &str = "aicockpit/index";
 
@@ -63,6 +66,17 @@ pub fn build_service(options: ServerOptions) -> (LspService<Backend>, tower_lsp:
     })
     .custom_method("aicockpit/search", Backend::search)
     .custom_method("aicockpit/status", Backend::status)
+    .custom_method("textDocument/inlineCompletion", Backend::inline_completion)
+    .custom_method("aicockpit/chat", Backend::chat)
+    .custom_method("aicockpit/suggestCommand", Backend::suggest_command)
+    .custom_method(
+        "textDocument/didShowCompletion",
+        Backend::did_show_completion,
+    )
+    .custom_method(
+        "textDocument/didPartiallyAcceptCompletion",
+        Backend::did_partially_accept_completion,
+    )
     .finish()
 }
 
@@ -83,6 +97,10 @@ struct Inner {
     edit_generation: AtomicU64,
     client_supports_progress: AtomicBool,
     client_supports_watch_registration: AtomicBool,
+    /// Per document, the latest inline completion request (older ones are superseded).
+    inline_generation: Mutex<std::collections::HashMap<Url, u64>>,
+    /// The last `aicockpit/didChangeStatus` sent, so only changes are sent.
+    last_ai_status: Mutex<Option<ext::AiStatusNotification>>,
 }
 
 impl Inner {
@@ -97,6 +115,8 @@ impl Inner {
             edit_generation: AtomicU64::new(0),
             client_supports_progress: AtomicBool::new(false),
             client_supports_watch_registration: AtomicBool::new(false),
+            inline_generation: Mutex::new(std::collections::HashMap::new()),
+            last_ai_status: Mutex::new(None),
         }
     }
 
@@ -352,6 +372,7 @@ impl Backend {
         };
         if let Some(engine) = inner.engine.get() {
             status.open_documents = engine.open_document_count();
+            status.ai = engine.ai_stats();
             if let Some(index) = engine.index() {
                 let stats = index.stats();
                 status.root = Some(stats.root.display().to_string());
@@ -452,7 +473,12 @@ impl LanguageServer for Backend {
         // Mark indexing from now on, so a status request before `initialized` does not read "done".
         let writable = index.as_ref().is_some_and(|index| !index.is_read_only());
         inner.indexing.store(writable, Ordering::SeqCst);
-        let _ = inner.engine.set(Arc::new(Engine::new(config, index)));
+        let engine = Arc::new(Engine::new(config, index));
+        // An AI service that is misconfigured must not stop the rest from working.
+        if let Err(error) = engine.configure_ai(&inner.options.paths.data_dir) {
+            inner.record_error(format!("AI service: {error}"));
+        }
+        let _ = inner.engine.set(engine);
 
         Ok(InitializeResult {
             server_info: Some(ServerInfo {
@@ -480,6 +506,29 @@ impl LanguageServer for Backend {
                 definition_provider: Some(OneOf::Left(true)),
                 references_provider: Some(OneOf::Left(true)),
                 hover_provider: Some(HoverProviderCapability::Simple(true)),
+                completion_provider: Some(CompletionOptions {
+                    resolve_provider: Some(false),
+                    trigger_characters: Some(vec![".".into()]),
+                    ..CompletionOptions::default()
+                }),
+                code_action_provider: Some(CodeActionProviderCapability::Options(
+                    CodeActionOptions {
+                        code_action_kinds: Some(vec![
+                            CodeActionKind::QUICKFIX,
+                            CodeActionKind::REFACTOR_REWRITE,
+                            CodeActionKind::EMPTY,
+                        ]),
+                        resolve_provider: Some(true),
+                        ..CodeActionOptions::default()
+                    },
+                )),
+                execute_command_provider: Some(ExecuteCommandOptions {
+                    commands: vec![
+                        ai_methods::ACCEPT_COMMAND.into(),
+                        ai_methods::EXPLAIN_COMMAND.into(),
+                    ],
+                    ..ExecuteCommandOptions::default()
+                }),
                 experimental: Some(
                     serde_json::json!({ "aicockpit": { "search": true, "status": true } }),
                 ),
@@ -594,7 +643,12 @@ impl LanguageServer for Backend {
         let Ok(engine) = self.engine() else { return };
         let mut config = engine.config();
         match config.apply_overlay(&params.settings) {
-            Ok(()) => engine.set_config(config),
+            Ok(()) => {
+                engine.set_config(config);
+                if let Err(error) = engine.configure_ai(&self.inner.options.paths.data_dir) {
+                    self.inner.record_error(format!("AI service: {error}"));
+                }
+            }
             Err(error) => {
                 self.inner
                     .record_error(format!("settings ignored: {error}"));
@@ -709,6 +763,25 @@ impl LanguageServer for Backend {
                 })
                 .collect(),
         ))
+    }
+
+    async fn completion(&self, params: CompletionParams) -> Result<Option<CompletionResponse>> {
+        self.completion_items(params).await
+    }
+
+    async fn code_action(&self, params: CodeActionParams) -> Result<Option<CodeActionResponse>> {
+        Ok(Some(self.ai_code_actions(&params)))
+    }
+
+    async fn code_action_resolve(&self, action: CodeAction) -> Result<CodeAction> {
+        self.resolve_ai_code_action(action).await
+    }
+
+    async fn execute_command(
+        &self,
+        params: ExecuteCommandParams,
+    ) -> Result<Option<serde_json::Value>> {
+        self.execute_ai_command(params).await
     }
 
     async fn hover(&self, params: HoverParams) -> Result<Option<Hover>> {

@@ -71,12 +71,31 @@ pub async fn pump_output<O>(
         }
     });
     while let Some(body) = receiver.recv().await {
+        let body = advertise_inline_completion(body);
         let frame = format!("Content-Length: {}\r\n\r\n{body}", body.len());
         if output.write_all(frame.as_bytes()).await.is_err() || output.flush().await.is_err() {
             return;
         }
     }
 }
+/// lsp-types 0.94 has no `inlineCompletionProvider` (LSP 3.18), so the
+/// capability is added to our `initialize` result on its way out.
+fn advertise_inline_completion(body: String) -> String {
+    if !(body.contains("\"capabilities\"") && body.contains("\"aicockpit-lsp\"")) {
+        return body;
+    }
+    let Ok(mut message) = serde_json::from_str::<Value>(&body) else {
+        return body;
+    };
+    if message["result"]["serverInfo"]["name"] != "aicockpit-lsp" {
+        return body;
+    }
+    if let Some(capabilities) = message["result"]["capabilities"].as_object_mut() {
+        capabilities.insert("inlineCompletionProvider".into(), Value::Bool(true));
+    }
+    message.to_string()
+}
+
 /// One message body; `Ok(None)` at the end of the input; `Err` for a message
 /// that was consumed but is not usable.
 async fn read_message<R: AsyncRead + Unpin>(

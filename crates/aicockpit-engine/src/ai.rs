@@ -1,0 +1,554 @@
+//! The AI half of the engine: inline completions, chat with project
+//! context, code actions and shell-command help, over the active service.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use aicockpit_ai::{
+    resolve_key, ChatMessage, ChatRequest, Client, ClientOptions, CompletionRequest, Role,
+};
+use aicockpit_index::SearchQuery;
+use aicockpit_syntax::LanguageId;
+
+use crate::context::CompletionContext;
+use crate::fim::template_for;
+use crate::postprocess::postprocess;
+use crate::{Engine, EngineError};
+
+/// Completions kept for identical prompts.
+const CACHE_ENTRIES: usize = 256;
+/// Tokens a completion may take.
+const COMPLETION_MAX_TOKENS: u32 = 128;
+
+/// The AI state of an engine: the active service's client, a completion
+/// cache and the counters `aicockpit/status` reports.
+#[derive(Default)]
+pub(crate) struct AiState {
+    client: Option<Arc<Client>>,
+    cache: HashMap<u64, Option<String>>,
+    stats: AiStats,
+    next_id: u64,
+}
+
+/// Counters and the last error, for status displays.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AiStats {
+    /// The active service, if one is configured.
+    pub service: Option<String>,
+    pub model: Option<String>,
+    pub requests: u64,
+    pub failures: u64,
+    pub completions_shown: u64,
+    pub completions_accepted: u64,
+    pub accepted_chars: u64,
+    pub last_error: Option<String>,
+}
+
+/// A completion to show at the cursor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InlineCompletion {
+    pub id: u64,
+    pub text: String,
+    /// The files whose snippets were in the prompt.
+    pub sources: Vec<String>,
+}
+
+/// A chat turn: the conversation so far, and where the user is.
+#[derive(Clone, Debug, Default)]
+pub struct ChatParams {
+    pub messages: Vec<ChatMessage>,
+    pub path: Option<PathBuf>,
+    /// The selection (byte range) in `path`; empty means the symbol at that offset.
+    pub selection: Option<Range<usize>>,
+}
+
+/// A chat reply and the files it drew on.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ChatAnswer {
+    pub content: String,
+    pub sources: Vec<String>,
+}
+
+/// What an AI code action does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AiAction {
+    Explain,
+    Refactor,
+    Document,
+    Fix,
+}
+
+/// The outcome of an AI code action.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AiActionOutcome {
+    Explanation(String),
+    /// Replace `range` (bytes of the current text) with `new_text`.
+    Edit {
+        range: Range<usize>,
+        new_text: String,
+    },
+}
+
+/// A shell command for a described task; never run by us.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SuggestedCommand {
+    pub command: String,
+    pub explanation: String,
+}
+
+impl Engine {
+    /// (Re)build the client of the active service from the current config.
+    /// Returns the active service's name, or `None` when none is active.
+    pub fn configure_ai(&self, data_dir: &Path) -> Result<Option<String>, EngineError> {
+        let config = self.config();
+        let mut state = self.ai_state();
+        state.cache.clear();
+        let Some(active) = config.ai.active.clone() else {
+            state.client = None;
+            state.stats.service = None;
+            return Ok(None);
+        };
+        let service = config
+            .ai
+            .services
+            .iter()
+            .find(|s| s.name == active)
+            .cloned()
+            .ok_or_else(|| {
+                EngineError::Ai(aicockpit_ai::AiError::Config {
+                    service: active.clone(),
+                    message: "no such service".into(),
+                })
+            })?;
+        let (key, _) = resolve_key(&service, data_dir, |name| std::env::var(name).ok());
+        state.stats.model = service
+            .completion_model
+            .clone()
+            .or(service.chat_model.clone())
+            .or(service.deployment.clone());
+        let client = Client::new(service, key, ClientOptions::default())?;
+        state.client = Some(Arc::new(client));
+        state.stats.service = Some(active.clone());
+        Ok(Some(active))
+    }
+
+    fn ai_state(&self) -> std::sync::MutexGuard<'_, AiState> {
+        self.ai.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn client(&self) -> Result<Arc<Client>, EngineError> {
+        self.ai_state()
+            .client
+            .clone()
+            .ok_or(EngineError::NoAiService)
+    }
+
+    pub fn ai_stats(&self) -> AiStats {
+        self.ai_state().stats.clone()
+    }
+
+    fn record<T>(&self, result: &Result<T, EngineError>) {
+        let mut state = self.ai_state();
+        state.stats.requests += 1;
+        match result {
+            Ok(_) => state.stats.last_error = None,
+            Err(error) => {
+                state.stats.failures += 1;
+                state.stats.last_error = Some(error.to_string());
+            }
+        }
+    }
+
+    /// The editor showed a completion.
+    pub fn completion_shown(&self) {
+        self.ai_state().stats.completions_shown += 1;
+    }
+
+    /// The user accepted a whole completion of `chars` characters.
+    pub fn completion_accepted(&self, chars: u64) {
+        let mut state = self.ai_state();
+        state.stats.completions_accepted += 1;
+        state.stats.accepted_chars += chars;
+    }
+
+    /// The user accepted part (`chars` characters) of a completion.
+    pub fn completion_partially_accepted(&self, chars: u64) {
+        self.ai_state().stats.accepted_chars += chars;
+    }
+
+    /// A completion at `offset` of `path`: fill-in-the-middle for models of a
+    /// known family, a chat prompt otherwise; cleaned by [`postprocess`].
+    pub async fn inline_completion(
+        &self,
+        path: &Path,
+        offset: usize,
+    ) -> Result<Option<InlineCompletion>, EngineError> {
+        let result = self.inline_completion_inner(path, offset).await;
+        self.record(&result);
+        result
+    }
+
+    async fn inline_completion_inner(
+        &self,
+        path: &Path,
+        offset: usize,
+    ) -> Result<Option<InlineCompletion>, EngineError> {
+        let client = self.client()?;
+        let Some(text) = self.text(path) else {
+            return Ok(None);
+        };
+        let budget = self.config().completion.max_context_tokens;
+        let context = self.completion_context(path, &text, offset, budget);
+        let service = client.service();
+        let model = service
+            .completion_model
+            .clone()
+            .or(service.chat_model.clone())
+            .unwrap_or_default();
+        let (key, raw) = match template_for(&model) {
+            Some(template) => {
+                let prompt = template.render(
+                    &(context.commented_snippets() + &context.prefix),
+                    &context.suffix,
+                );
+                let key = cache_key(&model, &prompt);
+                let cached = self.ai_state().cache.get(&key).cloned();
+                if let Some(hit) = cached {
+                    return Ok(hit.map(|text| self.new_completion(text, &context)));
+                }
+                let mut stop: Vec<String> = template.stop.iter().map(|s| s.to_string()).collect();
+                stop.truncate(4); // OpenAI-compatible servers accept at most four stop sequences.
+                let request = CompletionRequest {
+                    prompt,
+                    max_tokens: Some(COMPLETION_MAX_TOKENS),
+                    temperature: Some(0.2),
+                    stop,
+                    ..CompletionRequest::default()
+                };
+                (key, client.complete(&request).await?.text)
+            }
+            None => {
+                let messages = completion_chat_messages(&context);
+                let key = cache_key(&model, &format!("{messages:?}"));
+                let cached = self.ai_state().cache.get(&key).cloned();
+                if let Some(hit) = cached {
+                    return Ok(hit.map(|text| self.new_completion(text, &context)));
+                }
+                let request = ChatRequest {
+                    messages,
+                    max_tokens: Some(COMPLETION_MAX_TOKENS),
+                    temperature: Some(0.2),
+                    ..ChatRequest::default()
+                };
+                (key, client.chat(&request).await?.content)
+            }
+        };
+        let cleaned = postprocess(&raw, &context.prefix, &context.suffix);
+        {
+            let mut state = self.ai_state();
+            if state.cache.len() >= CACHE_ENTRIES {
+                state.cache.clear();
+            }
+            state.cache.insert(key, cleaned.clone());
+        }
+        Ok(cleaned.map(|text| self.new_completion(text, &context)))
+    }
+
+    fn new_completion(&self, text: String, context: &CompletionContext) -> InlineCompletion {
+        let mut state = self.ai_state();
+        state.next_id += 1;
+        InlineCompletion {
+            id: state.next_id,
+            text,
+            sources: context.sources(),
+        }
+    }
+
+    /// Answer a chat turn with project context (the selection or the symbol at
+    /// the cursor, and search hits for the question), streaming pieces to
+    /// `on_delta`; the answer ends with the files it drew on.
+    pub async fn chat(
+        &self,
+        params: ChatParams,
+        mut on_delta: impl FnMut(&str),
+    ) -> Result<ChatAnswer, EngineError> {
+        let result = async {
+            let client = self.client()?;
+            let (system, sources) = self.chat_context(&params);
+            let mut messages = vec![ChatMessage::new(Role::System, system)];
+            messages.extend(params.messages.iter().cloned());
+            let reply = client
+                .chat_stream(
+                    &ChatRequest {
+                        messages,
+                        ..ChatRequest::default()
+                    },
+                    &mut on_delta,
+                )
+                .await?;
+            let mut content = reply.content;
+            if !sources.is_empty() {
+                let footer = format!("\n\nSources: {}", sources.join(", "));
+                on_delta(&footer);
+                content.push_str(&footer);
+            }
+            Ok(ChatAnswer { content, sources })
+        }
+        .await;
+        self.record(&result);
+        result
+    }
+
+    fn chat_context(&self, params: &ChatParams) -> (String, Vec<String>) {
+        let mut system = String::from(
+            "You are AiCockpit, a coding assistant inside the user's editor. Use the project context below when it is \
+             relevant, and say which file you mean when you refer to one.\n",
+        );
+        let mut sources = Vec::new();
+        if let Some(path) = &params.path {
+            if let Some(text) = self.text(path) {
+                let range = params
+                    .selection
+                    .clone()
+                    .filter(|r| !r.is_empty())
+                    .or_else(|| {
+                        let offset = params.selection.as_ref().map_or(0, |r| r.start);
+                        self.enclosing_symbol_range(path, &text, offset)
+                    });
+                if let Some(range) = range.filter(|r| {
+                    r.end <= text.len()
+                        && text.is_char_boundary(r.start)
+                        && text.is_char_boundary(r.end)
+                }) {
+                    let rel = self.rel(path).unwrap_or_else(|| path.display().to_string());
+                    let lang = LanguageId::from_path(path).map_or("", |l| l.name());
+                    system.push_str(&format!(
+                        "\nThe code the user is looking at, from {rel}:\n```{lang}\n{}\n```\n",
+                        &text[range]
+                    ));
+                    sources.push(rel);
+                }
+            }
+        }
+        let question = params
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m.role == Role::User)
+            .map(|m| m.content.clone())
+            .unwrap_or_default();
+        if let Some(index) = self.index() {
+            let mut query = SearchQuery::new(question);
+            query.limit = 5;
+            for hit in index.search(&query).unwrap_or_default() {
+                system.push_str(&format!(
+                    "\nFrom {}:{}:\n```\n{}\n```\n",
+                    hit.path,
+                    hit.span.start.line + 1,
+                    hit.snippet
+                ));
+                if !sources.contains(&hit.path) {
+                    sources.push(hit.path);
+                }
+            }
+        }
+        (system, sources)
+    }
+
+    /// The byte range of the innermost symbol around `offset`.
+    pub fn enclosing_symbol_range(
+        &self,
+        path: &Path,
+        text: &str,
+        offset: usize,
+    ) -> Option<Range<usize>> {
+        let lines = aicockpit_syntax::LineIndex::new(text);
+        let pos = lines.pos(text, offset);
+        let symbols = self.document_symbols(path);
+        let symbol = symbols
+            .iter()
+            .filter(|s| {
+                (s.range.start.line, s.range.start.col) <= (pos.line, pos.col)
+                    && (pos.line, pos.col) <= (s.range.end.line, s.range.end.col)
+            })
+            .min_by_key(|s| s.range.end.line - s.range.start.line)?;
+        let start = lines.offset_utf8(text, symbol.range.start.line, symbol.range.start.col);
+        let end = lines.offset_utf8(text, symbol.range.end.line, symbol.range.end.col);
+        Some(start..end)
+    }
+
+    /// Explain, refactor, document or fix the code in `range` (the symbol
+    /// around it when empty). Edits replace exactly the range they were asked about.
+    pub async fn ai_action(
+        &self,
+        action: AiAction,
+        path: &Path,
+        range: Range<usize>,
+        diagnostic: Option<&str>,
+    ) -> Result<AiActionOutcome, EngineError> {
+        let result = async {
+            let client = self.client()?;
+            let text = self.text(path).ok_or_else(|| EngineError::Unreadable(path.to_path_buf()))?;
+            let range = if range.is_empty() {
+                self.enclosing_symbol_range(path, &text, range.start).unwrap_or_else(|| line_range(&text, range.start))
+            } else {
+                range.start.min(text.len())..range.end.min(text.len())
+            };
+            let code = text.get(range.clone()).unwrap_or_default().to_string();
+            let lang = LanguageId::from_path(path).map_or("", |l| l.name());
+            let instruction = match action {
+                AiAction::Explain => "Explain briefly what this code does and anything surprising about it.".to_string(),
+                AiAction::Refactor => "Refactor this code for clarity without changing its behaviour.".to_string(),
+                AiAction::Document => "Add a documentation comment in this language's usual style; change nothing else.".to_string(),
+                AiAction::Fix => format!("Fix this problem: {}", diagnostic.unwrap_or("the code does not work")),
+            };
+            let format = if action == AiAction::Explain {
+                "Answer in a few sentences."
+            } else {
+                "Reply with only the complete replacement code, in one fenced code block."
+            };
+            let (context, _) = self.chat_context(&ChatParams { messages: Vec::new(), path: None, selection: None });
+            let messages = vec![
+                ChatMessage::new(Role::System, format!("{context}\n{format}")),
+                ChatMessage::new(Role::User, format!("{instruction}\n\n```{lang}\n{code}\n```")),
+            ];
+            let reply = client.chat(&ChatRequest { messages, ..ChatRequest::default() }).await?;
+            Ok(match action {
+                AiAction::Explain => AiActionOutcome::Explanation(reply.content.trim().to_string()),
+                _ => AiActionOutcome::Edit { range, new_text: first_code_block(&reply.content) },
+            })
+        }
+        .await;
+        self.record(&result);
+        result
+    }
+
+    /// A shell command for a described task. Nothing is executed.
+    pub async fn suggest_command(
+        &self,
+        description: &str,
+        cwd: Option<&str>,
+        shell: Option<&str>,
+    ) -> Result<SuggestedCommand, EngineError> {
+        let result = async {
+            let client = self.client()?;
+            let shell = shell.unwrap_or("bash");
+            let cwd = cwd.unwrap_or(".");
+            let messages = vec![
+                ChatMessage::new(
+                    Role::System,
+                    format!(
+                        "You turn a task into one {shell} command, run in {cwd}. Reply with JSON only: \
+                         {{\"command\": \"...\", \"explanation\": \"...\"}}"
+                    ),
+                ),
+                ChatMessage::new(Role::User, description.to_string()),
+            ];
+            let reply = client.chat(&ChatRequest { messages, temperature: Some(0.0), ..ChatRequest::default() }).await?;
+            Ok(parse_suggestion(&reply.content))
+        }
+        .await;
+        self.record(&result);
+        result
+    }
+}
+
+fn cache_key(model: &str, prompt: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    model.hash(&mut hasher);
+    prompt.hash(&mut hasher);
+    hasher.finish()
+}
+
+fn completion_chat_messages(context: &CompletionContext) -> Vec<ChatMessage> {
+    let lang = context.lang.map_or("", |l| l.name());
+    let mut user = String::new();
+    for snippet in &context.snippets {
+        user.push_str(&format!(
+            "From {}:\n```\n{}\n```\n",
+            snippet.path, snippet.text
+        ));
+    }
+    user.push_str(&format!(
+        "\nComplete the code at <CURSOR> in {}:\n```{lang}\n{}<CURSOR>{}\n```",
+        context.path, context.prefix, context.suffix
+    ));
+    vec![
+        ChatMessage::new(
+            Role::System,
+            "You are a code completion engine. Reply with only the code that goes at <CURSOR>: no explanation, no code fence, \
+             nothing that is already before or after the cursor.",
+        ),
+        ChatMessage::new(Role::User, user),
+    ]
+}
+
+fn line_range(text: &str, offset: usize) -> Range<usize> {
+    let offset = offset.min(text.len());
+    let start = text[..offset].rfind('\n').map_or(0, |n| n + 1);
+    let end = text[offset..].find('\n').map_or(text.len(), |n| offset + n);
+    start..end
+}
+
+/// The inside of the first fenced code block, or the whole reply if it has none.
+fn first_code_block(reply: &str) -> String {
+    if let Some(start) = reply.find("```") {
+        let after = &reply[start + 3..];
+        let body = after.split_once('\n').map_or("", |(_, body)| body);
+        if let Some(end) = body.find("```") {
+            return body[..end].trim_end_matches('\n').to_string();
+        }
+    }
+    reply.trim().to_string()
+}
+
+fn parse_suggestion(reply: &str) -> SuggestedCommand {
+    if let (Some(start), Some(end)) = (reply.find('{'), reply.rfind('}')) {
+        if let Ok(parsed) = serde_json::from_str::<SuggestedCommand>(&reply[start..=end]) {
+            return parsed;
+        }
+    }
+    let command = first_code_block(reply)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    SuggestedCommand {
+        command,
+        explanation: reply.trim().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions_parse_from_json_or_a_code_block() {
+        let json = "Sure: {\"command\": \"ls -la\", \"explanation\": \"lists files\"}";
+        assert_eq!(
+            parse_suggestion(json),
+            SuggestedCommand {
+                command: "ls -la".into(),
+                explanation: "lists files".into()
+            }
+        );
+        let fenced = "Use this:\n```bash\nfind . -name '*.rs'\n```";
+        assert_eq!(parse_suggestion(fenced).command, "find . -name '*.rs'");
+    }
+
+    #[test]
+    fn code_blocks_are_extracted() {
+        assert_eq!(
+            first_code_block("Here:\n```rust\nfn a() {}\n```\nDone."),
+            "fn a() {}"
+        );
+        assert_eq!(first_code_block("fn b() {}"), "fn b() {}");
+    }
+}

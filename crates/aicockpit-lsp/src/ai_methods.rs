@@ -1,0 +1,516 @@
+//! The AI requests of the language server: inline completions, completion
+//! items, chat with streamed partial results, code actions resolved lazily,
+//! shell-command help, completion feedback, and the AI status notification.
+
+use std::time::Duration;
+
+use aicockpit_engine::{AiAction, AiActionOutcome, ChatParams, Engine, EngineError};
+use tower_lsp::jsonrpc::{self, Result};
+use tower_lsp::lsp_types::*;
+
+use super::{engine_error, Backend};
+use crate::ext;
+use crate::{from_proto, to_proto};
+
+/// The commands the server executes.
+pub const ACCEPT_COMMAND: &str = "aicockpit.acceptCompletion";
+pub const EXPLAIN_COMMAND: &str = "aicockpit.explain";
+
+impl Backend {
+    /// Tell the client when AI starts working, fails (with the reason) or is fine again.
+    async fn ai_status(&self, engine: &Engine, result: Option<&std::result::Result<(), String>>) {
+        let stats = engine.ai_stats();
+        let (state, message) = match result {
+            None => ("working", None),
+            Some(Ok(())) => ("ok", None),
+            Some(Err(message)) => ("failing", Some(message.clone())),
+        };
+        let notification = ext::AiStatusNotification {
+            state: state.into(),
+            service: stats.service,
+            message,
+        };
+        {
+            let mut last = self
+                .inner
+                .last_ai_status
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if last.as_ref() == Some(&notification) {
+                return;
+            }
+            *last = Some(notification.clone());
+        }
+        self.client
+            .send_notification::<ext::AiStatusNotification>(notification)
+            .await;
+    }
+
+    /// Run one AI request with status notifications around it.
+    async fn with_ai_status<T>(
+        &self,
+        engine: &Engine,
+        work: impl std::future::Future<Output = std::result::Result<T, EngineError>>,
+    ) -> Result<T> {
+        self.ai_status(engine, None).await;
+        let result = work.await;
+        let outcome = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
+        self.ai_status(engine, Some(&outcome)).await;
+        result.map_err(ai_error)
+    }
+
+    pub(super) async fn inline_completion(
+        &self,
+        params: ext::InlineCompletionParams,
+    ) -> Result<ext::InlineCompletionList> {
+        let engine = self.engine()?;
+        let uri = params.text_document.uri;
+        let path = from_proto::path(&uri)?;
+        let unit = self.inner.unit();
+        // Debounce: a newer request for the same document supersedes this one, which still gets an (empty) answer.
+        let generation = {
+            let mut generations = self
+                .inner
+                .inline_generation
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let generation = generations.entry(uri.clone()).or_insert(0);
+            *generation += 1;
+            *generation
+        };
+        tokio::time::sleep(Duration::from_millis(
+            engine.config().completion.debounce_ms,
+        ))
+        .await;
+        let current = self
+            .inner
+            .inline_generation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&uri)
+            .copied();
+        if current != Some(generation) {
+            return Ok(ext::InlineCompletionList::default());
+        }
+        let Some((_, offset)) = engine.offset(&path, from_proto::position(params.position), unit)
+        else {
+            return Ok(ext::InlineCompletionList::default());
+        };
+        let completion = self
+            .with_ai_status(&engine, engine.inline_completion(&path, offset))
+            .await?;
+        let cursor = Range {
+            start: params.position,
+            end: params.position,
+        };
+        Ok(ext::InlineCompletionList {
+            items: completion
+                .into_iter()
+                .map(|completion| {
+                    let length = completion.text.chars().count();
+                    ext::InlineCompletionItem {
+                        insert_text: completion.text,
+                        range: cursor,
+                        command: Command {
+                            title: "Accept".into(),
+                            command: ACCEPT_COMMAND.into(),
+                            arguments: Some(vec![
+                                serde_json::json!({"id": completion.id, "length": length}),
+                            ]),
+                        },
+                    }
+                })
+                .collect(),
+        })
+    }
+
+    pub(super) async fn completion_items(
+        &self,
+        params: CompletionParams,
+    ) -> Result<Option<CompletionResponse>> {
+        let engine = self.engine()?;
+        let position = params.text_document_position;
+        let path = from_proto::path(&position.text_document.uri)?;
+        let unit = self.inner.unit();
+        let Some((text, offset)) =
+            engine.offset(&path, from_proto::position(position.position), unit)
+        else {
+            return Ok(None);
+        };
+        let start = text[..offset]
+            .bytes()
+            .rposition(|b| !aicockpit_syntax::is_identifier_byte(b))
+            .map_or(0, |i| i + 1);
+        let word = &text[start..offset];
+        let mut items: Vec<CompletionItem> = Vec::new();
+        if !word.is_empty() {
+            let mut seen = std::collections::HashSet::new();
+            for (_, symbol) in engine.workspace_symbols(word, 50) {
+                if symbol.name.len() >= word.len()
+                    && symbol.name[..word.len()].eq_ignore_ascii_case(word)
+                    && seen.insert(symbol.name.clone())
+                {
+                    items.push(CompletionItem {
+                        label: symbol.name.clone(),
+                        kind: Some(completion_kind(symbol.kind)),
+                        detail: Some(symbol.signature.clone()),
+                        documentation: symbol.doc.clone().map(Documentation::String),
+                        ..CompletionItem::default()
+                    });
+                }
+            }
+        }
+        // The AI item is asked for only when the user invokes completion: it is slow.
+        let invoked = params
+            .context
+            .as_ref()
+            .is_none_or(|c| c.trigger_kind == CompletionTriggerKind::INVOKED);
+        if invoked {
+            if let Ok(Some(completion)) = self
+                .with_ai_status(&engine, engine.inline_completion(&path, offset))
+                .await
+            {
+                let label = completion
+                    .text
+                    .lines()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
+                let cursor = position.position;
+                let length = completion.text.chars().count();
+                items.insert(
+                    0,
+                    CompletionItem {
+                        label: format!("✦ {label}"),
+                        kind: Some(CompletionItemKind::SNIPPET),
+                        detail: Some("AiCockpit".into()),
+                        filter_text: Some(format!("{word}{}", completion.text)),
+                        sort_text: Some("0".into()),
+                        text_edit: Some(CompletionTextEdit::Edit(TextEdit {
+                            range: Range {
+                                start: cursor,
+                                end: cursor,
+                            },
+                            new_text: completion.text,
+                        })),
+                        command: Some(Command {
+                            title: "Accept".into(),
+                            command: ACCEPT_COMMAND.into(),
+                            arguments: Some(vec![
+                                serde_json::json!({"id": completion.id, "length": length}),
+                            ]),
+                        }),
+                        ..CompletionItem::default()
+                    },
+                );
+            }
+        }
+        Ok(Some(CompletionResponse::List(CompletionList {
+            is_incomplete: true,
+            items,
+        })))
+    }
+
+    pub(super) async fn chat(&self, params: ext::ChatParams) -> Result<ext::ChatResult> {
+        let engine = self.engine()?;
+        let unit = self.inner.unit();
+        let mut messages = Vec::new();
+        for message in params.messages {
+            let role = match message.role.as_str() {
+                "system" => aicockpit_ai::Role::System,
+                "user" => aicockpit_ai::Role::User,
+                "assistant" => aicockpit_ai::Role::Assistant,
+                other => {
+                    return Err(jsonrpc::Error::invalid_params(format!(
+                        "unknown role {other:?}: use system, user or assistant"
+                    )))
+                }
+            };
+            messages.push(aicockpit_ai::ChatMessage::new(role, message.content));
+        }
+        if messages.is_empty() {
+            return Err(jsonrpc::Error::invalid_params("`messages` is empty"));
+        }
+        let path = params.uri.as_ref().map(from_proto::path).transpose()?;
+        let selection = match (&path, params.range) {
+            (Some(path), Some(range)) => engine
+                .offset(path, from_proto::position(range.start), unit)
+                .and_then(|(_, start)| {
+                    let end = engine
+                        .offset(path, from_proto::position(range.end), unit)?
+                        .1;
+                    Some(start..end.max(start))
+                }),
+            _ => None,
+        };
+        // Pieces go out as they arrive, in order, through a channel drained by this task.
+        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let client = self.client.clone();
+        let token = params.partial_result_token.clone();
+        let forward = tokio::spawn(async move {
+            while let Some(delta) = receiver.recv().await {
+                if let Some(token) = &token {
+                    // Partial results carry our own value shape: {"delta": "…"}.
+                    client
+                        .send_notification::<PartialResult>(PartialResultParams {
+                            token: token.clone(),
+                            value: serde_json::json!({"delta": delta}),
+                        })
+                        .await;
+                }
+            }
+        });
+        let request = ChatParams {
+            messages,
+            path,
+            selection,
+        };
+        let answer = self
+            .with_ai_status(
+                &engine,
+                engine.chat(request, |delta| {
+                    let _ = sender.send(delta.to_string());
+                }),
+            )
+            .await;
+        drop(sender);
+        let _ = forward.await;
+        let answer = answer?;
+        Ok(ext::ChatResult {
+            content: answer.content,
+            sources: answer.sources,
+        })
+    }
+
+    pub(super) async fn suggest_command(
+        &self,
+        params: ext::SuggestCommandParams,
+    ) -> Result<aicockpit_engine::SuggestedCommand> {
+        let engine = self.engine()?;
+        if params.description.trim().is_empty() {
+            return Err(jsonrpc::Error::invalid_params("`description` is empty"));
+        }
+        self.with_ai_status(
+            &engine,
+            engine.suggest_command(
+                &params.description,
+                params.cwd.as_deref(),
+                params.shell.as_deref(),
+            ),
+        )
+        .await
+    }
+
+    pub(super) async fn did_show_completion(&self, _: ext::CompletionFeedback) {
+        if let Ok(engine) = self.engine() {
+            engine.completion_shown();
+        }
+    }
+
+    pub(super) async fn did_partially_accept_completion(&self, params: ext::CompletionFeedback) {
+        if let Ok(engine) = self.engine() {
+            engine.completion_partially_accepted(params.accepted_length.unwrap_or(0));
+        }
+    }
+
+    /// Cheap: the AI actions on offer for a range, resolved later.
+    pub(super) fn ai_code_actions(&self, params: &CodeActionParams) -> Vec<CodeActionOrCommand> {
+        let mut actions = Vec::new();
+        let mut offer = |title: String,
+                         kind: CodeActionKind,
+                         action: AiAction,
+                         diagnostic: Option<&Diagnostic>| {
+            let data = ext::CodeActionData {
+                uri: params.text_document.uri.clone(),
+                range: params.range,
+                action,
+                diagnostic: diagnostic.map(|d| d.message.clone()),
+            };
+            actions.push(CodeActionOrCommand::CodeAction(CodeAction {
+                title,
+                kind: Some(kind),
+                diagnostics: diagnostic.map(|d| vec![d.clone()]),
+                data: serde_json::to_value(data).ok(),
+                ..CodeAction::default()
+            }));
+        };
+        for diagnostic in &params.context.diagnostics {
+            let short: String = diagnostic
+                .message
+                .lines()
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take(60)
+                .collect();
+            offer(
+                format!("AiCockpit: fix \"{short}\""),
+                CodeActionKind::QUICKFIX,
+                AiAction::Fix,
+                Some(diagnostic),
+            );
+        }
+        offer(
+            "AiCockpit: explain".into(),
+            CodeActionKind::EMPTY,
+            AiAction::Explain,
+            None,
+        );
+        offer(
+            "AiCockpit: refactor".into(),
+            CodeActionKind::REFACTOR_REWRITE,
+            AiAction::Refactor,
+            None,
+        );
+        offer(
+            "AiCockpit: add documentation".into(),
+            CodeActionKind::REFACTOR_REWRITE,
+            AiAction::Document,
+            None,
+        );
+        actions
+    }
+
+    /// Expensive: ask the AI and turn its answer into an edit (or an explanation).
+    pub(super) async fn resolve_ai_code_action(
+        &self,
+        mut action: CodeAction,
+    ) -> Result<CodeAction> {
+        let engine = self.engine()?;
+        let Some(data) = action
+            .data
+            .clone()
+            .and_then(|d| serde_json::from_value::<ext::CodeActionData>(d).ok())
+        else {
+            return Ok(action);
+        };
+        let path = from_proto::path(&data.uri)?;
+        let unit = self.inner.unit();
+        let Some((text, start)) =
+            engine.offset(&path, from_proto::position(data.range.start), unit)
+        else {
+            return Err(jsonrpc::Error::invalid_params(format!(
+                "cannot read {}",
+                data.uri
+            )));
+        };
+        let end = engine
+            .offset(&path, from_proto::position(data.range.end), unit)
+            .map_or(start, |(_, end)| end.max(start));
+        let outcome = self
+            .with_ai_status(
+                &engine,
+                engine.ai_action(data.action, &path, start..end, data.diagnostic.as_deref()),
+            )
+            .await?;
+        match outcome {
+            AiActionOutcome::Explanation(explanation) => {
+                action.command = Some(Command {
+                    title: "Show the explanation".into(),
+                    command: EXPLAIN_COMMAND.into(),
+                    arguments: Some(vec![serde_json::Value::String(explanation)]),
+                });
+            }
+            AiActionOutcome::Edit { range, new_text } => {
+                let lines = aicockpit_syntax::LineIndex::new(&text);
+                let span = lines.span(&text, range);
+                let mut changes = std::collections::HashMap::new();
+                changes.insert(
+                    data.uri.clone(),
+                    vec![TextEdit {
+                        range: to_proto::range(span, unit),
+                        new_text,
+                    }],
+                );
+                action.edit = Some(WorkspaceEdit {
+                    changes: Some(changes),
+                    ..WorkspaceEdit::default()
+                });
+            }
+        }
+        Ok(action)
+    }
+
+    pub(super) async fn execute_ai_command(
+        &self,
+        params: ExecuteCommandParams,
+    ) -> Result<Option<serde_json::Value>> {
+        let engine = self.engine()?;
+        match params.command.as_str() {
+            ACCEPT_COMMAND => {
+                let length = params
+                    .arguments
+                    .first()
+                    .and_then(|a| a["length"].as_u64())
+                    .unwrap_or(0);
+                engine.completion_accepted(length);
+                Ok(None)
+            }
+            EXPLAIN_COMMAND => {
+                let text = params
+                    .arguments
+                    .first()
+                    .and_then(|a| a.as_str())
+                    .unwrap_or("")
+                    .to_string();
+                self.client.show_message(MessageType::INFO, text).await;
+                Ok(None)
+            }
+            other => Err(jsonrpc::Error::invalid_params(format!(
+                "unknown command {other:?}"
+            ))),
+        }
+    }
+}
+
+/// `$/progress` with a partial result of our own shape.
+enum PartialResult {}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PartialResultParams {
+    token: NumberOrString,
+    value: serde_json::Value,
+}
+
+impl tower_lsp::lsp_types::notification::Notification for PartialResult {
+    type Params = PartialResultParams;
+    const METHOD: &'static str = "$/progress";
+}
+
+fn completion_kind(kind: aicockpit_syntax::SymbolKind) -> CompletionItemKind {
+    use aicockpit_syntax::SymbolKind as K;
+    match kind {
+        K::Function | K::Macro => CompletionItemKind::FUNCTION,
+        K::Method => CompletionItemKind::METHOD,
+        K::Constructor => CompletionItemKind::CONSTRUCTOR,
+        K::Class | K::Impl => CompletionItemKind::CLASS,
+        K::Struct => CompletionItemKind::STRUCT,
+        K::Enum => CompletionItemKind::ENUM,
+        K::EnumMember => CompletionItemKind::ENUM_MEMBER,
+        K::Interface => CompletionItemKind::INTERFACE,
+        K::Module | K::Namespace => CompletionItemKind::MODULE,
+        K::Field => CompletionItemKind::FIELD,
+        K::Variable => CompletionItemKind::VARIABLE,
+        K::Constant => CompletionItemKind::CONSTANT,
+        K::TypeAlias => CompletionItemKind::TYPE_PARAMETER,
+    }
+}
+
+/// AI failures are request failures with the service's reason; a missing
+/// service is a request the server cannot serve yet.
+fn ai_error(error: EngineError) -> jsonrpc::Error {
+    match error {
+        EngineError::NoAiService => jsonrpc::Error {
+            code: jsonrpc::ErrorCode::ServerError(-32001),
+            message: error.to_string().into(),
+            data: None,
+        },
+        EngineError::Ai(ai) => jsonrpc::Error {
+            code: jsonrpc::ErrorCode::ServerError(-32000),
+            message: ai.to_string().into(),
+            data: None,
+        },
+        other => engine_error(other),
+    }
+}

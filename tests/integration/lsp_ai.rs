@@ -1,0 +1,385 @@
+//! AI through the language server, end to end: the real `aicockpit-lsp`
+//! over stdio against the mock OpenAI-compatible server.
+
+use std::time::{Duration, Instant};
+
+use aicockpit_ai::mock::{Behavior, MockServer};
+use serde_json::{json, Value};
+
+use crate::support::{file_uri, LspClient, Project};
+
+const HELPERS_RS: &str = "\
+/// Trims and capitalises a name.
+pub fn format_name(name: &str) -> String {
+    name.trim().to_string()
+}
+";
+
+const LIB_RS: &str = "\
+mod helpers;
+
+pub fn greeting(name: &str) -> String {
+    let shown = helpers::format_name(name);
+    
+}
+";
+
+struct Setup {
+    runtime: tokio::runtime::Runtime,
+    mock: MockServer,
+    project: Project,
+}
+
+fn setup(service_toml: &dyn Fn(&MockServer) -> String) -> Setup {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mock = runtime.block_on(MockServer::start());
+    let project = Project::new(&[("src/helpers.rs", HELPERS_RS), ("src/lib.rs", LIB_RS)]);
+    std::fs::write(project.home.path().join("config.toml"), service_toml(&mock)).unwrap();
+    Setup {
+        runtime,
+        mock,
+        project,
+    }
+}
+
+fn lmstudio(mock: &MockServer) -> String {
+    format!(
+        "[ai]\nactive = \"mock\"\n\n[[ai.services]]\nname = \"mock\"\nkind = \"lmstudio\"\nbase_url = \"{}\"\n\
+         chat_model = \"mock-chat\"\ncompletion_model = \"qwen2.5-coder-1.5b\"\n",
+        mock.url()
+    )
+}
+
+fn start(setup: &Setup, env: &[(&str, &str)]) -> LspClient {
+    let mut client = LspClient::spawn_with_env(&setup.project, &[], env);
+    let init = client.initialize(&setup.project.root(), json!({}));
+    assert_eq!(init["capabilities"]["inlineCompletionProvider"], true);
+    assert_eq!(
+        init["capabilities"]["codeActionProvider"]["resolveProvider"],
+        true
+    );
+    client.wait_for_index();
+    let lib = setup.project.root().join("src/lib.rs");
+    client.notify("textDocument/didOpen", json!({"textDocument": {"uri": file_uri(&lib), "languageId": "rust", "version": 1, "text": LIB_RS}}));
+    client
+}
+
+fn cursor() -> Value {
+    json!({"line": 4, "character": 4})
+}
+
+fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn inline_completion_carries_index_context_and_feedback_is_counted() {
+    let setup = setup(&lmstudio);
+    setup.mock.set_reply("shown.to_uppercase()");
+    let mut client = start(&setup, &[]);
+    let lib_uri = file_uri(&setup.project.root().join("src/lib.rs"));
+
+    let result = client.request("textDocument/inlineCompletion", json!({"textDocument": {"uri": lib_uri}, "position": cursor(), "context": {"triggerKind": 2}}));
+    let item = &result["items"][0];
+    assert_eq!(item["insertText"], "shown.to_uppercase()", "{result}");
+    assert_eq!(item["range"]["start"], cursor());
+    assert_eq!(item["command"]["command"], "aicockpit.acceptCompletion");
+
+    // The prompt is a Qwen fill-in-the-middle prompt with the definition from the index.
+    let request = setup
+        .mock
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/v1/completions")
+        .expect("a completions request");
+    let prompt = request.body["prompt"].as_str().unwrap();
+    assert!(prompt.starts_with("<|fim_prefix|>"), "{prompt}");
+    assert!(prompt.contains("// src/helpers.rs\n// Trims and capitalises a name.\n// pub fn format_name(name: &str) -> String {"), "{prompt}");
+    assert!(
+        prompt.contains("let shown = helpers::format_name(name);\n    <|fim_suffix|>\n}"),
+        "{prompt}"
+    );
+    assert_eq!(request.body["model"], "qwen2.5-coder-1.5b");
+    assert!(request.body["stop"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("<|endoftext|>")));
+
+    // Status notifications: working, then ok.
+    let working = client.wait_for("working status", |m| {
+        m["method"] == "aicockpit/didChangeStatus" && m["params"]["state"] == "working"
+    });
+    assert_eq!(working["params"]["service"], "mock");
+    client.wait_for("ok status", |m| {
+        m["method"] == "aicockpit/didChangeStatus" && m["params"]["state"] == "ok"
+    });
+
+    // Shown, accepted, partially accepted.
+    client.notify("textDocument/didShowCompletion", json!({"item": item}));
+    client.request(
+        "workspace/executeCommand",
+        json!({"command": item["command"]["command"], "arguments": item["command"]["arguments"]}),
+    );
+    client.notify(
+        "textDocument/didPartiallyAcceptCompletion",
+        json!({"item": item, "acceptedLength": 5}),
+    );
+    let status = client.request("aicockpit/status", Value::Null);
+    let ai = &status["ai"];
+    assert_eq!(ai["service"], "mock");
+    assert_eq!(ai["completionsShown"], 1, "{status}");
+    assert_eq!(ai["completionsAccepted"], 1);
+    assert_eq!(ai["acceptedChars"], "shown.to_uppercase()".len() + 5);
+
+    // A second request for the same prompt is answered from the cache.
+    let before = setup.mock.requests().len();
+    client.request(
+        "textDocument/inlineCompletion",
+        json!({"textDocument": {"uri": lib_uri}, "position": cursor()}),
+    );
+    assert_eq!(setup.mock.requests().len(), before);
+    assert!(client.shutdown().success());
+    drop(setup.runtime);
+}
+
+#[test]
+fn superseded_and_cancelled_completions_are_answered_and_dropped() {
+    let setup = setup(&lmstudio);
+    let mut client = start(&setup, &[]);
+    let lib_uri = file_uri(&setup.project.root().join("src/lib.rs"));
+
+    // Two requests in a row: the first is superseded and answered empty.
+    let first = client.request_async(
+        "textDocument/inlineCompletion",
+        json!({"textDocument": {"uri": lib_uri}, "position": cursor()}),
+    );
+    let second = client.request_async(
+        "textDocument/inlineCompletion",
+        json!({"textDocument": {"uri": lib_uri}, "position": {"line": 4, "character": 3}}),
+    );
+    assert_eq!(client.response(first)["result"]["items"], json!([]));
+    assert!(client.response(second)["result"]["items"]
+        .as_array()
+        .is_some());
+
+    // Cancelling a request that is waiting on the service drops the HTTP request.
+    setup
+        .mock
+        .set_behavior(Behavior::Slow(Duration::from_secs(30)));
+    setup.mock.set_reply("something new");
+    let count = setup.mock.requests().len();
+    let id = client.request_async(
+        "textDocument/inlineCompletion",
+        json!({"textDocument": {"uri": lib_uri}, "position": {"line": 4, "character": 2}}),
+    );
+    wait_until("the request to reach the mock", || {
+        setup.mock.requests().len() > count
+    });
+    client.notify("$/cancelRequest", json!({"id": id}));
+    let answer = client.response(id);
+    assert_eq!(answer["error"]["code"], -32800, "{answer}");
+    wait_until("the mock to see the request dropped", || {
+        setup.mock.requests()[count].dropped
+    });
+    assert!(client.shutdown().success());
+}
+
+#[test]
+fn chat_streams_partial_results_and_names_its_sources() {
+    let setup = setup(&lmstudio);
+    setup.mock.set_reply("It trims the name first.");
+    let mut client = start(&setup, &[]);
+    let helpers_uri = file_uri(&setup.project.root().join("src/helpers.rs"));
+    let result = client.request(
+        "aicockpit/chat",
+        json!({
+            "messages": [{"role": "user", "content": "What does format_name do?"}],
+            "uri": helpers_uri,
+            "range": {"start": {"line": 1, "character": 10}, "end": {"line": 1, "character": 10}},
+            "partialResultToken": "chat-1",
+        }),
+    );
+    let content = result["content"].as_str().unwrap();
+    assert!(content.starts_with("It trims the name first."), "{content}");
+    assert!(content.contains("Sources: src/helpers.rs"), "{content}");
+    assert_eq!(result["sources"][0], "src/helpers.rs");
+    let streamed: String = client
+        .seen
+        .iter()
+        .filter(|m| m["method"] == "$/progress" && m["params"]["token"] == "chat-1")
+        .map(|m| m["params"]["value"]["delta"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        streamed, content,
+        "the partial results add up to the answer"
+    );
+
+    let request = setup
+        .mock
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/v1/chat/completions")
+        .unwrap();
+    assert_eq!(request.body["stream"], true);
+    let system = request.body["messages"][0]["content"].as_str().unwrap();
+    assert!(
+        system
+            .contains("pub fn format_name(name: &str) -> String {\n    name.trim().to_string()\n}"),
+        "the symbol at the cursor: {system}"
+    );
+    assert_eq!(
+        request.body["messages"][1]["content"],
+        "What does format_name do?"
+    );
+
+    let suggestion = {
+        setup.mock.set_reply("{\"command\": \"grep -rn format_name src\", \"explanation\": \"searches the sources\"}");
+        client.request(
+            "aicockpit/suggestCommand",
+            json!({"description": "find uses of format_name", "cwd": "/work", "shell": "bash"}),
+        )
+    };
+    assert_eq!(
+        suggestion,
+        json!({"command": "grep -rn format_name src", "explanation": "searches the sources"})
+    );
+    assert!(client.shutdown().success());
+}
+
+#[test]
+fn code_actions_resolve_to_applicable_edits() {
+    let setup = setup(&lmstudio);
+    let mut client = start(&setup, &[]);
+    let helpers_uri = file_uri(&setup.project.root().join("src/helpers.rs"));
+    let range = json!({"start": {"line": 1, "character": 0}, "end": {"line": 3, "character": 1}});
+    let diagnostic = json!({"range": range, "message": "names are not capitalised", "severity": 2});
+    let actions = client.request(
+        "textDocument/codeAction",
+        json!({"textDocument": {"uri": helpers_uri}, "range": range, "context": {"diagnostics": [diagnostic]}}),
+    );
+    let titles: Vec<&str> = actions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            "AiCockpit: fix \"names are not capitalised\"",
+            "AiCockpit: explain",
+            "AiCockpit: refactor",
+            "AiCockpit: add documentation"
+        ]
+    );
+    assert!(actions[0].get("edit").is_none(), "computed only on resolve");
+    assert_eq!(
+        setup
+            .mock
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/chat/completions"))
+            .count(),
+        0
+    );
+
+    let fixed = "pub fn format_name(name: &str) -> String {\n    name.trim().to_uppercase()\n}";
+    setup
+        .mock
+        .set_reply(format!("Here is the fix:\n```rust\n{fixed}\n```\n"));
+    let resolved = client.request("codeAction/resolve", actions[0].clone());
+    let edits = &resolved["edit"]["changes"][helpers_uri.as_str()];
+    assert_eq!(edits[0]["range"], range);
+    assert_eq!(edits[0]["newText"], fixed);
+    let request = setup
+        .mock
+        .requests()
+        .into_iter()
+        .rfind(|r| r.path.ends_with("/chat/completions"))
+        .unwrap();
+    assert!(request.body["messages"][1]["content"]
+        .as_str()
+        .unwrap()
+        .contains("Fix this problem: names are not capitalised"));
+
+    setup
+        .mock
+        .set_reply("It returns the name without surrounding spaces.");
+    let explained = client.request("codeAction/resolve", actions[1].clone());
+    assert_eq!(explained["command"]["command"], "aicockpit.explain");
+    assert_eq!(
+        explained["command"]["arguments"][0],
+        "It returns the name without surrounding spaces."
+    );
+    assert!(client.shutdown().success());
+}
+
+#[test]
+fn a_dead_service_fails_clearly_and_the_server_keeps_serving() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let setup = setup(&|_| {
+        format!(
+            "[ai]\nactive = \"gone\"\n\n[[ai.services]]\nname = \"gone\"\nkind = \"ollama\"\nbase_url = \"http://127.0.0.1:{port}\"\nchat_model = \"m\"\n"
+        )
+    });
+    let mut client = start(&setup, &[]);
+    let lib_uri = file_uri(&setup.project.root().join("src/lib.rs"));
+    let answer = client.request_response(
+        "textDocument/inlineCompletion",
+        json!({"textDocument": {"uri": lib_uri}, "position": cursor()}),
+    );
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with(&format!(
+            "gone: cannot connect to http://127.0.0.1:{port}/v1/chat/completions"
+        )),
+        "{answer}"
+    );
+    let failing = client.wait_for("failing status", |m| {
+        m["method"] == "aicockpit/didChangeStatus" && m["params"]["state"] == "failing"
+    });
+    assert!(failing["params"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("cannot connect"));
+    let symbols = client.request("workspace/symbol", json!({"query": "format_name"}));
+    assert_eq!(symbols[0]["name"], "format_name");
+    let status = client.request("aicockpit/status", Value::Null);
+    assert_eq!(status["ai"]["failures"], 1);
+    assert!(client.shutdown().success());
+}
+
+#[test]
+fn azure_chat_goes_to_the_deployment_with_the_api_key_header() {
+    let setup = setup(&|mock| {
+        format!(
+            "[ai]\nactive = \"az\"\n\n[[ai.services]]\nname = \"az\"\nkind = \"azure\"\nbase_url = \"{}\"\ndeployment = \"gpt-4o\"\n\
+             api_version = \"2024-10-21\"\napi_key_env = \"AZURE_TEST_KEY\"\n",
+            mock.root_url()
+        )
+    });
+    setup.mock.set_reply("Azure says hi.");
+    let mut client = start(&setup, &[("AZURE_TEST_KEY", "az-secret")]);
+    let result = client.request(
+        "aicockpit/chat",
+        json!({"messages": [{"role": "user", "content": "hi"}]}),
+    );
+    assert!(result["content"]
+        .as_str()
+        .unwrap()
+        .starts_with("Azure says hi."));
+    let request = setup.mock.requests().into_iter().last().unwrap();
+    assert_eq!(
+        request.path,
+        "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"
+    );
+    assert_eq!(request.header("api-key"), Some("az-secret"));
+    assert!(request.header("authorization").is_none());
+    assert!(client.shutdown().success());
+}
