@@ -102,7 +102,8 @@ pub fn run(paths: &Paths, command: AiCommand) -> Result<()> {
                 deployment,
                 api_version,
             });
-            if activate || file_config.ai.active.is_none() {
+            // With no `active`, the first service is active, so a first service needs no flag.
+            if activate {
                 file_config.ai.active = Some(name.clone());
             }
             file_config.validate()?;
@@ -122,7 +123,11 @@ pub fn run(paths: &Paths, command: AiCommand) -> Result<()> {
             save(&file_config, &paths.config_file)?;
             println!(
                 "Added {name}{}",
-                if file_config.ai.active.as_deref() == Some(&name) {
+                if file_config
+                    .ai
+                    .active_service()
+                    .is_some_and(|s| s.name == name)
+                {
                     " (active)"
                 } else {
                     ""
@@ -190,7 +195,7 @@ fn list(paths: &Paths, config: &Config, json: bool) -> Result<()> {
                 "completion_model": service.completion_model.as_ref().or(service.chat_model.as_ref()),
                 "deployment": service.deployment,
                 "key": source,
-                "active": config.ai.active.as_deref() == Some(&service.name),
+                "active": config.ai.active_service().is_some_and(|active| active.name == service.name),
             })
         })
         .collect();
@@ -233,7 +238,7 @@ fn list(paths: &Paths, config: &Config, json: bool) -> Result<()> {
 
 fn test(paths: &Paths, config: &Config, name: Option<String>, json: bool) -> Result<()> {
     let name = name
-        .or_else(|| config.ai.active.clone())
+        .or_else(|| config.ai.active_service().map(|s| s.name.clone()))
         .context("no service named and none is active")?;
     let service = config
         .ai

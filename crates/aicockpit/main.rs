@@ -79,6 +79,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Ask the active AI service a question about the project; the answer
+    /// streams to the terminal and ends with the files it drew on.
+    Chat {
+        question: String,
+        /// A file or folder of the project to ask about (default: the current folder).
+        #[arg(long, short)]
+        path: Option<PathBuf>,
+    },
     /// Manage AI services: list, add, remove, use, test.
     #[command(subcommand)]
     Ai(ai_command::AiCommand),
@@ -128,6 +136,7 @@ fn run(command: Command) -> Result<()> {
             json,
         } => symbols(&paths, &config, &query, path, limit, json),
         Command::Ai(command) => ai_command::run(&paths, command),
+        Command::Chat { question, path } => chat(&paths, &config, &question, path),
         Command::Lsp { .. } => unreachable!("handled in main"),
     }
 }
@@ -276,6 +285,42 @@ fn symbols(
             s.selection_range.start.col + 1
         );
     }
+    Ok(())
+}
+
+fn chat(paths: &Paths, config: &Config, question: &str, scope: Option<PathBuf>) -> Result<()> {
+    use std::io::Write;
+    let file = scope
+        .as_ref()
+        .filter(|p| p.is_file())
+        .and_then(|p| p.canonicalize().ok());
+    let (index, _) = open_scope(paths, config, scope)?;
+    let engine = aicockpit_engine::Engine::new(config.clone(), Some(std::sync::Arc::new(index)));
+    if engine.configure_ai(&paths.data_dir)?.is_none() {
+        bail!("no AI service is active: add one with `aicockpit ai add` and choose it with `aicockpit ai use NAME`");
+    }
+    let params = aicockpit_engine::ChatParams {
+        messages: vec![aicockpit_ai::ChatMessage::new(
+            aicockpit_ai::Role::User,
+            question,
+        )],
+        // A small file is context as a whole; for a large one the search hits speak.
+        selection: file
+            .as_ref()
+            .and_then(|f| std::fs::metadata(f).ok())
+            .filter(|m| m.len() <= 8000)
+            .map(|m| 0..m.len() as usize),
+        path: file,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut stdout = std::io::stdout();
+    runtime.block_on(engine.chat(params, |delta| {
+        let _ = stdout.write_all(delta.as_bytes());
+        let _ = stdout.flush();
+    }))?;
+    println!();
     Ok(())
 }
 

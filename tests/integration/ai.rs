@@ -226,3 +226,52 @@ fn keys_from_stdin_are_stored_privately_and_bad_services_are_refused() {
         stderr(&output)
     );
 }
+
+#[test]
+fn chat_streams_an_answer_with_project_context() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mock = runtime.block_on(MockServer::start());
+    mock.set_reply("Sessions are kept in SessionStore.");
+    let project = Project::new(&[(
+        "lib/store.py",
+        "class SessionStore:\n    def get_session(self, key):\n        return key\n",
+    )]);
+    std::fs::write(
+        project.home.path().join("config.toml"),
+        format!("[ai]\nactive = \"mock\"\n\n[[ai.services]]\nname = \"mock\"\nkind = \"custom\"\nbase_url = \"{}\"\nchat_model = \"mock-chat\"\n", mock.url()),
+    )
+    .unwrap();
+    let output = project.cli(&["chat", "where are sessions stored?"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        "Sessions are kept in SessionStore.\n\nSources: lib/store.py\n"
+    );
+    let request = mock
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/v1/chat/completions")
+        .unwrap();
+    assert_eq!(request.body["stream"], true);
+    assert!(
+        request.body["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("class SessionStore:"),
+        "search hits are in the prompt"
+    );
+
+    // Without an active service: a clear error.
+    std::fs::write(
+        project.home.path().join("config.toml"),
+        "[ai]\nservices = []\n",
+    )
+    .unwrap();
+    let output = project.cli(&["chat", "hello?"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("no AI service is active"),
+        "{}",
+        stderr(&output)
+    );
+}

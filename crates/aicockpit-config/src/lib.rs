@@ -60,9 +60,20 @@ pub struct Config {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AiConfig {
-    /// The name of the active service.
+    /// The name of the active service; when unset, the first service is active.
+    #[serde(default)]
     pub active: Option<String>,
     pub services: Vec<ServiceConfig>,
+}
+
+impl AiConfig {
+    /// The active service: the one `active` names, else the first.
+    pub fn active_service(&self) -> Option<&ServiceConfig> {
+        match &self.active {
+            Some(name) => self.services.iter().find(|s| &s.name == name),
+            None => self.services.first(),
+        }
+    }
 }
 
 impl Default for AiConfig {

@@ -107,23 +107,12 @@ impl Engine {
         let config = self.config();
         let mut state = self.ai_state();
         state.cache.clear();
-        let Some(active) = config.ai.active.clone() else {
+        let Some(service) = config.ai.active_service().cloned() else {
             state.client = None;
             state.stats.service = None;
             return Ok(None);
         };
-        let service = config
-            .ai
-            .services
-            .iter()
-            .find(|s| s.name == active)
-            .cloned()
-            .ok_or_else(|| {
-                EngineError::Ai(aicockpit_ai::AiError::Config {
-                    service: active.clone(),
-                    message: "no such service".into(),
-                })
-            })?;
+        let active = service.name.clone();
         let (key, _) = resolve_key(&service, data_dir, |name| std::env::var(name).ok());
         state.stats.model = service
             .completion_model
@@ -342,7 +331,13 @@ impl Engine {
             .map(|m| m.content.clone())
             .unwrap_or_default();
         if let Some(index) = self.index() {
-            let mut query = SearchQuery::new(question);
+            // Questions speak in plurals ("sessions") where code names the thing ("Session").
+            let singulars: Vec<&str> = question
+                .split(|c: char| !c.is_alphanumeric())
+                .filter(|w| w.len() > 3 && w.ends_with('s') && !w.ends_with("ss"))
+                .map(|w| &w[..w.len() - 1])
+                .collect();
+            let mut query = SearchQuery::new(format!("{question} {}", singulars.join(" ")));
             query.limit = 5;
             for hit in index.search(&query).unwrap_or_default() {
                 system.push_str(&format!(
