@@ -51,6 +51,10 @@ pub struct RecordedRequest {
     pub body: Value,
     /// Set when the client closed the connection before the answer was complete.
     pub dropped: bool,
+    /// When the whole request had arrived.
+    pub received_at: std::time::Instant,
+    /// When the last byte of the answer was written.
+    pub answered_at: Option<std::time::Instant>,
 }
 
 impl RecordedRequest {
@@ -151,6 +155,8 @@ async fn serve_connection(mut socket: TcpStream, state: Arc<Mutex<State>>) {
                 headers,
                 body: body_json.clone(),
                 dropped: false,
+                received_at: std::time::Instant::now(),
+                answered_at: None,
             });
             let behavior = state.behavior.clone();
             // Count down the limited misbehaviours.
@@ -279,6 +285,8 @@ async fn serve_connection(mut socket: TcpStream, state: Arc<Mutex<State>>) {
             mark_dropped();
             return;
         }
+        state.lock().unwrap_or_else(|p| p.into_inner()).requests[index].answered_at =
+            Some(std::time::Instant::now());
     }
 }
 

@@ -117,7 +117,7 @@ impl Engine {
         let window = cursor_window(text, offset);
         let identifiers = identifiers_by_distance(text, offset, &window);
         if let Some(index) = self.index() {
-            for name in &identifiers {
+            for name in identifiers.iter().take(12) {
                 for hit in index.definitions(name, 3) {
                     let mut snippet_text = hit.symbol.signature.clone();
                     if let Some(doc) = &hit.symbol.doc {

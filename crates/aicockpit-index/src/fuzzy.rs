@@ -7,6 +7,11 @@
 
 use aicockpit_syntax::Symbol;
 
+use tantivy::collector::TopDocs;
+use tantivy::query::TermQuery;
+use tantivy::schema::{IndexRecordOption, Value};
+use tantivy::{TantivyDocument, Term};
+
 use crate::{FileRecord, ProjectIndex};
 
 /// How many subsequence candidates are ranked per result asked for.
@@ -121,8 +126,56 @@ impl ProjectIndex {
             .collect()
     }
 
-    /// Definitions named exactly `name` (case-sensitive), in path order.
+    /// Definitions named exactly `name` (case-sensitive), at most `limit`,
+    /// in path order: one exact term lookup in tantivy, not a scan.
     pub fn definitions(&self, name: &str, limit: usize) -> Vec<SymbolHit> {
+        let f = self.fields;
+        let query = TermQuery::new(
+            Term::from_field_text(f.name_exact, name),
+            IndexRecordOption::Basic,
+        );
+        let searcher = self.reader.searcher();
+        // A few more than asked for: `impl` blocks share their type's name.
+        let Ok(top) = searcher.search(&query, &TopDocs::with_limit(limit.saturating_mul(2).max(4)))
+        else {
+            return self.definitions_by_scan(name, limit);
+        };
+        let files = self.files_read();
+        let mut out: Vec<SymbolHit> = Vec::new();
+        for (_, address) in top {
+            let Ok(doc) = searcher.doc::<TantivyDocument>(address) else {
+                continue;
+            };
+            let Some(path) = doc.get_first(f.path).and_then(|v| v.as_str()) else {
+                continue;
+            };
+            let Some(ordinal) = doc.get_first(f.ordinal).and_then(|v| v.as_u64()) else {
+                continue;
+            };
+            let Some(symbol) = files
+                .get(path)
+                .and_then(|record| record.symbols.get(ordinal as usize))
+            else {
+                continue;
+            };
+            if symbol.name == name && symbol.kind.is_definition() {
+                out.push(SymbolHit {
+                    path: path.to_string(),
+                    symbol: symbol.clone(),
+                });
+            }
+        }
+        out.sort_by(|a, b| {
+            a.path
+                .cmp(&b.path)
+                .then(a.symbol.range.start.line.cmp(&b.symbol.range.start.line))
+        });
+        out.truncate(limit);
+        out
+    }
+
+    /// The same, by scanning every symbol (for names the tokenizer does not keep whole).
+    fn definitions_by_scan(&self, name: &str, limit: usize) -> Vec<SymbolHit> {
         let files = self.files_read();
         let mut out = Vec::new();
         for (path, record) in files.iter() {

@@ -638,6 +638,7 @@ impl ProjectIndex {
         for (ordinal, symbol) in syntax.symbols.iter().enumerate() {
             let mut doc = base(KIND_SYMBOL);
             doc.add_text(f.name, &symbol.name);
+            doc.add_text(f.name_exact, &symbol.name);
             doc.add_text(f.kind, symbol.kind.name());
             doc.add_text(f.signature, &symbol.signature);
             if let Some(text) = &symbol.doc {

@@ -8,7 +8,7 @@ use crate::tokenizer::CODE_TOKENIZER;
 
 /// Bumped whenever the schema or the meaning of stored data changes; an index
 /// with another version is rebuilt.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 pub const KIND_FILE: &str = "file";
 pub const KIND_SYMBOL: &str = "symbol";
@@ -30,6 +30,8 @@ pub struct Fields {
     pub record: Field,
     /// Symbol name (symbol docs).
     pub name: Field,
+    /// The symbol name exactly as written, for definition lookups (symbol docs).
+    pub name_exact: Field,
     /// The name of the symbol a chunk belongs to (chunk docs). Symbol and
     /// chunk docs use disjoint text fields, so a plain disjunction of terms
     /// finds both kinds and tantivy can prune it with block-max WAND.
@@ -67,6 +69,7 @@ pub fn schema() -> (Schema, Fields) {
         record: builder.add_text_field("record", STORED),
         name: builder.add_text_field("name", code(false)),
         chunk_name: builder.add_text_field("chunk_name", code(false)),
+        name_exact: builder.add_text_field("name_exact", STRING),
         kind: builder.add_text_field("kind", STRING),
         signature: builder.add_text_field("signature", code(false)),
         doc: builder.add_text_field("doc", code(false)),
