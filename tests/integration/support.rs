@@ -130,7 +130,12 @@ impl LspClient {
     }
 
     pub fn spawn_with_env(project: &Project, args: &[&str], env: &[(&str, &str)]) -> LspClient {
-        let mut command = project.command(env!("CARGO_BIN_EXE_aicockpit-lsp"));
+        LspClient::spawn_program(project, env!("CARGO_BIN_EXE_aicockpit-lsp"), args, env)
+    }
+
+    /// Any language server program, in the project's environment (benchmarks compare others).
+    pub fn spawn_program(project: &Project, program: &str, args: &[&str], env: &[(&str, &str)]) -> LspClient {
+        let mut command = project.command(program);
         for (name, value) in env {
             command.env(name, value);
         }

@@ -221,8 +221,63 @@ fn pick_file(root: &Path) -> Option<PathBuf> {
     found.into_iter().next()
 }
 
-/// The same measurement for lsp-ai's `textDocument/completion` against the same mock.
+/// The same measurement for lsp-ai's `textDocument/completion` against the
+/// same mock: the same file, cursor, edits and fill-in-the-middle tokens,
+/// a comparable context size, and its rate limit lifted.
 fn lsp_ai_comparison(binary: &Path, mock: &MockServer, target: &Path, text: &str, our_p50: f64) {
-    let _ = (binary, mock, target, text, our_p50);
-    println!("\nlsp-ai: comparison not implemented for this binary.");
+    let project = Project::new(&[]);
+    let program = binary.to_string_lossy().into_owned();
+    let mut client = LspClient::spawn_program(&project, &program, &[], &[("NO_PROXY", "127.0.0.1,localhost")]);
+    let options = json!({
+        "memory": {"file_store": {}},
+        "models": {"mock": {
+            "type": "open_ai", "model": "qwen2.5-coder-1.5b", "auth_token": "unused",
+            "completions_endpoint": format!("{}/completions", mock.url()), "max_requests_per_second": 100000,
+        }},
+        "completion": {"model": "mock", "parameters": {
+            "max_context": 2048, "max_tokens": 128,
+            "fim": {"start": "<|fim_prefix|>", "middle": "<|fim_suffix|>", "end": "<|fim_middle|>"},
+        }},
+    });
+    let root = target.parent().unwrap_or(target);
+    client.request("initialize", json!({"processId": null, "rootUri": file_uri(root), "capabilities": {}, "initializationOptions": options}));
+    client.notify("initialized", json!({}));
+    let uri = file_uri(target);
+    let lang = if target.extension().is_some_and(|e| e == "py") { "python" } else { "rust" };
+    client.notify("textDocument/didOpen", json!({"textDocument": {"uri": uri, "languageId": lang, "version": 1, "text": text}}));
+    let cursor_line = text.lines().count() / 2;
+    let mut to_http = Vec::new();
+    let mut from_http = Vec::new();
+    for run in 0..WARMUP + RUNS {
+        client.notify(
+            "textDocument/didChange",
+            json!({
+                "textDocument": {"uri": uri, "version": run + 2},
+                "contentChanges": [{"range": {"start": {"line": cursor_line, "character": 0}, "end": {"line": cursor_line, "character": 0}}, "text": format!("// edit {run}\n")}],
+            }),
+        );
+        let before = mock.requests().len();
+        let sent = Instant::now();
+        let answer = client.request_response("textDocument/completion", json!({"textDocument": {"uri": uri}, "position": {"line": cursor_line + 1, "character": 0}}));
+        let received = Instant::now();
+        let requests = mock.requests();
+        let Some(http) = requests.get(before) else {
+            println!("\nlsp-ai: run {run} sent no HTTP request (answer: {answer}); comparison abandoned.");
+            return;
+        };
+        if run >= WARMUP {
+            to_http.push(http.received_at.duration_since(sent));
+            from_http.push(received.duration_since(http.answered_at.unwrap_or(http.received_at)));
+        }
+    }
+    let prompt_chars = mock.requests().last().and_then(|r| r.body["prompt"].as_str().map(str::len)).unwrap_or(0);
+    client.shutdown();
+    let total: Vec<Duration> = to_http.iter().zip(&from_http).map(|(a, b)| *a + *b).collect();
+    println!("\n| lsp-ai 0.7.0 (`{}`), same mock, prompts of about {prompt_chars} characters | p50 (ms) | p99 (ms) | max (ms) |\n|---|---:|---:|---:|", binary.display());
+    for (name, samples) in [("LSP request → HTTP request at the service", &to_http), ("last byte from the service → LSP response", &from_http), ("overhead (both)", &total)] {
+        let (p50, p99, max) = percentiles(samples);
+        println!("| {name} | {p50:.2} | {p99:.2} | {max:.2} |");
+    }
+    let (their_p50, _, _) = percentiles(&total);
+    println!("\nRatio of p50 overheads, aicockpit-lsp / lsp-ai: {:.2} (lsp-ai builds its prompt from the open file only; aicockpit also looks up definitions, similar recent edits and search hits in the project index).", our_p50 / their_p50);
 }
