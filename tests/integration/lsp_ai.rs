@@ -185,6 +185,67 @@ fn superseded_and_cancelled_completions_are_answered_and_dropped() {
     wait_until("the mock to see the request dropped", || {
         setup.mock.requests()[count].dropped
     });
+
+    // A newer request supersedes one whose HTTP request is under way: the old
+    // one is answered empty and its HTTP request dropped.
+    let count = setup.mock.requests().len();
+    let old = client.request_async(
+        "textDocument/inlineCompletion",
+        json!({"textDocument": {"uri": lib_uri}, "position": {"line": 4, "character": 1}}),
+    );
+    wait_until("the old request to reach the mock", || {
+        setup.mock.requests().len() > count
+    });
+    setup.mock.set_behavior(Behavior::Normal);
+    let new = client.request_async(
+        "textDocument/inlineCompletion",
+        json!({"textDocument": {"uri": lib_uri}, "position": {"line": 4, "character": 0}}),
+    );
+    assert_eq!(client.response(old)["result"]["items"], json!([]));
+    wait_until("the superseded HTTP request to be dropped", || {
+        setup.mock.requests()[count].dropped
+    });
+    assert_eq!(
+        client.response(new)["result"]["items"][0]["insertText"],
+        "something new"
+    );
+    assert!(client.shutdown().success());
+}
+
+#[test]
+fn the_active_service_can_be_switched_at_run_time() {
+    let second = tokio::runtime::Runtime::new().unwrap();
+    let other = second.block_on(MockServer::start());
+    other.set_reply("From the other service.");
+    let setup = setup(&lmstudio);
+    let mut client = start(&setup, &[]);
+    let settings = json!({"aicockpit": {"ai": {"active": "other", "services": [
+        {"name": "mock", "kind": "lmstudio", "base_url": setup.mock.url(), "chat_model": "mock-chat"},
+        {"name": "other", "kind": "custom", "base_url": other.url(), "chat_model": "other-chat"},
+    ]}}});
+    client.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": settings}),
+    );
+    let result = client.request(
+        "aicockpit/chat",
+        json!({"messages": [{"role": "user", "content": "hello"}]}),
+    );
+    assert!(
+        result["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("From the other service."),
+        "{result}"
+    );
+    assert_eq!(other.requests()[0].body["model"], "other-chat");
+    assert!(setup
+        .mock
+        .requests()
+        .iter()
+        .all(|r| !r.path.ends_with("/chat/completions")));
+    let status = client.request("aicockpit/status", Value::Null);
+    assert_eq!(status["ai"]["service"], "other");
     assert!(client.shutdown().success());
 }
 

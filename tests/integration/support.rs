@@ -134,7 +134,12 @@ impl LspClient {
     }
 
     /// Any language server program, in the project's environment (benchmarks compare others).
-    pub fn spawn_program(project: &Project, program: &str, args: &[&str], env: &[(&str, &str)]) -> LspClient {
+    pub fn spawn_program(
+        project: &Project,
+        program: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> LspClient {
         let mut command = project.command(program);
         for (name, value) in env {
             command.env(name, value);

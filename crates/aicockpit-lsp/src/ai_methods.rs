@@ -78,6 +78,7 @@ impl Backend {
             *generation += 1;
             *generation
         };
+        self.inner.inline_changed.notify_waiters();
         tokio::time::sleep(Duration::from_millis(
             engine.config().completion.debounce_ms,
         ))
@@ -96,9 +97,27 @@ impl Backend {
         else {
             return Ok(ext::InlineCompletionList::default());
         };
-        let completion = self
-            .with_ai_status(&engine, engine.inline_completion(&path, offset))
-            .await?;
+        // A newer request for this document cancels this one even while its HTTP request is under way.
+        let superseded = async {
+            loop {
+                let notified = self.inner.inline_changed.notified();
+                let current = self
+                    .inner
+                    .inline_generation
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&uri)
+                    .copied();
+                if current != Some(generation) {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        let completion = tokio::select! {
+            result = self.with_ai_status(&engine, engine.inline_completion(&path, offset)) => result?,
+            () = superseded => return Ok(ext::InlineCompletionList::default()),
+        };
         let cursor = Range {
             start: params.position,
             end: params.position,

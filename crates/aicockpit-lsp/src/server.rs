@@ -101,6 +101,8 @@ struct Inner {
     inline_generation: Mutex<std::collections::HashMap<Url, u64>>,
     /// The last `aicockpit/didChangeStatus` sent, so only changes are sent.
     last_ai_status: Mutex<Option<ext::AiStatusNotification>>,
+    /// Woken whenever an inline completion request arrives.
+    inline_changed: tokio::sync::Notify,
 }
 
 impl Inner {
@@ -117,6 +119,7 @@ impl Inner {
             client_supports_watch_registration: AtomicBool::new(false),
             inline_generation: Mutex::new(std::collections::HashMap::new()),
             last_ai_status: Mutex::new(None),
+            inline_changed: tokio::sync::Notify::new(),
         }
     }
 

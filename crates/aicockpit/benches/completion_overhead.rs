@@ -227,7 +227,12 @@ fn pick_file(root: &Path) -> Option<PathBuf> {
 fn lsp_ai_comparison(binary: &Path, mock: &MockServer, target: &Path, text: &str, our_p50: f64) {
     let project = Project::new(&[]);
     let program = binary.to_string_lossy().into_owned();
-    let mut client = LspClient::spawn_program(&project, &program, &[], &[("NO_PROXY", "127.0.0.1,localhost")]);
+    let mut client = LspClient::spawn_program(
+        &project,
+        &program,
+        &[],
+        &[("NO_PROXY", "127.0.0.1,localhost")],
+    );
     let options = json!({
         "memory": {"file_store": {}},
         "models": {"mock": {
@@ -243,8 +248,15 @@ fn lsp_ai_comparison(binary: &Path, mock: &MockServer, target: &Path, text: &str
     client.request("initialize", json!({"processId": null, "rootUri": file_uri(root), "capabilities": {}, "initializationOptions": options}));
     client.notify("initialized", json!({}));
     let uri = file_uri(target);
-    let lang = if target.extension().is_some_and(|e| e == "py") { "python" } else { "rust" };
-    client.notify("textDocument/didOpen", json!({"textDocument": {"uri": uri, "languageId": lang, "version": 1, "text": text}}));
+    let lang = if target.extension().is_some_and(|e| e == "py") {
+        "python"
+    } else {
+        "rust"
+    };
+    client.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": uri, "languageId": lang, "version": 1, "text": text}}),
+    );
     let cursor_line = text.lines().count() / 2;
     let mut to_http = Vec::new();
     let mut from_http = Vec::new();
@@ -270,11 +282,23 @@ fn lsp_ai_comparison(binary: &Path, mock: &MockServer, target: &Path, text: &str
             from_http.push(received.duration_since(http.answered_at.unwrap_or(http.received_at)));
         }
     }
-    let prompt_chars = mock.requests().last().and_then(|r| r.body["prompt"].as_str().map(str::len)).unwrap_or(0);
+    let prompt_chars = mock
+        .requests()
+        .last()
+        .and_then(|r| r.body["prompt"].as_str().map(str::len))
+        .unwrap_or(0);
     client.shutdown();
-    let total: Vec<Duration> = to_http.iter().zip(&from_http).map(|(a, b)| *a + *b).collect();
+    let total: Vec<Duration> = to_http
+        .iter()
+        .zip(&from_http)
+        .map(|(a, b)| *a + *b)
+        .collect();
     println!("\n| lsp-ai 0.7.0 (`{}`), same mock, prompts of about {prompt_chars} characters | p50 (ms) | p99 (ms) | max (ms) |\n|---|---:|---:|---:|", binary.display());
-    for (name, samples) in [("LSP request → HTTP request at the service", &to_http), ("last byte from the service → LSP response", &from_http), ("overhead (both)", &total)] {
+    for (name, samples) in [
+        ("LSP request → HTTP request at the service", &to_http),
+        ("last byte from the service → LSP response", &from_http),
+        ("overhead (both)", &total),
+    ] {
         let (p50, p99, max) = percentiles(samples);
         println!("| {name} | {p50:.2} | {p99:.2} | {max:.2} |");
     }
