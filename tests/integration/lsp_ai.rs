@@ -444,3 +444,41 @@ fn azure_chat_goes_to_the_deployment_with_the_api_key_header() {
     assert!(request.header("authorization").is_none());
     assert!(client.shutdown().success());
 }
+
+#[test]
+fn chat_only_models_complete_through_a_chat_prompt() {
+    let setup = setup(&|mock| {
+        format!("[ai]\nactive = \"chat\"\n\n[[ai.services]]\nname = \"chat\"\nkind = \"openai\"\nbase_url = \"{}\"\nchat_model = \"gpt-4o-mini\"\n", mock.url())
+    });
+    // Chat models wrap code in fences and echo what follows the cursor: both are cleaned away.
+    setup
+        .mock
+        .set_reply("```rust\nshown.len().to_string()\n}\n```");
+    let mut client = start(&setup, &[]);
+    let lib_uri = file_uri(&setup.project.root().join("src/lib.rs"));
+    let result = client.request(
+        "textDocument/inlineCompletion",
+        json!({"textDocument": {"uri": lib_uri}, "position": cursor()}),
+    );
+    assert_eq!(
+        result["items"][0]["insertText"], "shown.len().to_string()",
+        "{result}"
+    );
+    let request = setup
+        .mock
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/v1/chat/completions")
+        .unwrap();
+    assert_eq!(request.body["model"], "gpt-4o-mini");
+    let user = request.body["messages"][1]["content"].as_str().unwrap();
+    assert!(
+        user.contains("let shown = helpers::format_name(name);\n    <CURSOR>\n}"),
+        "{user}"
+    );
+    assert!(
+        user.contains("From src/helpers.rs:"),
+        "index context: {user}"
+    );
+    assert!(client.shutdown().success());
+}
