@@ -12,6 +12,8 @@ use tantivy::query::TermQuery;
 use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::{TantivyDocument, Term};
 
+use rayon::prelude::*;
+
 use crate::{FileRecord, ProjectIndex};
 
 /// How many subsequence candidates are ranked per result asked for.
@@ -66,43 +68,28 @@ impl ProjectIndex {
             .map(|(path, record)| (path, record.as_ref()))
             .collect();
         let symbol = |file: u32, ordinal: u32| &records[file as usize].1.symbols[ordinal as usize];
-        let mut found: Vec<Candidate> = Vec::new();
-        let mut subsequences = 0usize;
         let cap = limit.saturating_mul(CANDIDATES_PER_RESULT).max(64);
-        for (file_no, (_, record)) in records.iter().enumerate() {
-            let table = &record.names;
-            let mut start = 0usize;
-            for (slot, &end) in table.ends.iter().enumerate() {
-                let name = &table.lower[start..end as usize];
-                start = end as usize;
-                let ordinal = table.ordinals[slot];
-                if needle.is_empty() {
-                    if found.len() < limit && record.symbols[ordinal as usize].parent.is_none() {
-                        found.push((0, 0, file_no as u32, ordinal));
-                    }
-                    continue;
-                }
-                if name.len() < needle.len() {
-                    continue;
-                }
-                if name.starts_with(&needle) {
-                    let class = if name.len() == needle.len() { 0 } else { 1 };
-                    let exact_case = record.symbols[ordinal as usize].name.starts_with(&trimmed);
-                    found.push((
-                        class,
-                        i64::from(exact_case) * 100 - name.len() as i64,
-                        file_no as u32,
-                        ordinal,
-                    ));
-                } else if subsequences < cap && is_subsequence(name, &needle) {
-                    let original = record.symbols[ordinal as usize].name.as_bytes();
-                    if let Some(score) = subsequence_score(original, &needle) {
-                        subsequences += 1;
-                        found.push((2, score, file_no as u32, ordinal));
-                    }
-                }
-            }
-        }
+        // Scan the packed names on the index's parser pool, a slice of files per task.
+        let slice = records
+            .len()
+            .div_ceil(self.pool.current_num_threads() * 4)
+            .max(256);
+        let mut found: Vec<Candidate> = if needle.is_empty() {
+            scan(&records, 0, &needle, &trimmed, cap, limit)
+        } else {
+            self.pool.install(|| {
+                records
+                    .par_chunks(slice)
+                    .enumerate()
+                    .map(|(n, chunk)| {
+                        scan(chunk, (n * slice) as u32, &needle, &trimmed, cap, limit)
+                    })
+                    .reduce(Vec::new, |mut a, b| {
+                        a.extend(b);
+                        a
+                    })
+            })
+        };
         let order = |a: &Candidate, b: &Candidate| {
             let (sa, sb) = (symbol(a.2, a.3), symbol(b.2, b.3));
             a.0.cmp(&b.0)
@@ -193,6 +180,57 @@ impl ProjectIndex {
         }
         out
     }
+}
+
+/// Candidates among `records` (numbered from `first`): exact and prefix
+/// matches all, subsequence matches up to `cap`; with an empty needle, the
+/// first `limit` top-level symbols.
+fn scan(
+    records: &[(&String, &FileRecord)],
+    first: u32,
+    needle: &[u8],
+    trimmed: &str,
+    cap: usize,
+    limit: usize,
+) -> Vec<Candidate> {
+    let mut found: Vec<Candidate> = Vec::new();
+    let mut subsequences = 0usize;
+    for (n, (_, record)) in records.iter().enumerate() {
+        let file_no = first + n as u32;
+        let table = &record.names;
+        let mut start = 0usize;
+        for (slot, &end) in table.ends.iter().enumerate() {
+            let name = &table.lower[start..end as usize];
+            start = end as usize;
+            let ordinal = table.ordinals[slot];
+            if needle.is_empty() {
+                if found.len() < limit && record.symbols[ordinal as usize].parent.is_none() {
+                    found.push((0, 0, file_no, ordinal));
+                }
+                continue;
+            }
+            if name.len() < needle.len() {
+                continue;
+            }
+            if name.starts_with(needle) {
+                let class = if name.len() == needle.len() { 0 } else { 1 };
+                let exact_case = record.symbols[ordinal as usize].name.starts_with(trimmed);
+                found.push((
+                    class,
+                    i64::from(exact_case) * 100 - name.len() as i64,
+                    file_no,
+                    ordinal,
+                ));
+            } else if subsequences < cap && is_subsequence(name, needle) {
+                let original = record.symbols[ordinal as usize].name.as_bytes();
+                if let Some(score) = subsequence_score(original, needle) {
+                    subsequences += 1;
+                    found.push((2, score, file_no, ordinal));
+                }
+            }
+        }
+    }
+    found
 }
 
 fn is_subsequence(name: &[u8], needle: &[u8]) -> bool {

@@ -133,7 +133,7 @@ pub struct ProjectIndex {
     /// Adds and deletes take the read side; commits the write side.
     writer: Option<RwLock<IndexWriter>>,
     pub(crate) files: RwLock<BTreeMap<String, Arc<FileRecord>>>,
-    pool: rayon::ThreadPool,
+    pub(crate) pool: rayon::ThreadPool,
 }
 
 impl ProjectIndex {
