@@ -5,7 +5,7 @@ use std::io::Read;
 use std::path::Path;
 
 use aicockpit_ai::{
-    resolve_key, store_key, ApiKey, Client, ClientOptions, CompletionRequest, KeySource,
+    key_file, resolve_key, store_key, ApiKey, Client, ClientOptions, CompletionRequest, KeySource,
 };
 use aicockpit_config::{Config, Paths, ServiceConfig, ServiceKind};
 use anyhow::{bail, Context, Result};
@@ -81,7 +81,13 @@ pub fn run(paths: &Paths, command: AiCommand) -> Result<()> {
             api_version,
             activate,
         } => {
-            if file_config.ai.services.iter().any(|s| s.name == name) {
+            // Two names that map to one key file would share a key.
+            if file_config
+                .ai
+                .services
+                .iter()
+                .any(|s| key_file(&paths.data_dir, &s.name) == key_file(&paths.data_dir, &name))
+            {
                 bail!(
                     "a service named {name:?} exists already; remove it first or pick another name"
                 );
@@ -145,7 +151,7 @@ pub fn run(paths: &Paths, command: AiCommand) -> Result<()> {
                 file_config.ai.active = file_config.ai.services.first().map(|s| s.name.clone());
             }
             save(&file_config, &paths.config_file)?;
-            let _ = std::fs::remove_file(paths.data_dir.join("keys").join(&name));
+            let _ = std::fs::remove_file(key_file(&paths.data_dir, &name));
             println!("Removed {name}");
             Ok(())
         }

@@ -339,6 +339,22 @@ fn malformed_messages_and_unknown_methods_get_errors_and_the_server_keeps_servin
         "{answer}"
     );
 
+    // Regressions: a huge search limit, and completion on a prefix that ends
+    // inside a multi-byte character of a symbol name.
+    let hits = client.request(
+        "aicockpit/search",
+        json!({"query": "format", "limit": 1_000_000_000_000_000u64}),
+    );
+    assert!(!hits.as_array().unwrap().is_empty());
+    let odd = root.join("src/odd.rs");
+    client.notify("textDocument/didOpen", json!({"textDocument": {"uri": file_uri(&odd), "languageId": "rust", "version": 1, "text": "fn aéb() {}\nfn f() { ab }\n"}}));
+    client.request("aicockpit/search", json!({"query": "aéb"}));
+    let items = client.request(
+        "textDocument/completion",
+        json!({"textDocument": {"uri": file_uri(&odd)}, "position": {"line": 1, "character": 11}, "context": {"triggerKind": 2, "triggerCharacter": "."}}),
+    );
+    assert!(items["items"].is_array(), "{items}");
+
     // Still serving.
     let symbols = client.request("workspace/symbol", json!({"query": "format_name"}));
     assert_eq!(symbols[0]["name"], "format_name");

@@ -25,6 +25,8 @@ pub struct ClientOptions {
     pub initial_backoff: Duration,
     /// A `Retry-After` longer than this is not waited for: the error is returned.
     pub max_retry_after: Duration,
+    /// The longest a streamed reply may take in all.
+    pub max_stream: Duration,
 }
 
 impl Default for ClientOptions {
@@ -35,6 +37,7 @@ impl Default for ClientOptions {
             max_retries: 3,
             initial_backoff: Duration::from_millis(250),
             max_retry_after: Duration::from_secs(30),
+            max_stream: Duration::from_secs(600),
         }
     }
 }
@@ -69,6 +72,8 @@ impl Client {
     ) -> Result<Client, AiError> {
         let http = reqwest::Client::builder()
             .connect_timeout(options.connect_timeout)
+            // Never follow a redirect: it could carry the key header to another host.
+            .redirect(reqwest::redirect::Policy::none())
             .read_timeout(options.idle_timeout)
             .build()
             .map_err(|error| AiError::Config {
@@ -174,7 +179,15 @@ impl Client {
         };
         let mut parser = SseParser::new();
         let mut stream = response.bytes_stream();
+        let started = Instant::now();
         loop {
+            if started.elapsed() > self.options.max_stream {
+                return Err(AiError::Timeout {
+                    service: self.name(),
+                    phase: "streaming the reply (in all)",
+                    after: self.options.max_stream,
+                });
+            }
             let next = tokio::time::timeout(self.options.idle_timeout, stream.next())
                 .await
                 .map_err(|_| AiError::Timeout {
@@ -407,7 +420,9 @@ impl Client {
                         .get("retry-after")
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse::<f64>().ok())
-                        .map(|seconds| Duration::from_secs_f64(seconds.max(0.0)));
+                        .map(|seconds| {
+                            Duration::try_from_secs_f64(seconds.max(0.0)).unwrap_or(Duration::MAX)
+                        });
                     let text = tokio::time::timeout(self.options.idle_timeout, response.text())
                         .await
                         .ok()

@@ -44,7 +44,9 @@ pub enum KeySource {
     Stored { path: PathBuf },
 }
 
-fn key_file(data_dir: &Path, service: &str) -> PathBuf {
+/// Where a service's stored key lives: `<data_dir>/keys/<name>`, with every
+/// character but ASCII letters, digits, `-` and `_` replaced by `_`.
+pub fn key_file(data_dir: &Path, service: &str) -> PathBuf {
     let safe: String = service
         .chars()
         .map(|c| {

@@ -26,7 +26,7 @@ pub mod sse;
 use std::time::Duration;
 
 pub use client::{Client, ClientOptions, ServiceTest};
-pub use keys::{resolve_key, store_key, ApiKey, KeySource};
+pub use keys::{key_file, resolve_key, store_key, ApiKey, KeySource};
 
 /// Who said a chat message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -84,10 +84,12 @@ impl SseParser {
         let value = value.strip_prefix(' ').unwrap_or(value);
         if field == "data" {
             match &mut self.data {
-                Some(data) => {
+                // An event that never ends is cut off at the size limit (then fails to parse).
+                Some(data) if data.len() + value.len() < MAX_EVENT_BYTES => {
                     data.push('\n');
                     data.push_str(value);
                 }
+                Some(_) => {}
                 None => self.data = Some(value.to_string()),
             }
         }

@@ -16,6 +16,7 @@ fn options() -> ClientOptions {
         max_retries: 3,
         initial_backoff: Duration::from_millis(10),
         max_retry_after: Duration::from_secs(5),
+        max_stream: Duration::from_secs(30),
     }
 }
 

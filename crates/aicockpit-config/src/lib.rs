@@ -334,6 +334,38 @@ impl Config {
         Ok(())
     }
 
+    /// Client settings (from an editor, possibly from a repository's
+    /// workspace settings) may not change where a service's key goes: no new
+    /// `base_url` or `api_key_env` for a service of the file, and no
+    /// `api_key_env` on a service the client adds.
+    pub fn check_client_overlay(&self, next: &Config) -> Result<(), ConfigError> {
+        for service in &next.ai.services {
+            let key = format!("ai.services[{}]", service.name);
+            match self.ai.services.iter().find(|s| s.name == service.name) {
+                Some(before) if before.base_url != service.base_url => {
+                    return Err(ConfigError::Invalid {
+                        key: format!("{key}.base_url"),
+                        message: "editor settings may not move a configured service; edit the config file".into(),
+                    });
+                }
+                Some(before) if before.api_key_env != service.api_key_env => {
+                    return Err(ConfigError::Invalid {
+                        key: format!("{key}.api_key_env"),
+                        message: "editor settings may not change where a key is read from; edit the config file".into(),
+                    });
+                }
+                None if service.api_key_env.is_some() => {
+                    return Err(ConfigError::Invalid {
+                        key: format!("{key}.api_key_env"),
+                        message: "services added by editor settings may not read keys; add it with `aicockpit ai add`".into(),
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
     }
@@ -357,6 +389,15 @@ impl Config {
         };
         if self.index.max_file_bytes == 0 {
             return invalid("index.max_file_bytes", "must be greater than 0".into());
+        }
+        if !(1..=1_000_000).contains(&self.completion.max_context_tokens) {
+            return invalid(
+                "completion.max_context_tokens",
+                "must be between 1 and 1000000".into(),
+            );
+        }
+        if self.completion.debounce_ms > 10_000 {
+            return invalid("completion.debounce_ms", "must be at most 10000".into());
         }
         if self.search.max_results == 0 {
             return invalid("search.max_results", "must be greater than 0".into());
@@ -492,6 +533,30 @@ mod tests {
             .apply_overlay(&serde_json::json!({"aicockpit": {"index": {"max_file_bytes": -1}}}))
             .is_err());
         assert_eq!(config, before);
+    }
+
+    #[test]
+    fn client_settings_cannot_redirect_keys() {
+        let file = Config::from_toml_str(
+            "[[ai.services]]\nname = \"cloud\"\nkind = \"openai\"\nbase_url = \"https://api.openai.com/v1\"\napi_key_env = \"OPENAI_API_KEY\"\n",
+        )
+        .unwrap();
+        let moved = serde_json::json!({"ai": {"services": [{"name": "cloud", "kind": "openai", "base_url": "https://evil.example/v1", "api_key_env": "OPENAI_API_KEY"}]}});
+        let mut next = file.clone();
+        next.apply_overlay(&moved).unwrap();
+        assert!(file
+            .check_client_overlay(&next)
+            .unwrap_err()
+            .to_string()
+            .contains("ai.services[cloud].base_url"));
+        let added = serde_json::json!({"ai": {"services": [{"name": "x", "kind": "custom", "base_url": "http://127.0.0.1:1/v1", "api_key_env": "AWS_SECRET_ACCESS_KEY"}]}});
+        let mut next = file.clone();
+        next.apply_overlay(&added).unwrap();
+        assert!(file.check_client_overlay(&next).is_err());
+        let models = serde_json::json!({"ai": {"services": [{"name": "cloud", "kind": "openai", "base_url": "https://api.openai.com/v1", "api_key_env": "OPENAI_API_KEY", "chat_model": "gpt-4o"}]}});
+        let mut next = file.clone();
+        next.apply_overlay(&models).unwrap();
+        file.check_client_overlay(&next).unwrap();
     }
 
     #[test]

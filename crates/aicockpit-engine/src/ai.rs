@@ -484,7 +484,10 @@ fn completion_chat_messages(context: &CompletionContext) -> Vec<ChatMessage> {
 }
 
 fn line_range(text: &str, offset: usize) -> Range<usize> {
-    let offset = offset.min(text.len());
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
     let start = text[..offset].rfind('\n').map_or(0, |n| n + 1);
     let end = text[offset..].find('\n').map_or(text.len(), |n| offset + n);
     start..end

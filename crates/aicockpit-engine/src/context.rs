@@ -14,6 +14,8 @@ use crate::Engine;
 
 /// Roughly four characters a token, as the common code tokenizers average.
 pub const CHARS_PER_TOKEN: usize = 4;
+/// No prompt context is larger than this, whatever the settings say.
+pub const MAX_BUDGET_TOKENS: usize = 1_000_000;
 /// Lines of the cursor window used to pick identifiers and compare files.
 const WINDOW_LINES: usize = 12;
 
@@ -83,7 +85,7 @@ impl Engine {
         offset: usize,
         budget_tokens: usize,
     ) -> CompletionContext {
-        let budget = budget_tokens * CHARS_PER_TOKEN;
+        let budget = budget_tokens.min(MAX_BUDGET_TOKENS) * CHARS_PER_TOKEN;
         let offset = floor_boundary(text, offset.min(text.len()));
         // 1. Around the cursor: most of the budget, three quarters before the cursor.
         let around = budget * 6 / 10;

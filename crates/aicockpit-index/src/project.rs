@@ -341,7 +341,7 @@ impl ProjectIndex {
                 })
                 .collect()
         });
-        drop(writer);
+        // Keep the writer: the lock order everywhere is the writer, then the file records.
 
         let mut stats = RefreshStats {
             skipped: skipped_by_walk,
@@ -383,18 +383,16 @@ impl ProjectIndex {
             .filter(|rel| !seen.contains(String::as_str(rel)))
             .cloned()
             .collect();
-        {
-            let writer = self.writer()?;
-            for rel in &gone {
-                writer.delete_term(Term::from_field_text(self.fields.path, rel));
-                files.remove(rel);
-            }
+        for rel in &gone {
+            writer.delete_term(Term::from_field_text(self.fields.path, rel));
+            files.remove(rel);
         }
         stats.removed = gone.len();
         stats.files = files.len();
         stats.symbols = files.values().map(|record| record.symbols.len()).sum();
         stats.chunks = files.values().map(|record| record.chunks as usize).sum();
         drop(files);
+        drop(writer);
         if stats.parsed > 0 || stats.removed > 0 || touched > 0 {
             self.commit()?;
         }
@@ -462,8 +460,9 @@ impl ProjectIndex {
         {
             return Ok(false);
         }
-        let writer = self.writer()?;
+        // Parse before taking the writer lock, so a commit never waits on a parse.
         let syntax = analyze(lang, text);
+        let writer = self.writer()?;
         let record = FileRecord {
             lang,
             hash,
@@ -505,7 +504,7 @@ impl ProjectIndex {
         let indexable = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
             && path
                 .canonicalize()
-                .is_ok_and(|real| real.starts_with(&self.root))
+                .is_ok_and(|real| real == self.root.join(&rel))
             && walk::is_indexable(&self.root, path);
         let source = if indexable {
             Some(read_source(path, self.options.max_file_bytes))

@@ -18,6 +18,8 @@ const BOOST_SIGNATURE: f32 = 1.5;
 const BOOST_DOC: f32 = 1.0;
 const BOOST_CHUNK_NAME: f32 = 2.0;
 const BOOST_CONTENT: f32 = 1.0;
+/// The most hits one search returns, whatever the caller asks for.
+pub const MAX_LIMIT: usize = 1000;
 /// Lines of context in a snippet around the best line.
 const SNIPPET_CONTEXT: usize = 1;
 
@@ -61,7 +63,8 @@ impl ProjectIndex {
     /// Search symbols and chunks, best first, at most `query.limit` hits.
     pub fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, IndexError> {
         let tokens = tokenize(&query.text);
-        if tokens.is_empty() || query.limit == 0 {
+        let limit = query.limit.min(MAX_LIMIT);
+        if tokens.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
         let f = self.fields;
@@ -130,16 +133,13 @@ impl ProjectIndex {
             source,
         };
         let top = searcher
-            .search(
-                tantivy_query.as_ref(),
-                &TopDocs::with_limit(query.limit * 3 + 8),
-            )
+            .search(tantivy_query.as_ref(), &TopDocs::with_limit(limit * 3 + 8))
             .map_err(tantivy_error)?;
         let files = self.files_read();
         let mut seen = HashSet::new();
-        let mut hits = Vec::with_capacity(query.limit);
+        let mut hits = Vec::new();
         for (score, address) in top {
-            if hits.len() >= query.limit {
+            if hits.len() >= limit {
                 break;
             }
             let doc: TantivyDocument = searcher.doc(address).map_err(tantivy_error)?;
@@ -258,8 +258,9 @@ fn best_lines(content: &str, start_line: u32, tokens: &[String]) -> (Span, Strin
         }
     }
     let line = lines.get(best.0).copied().unwrap_or("");
-    let indent = line.len() - line.trim_start().len();
     let trimmed = line.trim_end();
+    // A blank line has no text to point at: an empty range at its end.
+    let indent = (line.len() - line.trim_start().len()).min(trimmed.len());
     let line_number = start_line + best.0 as u32;
     let span = Span {
         start: Pos {

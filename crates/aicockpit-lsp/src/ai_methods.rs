@@ -53,7 +53,15 @@ impl Backend {
         work: impl std::future::Future<Output = std::result::Result<T, EngineError>>,
     ) -> Result<T> {
         self.ai_status(engine, None).await;
+        // If this future is dropped (cancelled, superseded), "working" must not stay up.
+        let mut reset = StatusReset {
+            backend: Some(Backend {
+                client: self.client.clone(),
+                inner: self.inner.clone(),
+            }),
+        };
         let result = work.await;
+        reset.backend = None;
         let outcome = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
         self.ai_status(engine, Some(&outcome)).await;
         result.map_err(ai_error)
@@ -166,7 +174,10 @@ impl Backend {
             let mut seen = std::collections::HashSet::new();
             for (_, symbol) in engine.workspace_symbols(word, 50) {
                 if symbol.name.len() >= word.len()
-                    && symbol.name[..word.len()].eq_ignore_ascii_case(word)
+                    && symbol
+                        .name
+                        .get(..word.len())
+                        .is_some_and(|head| head.eq_ignore_ascii_case(word))
                     && seen.insert(symbol.name.clone())
                 {
                     items.push(CompletionItem {
@@ -480,6 +491,47 @@ impl Backend {
                 "unknown command {other:?}"
             ))),
         }
+    }
+}
+
+/// Sends `ok` if a request ends without reporting, e.g. when it is cancelled.
+struct StatusReset {
+    backend: Option<Backend>,
+}
+
+impl Drop for StatusReset {
+    fn drop(&mut self) {
+        let Some(backend) = self.backend.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let notification = {
+                let mut last = backend
+                    .inner
+                    .last_ai_status
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                match last.as_ref() {
+                    Some(status) if status.state == "working" => {
+                        let ok = ext::AiStatusNotification {
+                            state: "ok".into(),
+                            service: status.service.clone(),
+                            message: None,
+                        };
+                        *last = Some(ok.clone());
+                        ok
+                    }
+                    _ => return,
+                }
+            };
+            backend
+                .client
+                .send_notification::<ext::AiStatusNotification>(notification)
+                .await;
+        });
     }
 }
 

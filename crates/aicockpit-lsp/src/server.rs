@@ -23,6 +23,9 @@ use crate::{from_proto, to_proto};
 #[path = "ai_methods.rs"]
 mod ai_methods;
 
+/// How long the server waits for the client to answer one of its requests.
+const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The token of the first-index progress.
 const INDEX_PROGRESS_TOKEN: &str = "aicockpit/index";
 
@@ -52,7 +55,10 @@ where
         receiver,
         output,
     ));
+    // tower-lsp polls at most this many requests at once; long AI requests
+    // (chat streams, code actions) must not starve hover, edits or cancels.
     Server::new(server_input, server_output, socket)
+        .concurrency_level(64)
         .serve(service)
         .await;
     let _ = pump.await;
@@ -183,13 +189,18 @@ impl Backend {
         }
         let token = NumberOrString::String(INDEX_PROGRESS_TOKEN.to_string());
         let progress = self.inner.client_supports_progress.load(Ordering::SeqCst)
-            && self
-                .client
-                .send_request::<WorkDoneProgressCreate>(WorkDoneProgressCreateParams {
-                    token: token.clone(),
-                })
-                .await
-                .is_ok();
+            && matches!(
+                tokio::time::timeout(
+                    CLIENT_REQUEST_TIMEOUT,
+                    self.client.send_request::<WorkDoneProgressCreate>(
+                        WorkDoneProgressCreateParams {
+                            token: token.clone(),
+                        }
+                    ),
+                )
+                .await,
+                Ok(Ok(()))
+            );
         let notify = |value: WorkDoneProgress| {
             let client = self.client.clone();
             let token = token.clone();
@@ -295,8 +306,17 @@ impl Backend {
             method: "workspace/didChangeWatchedFiles".into(),
             register_options: serde_json::to_value(options).ok(),
         };
-        if let Err(error) = self.client.register_capability(vec![registration]).await {
-            tracing::warn!(%error, "client refused the file watcher registration");
+        match tokio::time::timeout(
+            CLIENT_REQUEST_TIMEOUT,
+            self.client.register_capability(vec![registration]),
+        )
+        .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "client refused the file watcher registration")
+            }
+            Err(_) => tracing::warn!("client did not answer the file watcher registration"),
         }
     }
 
@@ -396,7 +416,11 @@ impl LanguageServer for Backend {
         let inner = &self.inner;
         let mut config = inner.options.config.clone();
         if let Some(settings) = &params.initialization_options {
-            if let Err(error) = config.apply_overlay(settings) {
+            let before = config.clone();
+            if let Err(error) = config
+                .apply_overlay(settings)
+                .and_then(|()| before.check_client_overlay(&config))
+            {
                 return Err(jsonrpc::Error::invalid_params(format!(
                     "initializationOptions: {error}"
                 )));
@@ -541,12 +565,13 @@ impl LanguageServer for Backend {
     }
 
     async fn initialized(&self, _: InitializedParams) {
-        self.register_file_watcher().await;
+        // Index first: nothing waits on the client's answer to a registration.
         let backend = Backend {
             client: self.client.clone(),
             inner: self.inner.clone(),
         };
         tokio::spawn(async move { backend.index_with_progress().await });
+        self.register_file_watcher().await;
     }
 
     async fn shutdown(&self) -> Result<()> {
@@ -645,7 +670,11 @@ impl LanguageServer for Backend {
     async fn did_change_configuration(&self, params: DidChangeConfigurationParams) {
         let Ok(engine) = self.engine() else { return };
         let mut config = engine.config();
-        match config.apply_overlay(&params.settings) {
+        let before = config.clone();
+        match config
+            .apply_overlay(&params.settings)
+            .and_then(|()| before.check_client_overlay(&config))
+        {
             Ok(()) => {
                 engine.set_config(config);
                 if let Err(error) = engine.configure_ai(&self.inner.options.paths.data_dir) {

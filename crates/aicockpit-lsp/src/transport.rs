@@ -171,7 +171,8 @@ fn check(body: &str) -> Result<(), (Value, i64, String)> {
         return invalid(&Value::Null, "not a JSON object");
     };
     let id = object.get("id").cloned().unwrap_or(Value::Null);
-    let id_ok = matches!(id, Value::Null | Value::Number(_) | Value::String(_));
+    // tower-lsp's ids are i64 or strings; anything else would end its reader.
+    let id_ok = matches!(id, Value::Null | Value::String(_)) || id.as_i64().is_some();
     let answer_id = if id_ok { id.clone() } else { Value::Null };
     if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
         return invalid(&answer_id, "`jsonrpc` must be \"2.0\"");
@@ -257,6 +258,23 @@ mod tests {
             -32600
         );
         assert_eq!(check(r#"{"jsonrpc":"2.0","foo":1}"#).unwrap_err().1, -32600);
+    }
+
+    #[test]
+    fn ids_that_tower_lsp_cannot_hold_are_refused() {
+        assert_eq!(
+            check(r#"{"jsonrpc":"2.0","id":1.5,"method":"x"}"#)
+                .unwrap_err()
+                .1,
+            -32600
+        );
+        assert_eq!(
+            check(r#"{"jsonrpc":"2.0","id":18446744073709551615,"method":"x"}"#)
+                .unwrap_err()
+                .1,
+            -32600
+        );
+        assert!(check(r#"{"jsonrpc":"2.0","id":-7,"method":"x"}"#).is_ok());
     }
 
     #[tokio::test]
