@@ -86,9 +86,11 @@ pub enum AiAction {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AiActionOutcome {
     Explanation(String),
-    /// Replace `range` (bytes of the current text) with `new_text`.
+    /// Replace `range` (bytes of the text the AI was shown; `span` is the
+    /// same place in lines and columns of that text) with `new_text`.
     Edit {
         range: Range<usize>,
+        span: aicockpit_syntax::Span,
         new_text: String,
     },
 }
@@ -414,7 +416,10 @@ impl Engine {
             let reply = client.chat(&ChatRequest { messages, ..ChatRequest::default() }).await?;
             Ok(match action {
                 AiAction::Explain => AiActionOutcome::Explanation(reply.content.trim().to_string()),
-                _ => AiActionOutcome::Edit { range, new_text: first_code_block(&reply.content) },
+                _ => {
+                    let span = aicockpit_syntax::LineIndex::new(&text).span(&text, range.clone());
+                    AiActionOutcome::Edit { range, span, new_text: first_code_block(&reply.content) }
+                }
             })
         }
         .await;

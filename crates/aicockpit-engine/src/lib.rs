@@ -127,7 +127,7 @@ impl Engine {
     pub fn close_document(&self, path: &Path) -> Result<(), EngineError> {
         let closed = self.documents().close(path);
         if let (Some(_), Some(index)) = (closed, &self.index) {
-            if !index.is_read_only() && index.reindex_path(path)? {
+            if !index.is_read_only() && index.reindex_path(&self.index_path(path))? {
                 index.commit()?;
             }
         }
@@ -242,6 +242,10 @@ impl Engine {
             .collect();
         let mut changed = false;
         for (path, lang, text) in dirty {
+            // A document closed since its text was taken is back to the disk's version.
+            if self.documents().get(&path).is_none() {
+                continue;
+            }
             if let Some(rel) = self.rel(&path) {
                 changed |= index.update_file(&rel, lang, &text)?;
             }
@@ -263,7 +267,7 @@ impl Engine {
             if self.documents().get(path).is_some() {
                 continue;
             }
-            if index.reindex_path(path)? {
+            if index.reindex_path(&self.index_path(path))? {
                 changed += 1;
             }
         }
@@ -301,6 +305,15 @@ impl Engine {
         // The client may name the root through a symlink.
         let parent = path.parent()?.canonicalize().ok()?;
         aicockpit_index::relative(root, &parent.join(path.file_name()?))
+    }
+
+    /// The path as the index knows it: under the canonical root, even when
+    /// the client names the root through a symlink.
+    fn index_path(&self, path: &Path) -> PathBuf {
+        match (self.rel(path), self.root()) {
+            (Some(rel), Some(root)) => root.join(rel),
+            _ => path.to_path_buf(),
+        }
     }
 
     /// The project root, if a project is open.

@@ -90,13 +90,13 @@ impl ProjectIndex {
                     })
             })
         };
+        // Scores already prefer shorter names; ties go to path order, then
+        // source order (ordinals follow it). No symbol is touched while sorting.
         let order = |a: &Candidate, b: &Candidate| {
-            let (sa, sb) = (symbol(a.2, a.3), symbol(b.2, b.3));
             a.0.cmp(&b.0)
                 .then(b.1.cmp(&a.1))
-                .then(sa.name.len().cmp(&sb.name.len()))
                 .then(a.2.cmp(&b.2))
-                .then(sa.range.start.line.cmp(&sb.range.start.line))
+                .then(a.3.cmp(&b.3))
         };
         if found.len() > limit && limit > 0 {
             found.select_nth_unstable_by(limit - 1, order);

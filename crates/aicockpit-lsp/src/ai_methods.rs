@@ -417,8 +417,7 @@ impl Backend {
         };
         let path = from_proto::path(&data.uri)?;
         let unit = self.inner.unit();
-        let Some((text, start)) =
-            engine.offset(&path, from_proto::position(data.range.start), unit)
+        let Some((_, start)) = engine.offset(&path, from_proto::position(data.range.start), unit)
         else {
             return Err(jsonrpc::Error::invalid_params(format!(
                 "cannot read {}",
@@ -442,9 +441,8 @@ impl Backend {
                     arguments: Some(vec![serde_json::Value::String(explanation)]),
                 });
             }
-            AiActionOutcome::Edit { range, new_text } => {
-                let lines = aicockpit_syntax::LineIndex::new(&text);
-                let span = lines.span(&text, range);
+            AiActionOutcome::Edit { span, new_text, .. } => {
+                // The span comes from the very text the AI rewrote, not from an older snapshot.
                 let mut changes = std::collections::HashMap::new();
                 changes.insert(
                     data.uri.clone(),

@@ -55,8 +55,8 @@ impl Span {
 
 /// Line starts of a text, for converting between byte offsets and positions.
 ///
-/// Lines end at `\n`; a `\r` before it belongs to the line's text, as the
-/// column of a position never points past it in practice.
+/// Lines end at `\n`, `\r\n` or a lone `\r`, as LSP counts them; the
+/// terminator belongs to no line's text.
 #[derive(Clone, Debug)]
 pub struct LineIndex {
     line_starts: Vec<usize>,
@@ -65,8 +65,13 @@ pub struct LineIndex {
 
 impl LineIndex {
     pub fn new(text: &str) -> LineIndex {
+        let bytes = text.as_bytes();
         let mut line_starts = vec![0];
-        line_starts.extend(memchr_newlines(text.as_bytes()).map(|newline| newline + 1));
+        for (index, &byte) in bytes.iter().enumerate() {
+            if byte == b'\n' || (byte == b'\r' && bytes.get(index + 1) != Some(&b'\n')) {
+                line_starts.push(index + 1);
+            }
+        }
         LineIndex {
             line_starts,
             len: text.len(),
@@ -81,14 +86,21 @@ impl LineIndex {
     /// The byte range of a line, without its line terminator.
     pub fn line_range(&self, text: &str, line: usize) -> Option<Range<usize>> {
         let start = *self.line_starts.get(line)?;
-        let mut end = self
-            .line_starts
-            .get(line + 1)
-            .map_or(self.len, |next| next - 1);
-        if end > start && text.as_bytes().get(end - 1) == Some(&b'\r') {
-            end -= 1;
-        }
-        Some(start..end)
+        let end = match self.line_starts.get(line + 1) {
+            Some(&next) => {
+                let bytes = text.as_bytes();
+                let mut end = next - 1;
+                if bytes.get(end) == Some(&b'\n')
+                    && end > start
+                    && bytes.get(end - 1) == Some(&b'\r')
+                {
+                    end -= 1;
+                }
+                end
+            }
+            None => self.len,
+        };
+        Some(start..end.max(start))
     }
 
     /// The position of a byte offset (clamped to the text, and moved back to
@@ -150,14 +162,6 @@ impl LineIndex {
     }
 }
 
-fn memchr_newlines(bytes: &[u8]) -> impl Iterator<Item = usize> + '_ {
-    bytes
-        .iter()
-        .enumerate()
-        .filter(|(_, b)| **b == b'\n')
-        .map(|(index, _)| index)
-}
-
 /// Whether a byte can be part of an identifier in the languages we index
 /// (ASCII letters, digits, `_`, `$`, and any byte of a non-ASCII character).
 pub fn is_identifier_byte(byte: u8) -> bool {
@@ -214,6 +218,25 @@ mod tests {
         assert_eq!(index.offset_utf8(text, 9, 0), text.len());
         // Inside a multi-byte character moves back to its start.
         assert_eq!(index.offset_utf8(text, 1, 2), text.find('é').unwrap());
+    }
+
+    #[test]
+    fn lone_carriage_returns_end_lines_too() {
+        let text = "a\rbb\r\nc\nd";
+        let index = LineIndex::new(text);
+        let lines: Vec<&str> = (0..index.line_count())
+            .map(|l| &text[index.line_range(text, l).unwrap()])
+            .collect();
+        assert_eq!(lines, ["a", "bb", "c", "d"]);
+        assert_eq!(
+            index.pos(text, text.find('c').unwrap()),
+            Pos {
+                line: 2,
+                col: 0,
+                col_utf16: 0
+            }
+        );
+        assert_eq!(index.offset_utf16(text, 1, 1), 3);
     }
 
     #[test]
