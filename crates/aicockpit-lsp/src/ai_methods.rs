@@ -67,6 +67,16 @@ impl Backend {
         result.map_err(ai_error)
     }
 
+    /// Whether `generation` is still the newest inline request for `uri`.
+    fn is_latest_inline(&self, uri: &Url, generation: u64) -> bool {
+        let generations = self
+            .inner
+            .inline_generation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        generations.get(uri).copied() == Some(generation)
+    }
+
     pub(super) async fn inline_completion(
         &self,
         params: ext::InlineCompletionParams,
@@ -91,14 +101,7 @@ impl Backend {
             engine.config().completion.debounce_ms,
         ))
         .await;
-        let current = self
-            .inner
-            .inline_generation
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&uri)
-            .copied();
-        if current != Some(generation) {
+        if !self.is_latest_inline(&uri, generation) {
             return Ok(ext::InlineCompletionList::default());
         }
         let Some((_, offset)) = engine.offset(&path, from_proto::position(params.position), unit)
@@ -109,14 +112,7 @@ impl Backend {
         let superseded = async {
             loop {
                 let notified = self.inner.inline_changed.notified();
-                let current = self
-                    .inner
-                    .inline_generation
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&uri)
-                    .copied();
-                if current != Some(generation) {
+                if !self.is_latest_inline(&uri, generation) {
                     return;
                 }
                 notified.await;

@@ -100,34 +100,16 @@ fn main() {
     );
     let cursor_line = text.lines().count() / 2;
 
-    let mut to_http = Vec::new();
-    let mut from_http = Vec::new();
-    for run in 0..WARMUP + RUNS {
-        // A different line above the cursor each time: a new prompt, no cache hit.
-        client.notify(
-            "textDocument/didChange",
-            json!({
-                "textDocument": {"uri": uri, "version": run + 2},
-                "contentChanges": [{"range": {"start": {"line": cursor_line, "character": 0}, "end": {"line": cursor_line, "character": 0}}, "text": format!("// edit {run}\n")}],
-            }),
-        );
-        let before = mock.requests().len();
-        let sent = Instant::now();
-        let result = client.request(
-            "textDocument/inlineCompletion",
-            json!({"textDocument": {"uri": uri}, "position": {"line": cursor_line + 1, "character": 0}}),
-        );
-        let received = Instant::now();
-        let requests = mock.requests();
-        let Some(http) = requests.get(before) else {
-            eprintln!("error: run {run} sent no HTTP request (answer: {result})");
-            std::process::exit(1);
-        };
-        if run >= WARMUP {
-            to_http.push(http.received_at.duration_since(sent));
-            from_http.push(received.duration_since(http.answered_at.unwrap_or(http.received_at)));
-        }
-    }
+    let Some((to_http, from_http)) = measure(
+        &mut client,
+        &mock,
+        &uri,
+        cursor_line,
+        "textDocument/inlineCompletion",
+    ) else {
+        eprintln!("error: a completion request sent no HTTP request");
+        std::process::exit(1);
+    };
     let prompt_chars = mock
         .requests()
         .last()
@@ -170,6 +152,41 @@ fn main() {
         println!("\nlsp-ai: not measured in this run (set AICOCKPIT_BENCH_LSP_AI to its binary).");
     }
     drop(runtime);
+}
+
+/// Time `RUNS` requests of `method` at a cursor below a changing line (after
+/// `WARMUP` more): LSP request → HTTP request, and last byte → LSP response.
+/// `None` when a request sent no HTTP request.
+fn measure(
+    client: &mut LspClient,
+    mock: &MockServer,
+    uri: &str,
+    cursor_line: usize,
+    method: &str,
+) -> Option<(Vec<Duration>, Vec<Duration>)> {
+    let mut to_http = Vec::new();
+    let mut from_http = Vec::new();
+    for run in 0..WARMUP + RUNS {
+        // A different line above the cursor each time: a new prompt, no cache hit.
+        client.notify(
+            "textDocument/didChange",
+            json!({
+                "textDocument": {"uri": uri, "version": run + 2},
+                "contentChanges": [{"range": {"start": {"line": cursor_line, "character": 0}, "end": {"line": cursor_line, "character": 0}}, "text": format!("// edit {run}\n")}],
+            }),
+        );
+        let before = mock.requests().len();
+        let sent = Instant::now();
+        client.request_response(method, json!({"textDocument": {"uri": uri}, "position": {"line": cursor_line + 1, "character": 0}}));
+        let received = Instant::now();
+        let requests = mock.requests();
+        let http = requests.get(before)?;
+        if run >= WARMUP {
+            to_http.push(http.received_at.duration_since(sent));
+            from_http.push(received.duration_since(http.answered_at.unwrap_or(http.received_at)));
+        }
+    }
+    Some((to_http, from_http))
 }
 
 fn wait_for_index(client: &mut LspClient) -> Value {
@@ -258,30 +275,16 @@ fn lsp_ai_comparison(binary: &Path, mock: &MockServer, target: &Path, text: &str
         json!({"textDocument": {"uri": uri, "languageId": lang, "version": 1, "text": text}}),
     );
     let cursor_line = text.lines().count() / 2;
-    let mut to_http = Vec::new();
-    let mut from_http = Vec::new();
-    for run in 0..WARMUP + RUNS {
-        client.notify(
-            "textDocument/didChange",
-            json!({
-                "textDocument": {"uri": uri, "version": run + 2},
-                "contentChanges": [{"range": {"start": {"line": cursor_line, "character": 0}, "end": {"line": cursor_line, "character": 0}}, "text": format!("// edit {run}\n")}],
-            }),
-        );
-        let before = mock.requests().len();
-        let sent = Instant::now();
-        let answer = client.request_response("textDocument/completion", json!({"textDocument": {"uri": uri}, "position": {"line": cursor_line + 1, "character": 0}}));
-        let received = Instant::now();
-        let requests = mock.requests();
-        let Some(http) = requests.get(before) else {
-            println!("\nlsp-ai: run {run} sent no HTTP request (answer: {answer}); comparison abandoned.");
-            return;
-        };
-        if run >= WARMUP {
-            to_http.push(http.received_at.duration_since(sent));
-            from_http.push(received.duration_since(http.answered_at.unwrap_or(http.received_at)));
-        }
-    }
+    let Some((to_http, from_http)) = measure(
+        &mut client,
+        mock,
+        &uri,
+        cursor_line,
+        "textDocument/completion",
+    ) else {
+        println!("\nlsp-ai: a completion request sent no HTTP request; comparison abandoned.");
+        return;
+    };
     let prompt_chars = mock
         .requests()
         .last()
