@@ -355,6 +355,15 @@ fn malformed_messages_and_unknown_methods_get_errors_and_the_server_keeps_servin
     );
     assert!(items["items"].is_array(), "{items}");
 
+    // Status takes no params, but clients send `{}` or null too.
+    assert_eq!(
+        client.request("aicockpit/status", json!({}))["indexing"],
+        false
+    );
+    client
+        .send(&json!({"jsonrpc": "2.0", "id": 9001, "method": "aicockpit/status", "params": null}));
+    assert!(client.response(9001)["result"]["files"].as_u64().unwrap() > 0);
+
     // Still serving.
     let symbols = client.request("workspace/symbol", json!({"query": "format_name"}));
     assert_eq!(symbols[0]["name"], "format_name");

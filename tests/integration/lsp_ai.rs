@@ -353,7 +353,13 @@ fn code_actions_resolve_to_applicable_edits() {
         .mock
         .set_reply(format!("Here is the fix:\n```rust\n{fixed}\n```\n"));
     let resolved = client.request("codeAction/resolve", actions[0].clone());
-    let edits = &resolved["edit"]["changes"][helpers_uri.as_str()];
+    let change = &resolved["edit"]["documentChanges"][0];
+    assert_eq!(change["textDocument"]["uri"], helpers_uri);
+    assert!(
+        change["textDocument"]["version"].is_null(),
+        "helpers.rs is not open"
+    );
+    let edits = &change["edits"];
     assert_eq!(edits[0]["range"], range);
     assert_eq!(edits[0]["newText"], fixed);
     let request = setup

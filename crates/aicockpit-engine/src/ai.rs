@@ -91,6 +91,8 @@ pub enum AiActionOutcome {
     Edit {
         range: Range<usize>,
         span: aicockpit_syntax::Span,
+        /// The version of the open document the AI was shown (none for a closed file).
+        version: Option<i32>,
         new_text: String,
     },
 }
@@ -389,7 +391,7 @@ impl Engine {
     ) -> Result<AiActionOutcome, EngineError> {
         let result = async {
             let client = self.client()?;
-            let text = self.text(path).ok_or_else(|| EngineError::Unreadable(path.to_path_buf()))?;
+            let (text, version) = self.text_and_version(path).ok_or_else(|| EngineError::Unreadable(path.to_path_buf()))?;
             let range = if range.is_empty() {
                 self.enclosing_symbol_range(path, &text, range.start).unwrap_or_else(|| line_range(&text, range.start))
             } else {
@@ -418,7 +420,7 @@ impl Engine {
                 AiAction::Explain => AiActionOutcome::Explanation(reply.content.trim().to_string()),
                 _ => {
                     let span = aicockpit_syntax::LineIndex::new(&text).span(&text, range.clone());
-                    AiActionOutcome::Edit { range, span, new_text: first_code_block(&reply.content) }
+                    AiActionOutcome::Edit { range, span, version, new_text: first_code_block(&reply.content) }
                 }
             })
         }

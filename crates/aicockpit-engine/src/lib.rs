@@ -135,6 +135,14 @@ impl Engine {
     }
 
     /// The current text of a file: the open document's, else the disk's.
+    /// The current text of a file and, for an open document, its version.
+    pub fn text_and_version(&self, path: &Path) -> Option<(String, Option<i32>)> {
+        if let Some(doc) = self.documents().get(path) {
+            return Some((doc.text.clone(), Some(doc.version)));
+        }
+        self.text(path).map(|text| (text, None))
+    }
+
     pub fn text(&self, path: &Path) -> Option<String> {
         if let Some(doc) = self.documents().get(path) {
             return Some(doc.text.clone());

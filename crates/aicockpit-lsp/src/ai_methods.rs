@@ -437,18 +437,26 @@ impl Backend {
                     arguments: Some(vec![serde_json::Value::String(explanation)]),
                 });
             }
-            AiActionOutcome::Edit { span, new_text, .. } => {
-                // The span comes from the very text the AI rewrote, not from an older snapshot.
-                let mut changes = std::collections::HashMap::new();
-                changes.insert(
-                    data.uri.clone(),
-                    vec![TextEdit {
+            AiActionOutcome::Edit {
+                span,
+                version,
+                new_text,
+                ..
+            } => {
+                // The span comes from the very text the AI rewrote; the version lets
+                // the editor refuse the edit if the document changed since.
+                let edit = TextDocumentEdit {
+                    text_document: OptionalVersionedTextDocumentIdentifier {
+                        uri: data.uri.clone(),
+                        version,
+                    },
+                    edits: vec![OneOf::Left(TextEdit {
                         range: to_proto::range(span, unit),
                         new_text,
-                    }],
-                );
+                    })],
+                };
                 action.edit = Some(WorkspaceEdit {
-                    changes: Some(changes),
+                    document_changes: Some(DocumentChanges::Edits(vec![edit])),
                     ..WorkspaceEdit::default()
                 });
             }

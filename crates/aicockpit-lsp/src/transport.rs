@@ -42,6 +42,7 @@ where
                     continue;
                 }
             };
+            let body = normalize_params(body);
             let is_exit = is_exit_notification(&body);
             let frame = format!("Content-Length: {}\r\n\r\n{body}", body.len());
             if writer.write_all(frame.as_bytes()).await.is_err() || is_exit {
@@ -192,6 +193,31 @@ fn check(body: &str) -> Result<(), (Value, i64, String)> {
     }
 }
 
+/// `"params": null` means no params; so does `{}` or `[]` for our
+/// parameterless `aicockpit/status`. tower-lsp accepts only an absent field
+/// for methods without params, so the field is removed.
+fn normalize_params(body: String) -> String {
+    if !body.contains("\"params\"") {
+        return body;
+    }
+    let Ok(mut message) = serde_json::from_str::<Value>(&body) else {
+        return body;
+    };
+    let empty = match message.get("params") {
+        Some(Value::Null) => true,
+        Some(Value::Object(map)) if map.is_empty() => message["method"] == "aicockpit/status",
+        Some(Value::Array(items)) if items.is_empty() => message["method"] == "aicockpit/status",
+        _ => false,
+    };
+    if !empty {
+        return body;
+    }
+    if let Some(object) = message.as_object_mut() {
+        object.remove("params");
+    }
+    message.to_string()
+}
+
 fn is_exit_notification(body: &str) -> bool {
     body.contains("\"exit\"")
         && serde_json::from_str::<Value>(body)
@@ -258,6 +284,20 @@ mod tests {
             -32600
         );
         assert_eq!(check(r#"{"jsonrpc":"2.0","foo":1}"#).unwrap_err().1, -32600);
+    }
+
+    #[test]
+    fn empty_params_are_dropped() {
+        let status = normalize_params(
+            r#"{"jsonrpc":"2.0","id":1,"method":"aicockpit/status","params":{}}"#.into(),
+        );
+        assert!(!status.contains("params"), "{status}");
+        let null = normalize_params(
+            r#"{"jsonrpc":"2.0","id":2,"method":"shutdown","params":null}"#.into(),
+        );
+        assert!(!null.contains("params"), "{null}");
+        let kept = r#"{"jsonrpc":"2.0","id":3,"method":"workspace/symbol","params":{}}"#;
+        assert_eq!(normalize_params(kept.into()), kept);
     }
 
     #[test]
