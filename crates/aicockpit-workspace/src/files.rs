@@ -1,0 +1,222 @@
+//! File access beneath a workspace root, binary-safe, with a size limit.
+
+use std::io::{self, Read, Write};
+use std::path::{Component, Path, PathBuf};
+
+use cap_std::fs::Dir;
+
+/// Why a file operation was refused or failed. Every variant names the path as given.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("{path}: the path leads outside the workspace")]
+    Escape { path: String },
+    #[error("{path}: no such file or folder")]
+    NotFound { path: String },
+    #[error("{path}: {size} bytes is over the {limit}-byte limit")]
+    TooLarge { path: String, size: u64, limit: u64 },
+    #[error("{path}: {source}")]
+    Io { path: String, source: io::Error },
+}
+
+/// What a folder entry is. Symlinks are reported, never followed by a listing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    File,
+    Dir,
+    Symlink,
+}
+
+/// One entry of a folder listing.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileEntry {
+    pub name: String,
+    pub kind: EntryKind,
+    pub size: u64,
+}
+
+/// The files of one workspace, confined to its root.
+pub struct WorkspaceFiles {
+    root: Dir,
+    max_file_bytes: u64,
+}
+
+impl WorkspaceFiles {
+    /// Open a workspace root. Files larger than `max_file_bytes` are neither read nor written.
+    pub fn open(root: &Path, max_file_bytes: u64) -> Result<WorkspaceFiles, FileError> {
+        let dir = Dir::open_ambient_dir(root, cap_std::ambient_authority())
+            .map_err(|source| io_error(&root.display().to_string(), source))?;
+        Ok(WorkspaceFiles {
+            root: dir,
+            max_file_bytes,
+        })
+    }
+
+    /// The entries of a folder (`""` or `"."` is the root), sorted by name.
+    pub fn list(&self, path: &str) -> Result<Vec<FileEntry>, FileError> {
+        let rel = relative(path)?;
+        let entries = if rel.as_os_str().is_empty() {
+            self.root.entries()
+        } else {
+            self.root.read_dir(&rel)
+        };
+        let mut out = Vec::new();
+        for entry in entries.map_err(|e| classify(path, e))? {
+            let entry = entry.map_err(|e| classify(path, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let file_type = entry.file_type().map_err(|e| classify(path, e))?;
+            let kind = if file_type.is_symlink() {
+                EntryKind::Symlink
+            } else if file_type.is_dir() {
+                EntryKind::Dir
+            } else {
+                EntryKind::File
+            };
+            let size = if kind == EntryKind::File {
+                entry.metadata().map(|m| m.len()).unwrap_or(0)
+            } else {
+                0
+            };
+            out.push(FileEntry { name, kind, size });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// A file's bytes.
+    pub fn read(&self, path: &str) -> Result<Vec<u8>, FileError> {
+        let rel = relative(path)?;
+        let mut file = self.root.open(&rel).map_err(|e| classify(path, e))?;
+        let size = file.metadata().map_err(|e| classify(path, e))?.len();
+        if size > self.max_file_bytes {
+            return Err(FileError::TooLarge {
+                path: path.to_string(),
+                size,
+                limit: self.max_file_bytes,
+            });
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        // Read at most one byte past the limit, in case the file grew since.
+        (&mut file)
+            .take(self.max_file_bytes + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| classify(path, e))?;
+        if bytes.len() as u64 > self.max_file_bytes {
+            return Err(FileError::TooLarge {
+                path: path.to_string(),
+                size: bytes.len() as u64,
+                limit: self.max_file_bytes,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Create or replace a file, creating its folders.
+    pub fn write(&self, path: &str, bytes: &[u8]) -> Result<(), FileError> {
+        let rel = relative(path)?;
+        if bytes.len() as u64 > self.max_file_bytes {
+            return Err(FileError::TooLarge {
+                path: path.to_string(),
+                size: bytes.len() as u64,
+                limit: self.max_file_bytes,
+            });
+        }
+        self.create_parent(&rel, path)?;
+        let mut file = self.root.create(&rel).map_err(|e| classify(path, e))?;
+        file.write_all(bytes).map_err(|e| classify(path, e))
+    }
+
+    /// Create the folders above `rel` that do not exist yet. An existing
+    /// parent (even a symlink out of the root) is left for the open that
+    /// follows to judge, so escapes are reported as such.
+    fn create_parent(&self, rel: &Path, path: &str) -> Result<(), FileError> {
+        let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) else {
+            return Ok(());
+        };
+        match self.root.symlink_metadata(parent) {
+            Ok(_) => Ok(()),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => self
+                .root
+                .create_dir_all(parent)
+                .map_err(|e| classify(path, e)),
+            Err(error) => Err(classify(path, error)),
+        }
+    }
+
+    /// Create a folder and its parents.
+    pub fn create_dir(&self, path: &str) -> Result<(), FileError> {
+        let rel = relative(path)?;
+        self.root
+            .create_dir_all(&rel)
+            .map_err(|e| classify(path, e))
+    }
+
+    /// Rename (move) a file or folder within the workspace.
+    pub fn rename(&self, from: &str, to: &str) -> Result<(), FileError> {
+        let (source, target) = (relative(from)?, relative(to)?);
+        self.create_parent(&target, to)?;
+        self.root
+            .rename(&source, &self.root, &target)
+            .map_err(|e| classify(from, e))
+    }
+
+    /// Delete a file, a symlink (not what it points at), or a folder with its contents.
+    pub fn remove(&self, path: &str) -> Result<(), FileError> {
+        let rel = relative(path)?;
+        if rel.as_os_str().is_empty() {
+            return Err(FileError::Escape {
+                path: path.to_string(),
+            });
+        }
+        let metadata = self
+            .root
+            .symlink_metadata(&rel)
+            .map_err(|e| classify(path, e))?;
+        if metadata.is_dir() {
+            self.root.remove_dir_all(&rel)
+        } else {
+            self.root.remove_file(&rel)
+        }
+        .map_err(|e| classify(path, e))
+    }
+}
+
+/// A user path as a relative path: absolute paths and `..` are refused here
+/// already (cap-std would refuse them too, and symlinks on top).
+fn relative(path: &str) -> Result<PathBuf, FileError> {
+    let escape = || FileError::Escape {
+        path: path.to_string(),
+    };
+    let mut out = PathBuf::new();
+    for component in Path::new(path).components() {
+        match component {
+            Component::Normal(part) => out.push(part),
+            Component::CurDir => {}
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => {
+                return Err(escape())
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn classify(path: &str, error: io::Error) -> FileError {
+    if error.to_string().contains("outside of the filesystem") {
+        FileError::Escape {
+            path: path.to_string(),
+        }
+    } else if error.kind() == io::ErrorKind::NotFound {
+        FileError::NotFound {
+            path: path.to_string(),
+        }
+    } else {
+        io_error(path, error)
+    }
+}
+
+fn io_error(path: &str, source: io::Error) -> FileError {
+    FileError::Io {
+        path: path.to_string(),
+        source,
+    }
+}

@@ -1,0 +1,20 @@
+//! Workspaces. So far: [`WorkspaceFiles`], file access confined beneath a
+//! workspace root. The container lifecycle (Docker through bollard, a local
+//! backend), terminals, backups and the CLI are still to come (issue 5).
+//!
+//! Architecture invariant: every path from a user is resolved beneath the
+//! root by `cap-std` (no string checks): `..`, absolute paths and symlinks
+//! that lead out of the root are refused, whoever created them, including a
+//! process inside the container.
+//!
+//! ```
+//! let dir = tempfile::tempdir().unwrap();
+//! let files = aicockpit_workspace::WorkspaceFiles::open(dir.path(), 1024).unwrap();
+//! files.write("notes/todo.txt", b"ship it").unwrap();
+//! assert_eq!(files.read("notes/todo.txt").unwrap(), b"ship it");
+//! assert!(files.read("../../etc/passwd").is_err());
+//! ```
+
+mod files;
+
+pub use files::{EntryKind, FileEntry, FileError, WorkspaceFiles};

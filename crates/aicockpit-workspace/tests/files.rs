@@ -1,0 +1,131 @@
+//! Workspace file access against a real folder: the operations, binary
+//! content, size limits, and every way out of the root.
+
+use aicockpit_workspace::{EntryKind, FileError, WorkspaceFiles};
+
+fn workspace() -> (tempfile::TempDir, WorkspaceFiles) {
+    let dir = tempfile::tempdir().unwrap();
+    let files = WorkspaceFiles::open(dir.path(), 4096).unwrap();
+    (dir, files)
+}
+
+#[test]
+fn write_read_list_rename_remove() {
+    let (dir, files) = workspace();
+    files.write("src/main.rs", b"fn main() {}\n").unwrap();
+    files.create_dir("empty/nested").unwrap();
+    assert_eq!(files.read("./src/main.rs").unwrap(), b"fn main() {}\n");
+    let root: Vec<(String, EntryKind)> = files
+        .list("")
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.name, e.kind))
+        .collect();
+    assert_eq!(
+        root,
+        [
+            ("empty".to_string(), EntryKind::Dir),
+            ("src".to_string(), EntryKind::Dir)
+        ]
+    );
+    assert_eq!(files.list("src").unwrap()[0].size, 13);
+
+    files.rename("src/main.rs", "bin/app.rs").unwrap();
+    assert!(matches!(
+        files.read("src/main.rs"),
+        Err(FileError::NotFound { .. })
+    ));
+    assert!(dir.path().join("bin/app.rs").is_file());
+    files.remove("bin").unwrap();
+    assert!(!dir.path().join("bin").exists());
+    assert!(matches!(
+        files.remove("bin"),
+        Err(FileError::NotFound { .. })
+    ));
+}
+
+#[test]
+fn binary_content_round_trips_and_sizes_are_limited() {
+    let (_dir, files) = workspace();
+    let bytes: Vec<u8> = (0..=255u8).collect();
+    files.write("blob.bin", &bytes).unwrap();
+    assert_eq!(files.read("blob.bin").unwrap(), bytes);
+    let error = files.write("big.bin", &vec![0u8; 5000]).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "big.bin: 5000 bytes is over the 4096-byte limit"
+    );
+    std::fs::write(_dir.path().join("huge.bin"), vec![1u8; 10_000]).unwrap();
+    assert!(matches!(
+        files.read("huge.bin"),
+        Err(FileError::TooLarge { size: 10_000, .. })
+    ));
+}
+
+#[test]
+fn no_path_leads_out_of_the_root() {
+    let (dir, files) = workspace();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret"), "s3cret").unwrap();
+    for path in ["../../etc/passwd", "/etc/passwd", "a/../../x", "..", "/"] {
+        assert!(
+            matches!(files.read(path), Err(FileError::Escape { .. })),
+            "{path}"
+        );
+        assert!(
+            matches!(files.write(path, b"x"), Err(FileError::Escape { .. })),
+            "{path}"
+        );
+    }
+    assert!(matches!(
+        files.rename("..", "x"),
+        Err(FileError::Escape { .. })
+    ));
+    assert!(matches!(files.remove(""), Err(FileError::Escape { .. })));
+
+    // Symlinks made inside the workspace (say by a process in the container) that point out.
+    std::os::unix::fs::symlink("/", dir.path().join("to_root")).unwrap();
+    std::os::unix::fs::symlink(
+        outside.path().join("secret"),
+        dir.path().join("secret_link"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("outside_dir")).unwrap();
+    assert!(matches!(
+        files.read("to_root/etc/passwd"),
+        Err(FileError::Escape { .. })
+    ));
+    assert!(matches!(
+        files.read("secret_link"),
+        Err(FileError::Escape { .. })
+    ));
+    let written = files.write("outside_dir/new", b"x");
+    assert!(
+        matches!(written, Err(FileError::Escape { .. })),
+        "{written:?}"
+    );
+    assert!(matches!(
+        files.list("outside_dir"),
+        Err(FileError::Escape { .. })
+    ));
+    assert!(!outside.path().join("new").exists());
+
+    // Links are listed as links, and removing one leaves its target alone.
+    let kinds: Vec<EntryKind> = files
+        .list("")
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(kinds.iter().all(|k| *k == EntryKind::Symlink));
+    files.remove("secret_link").unwrap();
+    assert_eq!(
+        std::fs::read_to_string(outside.path().join("secret")).unwrap(),
+        "s3cret"
+    );
+
+    // A symlink that stays inside is fine.
+    files.write("real.txt", b"inside").unwrap();
+    std::os::unix::fs::symlink("real.txt", dir.path().join("alias.txt")).unwrap();
+    assert_eq!(files.read("alias.txt").unwrap(), b"inside");
+}
