@@ -1,6 +1,4 @@
-//! Workspaces. So far: [`WorkspaceFiles`], file access confined beneath a
-//! workspace root. The container lifecycle (Docker through bollard, a local
-//! backend), terminals, backups and the CLI are still to come (issue 5).
+//! Workspaces: development environments as hardened containers.
 //!
 //! Architecture invariant: every path from a user is resolved beneath the
 //! root by `cap-std` (no string checks): `..`, absolute paths and symlinks
@@ -15,6 +13,9 @@
 //! assert!(files.read("../../etc/passwd").is_err());
 //! ```
 
+pub mod backup;
+pub mod devcontainer;
 mod files;
+pub mod terminal;
 
 pub use files::{EntryKind, FileEntry, FileError, WorkspaceFiles};
