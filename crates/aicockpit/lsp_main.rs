@@ -5,6 +5,8 @@ mod logging;
 #[path = "lsp_command.rs"]
 mod lsp_command;
 
+use aicockpit_config::Paths;
+
 use std::process::ExitCode;
 
 /// Indexing allocates many small objects on several threads; mimalloc is
@@ -19,14 +21,16 @@ Start it from your editor. It indexes the workspace root the editor sends
 (symbols, definitions, references, hover, search) and reports progress with
 $/progress. Logs go to stderr; set RUST_LOG=debug for more.
 
-Usage: aicockpit-lsp [--root DIR]
+Usage: aicockpit-lsp [--root DIR | --workspace NAME]
 
 Options:
-  --root DIR     serve DIR whatever root the editor sends
+  --root DIR          serve DIR whatever root the editor sends
+  --workspace NAME    serve the files of workspace NAME (see `aicockpit workspace ls`),
+                      the same files its container sees at /workspace
   -h, --help     print this help
   -V, --version  print the version
 
-Environment: AICOCKPIT_CONFIG, AICOCKPIT_CACHE_DIR, AICOCKPIT_<SECTION>_<KEY>, RUST_LOG";
+Environment: AICOCKPIT_CONFIG, AICOCKPIT_CACHE_DIR, AICOCKPIT_DATA_DIR, AICOCKPIT_<SECTION>_<KEY>, RUST_LOG";
 
 fn main() -> ExitCode {
     logging::init("warn");
@@ -50,6 +54,30 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             },
+            "--workspace" => {
+                match args.next() {
+                    Some(name) => {
+                        let store = aicockpit_workspace::WorkspaceManager::store_for(
+                            &Paths::from_env().data_dir,
+                        );
+                        match store.get(&name) {
+                            Ok(Some(workspace)) => root = Some(workspace.dir),
+                            Ok(None) => {
+                                eprintln!("error: no workspace named {name:?} (see `aicockpit workspace ls`)");
+                                return ExitCode::FAILURE;
+                            }
+                            Err(error) => {
+                                eprintln!("error: {error}");
+                                return ExitCode::FAILURE;
+                            }
+                        }
+                    }
+                    None => {
+                        eprintln!("error: --workspace needs a workspace name");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
             other => {
                 eprintln!("error: unexpected argument {other:?}\n\n{HELP}");
                 return ExitCode::from(2);

@@ -8,6 +8,10 @@ mod ai_command;
 mod logging;
 #[path = "lsp_command.rs"]
 mod lsp_command;
+#[path = "terminal_mode.rs"]
+mod terminal_mode;
+#[path = "workspace_command.rs"]
+mod workspace_command;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -90,11 +94,20 @@ enum Command {
     /// Manage AI services: list, add, remove, use, test.
     #[command(subcommand)]
     Ai(ai_command::AiCommand),
+    /// Manage containerized workspaces: create, ls, inspect, path, start, stop, restart, rm, exec, shell, stats, backup, restore.
+    #[command(subcommand)]
+    Workspace(workspace_command::WorkspaceCommand),
+    /// Build the default workspace image locally (no registry).
+    #[command(subcommand)]
+    Image(workspace_command::ImageCommand),
     /// Run the language server on stdin/stdout (the same as `aicockpit-lsp`).
     Lsp {
         /// Serve this folder whatever root the editor sends.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "workspace")]
         root: Option<PathBuf>,
+        /// Serve the files of this workspace (see `aicockpit workspace ls`).
+        #[arg(long)]
+        workspace: Option<String>,
         /// Accepted for editors that pass it; stdio is the only transport.
         #[arg(long, hide = true)]
         stdio: bool,
@@ -103,13 +116,39 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Lsp { root, .. } = cli.command {
+    if let Command::Lsp {
+        root, workspace, ..
+    } = cli.command
+    {
         logging::init("warn");
+        let root = match workspace {
+            Some(name) => match workspace_command::workspace_dir(&Paths::from_env(), &name) {
+                Ok(dir) => Some(dir),
+                Err(error) => {
+                    eprintln!("error: {error:#}");
+                    return ExitCode::FAILURE;
+                }
+            },
+            None => root,
+        };
         return lsp_command::run(root);
     }
     logging::init("warn");
-    match run(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
+    let paths = Paths::from_env();
+    let config = match Config::load(&paths) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Workspace(command) => workspace_command::run(&paths, &config, command),
+        Command::Image(command) => workspace_command::image(&config, command),
+        command => run(command).map(|()| 0),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
@@ -137,7 +176,9 @@ fn run(command: Command) -> Result<()> {
         } => symbols(&paths, &config, &query, path, limit, json),
         Command::Ai(command) => ai_command::run(&paths, command),
         Command::Chat { question, path } => chat(&paths, &config, &question, path),
-        Command::Lsp { .. } => unreachable!("handled in main"),
+        Command::Lsp { .. } | Command::Workspace(_) | Command::Image(_) => {
+            unreachable!("handled in main")
+        }
     }
 }
 

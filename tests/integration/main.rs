@@ -7,3 +7,4 @@ mod lsp;
 mod lsp_ai;
 mod support;
 mod tidy;
+mod workspace;

@@ -190,11 +190,28 @@ impl Default for SearchConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WorkspacesConfig {
+    /// `docker` (hardened containers) or `local` (a host folder, not isolated).
     pub backend: String,
     pub default_image: String,
+    /// Docker network mode; `host` and `container:…` are refused.
     pub network: String,
+    /// Memory limit such as `2g`; swap is set to the same, so workspaces never swap.
     pub memory: String,
     pub cpus: f64,
+    /// Maximum number of processes and threads in a workspace.
+    pub pids_limit: u32,
+    /// `nofile` ulimit.
+    pub nofile: u32,
+    /// `nproc` ulimit.
+    pub nproc: u32,
+    /// Mount the image read-only, with tmpfs `/tmp` and `/run`.
+    pub read_only_root: bool,
+    /// Stop workspaces nobody used for this many minutes (0: never).
+    pub idle_stop_minutes: u64,
+    /// Tear down a terminal no client watched for this many minutes.
+    pub terminal_idle_minutes: u64,
+    /// Stopped containers kept ready for fast creation with the default settings.
+    pub pool_size: u32,
 }
 
 impl Default for WorkspacesConfig {
@@ -205,6 +222,13 @@ impl Default for WorkspacesConfig {
             network: "none".to_string(),
             memory: "2g".to_string(),
             cpus: 2.0,
+            pids_limit: 512,
+            nofile: 4096,
+            nproc: 4096,
+            read_only_root: true,
+            idle_stop_minutes: 120,
+            terminal_idle_minutes: 10,
+            pool_size: 0,
         }
     }
 }
@@ -407,6 +431,21 @@ impl Config {
                 "search.max_workspace_symbols",
                 "must be greater than 0".into(),
             );
+        }
+        if !matches!(self.workspaces.backend.as_str(), "docker" | "local") {
+            return invalid(
+                "workspaces.backend",
+                format!(
+                    "{:?} is not \"docker\" or \"local\"",
+                    self.workspaces.backend
+                ),
+            );
+        }
+        if self.workspaces.cpus.is_nan() || self.workspaces.cpus <= 0.0 {
+            return invalid("workspaces.cpus", "must be greater than 0".into());
+        }
+        if self.workspaces.pids_limit < 8 {
+            return invalid("workspaces.pids_limit", "must be at least 8".into());
         }
         for (position, service) in self.ai.services.iter().enumerate() {
             let key = format!("ai.services[{position}]");

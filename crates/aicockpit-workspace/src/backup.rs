@@ -1,1 +1,875 @@
-//! (placeholder: backup)
+//! Backup and restore of a workspace's files as a gzip-compressed tar.
+//!
+//! Layout: the first entry is the manifest, `aicockpit-backup.json`
+//! ([`BackupManifest`]), so it can be read without decompressing the rest;
+//! then every file, folder and symlink of the workspace under `files/`, in
+//! the manifest's order (a folder always comes before what it contains).
+//!
+//! Invariants: writing never follows a symlink and never leaves a partial
+//! archive behind (it writes `<archive>.tmp`, then renames). Restoring
+//! writes only beneath the destination, through a `cap-std` directory, never
+//! through a symlink it restored, verifies every file against the manifest's
+//! SHA-256, and on any failure removes what it created so the destination is
+//! as it was before.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use cap_std::fs::Dir;
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The manifest format this module writes and the only one it reads.
+pub const BACKUP_FORMAT: u32 = 1;
+
+/// Name of the first entry of every backup.
+pub const MANIFEST_NAME: &str = "aicockpit-backup.json";
+
+/// What a backup holds, stored as its first entry.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct BackupManifest {
+    pub format: u32,
+    /// When the backup was made, in seconds since the Unix epoch.
+    pub created_at: u64,
+    /// The caller's metadata about the workspace, stored as given.
+    pub workspace: serde_json::Value,
+    /// Every entry, a folder before its contents.
+    pub files: Vec<BackedUpFile>,
+}
+
+/// One file, folder or symlink of a backup.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct BackedUpFile {
+    /// Path relative to the workspace root, `/`-separated.
+    pub path: String,
+    pub kind: BackedUpKind,
+    /// Size in bytes of a file; 0 for folders and symlinks.
+    pub size: u64,
+    /// Permission bits (`0o777` at most).
+    pub mode: u32,
+    /// SHA-256 of a file's bytes in lowercase hex; `None` for folders and symlinks.
+    pub sha256: Option<String>,
+    /// A symlink's target, as stored in the link; `None` for files and folders.
+    pub target: Option<String>,
+}
+
+/// What kind of entry a [`BackedUpFile`] is.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BackedUpKind {
+    File,
+    Dir,
+    Symlink,
+}
+
+/// Why a backup or restore failed. Every variant names the path concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path} is not an AiCockpit backup: {reason}")]
+    NotABackup { path: PathBuf, reason: String },
+    #[error("the backup uses format {found}, but this version of AiCockpit reads only format {BACKUP_FORMAT}")]
+    UnsupportedFormat { found: u32 },
+    #[error("the backup is corrupt at `{path}`: {reason}")]
+    Corrupt { path: String, reason: String },
+    #[error(
+        "the backup entry `{path}` would be written outside the destination, so it was refused"
+    )]
+    Escape { path: String },
+    #[error("{path} is not an empty folder, so the backup was not restored into it")]
+    DestinationNotEmpty { path: PathBuf },
+    #[error("{path} has a name that is not UTF-8, which a backup cannot hold")]
+    UnsupportedName { path: PathBuf },
+    #[error(
+        "{path} changed while it was being backed up; back up again once the workspace is idle"
+    )]
+    Changed { path: PathBuf },
+}
+
+/// Back up the tree at `root` into a new archive at `archive`, with the
+/// caller's `workspace` metadata in the manifest. Sockets, FIFOs and devices
+/// are skipped and not recorded.
+pub fn write_backup(
+    root: &Path,
+    workspace: serde_json::Value,
+    archive: &Path,
+) -> Result<BackupManifest, BackupError> {
+    let temporary = temporary_path(archive);
+    let file = fs::File::create(&temporary).map_err(|source| io_error(&temporary, source))?;
+    let mut guard = RemoveOnDrop(Some(temporary.clone()));
+    // The archive may be written inside the tree it backs up: skip it.
+    let skip = [identity_of_path(&temporary), identity_of_path(archive)];
+
+    let found = walk(root, &skip)?;
+    let mut files = Vec::with_capacity(found.len());
+    for entry in &found {
+        files.push(describe(entry)?);
+    }
+    let manifest = BackupManifest {
+        format: BACKUP_FORMAT,
+        created_at: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_secs())
+            .unwrap_or(0),
+        workspace,
+        files,
+    };
+
+    let archive_error = |source| io_error(&temporary, source);
+    let mut builder = tar::Builder::new(GzEncoder::new(file, flate2::Compression::default()));
+    let manifest_bytes = serde_json::to_vec_pretty(&manifest).map_err(|error| {
+        archive_error(io::Error::new(
+            io::ErrorKind::InvalidData,
+            error.to_string(),
+        ))
+    })?;
+    let mut header = entry_header(tar::EntryType::Regular, 0o644, manifest.created_at);
+    header.set_size(manifest_bytes.len() as u64);
+    builder
+        .append_data(&mut header, MANIFEST_NAME, manifest_bytes.as_slice())
+        .map_err(archive_error)?;
+
+    for (entry, described) in found.iter().zip(&manifest.files) {
+        append_entry(&mut builder, entry, described, &temporary)?;
+    }
+
+    let file = builder
+        .into_inner()
+        .and_then(GzEncoder::finish)
+        .map_err(archive_error)?;
+    file.sync_all().map_err(archive_error)?;
+    drop(file);
+    fs::rename(&temporary, archive).map_err(|source| io_error(archive, source))?;
+    guard.0 = None;
+    Ok(manifest)
+}
+
+/// The manifest of a backup, read from its first entry only.
+pub fn read_manifest(archive: &Path) -> Result<BackupManifest, BackupError> {
+    let file = fs::File::open(archive).map_err(|source| io_error(archive, source))?;
+    let mut tar = tar::Archive::new(GzDecoder::new(io::BufReader::new(file)));
+    let mut entries = tar.entries().map_err(|error| damaged(archive, error))?;
+    read_manifest_entry(&mut entries, archive)
+}
+
+/// Restore the files of a backup into `dest`, which must not exist or be an
+/// empty folder. Every file is checked against the manifest; on any failure
+/// what was created is removed again.
+pub fn restore_files(archive: &Path, dest: &Path) -> Result<BackupManifest, BackupError> {
+    let file = fs::File::open(archive).map_err(|source| io_error(archive, source))?;
+    let created = prepare_destination(dest)?;
+    let result = restore_into(file, archive, dest);
+    if result.is_err() {
+        // Best effort: the restore's own error is the one worth reporting.
+        let _ = clean_destination(dest, created);
+    }
+    result
+}
+
+/// SHA-256 (lowercase hex) of every regular file beneath `root`, by
+/// `/`-separated relative path. Symlinks are not followed.
+pub fn hash_tree(root: &Path) -> Result<BTreeMap<String, String>, BackupError> {
+    let mut hashes = BTreeMap::new();
+    for entry in walk(root, &[])? {
+        if entry.kind == BackedUpKind::File {
+            let (hash, _) = hash_file(&entry.full)?;
+            hashes.insert(entry.relative, hash);
+        }
+    }
+    Ok(hashes)
+}
+
+/// An entry found while walking a tree.
+struct Found {
+    relative: String,
+    full: PathBuf,
+    kind: BackedUpKind,
+    mode: u32,
+    modified: u64,
+    target: Option<String>,
+}
+
+/// Every file, folder and symlink beneath `root`, depth first, sorted by
+/// name, a folder before its contents. Symlinks are recorded, never followed.
+fn walk(root: &Path, skip: &[Option<FileIdentity>]) -> Result<Vec<Found>, BackupError> {
+    let metadata = fs::metadata(root).map_err(|source| io_error(root, source))?;
+    if !metadata.is_dir() {
+        return Err(io_error(
+            root,
+            io::Error::new(io::ErrorKind::NotADirectory, "not a folder"),
+        ));
+    }
+    let mut found = Vec::new();
+    // Each item is a path still to be examined; children are pushed in
+    // reverse so they pop in name order.
+    let mut pending = children(root, "")?;
+    pending.reverse();
+    while let Some((full, relative)) = pending.pop() {
+        let metadata = fs::symlink_metadata(&full).map_err(|source| io_error(&full, source))?;
+        let file_type = metadata.file_type();
+        if skip.contains(&Some(identity(&metadata))) {
+            continue;
+        }
+        let kind = if file_type.is_symlink() {
+            BackedUpKind::Symlink
+        } else if file_type.is_dir() {
+            BackedUpKind::Dir
+        } else if file_type.is_file() {
+            BackedUpKind::File
+        } else {
+            // Sockets, FIFOs and devices cannot be restored meaningfully.
+            continue;
+        };
+        let target = if kind == BackedUpKind::Symlink {
+            let target = fs::read_link(&full).map_err(|source| io_error(&full, source))?;
+            match target.to_str() {
+                Some(text) => Some(text.to_string()),
+                None => return Err(BackupError::UnsupportedName { path: full }),
+            }
+        } else {
+            None
+        };
+        if kind == BackedUpKind::Dir {
+            let mut below = children(&full, &relative)?;
+            below.reverse();
+            pending.extend(below);
+        }
+        found.push(Found {
+            relative,
+            mode: permission_bits(&metadata),
+            modified: metadata
+                .modified()
+                .ok()
+                .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
+                .map(|elapsed| elapsed.as_secs())
+                .unwrap_or(0),
+            full,
+            kind,
+            target,
+        });
+    }
+    Ok(found)
+}
+
+/// The entries of one folder as (full path, relative path), sorted by name.
+fn children(folder: &Path, relative: &str) -> Result<Vec<(PathBuf, String)>, BackupError> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(folder).map_err(|source| io_error(folder, source))? {
+        let entry = entry.map_err(|source| io_error(folder, source))?;
+        let full = entry.path();
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            return Err(BackupError::UnsupportedName { path: full });
+        };
+        let relative = if relative.is_empty() {
+            name
+        } else {
+            format!("{relative}/{name}")
+        };
+        out.push((full, relative));
+    }
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(out)
+}
+
+/// The manifest entry of a found entry; files are read once to hash them.
+fn describe(entry: &Found) -> Result<BackedUpFile, BackupError> {
+    let (sha256, size) = match entry.kind {
+        BackedUpKind::File => {
+            let (hash, size) = hash_file(&entry.full)?;
+            (Some(hash), size)
+        }
+        BackedUpKind::Dir | BackedUpKind::Symlink => (None, 0),
+    };
+    Ok(BackedUpFile {
+        path: entry.relative.clone(),
+        kind: entry.kind,
+        size,
+        mode: entry.mode,
+        sha256,
+        target: entry.target.clone(),
+    })
+}
+
+/// Append one entry under `files/`. A file is read a second time and must
+/// still match the hash taken for the manifest, which was written first.
+fn append_entry<W: Write>(
+    builder: &mut tar::Builder<W>,
+    entry: &Found,
+    described: &BackedUpFile,
+    temporary: &Path,
+) -> Result<(), BackupError> {
+    let name = format!("files/{}", entry.relative);
+    let archive_error = |source| io_error(temporary, source);
+    match entry.kind {
+        BackedUpKind::Dir => {
+            let mut header = entry_header(tar::EntryType::Directory, entry.mode, entry.modified);
+            builder
+                .append_data(&mut header, &name, io::empty())
+                .map_err(archive_error)
+        }
+        BackedUpKind::Symlink => {
+            let mut header = entry_header(tar::EntryType::Symlink, entry.mode, entry.modified);
+            let target = described.target.as_deref().unwrap_or_default();
+            builder
+                .append_link(&mut header, &name, target)
+                .map_err(archive_error)
+        }
+        BackedUpKind::File => {
+            let file =
+                fs::File::open(&entry.full).map_err(|source| io_error(&entry.full, source))?;
+            let mut header = entry_header(tar::EntryType::Regular, entry.mode, entry.modified);
+            header.set_size(described.size);
+            let mut reader = HashingReader::new(file.take(described.size));
+            builder
+                .append_data(&mut header, &name, &mut reader)
+                .map_err(|source| match reader.failure.take() {
+                    // A read failure is the file's fault, not the archive's.
+                    Some(read_error) => io_error(&entry.full, read_error),
+                    None => archive_error(source),
+                })?;
+            let (hash, count) = reader.finish();
+            if count != described.size || described.sha256.as_deref() != Some(hash.as_str()) {
+                return Err(BackupError::Changed {
+                    path: entry.full.clone(),
+                });
+            }
+            Ok(())
+        }
+    }
+}
+
+fn entry_header(kind: tar::EntryType, mode: u32, modified: u64) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(kind);
+    header.set_mode(mode);
+    header.set_mtime(modified);
+    header.set_size(0);
+    header
+}
+
+fn read_manifest_entry<R: Read>(
+    entries: &mut tar::Entries<'_, R>,
+    archive: &Path,
+) -> Result<BackupManifest, BackupError> {
+    /// A manifest lists every file in a few hundred bytes each; this bounds
+    /// the memory a hostile archive can make us spend on it.
+    const MAX_MANIFEST_BYTES: u64 = 512 * 1024 * 1024;
+    let not_a_backup = |reason: String| BackupError::NotABackup {
+        path: archive.to_path_buf(),
+        reason,
+    };
+    let mut entry = match entries.next() {
+        Some(entry) => entry.map_err(|error| damaged(archive, error))?,
+        None => return Err(not_a_backup("the archive is empty".to_string())),
+    };
+    let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+    if name != MANIFEST_NAME || !entry.header().entry_type().is_file() {
+        return Err(not_a_backup(format!(
+            "its first entry is `{name}`, not the manifest `{MANIFEST_NAME}`"
+        )));
+    }
+    let mut bytes = Vec::new();
+    (&mut entry)
+        .take(MAX_MANIFEST_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|error| damaged(archive, error))?;
+    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(not_a_backup(
+            "the manifest is implausibly large".to_string(),
+        ));
+    }
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|error| not_a_backup(format!("the manifest is not valid JSON: {error}")))?;
+    let format = value
+        .get("format")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| not_a_backup("the manifest has no format number".to_string()))?;
+    if format != u64::from(BACKUP_FORMAT) {
+        return Err(BackupError::UnsupportedFormat {
+            found: u32::try_from(format).unwrap_or(u32::MAX),
+        });
+    }
+    serde_json::from_value(value)
+        .map_err(|error| not_a_backup(format!("the manifest is malformed: {error}")))
+}
+
+/// Make sure `dest` is an empty folder, creating it if absent. Returns
+/// whether it was created, so a failed restore knows to remove it.
+fn prepare_destination(dest: &Path) -> Result<bool, BackupError> {
+    match fs::symlink_metadata(dest) {
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir(dest).map_err(|source| io_error(dest, source))?;
+            Ok(true)
+        }
+        Err(source) => Err(io_error(dest, source)),
+        Ok(metadata) if metadata.is_dir() => {
+            let mut entries = fs::read_dir(dest).map_err(|source| io_error(dest, source))?;
+            if entries.next().is_some() {
+                return Err(BackupError::DestinationNotEmpty {
+                    path: dest.to_path_buf(),
+                });
+            }
+            Ok(false)
+        }
+        Ok(_) => Err(BackupError::DestinationNotEmpty {
+            path: dest.to_path_buf(),
+        }),
+    }
+}
+
+fn restore_into(
+    file: fs::File,
+    archive: &Path,
+    dest: &Path,
+) -> Result<BackupManifest, BackupError> {
+    let root = Dir::open_ambient_dir(dest, cap_std::ambient_authority())
+        .map_err(|source| io_error(dest, source))?;
+    let mut tar = tar::Archive::new(GzDecoder::new(io::BufReader::new(file)));
+    let mut entries = tar.entries().map_err(|error| damaged(archive, error))?;
+    let manifest = read_manifest_entry(&mut entries, archive)?;
+
+    let mut expected: BTreeMap<&str, &BackedUpFile> = BTreeMap::new();
+    for described in &manifest.files {
+        if expected
+            .insert(described.path.as_str(), described)
+            .is_some()
+        {
+            return Err(corrupt(&described.path, "is listed twice in the manifest"));
+        }
+    }
+    let mut restored: BTreeSet<String> = BTreeSet::new();
+    // Folder modes are applied last, so a read-only folder can still be filled.
+    let mut folder_modes: Vec<(String, u32)> = Vec::new();
+
+    for entry in entries {
+        let mut entry = entry.map_err(|error| damaged(archive, error))?;
+        let raw = entry.path_bytes().into_owned();
+        let Some(relative) = member_path(&raw)? else {
+            continue;
+        };
+        let Some(described) = expected.get(relative.as_str()).copied() else {
+            return Err(corrupt(
+                &relative,
+                "is in the archive but not in its manifest",
+            ));
+        };
+        if !restored.insert(relative.clone()) {
+            return Err(corrupt(&relative, "appears twice in the archive"));
+        }
+        check_parents(&root, &relative)?;
+        let kind = entry.header().entry_type();
+        let target_path = dest.join(&relative);
+        let write_error = |source| io_error(&target_path, source);
+        match described.kind {
+            BackedUpKind::Dir if kind.is_dir() => {
+                root.create_dir(&relative).map_err(write_error)?;
+                folder_modes.push((relative, described.mode));
+            }
+            BackedUpKind::File if kind.is_file() => {
+                restore_file(&root, &relative, described, &mut entry, &target_path)?;
+            }
+            BackedUpKind::Symlink if kind.is_symlink() => {
+                // The manifest's target is authoritative: tar normalises link
+                // names (`a//b` becomes `a/b`), the manifest keeps them exact.
+                let target = described
+                    .target
+                    .as_deref()
+                    .ok_or_else(|| corrupt(&relative, "is a symlink without a target"))?;
+                create_symlink(&root, target, &relative).map_err(write_error)?;
+            }
+            _ => {
+                return Err(corrupt(
+                    &relative,
+                    &format!(
+                        "is a {:?} in the manifest but a different kind of entry in the archive",
+                        described.kind
+                    ),
+                ))
+            }
+        }
+    }
+
+    // Read to the end of the compressed stream so its checksum is verified:
+    // an archive cut inside its trailer is damaged even if every entry is there.
+    io::copy(tar.into_inner().by_ref(), &mut io::sink())
+        .map_err(|error| damaged(archive, error))?;
+    if let Some(missing) = manifest
+        .files
+        .iter()
+        .find(|described| !restored.contains(&described.path))
+    {
+        return Err(corrupt(
+            &missing.path,
+            "is listed in the manifest but missing from the archive",
+        ));
+    }
+    // Children before parents, so a read-only parent does not block its children.
+    for (relative, mode) in folder_modes.iter().rev() {
+        set_folder_mode(&root, relative, *mode)
+            .map_err(|source| io_error(&dest.join(relative), source))?;
+    }
+    Ok(manifest)
+}
+
+/// The relative path of an archive member under `files/`, or `None` for the
+/// `files/` folder itself. Absolute paths and `..` are escapes.
+fn member_path(raw: &[u8]) -> Result<Option<String>, BackupError> {
+    let text = std::str::from_utf8(raw).map_err(|_| {
+        corrupt(
+            &String::from_utf8_lossy(raw),
+            "has a name that is not UTF-8",
+        )
+    })?;
+    if text.starts_with('/') || text.split('/').any(|part| part == "..") {
+        return Err(BackupError::Escape {
+            path: text.to_string(),
+        });
+    }
+    let mut parts = text
+        .split('/')
+        .filter(|part| !part.is_empty() && *part != ".");
+    if parts.next() != Some("files") {
+        return Err(corrupt(text, "is not under `files/`"));
+    }
+    let relative = parts.collect::<Vec<_>>().join("/");
+    Ok(if relative.is_empty() {
+        None
+    } else {
+        Some(relative)
+    })
+}
+
+/// Every folder above `relative` must already have been restored as a real
+/// folder: a symlink there would let a later entry be written elsewhere.
+fn check_parents(root: &Dir, relative: &str) -> Result<(), BackupError> {
+    let mut prefix_end = 0;
+    while let Some(slash) = relative[prefix_end..].find('/') {
+        let prefix = &relative[..prefix_end + slash];
+        prefix_end += slash + 1;
+        match root.symlink_metadata(prefix) {
+            Ok(metadata) if metadata.file_type().is_symlink() => {
+                return Err(BackupError::Escape {
+                    path: relative.to_string(),
+                })
+            }
+            Ok(metadata) if metadata.is_dir() => {}
+            Ok(_) => {
+                return Err(corrupt(
+                    relative,
+                    "lies beneath something that is not a folder",
+                ))
+            }
+            Err(_) => return Err(corrupt(relative, "comes before the folder that holds it")),
+        }
+    }
+    Ok(())
+}
+
+fn restore_file<R: Read>(
+    root: &Dir,
+    relative: &str,
+    described: &BackedUpFile,
+    entry: &mut tar::Entry<'_, R>,
+    target_path: &Path,
+) -> Result<(), BackupError> {
+    let write_error = |source| io_error(target_path, source);
+    if entry.size() != described.size {
+        return Err(corrupt(
+            relative,
+            &format!(
+                "is {} bytes in the archive but {} in the manifest",
+                entry.size(),
+                described.size
+            ),
+        ));
+    }
+    let mut options = cap_std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    let file = root.open_with(relative, &options).map_err(write_error)?;
+    let mut writer = HashingWriter::new(file);
+    io::copy(entry, &mut writer).map_err(|error| match writer.failure.take() {
+        Some(write_failure) => write_error(write_failure),
+        None => corrupt(
+            relative,
+            &format!("could not be read from the archive: {error}"),
+        ),
+    })?;
+    let (hash, count, file) = writer.finish();
+    if count != described.size || described.sha256.as_deref() != Some(hash.as_str()) {
+        return Err(corrupt(
+            relative,
+            "its content does not match the manifest's SHA-256",
+        ));
+    }
+    set_file_mode(&file, described.mode).map_err(write_error)
+}
+
+/// Remove what a failed restore created: `dest` itself if it was created,
+/// otherwise everything inside it.
+fn clean_destination(dest: &Path, created: bool) -> io::Result<()> {
+    make_writable(dest)?;
+    if created {
+        return fs::remove_dir_all(dest);
+    }
+    for entry in fs::read_dir(dest)? {
+        let path = entry?.path();
+        if fs::symlink_metadata(&path)?.is_dir() {
+            fs::remove_dir_all(&path)?;
+        } else {
+            fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// Give the owner full access to every folder beneath `path` (not through
+/// symlinks), so folders restored read-only can be emptied.
+fn make_writable(path: &Path) -> io::Result<()> {
+    let mut pending = vec![path.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        let metadata = fs::symlink_metadata(&folder)?;
+        if !metadata.is_dir() {
+            continue;
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = metadata.permissions().mode() | 0o700;
+            fs::set_permissions(&folder, fs::Permissions::from_mode(mode))?;
+        }
+        for entry in fs::read_dir(&folder)? {
+            pending.push(entry?.path());
+        }
+    }
+    Ok(())
+}
+
+fn hash_file(path: &Path) -> Result<(String, u64), BackupError> {
+    let file = fs::File::open(path).map_err(|source| io_error(path, source))?;
+    let mut reader = HashingReader::new(file);
+    io::copy(&mut reader, &mut io::sink()).map_err(|source| io_error(path, source))?;
+    Ok(reader.finish())
+}
+
+/// A reader that hashes what passes through it and keeps its own read
+/// failure apart from failures of whoever consumes it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    count: u64,
+    failure: Option<io::Error>,
+}
+
+impl<R: Read> HashingReader<R> {
+    fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+            failure: None,
+        }
+    }
+
+    fn finish(self) -> (String, u64) {
+        (hex(&self.hasher.finalize()), self.count)
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        match self.inner.read(buffer) {
+            Ok(read) => {
+                let chunk = buffer.get(..read).unwrap_or_default();
+                self.hasher.update(chunk);
+                self.count += read as u64;
+                Ok(read)
+            }
+            Err(error) => {
+                let copy = io::Error::new(error.kind(), error.to_string());
+                self.failure = Some(error);
+                Err(copy)
+            }
+        }
+    }
+}
+
+/// A writer that hashes what passes through it, keeping its own write
+/// failure apart from read failures of the source.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    count: u64,
+    failure: Option<io::Error>,
+}
+
+impl<W: Write> HashingWriter<W> {
+    fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+            failure: None,
+        }
+    }
+
+    fn finish(self) -> (String, u64, W) {
+        (hex(&self.hasher.finalize()), self.count, self.inner)
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buffer: &[u8]) -> io::Result<usize> {
+        match self.inner.write(buffer) {
+            Ok(written) => {
+                let chunk = buffer.get(..written).unwrap_or_default();
+                self.hasher.update(chunk);
+                self.count += written as u64;
+                Ok(written)
+            }
+            Err(error) => {
+                let copy = io::Error::new(error.kind(), error.to_string());
+                self.failure = Some(error);
+                Err(copy)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Removes a file when dropped, unless disarmed by taking the path out.
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            // Nothing useful can be done if the leftover cannot be removed.
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+fn temporary_path(archive: &Path) -> PathBuf {
+    let mut name = archive.as_os_str().to_owned();
+    name.push(".tmp");
+    PathBuf::from(name)
+}
+
+/// What identifies a file regardless of its path, to recognise the archive
+/// being written when it lies inside the tree being backed up.
+type FileIdentity = (u64, u64);
+
+#[cfg(unix)]
+fn identity(metadata: &fs::Metadata) -> FileIdentity {
+    use std::os::unix::fs::MetadataExt;
+    (metadata.dev(), metadata.ino())
+}
+
+#[cfg(not(unix))]
+fn identity(_metadata: &fs::Metadata) -> FileIdentity {
+    // Without inode numbers nothing is recognised, and nothing is skipped.
+    (u64::MAX, u64::MAX)
+}
+
+fn identity_of_path(path: &Path) -> Option<FileIdentity> {
+    let metadata = fs::symlink_metadata(path).ok()?;
+    if cfg!(unix) {
+        Some(identity(&metadata))
+    } else {
+        None
+    }
+}
+
+#[cfg(unix)]
+fn permission_bits(metadata: &fs::Metadata) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    metadata.permissions().mode() & 0o777
+}
+
+#[cfg(not(unix))]
+fn permission_bits(metadata: &fs::Metadata) -> u32 {
+    if metadata.is_dir() {
+        0o755
+    } else if metadata.permissions().readonly() {
+        0o444
+    } else {
+        0o644
+    }
+}
+
+#[cfg(unix)]
+fn set_file_mode(file: &cap_std::fs::File, mode: u32) -> io::Result<()> {
+    use cap_std::fs::PermissionsExt;
+    file.set_permissions(cap_std::fs::Permissions::from_mode(mode & 0o777))
+}
+
+#[cfg(unix)]
+fn set_folder_mode(root: &Dir, relative: &str, mode: u32) -> io::Result<()> {
+    use cap_std::fs::PermissionsExt;
+    root.set_permissions(relative, cap_std::fs::Permissions::from_mode(mode & 0o777))
+}
+
+#[cfg(not(unix))]
+fn set_file_mode(_file: &cap_std::fs::File, _mode: u32) -> io::Result<()> {
+    // Only Unix has permission bits to restore.
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn set_folder_mode(_root: &Dir, _relative: &str, _mode: u32) -> io::Result<()> {
+    Ok(())
+}
+
+#[cfg(unix)]
+fn create_symlink(root: &Dir, target: &str, relative: &str) -> io::Result<()> {
+    // `symlink_contents` stores any target, even an absolute one; restoring
+    // never follows it (see `check_parents`).
+    root.symlink_contents(target, relative)
+}
+
+#[cfg(not(unix))]
+fn create_symlink(_root: &Dir, _target: &str, _relative: &str) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "symlinks are restored on Unix only",
+    ))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    out
+}
+
+fn io_error(path: &Path, source: io::Error) -> BackupError {
+    BackupError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn damaged(archive: &Path, error: io::Error) -> BackupError {
+    BackupError::NotABackup {
+        path: archive.to_path_buf(),
+        reason: format!("the archive is damaged or truncated ({error})"),
+    }
+}
+
+fn corrupt(path: &str, reason: &str) -> BackupError {
+    BackupError::Corrupt {
+        path: path.to_string(),
+        reason: reason.to_string(),
+    }
+}

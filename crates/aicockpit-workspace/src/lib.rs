@@ -13,9 +13,29 @@
 //! assert!(files.read("../../etc/passwd").is_err());
 //! ```
 
+pub mod backend;
 pub mod backup;
 pub mod devcontainer;
+pub mod docker;
+mod error;
 mod files;
+pub mod image;
+pub mod local;
+mod manager;
+mod model;
+mod store;
 pub mod terminal;
 
+pub use backend::{Backend, ExecIo, Observed, OutputKind};
+pub use docker::{DockerBackend, DockerOptions};
+pub use error::WorkspaceError;
 pub use files::{EntryKind, FileEntry, FileError, WorkspaceFiles};
+pub use local::LocalBackend;
+pub use manager::{
+    CreateRequest, ManagerOptions, ReconcileReport, RemoveReport, WorkspaceManager, DEFAULT_UID,
+};
+pub use model::{
+    parse_size, validate_name, BackendKind, ExecRequest, Limits, RunOutput, Stats, Workspace,
+    WorkspaceState,
+};
+pub use store::Store;

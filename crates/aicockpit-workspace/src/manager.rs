@@ -1,0 +1,870 @@
+//! The workspace manager: records in the store, containers in a backend,
+//! and the rules that keep the two in step.
+//!
+//! Invariants: a failed `create` leaves nothing behind (no record, no
+//! container, no folder it made); the store is the truth about what was
+//! asked for and the engine about what exists, reconciled on open through
+//! the containers' labels; files are never deleted unless `purge` was asked.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aicockpit_config::WorkspacesConfig;
+
+use crate::backend::{labels, Backend, ExecIo};
+use crate::backup::{self, BackupManifest};
+use crate::devcontainer::{self, LifecycleCommand};
+use crate::docker::{DockerBackend, DockerOptions};
+use crate::error::WorkspaceError;
+use crate::files::WorkspaceFiles;
+use crate::local::LocalBackend;
+use crate::model::{
+    now, parse_size, validate_name, BackendKind, ExecRequest, Limits, RunOutput, Stats, Workspace,
+    WorkspaceState,
+};
+use crate::store::Store;
+use crate::terminal::{TerminalIo, TerminalOptions, TerminalRegistry, TerminalSession};
+
+/// A devcontainer lifecycle command as one shell line; named (parallel)
+/// commands run one after another, stopping at the first failure.
+fn shell_line(command: &LifecycleCommand) -> String {
+    match command {
+        LifecycleCommand::Shell(line) => line.clone(),
+        LifecycleCommand::Args(args) => args
+            .iter()
+            .map(|arg| format!("'{}'", arg.replace('\'', "'\\''")))
+            .collect::<Vec<_>>()
+            .join(" "),
+        LifecycleCommand::Parallel(commands) => commands
+            .values()
+            .map(|command| format!("( {} )", shell_line(command)))
+            .collect::<Vec<_>>()
+            .join(" && "),
+    }
+}
+
+/// `uid:gid` as numbers, when the user is given that way.
+fn numeric_owner(user: &str) -> Option<(u32, u32)> {
+    let (uid, gid) = user.split_once(':').unwrap_or((user, user));
+    Some((uid.parse().ok()?, gid.parse().ok()?))
+}
+
+/// Give a whole tree to `uid:gid`, never following symlinks.
+fn chown_tree(root: &Path, uid: u32, gid: u32) -> Result<(), WorkspaceError> {
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        std::os::unix::fs::lchown(&path, Some(uid), Some(gid))
+            .map_err(|e| WorkspaceError::io(&path, e))?;
+        let metadata =
+            std::fs::symlink_metadata(&path).map_err(|e| WorkspaceError::io(&path, e))?;
+        if metadata.is_dir() {
+            for entry in std::fs::read_dir(&path).map_err(|e| WorkspaceError::io(&path, e))? {
+                pending.push(entry.map_err(|e| WorkspaceError::io(&path, e))?.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Containers waiting in the pool are named `aicockpit--pool-<id>`; a
+/// workspace name cannot start with `-`, so they never clash.
+const POOL_CONTAINER_PREFIX: &str = "aicockpit--pool-";
+
+/// The unprivileged user workspaces run as when their folder belongs to root.
+pub const DEFAULT_UID: u32 = 1000;
+
+/// Everything the manager needs to know, usually from `[workspaces]`.
+#[derive(Clone, Debug)]
+pub struct ManagerOptions {
+    pub data_dir: PathBuf,
+    pub backend: BackendKind,
+    pub default_image: String,
+    pub network: String,
+    pub limits: Limits,
+    pub docker: DockerOptions,
+    /// Stop workspaces unused for this long (`None`: never).
+    pub idle_stop: Option<Duration>,
+    pub terminal_idle: Duration,
+    /// Largest file the file API reads or writes.
+    pub max_file_bytes: u64,
+}
+
+impl ManagerOptions {
+    /// Options from the `[workspaces]` section, with records under `data_dir`.
+    pub fn from_config(
+        config: &WorkspacesConfig,
+        data_dir: &Path,
+    ) -> Result<ManagerOptions, WorkspaceError> {
+        Ok(ManagerOptions {
+            data_dir: data_dir.to_path_buf(),
+            backend: BackendKind::parse(&config.backend)?,
+            default_image: config.default_image.clone(),
+            network: config.network.clone(),
+            limits: Limits {
+                memory_bytes: parse_size(&config.memory)?,
+                cpus: config.cpus,
+                pids: config.pids_limit,
+                nofile: config.nofile,
+                nproc: config.nproc,
+            },
+            docker: DockerOptions {
+                read_only_root: config.read_only_root,
+                ..DockerOptions::default()
+            },
+            idle_stop: (config.idle_stop_minutes > 0)
+                .then(|| Duration::from_secs(config.idle_stop_minutes * 60)),
+            terminal_idle: Duration::from_secs(config.terminal_idle_minutes.max(1) * 60),
+            max_file_bytes: 16 << 20,
+        })
+    }
+}
+
+/// What a user asks for when creating a workspace; unset fields take the defaults.
+#[derive(Clone, Debug, Default)]
+pub struct CreateRequest {
+    pub name: String,
+    pub image: Option<String>,
+    /// Size such as `1g`.
+    pub memory: Option<String>,
+    pub cpus: Option<f64>,
+    pub pids: Option<u32>,
+    pub network: Option<String>,
+    pub env: BTreeMap<String, String>,
+    /// Use this host folder instead of a new one under the data folder.
+    pub dir: Option<PathBuf>,
+    /// Start the workspace once created.
+    pub start: bool,
+}
+
+/// What reconciling the store with the engine found.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct ReconcileReport {
+    /// Records whose container was removed outside AiCockpit.
+    pub missing: Vec<String>,
+    /// Containers with our labels and no record, taken back into the store.
+    pub adopted: Vec<String>,
+    /// Containers with our labels that could not be adopted (their folder is gone).
+    pub orphans: Vec<String>,
+    /// Records that could not be read.
+    pub damaged: Vec<String>,
+}
+
+/// What `remove` did with the files.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct RemoveReport {
+    pub name: String,
+    /// The folder still holding the files, unless purged.
+    pub files_kept: Option<PathBuf>,
+}
+
+/// Workspaces of one data folder on one backend.
+pub struct WorkspaceManager {
+    store: Store,
+    backend: Arc<dyn Backend>,
+    options: ManagerOptions,
+    /// The data folder, as written to the containers' scope label.
+    scope: String,
+    /// Serialises create/remove/restore within this process.
+    lifecycle: tokio::sync::Mutex<()>,
+    terminals: TerminalRegistry,
+}
+
+impl WorkspaceManager {
+    /// Connect to the configured backend (the Docker engine must answer).
+    pub async fn open(options: ManagerOptions) -> Result<WorkspaceManager, WorkspaceError> {
+        let backend: Arc<dyn Backend> = match options.backend {
+            BackendKind::Docker => Arc::new(DockerBackend::connect(options.docker.clone()).await?),
+            BackendKind::Local => Arc::new(LocalBackend::new()),
+        };
+        Ok(WorkspaceManager::with_backend(options, backend))
+    }
+
+    /// A manager over a given backend.
+    pub fn with_backend(options: ManagerOptions, backend: Arc<dyn Backend>) -> WorkspaceManager {
+        let scope = std::fs::canonicalize(&options.data_dir)
+            .unwrap_or_else(|_| options.data_dir.clone())
+            .display()
+            .to_string();
+        let terminals = TerminalRegistry::new(TerminalOptions {
+            idle_timeout: options.terminal_idle,
+            ..TerminalOptions::default()
+        });
+        WorkspaceManager {
+            scope,
+            store: Store::new(&options.data_dir),
+            backend,
+            options,
+            lifecycle: tokio::sync::Mutex::new(()),
+            terminals,
+        }
+    }
+
+    /// Records only, without a backend: enough to find a workspace's folder.
+    pub fn store_for(data_dir: &Path) -> Store {
+        Store::new(data_dir)
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    pub fn options(&self) -> &ManagerOptions {
+        &self.options
+    }
+
+    /// Bring the store in line with the engine: mark records whose container
+    /// is gone as missing and adopt labelled containers that have no record.
+    pub async fn reconcile(&self) -> Result<ReconcileReport, WorkspaceError> {
+        let _guard = self.lifecycle.lock().await;
+        let observed = self.backend.list(&self.scope).await?;
+        let (records, damaged) = self.store.list()?;
+        let mut report = ReconcileReport {
+            damaged: damaged.iter().map(|e| e.to_string()).collect(),
+            ..ReconcileReport::default()
+        };
+        let mut known = std::collections::HashSet::new();
+        for mut record in records {
+            if record.backend != self.backend.kind() {
+                continue;
+            }
+            known.insert(record.id.clone());
+            let before = record.clone();
+            match observed.get(&record.id) {
+                Some(seen) => {
+                    record.container_id = Some(seen.container_id.clone());
+                    record.state = seen.state;
+                }
+                None if self.backend.kind() == BackendKind::Docker => {
+                    if record.state != WorkspaceState::Missing {
+                        report.missing.push(record.name.clone());
+                    }
+                    record.state = WorkspaceState::Missing;
+                    record.container_id = None;
+                }
+                None => {}
+            }
+            if record != before {
+                self.store.put(&record)?;
+            }
+        }
+        for (id, seen) in observed {
+            if known.contains(&id) || seen.container_name.starts_with(POOL_CONTAINER_PREFIX) {
+                continue;
+            }
+            let adopted = seen
+                .labels
+                .get(labels::RECORD)
+                .and_then(|json| serde_json::from_str::<Workspace>(json).ok())
+                .filter(|record| record.dir.is_dir());
+            match adopted {
+                Some(mut record) => {
+                    record.id = id;
+                    // A claimed pool container carries the pool's name in its labels.
+                    if let Some(name) = seen.container_name.strip_prefix("aicockpit-") {
+                        record.name = name.to_string();
+                    }
+                    record.container_id = Some(seen.container_id.clone());
+                    record.state = seen.state;
+                    if self.store.get(&record.name)?.is_some() {
+                        report.orphans.push(seen.container_id);
+                        continue;
+                    }
+                    self.store.put(&record)?;
+                    report.adopted.push(record.name);
+                }
+                None => report.orphans.push(seen.container_id),
+            }
+        }
+        Ok(report)
+    }
+
+    /// A workspace's record.
+    pub fn get(&self, name: &str) -> Result<Workspace, WorkspaceError> {
+        self.store
+            .get(name)?
+            .ok_or_else(|| WorkspaceError::NotFound {
+                name: name.to_string(),
+            })
+    }
+
+    /// A workspace's record, refreshed with what the engine sees now.
+    pub async fn inspect(&self, name: &str) -> Result<Workspace, WorkspaceError> {
+        let mut record = self.get(name)?;
+        let before = record.clone();
+        match self.backend.inspect(&record).await? {
+            Some(seen) => {
+                record.state = seen.state;
+                record.container_id = Some(seen.container_id);
+                record.ports = seen.ports;
+                if seen.started_at.is_some() {
+                    record.started_at = seen.started_at;
+                }
+            }
+            None => {
+                record.state = WorkspaceState::Missing;
+                record.container_id = None;
+            }
+        }
+        if record != before {
+            self.store.put(&record)?;
+        }
+        Ok(record)
+    }
+
+    /// Every workspace of this backend, sorted by name, as last reconciled.
+    pub fn list(&self) -> Result<Vec<Workspace>, WorkspaceError> {
+        let (records, _) = self.store.list()?;
+        Ok(records
+            .into_iter()
+            .filter(|r| r.backend == self.backend.kind())
+            .collect())
+    }
+
+    /// Create a workspace (and start it when asked).
+    pub async fn create(&self, request: CreateRequest) -> Result<Workspace, WorkspaceError> {
+        validate_name(&request.name)?;
+        let _guard = self.lifecycle.lock().await;
+        if self.store.get(&request.name)?.is_some() {
+            return Err(WorkspaceError::NameTaken { name: request.name });
+        }
+        let (dir, managed) = match &request.dir {
+            Some(dir) => (
+                std::fs::canonicalize(dir).map_err(|e| WorkspaceError::io(dir, e))?,
+                false,
+            ),
+            None => (self.store.files_dir(&request.name), true),
+        };
+        if let Some(workspace) = self.claim_pooled(&request).await? {
+            drop(_guard);
+            return if request.start {
+                self.start(&workspace.name).await
+            } else {
+                Ok(workspace)
+            };
+        }
+        let made_dir = !dir.exists();
+        let result = self
+            .create_inner(&request, &dir, managed, &self.store)
+            .await;
+        if result.is_err() {
+            // Leave nothing behind: no record, and no folder we made.
+            let _ = self.store.delete(&request.name, false);
+            if made_dir {
+                let _ = std::fs::remove_dir_all(&dir);
+                let _ = std::fs::remove_dir(self.store.workspace_dir(&request.name));
+            }
+        }
+        let mut workspace = result?;
+        drop(_guard);
+        if request.start {
+            workspace = self.start(&workspace.name).await?;
+        }
+        Ok(workspace)
+    }
+
+    async fn create_inner(
+        &self,
+        request: &CreateRequest,
+        dir: &Path,
+        managed: bool,
+        store: &Store,
+    ) -> Result<Workspace, WorkspaceError> {
+        std::fs::create_dir_all(dir).map_err(|e| WorkspaceError::io(dir, e))?;
+        let devcontainer = devcontainer::load(dir)?;
+        let mut image = request.image.clone();
+        let mut env = BTreeMap::new();
+        let mut user = None;
+        let mut post_create_command = None;
+        if let Some(dev) = &devcontainer {
+            if image.is_none() {
+                image = dev.image.clone();
+                if image.is_none() && dev.build.is_some() {
+                    return Err(WorkspaceError::InvalidRequest(
+                        "devcontainer.json asks AiCockpit to build an image (`build`), which it does not do yet: \
+                         build it with `docker build -t NAME .devcontainer` and pass `--image NAME`"
+                            .into(),
+                    ));
+                }
+            }
+            env.extend(dev.container_env.clone());
+            user = dev.container_user.clone().or(dev.remote_user.clone());
+            post_create_command = dev
+                .post_create_command
+                .as_ref()
+                .map(|command| vec!["/bin/sh".to_string(), "-c".to_string(), shell_line(command)]);
+        }
+        env.extend(request.env.clone());
+        let user = match user {
+            Some(user) => user,
+            None => self.workspace_user(dir)?,
+        };
+        let mut limits = self.options.limits.clone();
+        if let Some(memory) = &request.memory {
+            limits.memory_bytes = parse_size(memory)?;
+        }
+        if let Some(cpus) = request.cpus {
+            if cpus.is_nan() || cpus <= 0.0 {
+                return Err(WorkspaceError::InvalidRequest(
+                    "--cpus must be greater than 0".into(),
+                ));
+            }
+            limits.cpus = cpus;
+        }
+        if let Some(pids) = request.pids {
+            limits.pids = pids;
+        }
+        if limits.memory_bytes < (6 << 20) {
+            return Err(WorkspaceError::InvalidRequest(
+                "the memory limit must be at least 6m (Docker's minimum)".into(),
+            ));
+        }
+        let created_at = now();
+        let mut workspace = Workspace {
+            id: crate::docker::new_id(),
+            name: request.name.clone(),
+            backend: self.backend.kind(),
+            image: image.unwrap_or_else(|| self.options.default_image.clone()),
+            dir: dir.to_path_buf(),
+            managed_dir: managed,
+            limits,
+            network: request
+                .network
+                .clone()
+                .unwrap_or_else(|| self.options.network.clone()),
+            env,
+            user,
+            container_id: None,
+            state: WorkspaceState::Created,
+            created_at,
+            started_at: None,
+            last_used_at: created_at,
+            ports: Vec::new(),
+            post_create_done: post_create_command.is_none(),
+            post_create_command,
+        };
+        let container_id = self.backend.create(&workspace, &self.scope).await?;
+        workspace.container_id = Some(container_id);
+        if let Err(error) = store.put(&workspace) {
+            let _ = self.backend.remove(&workspace).await;
+            return Err(error);
+        }
+        Ok(workspace)
+    }
+
+    /// The user a workspace runs as: the folder's owner unless that is root,
+    /// else [`DEFAULT_UID`], with the folder handed to it.
+    fn workspace_user(&self, dir: &Path) -> Result<String, WorkspaceError> {
+        let metadata = std::fs::metadata(dir).map_err(|e| WorkspaceError::io(dir, e))?;
+        if metadata.uid() != 0 {
+            return Ok(format!("{}:{}", metadata.uid(), metadata.gid()));
+        }
+        if self.backend.kind() == BackendKind::Local {
+            return Ok("0:0".to_string());
+        }
+        std::os::unix::fs::chown(dir, Some(DEFAULT_UID), Some(DEFAULT_UID))
+            .map_err(|e| WorkspaceError::io(dir, e))?;
+        Ok(format!("{DEFAULT_UID}:{DEFAULT_UID}"))
+    }
+
+    /// Start a workspace; a container removed by hand is made again from the
+    /// record first (the files are on the host and survive).
+    pub async fn start(&self, name: &str) -> Result<Workspace, WorkspaceError> {
+        let mut workspace = self.inspect(name).await?;
+        if workspace.state == WorkspaceState::Missing {
+            workspace.container_id = Some(self.backend.create(&workspace, &self.scope).await?);
+            workspace.state = WorkspaceState::Created;
+            self.store.put(&workspace)?;
+        }
+        if workspace.state != WorkspaceState::Running {
+            self.backend.start(&workspace).await?;
+        }
+        workspace.state = WorkspaceState::Running;
+        workspace.started_at = Some(now());
+        workspace.last_used_at = now();
+        self.store.put(&workspace)?;
+        if let (false, Some(command)) = (
+            workspace.post_create_done,
+            workspace.post_create_command.clone(),
+        ) {
+            let output = self
+                .backend
+                .run(&workspace, command, Duration::from_secs(600))
+                .await?;
+            if output.exit_code != Some(0) {
+                return Err(WorkspaceError::InvalidRequest(format!(
+                    "postCreateCommand of workspace {name:?} failed (exit code {:?}): {}",
+                    output.exit_code,
+                    String::from_utf8_lossy(&output.stderr).trim()
+                )));
+            }
+            workspace.post_create_done = true;
+            self.store.put(&workspace)?;
+        }
+        Ok(workspace)
+    }
+
+    pub async fn stop(&self, name: &str) -> Result<Workspace, WorkspaceError> {
+        let mut workspace = self.get(name)?;
+        self.backend.stop(&workspace).await?;
+        workspace.state = WorkspaceState::Stopped;
+        self.store.put(&workspace)?;
+        Ok(workspace)
+    }
+
+    pub async fn restart(&self, name: &str) -> Result<Workspace, WorkspaceError> {
+        let mut workspace = self.get(name)?;
+        self.backend.restart(&workspace).await?;
+        workspace.state = WorkspaceState::Running;
+        workspace.started_at = Some(now());
+        workspace.last_used_at = now();
+        self.store.put(&workspace)?;
+        Ok(workspace)
+    }
+
+    /// Delete a workspace's container and record; with `purge`, its files
+    /// too (only a folder AiCockpit made; a folder given with `--dir` stays).
+    pub async fn remove(&self, name: &str, purge: bool) -> Result<RemoveReport, WorkspaceError> {
+        let _guard = self.lifecycle.lock().await;
+        let workspace = self.get(name)?;
+        self.backend.remove(&workspace).await?;
+        self.store.delete(name, purge && workspace.managed_dir)?;
+        if purge && workspace.managed_dir {
+            // A workspace claimed from the pool keeps its files in the pool's folder.
+            match std::fs::remove_dir_all(&workspace.dir) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(WorkspaceError::io(&workspace.dir, error)),
+            }
+            if let Some(parent) = workspace.dir.parent() {
+                let _ = std::fs::remove_dir(parent);
+            }
+        }
+        let files_kept = (!purge || !workspace.managed_dir).then(|| workspace.dir.clone());
+        Ok(RemoveReport {
+            name: name.to_string(),
+            files_kept,
+        })
+    }
+
+    /// Note that somebody used a workspace (for the idle stop).
+    pub fn touch(&self, name: &str) -> Result<(), WorkspaceError> {
+        let mut workspace = self.get(name)?;
+        workspace.last_used_at = now();
+        self.store.put(&workspace)
+    }
+
+    fn running(&self, name: &str) -> Result<Workspace, WorkspaceError> {
+        let workspace = self.get(name)?;
+        match workspace.state {
+            WorkspaceState::Running => Ok(workspace),
+            WorkspaceState::Missing => Err(WorkspaceError::Missing {
+                name: name.to_string(),
+            }),
+            other => Err(WorkspaceError::NotRunning {
+                name: name.to_string(),
+                state: other.name().to_string(),
+            }),
+        }
+    }
+
+    /// Start a command in a running workspace.
+    pub async fn exec(&self, name: &str, request: ExecRequest) -> Result<ExecIo, WorkspaceError> {
+        let workspace = self.running(name)?;
+        self.touch(name)?;
+        self.backend.exec(&workspace, request).await
+    }
+
+    /// Run a command to completion in a running workspace; killed after `timeout`.
+    pub async fn run(
+        &self,
+        name: &str,
+        command: Vec<String>,
+        timeout: Duration,
+    ) -> Result<RunOutput, WorkspaceError> {
+        let workspace = self.running(name)?;
+        self.touch(name)?;
+        self.backend.run(&workspace, command, timeout).await
+    }
+
+    /// Open an interactive shell in a running workspace as a terminal
+    /// session that outlives its clients: attach to it (again) through
+    /// [`WorkspaceManager::terminal`] by its id; it ends with the shell or
+    /// after `terminal_idle` without a client.
+    pub async fn open_terminal(
+        &self,
+        name: &str,
+        command: Vec<String>,
+        size: (u16, u16),
+    ) -> Result<TerminalSession, WorkspaceError> {
+        let io = self
+            .exec(
+                name,
+                ExecRequest {
+                    command,
+                    tty: true,
+                    env: vec![("TERM".to_string(), "xterm-256color".to_string())],
+                    size: Some(size),
+                    ..ExecRequest::default()
+                },
+            )
+            .await?;
+        use futures_util::StreamExt;
+        let output = io.output.map(|chunk| chunk.map(|(_, bytes)| bytes));
+        let terminal_io = TerminalIo {
+            output: Box::pin(output),
+            input: io.input,
+            resize: io.resize,
+        };
+        let id = format!("{name}/{}", crate::docker::new_id());
+        self.terminals
+            .start(id, terminal_io)
+            .map_err(|e| WorkspaceError::InvalidRequest(e.to_string()))
+    }
+
+    /// A terminal session by id, if it is still open.
+    pub fn terminal(&self, id: &str) -> Option<TerminalSession> {
+        self.terminals.get(id)
+    }
+
+    /// The open terminal sessions.
+    pub fn terminals(&self) -> &TerminalRegistry {
+        &self.terminals
+    }
+
+    pub async fn stats(&self, name: &str) -> Result<Stats, WorkspaceError> {
+        let workspace = self.running(name)?;
+        self.backend.stats(&workspace).await
+    }
+
+    /// The workspace's files, confined to its folder.
+    pub fn files(&self, name: &str) -> Result<WorkspaceFiles, WorkspaceError> {
+        let workspace = self.get(name)?;
+        Ok(WorkspaceFiles::open(
+            &workspace.dir,
+            self.options.max_file_bytes,
+        )?)
+    }
+
+    /// Write a compressed backup of a workspace's files and record to `archive`.
+    pub async fn backup(
+        &self,
+        name: &str,
+        archive: &Path,
+    ) -> Result<BackupManifest, WorkspaceError> {
+        let workspace = self.get(name)?;
+        let metadata = serde_json::to_value(&workspace).map_err(|e| WorkspaceError::Store {
+            path: self.store.workspace_dir(name),
+            message: e.to_string(),
+        })?;
+        let dir = workspace.dir.clone();
+        let archive = archive.to_path_buf();
+        tokio::task::spawn_blocking(move || backup::write_backup(&dir, metadata, &archive))
+            .await
+            .map_err(|e| WorkspaceError::InvalidRequest(format!("backup task failed: {e}")))?
+            .map_err(WorkspaceError::from)
+    }
+
+    /// Recreate a workspace from a backup, under its old name or `name`; its
+    /// files are restored into a new managed folder and checked by hash.
+    pub async fn restore(
+        &self,
+        archive: &Path,
+        name: Option<String>,
+        start: bool,
+    ) -> Result<Workspace, WorkspaceError> {
+        let manifest = {
+            let archive = archive.to_path_buf();
+            tokio::task::spawn_blocking(move || backup::read_manifest(&archive))
+                .await
+                .map_err(|e| {
+                    WorkspaceError::InvalidRequest(format!("restore task failed: {e}"))
+                })??
+        };
+        let old: Workspace = serde_json::from_value(manifest.workspace.clone()).map_err(|e| {
+            WorkspaceError::InvalidRequest(format!(
+                "{} is a backup without a readable workspace record: {e}",
+                archive.display()
+            ))
+        })?;
+        let name = name.unwrap_or(old.name.clone());
+        validate_name(&name)?;
+        if self.store.get(&name)?.is_some() {
+            return Err(WorkspaceError::NameTaken { name });
+        }
+        let dir = self.store.files_dir(&name);
+        if dir.exists() {
+            return Err(WorkspaceError::InvalidRequest(format!(
+                "{} already holds files (kept from a removed workspace named {name:?}): \
+                 restore under another name with --name, or delete that folder",
+                dir.display()
+            )));
+        }
+        let parent = self.store.workspace_dir(&name);
+        std::fs::create_dir_all(&parent).map_err(|e| WorkspaceError::io(&parent, e))?;
+        let owner = numeric_owner(&old.user);
+        let restored = {
+            let archive = archive.to_path_buf();
+            let dir = dir.clone();
+            let is_docker = self.backend.kind() == BackendKind::Docker;
+            tokio::task::spawn_blocking(move || -> Result<(), WorkspaceError> {
+                backup::restore_files(&archive, &dir)?;
+                // Files restored by root belong to root; hand them to the user
+                // the workspace runs as, or it could not write them.
+                // SAFETY: geteuid has no preconditions.
+                if is_docker && unsafe { libc::geteuid() } == 0 {
+                    let (uid, gid) = owner.unwrap_or((DEFAULT_UID, DEFAULT_UID));
+                    chown_tree(&dir, uid, gid)?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| WorkspaceError::InvalidRequest(format!("restore task failed: {e}")))?
+        };
+        if let Err(error) = restored {
+            let _ = std::fs::remove_dir_all(&parent);
+            return Err(error);
+        }
+        let request = CreateRequest {
+            name: name.clone(),
+            image: Some(old.image.clone()),
+            memory: Some(old.limits.memory_bytes.to_string()),
+            cpus: Some(old.limits.cpus),
+            pids: Some(old.limits.pids),
+            network: Some(old.network.clone()),
+            env: old.env.clone(),
+            dir: None,
+            start,
+        };
+        let result = self.create(request).await;
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(self.store.workspace_dir(&name));
+        }
+        result
+    }
+
+    /// Stop every running workspace nobody used for `idle`; returns their names.
+    pub async fn stop_idle(&self, idle: Duration) -> Result<Vec<String>, WorkspaceError> {
+        let cutoff = now().saturating_sub(idle.as_secs());
+        let mut stopped = Vec::new();
+        for workspace in self.list()? {
+            if workspace.state == WorkspaceState::Running && workspace.last_used_at <= cutoff {
+                self.stop(&workspace.name).await?;
+                stopped.push(workspace.name);
+            }
+        }
+        Ok(stopped)
+    }
+
+    /// Run [`WorkspaceManager::stop_idle`] every `every` in the background,
+    /// with the configured idle time (does nothing when it is off).
+    pub fn spawn_idle_stopper(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let manager = Arc::clone(self);
+        tokio::spawn(async move {
+            let Some(idle) = manager.options.idle_stop else {
+                return;
+            };
+            let mut ticker = tokio::time::interval(every);
+            loop {
+                ticker.tick().await;
+                if let Err(error) = manager.stop_idle(idle).await {
+                    tracing::warn!("idle stop failed: {error}");
+                }
+            }
+        })
+    }
+
+    fn pool_store(&self) -> Store {
+        Store::at(self.options.data_dir.join("pool"))
+    }
+
+    /// The pooled containers waiting to be claimed.
+    pub fn pool(&self) -> Result<Vec<Workspace>, WorkspaceError> {
+        Ok(self.pool_store().list()?.0)
+    }
+
+    /// Create stopped containers with the default settings until `size` wait
+    /// in the pool; returns how many were made.
+    pub async fn fill_pool(&self, size: usize) -> Result<usize, WorkspaceError> {
+        let _guard = self.lifecycle.lock().await;
+        let store = self.pool_store();
+        let mut made = 0;
+        while store.list()?.0.len() < size {
+            let name = format!("-pool-{}", crate::docker::new_id());
+            let dir = store.files_dir(&name);
+            let request = CreateRequest {
+                name: name.clone(),
+                ..CreateRequest::default()
+            };
+            if let Err(error) = self.create_inner(&request, &dir, true, &store).await {
+                let _ = std::fs::remove_dir_all(store.workspace_dir(&name));
+                return Err(error);
+            }
+            made += 1;
+        }
+        Ok(made)
+    }
+
+    /// Remove every pooled container and its folder; returns how many.
+    pub async fn drain_pool(&self) -> Result<usize, WorkspaceError> {
+        let _guard = self.lifecycle.lock().await;
+        let store = self.pool_store();
+        let entries = store.list()?.0;
+        for entry in &entries {
+            self.backend.remove(entry).await?;
+            store.delete(&entry.name, true)?;
+        }
+        Ok(entries.len())
+    }
+
+    /// Take a pooled container for a request that asks for nothing but the
+    /// defaults; `None` when the pool is empty or the request is special.
+    async fn claim_pooled(
+        &self,
+        request: &CreateRequest,
+    ) -> Result<Option<Workspace>, WorkspaceError> {
+        let plain = request.image.is_none()
+            && request.memory.is_none()
+            && request.cpus.is_none()
+            && request.pids.is_none()
+            && request.network.is_none()
+            && request.env.is_empty()
+            && request.dir.is_none()
+            && !self.store.files_dir(&request.name).exists();
+        if !plain {
+            return Ok(None);
+        }
+        let store = self.pool_store();
+        for mut entry in store.list()?.0 {
+            // Renaming the record claims it atomically, even against another process.
+            let record = store.record_path(&entry.name);
+            let claimed = record.with_file_name("claimed.json");
+            if std::fs::rename(&record, &claimed).is_err() {
+                continue;
+            }
+            if entry.image != self.options.default_image || entry.limits != self.options.limits {
+                // Made with other defaults: not what this request asks for.
+                let _ = std::fs::rename(&claimed, &record);
+                continue;
+            }
+            let container_name = format!("aicockpit-{}", request.name);
+            if let Err(error) = self.backend.rename(&entry, &container_name).await {
+                let _ = std::fs::rename(&claimed, &record);
+                return Err(error);
+            }
+            entry.name = request.name.clone();
+            let now = now();
+            entry.created_at = now;
+            entry.last_used_at = now;
+            if let Err(error) = self.store.put(&entry) {
+                let _ = self.backend.remove(&entry).await;
+                return Err(error);
+            }
+            let _ = std::fs::remove_file(&claimed);
+            return Ok(Some(entry));
+        }
+        Ok(None)
+    }
+}

@@ -1,0 +1,733 @@
+//! The workspace manager against a real Docker engine: lifecycle,
+//! persistence and reconciliation, isolation, files, backups, stats, idle
+//! stop and the errors a user can run into.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aicockpit_workspace::backup::hash_tree;
+use aicockpit_workspace::{
+    BackendKind, CreateRequest, DockerBackend, DockerOptions, FileError, WorkspaceError,
+    WorkspaceManager, WorkspaceState,
+};
+use bollard::query_parameters::InspectContainerOptions;
+use support::*;
+
+fn request(name: &str) -> CreateRequest {
+    CreateRequest {
+        name: name.to_string(),
+        start: true,
+        ..CreateRequest::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_persistence_and_reconciliation() {
+    let data = tempfile::tempdir().unwrap();
+    let Some(manager) = manager(data.path()).await else {
+        return;
+    };
+    let name = unique_name("life");
+    let created = manager
+        .create(CreateRequest {
+            memory: Some("96m".into()),
+            cpus: Some(0.5),
+            env: [("GREETING".to_string(), "hello".to_string())].into(),
+            ..request(&name)
+        })
+        .await
+        .unwrap();
+    assert_eq!(created.state, WorkspaceState::Running);
+    assert_eq!(created.limits.memory_bytes, 96 << 20);
+    assert!(created.started_at.is_some());
+    assert!(created.dir.starts_with(data.path()), "{:?}", created.dir);
+
+    // A file written inside the container is on the host, and the environment arrived.
+    let (out, _, code) = sh(
+        &manager,
+        &name,
+        "echo $GREETING > /workspace/made-inside.txt && cat /workspace/made-inside.txt",
+    )
+    .await;
+    assert_eq!((out.trim(), code), ("hello", Some(0)));
+    assert_eq!(
+        std::fs::read_to_string(created.dir.join("made-inside.txt")).unwrap(),
+        "hello\n"
+    );
+
+    // Stop and start keep the files.
+    assert_eq!(
+        manager.stop(&name).await.unwrap().state,
+        WorkspaceState::Stopped
+    );
+    assert_eq!(
+        manager.inspect(&name).await.unwrap().state,
+        WorkspaceState::Stopped
+    );
+    let error = manager
+        .run(&name, vec!["true".into()], Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, WorkspaceError::NotRunning { .. }),
+        "{error}"
+    );
+    manager.start(&name).await.unwrap();
+    let (out, _, _) = sh(&manager, &name, "cat /workspace/made-inside.txt").await;
+    assert_eq!(out, "hello\n");
+    assert_eq!(
+        manager.restart(&name).await.unwrap().state,
+        WorkspaceState::Running
+    );
+
+    // A new manager (as after a server restart) finds the workspace through the store.
+    let again = WorkspaceManager::with_backend(
+        options(data.path(), BackendKind::Docker),
+        Arc::new(docker().await.unwrap()),
+    );
+    let report = again.reconcile().await.unwrap();
+    assert!(
+        report.missing.is_empty() && report.adopted.is_empty(),
+        "{report:?}"
+    );
+    let found = again.inspect(&name).await.unwrap();
+    assert_eq!(
+        (found.id.as_str(), found.state),
+        (created.id.as_str(), WorkspaceState::Running)
+    );
+
+    // A container removed by hand is marked missing, and start makes it again with the files.
+    let engine = docker().await.unwrap();
+    engine
+        .docker()
+        .remove_container(
+            &found.container_name(),
+            Some(bollard::query_parameters::RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
+    let report = again.reconcile().await.unwrap();
+    assert_eq!(report.missing, vec![name.clone()]);
+    assert_eq!(again.get(&name).unwrap().state, WorkspaceState::Missing);
+    let restarted = again.start(&name).await.unwrap();
+    assert_eq!(restarted.state, WorkspaceState::Running);
+    assert_ne!(restarted.container_id, found.container_id);
+    let (out, _, _) = sh(&again, &name, "cat /workspace/made-inside.txt").await;
+    assert_eq!(out, "hello\n");
+
+    // A labelled container without a record (the store lost it) is adopted.
+    std::fs::remove_file(
+        data.path()
+            .join("workspaces")
+            .join(&name)
+            .join("workspace.json"),
+    )
+    .unwrap();
+    assert!(again.get(&name).is_err());
+    let report = again.reconcile().await.unwrap();
+    assert_eq!(report.adopted, vec![name.clone()]);
+    assert_eq!(
+        again.inspect(&name).await.unwrap().state,
+        WorkspaceState::Running
+    );
+
+    // Remove keeps the files unless purged; a new workspace of that name takes them back.
+    let removed = again.remove(&name, false).await.unwrap();
+    assert_eq!(removed.files_kept.as_deref(), Some(created.dir.as_path()));
+    assert!(created.dir.join("made-inside.txt").exists());
+    assert!(engine
+        .docker()
+        .inspect_container(&found.container_name(), None::<InspectContainerOptions>)
+        .await
+        .is_err());
+    again.create(request(&name)).await.unwrap();
+    let (out, _, _) = sh(&again, &name, "cat /workspace/made-inside.txt").await;
+    assert_eq!(out, "hello\n");
+    let purged = again.remove(&name, true).await.unwrap();
+    assert_eq!(purged.files_kept, None);
+    assert!(!created.dir.exists());
+    assert!(again.list().unwrap().iter().all(|w| w.name != name));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_are_hardened() {
+    let data = tempfile::tempdir().unwrap();
+    let Some(manager) = manager(data.path()).await else {
+        return;
+    };
+    let name = unique_name("hard");
+    let workspace = manager.create(request(&name)).await.unwrap();
+
+    // What the engine was told.
+    let engine = docker().await.unwrap();
+    let inspected = engine
+        .docker()
+        .inspect_container(&workspace.container_name(), None::<InspectContainerOptions>)
+        .await
+        .unwrap();
+    let host = inspected.host_config.clone().unwrap();
+    assert_eq!(host.privileged, Some(false));
+    assert_eq!(host.cap_drop, Some(vec!["ALL".to_string()]));
+    assert!(host.cap_add.unwrap_or_default().is_empty());
+    let security = host.security_opt.clone().unwrap_or_default();
+    assert!(
+        security.iter().any(|o| o.starts_with("no-new-privileges")),
+        "{security:?}"
+    );
+    assert!(
+        !security.iter().any(|o| o.contains("unconfined")),
+        "{security:?}"
+    );
+    assert_eq!(host.init, Some(true));
+    assert_eq!(host.readonly_rootfs, Some(true));
+    assert_eq!(host.pids_limit, Some(64));
+    assert_eq!(host.memory, Some(128 << 20));
+    assert_eq!(host.memory_swap, host.memory, "swap equals memory: no swap");
+    assert_eq!(host.nano_cpus, Some(1_000_000_000));
+    assert_eq!(host.network_mode.as_deref(), Some("none"));
+    let log = host.log_config.unwrap();
+    assert_eq!(
+        log.config.unwrap().get("max-size").map(String::as_str),
+        Some("1m")
+    );
+    let mounts = inspected.mounts.unwrap_or_default();
+    assert_eq!(
+        mounts.len(),
+        1,
+        "only the workspace folder is mounted: {mounts:?}"
+    );
+    assert_eq!(mounts[0].destination.as_deref(), Some("/workspace"));
+    assert_eq!(mounts[0].source.as_deref(), workspace.dir.to_str());
+    assert!(!format!("{mounts:?}").contains("docker.sock"));
+    assert_eq!(inspected.config.unwrap().user.as_deref(), Some("1000:1000"));
+
+    // What a process inside can do.
+    let (status, _, _) = sh(&manager, &name, "cat /proc/self/status").await;
+    let field = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+            .unwrap_or_default()
+    };
+    assert_eq!(field("CapEff:"), "0000000000000000");
+    assert_eq!(field("CapPrm:"), "0000000000000000");
+    assert_eq!(field("NoNewPrivs:"), "1");
+    assert_eq!(
+        field("Seccomp:"),
+        "2",
+        "Docker's default seccomp filter is on"
+    );
+    let (out, _, _) = sh(&manager, &name, "id -u; ulimit -n; ulimit -u").await;
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["1000", "1024", "4096"]
+    );
+    let (_, err, code) = sh(&manager, &name, "echo x > /etc/evil").await;
+    assert_ne!(code, Some(0));
+    assert!(err.contains("Read-only file system"), "{err}");
+    let (_, _, code) = sh(
+        &manager,
+        &name,
+        "echo x > /tmp/ok && echo y > /workspace/ok",
+    )
+    .await;
+    assert_eq!(code, Some(0), "/tmp and /workspace are writable");
+    let (_, err, code) = sh(&manager, &name, "mount -t tmpfs none /mnt").await;
+    assert_ne!(code, Some(0), "mount must fail without capabilities: {err}");
+
+    // A fork bomb stops at the pids limit (busybox sh gives up at the first
+    // failed fork), the processes it made stay within the limit, and the
+    // workspace recovers once they end.
+    let output = manager
+        .run(
+            &name,
+            vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "i=0; while [ $i -lt 500 ]; do sleep 6 & i=$((i+1)); done; echo survived".into(),
+            ],
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("can't fork") || stderr.contains("Resource temporarily unavailable"),
+        "{output:?}"
+    );
+    assert_ne!(output.exit_code, Some(0));
+    let during = manager.stats(&name).await.unwrap();
+    assert!(
+        during.pids >= 32 && during.pids <= 64,
+        "the bomb filled the pids limit: {during:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let (out, _, _) = sh(&manager, &name, "echo alive").await;
+    assert_eq!(out, "alive\n");
+    let stats = manager.stats(&name).await.unwrap();
+    assert_eq!(stats.pids_limit, 64);
+    assert!(stats.pids >= 1 && stats.pids <= 64, "{stats:?}");
+    assert_eq!(stats.memory_limit_bytes, 128 << 20);
+    assert!(stats.memory_bytes > 0);
+    cleanup(&manager, &name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_path_leaves_the_workspace() {
+    let data = tempfile::tempdir().unwrap();
+    let Some(manager) = manager(data.path()).await else {
+        return;
+    };
+    let name = unique_name("paths");
+    manager.create(request(&name)).await.unwrap();
+    // A symlink made inside the container pointing at the container's (and, seen from the host, the host's) root.
+    let (_, _, code) = sh(&manager, &name, "ln -s / /workspace/root && ln -s ../../../../../etc /workspace/up && echo ok > /workspace/inside.txt").await;
+    assert_eq!(code, Some(0));
+    let files = manager.files(&name).unwrap();
+    assert_eq!(files.read("inside.txt").unwrap(), b"ok\n");
+    for path in [
+        "../../etc/passwd",
+        "/etc/passwd",
+        "root/etc/passwd",
+        "up/passwd",
+        "root",
+        "a/../../x",
+    ] {
+        let error = files.read(path).unwrap_err();
+        assert!(
+            matches!(error, FileError::Escape { .. }),
+            "{path}: {error:?}"
+        );
+    }
+    for path in ["root/etc/evil", "../evil", "/tmp/evil", "up/evil"] {
+        let error = files.write(path, b"x").unwrap_err();
+        assert!(
+            matches!(error, FileError::Escape { .. }),
+            "{path}: {error:?}"
+        );
+    }
+    assert!(!std::path::Path::new("/etc/evil").exists());
+    // An edit through the file API is seen inside the container at once.
+    files
+        .write("src/from-host.txt", b"written by the editor")
+        .unwrap();
+    let (out, _, _) = sh(&manager, &name, "cat /workspace/src/from-host.txt").await;
+    assert_eq!(out, "written by the editor");
+    cleanup(&manager, &name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_and_restore_recreate_identical_files() {
+    let data = tempfile::tempdir().unwrap();
+    let Some(manager) = manager(data.path()).await else {
+        return;
+    };
+    let name = unique_name("bak");
+    let original = manager.create(request(&name)).await.unwrap();
+    let (_, _, code) = sh(
+        &manager,
+        &name,
+        "mkdir -p src/deep && echo 'fn main() {}' > src/main.rs && head -c 100000 /dev/urandom > src/deep/blob.bin && \
+         printf '#!/bin/sh\\necho run\\n' > run.sh && chmod 755 run.sh && ln -s src/main.rs link",
+    )
+    .await;
+    assert_eq!(code, Some(0));
+    let before = hash_tree(&original.dir).unwrap();
+    assert!(before.len() >= 3, "{before:?}");
+    let archive = data.path().join("backup.tar.gz");
+    manager.backup(&name, &archive).await.unwrap();
+    manager.remove(&name, true).await.unwrap();
+    assert!(!original.dir.exists());
+
+    let restored = manager.restore(&archive, None, true).await.unwrap();
+    assert_eq!(restored.name, name);
+    assert_eq!(restored.limits, original.limits);
+    assert_eq!(restored.state, WorkspaceState::Running);
+    assert_eq!(hash_tree(&restored.dir).unwrap(), before);
+    let (out, _, _) = sh(&manager, &name, "./run.sh && readlink link").await;
+    assert_eq!(out, "run\nsrc/main.rs\n");
+    // Restoring again under the same name is a clash; under another name it works.
+    let error = manager.restore(&archive, None, false).await.unwrap_err();
+    assert!(matches!(error, WorkspaceError::NameTaken { .. }), "{error}");
+    let copy = unique_name("bakcopy");
+    let second = manager
+        .restore(&archive, Some(copy.clone()), false)
+        .await
+        .unwrap();
+    assert_eq!(hash_tree(&second.dir).unwrap(), before);
+    cleanup(&manager, &name).await;
+    cleanup(&manager, &copy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_creates_leave_nothing_behind() {
+    let data = tempfile::tempdir().unwrap();
+    let Some(manager) = manager(data.path()).await else {
+        return;
+    };
+    let engine = docker().await.unwrap();
+    let containers = || async {
+        let mut filters = HashMap::new();
+        filters.insert("label".to_string(), vec!["aicockpit.workspace".to_string()]);
+        engine
+            .docker()
+            .list_containers(Some(bollard::query_parameters::ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .len()
+    };
+    let count = containers().await;
+
+    // A missing image: a clear error that says how to get one.
+    let name = unique_name("noimage");
+    let error = manager
+        .create(CreateRequest {
+            image: Some("aicockpit-test/does-not-exist:1".into()),
+            ..request(&name)
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, WorkspaceError::ImageMissing { .. }),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("aicockpit image build"),
+        "{error}"
+    );
+    assert!(!data.path().join("workspaces").join(&name).exists());
+    assert_eq!(containers().await, count);
+
+    // A name clash with an existing workspace.
+    let taken = unique_name("taken");
+    manager
+        .create(CreateRequest {
+            start: false,
+            ..request(&taken)
+        })
+        .await
+        .unwrap();
+    let error = manager.create(request(&taken)).await.unwrap_err();
+    assert!(matches!(error, WorkspaceError::NameTaken { .. }), "{error}");
+    cleanup(&manager, &taken).await;
+
+    // A container of that name made outside AiCockpit.
+    let clash = unique_name("clash");
+    engine
+        .docker()
+        .create_container(
+            Some(bollard::query_parameters::CreateContainerOptions {
+                name: Some(format!("aicockpit-{clash}")),
+                ..Default::default()
+            }),
+            bollard::models::ContainerCreateBody {
+                image: Some(TEST_IMAGE.into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let error = manager.create(request(&clash)).await.unwrap_err();
+    assert!(
+        matches!(error, WorkspaceError::ContainerNameTaken { .. }),
+        "{error}"
+    );
+    assert!(!data.path().join("workspaces").join(&clash).exists());
+    engine
+        .docker()
+        .remove_container(
+            &format!("aicockpit-{clash}"),
+            None::<bollard::query_parameters::RemoveContainerOptions>,
+        )
+        .await
+        .unwrap();
+
+    // A devcontainer.json that asks for more privileges is refused, naming the field.
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir(project.path().join(".devcontainer")).unwrap();
+    for field in [
+        "\"privileged\": true",
+        "\"capAdd\": [\"SYS_ADMIN\"]",
+        "\"securityOpt\": [\"seccomp=unconfined\"]",
+        "\"runArgs\": [\"--privileged\"]",
+        "\"mounts\": [\"source=/,target=/host,type=bind\"]",
+    ] {
+        std::fs::write(
+            project.path().join(".devcontainer/devcontainer.json"),
+            format!("{{\n  // a comment\n  \"image\": \"{TEST_IMAGE}\",\n  {field},\n}}\n"),
+        )
+        .unwrap();
+        let name = unique_name("dev");
+        let error = manager
+            .create(CreateRequest {
+                dir: Some(project.path().to_path_buf()),
+                ..request(&name)
+            })
+            .await
+            .unwrap_err();
+        let key = field.split('"').nth(1).unwrap();
+        assert!(error.to_string().contains(key), "{key}: {error}");
+        assert!(manager.get(&name).is_err());
+    }
+    assert_eq!(containers().await, count);
+    // Invalid requests never reach the engine.
+    for bad in [
+        CreateRequest {
+            memory: Some("lots".into()),
+            ..request("ok-name")
+        },
+        request("../escape"),
+        CreateRequest {
+            network: Some("host".into()),
+            ..request("hostnet")
+        },
+    ] {
+        assert!(manager.create(bad).await.is_err());
+    }
+    assert_eq!(containers().await, count);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devcontainer_settings_are_applied() {
+    let data = tempfile::tempdir().unwrap();
+    let Some(manager) = manager(data.path()).await else {
+        return;
+    };
+    let project = tempfile::tempdir().unwrap();
+    std::fs::write(
+        project.path().join(".devcontainer.json"),
+        format!(
+            "{{ \"image\": \"{TEST_IMAGE}\", \"containerEnv\": {{ \"MODE\": \"dev\" }},\n \
+             \"postCreateCommand\": \"echo created > /workspace/post-create.txt\", \"forwardPorts\": [3000] }}"
+        ),
+    )
+    .unwrap();
+    let name = unique_name("devc");
+    let workspace = manager
+        .create(CreateRequest {
+            dir: Some(project.path().to_path_buf()),
+            ..request(&name)
+        })
+        .await
+        .unwrap();
+    assert!(workspace.post_create_done);
+    assert_eq!(
+        std::fs::read_to_string(project.path().join("post-create.txt")).unwrap(),
+        "created\n"
+    );
+    let (out, _, _) = sh(&manager, &name, "echo $MODE").await;
+    assert_eq!(out, "dev\n");
+    // A folder given with --dir is never deleted, even with purge.
+    manager.remove(&name, true).await.unwrap();
+    assert!(project.path().join("post-create.txt").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_kills_on_timeout_and_idle_workspaces_stop() {
+    let data = tempfile::tempdir().unwrap();
+    let Some(manager) = manager(data.path()).await else {
+        return;
+    };
+    let name = unique_name("idle");
+    manager.create(request(&name)).await.unwrap();
+    let started = std::time::Instant::now();
+    let output = manager
+        .run(
+            &name,
+            vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "echo early; sleep 100 & sleep 100".into(),
+            ],
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+    assert!(output.timed_out);
+    assert_eq!(output.exit_code, None);
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "early\n");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let (out, _, _) = sh(&manager, &name, "ps -o comm | grep -c sleep").await;
+    // Only the container's own `sleep infinity` is left.
+    assert_eq!(
+        out.trim(),
+        "1",
+        "the timed-out command and its children are gone"
+    );
+
+    // Recently used: not idle. Made to look unused for two hours: stopped.
+    assert!(manager
+        .stop_idle(Duration::from_secs(3600))
+        .await
+        .unwrap()
+        .is_empty());
+    let store = WorkspaceManager::store_for(data.path());
+    let mut record = store.get(&name).unwrap().unwrap();
+    record.last_used_at -= 7200;
+    store.put(&record).unwrap();
+    assert_eq!(
+        manager.stop_idle(Duration::from_secs(3600)).await.unwrap(),
+        vec![name.clone()]
+    );
+    assert_eq!(
+        manager.inspect(&name).await.unwrap().state,
+        WorkspaceState::Stopped
+    );
+    cleanup(&manager, &name).await;
+}
+
+/// Read a terminal client until `needle` shows up (with a deadline).
+async fn read_until(
+    client: &mut aicockpit_workspace::terminal::TerminalClient,
+    seen: &mut String,
+    needle: &str,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !seen.contains(needle) {
+        let chunk = tokio::time::timeout_at(deadline, client.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {needle:?} in the terminal output: {seen:?}"));
+        match chunk {
+            Some(bytes) => seen.push_str(&String::from_utf8_lossy(&bytes)),
+            None => panic!("the terminal closed before {needle:?}: {seen:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminal_sessions_outlive_their_clients() {
+    let data = tempfile::tempdir().unwrap();
+    let Some(manager) = manager(data.path()).await else {
+        return;
+    };
+    let name = unique_name("term");
+    manager.create(request(&name)).await.unwrap();
+    let session = manager
+        .open_terminal(&name, vec!["/bin/sh".into()], (100, 30))
+        .await
+        .unwrap();
+    let mut first = session.attach();
+    let mut seen = String::new();
+    session.write(b"echo sum=$((6*7)); tty\n").await.unwrap();
+    read_until(&mut first, &mut seen, "sum=42").await;
+    read_until(&mut first, &mut seen, "/dev/pts/").await;
+    // Resize reaches the terminal.
+    session.resize(120, 40).await.unwrap();
+    session.write(b"stty size\n").await.unwrap();
+    read_until(&mut first, &mut seen, "40 120").await;
+
+    // A second client watches the same session; a client that left and comes
+    // back (found by id) gets the recent output replayed.
+    let mut second = session.attach();
+    drop(first);
+    let again = manager
+        .terminal(session.id())
+        .expect("the session outlives its client");
+    let third = again.attach();
+    let replay = String::from_utf8_lossy(&third.replay).into_owned();
+    assert!(
+        replay.contains("sum=42") && replay.contains("40 120"),
+        "{replay:?}"
+    );
+    again.write(b"echo both-see-this\n").await.unwrap();
+    let mut seen_second = String::new();
+    read_until(&mut second, &mut seen_second, "both-see-this").await;
+    assert_eq!(session.clients(), 2);
+
+    // Exiting the shell ends the session for everyone.
+    again.write(b"exit\n").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), session.closed())
+        .await
+        .expect("the session closes when the shell exits");
+    assert!(manager.terminal(session.id()).is_none() || session.is_closed());
+    cleanup(&manager, &name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_of_stopped_containers_serves_plain_creates() {
+    let data = tempfile::tempdir().unwrap();
+    let Some(manager) = manager(data.path()).await else {
+        return;
+    };
+    assert_eq!(manager.fill_pool(2).await.unwrap(), 2);
+    assert_eq!(manager.fill_pool(2).await.unwrap(), 0, "already full");
+    let pooled: Vec<String> = manager
+        .pool()
+        .unwrap()
+        .iter()
+        .map(|w| w.id.clone())
+        .collect();
+    // The pool's containers are not workspaces and are never adopted as such.
+    let report = manager.reconcile().await.unwrap();
+    assert!(
+        report.adopted.is_empty() && report.orphans.is_empty(),
+        "{report:?}"
+    );
+    assert!(manager.list().unwrap().is_empty());
+
+    let name = unique_name("pooled");
+    let workspace = manager.create(request(&name)).await.unwrap();
+    assert!(
+        pooled.contains(&workspace.id),
+        "a plain create takes a pooled container"
+    );
+    assert_eq!(manager.pool().unwrap().len(), 1);
+    assert_eq!(workspace.state, WorkspaceState::Running);
+    let (out, _, _) = sh(
+        &manager,
+        &name,
+        "echo pooled > /workspace/f && cat /workspace/f",
+    )
+    .await;
+    assert_eq!(out, "pooled\n");
+    assert_eq!(
+        std::fs::read_to_string(workspace.dir.join("f")).unwrap(),
+        "pooled\n"
+    );
+    assert_eq!(
+        manager.inspect(&name).await.unwrap().container_name(),
+        format!("aicockpit-{name}")
+    );
+
+    // A request with its own settings does not use the pool.
+    let special = unique_name("special");
+    let own = manager
+        .create(CreateRequest {
+            memory: Some("64m".into()),
+            ..request(&special)
+        })
+        .await
+        .unwrap();
+    assert!(!pooled.contains(&own.id));
+    assert_eq!(manager.pool().unwrap().len(), 1);
+
+    // A new manager still knows which is which.
+    let again = WorkspaceManager::with_backend(
+        options(data.path(), BackendKind::Docker),
+        Arc::new(docker().await.unwrap()),
+    );
+    let report = again.reconcile().await.unwrap();
+    assert!(
+        report.adopted.is_empty() && report.missing.is_empty() && report.orphans.is_empty(),
+        "{report:?}"
+    );
+    again.remove(&name, true).await.unwrap();
+    assert!(!workspace.dir.exists());
+    again.remove(&special, true).await.unwrap();
+    assert_eq!(again.drain_pool().await.unwrap(), 1);
+    assert!(again.pool().unwrap().is_empty());
+}
