@@ -199,7 +199,7 @@ impl Engine {
                 )
             })
             .collect();
-        recent.sort_by(|a, b| b.0.cmp(&a.0));
+        recent.sort_by_key(|entry| std::cmp::Reverse(entry.0));
         recent
             .into_iter()
             .take(limit)

@@ -227,11 +227,7 @@ impl Backend {
         let last_percent = Arc::new(AtomicUsize::new(usize::MAX));
         let worker = tokio::task::spawn_blocking(move || {
             engine.refresh(&|p| {
-                let percent = if p.total == 0 {
-                    100
-                } else {
-                    p.done * 100 / p.total
-                };
+                let percent = (p.done * 100).checked_div(p.total).unwrap_or(100);
                 if last_percent.swap(percent, Ordering::Relaxed) != percent {
                     let _ = sender.send((percent as u32, p.done, p.total));
                 }

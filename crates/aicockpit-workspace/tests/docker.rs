@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use aicockpit_workspace::backup::hash_tree;
 use aicockpit_workspace::{
-    BackendKind, CreateRequest, DockerBackend, DockerOptions, FileError, WorkspaceError,
-    WorkspaceManager, WorkspaceState,
+    BackendKind, CreateRequest, FileError, WorkspaceError, WorkspaceManager, WorkspaceState,
 };
 use bollard::query_parameters::InspectContainerOptions;
 use support::*;

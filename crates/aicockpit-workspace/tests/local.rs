@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aicockpit_workspace::{
-    Backend, BackendKind, CreateRequest, DockerOptions, Limits, LocalBackend, ManagerOptions,
+    BackendKind, CreateRequest, DockerOptions, Limits, LocalBackend, ManagerOptions,
     WorkspaceManager, WorkspaceState,
 };
 
