@@ -137,11 +137,35 @@ pub enum WorkspaceCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The pool of frozen, ready containers that makes a plain `create` fast.
+    #[command(subcommand)]
+    Pool(PoolCommand),
     /// Stop running workspaces nobody used for a while (for cron; `serve` does it by itself).
     StopIdle {
         /// Idle minutes; default: workspaces.idle_stop_minutes.
         #[arg(long)]
         after: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Pool verbs.
+#[derive(Subcommand)]
+pub enum PoolCommand {
+    /// Create containers until N wait in the pool (default: workspaces.pool_size).
+    Fill {
+        count: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the containers waiting in the pool.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove every container waiting in the pool.
+    Drain {
         #[arg(long)]
         json: bool,
     },
@@ -254,7 +278,55 @@ async fn run_with(
                 .await;
             spinner.finish_and_clear();
             print_workspace(&workspace?, json);
+            // Top the pool up again for the next one (after the answer is printed).
+            let size = config.workspaces.pool_size as usize;
+            if size > 0 {
+                if let Err(error) = manager.fill_pool(size).await {
+                    eprintln!("warning: could not refill the workspace pool: {error}");
+                }
+            }
         }
+        WorkspaceCommand::Pool(command) => match command {
+            PoolCommand::Fill { count, json } => {
+                let size = count.unwrap_or(config.workspaces.pool_size as usize);
+                let made = manager.fill_pool(size).await?;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "made": made, "size": manager.pool()?.len() })
+                    );
+                } else {
+                    println!(
+                        "made {made}; {} containers wait in the pool",
+                        manager.pool()?.len()
+                    );
+                }
+            }
+            PoolCommand::Ls { json } => {
+                let pool = manager.pool()?;
+                if json {
+                    println!("{}", serde_json::json!({ "pool": pool }));
+                } else {
+                    for entry in &pool {
+                        println!(
+                            "{}  {}  {}",
+                            entry.container_name(),
+                            entry.image,
+                            entry.dir.display()
+                        );
+                    }
+                    eprintln!("{} containers wait in the pool", pool.len());
+                }
+            }
+            PoolCommand::Drain { json } => {
+                let removed = manager.drain_pool().await?;
+                if json {
+                    println!("{}", serde_json::json!({ "removed": removed }));
+                } else {
+                    println!("removed {removed} pooled containers");
+                }
+            }
+        },
         WorkspaceCommand::Ls { json } => {
             let report = manager.reconcile().await?;
             for name in &report.missing {

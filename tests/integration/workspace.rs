@@ -401,3 +401,49 @@ fn the_language_server_serves_a_workspace_from_anywhere() {
         stderr(&output)
     );
 }
+
+#[test]
+fn the_pool_hands_out_ready_workspaces_and_refills() {
+    let project = Project::new(&[]);
+    if !docker_ready(&project) {
+        return;
+    }
+    let name = unique("pool");
+    let _cleanup = Cleanup(&project, vec![name.clone()]);
+    let env = [
+        ("AICOCKPIT_WORKSPACES_DEFAULT_IMAGE", TEST_IMAGE),
+        ("AICOCKPIT_WORKSPACES_POOL_SIZE", "1"),
+    ];
+    let filled = json_of(&project.cli_with(&["workspace", "pool", "fill", "--json"], &env, None));
+    assert_eq!(filled, json!({"made": 1, "size": 1}));
+    let pool = json_of(&project.cli_with(&["workspace", "pool", "ls", "--json"], &env, None));
+    let pooled_id = pool["pool"][0]["id"].clone();
+    // A plain create takes the pooled container, and the CLI tops the pool up again.
+    let created = json_of(&project.cli_with(&["workspace", "create", &name, "--json"], &env, None));
+    assert_eq!(created["id"], pooled_id);
+    assert_eq!(created["state"], "running");
+    let output = project.cli_with(
+        &[
+            "workspace",
+            "exec",
+            &name,
+            "--",
+            "sh",
+            "-c",
+            "echo ok > /workspace/f; cat /workspace/f",
+        ],
+        &env,
+        None,
+    );
+    assert_eq!(stdout(&output), "ok\n");
+    let pool = json_of(&project.cli_with(&["workspace", "pool", "ls", "--json"], &env, None));
+    assert_eq!(pool["pool"].as_array().unwrap().len(), 1);
+    assert_ne!(pool["pool"][0]["id"], pooled_id);
+    // Pooled containers are not workspaces.
+    let listed = json_of(&project.cli_with(&["workspace", "ls", "--json"], &env, None));
+    assert_eq!(listed["workspaces"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        json_of(&project.cli_with(&["workspace", "pool", "drain", "--json"], &env, None)),
+        json!({"removed": 1})
+    );
+}

@@ -81,6 +81,11 @@ pub trait Backend: Send + Sync {
     async fn start(&self, workspace: &Workspace) -> Result<(), WorkspaceError>;
     async fn stop(&self, workspace: &Workspace) -> Result<(), WorkspaceError>;
     async fn restart(&self, workspace: &Workspace) -> Result<(), WorkspaceError>;
+    /// Freeze every process of a running workspace (the pool keeps its
+    /// containers frozen: no CPU, and ready far sooner than a cold start).
+    async fn freeze(&self, workspace: &Workspace) -> Result<(), WorkspaceError>;
+    /// Undo [`Backend::freeze`].
+    async fn thaw(&self, workspace: &Workspace) -> Result<(), WorkspaceError>;
     /// Give the workspace's container the name `container_name` (a pooled container being claimed).
     async fn rename(
         &self,

@@ -357,6 +357,30 @@ impl Backend for DockerBackend {
         }
     }
 
+    async fn freeze(&self, workspace: &Workspace) -> Result<(), WorkspaceError> {
+        self.docker
+            .pause_container(&Self::container_ref(workspace))
+            .await
+            .map_err(|error| {
+                self.error(
+                    &format!("freeze container {}", workspace.container_name()),
+                    error,
+                )
+            })
+    }
+
+    async fn thaw(&self, workspace: &Workspace) -> Result<(), WorkspaceError> {
+        self.docker
+            .unpause_container(&Self::container_ref(workspace))
+            .await
+            .map_err(|error| {
+                self.error(
+                    &format!("thaw container {}", workspace.container_name()),
+                    error,
+                )
+            })
+    }
+
     async fn rename(
         &self,
         workspace: &Workspace,
@@ -534,7 +558,9 @@ impl Backend for DockerBackend {
         let mut wrapped = vec![
             "/bin/sh".to_string(),
             "-c".to_string(),
-            format!("echo $$ > {pid_file}; exec \"$@\""),
+            // The shell stays as the command's parent, so it can remove its pid
+            // file afterwards (no second exec) and a kill of its tree gets all.
+            format!("echo $$ > {pid_file}; \"$@\"; status=$?; rm -f {pid_file}; exit $status"),
             "sh".to_string(),
         ];
         wrapped.extend(command);
@@ -555,20 +581,6 @@ impl Backend for DockerBackend {
                 action: "read a command's output".into(),
                 message: error.to_string(),
             })?;
-        if !output.timed_out {
-            let cleanup = ExecRequest {
-                command: vec!["rm".into(), "-f".into(), pid_file],
-                ..ExecRequest::default()
-            };
-            if let Ok(io) = self
-                .exec_in(&container, Some(&workspace.user), cleanup)
-                .await
-            {
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(5), crate::backend::collect(io, 1024))
-                        .await;
-            }
-        }
         Ok(output)
     }
 

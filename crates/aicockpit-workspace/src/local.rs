@@ -175,6 +175,14 @@ impl Backend for LocalBackend {
         Ok(())
     }
 
+    async fn freeze(&self, _workspace: &Workspace) -> Result<(), WorkspaceError> {
+        Ok(())
+    }
+
+    async fn thaw(&self, _workspace: &Workspace) -> Result<(), WorkspaceError> {
+        Ok(())
+    }
+
     async fn rename(
         &self,
         _workspace: &Workspace,

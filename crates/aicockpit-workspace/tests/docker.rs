@@ -657,7 +657,7 @@ async fn terminal_sessions_outlive_their_clients() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pool_of_stopped_containers_serves_plain_creates() {
+async fn a_pool_of_frozen_containers_serves_plain_creates() {
     let data = tempfile::tempdir().unwrap();
     let Some(manager) = manager(data.path()).await else {
         return;
