@@ -1,5 +1,5 @@
-//! `cargo bench --bench workspace_ready`: time to a ready workspace (create
-//! + start + first successful exec) against a raw `docker run -d` +
+//! `cargo bench --bench workspace_ready`: time to a ready workspace (create,
+//! start and first successful exec) against a raw `docker run -d` and
 //! `docker exec` of the same image with the same hardening flags, measured
 //! side by side in one run on the same engine; then the cost of stop, start
 //! and delete, and a new workspace taken from the pool of stopped containers.
