@@ -299,12 +299,17 @@ fn a_socket_the_user_may_not_open_is_a_permission_error() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
-    let mut command = project.command(env!("CARGO_BIN_EXE_aicockpit"));
+    // The build folder may be private to root (a clone in a 0700 temp dir): run a copy.
+    let binary = dir.path().join("aicockpit");
+    std::fs::copy(env!("CARGO_BIN_EXE_aicockpit"), &binary).unwrap();
+    std::fs::set_permissions(&binary, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut command = project.command(binary.to_str().unwrap());
     command
         .args(["workspace", "ls"])
         .env("DOCKER_HOST", format!("unix://{}", socket.display()))
         .env("AICOCKPIT_DATA_DIR", dir.path().join("data"))
-        .env("HOME", dir.path());
+        .env("HOME", dir.path())
+        .current_dir(dir.path());
     std::os::unix::process::CommandExt::uid(&mut command, 65534);
     std::os::unix::process::CommandExt::gid(&mut command, 65534);
     let output = command.output().unwrap();
