@@ -35,7 +35,8 @@ Environment: AICOCKPIT_CONFIG, AICOCKPIT_CACHE_DIR, AICOCKPIT_DATA_DIR, AICOCKPI
 fn main() -> ExitCode {
     logging::init("warn");
     let mut args = std::env::args().skip(1);
-    let mut root = None;
+    // `--root DIR` or `--workspace NAME`: which folder to serve (at most one).
+    let mut folder: Option<(String, String)> = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "-h" | "--help" => {
@@ -47,36 +48,16 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             "--stdio" => {}
-            "--root" => match args.next() {
-                Some(dir) => root = Some(dir.into()),
-                None => {
-                    eprintln!("error: --root needs a folder");
+            "--root" | "--workspace" => {
+                let Some(value) = args.next() else {
+                    eprintln!("error: {arg} needs a value");
+                    return ExitCode::from(2);
+                };
+                if folder.is_some() {
+                    eprintln!("error: give one of --root and --workspace, once");
                     return ExitCode::from(2);
                 }
-            },
-            "--workspace" => {
-                match args.next() {
-                    Some(name) => {
-                        let store = aicockpit_workspace::WorkspaceManager::store_for(
-                            &Paths::from_env().data_dir,
-                        );
-                        match store.get(&name) {
-                            Ok(Some(workspace)) => root = Some(workspace.dir),
-                            Ok(None) => {
-                                eprintln!("error: no workspace named {name:?} (see `aicockpit workspace ls`)");
-                                return ExitCode::FAILURE;
-                            }
-                            Err(error) => {
-                                eprintln!("error: {error}");
-                                return ExitCode::FAILURE;
-                            }
-                        }
-                    }
-                    None => {
-                        eprintln!("error: --workspace needs a workspace name");
-                        return ExitCode::from(2);
-                    }
-                }
+                folder = Some((arg, value));
             }
             other => {
                 eprintln!("error: unexpected argument {other:?}\n\n{HELP}");
@@ -84,5 +65,24 @@ fn main() -> ExitCode {
             }
         }
     }
+    let root = match folder {
+        None => None,
+        Some((flag, dir)) if flag == "--root" => Some(dir.into()),
+        Some((_, name)) => {
+            let store =
+                aicockpit_workspace::WorkspaceManager::store_for(&Paths::from_env().data_dir);
+            match store.get(&name) {
+                Ok(Some(workspace)) => Some(workspace.dir),
+                Ok(None) | Err(aicockpit_workspace::WorkspaceError::NotFound { .. }) => {
+                    eprintln!("error: no workspace named {name:?} (see `aicockpit workspace ls`)");
+                    return ExitCode::FAILURE;
+                }
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    };
     lsp_command::run(root)
 }

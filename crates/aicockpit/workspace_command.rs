@@ -102,6 +102,9 @@ pub enum WorkspaceCommand {
         /// Print {stdout, stderr, exit_code, timed_out} as JSON (implies capturing the output).
         #[arg(long)]
         json: bool,
+        /// Pass this process's stdin to the command (without it the command reads end-of-file).
+        #[arg(long, short = 'i', conflicts_with_all = ["json", "timeout"])]
+        interactive: bool,
         /// The command and its arguments, after `--`.
         #[arg(last = true, required = true)]
         command: Vec<String>,
@@ -203,10 +206,12 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn manager_options(paths: &Paths, config: &Config) -> Result<ManagerOptions> {
-    Ok(ManagerOptions::from_config(
-        &config.workspaces,
-        &paths.data_dir,
-    )?)
+    let mut options = ManagerOptions::from_config(&config.workspaces, &paths.data_dir)?;
+    options.protected_dirs.push(paths.cache_dir.clone());
+    if let Some(config_dir) = paths.config_file.parent() {
+        options.protected_dirs.push(config_dir.to_path_buf());
+    }
+    Ok(options)
 }
 
 /// The host folder of a workspace, from its record alone (no engine needed).
@@ -397,8 +402,18 @@ async fn run_with(
             name,
             timeout,
             json,
+            interactive,
             command,
-        } => return exec(manager, &name, command, timeout, json).await,
+        } => {
+            // Like `docker exec`: 125 when AiCockpit (not the command) failed.
+            return match exec(manager, &name, command, timeout, json, interactive).await {
+                Ok(code) => Ok(code),
+                Err(error) => {
+                    eprintln!("error: {error:#}");
+                    Ok(125)
+                }
+            };
+        }
         WorkspaceCommand::Shell { name, shell } => {
             return shell_session(manager, &name, &shell).await
         }
@@ -451,7 +466,9 @@ async fn run_with(
             if minutes == 0 {
                 bail!("idle stop is off (workspaces.idle_stop_minutes = 0); pass --after MINUTES");
             }
-            let stopped = manager.stop_idle(Duration::from_secs(minutes * 60)).await?;
+            let stopped = manager
+                .stop_idle(Duration::from_secs(minutes.saturating_mul(60)))
+                .await?;
             if json {
                 println!("{}", serde_json::json!({ "stopped": stopped }));
             } else if stopped.is_empty() {
@@ -470,6 +487,7 @@ async fn exec(
     command: Vec<String>,
     timeout: Option<u64>,
     json: bool,
+    interactive: bool,
 ) -> Result<u8> {
     if json || timeout.is_some() {
         let limit = Duration::from_secs(timeout.unwrap_or(24 * 3600));
@@ -501,17 +519,28 @@ async fn exec(
             name,
             ExecRequest {
                 command,
+                stdin: interactive,
                 ..ExecRequest::default()
             },
         )
         .await?;
     let aicockpit_workspace::ExecIo {
         mut output,
-        input,
+        mut input,
         exit_code,
         ..
     } = io;
-    drop(input);
+    if interactive {
+        // Copy stdin to the command and close its input at end-of-file.
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let mut stdin = tokio::io::stdin();
+            let _ = tokio::io::copy(&mut stdin, &mut input).await;
+            let _ = input.shutdown().await;
+        });
+    } else {
+        drop(input);
+    }
     let (mut stdout, mut stderr) = (std::io::stdout(), std::io::stderr());
     while let Some(chunk) = output.next().await {
         let (kind, bytes) = chunk.context("reading the command's output")?;

@@ -452,3 +452,84 @@ fn the_pool_hands_out_ready_workspaces_and_refills() {
         json!({"removed": 1})
     );
 }
+
+#[test]
+fn stdin_is_passed_only_when_asked_and_parallel_creates_do_not_collide() {
+    let project = Project::new(&[]);
+    if !docker_ready(&project) {
+        return;
+    }
+    let name = unique("race");
+    let _cleanup = Cleanup(&project, vec![name.clone()]);
+    // Four processes create the same workspace at once: one wins, the others
+    // get a clear error, and the winner's record, folder and container are intact.
+    let outputs: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    project.cli(&[
+                        "workspace",
+                        "create",
+                        &name,
+                        "--image",
+                        TEST_IMAGE,
+                        "--json",
+                    ])
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let winners: Vec<_> = outputs.iter().filter(|o| o.status.success()).collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "{:?}",
+        outputs.iter().map(stderr).collect::<Vec<_>>()
+    );
+    for loser in outputs.iter().filter(|o| !o.status.success()) {
+        assert!(
+            stderr(loser).contains("already exists"),
+            "{}",
+            stderr(loser)
+        );
+    }
+    let output = project.cli(&[
+        "workspace",
+        "exec",
+        &name,
+        "--",
+        "sh",
+        "-c",
+        "echo alive > /workspace/a && cat /workspace/a",
+    ]);
+    assert_eq!(stdout(&output), "alive\n", "{}", stderr(&output));
+
+    // Without -i a command that reads stdin sees end-of-file at once; with -i it gets ours.
+    let started = std::time::Instant::now();
+    let output = project.cli(&["workspace", "exec", &name, "--", "cat"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    let output = project.cli_with(
+        &[
+            "workspace",
+            "exec",
+            "-i",
+            &name,
+            "--",
+            "sh",
+            "-c",
+            "tr a-z A-Z",
+        ],
+        &[],
+        Some("piped through\n"),
+    );
+    assert_eq!(stdout(&output), "PIPED THROUGH\n", "{}", stderr(&output));
+
+    // AiCockpit's own failures exit with 125, never to be mistaken for the command's code.
+    let output = project.cli(&["workspace", "exec", "no-such-workspace", "--", "true"]);
+    assert_eq!(output.status.code(), Some(125), "{}", stderr(&output));
+    // The language server takes one folder.
+    let output = project.cli(&["lsp", "--root", ".", "--workspace", &name]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+}

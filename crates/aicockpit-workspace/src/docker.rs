@@ -118,7 +118,7 @@ impl DockerBackend {
             command: vec!["/bin/sh".into(), "-c".into(), script],
             ..ExecRequest::default()
         };
-        if let Ok(io) = self.exec_in(container, None, request).await {
+        if let Ok(io) = self.exec_in(container, container, None, request).await {
             let _ =
                 tokio::time::timeout(Duration::from_secs(10), crate::backend::collect(io, 4096))
                     .await;
@@ -128,6 +128,7 @@ impl DockerBackend {
     async fn exec_in(
         &self,
         container: &str,
+        workspace_name: &str,
         user: Option<&str>,
         request: ExecRequest,
     ) -> Result<ExecIo, WorkspaceError> {
@@ -141,7 +142,9 @@ impl DockerBackend {
             .create_exec(
                 container,
                 CreateExecOptions {
-                    attach_stdin: Some(true),
+                    // Attached only when asked: a command that reads stdin
+                    // would otherwise wait for input that never comes.
+                    attach_stdin: Some(request.tty || request.stdin),
                     attach_stdout: Some(true),
                     attach_stderr: Some(true),
                     tty: Some(request.tty),
@@ -160,7 +163,7 @@ impl DockerBackend {
             .await
             .map_err(|error| match status(&error) {
                 Some(409) => WorkspaceError::NotRunning {
-                    name: container.trim_start_matches("aicockpit-").to_string(),
+                    name: workspace_name.to_string(),
                     state: "not running".to_string(),
                 },
                 _ => self.error("start a command", error),
@@ -243,11 +246,15 @@ impl DockerBackend {
         })
     }
 
-    fn container_ref(workspace: &Workspace) -> String {
+    /// The id of the workspace's container. Never its name: a container of
+    /// that name may belong to another data folder, or to nobody we know.
+    fn container_ref(workspace: &Workspace) -> Result<String, WorkspaceError> {
         workspace
             .container_id
             .clone()
-            .unwrap_or_else(|| workspace.container_name())
+            .ok_or_else(|| WorkspaceError::Missing {
+                name: workspace.name.clone(),
+            })
     }
 }
 
@@ -306,7 +313,7 @@ impl Backend for DockerBackend {
         match self
             .docker
             .start_container(
-                &Self::container_ref(workspace),
+                &Self::container_ref(workspace)?,
                 None::<StartContainerOptions>,
             )
             .await
@@ -327,7 +334,7 @@ impl Backend for DockerBackend {
         };
         match self
             .docker
-            .stop_container(&Self::container_ref(workspace), Some(options))
+            .stop_container(&Self::container_ref(workspace)?, Some(options))
             .await
         {
             Ok(()) => Ok(()),
@@ -346,7 +353,7 @@ impl Backend for DockerBackend {
         };
         match self
             .docker
-            .restart_container(&Self::container_ref(workspace), Some(options))
+            .restart_container(&Self::container_ref(workspace)?, Some(options))
             .await
         {
             Ok(()) => Ok(()),
@@ -359,7 +366,7 @@ impl Backend for DockerBackend {
 
     async fn freeze(&self, workspace: &Workspace) -> Result<(), WorkspaceError> {
         self.docker
-            .pause_container(&Self::container_ref(workspace))
+            .pause_container(&Self::container_ref(workspace)?)
             .await
             .map_err(|error| {
                 self.error(
@@ -371,7 +378,7 @@ impl Backend for DockerBackend {
 
     async fn thaw(&self, workspace: &Workspace) -> Result<(), WorkspaceError> {
         self.docker
-            .unpause_container(&Self::container_ref(workspace))
+            .unpause_container(&Self::container_ref(workspace)?)
             .await
             .map_err(|error| {
                 self.error(
@@ -391,7 +398,7 @@ impl Backend for DockerBackend {
         };
         match self
             .docker
-            .rename_container(&Self::container_ref(workspace), options)
+            .rename_container(&Self::container_ref(workspace)?, options)
             .await
         {
             Ok(()) => Ok(()),
@@ -406,6 +413,9 @@ impl Backend for DockerBackend {
     }
 
     async fn remove(&self, workspace: &Workspace) -> Result<(), WorkspaceError> {
+        if workspace.container_id.is_none() {
+            return Ok(());
+        }
         let options = RemoveContainerOptions {
             force: true,
             v: true,
@@ -413,7 +423,7 @@ impl Backend for DockerBackend {
         };
         match self
             .docker
-            .remove_container(&Self::container_ref(workspace), Some(options))
+            .remove_container(&Self::container_ref(workspace)?, Some(options))
             .await
         {
             Ok(()) => Ok(()),
@@ -474,10 +484,13 @@ impl Backend for DockerBackend {
     }
 
     async fn inspect(&self, workspace: &Workspace) -> Result<Option<Observed>, WorkspaceError> {
+        if workspace.container_id.is_none() {
+            return Ok(None);
+        }
         let inspected = match self
             .docker
             .inspect_container(
-                &Self::container_ref(workspace),
+                &Self::container_ref(workspace)?,
                 None::<InspectContainerOptions>,
             )
             .await
@@ -488,6 +501,15 @@ impl Backend for DockerBackend {
                 return Err(self.error(&format!("inspect workspace {}", workspace.name), error))
             }
         };
+        let ours = inspected
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.as_ref())
+            .and_then(|l| l.get(labels::WORKSPACE))
+            == Some(&workspace.id);
+        if !ours {
+            return Ok(None);
+        }
         let container_state = inspected.state.unwrap_or_default();
         let state = match container_state.status.map(|s| s.to_string()).as_deref() {
             Some("running") | Some("paused") | Some("restarting") => WorkspaceState::Running,
@@ -536,7 +558,8 @@ impl Backend for DockerBackend {
         request: ExecRequest,
     ) -> Result<ExecIo, WorkspaceError> {
         self.exec_in(
-            &Self::container_ref(workspace),
+            &Self::container_ref(workspace)?,
+            &workspace.name,
             Some(&workspace.user),
             request,
         )
@@ -552,7 +575,7 @@ impl Backend for DockerBackend {
         if command.is_empty() {
             return Err(WorkspaceError::InvalidRequest("no command given".into()));
         }
-        let container = Self::container_ref(workspace);
+        let container = Self::container_ref(workspace)?;
         // Record the command's pid so a timeout can kill it from inside.
         let pid_file = format!("/tmp/.aicockpit-run-{}", unique_suffix());
         let mut wrapped = vec![
@@ -567,6 +590,7 @@ impl Backend for DockerBackend {
         let io = self
             .exec_in(
                 &container,
+                &workspace.name,
                 Some(&workspace.user),
                 ExecRequest {
                     command: wrapped,
@@ -586,7 +610,7 @@ impl Backend for DockerBackend {
 
     async fn stats(&self, workspace: &Workspace) -> Result<Stats, WorkspaceError> {
         let mut stream = self.docker.stats(
-            &Self::container_ref(workspace),
+            &Self::container_ref(workspace)?,
             Some(StatsOptions {
                 stream: false,
                 one_shot: false,

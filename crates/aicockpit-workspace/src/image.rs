@@ -73,7 +73,7 @@ fn has_no_interpreter(elf: &[u8]) -> bool {
         return false;
     }
     let read = |offset: usize, width: usize| -> Option<u64> {
-        let slice = elf.get(offset..offset + width)?;
+        let slice = elf.get(offset..offset.checked_add(width)?)?;
         let mut value = 0u64;
         for (i, byte) in slice.iter().enumerate() {
             value |= u64::from(*byte) << (8 * i);
@@ -90,8 +90,14 @@ fn has_no_interpreter(elf: &[u8]) -> bool {
         return false;
     };
     (0..phnum).all(|i| {
-        let offset = phoff as usize + (i * phentsize) as usize;
-        read(offset, 4).is_some_and(|kind| kind as u32 != PT_INTERP)
+        // A crafted header must not overflow the arithmetic: such a file is not static.
+        let offset = i
+            .checked_mul(phentsize)
+            .and_then(|o| o.checked_add(phoff))
+            .and_then(|o| usize::try_from(o).ok());
+        offset
+            .and_then(|offset| read(offset, 4))
+            .is_some_and(|kind| kind as u32 != PT_INTERP)
     })
 }
 
@@ -316,6 +322,11 @@ mod tests {
         let mut truncated = elf(&[LOAD]);
         truncated[0x38] = 9;
         assert!(!has_no_interpreter(&truncated));
+        // Offsets near the end of the address space do not overflow.
+        let mut huge = elf(&[LOAD]);
+        huge[0x20..0x28].copy_from_slice(&u64::MAX.to_le_bytes());
+        huge[0x36..0x38].copy_from_slice(&u16::MAX.to_le_bytes());
+        assert!(!has_no_interpreter(&huge));
         // The test binary itself is dynamically linked on glibc hosts.
         let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
         assert!(!has_no_interpreter(&me));

@@ -34,13 +34,175 @@ impl LocalBackend {
         LocalBackend::default()
     }
 
-    fn remember(&self, workspace: &Workspace, pid: Option<u32>) {
-        if let (Some(pid), Ok(mut groups)) = (pid, self.groups.lock()) {
-            groups
-                .entry(workspace.id.clone())
-                .or_default()
-                .push(pid as i32);
+    fn remember(&self, workspace: &Workspace, pid: i32) {
+        if let Ok(mut groups) = self.groups.lock() {
+            groups.entry(workspace.id.clone()).or_default().push(pid);
         }
+    }
+
+    /// Start a command; returns it and its process group id.
+    fn spawn(
+        &self,
+        workspace: &Workspace,
+        request: ExecRequest,
+    ) -> Result<(ExecIo, i32), WorkspaceError> {
+        let mut command = command_for(workspace, &request)?;
+        if request.tty {
+            let (cols, rows) = request.size.unwrap_or((80, 24));
+            let (mut master, mut slave) = (-1, -1);
+            let size = libc::winsize {
+                ws_row: rows,
+                ws_col: cols,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            };
+            // SAFETY: openpty writes two descriptors we then own; the other pointers may be null.
+            let result = unsafe {
+                libc::openpty(
+                    &mut master,
+                    &mut slave,
+                    std::ptr::null_mut(),
+                    std::ptr::null(),
+                    &size,
+                )
+            };
+            if result != 0 {
+                return Err(spawn_error(workspace, io::Error::last_os_error()));
+            }
+            // SAFETY: both descriptors were just returned by openpty and are owned by nothing else.
+            let (master, slave) =
+                unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+            let clone = |fd: &OwnedFd| fd.try_clone().map_err(|e| spawn_error(workspace, e));
+            command
+                .stdin(Stdio::from(clone(&slave)?))
+                .stdout(Stdio::from(clone(&slave)?))
+                .stderr(Stdio::from(slave));
+            command.env("TERM", "xterm-256color");
+            // SAFETY: only async-signal-safe calls between fork and exec.
+            unsafe {
+                use std::os::unix::process::CommandExt;
+                command.pre_exec(|| {
+                    if libc::setsid() < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    if libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            let mut child = command.spawn().map_err(|e| spawn_error(workspace, e))?;
+            drop(command);
+            let pid = child.id() as i32;
+            self.remember(workspace, pid);
+            let (groups, id) = (Arc::clone(&self.groups), workspace.id.clone());
+            let resize_fd = Arc::new(clone(&master)?);
+            let reader = std::fs::File::from(clone(&master)?);
+            let writer = tokio::fs::File::from_std(std::fs::File::from(master));
+            let resize: Resizer = Box::new(move |cols, rows| {
+                let fd = Arc::clone(&resize_fd);
+                async move { set_window_size(fd.as_raw_fd(), cols, rows) }.boxed()
+            });
+            let exit_code = async move {
+                let code = tokio::task::spawn_blocking(move || {
+                    child.wait().ok().and_then(|s| s.code()).map(i64::from)
+                })
+                .await
+                .ok()
+                .flatten();
+                forget(&groups, &id, pid);
+                code
+            }
+            .boxed();
+            return Ok((
+                ExecIo {
+                    output: read_on_thread(reader, OutputKind::Stdout),
+                    input: Box::pin(writer),
+                    resize,
+                    exit_code,
+                },
+                pid,
+            ));
+        }
+        let mut command = tokio::process::Command::from(command);
+        command
+            .stdin(if request.stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(false);
+        let mut child = command.spawn().map_err(|e| spawn_error(workspace, e))?;
+        let Some(pid) = child.id().map(|pid| pid as i32) else {
+            return Err(spawn_error(
+                workspace,
+                io::Error::other("the process ended at once"),
+            ));
+        };
+        self.remember(workspace, pid);
+        let (groups, id) = (Arc::clone(&self.groups), workspace.id.clone());
+        let input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>> = match child.stdin.take() {
+            Some(stdin) => Box::pin(stdin),
+            None => Box::pin(tokio::io::sink()),
+        };
+        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            return Err(spawn_error(workspace, io::Error::other("no pipes")));
+        };
+        let (sender, receiver) = tokio::sync::mpsc::channel::<io::Result<(OutputKind, Bytes)>>(64);
+        let pump =
+            |mut source: std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>,
+             kind: OutputKind,
+             sender: tokio::sync::mpsc::Sender<io::Result<(OutputKind, Bytes)>>| async move {
+                let mut buffer = vec![0u8; 16 * 1024];
+                loop {
+                    match source.read(&mut buffer).await {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            if sender
+                                .send(Ok((kind, Bytes::copy_from_slice(&buffer[..n]))))
+                                .await
+                                .is_err()
+                            {
+                                break;
+                            }
+                        }
+                        Err(error) => {
+                            let _ = sender.send(Err(error)).await;
+                            break;
+                        }
+                    }
+                }
+            };
+        tokio::spawn(pump(Box::pin(stdout), OutputKind::Stdout, sender.clone()));
+        tokio::spawn(pump(Box::pin(stderr), OutputKind::Stderr, sender));
+        let output: OutputStream = Box::pin(futures_util::stream::unfold(
+            receiver,
+            |mut receiver| async move { receiver.recv().await.map(|item| (item, receiver)) },
+        ));
+        let exit_code = async move {
+            let code = child
+                .wait()
+                .await
+                .ok()
+                .and_then(|s| s.code())
+                .map(i64::from);
+            forget(&groups, &id, pid);
+            code
+        }
+        .boxed();
+        let resize: Resizer = Box::new(|_, _| async { Ok(()) }.boxed());
+        Ok((
+            ExecIo {
+                output,
+                input,
+                resize,
+                exit_code,
+            },
+            pid,
+        ))
     }
 
     fn kill_all(&self, workspace: &Workspace) {
@@ -51,6 +213,16 @@ impl LocalBackend {
             .unwrap_or_default();
         for pid in pids {
             kill_group(pid);
+        }
+    }
+}
+
+/// Drop a finished process group, so its id (which the system may reuse)
+/// is never signalled later.
+fn forget(groups: &Mutex<HashMap<String, Vec<i32>>>, workspace_id: &str, pid: i32) {
+    if let Ok(mut groups) = groups.lock() {
+        if let Some(pids) = groups.get_mut(workspace_id) {
+            pids.retain(|p| *p != pid);
         }
     }
 }
@@ -220,138 +392,7 @@ impl Backend for LocalBackend {
         workspace: &Workspace,
         request: ExecRequest,
     ) -> Result<ExecIo, WorkspaceError> {
-        let mut command = command_for(workspace, &request)?;
-        if request.tty {
-            let (cols, rows) = request.size.unwrap_or((80, 24));
-            let (mut master, mut slave) = (-1, -1);
-            let size = libc::winsize {
-                ws_row: rows,
-                ws_col: cols,
-                ws_xpixel: 0,
-                ws_ypixel: 0,
-            };
-            // SAFETY: openpty writes two descriptors we then own; the other pointers may be null.
-            let result = unsafe {
-                libc::openpty(
-                    &mut master,
-                    &mut slave,
-                    std::ptr::null_mut(),
-                    std::ptr::null(),
-                    &size,
-                )
-            };
-            if result != 0 {
-                return Err(spawn_error(workspace, io::Error::last_os_error()));
-            }
-            // SAFETY: both descriptors were just returned by openpty and are owned by nothing else.
-            let (master, slave) =
-                unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-            let clone = |fd: &OwnedFd| fd.try_clone().map_err(|e| spawn_error(workspace, e));
-            command
-                .stdin(Stdio::from(clone(&slave)?))
-                .stdout(Stdio::from(clone(&slave)?))
-                .stderr(Stdio::from(slave));
-            command.env("TERM", "xterm-256color");
-            // SAFETY: only async-signal-safe calls between fork and exec.
-            unsafe {
-                use std::os::unix::process::CommandExt;
-                command.pre_exec(|| {
-                    if libc::setsid() < 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                    if libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-            let mut child = command.spawn().map_err(|e| spawn_error(workspace, e))?;
-            drop(command);
-            self.remember(workspace, Some(child.id()));
-            let resize_fd = Arc::new(clone(&master)?);
-            let reader = std::fs::File::from(clone(&master)?);
-            let writer = tokio::fs::File::from_std(std::fs::File::from(master));
-            let resize: Resizer = Box::new(move |cols, rows| {
-                let fd = Arc::clone(&resize_fd);
-                async move { set_window_size(fd.as_raw_fd(), cols, rows) }.boxed()
-            });
-            let exit_code = async move {
-                tokio::task::spawn_blocking(move || {
-                    child.wait().ok().and_then(|s| s.code()).map(i64::from)
-                })
-                .await
-                .ok()
-                .flatten()
-            }
-            .boxed();
-            return Ok(ExecIo {
-                output: read_on_thread(reader, OutputKind::Stdout),
-                input: Box::pin(writer),
-                resize,
-                exit_code,
-            });
-        }
-        let mut command = tokio::process::Command::from(command);
-        command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(false);
-        let mut child = command.spawn().map_err(|e| spawn_error(workspace, e))?;
-        self.remember(workspace, child.id());
-        let (Some(stdin), Some(stdout), Some(stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
-            return Err(spawn_error(workspace, io::Error::other("no pipes")));
-        };
-        let (sender, receiver) = tokio::sync::mpsc::channel::<io::Result<(OutputKind, Bytes)>>(64);
-        let pump =
-            |mut source: std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>,
-             kind: OutputKind,
-             sender: tokio::sync::mpsc::Sender<io::Result<(OutputKind, Bytes)>>| async move {
-                let mut buffer = vec![0u8; 16 * 1024];
-                loop {
-                    match source.read(&mut buffer).await {
-                        Ok(0) => break,
-                        Ok(n) => {
-                            if sender
-                                .send(Ok((kind, Bytes::copy_from_slice(&buffer[..n]))))
-                                .await
-                                .is_err()
-                            {
-                                break;
-                            }
-                        }
-                        Err(error) => {
-                            let _ = sender.send(Err(error)).await;
-                            break;
-                        }
-                    }
-                }
-            };
-        tokio::spawn(pump(Box::pin(stdout), OutputKind::Stdout, sender.clone()));
-        tokio::spawn(pump(Box::pin(stderr), OutputKind::Stderr, sender));
-        let output: OutputStream = Box::pin(futures_util::stream::unfold(
-            receiver,
-            |mut receiver| async move { receiver.recv().await.map(|item| (item, receiver)) },
-        ));
-        let exit_code = async move {
-            child
-                .wait()
-                .await
-                .ok()
-                .and_then(|s| s.code())
-                .map(i64::from)
-        }
-        .boxed();
-        let resize: Resizer = Box::new(|_, _| async { Ok(()) }.boxed());
-        Ok(ExecIo {
-            output,
-            input: Box::pin(stdin),
-            resize,
-            exit_code,
-        })
+        self.spawn(workspace, request).map(|(io, _)| io)
     }
 
     async fn run(
@@ -360,29 +401,14 @@ impl Backend for LocalBackend {
         command: Vec<String>,
         timeout: Duration,
     ) -> Result<RunOutput, WorkspaceError> {
-        let before: Vec<i32> = self
-            .groups
-            .lock()
-            .map(|g| g.get(&workspace.id).cloned().unwrap_or_default())
-            .unwrap_or_default();
-        let io = self
-            .exec(
-                workspace,
-                ExecRequest {
-                    command,
-                    ..ExecRequest::default()
-                },
-            )
-            .await?;
-        let pid = self.groups.lock().ok().and_then(|g| {
-            g.get(&workspace.id)
-                .and_then(|pids| pids.iter().find(|p| !before.contains(p)).copied())
-        });
-        let kill = async move {
-            if let Some(pid) = pid {
-                kill_group(pid);
-            }
-        };
+        let (io, pid) = self.spawn(
+            workspace,
+            ExecRequest {
+                command,
+                ..ExecRequest::default()
+            },
+        )?;
+        let kill = async move { kill_group(pid) };
         crate::backend::collect_with_deadline(io, timeout, kill)
             .await
             .map_err(|e| WorkspaceError::io(&workspace.dir, e))

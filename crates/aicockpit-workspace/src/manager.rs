@@ -7,7 +7,7 @@
 //! the containers' labels; files are never deleted unless `purge` was asked.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +44,12 @@ fn shell_line(command: &LifecycleCommand) -> String {
             .collect::<Vec<_>>()
             .join(" && "),
     }
+}
+
+/// Whether a user spec (`root`, `0`, `0:0`, `root:staff`) names root.
+fn is_root_user(user: &str) -> bool {
+    let name = user.split(':').next().unwrap_or(user).trim();
+    name == "root" || name == "0"
 }
 
 /// `uid:gid` as numbers, when the user is given that way.
@@ -90,6 +96,9 @@ pub struct ManagerOptions {
     pub terminal_idle: Duration,
     /// Largest file the file API reads or writes.
     pub max_file_bytes: u64,
+    /// Folders a `--dir` may not be, hold or lie in (besides the data
+    /// folder), such as the cache and config folders.
+    pub protected_dirs: Vec<PathBuf>,
 }
 
 impl ManagerOptions {
@@ -115,9 +124,12 @@ impl ManagerOptions {
                 ..DockerOptions::default()
             },
             idle_stop: (config.idle_stop_minutes > 0)
-                .then(|| Duration::from_secs(config.idle_stop_minutes * 60)),
-            terminal_idle: Duration::from_secs(config.terminal_idle_minutes.max(1) * 60),
+                .then(|| Duration::from_secs(config.idle_stop_minutes.saturating_mul(60))),
+            terminal_idle: Duration::from_secs(
+                config.terminal_idle_minutes.max(1).saturating_mul(60),
+            ),
             max_file_bytes: 16 << 20,
+            protected_dirs: Vec::new(),
         })
     }
 }
@@ -167,10 +179,24 @@ pub struct WorkspaceManager {
     options: ManagerOptions,
     /// The data folder, as written to the containers' scope label.
     scope: String,
-    /// Serialises create/remove/restore within this process.
+    /// Serialises create/remove/restore within this process; a file lock
+    /// ([`WorkspaceManager::lock`]) does it across processes.
     lifecycle: tokio::sync::Mutex<()>,
     terminals: TerminalRegistry,
 }
+
+/// Held while records and containers change: the in-process mutex and an
+/// exclusive `flock` on `<data_dir>/.lifecycle.lock`, released on drop.
+struct LifecycleGuard<'a> {
+    _task: tokio::sync::MutexGuard<'a, ()>,
+    _file: std::fs::File,
+}
+
+/// System folders a workspace may never mount (the container could rewrite them).
+const SYSTEM_DIRS: &[&str] = &[
+    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/media", "/mnt",
+    "/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var",
+];
 
 impl WorkspaceManager {
     /// Connect to the configured backend (the Docker engine must answer).
@@ -183,11 +209,17 @@ impl WorkspaceManager {
     }
 
     /// A manager over a given backend.
-    pub fn with_backend(options: ManagerOptions, backend: Arc<dyn Backend>) -> WorkspaceManager {
-        let scope = std::fs::canonicalize(&options.data_dir)
-            .unwrap_or_else(|_| options.data_dir.clone())
-            .display()
-            .to_string();
+    pub fn with_backend(
+        mut options: ManagerOptions,
+        backend: Arc<dyn Backend>,
+    ) -> WorkspaceManager {
+        // One spelling of the data folder for the records, the bind mounts and
+        // the scope label, whatever symlinks or relative paths led to it.
+        let _ = std::fs::create_dir_all(&options.data_dir);
+        if let Ok(canonical) = std::fs::canonicalize(&options.data_dir) {
+            options.data_dir = canonical;
+        }
+        let scope = options.data_dir.display().to_string();
         let terminals = TerminalRegistry::new(TerminalOptions {
             idle_timeout: options.terminal_idle,
             ..TerminalOptions::default()
@@ -200,6 +232,76 @@ impl WorkspaceManager {
             lifecycle: tokio::sync::Mutex::new(()),
             terminals,
         }
+    }
+
+    /// Take the lifecycle lock (waits up to a minute for another process).
+    async fn lock(&self) -> Result<LifecycleGuard<'_>, WorkspaceError> {
+        use std::os::fd::AsRawFd;
+        let task = self.lifecycle.lock().await;
+        let path = self.options.data_dir.join(".lifecycle.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| WorkspaceError::io(&path, e))?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            // SAFETY: flock on a descriptor we own; no memory is involved.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                return Ok(LifecycleGuard {
+                    _task: task,
+                    _file: file,
+                });
+            }
+            let error = std::io::Error::last_os_error();
+            if error.kind() != std::io::ErrorKind::WouldBlock {
+                return Err(WorkspaceError::io(&path, error));
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(WorkspaceError::Timeout {
+                    action: format!("wait for another process to release {}", path.display()),
+                    seconds: 60,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Refuse a user-supplied folder that would expose the host or our own
+    /// state to the container: system folders, and any folder that is, holds
+    /// or lies within the data folder or another protected folder.
+    fn check_user_dir(&self, dir: &Path) -> Result<PathBuf, WorkspaceError> {
+        let dir = std::fs::canonicalize(dir).map_err(|e| WorkspaceError::io(dir, e))?;
+        if !dir.is_dir() {
+            return Err(WorkspaceError::InvalidRequest(format!(
+                "--dir {}: not a folder",
+                dir.display()
+            )));
+        }
+        if SYSTEM_DIRS.iter().any(|system| dir == Path::new(system)) {
+            return Err(WorkspaceError::InvalidRequest(format!(
+                "--dir {}: a system folder cannot be a workspace; use a project folder",
+                dir.display()
+            )));
+        }
+        let mut protected = vec![self.options.data_dir.clone()];
+        protected.extend(
+            self.options
+                .protected_dirs
+                .iter()
+                .filter_map(|p| std::fs::canonicalize(p).ok()),
+        );
+        for guarded in protected {
+            if guarded.starts_with(&dir) || dir.starts_with(&guarded) {
+                return Err(WorkspaceError::InvalidRequest(format!(
+                    "--dir {}: it overlaps AiCockpit's own folder {}; use a project folder",
+                    dir.display(),
+                    guarded.display()
+                )));
+            }
+        }
+        Ok(dir)
     }
 
     /// Records only, without a backend: enough to find a workspace's folder.
@@ -218,7 +320,7 @@ impl WorkspaceManager {
     /// Bring the store in line with the engine: mark records whose container
     /// is gone as missing and adopt labelled containers that have no record.
     pub async fn reconcile(&self) -> Result<ReconcileReport, WorkspaceError> {
-        let _guard = self.lifecycle.lock().await;
+        let _guard = self.lock().await?;
         let observed = self.backend.list(&self.scope).await?;
         let (records, damaged) = self.store.list()?;
         let mut report = ReconcileReport {
@@ -309,7 +411,7 @@ impl WorkspaceManager {
             }
         }
         if record != before {
-            self.store.put(&record)?;
+            self.store.update(&record)?;
         }
         Ok(record)
     }
@@ -323,46 +425,55 @@ impl WorkspaceManager {
             .collect())
     }
 
-    /// Create a workspace (and start it when asked).
+    /// Create a workspace (and start it when asked). On any failure,
+    /// nothing is left: no record, no container, no folder this call made.
     pub async fn create(&self, request: CreateRequest) -> Result<Workspace, WorkspaceError> {
         validate_name(&request.name)?;
-        let _guard = self.lifecycle.lock().await;
+        let _guard = self.lock().await?;
         if self.store.get(&request.name)?.is_some() {
             return Err(WorkspaceError::NameTaken { name: request.name });
         }
         let (dir, managed) = match &request.dir {
-            Some(dir) => (
-                std::fs::canonicalize(dir).map_err(|e| WorkspaceError::io(dir, e))?,
-                false,
-            ),
+            Some(dir) => (self.check_user_dir(dir)?, false),
             None => (self.store.files_dir(&request.name), true),
         };
         if let Some(workspace) = self.claim_pooled(&request).await? {
-            drop(_guard);
-            return if request.start {
-                self.start(&workspace.name).await
-            } else {
-                Ok(workspace)
-            };
+            return Ok(workspace);
         }
-        let made_dir = !dir.exists();
-        let result = self
-            .create_inner(&request, &dir, managed, &self.store)
-            .await;
-        if result.is_err() {
-            // Leave nothing behind: no record, and no folder we made.
-            let _ = self.store.delete(&request.name, false);
-            if made_dir {
-                let _ = std::fs::remove_dir_all(&dir);
-                let _ = std::fs::remove_dir(self.store.workspace_dir(&request.name));
+        // Creating the folder is the claim on it: one we did not make
+        // (kept files of a removed workspace) is never deleted here.
+        let made_dir = managed && {
+            let parent = self.store.workspace_dir(&request.name);
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&parent)
+                .map_err(|e| WorkspaceError::io(&parent, e))?;
+            match std::fs::create_dir(&dir) {
+                Ok(()) => true,
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => false,
+                Err(error) => return Err(WorkspaceError::io(&dir, error)),
             }
+        };
+        let result = match self
+            .create_inner(&request, &dir, managed, &self.store)
+            .await
+        {
+            Ok(workspace) if request.start => match self.start(&workspace.name).await {
+                Ok(started) => Ok(started),
+                Err(error) => {
+                    let _ = self.backend.remove(&workspace).await;
+                    let _ = self.store.delete(&workspace.name, false);
+                    Err(error)
+                }
+            },
+            other => other,
+        };
+        if result.is_err() && made_dir {
+            let _ = std::fs::remove_dir_all(&dir);
+            let _ = std::fs::remove_dir(self.store.workspace_dir(&request.name));
         }
-        let mut workspace = result?;
-        drop(_guard);
-        if request.start {
-            workspace = self.start(&workspace.name).await?;
-        }
-        Ok(workspace)
+        result
     }
 
     async fn create_inner(
@@ -391,6 +502,13 @@ impl WorkspaceManager {
             }
             env.extend(dev.container_env.clone());
             user = dev.container_user.clone().or(dev.remote_user.clone());
+            if user.as_deref().is_some_and(is_root_user) {
+                return Err(WorkspaceError::InvalidRequest(
+                    "devcontainer.json asks to run as root (`containerUser`/`remoteUser`), which AiCockpit refuses: \
+                     workspaces run as an unprivileged user"
+                        .into(),
+                ));
+            }
             post_create_command = dev
                 .post_create_command
                 .as_ref()
@@ -399,8 +517,16 @@ impl WorkspaceManager {
         env.extend(request.env.clone());
         let user = match user {
             Some(user) => user,
-            None => self.workspace_user(dir)?,
+            None => self.workspace_user(dir, managed)?,
         };
+        if self.backend.kind() == BackendKind::Local && post_create_command.is_some() {
+            // The local backend has no isolation: a repository's command is
+            // not run on the host without the user asking for it.
+            tracing::warn!(
+                "postCreateCommand of devcontainer.json is not run by the local backend (no isolation)"
+            );
+            post_create_command = None;
+        }
         let mut limits = self.options.limits.clone();
         if let Some(memory) = &request.memory {
             limits.memory_bytes = parse_size(memory)?;
@@ -415,6 +541,12 @@ impl WorkspaceManager {
         }
         if let Some(pids) = request.pids {
             limits.pids = pids;
+        }
+        if limits.pids < 8 {
+            // Docker reads 0 (and negative) as "no limit".
+            return Err(WorkspaceError::InvalidRequest(
+                "the process limit must be at least 8".into(),
+            ));
         }
         if limits.memory_bytes < (6 << 20) {
             return Err(WorkspaceError::InvalidRequest(
@@ -444,6 +576,7 @@ impl WorkspaceManager {
             ports: Vec::new(),
             post_create_done: post_create_command.is_none(),
             post_create_command,
+            pool_key: None,
         };
         let container_id = self.backend.create(&workspace, &self.scope).await?;
         workspace.container_id = Some(container_id);
@@ -455,14 +588,23 @@ impl WorkspaceManager {
     }
 
     /// The user a workspace runs as: the folder's owner unless that is root,
-    /// else [`DEFAULT_UID`], with the folder handed to it.
-    fn workspace_user(&self, dir: &Path) -> Result<String, WorkspaceError> {
+    /// else [`DEFAULT_UID`], with a folder AiCockpit made handed to it. A
+    /// user's own folder that belongs to root is refused, not taken over.
+    fn workspace_user(&self, dir: &Path, managed: bool) -> Result<String, WorkspaceError> {
         let metadata = std::fs::metadata(dir).map_err(|e| WorkspaceError::io(dir, e))?;
         if metadata.uid() != 0 {
             return Ok(format!("{}:{}", metadata.uid(), metadata.gid()));
         }
         if self.backend.kind() == BackendKind::Local {
             return Ok("0:0".to_string());
+        }
+        if !managed {
+            return Err(WorkspaceError::InvalidRequest(format!(
+                "{} belongs to root, and workspaces never run as root: give it to the user who should \
+                 own the files (e.g. `chown -R {DEFAULT_UID}:{DEFAULT_UID} {}`)",
+                dir.display(),
+                dir.display()
+            )));
         }
         std::os::unix::fs::chown(dir, Some(DEFAULT_UID), Some(DEFAULT_UID))
             .map_err(|e| WorkspaceError::io(dir, e))?;
@@ -476,7 +618,7 @@ impl WorkspaceManager {
         if workspace.state == WorkspaceState::Missing {
             workspace.container_id = Some(self.backend.create(&workspace, &self.scope).await?);
             workspace.state = WorkspaceState::Created;
-            self.store.put(&workspace)?;
+            self.store.update(&workspace)?;
         }
         if workspace.state != WorkspaceState::Running {
             self.backend.start(&workspace).await?;
@@ -484,7 +626,25 @@ impl WorkspaceManager {
         workspace.state = WorkspaceState::Running;
         workspace.started_at = Some(now());
         workspace.last_used_at = now();
-        self.store.put(&workspace)?;
+        self.store.update(&workspace)?;
+        if self.backend.isolated() && numeric_owner(&workspace.user).is_none() {
+            // A user given by name could be root in the image: check once running.
+            let output = self
+                .backend
+                .run(
+                    &workspace,
+                    vec!["id".into(), "-u".into()],
+                    Duration::from_secs(30),
+                )
+                .await?;
+            if String::from_utf8_lossy(&output.stdout).trim() == "0" {
+                let _ = self.backend.stop(&workspace).await;
+                return Err(WorkspaceError::InvalidRequest(format!(
+                    "user {:?} is root in image {}, and workspaces never run as root",
+                    workspace.user, workspace.image
+                )));
+            }
+        }
         if let (false, Some(command)) = (
             workspace.post_create_done,
             workspace.post_create_command.clone(),
@@ -501,7 +661,7 @@ impl WorkspaceManager {
                 )));
             }
             workspace.post_create_done = true;
-            self.store.put(&workspace)?;
+            self.store.update(&workspace)?;
         }
         Ok(workspace)
     }
@@ -510,7 +670,7 @@ impl WorkspaceManager {
         let mut workspace = self.get(name)?;
         self.backend.stop(&workspace).await?;
         workspace.state = WorkspaceState::Stopped;
-        self.store.put(&workspace)?;
+        self.store.update(&workspace)?;
         Ok(workspace)
     }
 
@@ -520,18 +680,22 @@ impl WorkspaceManager {
         workspace.state = WorkspaceState::Running;
         workspace.started_at = Some(now());
         workspace.last_used_at = now();
-        self.store.put(&workspace)?;
+        self.store.update(&workspace)?;
         Ok(workspace)
     }
 
     /// Delete a workspace's container and record; with `purge`, its files
     /// too (only a folder AiCockpit made; a folder given with `--dir` stays).
     pub async fn remove(&self, name: &str, purge: bool) -> Result<RemoveReport, WorkspaceError> {
-        let _guard = self.lifecycle.lock().await;
+        let _guard = self.lock().await?;
         let workspace = self.get(name)?;
         self.backend.remove(&workspace).await?;
         self.store.delete(name, purge && workspace.managed_dir)?;
-        if purge && workspace.managed_dir {
+        let ours = workspace.dir.starts_with(self.store.workspace_dir(name))
+            || workspace
+                .dir
+                .starts_with(self.options.data_dir.join("pool"));
+        if purge && workspace.managed_dir && ours {
             // A workspace claimed from the pool keeps its files in the pool's folder.
             match std::fs::remove_dir_all(&workspace.dir) {
                 Ok(()) => {}
@@ -542,7 +706,7 @@ impl WorkspaceManager {
                 let _ = std::fs::remove_dir(parent);
             }
         }
-        let files_kept = (!purge || !workspace.managed_dir).then(|| workspace.dir.clone());
+        let files_kept = (!purge || !workspace.managed_dir || !ours).then(|| workspace.dir.clone());
         Ok(RemoveReport {
             name: name.to_string(),
             files_kept,
@@ -553,7 +717,7 @@ impl WorkspaceManager {
     pub fn touch(&self, name: &str) -> Result<(), WorkspaceError> {
         let mut workspace = self.get(name)?;
         workspace.last_used_at = now();
-        self.store.put(&workspace)
+        self.store.update(&workspace)
     }
 
     fn running(&self, name: &str) -> Result<Workspace, WorkspaceError> {
@@ -619,9 +783,17 @@ impl WorkspaceManager {
             resize: io.resize,
         };
         let id = format!("{name}/{}", crate::docker::new_id());
-        self.terminals
+        let session = self
+            .terminals
             .start(id, terminal_io)
-            .map_err(|e| WorkspaceError::InvalidRequest(e.to_string()))
+            .map_err(|e| WorkspaceError::InvalidRequest(e.to_string()))?;
+        // Collect the exit status once the session ends, so no process is left unreaped.
+        let (watched, exit_code) = (session.clone(), io.exit_code);
+        tokio::spawn(async move {
+            watched.closed().await;
+            let _ = exit_code.await;
+        });
+        Ok(session)
     }
 
     /// A terminal session by id, if it is still open.
@@ -704,7 +876,7 @@ impl WorkspaceManager {
         }
         let parent = self.store.workspace_dir(&name);
         std::fs::create_dir_all(&parent).map_err(|e| WorkspaceError::io(&parent, e))?;
-        let owner = numeric_owner(&old.user);
+        let owner = numeric_owner(&old.user).filter(|(uid, _)| *uid != 0);
         let restored = {
             let archive = archive.to_path_buf();
             let dir = dir.clone();
@@ -745,14 +917,29 @@ impl WorkspaceManager {
         result
     }
 
-    /// Stop every running workspace nobody used for `idle`; returns their names.
+    /// Stop every running workspace nobody used for `idle` and nobody
+    /// watches in a terminal; returns their names. A workspace that cannot
+    /// be stopped is logged and does not keep the others running.
     pub async fn stop_idle(&self, idle: Duration) -> Result<Vec<String>, WorkspaceError> {
         let cutoff = now().saturating_sub(idle.as_secs());
+        let watched: std::collections::HashSet<String> = self
+            .terminals
+            .ids()
+            .into_iter()
+            .filter(|id| self.terminals.get(id).is_some_and(|s| s.clients() > 0))
+            .filter_map(|id| id.split_once('/').map(|(name, _)| name.to_string()))
+            .collect();
         let mut stopped = Vec::new();
         for workspace in self.list()? {
-            if workspace.state == WorkspaceState::Running && workspace.last_used_at <= cutoff {
-                self.stop(&workspace.name).await?;
-                stopped.push(workspace.name);
+            if workspace.state != WorkspaceState::Running
+                || workspace.last_used_at > cutoff
+                || watched.contains(&workspace.name)
+            {
+                continue;
+            }
+            match self.stop(&workspace.name).await {
+                Ok(_) => stopped.push(workspace.name),
+                Err(error) => tracing::warn!("idle stop of workspace {}: {error}", workspace.name),
             }
         }
         Ok(stopped)
@@ -776,6 +963,18 @@ impl WorkspaceManager {
         })
     }
 
+    /// Everything a pooled container's settings depend on.
+    fn pool_key(&self) -> String {
+        format!(
+            "{}|{:?}|{}|{}|{}",
+            self.options.default_image,
+            self.options.limits,
+            self.options.network,
+            self.options.docker.read_only_root,
+            self.options.docker.tmp_size
+        )
+    }
+
     fn pool_store(&self) -> Store {
         Store::at(self.options.data_dir.join("pool"))
     }
@@ -792,7 +991,7 @@ impl WorkspaceManager {
     /// longer than the whole pooled path (rename, thaw, first exec); a frozen
     /// container uses no CPU and only the memory of its idle init process.
     pub async fn fill_pool(&self, size: usize) -> Result<usize, WorkspaceError> {
-        let _guard = self.lifecycle.lock().await;
+        let _guard = self.lock().await?;
         let store = self.pool_store();
         let mut made = 0;
         while store.list()?.0.len() < size {
@@ -815,6 +1014,7 @@ impl WorkspaceManager {
                 }
                 entry.state = WorkspaceState::Running;
                 entry.started_at = Some(now());
+                entry.pool_key = Some(self.pool_key());
                 store.put(&entry)
             }
             .await;
@@ -829,7 +1029,7 @@ impl WorkspaceManager {
 
     /// Remove every pooled container and its folder; returns how many.
     pub async fn drain_pool(&self) -> Result<usize, WorkspaceError> {
-        let _guard = self.lifecycle.lock().await;
+        let _guard = self.lock().await?;
         let store = self.pool_store();
         let entries = store.list()?.0;
         for entry in &entries {
@@ -865,7 +1065,7 @@ impl WorkspaceManager {
             if std::fs::rename(&record, &claimed).is_err() {
                 continue;
             }
-            if entry.image != self.options.default_image || entry.limits != self.options.limits {
+            if entry.pool_key.as_deref() != Some(self.pool_key().as_str()) {
                 // Made with other defaults: not what this request asks for.
                 let _ = std::fs::rename(&claimed, &record);
                 continue;
@@ -882,6 +1082,7 @@ impl WorkspaceManager {
                 return Err(error);
             }
             entry.name = request.name.clone();
+            entry.pool_key = None;
             let now = now();
             entry.created_at = now;
             entry.started_at = Some(now);

@@ -111,6 +111,10 @@ pub struct Workspace {
     pub post_create_command: Option<Vec<String>>,
     #[serde(default)]
     pub post_create_done: bool,
+    /// For a pooled container: the settings it was made with, so a claim
+    /// never hands out one made under other settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_key: Option<String>,
 }
 
 impl Workspace {
@@ -134,8 +138,11 @@ pub struct RunOutput {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ExecRequest {
     pub command: Vec<String>,
-    /// Allocate a terminal (interactive use).
+    /// Allocate a terminal (interactive use); implies `stdin`.
     pub tty: bool,
+    /// Connect the command's stdin to [`crate::ExecIo::input`]; without it the
+    /// command reads end-of-file at once.
+    pub stdin: bool,
     pub env: Vec<(String, String)>,
     /// Working directory; default `/workspace`.
     pub working_dir: Option<String>,

@@ -6,12 +6,34 @@
 //! reported by name and does not hide the others.
 
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::WorkspaceError;
 use crate::model::Workspace;
 
 const RECORD: &str = "workspace.json";
+
+/// Makes temporary file names unique among the writers of one process.
+static NEXT_TEMPORARY: AtomicU64 = AtomicU64::new(0);
+
+/// A record's key must be one plain folder name: nothing a caller passes
+/// may lead the store to another folder (`a/../b`, `x/files/evil`).
+fn check_key(name: &str) -> Result<(), WorkspaceError> {
+    let plain = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains('/')
+        && !name.contains('\0');
+    if plain {
+        Ok(())
+    } else {
+        Err(WorkspaceError::NotFound {
+            name: name.to_string(),
+        })
+    }
+}
 
 /// The folder of workspace records.
 #[derive(Clone, Debug)]
@@ -46,6 +68,7 @@ impl Store {
     }
 
     pub fn get(&self, name: &str) -> Result<Option<Workspace>, WorkspaceError> {
+        check_key(name)?;
         let path = self.workspace_dir(name).join(RECORD);
         match std::fs::read(&path) {
             Ok(bytes) => {
@@ -87,19 +110,53 @@ impl Store {
         Ok((records, damaged))
     }
 
-    /// Write a record atomically.
+    /// Write a new record (or replace one) atomically. The workspace's
+    /// folder is private (0700) and the record 0600: it may hold secrets in
+    /// `env`.
     pub fn put(&self, workspace: &Workspace) -> Result<(), WorkspaceError> {
+        check_key(&workspace.name)?;
         let dir = self.workspace_dir(&workspace.name);
-        std::fs::create_dir_all(&dir).map_err(|error| WorkspaceError::io(&dir, error))?;
+        std::fs::create_dir_all(&self.root)
+            .map_err(|error| WorkspaceError::io(&self.root, error))?;
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(error) => return Err(WorkspaceError::io(&dir, error)),
+        }
+        self.write_record(workspace, &dir)
+    }
+
+    /// Replace an existing record; a record deleted meanwhile (the workspace
+    /// was removed) is not brought back.
+    pub fn update(&self, workspace: &Workspace) -> Result<(), WorkspaceError> {
+        check_key(&workspace.name)?;
+        let dir = self.workspace_dir(&workspace.name);
+        if !dir.join(RECORD).exists() {
+            return Err(WorkspaceError::NotFound {
+                name: workspace.name.clone(),
+            });
+        }
+        self.write_record(workspace, &dir)
+    }
+
+    fn write_record(&self, workspace: &Workspace, dir: &Path) -> Result<(), WorkspaceError> {
         let path = dir.join(RECORD);
-        let temporary = dir.join(format!(".{RECORD}.{}.tmp", std::process::id()));
+        let temporary = dir.join(format!(
+            ".{RECORD}.{}.{}.tmp",
+            std::process::id(),
+            NEXT_TEMPORARY.fetch_add(1, Ordering::Relaxed)
+        ));
         let bytes =
             serde_json::to_vec_pretty(workspace).map_err(|error| WorkspaceError::Store {
                 path: path.clone(),
                 message: error.to_string(),
             })?;
         let write = || -> std::io::Result<()> {
-            let mut file = std::fs::File::create(&temporary)?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&temporary)?;
             file.write_all(&bytes)?;
             file.sync_all()?;
             std::fs::rename(&temporary, &path)
@@ -112,6 +169,7 @@ impl Store {
 
     /// Delete a record; with `purge_files`, its managed `files/` folder too.
     pub fn delete(&self, name: &str, purge_files: bool) -> Result<(), WorkspaceError> {
+        check_key(name)?;
         let dir = self.workspace_dir(name);
         let record = dir.join(RECORD);
         match std::fs::remove_file(&record) {

@@ -503,6 +503,8 @@ async fn devcontainer_settings_are_applied() {
         return;
     };
     let project = tempfile::tempdir().unwrap();
+    // A user's folder must belong to the user the workspace runs as, not root.
+    std::os::unix::fs::chown(project.path(), Some(1000), Some(1000)).unwrap();
     std::fs::write(
         project.path().join(".devcontainer.json"),
         format!(
@@ -729,4 +731,165 @@ async fn a_pool_of_frozen_containers_serves_plain_creates() {
     again.remove(&special, true).await.unwrap();
     assert_eq!(again.drain_pool().await.unwrap(), 1);
     assert!(again.pool().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_lets_a_workspace_run_as_root_or_reach_host_folders() {
+    let data = tempfile::tempdir().unwrap();
+    let Some(manager) = manager(data.path()).await else {
+        return;
+    };
+    // devcontainer.json asking for root, by name or by id.
+    let project = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(project.path(), Some(1000), Some(1000)).unwrap();
+    for user in [
+        "\"containerUser\": \"root\"",
+        "\"remoteUser\": \"0\"",
+        "\"containerUser\": \"0:0\"",
+    ] {
+        std::fs::write(
+            project.path().join(".devcontainer.json"),
+            format!("{{ {user} }}"),
+        )
+        .unwrap();
+        let name = unique_name("rootuser");
+        let error = manager
+            .create(CreateRequest {
+                dir: Some(project.path().to_path_buf()),
+                ..request(&name)
+            })
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("root"), "{user}: {error}");
+        assert!(manager.get(&name).is_err());
+    }
+    std::fs::remove_file(project.path().join(".devcontainer.json")).unwrap();
+
+    // A folder of the user's that belongs to root is refused, and not handed over.
+    let root_owned = tempfile::tempdir().unwrap();
+    let error = manager
+        .create(CreateRequest {
+            dir: Some(root_owned.path().to_path_buf()),
+            ..request(&unique_name("rootdir"))
+        })
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("chown"), "{error}");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(root_owned.path()).unwrap().uid(),
+        0,
+        "the folder was not taken over"
+    );
+
+    // System folders and AiCockpit's own folder cannot be mounted.
+    for dir in [
+        std::path::PathBuf::from("/"),
+        std::path::PathBuf::from("/etc"),
+        data.path().to_path_buf(),
+        data.path().join("workspaces"),
+    ] {
+        std::fs::create_dir_all(&dir).unwrap();
+        let error = manager
+            .create(CreateRequest {
+                dir: Some(dir.clone()),
+                ..request(&unique_name("sysdir"))
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, WorkspaceError::InvalidRequest(_)),
+            "{dir:?}: {error}"
+        );
+    }
+    assert_eq!(std::fs::metadata("/etc").unwrap().uid(), 0);
+
+    // Names that are paths never reach another folder.
+    for name in ["x/files/evil", "..", "../../etc", "a/b"] {
+        assert!(manager.get(name).is_err(), "{name}");
+        assert!(manager.remove(name, true).await.is_err(), "{name}");
+        assert!(manager.files(name).is_err(), "{name}");
+    }
+    // A process limit of 0 would mean "no limit" to Docker.
+    let error = manager
+        .create(CreateRequest {
+            pids: Some(0),
+            ..request(&unique_name("nopids"))
+        })
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("at least 8"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_start_leaves_nothing_and_other_data_folders_are_left_alone() {
+    let data = tempfile::tempdir().unwrap();
+    let Some(manager) = manager(data.path()).await else {
+        return;
+    };
+    // postCreateCommand fails: the create fails and is undone.
+    let project = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(project.path(), Some(1000), Some(1000)).unwrap();
+    std::fs::write(
+        project.path().join(".devcontainer.json"),
+        "{ \"postCreateCommand\": \"echo broken >&2; exit 3\" }",
+    )
+    .unwrap();
+    let name = unique_name("poststart");
+    let error = manager
+        .create(CreateRequest {
+            dir: Some(project.path().to_path_buf()),
+            ..request(&name)
+        })
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("broken"), "{error}");
+    assert!(manager.get(&name).is_err(), "no record is left");
+    let engine = docker().await.unwrap();
+    let leftover = engine
+        .docker()
+        .inspect_container(
+            &format!("aicockpit-{name}"),
+            None::<InspectContainerOptions>,
+        )
+        .await;
+    assert!(leftover.is_err(), "no container is left");
+
+    // Workspace "shared" of data folder A loses its container; data folder B
+    // then makes its own "shared". A must never act on B's container.
+    let other = tempfile::tempdir().unwrap();
+    let b = support::manager(other.path()).await.unwrap();
+    let shared = unique_name("shared");
+    let a_workspace = manager.create(request(&shared)).await.unwrap();
+    engine
+        .docker()
+        .remove_container(
+            &a_workspace.container_name(),
+            Some(bollard::query_parameters::RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
+    manager.reconcile().await.unwrap();
+    let b_workspace = b.create(request(&shared)).await.unwrap();
+    assert_eq!(
+        manager.inspect(&shared).await.unwrap().state,
+        WorkspaceState::Missing
+    );
+    assert!(matches!(
+        manager
+            .run(&shared, vec!["true".into()], Duration::from_secs(5))
+            .await,
+        Err(WorkspaceError::Missing { .. })
+    ));
+    manager.remove(&shared, true).await.unwrap();
+    assert_eq!(
+        b.inspect(&shared).await.unwrap().state,
+        WorkspaceState::Running,
+        "B's container survived A's rm"
+    );
+    assert_eq!(b_workspace.name, shared);
+    cleanup(&b, &shared).await;
 }

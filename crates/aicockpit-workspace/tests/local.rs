@@ -26,6 +26,7 @@ fn manager(data: &std::path::Path) -> WorkspaceManager {
         idle_stop: None,
         terminal_idle: Duration::from_secs(60),
         max_file_bytes: 1 << 20,
+        protected_dirs: Vec::new(),
     };
     WorkspaceManager::with_backend(options, Arc::new(LocalBackend::new()))
 }
@@ -117,4 +118,38 @@ async fn local_workspaces_run_host_processes_in_their_folder() {
     manager.stop("here").await.unwrap();
     manager.remove("here", true).await.unwrap();
     assert!(!workspace.dir.exists());
+}
+
+#[test]
+fn concurrent_record_writes_never_damage_a_record() {
+    let data = tempfile::tempdir().unwrap();
+    let store = WorkspaceManager::store_for(data.path());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let manager = manager(data.path());
+    let workspace = runtime
+        .block_on(manager.create(CreateRequest {
+            name: "busy".into(),
+            ..CreateRequest::default()
+        }))
+        .unwrap();
+    std::thread::scope(|scope| {
+        for thread in 0..8u64 {
+            let (store, mut record) = (&store, workspace.clone());
+            scope.spawn(move || {
+                for round in 0..200u64 {
+                    record.last_used_at = thread * 1000 + round;
+                    store.update(&record).unwrap();
+                    let read = store
+                        .get("busy")
+                        .unwrap()
+                        .expect("the record is always there");
+                    assert_eq!(read.name, "busy");
+                }
+            });
+        }
+    });
+    // A removed workspace is not brought back by a late update.
+    runtime.block_on(manager.remove("busy", true)).unwrap();
+    assert!(store.update(&workspace).is_err());
+    assert!(store.get("busy").unwrap().is_none());
 }

@@ -82,6 +82,7 @@ fn options(data: &Path) -> ManagerOptions {
         idle_stop: None,
         terminal_idle: Duration::from_secs(60),
         max_file_bytes: 1 << 20,
+        protected_dirs: Vec::new(),
     }
 }
 

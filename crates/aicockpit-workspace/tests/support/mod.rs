@@ -65,6 +65,7 @@ pub fn options(data_dir: &Path, backend: BackendKind) -> ManagerOptions {
         idle_stop: Some(Duration::from_secs(3600)),
         terminal_idle: Duration::from_secs(60),
         max_file_bytes: 1 << 20,
+        protected_dirs: Vec::new(),
     }
 }
 
