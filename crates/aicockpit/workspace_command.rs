@@ -229,9 +229,10 @@ pub fn run(paths: &Paths, config: &Config, command: WorkspaceCommand) -> Result<
         println!("{}", workspace_dir(paths, name)?.display());
         return Ok(0);
     }
+    let json = command.wants_json();
     let options = manager_options(paths, config)?;
     let runtime = runtime()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let manager = WorkspaceManager::open(options).await?;
         if !manager.backend().isolated() {
             eprintln!(
@@ -239,7 +240,42 @@ pub fn run(paths: &Paths, config: &Config, command: WorkspaceCommand) -> Result<
             );
         }
         run_with(&manager, config, command).await
-    })
+    });
+    match result {
+        // Scripts that asked for JSON get the error as JSON on stdout too.
+        Err(error) if json => {
+            println!("{}", serde_json::json!({ "error": format!("{error:#}") }));
+            eprintln!("error: {error:#}");
+            Ok(1)
+        }
+        other => other,
+    }
+}
+
+impl WorkspaceCommand {
+    /// Whether the verb was asked for `--json` output.
+    fn wants_json(&self) -> bool {
+        match self {
+            WorkspaceCommand::Create { json, .. }
+            | WorkspaceCommand::Ls { json }
+            | WorkspaceCommand::Inspect { json, .. }
+            | WorkspaceCommand::Start { json, .. }
+            | WorkspaceCommand::Stop { json, .. }
+            | WorkspaceCommand::Restart { json, .. }
+            | WorkspaceCommand::Rm { json, .. }
+            | WorkspaceCommand::Exec { json, .. }
+            | WorkspaceCommand::Stats { json, .. }
+            | WorkspaceCommand::Backup { json, .. }
+            | WorkspaceCommand::Restore { json, .. }
+            | WorkspaceCommand::StopIdle { json, .. } => *json,
+            WorkspaceCommand::Pool(
+                PoolCommand::Fill { json, .. }
+                | PoolCommand::Ls { json }
+                | PoolCommand::Drain { json },
+            ) => *json,
+            WorkspaceCommand::Path { .. } | WorkspaceCommand::Shell { .. } => false,
+        }
+    }
 }
 
 async fn run_with(

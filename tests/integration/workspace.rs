@@ -204,7 +204,21 @@ fn the_workspace_cli_from_create_to_restore() {
     ]);
     assert_eq!(stdout(&output), "test\n");
 
-    // A name clash is refused with a clear message.
+    // A name clash is refused with a clear message (and as JSON for scripts).
+    let clash_json = project.cli(&[
+        "workspace",
+        "create",
+        &name,
+        "--image",
+        TEST_IMAGE,
+        "--json",
+    ]);
+    assert_eq!(clash_json.status.code(), Some(1));
+    let error: Value = serde_json::from_str(&stdout(&clash_json)).unwrap();
+    assert!(
+        error["error"].as_str().unwrap().contains("already exists"),
+        "{error}"
+    );
     let clash = project.cli(&["workspace", "create", &name, "--image", TEST_IMAGE]);
     assert!(!clash.status.success());
     assert!(
