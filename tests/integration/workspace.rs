@@ -547,3 +547,63 @@ fn stdin_is_passed_only_when_asked_and_parallel_creates_do_not_collide() {
     let output = project.cli(&["lsp", "--root", ".", "--workspace", &name]);
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
 }
+
+#[test]
+fn shell_gives_an_interactive_terminal_of_the_callers_size() {
+    let project = Project::new(&[]);
+    if !docker_ready(&project) {
+        return;
+    }
+    let name = unique("shell");
+    let _cleanup = Cleanup(&project, vec![name.clone()]);
+    json_of(&project.cli(&[
+        "workspace",
+        "create",
+        &name,
+        "--image",
+        TEST_IMAGE,
+        "--json",
+    ]));
+    // `script` (util-linux) gives the CLI a real terminal of a known size.
+    let line = format!(
+        "stty cols 91 rows 27; {} workspace shell {name}",
+        env!("CARGO_BIN_EXE_aicockpit")
+    );
+    let mut command = project.command("script");
+    command
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command
+        .spawn()
+        .expect("`script` runs the shell on a terminal: apt-get install util-linux");
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        std::thread::sleep(std::time::Duration::from_millis(800));
+        let _ = stdin.write_all(b"echo shell-$((40+2)); stty size; tty; exit 5\n");
+        std::thread::sleep(std::time::Duration::from_secs(30));
+    });
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("workspace shell did not end");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("shell-42"), "{text}");
+    assert!(
+        text.contains("27 91"),
+        "the window size reaches the shell: {text}"
+    );
+    assert!(text.contains("/dev/pts/"), "{text}");
+    assert_eq!(
+        output.status.code(),
+        Some(5),
+        "the shell's exit code: {text}"
+    );
+}
