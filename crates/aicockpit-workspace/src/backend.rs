@@ -195,7 +195,13 @@ pub(crate) async fn collect_with_deadline(
     Ok(RunOutput {
         stdout,
         stderr,
-        exit_code: if timed_out { None } else { exit_code.await },
+        exit_code: if timed_out {
+            // Still collect the killed command's status (bounded), so it is reaped.
+            let _ = tokio::time::timeout(Duration::from_secs(2), exit_code).await;
+            None
+        } else {
+            exit_code.await
+        },
         timed_out,
     })
 }

