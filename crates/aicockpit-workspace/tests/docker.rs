@@ -893,3 +893,23 @@ async fn a_failed_start_leaves_nothing_and_other_data_folders_are_left_alone() {
     assert_eq!(b_workspace.name, shared);
     cleanup(&b, &shared).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_that_ends_early_leaves_no_container() {
+    let data = tempfile::tempdir().unwrap();
+    let name = unique_name("sweep");
+    let container = {
+        let Some(manager) = manager(data.path()).await else {
+            return;
+        };
+        let workspace = manager.create(request(&name)).await.unwrap();
+        workspace.container_name()
+        // No cleanup: the manager's guard must sweep it away.
+    };
+    let engine = docker().await.unwrap();
+    let gone = engine
+        .docker()
+        .inspect_container(&container, None::<InspectContainerOptions>)
+        .await;
+    assert!(gone.is_err(), "{container} was left behind");
+}

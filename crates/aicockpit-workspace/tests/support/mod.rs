@@ -69,13 +69,81 @@ pub fn options(data_dir: &Path, backend: BackendKind) -> ManagerOptions {
     }
 }
 
-/// A manager on the real engine over `data_dir`.
-pub async fn manager(data_dir: &Path) -> Option<Arc<WorkspaceManager>> {
+/// A manager on the real engine over `data_dir`; when the test ends, even
+/// by a panic, every container of that data folder is removed.
+pub async fn manager(data_dir: &Path) -> Option<TestManager> {
     let backend = docker().await?;
-    Some(Arc::new(WorkspaceManager::with_backend(
+    let manager = Arc::new(WorkspaceManager::with_backend(
         options(data_dir, BackendKind::Docker),
         Arc::new(backend),
-    )))
+    ));
+    Some(TestManager {
+        scope: manager.options().data_dir.display().to_string(),
+        manager,
+    })
+}
+
+/// A manager that sweeps its containers away on drop.
+pub struct TestManager {
+    manager: Arc<WorkspaceManager>,
+    scope: String,
+}
+
+impl std::ops::Deref for TestManager {
+    type Target = WorkspaceManager;
+    fn deref(&self) -> &WorkspaceManager {
+        &self.manager
+    }
+}
+
+impl Drop for TestManager {
+    fn drop(&mut self) {
+        let scope = self.scope.clone();
+        // Drop runs inside the test's runtime; a plain thread may start its own.
+        let sweep = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                let Ok(docker) = bollard::Docker::connect_with_defaults() else {
+                    return;
+                };
+                let Ok(docker) = docker.negotiate_version().await else {
+                    return;
+                };
+                let mut filters = std::collections::HashMap::new();
+                filters.insert(
+                    "label".to_string(),
+                    vec![format!("aicockpit.scope={scope}")],
+                );
+                let listed = docker
+                    .list_containers(Some(bollard::query_parameters::ListContainersOptions {
+                        all: true,
+                        filters: Some(filters),
+                        ..Default::default()
+                    }))
+                    .await
+                    .unwrap_or_default();
+                for container in listed {
+                    if let Some(id) = container.id {
+                        let _ = docker
+                            .remove_container(
+                                &id,
+                                Some(bollard::query_parameters::RemoveContainerOptions {
+                                    force: true,
+                                    ..Default::default()
+                                }),
+                            )
+                            .await;
+                    }
+                }
+            });
+        });
+        let _ = sweep.join();
+    }
 }
 
 /// A workspace name no other test (or earlier run) uses.
