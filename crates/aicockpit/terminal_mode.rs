@@ -66,6 +66,7 @@ pub async fn attach(io: ExecIo) -> Result<Option<i64>> {
         mut input,
         resize,
         exit_code,
+        ..
     } = io;
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
     // Stdin is read on a plain thread: a blocking read cannot be cancelled, and

@@ -44,11 +44,22 @@ pub type OutputStream = Pin<Box<dyn Stream<Item = io::Result<(OutputKind, Bytes)
 /// Resize a command's terminal to (cols, rows).
 pub type Resizer = Box<dyn Fn(u16, u16) -> BoxFuture<'static, io::Result<()>> + Send + Sync>;
 
+/// End a started command (and what it started) now.
+pub type Terminator = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
+
+/// A terminator that does nothing (for commands that end by themselves).
+pub fn no_terminator() -> Terminator {
+    Box::new(|| Box::pin(async {}))
+}
+
 /// A started command: its output, its input, a resize handle and its exit code.
 pub struct ExecIo {
     pub output: OutputStream,
     pub input: Pin<Box<dyn AsyncWrite + Send>>,
     pub resize: Resizer,
+    /// Ends the command. Closing the input is not enough: a shell on a
+    /// terminal in a container outlives its client's connection.
+    pub terminate: Terminator,
     /// Resolves to the exit code once the output has ended (`None` if unknown).
     pub exit_code: BoxFuture<'static, Option<i64>>,
 }

@@ -243,6 +243,7 @@ impl DockerBackend {
             input,
             resize,
             exit_code,
+            terminate: crate::backend::no_terminator(),
         })
     }
 
@@ -557,13 +558,32 @@ impl Backend for DockerBackend {
         workspace: &Workspace,
         request: ExecRequest,
     ) -> Result<ExecIo, WorkspaceError> {
-        self.exec_in(
-            &Self::container_ref(workspace)?,
-            &workspace.name,
-            Some(&workspace.user),
-            request,
-        )
-        .await
+        let container = Self::container_ref(workspace)?;
+        if !request.tty {
+            return self
+                .exec_in(&container, &workspace.name, Some(&workspace.user), request)
+                .await;
+        }
+        // A shell on a terminal lives on after its connection closes; record
+        // its pid so `terminate` can end it (and what it started) from inside.
+        let pid_file = format!("/tmp/.aicockpit-tty-{}", unique_suffix());
+        let mut request = request;
+        let mut wrapped = vec![
+            "/bin/sh".to_string(),
+            "-c".to_string(),
+            format!("echo $$ > {pid_file}; exec \"$@\""),
+            "sh".to_string(),
+        ];
+        wrapped.append(&mut request.command);
+        request.command = wrapped;
+        let mut io = self
+            .exec_in(&container, &workspace.name, Some(&workspace.user), request)
+            .await?;
+        let backend = self.clone();
+        io.terminate = Box::new(move || {
+            Box::pin(async move { backend.kill_recorded(&container, &pid_file).await })
+        });
+        Ok(io)
     }
 
     async fn run(

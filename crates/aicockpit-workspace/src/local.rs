@@ -121,6 +121,7 @@ impl LocalBackend {
                     input: Box::pin(writer),
                     resize,
                     exit_code,
+                    terminate: Box::new(move || Box::pin(async move { kill_group(pid) })),
                 },
                 pid,
             ));
@@ -201,6 +202,7 @@ impl LocalBackend {
                 input,
                 resize,
                 exit_code,
+                terminate: Box::new(move || Box::pin(async move { kill_group(pid) })),
             },
             pid,
         ))

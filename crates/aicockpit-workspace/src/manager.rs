@@ -787,10 +787,12 @@ impl WorkspaceManager {
             .terminals
             .start(id, terminal_io)
             .map_err(|e| WorkspaceError::InvalidRequest(e.to_string()))?;
-        // Collect the exit status once the session ends, so no process is left unreaped.
-        let (watched, exit_code) = (session.clone(), io.exit_code);
+        // Once the session ends (the shell exited, or nobody watched it for
+        // `terminal_idle`), end the shell and collect its exit status.
+        let (watched, exit_code, terminate) = (session.clone(), io.exit_code, io.terminate);
         tokio::spawn(async move {
             watched.closed().await;
+            terminate().await;
             let _ = exit_code.await;
         });
         Ok(session)

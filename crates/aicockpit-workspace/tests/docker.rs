@@ -913,3 +913,82 @@ async fn a_test_that_ends_early_leaves_no_container() {
         .await;
     assert!(gone.is_err(), "{container} was left behind");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_terminals_and_idle_workspaces_are_stopped_by_themselves() {
+    let data = tempfile::tempdir().unwrap();
+    let Some(engine) = docker().await else { return };
+    let mut quick = options(data.path(), BackendKind::Docker);
+    quick.terminal_idle = Duration::from_millis(500);
+    quick.idle_stop = Some(Duration::from_secs(1));
+    let manager = Arc::new(WorkspaceManager::with_backend(quick, Arc::new(engine)));
+    let _sweep = support::manager(data.path()).await.unwrap();
+    let name = unique_name("idlers");
+    manager.create(request(&name)).await.unwrap();
+
+    // CPU use shows in the stats while a busy loop runs.
+    let busy = manager
+        .exec(
+            &name,
+            aicockpit_workspace::ExecRequest {
+                command: vec![
+                    "/bin/sh".into(),
+                    "-c".into(),
+                    "timeout 4 sh -c 'while :; do :; done'".into(),
+                ],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stats = manager.stats(&name).await.unwrap();
+    assert!(
+        stats.cpu_percent > 5.0,
+        "a busy loop shows in the stats: {stats:?}"
+    );
+    drop(busy);
+
+    // A terminal nobody watches is torn down after `terminal_idle`, and its shell ends.
+    let session = manager
+        .open_terminal(&name, vec!["/bin/sh".into()], (80, 24))
+        .await
+        .unwrap();
+    let client = session.attach();
+    session.write(b"echo $$ > /tmp/shell.pid\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(client);
+    tokio::time::timeout(Duration::from_secs(10), session.closed())
+        .await
+        .expect("an idle terminal closes");
+    assert!(manager.terminal(session.id()).is_none());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (out, _, _) = sh(
+            &manager,
+            &name,
+            "kill -0 $(cat /tmp/shell.pid) 2>/dev/null && echo alive || echo gone",
+        )
+        .await;
+        if out.trim() == "gone" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle terminal's shell is still running"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The idle stopper, running in the background, stops the unused workspace.
+    let stopper = manager.spawn_idle_stopper(Duration::from_millis(200));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while manager.inspect(&name).await.unwrap().state != WorkspaceState::Stopped {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle workspace was not stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stopper.abort();
+}
