@@ -207,10 +207,9 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn manager_options(paths: &Paths, config: &Config) -> Result<ManagerOptions> {
     let mut options = ManagerOptions::from_config(&config.workspaces, &paths.data_dir)?;
-    options.protected_dirs.push(paths.cache_dir.clone());
-    if let Some(config_dir) = paths.config_file.parent() {
-        options.protected_dirs.push(config_dir.to_path_buf());
-    }
+    // Whether they exist yet or not: a container given the config folder
+    // before `aicockpit/` exists in it could write `config.toml`.
+    options.protected_dirs.extend(paths.protected_dirs());
     Ok(options)
 }
 
@@ -346,7 +345,12 @@ async fn run_with(
             PoolCommand::Ls { json } => {
                 let pool = manager.pool()?;
                 if json {
-                    println!("{}", serde_json::json!({ "pool": pool }));
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "pool": pool.iter().map(Workspace::public_view).collect::<Vec<_>>(),
+                        })
+                    );
                 } else {
                     for entry in &pool {
                         println!(
@@ -386,7 +390,10 @@ async fn run_with(
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({ "workspaces": workspaces, "reconcile": report })
+                    serde_json::json!({
+                        "workspaces": workspaces.iter().map(Workspace::public_view).collect::<Vec<_>>(),
+                        "reconcile": report,
+                    })
                 );
             } else if workspaces.is_empty() {
                 eprintln!("no workspaces yet: create one with `aicockpit workspace create NAME`");
@@ -681,7 +688,8 @@ fn human_bytes(bytes: u64) -> String {
 
 fn print_workspace(workspace: &Workspace, json: bool) {
     if json {
-        println!("{}", serde_json::json!(workspace));
+        // `env` values may be secrets: the view lists names only.
+        println!("{}", workspace.public_view());
         return;
     }
     let time = |seconds: Option<u64>| match seconds {

@@ -87,6 +87,16 @@ fn the_workspace_cli_from_create_to_restore() {
     assert_eq!(created["state"], "running");
     assert_eq!(created["limits"]["memory_bytes"], 128 << 20);
     assert_eq!(created["network"], "none");
+    // `env` values may be secrets: scripts see the names only.
+    assert_eq!(created["env"], serde_json::json!(["STAGE"]));
+    let listed = stdout(&project.cli(&["workspace", "ls", "--json"]));
+    let inspected = stdout(&project.cli(&["workspace", "inspect", &name, "--json"]));
+    for output in [&listed, &inspected] {
+        assert!(
+            output.contains("STAGE") && !output.contains("=test") && !output.contains("\"test\""),
+            "{output}"
+        );
+    }
 
     let path = stdout(&project.cli(&["workspace", "path", &name]));
     let dir = std::path::PathBuf::from(path.trim());

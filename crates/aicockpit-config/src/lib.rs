@@ -212,6 +212,12 @@ pub struct WorkspacesConfig {
     pub terminal_idle_minutes: u64,
     /// Stopped containers kept ready for fast creation with the default settings.
     pub pool_size: u32,
+    /// The most memory any one workspace may ask for (`--memory`, a restored backup).
+    pub max_memory: String,
+    /// The most CPUs any one workspace may ask for.
+    pub max_cpus: f64,
+    /// The highest process limit any one workspace may ask for.
+    pub max_pids: u32,
 }
 
 impl Default for WorkspacesConfig {
@@ -229,6 +235,9 @@ impl Default for WorkspacesConfig {
             idle_stop_minutes: 120,
             terminal_idle_minutes: 10,
             pool_size: 0,
+            max_memory: "16g".to_string(),
+            max_cpus: 8.0,
+            max_pids: 4096,
         }
     }
 }
@@ -446,6 +455,20 @@ impl Config {
         }
         if self.workspaces.pids_limit < 8 {
             return invalid("workspaces.pids_limit", "must be at least 8".into());
+        }
+        if self.workspaces.max_pids < self.workspaces.pids_limit {
+            return invalid(
+                "workspaces.max_pids",
+                "must be at least workspaces.pids_limit".into(),
+            );
+        }
+        if !(self.workspaces.max_cpus.is_finite()
+            && self.workspaces.max_cpus >= self.workspaces.cpus)
+        {
+            return invalid(
+                "workspaces.max_cpus",
+                "must be a number at least workspaces.cpus".into(),
+            );
         }
         for (position, service) in self.ai.services.iter().enumerate() {
             let key = format!("ai.services[{position}]");

@@ -154,13 +154,106 @@ pub(crate) async fn collect(io: ExecIo, limit: usize) -> io::Result<RunOutput> {
     })
 }
 
+/// The line a wrapper shell prints first, on stderr (or the terminal), so
+/// AiCockpit learns the pid of the command it started without writing a
+/// file inside the container (whose `/tmp` may not be writable).
+pub(crate) const PID_MARKER: &str = "\u{1e}aicockpit-pid:";
+
+/// The shell prologue that prints [`PID_MARKER`] with the shell's pid.
+pub(crate) fn pid_marker_prologue(to_stderr: bool) -> String {
+    let redirect = if to_stderr { " >&2" } else { "" };
+    format!("printf '\\036aicockpit-pid:%s\\n' \"$$\"{redirect}")
+}
+
+/// Strip the [`PID_MARKER`] line from the start of `kind`'s output and put
+/// the pid into `pid`. Output that does not start with the marker passes
+/// through untouched.
+pub(crate) fn strip_pid_marker(
+    output: OutputStream,
+    kind: OutputKind,
+    pid: std::sync::Arc<std::sync::OnceLock<u32>>,
+) -> OutputStream {
+    use futures_util::StreamExt;
+    // `Some(buffer)` while the marker line may still be arriving.
+    let pending: Option<Vec<u8>> = Some(Vec::new());
+    let stripped = output
+        .scan(pending, move |pending, item| {
+            let item = match item {
+                Ok((chunk_kind, bytes)) if chunk_kind == kind && pending.is_some() => {
+                    let mut buffer = pending.take().unwrap_or_default();
+                    buffer.extend_from_slice(&bytes);
+                    match parse_pid_marker(&buffer) {
+                        MarkerParse::Incomplete => {
+                            *pending = Some(buffer);
+                            Ok((chunk_kind, Bytes::new()))
+                        }
+                        MarkerParse::Found(found, rest) => {
+                            let _ = pid.set(found);
+                            Ok((chunk_kind, Bytes::copy_from_slice(rest)))
+                        }
+                        MarkerParse::Absent => Ok((chunk_kind, Bytes::from(buffer))),
+                    }
+                }
+                other => other,
+            };
+            std::future::ready(Some(item))
+        })
+        .filter(|item| std::future::ready(!matches!(item, Ok((_, bytes)) if bytes.is_empty())));
+    Box::pin(stripped)
+}
+
+enum MarkerParse<'a> {
+    Incomplete,
+    Found(u32, &'a [u8]),
+    Absent,
+}
+
+fn parse_pid_marker(buffer: &[u8]) -> MarkerParse<'_> {
+    let marker = PID_MARKER.as_bytes();
+    let shared = buffer.len().min(marker.len());
+    if buffer.get(..shared) != marker.get(..shared) {
+        return MarkerParse::Absent;
+    }
+    let Some(newline) = buffer.iter().position(|&byte| byte == b'\n') else {
+        // A pid has at most 10 digits; anything longer is not our marker.
+        return if buffer.len() > marker.len() + 12 {
+            MarkerParse::Absent
+        } else {
+            MarkerParse::Incomplete
+        };
+    };
+    let digits = buffer.get(marker.len()..newline).unwrap_or_default();
+    let digits = digits.strip_suffix(b"\r").unwrap_or(digits);
+    match std::str::from_utf8(digits)
+        .ok()
+        .and_then(|text| text.parse().ok())
+    {
+        Some(found) => MarkerParse::Found(found, buffer.get(newline + 1..).unwrap_or_default()),
+        None => MarkerParse::Absent,
+    }
+}
+
+/// Why a timed-out command could not be collected.
+#[derive(Debug)]
+pub(crate) enum CollectError {
+    /// Reading the output failed.
+    Io(io::Error),
+    /// The command timed out and was not killed (or did not end when killed).
+    KillFailed(String),
+}
+
 /// Collect an [`ExecIo`] until it ends or `timeout` passes; on timeout, run
-/// `kill` and keep what was printed before the kill (waiting at most 10 s more).
-pub(crate) async fn collect_with_deadline(
+/// `kill` and keep what was printed before the kill. A kill that fails, or
+/// after which the output does not end within 10 s, is an error: a timeout
+/// is only reported once the command is known to be gone.
+pub(crate) async fn collect_with_deadline<Kill>(
     io: ExecIo,
     timeout: Duration,
-    kill: impl std::future::Future<Output = ()>,
-) -> io::Result<RunOutput> {
+    kill: Kill,
+) -> Result<RunOutput, CollectError>
+where
+    Kill: std::future::Future<Output = Result<(), String>>,
+{
     use futures_util::StreamExt;
     const LIMIT: usize = 16 << 20;
     let ExecIo {
@@ -182,7 +275,7 @@ pub(crate) async fn collect_with_deadline(
                 let (kind, bytes) = match chunk {
                     Ok(chunk) => chunk,
                     Err(_) if timed_out => break,
-                    Err(error) => return Err(error),
+                    Err(error) => return Err(CollectError::Io(error)),
                 };
                 let buffer = match kind {
                     OutputKind::Stdout => &mut stdout,
@@ -193,11 +286,13 @@ pub(crate) async fn collect_with_deadline(
             }
             () = &mut deadline => {
                 if timed_out {
-                    break;
+                    return Err(CollectError::KillFailed(
+                        "the command's output was still open 10 s after it was killed".to_string(),
+                    ));
                 }
                 timed_out = true;
                 if let Some(kill) = kill.take() {
-                    kill.await;
+                    kill.await.map_err(CollectError::KillFailed)?;
                 }
                 deadline.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(10));
             }
@@ -215,4 +310,35 @@ pub(crate) async fn collect_with_deadline(
         },
         timed_out,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pid_markers_are_parsed_only_when_whole() {
+        let marker = PID_MARKER;
+        assert!(matches!(
+            parse_pid_marker(&marker.as_bytes()[..3]),
+            MarkerParse::Incomplete
+        ));
+        let line = format!("{marker}4242\r\nrest");
+        match parse_pid_marker(line.as_bytes()) {
+            MarkerParse::Found(pid, rest) => {
+                assert_eq!(pid, 4242);
+                assert_eq!(rest, b"rest");
+            }
+            _ => panic!("marker not found"),
+        }
+        assert!(matches!(
+            parse_pid_marker(b"error: x\n"),
+            MarkerParse::Absent
+        ));
+        let bogus = format!("{marker}12x\n");
+        assert!(matches!(
+            parse_pid_marker(bogus.as_bytes()),
+            MarkerParse::Absent
+        ));
+    }
 }

@@ -5,17 +5,24 @@
 //! then every file, folder and symlink of the workspace under `files/`, in
 //! the manifest's order (a folder always comes before what it contains).
 //!
-//! Invariants: writing never follows a symlink and never leaves a partial
-//! archive behind (it writes `<archive>.tmp`, then renames). Restoring
+//! Invariants: the tree is walked and read through directory handles that
+//! never follow a symlink (`crate::confined`), and every file read is the
+//! regular file the walk listed; the archive is written under an
+//! unpredictable name with `O_EXCL | O_NOFOLLOW`, mode 0600, then renamed,
+//! so no partial archive is left and no planted symlink is written through;
+//! the manifest is read with a size cap and an inflation-ratio limit. Restoring
 //! writes only beneath the destination, through a `cap-std` directory, never
 //! through a symlink it restored, verifies every file against the manifest's
 //! SHA-256, and on any failure removes what it created so the destination is
 //! as it was before.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use cap_std::fs::Dir;
@@ -23,6 +30,8 @@ use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::confined::{self, EntryType, Folder, Identity};
 
 /// The manifest format this module writes and the only one it reads.
 pub const BACKUP_FORMAT: u32 = 1;
@@ -95,22 +104,39 @@ pub enum BackupError {
 /// Back up the tree at `root` into a new archive at `archive`, with the
 /// caller's `workspace` metadata in the manifest. Sockets, FIFOs and devices
 /// are skipped and not recorded.
+///
+/// The tree may be changed while it is read by a process we do not trust:
+/// it is walked and read through directory handles that never follow a
+/// symlink, and each file read must be the regular file the walk saw (same
+/// device and inode). The archive is written to a new file with an
+/// unpredictable name, created with `O_EXCL | O_NOFOLLOW` and mode 0600 in
+/// the archive's folder (opened with no symlink in its path), then renamed
+/// over `archive` through the same folder handle.
 pub fn write_backup(
     root: &Path,
     workspace: serde_json::Value,
     archive: &Path,
 ) -> Result<BackupManifest, BackupError> {
-    let temporary = temporary_path(archive);
-    let file = fs::File::create(&temporary).map_err(|source| io_error(&temporary, source))?;
-    let mut guard = RemoveOnDrop(Some(temporary.clone()));
+    let (folder, final_name) =
+        confined::open_parent(archive).map_err(|source| io_error(archive, source))?;
+    let (file, temporary_name) = folder
+        .create_unique(".aicockpit-backup-")
+        .map_err(|source| io_error(archive, source))?;
+    let temporary = archive.with_file_name(&temporary_name);
+    let mut guard = RemoveOnDrop {
+        folder: &folder,
+        name: Some(temporary_name.clone()),
+    };
     // The archive may be written inside the tree it backs up: skip it.
-    let skip = [identity_of_path(&temporary), identity_of_path(archive)];
-
-    let found = walk(root, &skip)?;
-    let mut files = Vec::with_capacity(found.len());
-    for entry in &found {
-        files.push(describe(entry)?);
+    let mut skip = vec![identity_of_file(&file)];
+    if let Ok(Some(_)) = folder.entry(&final_name) {
+        if let Ok((_, identity, _)) = folder.open_file(&final_name) {
+            skip.push(identity);
+        }
     }
+
+    let top = Folder::open_no_symlinks(root).map_err(|source| io_error(root, source))?;
+    let found = walk(&top, root, &skip)?;
     let manifest = BackupManifest {
         format: BACKUP_FORMAT,
         created_at: SystemTime::now()
@@ -118,7 +144,7 @@ pub fn write_backup(
             .map(|elapsed| elapsed.as_secs())
             .unwrap_or(0),
         workspace,
-        files,
+        files: found.iter().map(|entry| entry.described.clone()).collect(),
     };
 
     let archive_error = |source| io_error(&temporary, source);
@@ -135,8 +161,35 @@ pub fn write_backup(
         .append_data(&mut header, MANIFEST_NAME, manifest_bytes.as_slice())
         .map_err(archive_error)?;
 
-    for (entry, described) in found.iter().zip(&manifest.files) {
-        append_entry(&mut builder, entry, described, &temporary)?;
+    // Walk again in the same order, re-opening each folder from its parent
+    // and checking it is still the one the first walk saw.
+    let mut folders: Vec<(String, Folder)> = vec![(String::new(), top)];
+    for entry in &found {
+        let parent = parent_of(&entry.described.path);
+        while folders.last().is_some_and(|(path, _)| path != parent) {
+            folders.pop();
+        }
+        let Some((_, current)) = folders.last() else {
+            return Err(BackupError::Changed {
+                path: root.join(&entry.described.path),
+            });
+        };
+        append_entry(&mut builder, current, entry, root, &temporary)?;
+        if entry.described.kind == BackedUpKind::Dir {
+            let opened = current
+                .open_dir(OsStr::new(entry.name()))
+                .and_then(|folder| Ok((folder.identity()?, folder)));
+            match opened {
+                Ok((identity, folder)) if identity == entry.identity => {
+                    folders.push((entry.described.path.clone(), folder));
+                }
+                _ => {
+                    return Err(BackupError::Changed {
+                        path: root.join(&entry.described.path),
+                    })
+                }
+            }
+        }
     }
 
     let file = builder
@@ -145,24 +198,28 @@ pub fn write_backup(
         .map_err(archive_error)?;
     file.sync_all().map_err(archive_error)?;
     drop(file);
-    fs::rename(&temporary, archive).map_err(|source| io_error(archive, source))?;
-    guard.0 = None;
+    folder
+        .rename(&temporary_name, &folder, &final_name)
+        .map_err(|source| io_error(archive, source))?;
+    guard.name = None;
     Ok(manifest)
 }
 
 /// The manifest of a backup, read from its first entry only.
 pub fn read_manifest(archive: &Path) -> Result<BackupManifest, BackupError> {
-    let file = fs::File::open(archive).map_err(|source| io_error(archive, source))?;
-    let mut tar = tar::Archive::new(GzDecoder::new(io::BufReader::new(file)));
+    let file = open_archive(archive)?;
+    let counter = CountingReader::new(io::BufReader::new(file));
+    let compressed = counter.count.clone();
+    let mut tar = tar::Archive::new(GzDecoder::new(counter));
     let mut entries = tar.entries().map_err(|error| damaged(archive, error))?;
-    read_manifest_entry(&mut entries, archive)
+    read_manifest_entry(&mut entries, archive, &compressed)
 }
 
 /// Restore the files of a backup into `dest`, which must not exist or be an
 /// empty folder. Every file is checked against the manifest; on any failure
 /// what was created is removed again.
 pub fn restore_files(archive: &Path, dest: &Path) -> Result<BackupManifest, BackupError> {
-    let file = fs::File::open(archive).map_err(|source| io_error(archive, source))?;
+    let file = open_archive(archive)?;
     let created = prepare_destination(dest)?;
     let result = restore_into(file, archive, dest);
     if result.is_err() {
@@ -175,169 +232,191 @@ pub fn restore_files(archive: &Path, dest: &Path) -> Result<BackupManifest, Back
 /// SHA-256 (lowercase hex) of every regular file beneath `root`, by
 /// `/`-separated relative path. Symlinks are not followed.
 pub fn hash_tree(root: &Path) -> Result<BTreeMap<String, String>, BackupError> {
-    let mut hashes = BTreeMap::new();
-    for entry in walk(root, &[])? {
-        if entry.kind == BackedUpKind::File {
-            let (hash, _) = hash_file(&entry.full)?;
-            hashes.insert(entry.relative, hash);
-        }
-    }
-    Ok(hashes)
+    let top = Folder::open_no_symlinks(root).map_err(|source| io_error(root, source))?;
+    Ok(walk(&top, root, &[])?
+        .into_iter()
+        .filter_map(|entry| {
+            let described = entry.described;
+            described.sha256.map(|hash| (described.path, hash))
+        })
+        .collect())
 }
 
-/// An entry found while walking a tree.
+/// An entry found while walking a tree: its manifest entry, and what it
+/// was on disk, so the second pass can check it is still the same.
 struct Found {
-    relative: String,
-    full: PathBuf,
-    kind: BackedUpKind,
-    mode: u32,
+    described: BackedUpFile,
+    identity: Identity,
     modified: u64,
-    target: Option<String>,
 }
 
-/// Every file, folder and symlink beneath `root`, depth first, sorted by
-/// name, a folder before its contents. Symlinks are recorded, never followed.
-fn walk(root: &Path, skip: &[Option<FileIdentity>]) -> Result<Vec<Found>, BackupError> {
-    let metadata = fs::metadata(root).map_err(|source| io_error(root, source))?;
-    if !metadata.is_dir() {
-        return Err(io_error(
-            root,
-            io::Error::new(io::ErrorKind::NotADirectory, "not a folder"),
-        ));
+impl Found {
+    fn name(&self) -> &str {
+        let path = &self.described.path;
+        path.rsplit('/').next().unwrap_or(path)
     }
+}
+
+/// Every file, folder and symlink beneath `top`, depth first, sorted by
+/// name, a folder before its contents; files are hashed on the way, each
+/// read through a handle checked to be the regular file the listing saw.
+/// Nothing is followed; sockets, FIFOs and devices are left out.
+fn walk(top: &Folder, root: &Path, skip: &[Identity]) -> Result<Vec<Found>, BackupError> {
+    struct Frame {
+        folder: Folder,
+        prefix: String,
+        entries: std::vec::IntoIter<confined::Entry>,
+    }
+    let listing = |folder: &Folder, prefix: &str| {
+        folder
+            .entries()
+            .map_err(|source| io_error(&root.join(prefix), source))
+    };
     let mut found = Vec::new();
-    // Each item is a path still to be examined; children are pushed in
-    // reverse so they pop in name order.
-    let mut pending = children(root, "")?;
-    pending.reverse();
-    while let Some((full, relative)) = pending.pop() {
-        let metadata = fs::symlink_metadata(&full).map_err(|source| io_error(&full, source))?;
-        let file_type = metadata.file_type();
-        if skip.contains(&Some(identity(&metadata))) {
+    let mut stack = vec![Frame {
+        entries: listing(top, "")?.into_iter(),
+        folder: top.try_clone().map_err(|source| io_error(root, source))?,
+        prefix: String::new(),
+    }];
+    while let Some(frame) = stack.last_mut() {
+        let Some(entry) = frame.entries.next() else {
+            stack.pop();
+            continue;
+        };
+        let full = root.join(&frame.prefix).join(&entry.name);
+        let Some(name) = entry.name.to_str() else {
+            return Err(BackupError::UnsupportedName { path: full });
+        };
+        if skip.contains(&entry.identity) {
             continue;
         }
-        let kind = if file_type.is_symlink() {
-            BackedUpKind::Symlink
-        } else if file_type.is_dir() {
-            BackedUpKind::Dir
-        } else if file_type.is_file() {
-            BackedUpKind::File
+        let relative = if frame.prefix.is_empty() {
+            name.to_string()
         } else {
-            // Sockets, FIFOs and devices cannot be restored meaningfully.
-            continue;
+            format!("{}/{name}", frame.prefix)
         };
-        let target = if kind == BackedUpKind::Symlink {
-            let target = fs::read_link(&full).map_err(|source| io_error(&full, source))?;
-            match target.to_str() {
-                Some(text) => Some(text.to_string()),
-                None => return Err(BackupError::UnsupportedName { path: full }),
+        let mut described = BackedUpFile {
+            path: relative.clone(),
+            kind: BackedUpKind::File,
+            size: 0,
+            mode: entry.mode & 0o777,
+            sha256: None,
+            target: None,
+        };
+        match entry.kind {
+            EntryType::Other => continue,
+            EntryType::Symlink => {
+                let target = frame
+                    .folder
+                    .read_link(&entry.name)
+                    .map_err(|_| BackupError::Changed { path: full.clone() })?;
+                described.kind = BackedUpKind::Symlink;
+                described.target = Some(
+                    target
+                        .into_string()
+                        .map_err(|_| BackupError::UnsupportedName { path: full.clone() })?,
+                );
             }
-        } else {
-            None
-        };
-        if kind == BackedUpKind::Dir {
-            let mut below = children(&full, &relative)?;
-            below.reverse();
-            pending.extend(below);
+            EntryType::File => {
+                let (file, identity, _) = frame
+                    .folder
+                    .open_file(&entry.name)
+                    .map_err(|_| BackupError::Changed { path: full.clone() })?;
+                if identity != entry.identity {
+                    return Err(BackupError::Changed { path: full });
+                }
+                let mut reader = HashingReader::new(file);
+                io::copy(&mut reader, &mut io::sink()).map_err(|source| io_error(&full, source))?;
+                let (hash, size) = reader.finish();
+                described.sha256 = Some(hash);
+                described.size = size;
+            }
+            EntryType::Dir => {
+                described.kind = BackedUpKind::Dir;
+                let folder = frame
+                    .folder
+                    .open_dir(&entry.name)
+                    .map_err(|_| BackupError::Changed { path: full.clone() })?;
+                if folder.identity().ok() != Some(entry.identity) {
+                    return Err(BackupError::Changed { path: full });
+                }
+                let entries = listing(&folder, &relative)?.into_iter();
+                found.push(Found {
+                    described,
+                    identity: entry.identity,
+                    modified: entry.modified,
+                });
+                stack.push(Frame {
+                    folder,
+                    prefix: relative,
+                    entries,
+                });
+                continue;
+            }
         }
         found.push(Found {
-            relative,
-            mode: permission_bits(&metadata),
-            modified: metadata
-                .modified()
-                .ok()
-                .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
-                .map(|elapsed| elapsed.as_secs())
-                .unwrap_or(0),
-            full,
-            kind,
-            target,
+            described,
+            identity: entry.identity,
+            modified: entry.modified,
         });
     }
     Ok(found)
 }
 
-/// The entries of one folder as (full path, relative path), sorted by name.
-fn children(folder: &Path, relative: &str) -> Result<Vec<(PathBuf, String)>, BackupError> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir(folder).map_err(|source| io_error(folder, source))? {
-        let entry = entry.map_err(|source| io_error(folder, source))?;
-        let full = entry.path();
-        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-            return Err(BackupError::UnsupportedName { path: full });
-        };
-        let relative = if relative.is_empty() {
-            name
-        } else {
-            format!("{relative}/{name}")
-        };
-        out.push((full, relative));
-    }
-    out.sort_by(|a, b| a.1.cmp(&b.1));
-    Ok(out)
+/// The folder part of a `/`-separated relative path (`""` at the top).
+fn parent_of(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(parent, _)| parent)
 }
 
-/// The manifest entry of a found entry; files are read once to hash them.
-fn describe(entry: &Found) -> Result<BackedUpFile, BackupError> {
-    let (sha256, size) = match entry.kind {
-        BackedUpKind::File => {
-            let (hash, size) = hash_file(&entry.full)?;
-            (Some(hash), size)
-        }
-        BackedUpKind::Dir | BackedUpKind::Symlink => (None, 0),
-    };
-    Ok(BackedUpFile {
-        path: entry.relative.clone(),
-        kind: entry.kind,
-        size,
-        mode: entry.mode,
-        sha256,
-        target: entry.target.clone(),
-    })
-}
-
-/// Append one entry under `files/`. A file is read a second time and must
-/// still match the hash taken for the manifest, which was written first.
+/// Append one entry under `files/`, read from `folder` (its parent, opened
+/// without following symlinks). A file is read a second time and must still
+/// be the same regular file with the hash taken for the manifest.
 fn append_entry<W: Write>(
     builder: &mut tar::Builder<W>,
+    folder: &Folder,
     entry: &Found,
-    described: &BackedUpFile,
+    root: &Path,
     temporary: &Path,
 ) -> Result<(), BackupError> {
-    let name = format!("files/{}", entry.relative);
+    let described = &entry.described;
+    let name = format!("files/{}", described.path);
+    let full = root.join(&described.path);
     let archive_error = |source| io_error(temporary, source);
-    match entry.kind {
+    match described.kind {
         BackedUpKind::Dir => {
-            let mut header = entry_header(tar::EntryType::Directory, entry.mode, entry.modified);
+            let mut header =
+                entry_header(tar::EntryType::Directory, described.mode, entry.modified);
             builder
                 .append_data(&mut header, &name, io::empty())
                 .map_err(archive_error)
         }
         BackedUpKind::Symlink => {
-            let mut header = entry_header(tar::EntryType::Symlink, entry.mode, entry.modified);
+            let mut header = entry_header(tar::EntryType::Symlink, described.mode, entry.modified);
             let target = described.target.as_deref().unwrap_or_default();
             builder
                 .append_link(&mut header, &name, target)
                 .map_err(archive_error)
         }
         BackedUpKind::File => {
-            let file =
-                fs::File::open(&entry.full).map_err(|source| io_error(&entry.full, source))?;
-            let mut header = entry_header(tar::EntryType::Regular, entry.mode, entry.modified);
+            let (file, identity, _) = folder
+                .open_file(OsStr::new(entry.name()))
+                .map_err(|_| BackupError::Changed { path: full.clone() })?;
+            if identity != entry.identity {
+                return Err(BackupError::Changed { path: full });
+            }
+            let mut header = entry_header(tar::EntryType::Regular, described.mode, entry.modified);
             header.set_size(described.size);
             let mut reader = HashingReader::new(file.take(described.size));
             builder
                 .append_data(&mut header, &name, &mut reader)
                 .map_err(|source| match reader.failure.take() {
                     // A read failure is the file's fault, not the archive's.
-                    Some(read_error) => io_error(&entry.full, read_error),
+                    Some(read_error) => io_error(&full, read_error),
                     None => archive_error(source),
                 })?;
             let (hash, count) = reader.finish();
             if count != described.size || described.sha256.as_deref() != Some(hash.as_str()) {
-                return Err(BackupError::Changed {
-                    path: entry.full.clone(),
-                });
+                return Err(BackupError::Changed { path: full });
             }
             Ok(())
         }
@@ -353,13 +432,20 @@ fn entry_header(kind: tar::EntryType, mode: u32, modified: u64) -> tar::Header {
     header
 }
 
+/// The largest manifest read: a few hundred bytes per file, so room for
+/// about a hundred thousand files; more is refused rather than buffered.
+const MAX_MANIFEST_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Past the first MiB, a manifest that inflates more than this many times
+/// its compressed size is refused as a decompression bomb (real manifests
+/// compress about ten times).
+const MAX_MANIFEST_RATIO: u64 = 200;
+
 fn read_manifest_entry<R: Read>(
     entries: &mut tar::Entries<'_, R>,
     archive: &Path,
+    compressed: &Rc<Cell<u64>>,
 ) -> Result<BackupManifest, BackupError> {
-    /// A manifest lists every file in a few hundred bytes each; this bounds
-    /// the memory a hostile archive can make us spend on it.
-    const MAX_MANIFEST_BYTES: u64 = 512 * 1024 * 1024;
     let not_a_backup = |reason: String| BackupError::NotABackup {
         path: archive.to_path_buf(),
         reason,
@@ -374,15 +460,35 @@ fn read_manifest_entry<R: Read>(
             "its first entry is `{name}`, not the manifest `{MANIFEST_NAME}`"
         )));
     }
+    if entry.size() > MAX_MANIFEST_BYTES {
+        return Err(not_a_backup(format!(
+            "its manifest claims {} bytes, over the {MAX_MANIFEST_BYTES}-byte limit",
+            entry.size()
+        )));
+    }
+    // Read in small steps, checking the size and the inflation ratio as the
+    // bytes arrive, so a bomb is stopped after about a MiB, not a gigabyte.
     let mut bytes = Vec::new();
-    (&mut entry)
-        .take(MAX_MANIFEST_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|error| damaged(archive, error))?;
-    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
-        return Err(not_a_backup(
-            "the manifest is implausibly large".to_string(),
-        ));
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        let read = entry
+            .read(&mut chunk)
+            .map_err(|error| damaged(archive, error))?;
+        if read == 0 {
+            break;
+        }
+        bytes.extend_from_slice(chunk.get(..read).unwrap_or_default());
+        let inflated = bytes.len() as u64;
+        if inflated > MAX_MANIFEST_BYTES {
+            return Err(not_a_backup(
+                "the manifest is implausibly large".to_string(),
+            ));
+        }
+        if inflated > (1 << 20) && inflated > compressed.get().saturating_mul(MAX_MANIFEST_RATIO) {
+            return Err(not_a_backup(format!(
+                "its manifest inflates more than {MAX_MANIFEST_RATIO} times (a decompression bomb?)"
+            )));
+        }
     }
     let value: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|error| not_a_backup(format!("the manifest is not valid JSON: {error}")))?;
@@ -399,12 +505,50 @@ fn read_manifest_entry<R: Read>(
         .map_err(|error| not_a_backup(format!("the manifest is malformed: {error}")))
 }
 
+/// Open an archive to read: a regular file, reached with no symlink in its path.
+fn open_archive(archive: &Path) -> Result<fs::File, BackupError> {
+    let (folder, name) =
+        confined::open_parent(archive).map_err(|source| io_error(archive, source))?;
+    let (file, _, _) = folder
+        .open_file(&name)
+        .map_err(|source| io_error(archive, source))?;
+    Ok(file)
+}
+
+/// A reader that counts the bytes it passes on, for ratio checks.
+struct CountingReader<R> {
+    inner: R,
+    count: Rc<Cell<u64>>,
+}
+
+impl<R> CountingReader<R> {
+    fn new(inner: R) -> Self {
+        CountingReader {
+            inner,
+            count: Rc::new(Cell::new(0)),
+        }
+    }
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        self.count.set(self.count.get().saturating_add(read as u64));
+        Ok(read)
+    }
+}
+
 /// Make sure `dest` is an empty folder, creating it if absent. Returns
 /// whether it was created, so a failed restore knows to remove it.
 fn prepare_destination(dest: &Path) -> Result<bool, BackupError> {
     match fs::symlink_metadata(dest) {
         Err(error) if error.kind() == io::ErrorKind::NotFound => {
-            fs::create_dir(dest).map_err(|source| io_error(dest, source))?;
+            use std::os::unix::fs::DirBuilderExt;
+            // Private until restored and handed to the workspace's user.
+            fs::DirBuilder::new()
+                .mode(0o700)
+                .create(dest)
+                .map_err(|source| io_error(dest, source))?;
             Ok(true)
         }
         Err(source) => Err(io_error(dest, source)),
@@ -428,11 +572,14 @@ fn restore_into(
     archive: &Path,
     dest: &Path,
 ) -> Result<BackupManifest, BackupError> {
-    let root = Dir::open_ambient_dir(dest, cap_std::ambient_authority())
+    let root = Folder::open_no_symlinks(dest)
+        .and_then(|folder| folder.to_cap_std())
         .map_err(|source| io_error(dest, source))?;
-    let mut tar = tar::Archive::new(GzDecoder::new(io::BufReader::new(file)));
+    let counter = CountingReader::new(io::BufReader::new(file));
+    let compressed = counter.count.clone();
+    let mut tar = tar::Archive::new(GzDecoder::new(counter));
     let mut entries = tar.entries().map_err(|error| damaged(archive, error))?;
-    let manifest = read_manifest_entry(&mut entries, archive)?;
+    let manifest = read_manifest_entry(&mut entries, archive, &compressed)?;
 
     let mut expected: BTreeMap<&str, &BackedUpFile> = BTreeMap::new();
     for described in &manifest.files {
@@ -650,13 +797,6 @@ fn make_writable(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
-fn hash_file(path: &Path) -> Result<(String, u64), BackupError> {
-    let file = fs::File::open(path).map_err(|source| io_error(path, source))?;
-    let mut reader = HashingReader::new(file);
-    io::copy(&mut reader, &mut io::sink()).map_err(|source| io_error(path, source))?;
-    Ok(reader.finish())
-}
-
 /// A reader that hashes what passes through it and keeps its own read
 /// failure apart from failures of whoever consumes it.
 struct HashingReader<R> {
@@ -745,63 +885,33 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// Removes a file when dropped, unless disarmed by taking the path out.
-struct RemoveOnDrop(Option<PathBuf>);
+/// Removes a new file of `folder` when dropped, unless disarmed by taking the name out.
+struct RemoveOnDrop<'a> {
+    folder: &'a Folder,
+    name: Option<std::ffi::OsString>,
+}
 
-impl Drop for RemoveOnDrop {
+impl Drop for RemoveOnDrop<'_> {
     fn drop(&mut self) {
-        if let Some(path) = self.0.take() {
+        if let Some(name) = self.name.take() {
             // Nothing useful can be done if the leftover cannot be removed.
-            let _ = fs::remove_file(path);
+            let _ = self.folder.remove_file(&name);
         }
     }
 }
 
-fn temporary_path(archive: &Path) -> PathBuf {
-    let mut name = archive.as_os_str().to_owned();
-    name.push(".tmp");
-    PathBuf::from(name)
-}
-
-/// What identifies a file regardless of its path, to recognise the archive
-/// being written when it lies inside the tree being backed up.
-type FileIdentity = (u64, u64);
-
-#[cfg(unix)]
-fn identity(metadata: &fs::Metadata) -> FileIdentity {
+/// The identity of an open file (the archive being written, to skip it).
+fn identity_of_file(file: &fs::File) -> Identity {
     use std::os::unix::fs::MetadataExt;
-    (metadata.dev(), metadata.ino())
-}
-
-#[cfg(not(unix))]
-fn identity(_metadata: &fs::Metadata) -> FileIdentity {
-    // Without inode numbers nothing is recognised, and nothing is skipped.
-    (u64::MAX, u64::MAX)
-}
-
-fn identity_of_path(path: &Path) -> Option<FileIdentity> {
-    let metadata = fs::symlink_metadata(path).ok()?;
-    if cfg!(unix) {
-        Some(identity(&metadata))
-    } else {
-        None
-    }
-}
-
-#[cfg(unix)]
-fn permission_bits(metadata: &fs::Metadata) -> u32 {
-    use std::os::unix::fs::PermissionsExt;
-    metadata.permissions().mode() & 0o777
-}
-
-#[cfg(not(unix))]
-fn permission_bits(metadata: &fs::Metadata) -> u32 {
-    if metadata.is_dir() {
-        0o755
-    } else if metadata.permissions().readonly() {
-        0o444
-    } else {
-        0o644
+    match file.metadata() {
+        Ok(metadata) => Identity {
+            device: metadata.dev(),
+            inode: metadata.ino(),
+        },
+        Err(_) => Identity {
+            device: u64::MAX,
+            inode: u64::MAX,
+        },
     }
 }
 

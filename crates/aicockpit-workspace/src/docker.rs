@@ -107,21 +107,46 @@ impl DockerBackend {
         }
     }
 
-    /// Kill a command started by [`DockerBackend::run`], and its descendants,
-    /// from inside the container (the engine has no "kill exec" call).
-    async fn kill_recorded(&self, container: &str, pid_file: &str) {
-        let script = format!(
-            "k(){{ kill -STOP $1 2>/dev/null; for c in $(cat /proc/$1/task/*/children 2>/dev/null); do k $c; done; kill -KILL $1 2>/dev/null; }}; \
-             p=$(cat {pid_file} 2>/dev/null) && k $p; rm -f {pid_file}"
-        );
+    /// Kill a command started by [`DockerBackend::run`] or `exec`, and its
+    /// descendants, from inside the container (the engine has no "kill
+    /// exec" call), then check it is gone. Needs no writable folder: the pid
+    /// came from the command's own first line of output.
+    async fn kill_tree(&self, container: &str, pid: Option<u32>) -> Result<(), String> {
+        let Some(pid) = pid else {
+            return Err(
+                "its process id never arrived, so it could not be found to kill".to_string(),
+            );
+        };
+        const SCRIPT: &str = "p=$1; \
+             k(){ kill -STOP $1 2>/dev/null; for c in $(cat /proc/$1/task/*/children 2>/dev/null); do k $c; done; kill -KILL $1 2>/dev/null; }; \
+             k $p; i=0; \
+             while [ -e /proc/$p ] && ! grep -q '^State:.*Z' /proc/$p/status 2>/dev/null; do \
+               i=$((i+1)); [ $i -gt 50 ] && exit 1; sleep 0.1; \
+             done; exit 0";
         let request = ExecRequest {
-            command: vec!["/bin/sh".into(), "-c".into(), script],
+            command: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                SCRIPT.into(),
+                "sh".into(),
+                pid.to_string(),
+            ],
             ..ExecRequest::default()
         };
-        if let Ok(io) = self.exec_in(container, container, None, request).await {
-            let _ =
-                tokio::time::timeout(Duration::from_secs(10), crate::backend::collect(io, 4096))
-                    .await;
+        let io = self
+            .exec_in(container, container, None, request)
+            .await
+            .map_err(|error| format!("the kill could not be started: {error}"))?;
+        match tokio::time::timeout(Duration::from_secs(15), crate::backend::collect(io, 4096)).await
+        {
+            Ok(Ok(output)) if output.exit_code == Some(0) => Ok(()),
+            Ok(Ok(output)) => Err(format!(
+                "process {pid} was still alive after SIGKILL (exit code {:?}: {})",
+                output.exit_code,
+                String::from_utf8_lossy(&output.stderr).trim()
+            )),
+            Ok(Err(error)) => Err(format!("the kill's output could not be read: {error}")),
+            Err(_) => Err("the kill did not finish within 15 s".to_string()),
         }
     }
 
@@ -564,14 +589,17 @@ impl Backend for DockerBackend {
                 .exec_in(&container, &workspace.name, Some(&workspace.user), request)
                 .await;
         }
-        // A shell on a terminal lives on after its connection closes; record
-        // its pid so `terminate` can end it (and what it started) from inside.
-        let pid_file = format!("/tmp/.aicockpit-tty-{}", unique_suffix());
+        // A shell on a terminal lives on after its connection closes: its
+        // first line on the terminal tells us its pid (stripped from the
+        // output), so `terminate` can end it, and what it started, from inside.
         let mut request = request;
         let mut wrapped = vec![
             "/bin/sh".to_string(),
             "-c".to_string(),
-            format!("echo $$ > {pid_file}; exec \"$@\""),
+            format!(
+                "{}; exec \"$@\"",
+                crate::backend::pid_marker_prologue(false)
+            ),
             "sh".to_string(),
         ];
         wrapped.append(&mut request.command);
@@ -579,9 +607,15 @@ impl Backend for DockerBackend {
         let mut io = self
             .exec_in(&container, &workspace.name, Some(&workspace.user), request)
             .await?;
+        let pid = std::sync::Arc::new(std::sync::OnceLock::new());
+        io.output = crate::backend::strip_pid_marker(io.output, OutputKind::Stdout, pid.clone());
         let backend = self.clone();
         io.terminate = Box::new(move || {
-            Box::pin(async move { backend.kill_recorded(&container, &pid_file).await })
+            Box::pin(async move {
+                if let Err(reason) = backend.kill_tree(&container, pid.get().copied()).await {
+                    tracing::warn!("ending a terminal's shell in {container}: {reason}");
+                }
+            })
         });
         Ok(io)
     }
@@ -596,18 +630,17 @@ impl Backend for DockerBackend {
             return Err(WorkspaceError::InvalidRequest("no command given".into()));
         }
         let container = Self::container_ref(workspace)?;
-        // Record the command's pid so a timeout can kill it from inside.
-        let pid_file = format!("/tmp/.aicockpit-run-{}", unique_suffix());
+        // The shell prints its pid first on stderr (stripped again below),
+        // so a timeout can kill it and its tree from inside; it stays the
+        // command's parent, so killing its tree gets everything.
         let mut wrapped = vec![
             "/bin/sh".to_string(),
             "-c".to_string(),
-            // The shell stays as the command's parent, so it can remove its pid
-            // file afterwards (no second exec) and a kill of its tree gets all.
-            format!("echo $$ > {pid_file}; \"$@\"; status=$?; rm -f {pid_file}; exit $status"),
+            format!("{}; \"$@\"", crate::backend::pid_marker_prologue(true)),
             "sh".to_string(),
         ];
         wrapped.extend(command);
-        let io = self
+        let mut io = self
             .exec_in(
                 &container,
                 &workspace.name,
@@ -618,14 +651,22 @@ impl Backend for DockerBackend {
                 },
             )
             .await?;
-        let kill = self.kill_recorded(&container, &pid_file);
-        let output = crate::backend::collect_with_deadline(io, timeout, kill)
+        let pid = std::sync::Arc::new(std::sync::OnceLock::new());
+        io.output = crate::backend::strip_pid_marker(io.output, OutputKind::Stderr, pid.clone());
+        let kill = async { self.kill_tree(&container, pid.get().copied()).await };
+        crate::backend::collect_with_deadline(io, timeout, kill)
             .await
-            .map_err(|error| WorkspaceError::Docker {
-                action: "read a command's output".into(),
-                message: error.to_string(),
-            })?;
-        Ok(output)
+            .map_err(|error| match error {
+                crate::backend::CollectError::Io(error) => WorkspaceError::Docker {
+                    action: "read a command's output".into(),
+                    message: error.to_string(),
+                },
+                crate::backend::CollectError::KillFailed(reason) => WorkspaceError::KillFailed {
+                    name: workspace.name.clone(),
+                    seconds: timeout.as_secs(),
+                    reason,
+                },
+            })
     }
 
     async fn stats(&self, workspace: &Workspace) -> Result<Stats, WorkspaceError> {
@@ -721,7 +762,8 @@ pub fn container_body(
     labels_map.insert(labels::WORKSPACE.to_string(), workspace.id.clone());
     labels_map.insert(labels::NAME.to_string(), workspace.name.clone());
     labels_map.insert(labels::SCOPE.to_string(), scope.to_string());
-    let mut record = workspace.clone();
+    // Values of `env` are secrets: labels carry the names only.
+    let mut record = workspace.without_env_values();
     record.container_id = None;
     labels_map.insert(
         labels::RECORD.to_string(),
@@ -735,7 +777,7 @@ pub fn container_body(
     let mut tmpfs = HashMap::new();
     tmpfs.insert(
         "/tmp".to_string(),
-        format!("rw,nosuid,nodev,size={}", options.tmp_size),
+        format!("rw,nosuid,nodev,mode=1777,size={}", options.tmp_size),
     );
     tmpfs.insert(
         "/run".to_string(),

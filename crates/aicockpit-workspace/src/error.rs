@@ -55,6 +55,15 @@ pub enum WorkspaceError {
     },
     #[error("workspace record {path} is damaged: {message}")]
     Store { path: PathBuf, message: String },
+    #[error(
+        "a command in workspace {name:?} ran past its {seconds} s timeout and could not be killed: {reason}; \
+         it may still be running: `aicockpit workspace restart {name}` ends every process in it"
+    )]
+    KillFailed {
+        name: String,
+        seconds: u64,
+        reason: String,
+    },
     #[error("command timed out after {seconds} s while trying to {action}")]
     Timeout { action: String, seconds: u64 },
 }

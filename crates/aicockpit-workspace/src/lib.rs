@@ -15,6 +15,7 @@
 
 pub mod backend;
 pub mod backup;
+pub mod confined;
 pub mod devcontainer;
 pub mod docker;
 mod error;
@@ -35,7 +36,7 @@ pub use manager::{
     CreateRequest, ManagerOptions, ReconcileReport, RemoveReport, WorkspaceManager, DEFAULT_UID,
 };
 pub use model::{
-    parse_size, validate_name, BackendKind, ExecRequest, Limits, RunOutput, Stats, Workspace,
-    WorkspaceState,
+    parse_size, validate_name, BackendKind, DirIdentity, ExecRequest, Limits, RunOutput, Stats,
+    Workspace, WorkspaceState,
 };
 pub use store::Store;

@@ -121,7 +121,11 @@ impl LocalBackend {
                     input: Box::pin(writer),
                     resize,
                     exit_code,
-                    terminate: Box::new(move || Box::pin(async move { kill_group(pid) })),
+                    terminate: Box::new(move || {
+                        Box::pin(async move {
+                            let _ = kill_group(pid);
+                        })
+                    }),
                 },
                 pid,
             ));
@@ -202,7 +206,11 @@ impl LocalBackend {
                 input,
                 resize,
                 exit_code,
-                terminate: Box::new(move || Box::pin(async move { kill_group(pid) })),
+                terminate: Box::new(move || {
+                    Box::pin(async move {
+                        let _ = kill_group(pid);
+                    })
+                }),
             },
             pid,
         ))
@@ -215,7 +223,7 @@ impl LocalBackend {
             .map(|mut groups| groups.remove(&workspace.id).unwrap_or_default())
             .unwrap_or_default();
         for pid in pids {
-            kill_group(pid);
+            let _ = kill_group(pid);
         }
     }
 }
@@ -230,10 +238,17 @@ fn forget(groups: &Mutex<HashMap<String, Vec<i32>>>, workspace_id: &str, pid: i3
     }
 }
 
-fn kill_group(pid: i32) {
+fn kill_group(pid: i32) -> Result<(), String> {
     // SAFETY: kill(2) with a negative pid signals a process group; no memory is touched.
-    unsafe {
-        libc::kill(-pid, libc::SIGKILL);
+    if unsafe { libc::kill(-pid, libc::SIGKILL) } == 0 {
+        return Ok(());
+    }
+    let error = std::io::Error::last_os_error();
+    // ESRCH: the group is already gone, which is what a kill wants.
+    if error.raw_os_error() == Some(libc::ESRCH) {
+        Ok(())
+    } else {
+        Err(format!("kill of process group {pid} failed: {error}"))
     }
 }
 
@@ -438,7 +453,16 @@ impl Backend for LocalBackend {
         let kill = async move { kill_group(pid) };
         crate::backend::collect_with_deadline(io, timeout, kill)
             .await
-            .map_err(|e| WorkspaceError::io(&workspace.dir, e))
+            .map_err(|error| match error {
+                crate::backend::CollectError::Io(error) => {
+                    WorkspaceError::io(&workspace.dir, error)
+                }
+                crate::backend::CollectError::KillFailed(reason) => WorkspaceError::KillFailed {
+                    name: workspace.name.clone(),
+                    seconds: timeout.as_secs(),
+                    reason,
+                },
+            })
     }
 
     async fn stats(&self, _workspace: &Workspace) -> Result<Stats, WorkspaceError> {

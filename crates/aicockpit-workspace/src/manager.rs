@@ -7,6 +7,8 @@
 //! the containers' labels; files are never deleted unless `purge` was asked.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,14 +18,15 @@ use aicockpit_config::WorkspacesConfig;
 
 use crate::backend::{labels, Backend, ExecIo};
 use crate::backup::{self, BackupManifest};
+use crate::confined::Folder;
 use crate::devcontainer::{self, LifecycleCommand};
 use crate::docker::{DockerBackend, DockerOptions};
 use crate::error::WorkspaceError;
 use crate::files::WorkspaceFiles;
 use crate::local::LocalBackend;
 use crate::model::{
-    now, parse_size, validate_name, BackendKind, ExecRequest, Limits, RunOutput, Stats, Workspace,
-    WorkspaceState,
+    now, parse_size, validate_name, BackendKind, DirIdentity, ExecRequest, Limits, RunOutput,
+    Stats, Workspace, WorkspaceState,
 };
 use crate::store::Store;
 use crate::terminal::{TerminalIo, TerminalOptions, TerminalRegistry, TerminalSession};
@@ -46,16 +49,138 @@ fn shell_line(command: &LifecycleCommand) -> String {
     }
 }
 
-/// Whether a user spec (`root`, `0`, `0:0`, `root:staff`) names root.
-fn is_root_user(user: &str) -> bool {
-    let name = user.split(':').next().unwrap_or(user).trim();
-    name == "root" || name == "0"
+/// Check a user spec (`uid`, `uid:gid`, `name`, `name:group`) from any
+/// source (devcontainer.json, a record, a restored backup) and refuse root
+/// whatever its spelling: `0`, `00`, `+0`, `root`, and group 0 or `root`.
+/// Numbers are read as Docker reads them (leading zeros and `+` allowed);
+/// names are checked again inside the running container (`id -u`).
+pub(crate) fn check_user(user: &str) -> Result<(), WorkspaceError> {
+    let refuse = |why: &str| {
+        Err(WorkspaceError::InvalidRequest(format!(
+            "user {user:?} {why}, and workspaces never run as root: use an unprivileged user such as {DEFAULT_UID}:{DEFAULT_UID}"
+        )))
+    };
+    let (name, group) = match user.split_once(':') {
+        Some((name, group)) => (name, Some(group)),
+        None => (user, None),
+    };
+    let plain = |part: &str| {
+        !part.is_empty()
+            && part.len() <= 64
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '+'))
+    };
+    if !plain(name) || group.is_some_and(|group| !plain(group)) {
+        return refuse("is not a plain user name or number");
+    }
+    let is_root = |part: &str| part == "root" || part.parse::<u32>().is_ok_and(|id| id == 0);
+    if is_root(name) {
+        return refuse("names root");
+    }
+    if group.is_some_and(is_root) {
+        return refuse("names the root group");
+    }
+    Ok(())
 }
 
 /// `uid:gid` as numbers, when the user is given that way.
 fn numeric_owner(user: &str) -> Option<(u32, u32)> {
     let (uid, gid) = user.split_once(':').unwrap_or((user, user));
     Some((uid.parse().ok()?, gid.parse().ok()?))
+}
+
+/// `path` with what exists of it resolved (symlinks, `..`) and the rest
+/// appended as written, so a folder that does not exist yet still compares
+/// correctly with real folders.
+fn resolve_partly(path: &Path) -> PathBuf {
+    let mut missing = Vec::new();
+    let mut existing = path;
+    loop {
+        if let Ok(resolved) = std::fs::canonicalize(existing) {
+            let mut out = resolved;
+            for part in missing.iter().rev() {
+                out.push(part);
+            }
+            return out;
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                missing.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
+}
+
+/// Extract `archive` into a new private folder under `staging_root`, give
+/// the files to the workspace's user, then move them to `<parent>/files`
+/// (`parent` must not exist yet: it is made here, mode 0700). Leftovers of
+/// earlier restores that were killed midway are removed first.
+fn restore_staged(
+    archive: &Path,
+    staging_root: &Path,
+    parent: &Path,
+    owner: Option<(u32, u32)>,
+    is_docker: bool,
+) -> Result<(), WorkspaceError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(staging_root)
+        .map_err(|e| WorkspaceError::io(staging_root, e))?;
+    let root =
+        Folder::open_no_symlinks(staging_root).map_err(|e| WorkspaceError::io(staging_root, e))?;
+    sweep_stale_restores(&root);
+    let (staging, staging_name) = root
+        .create_unique_dir(".restore-")
+        .map_err(|e| WorkspaceError::io(staging_root, e))?;
+    let staging_path = staging_root.join(&staging_name);
+    let result = (|| -> Result<(), WorkspaceError> {
+        let files = staging_path.join("files");
+        backup::restore_files(archive, &files)?;
+        // Files restored by root belong to root; hand them to the user the
+        // workspace runs as, or it could not write them.
+        // SAFETY: geteuid has no preconditions.
+        if is_docker && unsafe { libc::geteuid() } == 0 {
+            let (uid, gid) = owner.unwrap_or((DEFAULT_UID, DEFAULT_UID));
+            chown_tree(&files, uid, gid)?;
+        }
+        let name = parent
+            .file_name()
+            .ok_or_else(|| WorkspaceError::InvalidRequest("no workspace folder name".into()))?;
+        // `mkdir` claims the name: if it exists, someone else has it.
+        let target = root
+            .create_dir(name, 0o700)
+            .map_err(|e| WorkspaceError::io(parent, e))?;
+        if let Err(error) =
+            staging.rename_no_replace(OsStr::new("files"), &target, OsStr::new("files"))
+        {
+            let _ = root.remove_tree(name);
+            return Err(WorkspaceError::io(parent.join("files"), error));
+        }
+        Ok(())
+    })();
+    let _ = root.remove_tree(&staging_name);
+    result
+}
+
+/// Remove `.restore-*` folders left by restores that were killed, once
+/// they are older than a day (a restore still running is younger).
+fn sweep_stale_restores(root: &Folder) {
+    let Ok(entries) = root.entries() else {
+        return;
+    };
+    let cutoff = now().saturating_sub(24 * 3600);
+    for entry in entries {
+        let stale = entry.name.as_bytes().starts_with(b".restore-")
+            && entry.kind == crate::confined::EntryType::Dir
+            && entry.modified < cutoff;
+        if stale {
+            let _ = root.remove_tree(&entry.name);
+        }
+    }
 }
 
 /// Give a whole tree to `uid:gid`, never following symlinks.
@@ -97,8 +222,11 @@ pub struct ManagerOptions {
     /// Largest file the file API reads or writes.
     pub max_file_bytes: u64,
     /// Folders a `--dir` may not be, hold or lie in (besides the data
-    /// folder), such as the cache and config folders.
+    /// folder), such as the cache and config folders, whether they exist yet or not.
     pub protected_dirs: Vec<PathBuf>,
+    /// The most any one workspace may ask for: requests above are refused,
+    /// restored backups are lowered to these.
+    pub max_limits: Limits,
 }
 
 impl ManagerOptions {
@@ -130,6 +258,13 @@ impl ManagerOptions {
             ),
             max_file_bytes: 16 << 20,
             protected_dirs: Vec::new(),
+            max_limits: Limits {
+                memory_bytes: parse_size(&config.max_memory)?,
+                cpus: config.max_cpus,
+                pids: config.max_pids,
+                nofile: config.nofile,
+                nproc: config.nproc,
+            },
         })
     }
 }
@@ -286,11 +421,13 @@ impl WorkspaceManager {
             )));
         }
         let mut protected = vec![self.options.data_dir.clone()];
+        // A protected folder that does not exist yet is protected all the
+        // same: resolve what exists of it and keep the rest of its path.
         protected.extend(
             self.options
                 .protected_dirs
                 .iter()
-                .filter_map(|p| std::fs::canonicalize(p).ok()),
+                .map(|p| resolve_partly(p)),
         );
         for guarded in protected {
             if guarded.starts_with(&dir) || dir.starts_with(&guarded) {
@@ -301,7 +438,148 @@ impl WorkspaceManager {
                 )));
             }
         }
+        self.check_overlap(&dir, None)?;
         Ok(dir)
+    }
+
+    /// Refuse a folder that is, holds or lies within another workspace's
+    /// folder: the outer container could swap the inner folder for a symlink
+    /// to `/`, which Docker would mount at the inner workspace's next start.
+    fn check_overlap(&self, dir: &Path, except: Option<&str>) -> Result<(), WorkspaceError> {
+        let records = self
+            .store
+            .list()?
+            .0
+            .into_iter()
+            .chain(self.pool_store().list()?.0);
+        for other in records {
+            if Some(other.id.as_str()) == except {
+                continue;
+            }
+            let theirs = resolve_partly(&other.dir);
+            if theirs.starts_with(dir) || dir.starts_with(&theirs) {
+                return Err(WorkspaceError::InvalidRequest(format!(
+                    "{} overlaps the folder of workspace {:?} ({}): one workspace's container could \
+                     change the other's files and mount; give each workspace a folder of its own",
+                    dir.display(),
+                    other.name,
+                    theirs.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Before a container is created or started: the workspace's user is not
+    /// root, its folder overlaps no other workspace's, and it is still the
+    /// folder that was recorded, reached with no symlink in any component
+    /// (Docker resolves a bind mount's source again at every start).
+    fn check_before_start(&self, workspace: &mut Workspace) -> Result<(), WorkspaceError> {
+        if self.backend.isolated() {
+            // The local backend runs as whoever runs AiCockpit, root or not.
+            check_user(&workspace.user)?;
+        }
+        self.check_overlap(&workspace.dir, Some(&workspace.id))?;
+        let folder = Folder::open_no_symlinks(&workspace.dir).map_err(|error| {
+            WorkspaceError::InvalidRequest(format!(
+                "the folder of workspace {:?} cannot be used: {error}; it may have been replaced \
+                 (by a container that can write its parent folder?), so the workspace was not started",
+                workspace.name
+            ))
+        })?;
+        let identity = folder
+            .identity()
+            .map_err(|e| WorkspaceError::io(&workspace.dir, e))?;
+        let seen = DirIdentity {
+            device: identity.device,
+            inode: identity.inode,
+        };
+        match workspace.dir_identity {
+            Some(recorded) if recorded != seen => Err(WorkspaceError::InvalidRequest(format!(
+                "the folder of workspace {:?} ({}) is not the folder it was created with (another folder \
+                 was put in its place), so the workspace was not started",
+                workspace.name,
+                workspace.dir.display()
+            ))),
+            Some(_) => Ok(()),
+            None => {
+                // A record from before identities were kept: remember this one.
+                workspace.dir_identity = Some(seen);
+                Ok(())
+            }
+        }
+    }
+
+    /// Check, once a container runs, that its processes are not root, whatever
+    /// the image or the user spec says; a root workspace is stopped again.
+    async fn verify_not_root(&self, workspace: &Workspace) -> Result<(), WorkspaceError> {
+        if !self.backend.isolated() {
+            return Ok(());
+        }
+        let output = self
+            .backend
+            .run(
+                workspace,
+                vec!["id".into(), "-u".into()],
+                Duration::from_secs(30),
+            )
+            .await?;
+        let uid = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        if output.exit_code != Some(0) || uid.parse::<u32>().map_or(true, |uid| uid == 0) {
+            let _ = self.backend.stop(workspace).await;
+            return Err(WorkspaceError::InvalidRequest(format!(
+                "workspace {:?} runs as uid {uid:?} (user {:?}, image {}): workspaces never run as root, \
+                 and a uid that cannot be checked is refused too; it was stopped",
+                workspace.name, workspace.user, workspace.image
+            )));
+        }
+        Ok(())
+    }
+
+    /// Where an archive may be written: not inside any workspace's folder,
+    /// which a container can change while the archive is written.
+    fn check_archive_destination(&self, archive: &Path) -> Result<(), WorkspaceError> {
+        let (folder, _) =
+            crate::confined::open_parent(archive).map_err(|e| WorkspaceError::io(archive, e))?;
+        let here = folder
+            .current_path()
+            .map_err(|e| WorkspaceError::io(archive, e))?;
+        for other in self.store.list()?.0 {
+            let theirs = resolve_partly(&other.dir);
+            if here.starts_with(&theirs) {
+                return Err(WorkspaceError::InvalidRequest(format!(
+                    "{} is inside the folder of workspace {:?}, which its container can change while the \
+                     archive is written: write the backup to a folder outside every workspace",
+                    archive.display(),
+                    other.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuse limits above the configured maximums.
+    fn check_max_limits(&self, limits: &Limits) -> Result<(), WorkspaceError> {
+        let max = &self.options.max_limits;
+        if limits.memory_bytes > max.memory_bytes {
+            return Err(WorkspaceError::InvalidRequest(format!(
+                "a memory limit of {} bytes is over workspaces.max_memory ({} bytes)",
+                limits.memory_bytes, max.memory_bytes
+            )));
+        }
+        if limits.cpus > max.cpus {
+            return Err(WorkspaceError::InvalidRequest(format!(
+                "{} CPUs is over workspaces.max_cpus ({})",
+                limits.cpus, max.cpus
+            )));
+        }
+        if limits.pids > max.pids {
+            return Err(WorkspaceError::InvalidRequest(format!(
+                "a process limit of {} is over workspaces.max_pids ({})",
+                limits.pids, max.pids
+            )));
+        }
+        Ok(())
     }
 
     /// Records only, without a backend: enough to find a workspace's folder.
@@ -360,7 +638,9 @@ impl WorkspaceManager {
                 .labels
                 .get(labels::RECORD)
                 .and_then(|json| serde_json::from_str::<Workspace>(json).ok())
-                .filter(|record| record.dir.is_dir());
+                .filter(|record| record.dir.is_dir())
+                // A label is whatever the engine holds: its user is checked like any other.
+                .filter(|record| check_user(&record.user).is_ok());
             match adopted {
                 Some(mut record) => {
                     record.id = id;
@@ -373,6 +653,13 @@ impl WorkspaceManager {
                     if self.store.get(&record.name)?.is_some() {
                         report.orphans.push(seen.container_id);
                         continue;
+                    }
+                    if !record.env.is_empty() {
+                        tracing::warn!(
+                            "workspace {}: adopted from its container's labels, which keep the names of its \
+                             environment variables but not their values; set them again before it is re-created",
+                            record.name
+                        );
                     }
                     self.store.put(&record)?;
                     report.adopted.push(record.name);
@@ -430,6 +717,12 @@ impl WorkspaceManager {
     pub async fn create(&self, request: CreateRequest) -> Result<Workspace, WorkspaceError> {
         validate_name(&request.name)?;
         let _guard = self.lock().await?;
+        self.create_locked(request).await
+    }
+
+    /// [`WorkspaceManager::create`] with the lifecycle lock already held.
+    async fn create_locked(&self, request: CreateRequest) -> Result<Workspace, WorkspaceError> {
+        validate_name(&request.name)?;
         if self.store.get(&request.name)?.is_some() {
             return Err(WorkspaceError::NameTaken { name: request.name });
         }
@@ -501,14 +794,17 @@ impl WorkspaceManager {
                 }
             }
             env.extend(dev.container_env.clone());
-            user = dev.container_user.clone().or(dev.remote_user.clone());
-            if user.as_deref().is_some_and(is_root_user) {
-                return Err(WorkspaceError::InvalidRequest(
-                    "devcontainer.json asks to run as root (`containerUser`/`remoteUser`), which AiCockpit refuses: \
-                     workspaces run as an unprivileged user"
-                        .into(),
-                ));
+            for asked in [&dev.container_user, &dev.remote_user]
+                .into_iter()
+                .flatten()
+            {
+                check_user(asked).map_err(|error| {
+                    WorkspaceError::InvalidRequest(format!(
+                        "devcontainer.json (`containerUser`/`remoteUser`): {error}"
+                    ))
+                })?;
             }
+            user = dev.container_user.clone().or(dev.remote_user.clone());
             post_create_command = dev
                 .post_create_command
                 .as_ref()
@@ -553,6 +849,13 @@ impl WorkspaceManager {
                 "the memory limit must be at least 6m (Docker's minimum)".into(),
             ));
         }
+        self.check_max_limits(&limits)?;
+        if self.backend.isolated() {
+            check_user(&user)?;
+        }
+        let identity = Folder::open_no_symlinks(dir)
+            .and_then(|folder| folder.identity())
+            .map_err(|e| WorkspaceError::io(dir, e))?;
         let created_at = now();
         let mut workspace = Workspace {
             id: crate::docker::new_id(),
@@ -577,6 +880,10 @@ impl WorkspaceManager {
             post_create_done: post_create_command.is_none(),
             post_create_command,
             pool_key: None,
+            dir_identity: Some(DirIdentity {
+                device: identity.device,
+                inode: identity.inode,
+            }),
         };
         let container_id = self.backend.create(&workspace, &self.scope).await?;
         workspace.container_id = Some(container_id);
@@ -615,6 +922,9 @@ impl WorkspaceManager {
     /// record first (the files are on the host and survive).
     pub async fn start(&self, name: &str) -> Result<Workspace, WorkspaceError> {
         let mut workspace = self.inspect(name).await?;
+        if workspace.state != WorkspaceState::Running {
+            self.check_before_start(&mut workspace)?;
+        }
         if workspace.state == WorkspaceState::Missing {
             workspace.container_id = Some(self.backend.create(&workspace, &self.scope).await?);
             workspace.state = WorkspaceState::Created;
@@ -627,24 +937,7 @@ impl WorkspaceManager {
         workspace.started_at = Some(now());
         workspace.last_used_at = now();
         self.store.update(&workspace)?;
-        if self.backend.isolated() && numeric_owner(&workspace.user).is_none() {
-            // A user given by name could be root in the image: check once running.
-            let output = self
-                .backend
-                .run(
-                    &workspace,
-                    vec!["id".into(), "-u".into()],
-                    Duration::from_secs(30),
-                )
-                .await?;
-            if String::from_utf8_lossy(&output.stdout).trim() == "0" {
-                let _ = self.backend.stop(&workspace).await;
-                return Err(WorkspaceError::InvalidRequest(format!(
-                    "user {:?} is root in image {}, and workspaces never run as root",
-                    workspace.user, workspace.image
-                )));
-            }
-        }
+        self.verify_not_root(&workspace).await?;
         if let (false, Some(command)) = (
             workspace.post_create_done,
             workspace.post_create_command.clone(),
@@ -676,11 +969,13 @@ impl WorkspaceManager {
 
     pub async fn restart(&self, name: &str) -> Result<Workspace, WorkspaceError> {
         let mut workspace = self.get(name)?;
+        self.check_before_start(&mut workspace)?;
         self.backend.restart(&workspace).await?;
         workspace.state = WorkspaceState::Running;
         workspace.started_at = Some(now());
         workspace.last_used_at = now();
         self.store.update(&workspace)?;
+        self.verify_not_root(&workspace).await?;
         Ok(workspace)
     }
 
@@ -822,13 +1117,16 @@ impl WorkspaceManager {
         )?)
     }
 
-    /// Write a compressed backup of a workspace's files and record to `archive`.
+    /// Write a compressed backup of a workspace's files and record to
+    /// `archive` (mode 0600: the record holds `env` values), which must lie
+    /// outside every workspace's folder.
     pub async fn backup(
         &self,
         name: &str,
         archive: &Path,
     ) -> Result<BackupManifest, WorkspaceError> {
         let workspace = self.get(name)?;
+        self.check_archive_destination(archive)?;
         let metadata = serde_json::to_value(&workspace).map_err(|e| WorkspaceError::Store {
             path: self.store.workspace_dir(name),
             message: e.to_string(),
@@ -841,14 +1139,24 @@ impl WorkspaceManager {
             .map_err(WorkspaceError::from)
     }
 
-    /// Recreate a workspace from a backup, under its old name or `name`; its
-    /// files are restored into a new managed folder and checked by hash.
+    /// Recreate a workspace from a backup, under its old name or `name`.
+    ///
+    /// Holds the lifecycle lock throughout, so no `create` of the same name
+    /// can interleave. The files are extracted into a private folder with an
+    /// unpredictable name (`workspaces/.restore-…`, mode 0700, never a name a
+    /// workspace can have), checked against the manifest, handed to the
+    /// workspace's user, and only then renamed into place; a failed restore
+    /// removes it, and one killed midway leaves only that hidden folder,
+    /// which no `create` uses and the next restore sweeps away. The user and
+    /// limits in the archive are checked like any other request: root is
+    /// refused and limits are lowered to the configured maximums.
     pub async fn restore(
         &self,
         archive: &Path,
         name: Option<String>,
         start: bool,
     ) -> Result<Workspace, WorkspaceError> {
+        let _guard = self.lock().await?;
         let manifest = {
             let archive = archive.to_path_buf();
             tokio::task::spawn_blocking(move || backup::read_manifest(&archive))
@@ -865,58 +1173,79 @@ impl WorkspaceManager {
         })?;
         let name = name.unwrap_or(old.name.clone());
         validate_name(&name)?;
+        if self.backend.isolated() {
+            check_user(&old.user).map_err(|error| {
+                WorkspaceError::InvalidRequest(format!("{}: {error}", archive.display()))
+            })?;
+        }
         if self.store.get(&name)?.is_some() {
             return Err(WorkspaceError::NameTaken { name });
         }
-        let dir = self.store.files_dir(&name);
-        if dir.exists() {
+        let parent = self.store.workspace_dir(&name);
+        if parent.exists() {
             return Err(WorkspaceError::InvalidRequest(format!(
                 "{} already holds files (kept from a removed workspace named {name:?}): \
                  restore under another name with --name, or delete that folder",
-                dir.display()
+                parent.display()
             )));
         }
-        let parent = self.store.workspace_dir(&name);
-        std::fs::create_dir_all(&parent).map_err(|e| WorkspaceError::io(&parent, e))?;
+        let limits = self.clamp_limits(&old.limits, &name);
+
+        let staging_root = self.store.root().to_path_buf();
         let owner = numeric_owner(&old.user).filter(|(uid, _)| *uid != 0);
+        let is_docker = self.backend.kind() == BackendKind::Docker;
         let restored = {
             let archive = archive.to_path_buf();
-            let dir = dir.clone();
-            let is_docker = self.backend.kind() == BackendKind::Docker;
-            tokio::task::spawn_blocking(move || -> Result<(), WorkspaceError> {
-                backup::restore_files(&archive, &dir)?;
-                // Files restored by root belong to root; hand them to the user
-                // the workspace runs as, or it could not write them.
-                // SAFETY: geteuid has no preconditions.
-                if is_docker && unsafe { libc::geteuid() } == 0 {
-                    let (uid, gid) = owner.unwrap_or((DEFAULT_UID, DEFAULT_UID));
-                    chown_tree(&dir, uid, gid)?;
-                }
-                Ok(())
+            let parent = parent.clone();
+            tokio::task::spawn_blocking(move || {
+                restore_staged(&archive, &staging_root, &parent, owner, is_docker)
             })
             .await
             .map_err(|e| WorkspaceError::InvalidRequest(format!("restore task failed: {e}")))?
         };
-        if let Err(error) = restored {
-            let _ = std::fs::remove_dir_all(&parent);
-            return Err(error);
-        }
+        restored?;
         let request = CreateRequest {
             name: name.clone(),
             image: Some(old.image.clone()),
-            memory: Some(old.limits.memory_bytes.to_string()),
-            cpus: Some(old.limits.cpus),
-            pids: Some(old.limits.pids),
+            memory: Some(limits.memory_bytes.to_string()),
+            cpus: Some(limits.cpus),
+            pids: Some(limits.pids),
             network: Some(old.network.clone()),
             env: old.env.clone(),
             dir: None,
             start,
         };
-        let result = self.create(request).await;
+        let result = self.create_locked(request).await;
         if result.is_err() {
-            let _ = std::fs::remove_dir_all(self.store.workspace_dir(&name));
+            let _ = std::fs::remove_dir_all(&parent);
         }
         result
+    }
+
+    /// Limits from an archive, lowered to the configured maximums (with a warning).
+    fn clamp_limits(&self, asked: &Limits, name: &str) -> Limits {
+        let max = &self.options.max_limits;
+        let limits = Limits {
+            memory_bytes: asked.memory_bytes.min(max.memory_bytes),
+            cpus: if asked.cpus.is_finite() && asked.cpus > 0.0 {
+                asked.cpus.min(max.cpus)
+            } else {
+                self.options.limits.cpus.min(max.cpus)
+            },
+            pids: asked.pids.min(max.pids),
+            nofile: self.options.limits.nofile,
+            nproc: self.options.limits.nproc,
+        };
+        if &limits != asked {
+            tracing::warn!(
+                "workspace {name}: the backup asks for limits above the configured maximums; \
+                 restored with memory {} bytes, {} CPUs, {} processes",
+                limits.memory_bytes,
+                limits.cpus,
+                limits.pids
+            );
+        }
+        limits
     }
 
     /// Stop every running workspace nobody used for `idle` and nobody
@@ -1007,6 +1336,7 @@ impl WorkspaceManager {
                 let mut entry = self.create_inner(&request, &dir, true, &store).await?;
                 let ready = async {
                     self.backend.start(&entry).await?;
+                    self.verify_not_root(&entry).await?;
                     self.backend.freeze(&entry).await
                 }
                 .await;

@@ -115,12 +115,48 @@ pub struct Workspace {
     /// never hands out one made under other settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool_key: Option<String>,
+    /// Device and inode of `dir` when it was made or first checked: before
+    /// every start the folder must still be this one, reached with no
+    /// symlink in its path (Docker resolves a mount's source at each start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir_identity: Option<DirIdentity>,
+}
+
+/// Which folder a workspace's `dir` was, regardless of its path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirIdentity {
+    pub device: u64,
+    pub inode: u64,
 }
 
 impl Workspace {
     /// The container's name on the engine.
     pub fn container_name(&self) -> String {
         format!("aicockpit-{}", self.name)
+    }
+
+    /// The record without the values of `env` (they may be secrets): the
+    /// names stay, each value is empty. This is what goes into container
+    /// labels, which anyone who may list containers can read.
+    pub fn without_env_values(&self) -> Workspace {
+        let mut copy = self.clone();
+        for value in copy.env.values_mut() {
+            value.clear();
+        }
+        copy
+    }
+
+    /// The record as shown to people and scripts (`inspect --json`, `ls
+    /// --json`, the API): `env` lists the variables' names, never values.
+    pub fn public_view(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self.without_env_values()).unwrap_or_default();
+        if let Some(object) = value.as_object_mut() {
+            object.insert(
+                "env".to_string(),
+                serde_json::Value::from(self.env.keys().cloned().collect::<Vec<_>>()),
+            );
+        }
+        value
     }
 }
 

@@ -52,6 +52,11 @@ impl Store {
         Store { root }
     }
 
+    /// The folder holding every record's folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// The file a record is kept in.
     pub fn record_path(&self, name: &str) -> PathBuf {
         self.workspace_dir(name).join(RECORD)

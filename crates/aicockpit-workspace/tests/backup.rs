@@ -517,3 +517,43 @@ fn hash_tree_sees_content_changes_and_ignores_links() {
     fs::write(root.path().join("a.txt"), b"two").expect("write");
     assert_ne!(backup::hash_tree(root.path()).expect("hash"), before);
 }
+
+/// Item 10 of the security review: a manifest that is a gzip bomb (here
+/// 60 MiB of spaces in a few dozen KiB, under the size cap) is refused after about a MiB of
+/// inflation, not read whole into memory.
+#[test]
+fn a_gzip_bomb_manifest_is_refused_early() {
+    const CLAIMED: u64 = 60 << 20;
+    let work = tempfile::tempdir().expect("tempdir");
+    let archive = work.path().join("bomb.tar.gz");
+    {
+        let file = fs::File::create(&archive).expect("create");
+        let mut encoder = GzEncoder::new(file, flate2::Compression::best());
+        let mut header = tar::Header::new_gnu();
+        header.set_path(MANIFEST_NAME).expect("path");
+        header.set_size(CLAIMED);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_cksum();
+        encoder.write_all(header.as_bytes()).expect("header");
+        let spaces = vec![b' '; 1 << 20];
+        for _ in 0..(CLAIMED >> 20) {
+            encoder.write_all(&spaces).expect("spaces");
+        }
+        encoder.finish().expect("finish");
+    }
+    let compressed = fs::metadata(&archive).expect("metadata").len();
+    assert!(compressed < CLAIMED / 100, "a bomb: {compressed} bytes");
+    for result in [
+        backup::read_manifest(&archive),
+        backup::restore_files(&archive, &work.path().join("dest")),
+    ] {
+        match result {
+            Err(BackupError::NotABackup { reason, .. }) => {
+                assert!(reason.contains("decompression bomb"), "{reason}")
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+    assert!(!work.path().join("dest").exists());
+}

@@ -27,6 +27,13 @@ fn manager(data: &std::path::Path) -> WorkspaceManager {
         terminal_idle: Duration::from_secs(60),
         max_file_bytes: 1 << 20,
         protected_dirs: Vec::new(),
+        max_limits: Limits {
+            memory_bytes: 16 << 30,
+            cpus: 8.0,
+            pids: 4096,
+            nofile: 4096,
+            nproc: 4096,
+        },
     };
     WorkspaceManager::with_backend(options, Arc::new(LocalBackend::new()))
 }

@@ -83,6 +83,13 @@ fn options(data: &Path) -> ManagerOptions {
         terminal_idle: Duration::from_secs(60),
         max_file_bytes: 1 << 20,
         protected_dirs: Vec::new(),
+        max_limits: Limits {
+            memory_bytes: 16 << 30,
+            cpus: 8.0,
+            pids: 4096,
+            nofile: 4096,
+            nproc: 4096,
+        },
     }
 }
 

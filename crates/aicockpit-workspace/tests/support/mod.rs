@@ -66,17 +66,36 @@ pub fn options(data_dir: &Path, backend: BackendKind) -> ManagerOptions {
         terminal_idle: Duration::from_secs(60),
         max_file_bytes: 1 << 20,
         protected_dirs: Vec::new(),
+        max_limits: Limits {
+            memory_bytes: 16 << 30,
+            cpus: 8.0,
+            pids: 4096,
+            nofile: 4096,
+            nproc: 4096,
+        },
     }
 }
 
 /// A manager on the real engine over `data_dir`; when the test ends, even
 /// by a panic, every container of that data folder is removed.
 pub async fn manager(data_dir: &Path) -> Option<TestManager> {
-    let backend = docker().await?;
-    let manager = Arc::new(WorkspaceManager::with_backend(
-        options(data_dir, BackendKind::Docker),
-        Arc::new(backend),
-    ));
+    manager_with(data_dir, |_| {}).await
+}
+
+/// [`manager`] with the options changed by `adjust` first.
+pub async fn manager_with(
+    data_dir: &Path,
+    adjust: impl FnOnce(&mut ManagerOptions),
+) -> Option<TestManager> {
+    let mut backend = docker().await?;
+    let mut options = options(data_dir, BackendKind::Docker);
+    adjust(&mut options);
+    if options.docker.read_only_root != DockerOptions::default().read_only_root {
+        backend = DockerBackend::connect(options.docker.clone())
+            .await
+            .expect("the engine answered a moment ago");
+    }
+    let manager = Arc::new(WorkspaceManager::with_backend(options, Arc::new(backend)));
     Some(TestManager {
         scope: manager.options().data_dir.display().to_string(),
         manager,
