@@ -14,7 +14,7 @@
 //! caller decides whether to substitute them.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use cap_std::fs::Dir;
@@ -113,8 +113,12 @@ pub fn find(root: &Path) -> Option<PathBuf> {
 }
 
 /// Read and parse the workspace's devcontainer.json. `Ok(None)` when there is none.
+///
+/// The folder is the container's to change: the file is reached through
+/// directory handles with no symlink followed, must be a regular file (a
+/// FIFO is refused without blocking) and is read up to [`MAX_BYTES`].
 pub fn load(root: &Path) -> Result<Option<DevContainer>, DevContainerError> {
-    let dir = Dir::open_ambient_dir(root, cap_std::ambient_authority()).map_err(|source| {
+    let folder = crate::confined::Folder::open_no_symlinks(root).map_err(|source| {
         DevContainerError::Io {
             path: root.to_path_buf(),
             source,
@@ -126,24 +130,43 @@ pub fn load(root: &Path) -> Result<Option<DevContainer>, DevContainerError> {
             path: path.clone(),
             source,
         };
-        match dir.metadata(candidate) {
-            Ok(metadata) if metadata.is_file() => {}
-            Ok(_) => continue,
+        let relative = Path::new(candidate);
+        let (Some(parent), Some(name)) = (relative.parent(), relative.file_name()) else {
+            continue;
+        };
+        let holder = match folder.open_dir_path(parent) {
+            Ok(holder) => holder,
             Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
             Err(error) => return Err(io_error(error)),
+        };
+        match holder.entry(name).map_err(io_error)? {
+            Some(crate::confined::EntryType::File) => {}
+            Some(crate::confined::EntryType::Symlink) => {
+                return Err(io_error(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "it is a symlink, which is not followed in a workspace folder",
+                )))
+            }
+            Some(_) | None => continue,
         }
-        let file = dir.open(candidate).map_err(io_error)?;
-        let mut bytes = Vec::new();
-        // Read one byte past the limit so a file that grew is still caught.
-        file.take(MAX_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(io_error)?;
-        if bytes.len() as u64 > MAX_BYTES {
+        let (file, _, size) = holder.open_file(name).map_err(io_error)?;
+        if size > MAX_BYTES {
             return Err(DevContainerError::TooLarge {
                 path,
                 limit: MAX_BYTES,
             });
         }
+        let bytes =
+            crate::confined::read_bounded(file, size, MAX_BYTES, name).map_err(|error| {
+                if error.kind() == io::ErrorKind::InvalidData {
+                    DevContainerError::TooLarge {
+                        path: path.clone(),
+                        limit: MAX_BYTES,
+                    }
+                } else {
+                    io_error(error)
+                }
+            })?;
         let text = String::from_utf8(bytes).map_err(|_| {
             io_error(io::Error::new(
                 io::ErrorKind::InvalidData,

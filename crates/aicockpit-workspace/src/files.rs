@@ -12,6 +12,8 @@ pub enum FileError {
     Escape { path: String },
     #[error("{path}: no such file or folder")]
     NotFound { path: String },
+    #[error("{path}: not a regular file (a FIFO, socket or device is never read)")]
+    NotAFile { path: String },
     #[error("{path}: {size} bytes is over the {limit}-byte limit")]
     TooLarge { path: String, size: u64, limit: u64 },
     #[error("{path}: {source}")]
@@ -83,11 +85,24 @@ impl WorkspaceFiles {
         Ok(out)
     }
 
-    /// A file's bytes.
+    /// A file's bytes. Only regular files are read: a FIFO or device planted
+    /// by the container is refused without blocking.
     pub fn read(&self, path: &str) -> Result<Vec<u8>, FileError> {
+        use cap_std::fs::OpenOptionsExt;
         let rel = relative(path)?;
-        let mut file = self.root.open(&rel).map_err(|e| classify(path, e))?;
-        let size = file.metadata().map_err(|e| classify(path, e))?.len();
+        let mut options = cap_std::fs::OpenOptions::new();
+        options.read(true).custom_flags(libc::O_NONBLOCK);
+        let mut file = self
+            .root
+            .open_with(&rel, &options)
+            .map_err(|e| classify(path, e))?;
+        let metadata = file.metadata().map_err(|e| classify(path, e))?;
+        if !metadata.is_file() {
+            return Err(FileError::NotAFile {
+                path: path.to_string(),
+            });
+        }
+        let size = metadata.len();
         if size > self.max_file_bytes {
             return Err(FileError::TooLarge {
                 path: path.to_string(),
@@ -111,7 +126,12 @@ impl WorkspaceFiles {
         Ok(bytes)
     }
 
-    /// Create or replace a file, creating its folders.
+    /// Create or replace a file, creating its folders. The bytes go to a new
+    /// file under an unpredictable name beside it (`O_EXCL`), which then
+    /// replaces the old one in one rename: readers never see half a file,
+    /// and a symlink or FIFO at the name is replaced, never written through.
+    /// The new file keeps the old one's permissions and owner (or, for a new
+    /// file, the folder's owner), so the workspace's user can still write it.
     pub fn write(&self, path: &str, bytes: &[u8]) -> Result<(), FileError> {
         let rel = relative(path)?;
         if bytes.len() as u64 > self.max_file_bytes {
@@ -121,9 +141,55 @@ impl WorkspaceFiles {
                 limit: self.max_file_bytes,
             });
         }
+        let Some(name) = rel.file_name().map(|n| n.to_os_string()) else {
+            return Err(FileError::Escape {
+                path: path.to_string(),
+            });
+        };
         self.create_parent(&rel, path)?;
-        let mut file = self.root.create(&rel).map_err(|e| classify(path, e))?;
-        file.write_all(bytes).map_err(|e| classify(path, e))
+        let parent = rel.parent().unwrap_or(Path::new(""));
+        let existing = self
+            .root
+            .symlink_metadata(&rel)
+            .ok()
+            .filter(|m| m.is_file());
+        let folder = if parent.as_os_str().is_empty() {
+            self.root.try_clone()
+        } else {
+            self.root.open_dir(parent)
+        }
+        .map_err(|e| classify(path, e))?;
+        let folder_metadata = folder.dir_metadata().map_err(|e| classify(path, e))?;
+        let mut temporary = name.clone();
+        temporary.push(format!(
+            ".aicockpit-{}.tmp",
+            crate::confined::random_hex(8).map_err(|e| io_error(path, e))?
+        ));
+        let mut options = cap_std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        let file = folder
+            .open_with(&temporary, &options)
+            .map_err(|e| classify(path, e))?;
+        let result = (|| -> io::Result<()> {
+            let mut file = file.into_std();
+            file.write_all(bytes)?;
+            use cap_std::fs::MetadataExt;
+            use std::os::unix::fs::PermissionsExt;
+            let (mode, uid, gid) = match &existing {
+                Some(old) => (old.mode() & 0o7777, old.uid(), old.gid()),
+                None => (0o644, folder_metadata.uid(), folder_metadata.gid()),
+            };
+            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+            // SAFETY: geteuid has no preconditions.
+            if unsafe { libc::geteuid() } == 0 {
+                std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+            }
+            folder.rename(&temporary, &folder, &name)
+        })();
+        result.map_err(|e| {
+            let _ = folder.remove_file(&temporary);
+            classify(path, e)
+        })
     }
 
     /// Create the folders above `rel` that do not exist yet. An existing

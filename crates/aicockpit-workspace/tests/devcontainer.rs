@@ -399,3 +399,28 @@ fn arbitrary_text_gives_an_error_or_a_config_never_a_panic() {
         }
     }
 }
+
+/// The container owns the folder: a devcontainer.json that is a symlink to
+/// a host file, or a FIFO, is refused without being read or blocking.
+#[test]
+fn planted_links_and_fifos_are_refused_without_reading() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), b"{ \"image\": \"host-secret\" }").unwrap();
+    std::os::unix::fs::symlink(secret.path(), dir.path().join(".devcontainer.json")).unwrap();
+    let error = aicockpit_workspace::devcontainer::load(dir.path()).unwrap_err();
+    assert!(error.to_string().contains("symlink"), "{error}");
+    assert!(!error.to_string().contains("host-secret"));
+
+    std::fs::remove_file(dir.path().join(".devcontainer.json")).unwrap();
+    std::fs::create_dir(dir.path().join(".devcontainer")).unwrap();
+    let fifo = dir.path().join(".devcontainer/devcontainer.json");
+    let c_path = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    // Not a regular file: passed over, like a folder would be.
+    assert!(aicockpit_workspace::devcontainer::load(dir.path())
+        .unwrap()
+        .is_none());
+}

@@ -129,3 +129,68 @@ fn no_path_leads_out_of_the_root() {
     std::os::unix::fs::symlink("real.txt", dir.path().join("alias.txt")).unwrap();
     assert_eq!(files.read("alias.txt").unwrap(), b"inside");
 }
+
+/// What a container can plant in its folder: a FIFO is refused without
+/// hanging the reader; a symlink or FIFO at a name being written is
+/// replaced, never written through; a replaced file keeps its mode.
+#[test]
+fn planted_fifos_and_links_neither_hang_nor_redirect() {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, files) = workspace();
+    let fifo = dir.path().join("pipe");
+    let c_path = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let (done, waiter) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let result = files.read("pipe");
+        let _ = done.send(());
+        (files, result)
+    });
+    waiter
+        .recv_timeout(std::time::Duration::from_secs(5))
+        .expect("reading a FIFO must not block");
+    let (files, result) = reader.join().unwrap();
+    assert!(
+        matches!(result, Err(FileError::NotAFile { .. })),
+        "{result:?}"
+    );
+
+    // Writing over the FIFO and over a symlink to a file elsewhere.
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim");
+    std::fs::write(&victim, b"keep").unwrap();
+    std::os::unix::fs::symlink(&victim, dir.path().join("link")).unwrap();
+    files.write("pipe", b"now a file").unwrap();
+    files.write("link", b"now a file too").unwrap();
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+    assert_eq!(files.read("pipe").unwrap(), b"now a file");
+    assert!(std::fs::symlink_metadata(dir.path().join("link"))
+        .unwrap()
+        .is_file());
+
+    std::fs::write(dir.path().join("run.sh"), b"#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(
+        dir.path().join("run.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    files.write("run.sh", b"#!/bin/sh\necho hi\n").unwrap();
+    let mode = std::fs::metadata(dir.path().join("run.sh"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o755);
+    let leftovers = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".tmp")
+        })
+        .count();
+    assert_eq!(leftovers, 0);
+}
