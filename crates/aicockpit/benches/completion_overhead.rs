@@ -125,8 +125,7 @@ fn main() {
     println!("## Completion overhead\n");
     println!("Command: `cargo bench --bench completion_overhead`\n");
     println!(
-        "Project: `{}` ({} files, {} symbols indexed); completed file: `{}`; {RUNS} requests after {WARMUP} warm-up, each with a new prompt (about {prompt_chars} characters); mock answering at once; debounce 0.\n",
-        project_root.display(),
+        "Project: `$AICOCKPIT_BENCH_PROJECT` ({} files, {} symbols indexed); completed file: `{}`; {RUNS} requests after {WARMUP} warm-up, each with a new prompt (about {prompt_chars} characters); mock answering at once; debounce 0.\n",
         status["files"],
         status["symbols"],
         target.strip_prefix(&project_root).unwrap_or(&target).display()

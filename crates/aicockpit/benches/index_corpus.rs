@@ -196,6 +196,9 @@ fn run() -> Result<(), String> {
 struct Corpus {
     label: String,
     root: PathBuf,
+    /// How the root was found, for the report: a recipe any machine can
+    /// follow, never this machine's folder names.
+    origin: String,
 }
 
 fn corpora() -> Result<Vec<Corpus>, String> {
@@ -212,7 +215,11 @@ fn corpora() -> Result<Vec<Corpus>, String> {
                 .and_then(|n| n.to_str())
                 .unwrap_or(dir)
                 .to_string();
-            out.push(Corpus { label, root });
+            out.push(Corpus {
+                origin: format!("the folder `{label}` given in `AICOCKPIT_BENCH_CORPUS`"),
+                label,
+                root,
+            });
         }
         if out.is_empty() {
             return Err("AICOCKPIT_BENCH_CORPUS names no folder".into());
@@ -262,6 +269,7 @@ fn python_stdlib() -> Result<Corpus, String> {
     Ok(Corpus {
         label: format!("Python {version} standard library (with site-packages)"),
         root,
+        origin: "`python3 -c 'import sysconfig; print(sysconfig.get_paths()[\"stdlib\"])'`".into(),
     })
 }
 
@@ -277,6 +285,7 @@ fn cargo_registry() -> Result<Corpus, String> {
     Ok(Corpus {
         label: "Cargo registry sources".into(),
         root,
+        origin: "`$CARGO_HOME/registry/src` (default `~/.cargo/registry/src`)".into(),
     })
 }
 
@@ -969,12 +978,11 @@ fn render(corpus: &Corpus, result: &CorpusResult) -> String {
         symbols,
         reindex,
     } = result;
-    let root = &corpus.root;
     let mb = list.bytes as f64 / 1e6;
     let mut md = String::new();
     let w = &mut md;
     let _ = writeln!(w, "### {}\n", corpus.label);
-    let _ = writeln!(w, "Root: `{}`\n", root.display());
+    let _ = writeln!(w, "Root: {}\n", corpus.origin);
     let languages: Vec<String> = list
         .languages
         .iter()
