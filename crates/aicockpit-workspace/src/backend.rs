@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -123,6 +124,25 @@ pub trait Backend: Send + Sync {
         timeout: Duration,
     ) -> Result<RunOutput, WorkspaceError>;
     async fn stats(&self, workspace: &Workspace) -> Result<Stats, WorkspaceError>;
+    /// The user, group and supplementary groups of every process of a
+    /// running workspace, as the host sees them (not as any program inside
+    /// the container reports them). `None` when the backend cannot tell.
+    async fn process_owners(
+        &self,
+        workspace: &Workspace,
+    ) -> Result<Option<Vec<ProcessOwner>>, WorkspaceError>;
+    /// The host folders bind-mounted (writable) into any container on the
+    /// engine, with the container's id, whoever made it.
+    async fn writable_mount_sources(&self) -> Result<Vec<(String, PathBuf)>, WorkspaceError>;
+}
+
+/// Who a process runs as, seen from the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessOwner {
+    pub pid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
 }
 
 /// Collect an [`ExecIo`] to completion, killing nothing: the caller bounds it.

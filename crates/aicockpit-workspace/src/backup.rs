@@ -208,11 +208,60 @@ pub fn write_backup(
 /// The manifest of a backup, read from its first entry only.
 pub fn read_manifest(archive: &Path) -> Result<BackupManifest, BackupError> {
     let file = open_archive(archive)?;
-    let counter = CountingReader::new(io::BufReader::new(file));
-    let compressed = counter.count.clone();
-    let mut tar = tar::Archive::new(GzDecoder::new(counter));
+    let (mut tar, compressed, _) = archive_reader(file);
     let mut entries = tar.entries().map_err(|error| damaged(archive, error))?;
     read_manifest_entry(&mut entries, archive, &compressed)
+}
+
+/// A backup's inflated stream, with a count of the compressed bytes read
+/// and a budget of inflated bytes: at first room for the manifest only,
+/// then, once the manifest is read, for what it lists. tar reads some
+/// headers (long names, PAX records) whole before any entry is seen, so the
+/// budget sits beneath tar, where no header can get past it.
+fn archive_reader(
+    file: fs::File,
+) -> (
+    tar::Archive<BudgetReader<GzDecoder<CountingReader<io::BufReader<fs::File>>>>>,
+    Rc<Cell<u64>>,
+    Rc<Cell<u64>>,
+) {
+    let counter = CountingReader::new(io::BufReader::new(file));
+    let compressed = counter.count.clone();
+    let budget = Rc::new(Cell::new(MAX_MANIFEST_BYTES + HEADER_ALLOWANCE));
+    let reader = BudgetReader {
+        inner: GzDecoder::new(counter),
+        remaining: budget.clone(),
+    };
+    (tar::Archive::new(reader), compressed, budget)
+}
+
+/// Room for an entry's headers (its own, a long-name one) and padding.
+const HEADER_ALLOWANCE: u64 = 64 * 1024;
+
+/// A reader that refuses to give more than its budget.
+struct BudgetReader<R> {
+    inner: R,
+    remaining: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for BudgetReader<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let remaining = self.remaining.get();
+        if remaining == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the archive holds more than its manifest lists",
+            ));
+        }
+        let room = usize::try_from(remaining)
+            .unwrap_or(usize::MAX)
+            .min(buffer.len());
+        let read = self
+            .inner
+            .read(buffer.get_mut(..room).unwrap_or_default())?;
+        self.remaining.set(remaining - read as u64);
+        Ok(read)
+    }
 }
 
 /// Restore the files of a backup into `dest`, which must not exist or be an
@@ -490,19 +539,62 @@ fn read_manifest_entry<R: Read>(
             )));
         }
     }
-    let value: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|error| not_a_backup(format!("the manifest is not valid JSON: {error}")))?;
-    let format = value
-        .get("format")
-        .and_then(serde_json::Value::as_u64)
-        .ok_or_else(|| not_a_backup("the manifest has no format number".to_string()))?;
-    if format != u64::from(BACKUP_FORMAT) {
-        return Err(BackupError::UnsupportedFormat {
-            found: u32::try_from(format).unwrap_or(u32::MAX),
-        });
+    parse_manifest(&bytes).map_err(|error| match error {
+        ManifestError::Format(found) => BackupError::UnsupportedFormat {
+            found: u32::try_from(found).unwrap_or(u32::MAX),
+        },
+        ManifestError::Other(reason) => not_a_backup(reason),
+    })
+}
+
+enum ManifestError {
+    Format(u64),
+    Other(String),
+}
+
+/// The most room the caller's workspace metadata may take in a manifest.
+const MAX_METADATA_BYTES: usize = 1024 * 1024;
+
+/// Parse a manifest straight into its types: the format number first (so
+/// another format is named as such), then the file list, with the
+/// caller's metadata kept as raw text until its size is checked, so no
+/// hostile JSON is ever built into a large tree.
+fn parse_manifest(bytes: &[u8]) -> Result<BackupManifest, ManifestError> {
+    #[derive(Deserialize)]
+    struct FormatOnly {
+        format: Option<u64>,
     }
-    serde_json::from_value(value)
-        .map_err(|error| not_a_backup(format!("the manifest is malformed: {error}")))
+    #[derive(Deserialize)]
+    struct Raw<'a> {
+        format: u32,
+        created_at: u64,
+        #[serde(borrow)]
+        workspace: &'a serde_json::value::RawValue,
+        files: Vec<BackedUpFile>,
+    }
+    let other = ManifestError::Other;
+    let format = serde_json::from_slice::<FormatOnly>(bytes)
+        .map_err(|error| other(format!("the manifest is not valid JSON: {error}")))?
+        .format
+        .ok_or_else(|| other("the manifest has no format number".to_string()))?;
+    if format != u64::from(BACKUP_FORMAT) {
+        return Err(ManifestError::Format(format));
+    }
+    let raw: Raw<'_> = serde_json::from_slice(bytes)
+        .map_err(|error| other(format!("the manifest is malformed: {error}")))?;
+    if raw.workspace.get().len() > MAX_METADATA_BYTES {
+        return Err(other(format!(
+            "its workspace record is over {MAX_METADATA_BYTES} bytes"
+        )));
+    }
+    let workspace = serde_json::from_str(raw.workspace.get())
+        .map_err(|error| other(format!("the manifest is malformed: {error}")))?;
+    Ok(BackupManifest {
+        format: raw.format,
+        created_at: raw.created_at,
+        workspace,
+        files: raw.files,
+    })
 }
 
 /// Open an archive to read: a regular file, reached with no symlink in its path.
@@ -575,11 +667,17 @@ fn restore_into(
     let root = Folder::open_no_symlinks(dest)
         .and_then(|folder| folder.to_cap_std())
         .map_err(|source| io_error(dest, source))?;
-    let counter = CountingReader::new(io::BufReader::new(file));
-    let compressed = counter.count.clone();
-    let mut tar = tar::Archive::new(GzDecoder::new(counter));
+    let (mut tar, compressed, budget) = archive_reader(file);
     let mut entries = tar.entries().map_err(|error| damaged(archive, error))?;
     let manifest = read_manifest_entry(&mut entries, archive, &compressed)?;
+    // From here on, the archive may hold what the manifest lists and no more.
+    let listed = manifest.files.iter().fold(0u64, |total, file| {
+        total.saturating_add(file.size).saturating_add(
+            2048 + 2 * file.path.len() as u64
+                + file.target.as_ref().map_or(0, |t| 2 * t.len() as u64),
+        )
+    });
+    budget.set(listed.saturating_add(HEADER_ALLOWANCE));
 
     let mut expected: BTreeMap<&str, &BackedUpFile> = BTreeMap::new();
     for described in &manifest.files {

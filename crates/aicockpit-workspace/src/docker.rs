@@ -131,6 +131,12 @@ impl DockerBackend {
                 "sh".into(),
                 pid.to_string(),
             ],
+            // The image's own tools, not ones the workspace put first on PATH.
+            env: vec![
+                ("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into()),
+                ("LD_PRELOAD".into(), String::new()),
+                ("LD_LIBRARY_PATH".into(), String::new()),
+            ],
             ..ExecRequest::default()
         };
         let io = self
@@ -667,6 +673,94 @@ impl Backend for DockerBackend {
                     reason,
                 },
             })
+    }
+
+    async fn process_owners(
+        &self,
+        workspace: &Workspace,
+    ) -> Result<Option<Vec<crate::backend::ProcessOwner>>, WorkspaceError> {
+        // `top` runs `ps` on the engine's host: what it reports cannot be
+        // faked by programs inside the container.
+        let top = self
+            .docker
+            .top_processes(
+                &Self::container_ref(workspace)?,
+                Some(bollard::query_parameters::TopOptions {
+                    ps_args: "-o pid,uid,gid,supgid".to_string(),
+                }),
+            )
+            .await
+            .map_err(|error| self.error("list a workspace's processes", error))?;
+        let titles = top.titles.unwrap_or_default();
+        let column = |name: &str| titles.iter().position(|title| title == name);
+        let (Some(pid), Some(uid), Some(gid), Some(groups)) = (
+            column("PID"),
+            column("UID"),
+            column("GID"),
+            column("SUPGID"),
+        ) else {
+            return Err(WorkspaceError::Docker {
+                action: "list a workspace's processes".into(),
+                message: format!("unexpected columns {titles:?}"),
+            });
+        };
+        let number = |row: &[String], index: usize| {
+            row.get(index)
+                .and_then(|cell| cell.trim().parse::<u32>().ok())
+        };
+        let mut owners = Vec::new();
+        for row in top.processes.unwrap_or_default() {
+            let (Some(pid), Some(uid), Some(gid)) =
+                (number(&row, pid), number(&row, uid), number(&row, gid))
+            else {
+                return Err(WorkspaceError::Docker {
+                    action: "list a workspace's processes".into(),
+                    message: format!("unreadable process line {row:?}"),
+                });
+            };
+            let groups = row
+                .get(groups)
+                .map(|cell| {
+                    cell.split(',')
+                        .filter(|g| !g.trim().is_empty() && g.trim() != "-")
+                        .map(|g| g.trim().parse::<u32>().unwrap_or(0))
+                        .collect()
+                })
+                .unwrap_or_default();
+            owners.push(crate::backend::ProcessOwner {
+                pid,
+                uid,
+                gid,
+                groups,
+            });
+        }
+        Ok(Some(owners))
+    }
+
+    async fn writable_mount_sources(
+        &self,
+    ) -> Result<Vec<(String, std::path::PathBuf)>, WorkspaceError> {
+        let containers = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                ..Default::default()
+            }))
+            .await
+            .map_err(|error| self.error("list containers", error))?;
+        let mut out = Vec::new();
+        for container in containers {
+            let id = container.id.unwrap_or_default();
+            for mount in container.mounts.unwrap_or_default() {
+                let bind = mount.typ.map(|t| t.to_string()).as_deref() == Some("bind");
+                if bind && mount.rw != Some(false) {
+                    if let Some(source) = mount.source {
+                        out.push((id.clone(), std::path::PathBuf::from(source)));
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn stats(&self, workspace: &Workspace) -> Result<Stats, WorkspaceError> {

@@ -465,6 +465,20 @@ impl Backend for LocalBackend {
             })
     }
 
+    async fn process_owners(
+        &self,
+        _workspace: &Workspace,
+    ) -> Result<Option<Vec<crate::backend::ProcessOwner>>, WorkspaceError> {
+        // Host processes run as whoever runs AiCockpit: nothing to check.
+        Ok(None)
+    }
+
+    async fn writable_mount_sources(
+        &self,
+    ) -> Result<Vec<(String, std::path::PathBuf)>, WorkspaceError> {
+        Ok(Vec::new())
+    }
+
     async fn stats(&self, _workspace: &Workspace) -> Result<Stats, WorkspaceError> {
         Err(WorkspaceError::Unsupported {
             backend: "local",

@@ -64,17 +64,29 @@ pub(crate) fn check_user(user: &str) -> Result<(), WorkspaceError> {
         Some((name, group)) => (name, Some(group)),
         None => (user, None),
     };
-    let plain = |part: &str| {
-        !part.is_empty()
-            && part.len() <= 64
-            && part
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '+'))
+    // Docker reads a user with Go's `strconv.Atoi` (signs and leading zeros
+    // allowed) and otherwise looks the name up in the image: accept only
+    // plain digits or a conventional name, so nothing else can turn into 0.
+    let numeric = |part: &str| {
+        !part.is_empty() && part.len() <= 10 && part.bytes().all(|b| b.is_ascii_digit())
     };
+    let named = |part: &str| {
+        let mut bytes = part.bytes();
+        part.len() <= 32
+            && bytes
+                .next()
+                .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+            && bytes.all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.')
+            })
+    };
+    let plain = |part: &str| numeric(part) || named(part);
     if !plain(name) || group.is_some_and(|group| !plain(group)) {
-        return refuse("is not a plain user name or number");
+        return refuse(
+            "is not a plain user name (lower-case letters, digits, `_`, `-`, `.`) or number",
+        );
     }
-    let is_root = |part: &str| part == "root" || part.parse::<u32>().is_ok_and(|id| id == 0);
+    let is_root = |part: &str| part == "root" || (numeric(part) && part.bytes().all(|b| b == b'0'));
     if is_root(name) {
         return refuse("names root");
     }
@@ -510,28 +522,64 @@ impl WorkspaceManager {
         }
     }
 
-    /// Check, once a container runs, that its processes are not root, whatever
-    /// the image or the user spec says; a root workspace is stopped again.
+    /// Check, once a container runs, that none of its processes is root or
+    /// in the root group, whatever the image or the user spec says. The
+    /// engine's host reports who the processes are (`docker top`), so no
+    /// program inside the container can fake the answer. A root workspace is
+    /// stopped again.
     async fn verify_not_root(&self, workspace: &Workspace) -> Result<(), WorkspaceError> {
         if !self.backend.isolated() {
             return Ok(());
         }
-        let output = self
-            .backend
-            .run(
-                workspace,
-                vec!["id".into(), "-u".into()],
-                Duration::from_secs(30),
-            )
-            .await?;
-        let uid = String::from_utf8_lossy(&output.stdout).trim().to_string();
-        if output.exit_code != Some(0) || uid.parse::<u32>().map_or(true, |uid| uid == 0) {
+        let Some(owners) = self.backend.process_owners(workspace).await? else {
+            return Ok(());
+        };
+        let rooted = owners
+            .iter()
+            .find(|o| o.uid == 0 || o.gid == 0 || o.groups.contains(&0));
+        if owners.is_empty() || rooted.is_some() {
             let _ = self.backend.stop(workspace).await;
+            let seen = rooted
+                .map(|o| {
+                    format!(
+                        "process {} runs as uid {}, gid {}, groups {:?}",
+                        o.pid, o.uid, o.gid, o.groups
+                    )
+                })
+                .unwrap_or_else(|| "no process could be seen".to_string());
             return Err(WorkspaceError::InvalidRequest(format!(
-                "workspace {:?} runs as uid {uid:?} (user {:?}, image {}): workspaces never run as root, \
-                 and a uid that cannot be checked is refused too; it was stopped",
+                "workspace {:?} (user {:?}, image {}): {seen}; workspaces never run as root or in the root \
+                 group, so it was stopped",
                 workspace.name, workspace.user, workspace.image
             )));
+        }
+        Ok(())
+    }
+
+    /// Refuse a folder that overlaps a folder any other container on the
+    /// engine mounts writable (another data folder's workspace, a container
+    /// made outside AiCockpit): its processes could swap this one's parts.
+    async fn check_engine_mounts(
+        &self,
+        dir: &Path,
+        own_container: Option<&str>,
+    ) -> Result<(), WorkspaceError> {
+        for (container, source) in self.backend.writable_mount_sources().await? {
+            if own_container
+                .is_some_and(|own| container.starts_with(own) || own.starts_with(&container))
+            {
+                continue;
+            }
+            let theirs = resolve_partly(&source);
+            if theirs.starts_with(dir) || dir.starts_with(&theirs) {
+                return Err(WorkspaceError::InvalidRequest(format!(
+                    "{} overlaps {}, which container {} mounts writable: its processes could change this \
+                     workspace's folder and mount; give the workspace a folder no other container mounts",
+                    dir.display(),
+                    theirs.display(),
+                    container.chars().take(12).collect::<String>()
+                )));
+            }
         }
         Ok(())
     }
@@ -856,6 +904,7 @@ impl WorkspaceManager {
         let identity = Folder::open_no_symlinks(dir)
             .and_then(|folder| folder.identity())
             .map_err(|e| WorkspaceError::io(dir, e))?;
+        self.check_engine_mounts(dir, None).await?;
         let created_at = now();
         let mut workspace = Workspace {
             id: crate::docker::new_id(),
@@ -924,6 +973,8 @@ impl WorkspaceManager {
         let mut workspace = self.inspect(name).await?;
         if workspace.state != WorkspaceState::Running {
             self.check_before_start(&mut workspace)?;
+            self.check_engine_mounts(&workspace.dir, workspace.container_id.as_deref())
+                .await?;
         }
         if workspace.state == WorkspaceState::Missing {
             workspace.container_id = Some(self.backend.create(&workspace, &self.scope).await?);
@@ -970,6 +1021,8 @@ impl WorkspaceManager {
     pub async fn restart(&self, name: &str) -> Result<Workspace, WorkspaceError> {
         let mut workspace = self.get(name)?;
         self.check_before_start(&mut workspace)?;
+        self.check_engine_mounts(&workspace.dir, workspace.container_id.as_deref())
+            .await?;
         self.backend.restart(&workspace).await?;
         workspace.state = WorkspaceState::Running;
         workspace.started_at = Some(now());

@@ -38,7 +38,8 @@ fn victim(dir: &Path) -> PathBuf {
 }
 
 /// An image whose `/tmp` is root's and not writable by others (as many
-/// images have), and whose passwd names uid 0 `toor`.
+/// images have), whose passwd names uid 0 `toor`, and whose group file puts
+/// `ops` (uid 1001) in the root group.
 const ODD_IMAGE: &str = "aicockpit-test/odd:latest";
 
 async fn odd_image() {
@@ -69,10 +70,15 @@ async fn odd_image() {
             }
             std::fs::write(
                 rootfs.join("etc/passwd"),
-                "root:x:0:0::/:/bin/sh\ntoor:x:0:0::/:/bin/sh\ndev:x:1000:1000::/:/bin/sh\n",
+                "root:x:0:0::/:/bin/sh\ntoor:x:0:0::/:/bin/sh\ndev:x:1000:1000::/:/bin/sh\nops:x:1001:1001::/:/bin/sh\n",
             )
             .unwrap();
-            std::fs::write(rootfs.join("etc/group"), "root:x:0:\ndev:x:1000:\n").unwrap();
+            // `ops` is in the root group: Docker adds it as a supplementary group.
+            std::fs::write(
+                rootfs.join("etc/group"),
+                "root:x:0:ops\ndev:x:1000:\nops:x:1001:\n",
+            )
+            .unwrap();
             let source = ImageSource {
                 rootfs: Some(rootfs.to_path_buf()),
                 ..ImageSource::default()
@@ -227,9 +233,21 @@ async fn item04_root_is_refused_in_every_spelling_and_from_every_source() {
     };
     odd_image().await;
     let projects = tempfile::tempdir().unwrap();
-    for (index, user) in ["00", "+0", "00:00", "1000:0", "1000:root", "0 "]
-        .iter()
-        .enumerate()
+    for (index, user) in [
+        "00",
+        "+0",
+        "-0",
+        "-00:-00",
+        "00:00",
+        "1000:0",
+        "1000:-0",
+        "1000:root",
+        "0 ",
+        "Root",
+        "1000:+0",
+    ]
+    .iter()
+    .enumerate()
     {
         let dir = project_dir(projects.path(), &format!("p{index}"));
         std::fs::write(
@@ -252,22 +270,34 @@ async fn item04_root_is_refused_in_every_spelling_and_from_every_source() {
         assert!(manager.get(&name).is_err(), "{user}: no record is left");
     }
 
-    // A name that is uid 0 inside the image: refused once it runs, and stopped.
-    let dir = project_dir(projects.path(), "toor");
-    std::fs::write(
-        dir.join(".devcontainer.json"),
-        format!("{{ \"image\": {ODD_IMAGE:?}, \"containerUser\": \"toor\" }}"),
-    )
-    .unwrap();
-    let name = unique_name("toor");
-    let error = manager
-        .create(CreateRequest {
-            dir: Some(dir),
-            ..request(&name)
-        })
-        .await
-        .unwrap_err();
-    assert!(error.to_string().contains("uid \"0\""), "{error}");
+    // A name that is uid 0 inside the image, and one in the root group:
+    // refused once they run (the host's view of the processes, which a fake
+    // `id` put first on PATH cannot change), and stopped.
+    for (user, seen) in [("toor", "uid 0"), ("ops", "groups [")] {
+        let dir = project_dir(projects.path(), user);
+        std::fs::write(
+            dir.join(".devcontainer.json"),
+            format!(
+                "{{ \"image\": {ODD_IMAGE:?}, \"containerUser\": {user:?}, \
+                 \"containerEnv\": {{ \"PATH\": \"/workspace/.b:/bin\" }} }}"
+            ),
+        )
+        .unwrap();
+        std::fs::create_dir(dir.join(".b")).unwrap();
+        std::fs::write(dir.join(".b/id"), "#!/bin/sh\necho 1000\n").unwrap();
+        std::fs::set_permissions(dir.join(".b/id"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        let name = unique_name(user);
+        let error = manager
+            .create(CreateRequest {
+                dir: Some(dir),
+                ..request(&name)
+            })
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains(seen), "{user}: {error}");
+        assert!(manager.get(&name).is_err(), "{user}: no record is left");
+    }
 
     // A record edited to root (the store is a file anybody with access may
     // change) does not start.

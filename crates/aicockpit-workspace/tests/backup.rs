@@ -528,7 +528,7 @@ fn a_gzip_bomb_manifest_is_refused_early() {
     let archive = work.path().join("bomb.tar.gz");
     {
         let file = fs::File::create(&archive).expect("create");
-        let mut encoder = GzEncoder::new(file, flate2::Compression::best());
+        let mut encoder = GzEncoder::new(file, flate2::Compression::fast());
         let mut header = tar::Header::new_gnu();
         header.set_path(MANIFEST_NAME).expect("path");
         header.set_size(CLAIMED);
@@ -556,4 +556,53 @@ fn a_gzip_bomb_manifest_is_refused_early() {
         }
     }
     assert!(!work.path().join("dest").exists());
+}
+
+/// Item 10, beneath tar: a long-name header (GNU `L`) that tar reads whole
+/// before any entry, claiming 80 MiB of zeros (over the manifest's cap), is stopped by the budget
+/// under tar; so is a manifest whose metadata is a huge JSON array.
+#[test]
+fn headers_and_metadata_cannot_make_restore_allocate_gigabytes() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let archive = work.path().join("longname.tar.gz");
+    {
+        let file = fs::File::create(&archive).expect("create");
+        let mut encoder = GzEncoder::new(file, flate2::Compression::fast());
+        let mut header = tar::Header::new_gnu();
+        header.set_path("././@LongLink").expect("path");
+        header.set_entry_type(tar::EntryType::GNULongName);
+        header.set_size(80 << 20);
+        header.set_mode(0o644);
+        header.set_cksum();
+        encoder.write_all(header.as_bytes()).expect("header");
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..80 {
+            encoder.write_all(&zeros).expect("zeros");
+        }
+        encoder.finish().expect("finish");
+    }
+    match backup::read_manifest(&archive) {
+        Err(BackupError::NotABackup { reason, .. }) => {
+            assert!(reason.contains("more than its manifest"), "{reason}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+
+    // Metadata of a few MiB of tiny numbers: refused by size, never built
+    // into a tree of millions of JSON values.
+    let metadata = serde_json::Value::Array(
+        (0..300_000u64)
+            .map(|i| json!(i.wrapping_mul(2_654_435_761) % 1_000_000_007))
+            .collect(),
+    );
+    let tree = work.path().join("tree");
+    fs::create_dir(&tree).expect("mkdir");
+    let big = work.path().join("big.tar.gz");
+    backup::write_backup(&tree, metadata, &big).expect("backup");
+    match backup::read_manifest(&big) {
+        Err(BackupError::NotABackup { reason, .. }) => {
+            assert!(reason.contains("workspace record is over"), "{reason}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
 }
