@@ -218,13 +218,7 @@ pub fn read_manifest(archive: &Path) -> Result<BackupManifest, BackupError> {
 /// then, once the manifest is read, for what it lists. tar reads some
 /// headers (long names, PAX records) whole before any entry is seen, so the
 /// budget sits beneath tar, where no header can get past it.
-fn archive_reader(
-    file: fs::File,
-) -> (
-    tar::Archive<BudgetReader<GzDecoder<CountingReader<io::BufReader<fs::File>>>>>,
-    Rc<Cell<u64>>,
-    Rc<Cell<u64>>,
-) {
+fn archive_reader(file: fs::File) -> (ArchiveStream, Rc<Cell<u64>>, Rc<Cell<u64>>) {
     let counter = CountingReader::new(io::BufReader::new(file));
     let compressed = counter.count.clone();
     let budget = Rc::new(Cell::new(MAX_MANIFEST_BYTES + HEADER_ALLOWANCE));
@@ -234,6 +228,9 @@ fn archive_reader(
     };
     (tar::Archive::new(reader), compressed, budget)
 }
+
+/// The tar reader over a backup's budgeted, counted, inflated bytes.
+type ArchiveStream = tar::Archive<BudgetReader<GzDecoder<CountingReader<io::BufReader<fs::File>>>>>;
 
 /// Room for an entry's headers (its own, a long-name one) and padding.
 const HEADER_ALLOWANCE: u64 = 64 * 1024;
