@@ -307,6 +307,14 @@ impl Folder {
         Ok(OsStr::from_bytes(target.as_bytes()).to_os_string())
     }
 
+    /// The folder above this one (`None` at `/`), opened through `..`.
+    pub fn parent(&self) -> io::Result<Option<Folder>> {
+        let parent = Folder {
+            fd: rustix::fs::openat(&self.fd, "..", DIR_FLAGS, Mode::empty())?,
+        };
+        Ok((parent.identity()? != self.identity()?).then_some(parent))
+    }
+
     /// This folder's own identity.
     pub fn identity(&self) -> io::Result<Identity> {
         let stat = rustix::fs::fstat(&self.fd)?;

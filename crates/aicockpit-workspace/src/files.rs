@@ -54,6 +54,15 @@ impl WorkspaceFiles {
         })
     }
 
+    /// Files beneath an already opened folder (the manager opens it with no
+    /// symlink in its path and checks it is the workspace's own).
+    pub fn from_dir(root: Dir, max_file_bytes: u64) -> WorkspaceFiles {
+        WorkspaceFiles {
+            root,
+            max_file_bytes,
+        }
+    }
+
     /// The entries of a folder (`""` or `"."` is the root), sorted by name.
     pub fn list(&self, path: &str) -> Result<Vec<FileEntry>, FileError> {
         let rel = relative(path)?;

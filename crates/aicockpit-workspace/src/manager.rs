@@ -166,6 +166,11 @@ fn restore_staged(
         let target = root
             .create_dir(name, 0o700)
             .map_err(|e| WorkspaceError::io(parent, e))?;
+        // Until the record is written, this marks the folder as a restore in
+        // progress: a restore killed now leaves a folder `create` refuses.
+        target
+            .create_unique(RESTORING_MARKER)
+            .map_err(|e| WorkspaceError::io(parent, e))?;
         if let Err(error) =
             staging.rename_no_replace(OsStr::new("files"), &target, OsStr::new("files"))
         {
@@ -176,6 +181,21 @@ fn restore_staged(
     })();
     let _ = root.remove_tree(&staging_name);
     result
+}
+
+/// Names of the files that mark a workspace folder as being restored.
+const RESTORING_MARKER: &str = ".restoring-";
+
+/// Whether a workspace's folder holds a restore that never finished.
+fn restore_unfinished(workspace_dir: &Path) -> bool {
+    std::fs::read_dir(workspace_dir).is_ok_and(|entries| {
+        entries.filter_map(Result::ok).any(|entry| {
+            entry
+                .file_name()
+                .as_bytes()
+                .starts_with(RESTORING_MARKER.as_bytes())
+        })
+    })
 }
 
 /// Remove `.restore-*` folders left by restores that were killed, once
@@ -193,6 +213,32 @@ fn sweep_stale_restores(root: &Folder) {
             let _ = root.remove_tree(&entry.name);
         }
     }
+}
+
+/// The home folder of a user, from the system's user database.
+fn home_of(uid: u32) -> Option<PathBuf> {
+    let mut record = std::mem::MaybeUninit::<libc::passwd>::uninit();
+    let mut buffer = vec![0 as libc::c_char; 16 * 1024];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; the buffer's length is
+    // passed with it, and `found` is only read after the call.
+    let status = unsafe {
+        libc::getpwuid_r(
+            uid,
+            record.as_mut_ptr(),
+            buffer.as_mut_ptr(),
+            buffer.len(),
+            &mut found,
+        )
+    };
+    if status != 0 || found.is_null() {
+        return None;
+    }
+    // SAFETY: `found` is non-null, so `record` was filled in, and its
+    // `pw_dir` points into `buffer`, which is still alive.
+    let directory = unsafe { std::ffi::CStr::from_ptr((*found).pw_dir) };
+    let home = PathBuf::from(std::ffi::OsStr::from_bytes(directory.to_bytes()));
+    (home.is_absolute() && home != Path::new("/")).then_some(home)
 }
 
 /// Give a whole tree to `uid:gid`, never following symlinks.
@@ -441,6 +487,13 @@ impl WorkspaceManager {
                 .iter()
                 .map(|p| resolve_partly(p)),
         );
+        // The folder's owner may not be who runs AiCockpit (`sudo`): their
+        // own settings folders are protected too.
+        if let Some(home) = std::fs::metadata(&dir).ok().and_then(|m| home_of(m.uid())) {
+            for below in [".config", ".cache", ".local/share", ".ssh", ".gnupg"] {
+                protected.push(resolve_partly(&home.join(below)));
+            }
+        }
         for guarded in protected {
             if guarded.starts_with(&dir) || dir.starts_with(&guarded) {
                 return Err(WorkspaceError::InvalidRequest(format!(
@@ -592,7 +645,35 @@ impl WorkspaceManager {
         let here = folder
             .current_path()
             .map_err(|e| WorkspaceError::io(archive, e))?;
-        for other in self.store.list()?.0 {
+        // By identity too: a bind mount or another path can reach a
+        // workspace folder under a name that no prefix comparison catches.
+        let records: Vec<Workspace> = self
+            .store
+            .list()?
+            .0
+            .into_iter()
+            .chain(self.pool_store().list()?.0)
+            .collect();
+        let mut ancestor = Some(folder);
+        while let Some(current) = ancestor {
+            let identity = current
+                .identity()
+                .map_err(|e| WorkspaceError::io(archive, e))?;
+            if let Some(other) = records.iter().find(|record| {
+                record.dir_identity.is_some_and(|recorded| {
+                    recorded.device == identity.device && recorded.inode == identity.inode
+                })
+            }) {
+                return Err(WorkspaceError::InvalidRequest(format!(
+                    "{} is inside the folder of workspace {:?}, which its container can change while the \
+                     archive is written: write the backup to a folder outside every workspace",
+                    archive.display(),
+                    other.name
+                )));
+            }
+            ancestor = current.parent().ok().flatten();
+        }
+        for other in records {
             let theirs = resolve_partly(&other.dir);
             if here.starts_with(&theirs) {
                 return Err(WorkspaceError::InvalidRequest(format!(
@@ -770,7 +851,24 @@ impl WorkspaceManager {
 
     /// [`WorkspaceManager::create`] with the lifecycle lock already held.
     async fn create_locked(&self, request: CreateRequest) -> Result<Workspace, WorkspaceError> {
+        self.create_locked_with(request, false).await
+    }
+
+    async fn create_locked_with(
+        &self,
+        request: CreateRequest,
+        restoring: bool,
+    ) -> Result<Workspace, WorkspaceError> {
         validate_name(&request.name)?;
+        let workspace_dir = self.store.workspace_dir(&request.name);
+        if !restoring && request.dir.is_none() && restore_unfinished(&workspace_dir) {
+            return Err(WorkspaceError::InvalidRequest(format!(
+                "{} holds the files of a restore that never finished: restore the backup again, \
+                 or delete that folder to start {:?} empty",
+                workspace_dir.display(),
+                request.name
+            )));
+        }
         if self.store.get(&request.name)?.is_some() {
             return Err(WorkspaceError::NameTaken { name: request.name });
         }
@@ -1162,12 +1260,31 @@ impl WorkspaceManager {
     }
 
     /// The workspace's files, confined to its folder.
+    ///
+    /// The folder is opened with no symlink in its path and must be the one
+    /// the workspace was created with (device and inode), as before a start.
     pub fn files(&self, name: &str) -> Result<WorkspaceFiles, WorkspaceError> {
         let workspace = self.get(name)?;
-        Ok(WorkspaceFiles::open(
-            &workspace.dir,
-            self.options.max_file_bytes,
-        )?)
+        let folder = Folder::open_no_symlinks(&workspace.dir).map_err(|error| {
+            WorkspaceError::InvalidRequest(format!(
+                "the folder of workspace {name:?} cannot be used: {error}"
+            ))
+        })?;
+        let identity = folder
+            .identity()
+            .map_err(|e| WorkspaceError::io(&workspace.dir, e))?;
+        if workspace.dir_identity.is_some_and(|recorded| {
+            recorded.device != identity.device || recorded.inode != identity.inode
+        }) {
+            return Err(WorkspaceError::InvalidRequest(format!(
+                "the folder of workspace {name:?} ({}) is not the folder it was created with",
+                workspace.dir.display()
+            )));
+        }
+        let dir = folder
+            .to_cap_std()
+            .map_err(|e| WorkspaceError::io(&workspace.dir, e))?;
+        Ok(WorkspaceFiles::from_dir(dir, self.options.max_file_bytes))
     }
 
     /// Write a compressed backup of a workspace's files and record to
@@ -1263,16 +1380,47 @@ impl WorkspaceManager {
             memory: Some(limits.memory_bytes.to_string()),
             cpus: Some(limits.cpus),
             pids: Some(limits.pids),
-            network: Some(old.network.clone()),
+            // The archive's network could be `bridge` or another project's
+            // network: a backup gets the configured one unless they agree.
+            network: Some(self.options.network.clone()),
             env: old.env.clone(),
             dir: None,
             start,
         };
-        let result = self.create_locked(request).await;
-        if result.is_err() {
-            let _ = std::fs::remove_dir_all(&parent);
+        if old.network != self.options.network {
+            tracing::warn!(
+                "workspace {name}: the backup asks for network {:?}; restored with the configured {:?} \
+                 (workspaces.network)",
+                old.network,
+                self.options.network
+            );
+        }
+        let result = self.create_restored(request).await;
+        match &result {
+            Ok(_) => {
+                // The record exists now: the folder is an ordinary workspace's.
+                if let Ok(entries) = std::fs::read_dir(&parent) {
+                    for entry in entries.filter_map(Result::ok) {
+                        if entry
+                            .file_name()
+                            .as_bytes()
+                            .starts_with(RESTORING_MARKER.as_bytes())
+                        {
+                            let _ = std::fs::remove_file(entry.path());
+                        }
+                    }
+                }
+            }
+            Err(_) => {
+                let _ = std::fs::remove_dir_all(&parent);
+            }
         }
         result
+    }
+
+    /// [`WorkspaceManager::create_locked`] over files a restore just put in place.
+    async fn create_restored(&self, request: CreateRequest) -> Result<Workspace, WorkspaceError> {
+        self.create_locked_with(request, true).await
     }
 
     /// Limits from an archive, lowered to the configured maximums (with a warning).

@@ -385,6 +385,9 @@ async fn item05_nested_or_replaced_folders_are_never_mounted() {
     assert!(error.to_string().contains("symlink"), "{error}");
     let error = manager.restart(&name).await.unwrap_err();
     assert!(error.to_string().contains("symlink"), "{error}");
+    // The files API, which runs as root, will not work through it either.
+    let error = manager.files(&name).err().expect("refused");
+    assert!(error.to_string().contains("symlink"), "{error}");
     // A real folder in its place is another folder: refused too.
     std::fs::remove_file(&dir).unwrap();
     project_dir(projects.path(), "swapped");
@@ -459,6 +462,17 @@ async fn item06_restore_and_create_of_one_name_do_not_destroy_each_other() {
     assert!(entries.is_empty(), "no staging folder is left: {entries:?}");
     let created = manager.create(request(&name)).await.unwrap();
     assert!(!created.dir.join("marker.txt").exists());
+
+    // A restore killed after its files were moved into place but before the
+    // record was written leaves a marked folder, which create refuses to use.
+    let interrupted = unique_name("interrupted");
+    let folder = data.path().join("workspaces").join(&interrupted);
+    std::fs::create_dir_all(folder.join("files")).unwrap();
+    std::fs::write(folder.join("files/.devcontainer.json"), "{}").unwrap();
+    std::fs::write(folder.join(".restoring-0123456789abcdef"), "").unwrap();
+    let error = manager.create(request(&interrupted)).await.unwrap_err();
+    assert!(error.to_string().contains("never finished"), "{error}");
+    assert!(manager.get(&interrupted).is_err());
     // The restored workspace's own folder is private.
     let restored = manager
         .restore(&archive, Some(unique_name("private")), false)
@@ -537,7 +551,7 @@ async fn item08_timeouts_kill_without_a_writable_tmp_or_say_they_could_not() {
 }
 
 /// 9. Limits in an archive are lowered to the configured maximums, and a
-/// request above them is refused.
+/// request above them is refused; the archive's network is not taken.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item09_limits_are_bounded_by_the_configured_maximums() {
     let data = tempfile::tempdir().unwrap();
@@ -567,7 +581,7 @@ async fn item09_limits_are_bounded_by_the_configured_maximums() {
         "image": TEST_IMAGE, "dir": "/nonexistent", "managed_dir": true,
         "limits": { "memory_bytes": 1u64 << 40, "cpus": 64.0, "pids": 1_000_000,
                     "nofile": 1_000_000, "nproc": 1_000_000 },
-        "network": "none", "env": {}, "user": "1000:1000", "container_id": null,
+        "network": "bridge", "env": {}, "user": "1000:1000", "container_id": null,
         "state": "running", "created_at": 0, "started_at": null, "last_used_at": 0
     });
     let archive = host.path().join("greedy.tar.gz");
@@ -581,6 +595,8 @@ async fn item09_limits_are_bounded_by_the_configured_maximums() {
     assert_eq!(restored.limits.cpus, 1.0);
     assert_eq!(restored.limits.pids, 100);
     assert!(restored.limits.nofile <= 4096);
+    // The archive's network is not taken: the configured one is.
+    assert_eq!(restored.network, "none");
     cleanup(&manager, &name).await;
 }
 
