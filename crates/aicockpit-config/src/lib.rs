@@ -218,6 +218,8 @@ pub struct WorkspacesConfig {
     pub max_cpus: f64,
     /// The highest process limit any one workspace may ask for.
     pub max_pids: u32,
+    /// The most file bytes one backup may hold, and one restore may write.
+    pub max_backup_bytes: String,
 }
 
 impl Default for WorkspacesConfig {
@@ -238,6 +240,7 @@ impl Default for WorkspacesConfig {
             max_memory: "16g".to_string(),
             max_cpus: 8.0,
             max_pids: 4096,
+            max_backup_bytes: "32g".to_string(),
         }
     }
 }

@@ -96,6 +96,11 @@ pub enum BackupError {
     #[error("{path} has a name that is not UTF-8, which a backup cannot hold")]
     UnsupportedName { path: PathBuf },
     #[error(
+        "the files add up to more than {limit} bytes, the most one backup holds \
+         (workspaces.max_backup_bytes); remove large files or raise the limit"
+    )]
+    TooLarge { limit: u64 },
+    #[error(
         "{path} changed while it was being backed up; back up again once the workspace is idle"
     )]
     Changed { path: PathBuf },
@@ -117,6 +122,21 @@ pub fn write_backup(
     workspace: serde_json::Value,
     archive: &Path,
 ) -> Result<BackupManifest, BackupError> {
+    write_backup_limited(root, workspace, archive, DEFAULT_MAX_TOTAL_BYTES)
+}
+
+/// The most file bytes one backup holds unless the caller says otherwise.
+pub const DEFAULT_MAX_TOTAL_BYTES: u64 = 32 << 30;
+
+/// [`write_backup`], refusing a tree whose files add up to more than
+/// `max_total_bytes` (a container can make a sparse file of a terabyte for
+/// free; reading it would not be).
+pub fn write_backup_limited(
+    root: &Path,
+    workspace: serde_json::Value,
+    archive: &Path,
+    max_total_bytes: u64,
+) -> Result<BackupManifest, BackupError> {
     let (folder, final_name) =
         confined::open_parent(archive).map_err(|source| io_error(archive, source))?;
     let (file, temporary_name) = folder
@@ -136,7 +156,7 @@ pub fn write_backup(
     }
 
     let top = Folder::open_no_symlinks(root).map_err(|source| io_error(root, source))?;
-    let found = walk(&top, root, &skip)?;
+    let found = walk(&top, root, &skip, max_total_bytes)?;
     let manifest = BackupManifest {
         format: BACKUP_FORMAT,
         created_at: SystemTime::now()
@@ -265,9 +285,19 @@ impl<R: Read> Read for BudgetReader<R> {
 /// empty folder. Every file is checked against the manifest; on any failure
 /// what was created is removed again.
 pub fn restore_files(archive: &Path, dest: &Path) -> Result<BackupManifest, BackupError> {
+    restore_files_limited(archive, dest, DEFAULT_MAX_TOTAL_BYTES)
+}
+
+/// [`restore_files`], refusing an archive whose manifest lists more than
+/// `max_total_bytes` of files, before anything is written.
+pub fn restore_files_limited(
+    archive: &Path,
+    dest: &Path,
+    max_total_bytes: u64,
+) -> Result<BackupManifest, BackupError> {
     let file = open_archive(archive)?;
     let created = prepare_destination(dest)?;
-    let result = restore_into(file, archive, dest);
+    let result = restore_into(file, archive, dest, max_total_bytes);
     if result.is_err() {
         // Best effort: the restore's own error is the one worth reporting.
         let _ = clean_destination(dest, created);
@@ -279,7 +309,7 @@ pub fn restore_files(archive: &Path, dest: &Path) -> Result<BackupManifest, Back
 /// `/`-separated relative path. Symlinks are not followed.
 pub fn hash_tree(root: &Path) -> Result<BTreeMap<String, String>, BackupError> {
     let top = Folder::open_no_symlinks(root).map_err(|source| io_error(root, source))?;
-    Ok(walk(&top, root, &[])?
+    Ok(walk(&top, root, &[], u64::MAX)?
         .into_iter()
         .filter_map(|entry| {
             let described = entry.described;
@@ -307,7 +337,13 @@ impl Found {
 /// name, a folder before its contents; files are hashed on the way, each
 /// read through a handle checked to be the regular file the listing saw.
 /// Nothing is followed; sockets, FIFOs and devices are left out.
-fn walk(top: &Folder, root: &Path, skip: &[Identity]) -> Result<Vec<Found>, BackupError> {
+fn walk(
+    top: &Folder,
+    root: &Path,
+    skip: &[Identity],
+    max_total_bytes: u64,
+) -> Result<Vec<Found>, BackupError> {
+    let mut total: u64 = 0;
     struct Frame {
         folder: Folder,
         prefix: String,
@@ -364,6 +400,12 @@ fn walk(top: &Folder, root: &Path, skip: &[Identity]) -> Result<Vec<Found>, Back
                 );
             }
             EntryType::File => {
+                total = total.saturating_add(entry.size);
+                if total > max_total_bytes {
+                    return Err(BackupError::TooLarge {
+                        limit: max_total_bytes,
+                    });
+                }
                 let (file, identity, _) = frame
                     .folder
                     .open_file(&entry.name)
@@ -660,6 +702,7 @@ fn restore_into(
     file: fs::File,
     archive: &Path,
     dest: &Path,
+    max_total_bytes: u64,
 ) -> Result<BackupManifest, BackupError> {
     let root = Folder::open_no_symlinks(dest)
         .and_then(|folder| folder.to_cap_std())
@@ -674,6 +717,15 @@ fn restore_into(
                 + file.target.as_ref().map_or(0, |t| 2 * t.len() as u64),
         )
     });
+    let files_total = manifest
+        .files
+        .iter()
+        .fold(0u64, |total, file| total.saturating_add(file.size));
+    if files_total > max_total_bytes {
+        return Err(BackupError::TooLarge {
+            limit: max_total_bytes,
+        });
+    }
     budget.set(listed.saturating_add(HEADER_ALLOWANCE));
 
     let mut expected: BTreeMap<&str, &BackedUpFile> = BTreeMap::new();

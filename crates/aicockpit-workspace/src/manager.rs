@@ -136,6 +136,7 @@ fn restore_staged(
     parent: &Path,
     owner: Option<(u32, u32)>,
     is_docker: bool,
+    max_total_bytes: u64,
 ) -> Result<(), WorkspaceError> {
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -151,7 +152,7 @@ fn restore_staged(
     let staging_path = staging_root.join(&staging_name);
     let result = (|| -> Result<(), WorkspaceError> {
         let files = staging_path.join("files");
-        backup::restore_files(archive, &files)?;
+        backup::restore_files_limited(archive, &files, max_total_bytes)?;
         // Files restored by root belong to root; hand them to the user the
         // workspace runs as, or it could not write them.
         // SAFETY: geteuid has no preconditions.
@@ -285,6 +286,8 @@ pub struct ManagerOptions {
     /// The most any one workspace may ask for: requests above are refused,
     /// restored backups are lowered to these.
     pub max_limits: Limits,
+    /// The most file bytes one backup may hold (or a restore write).
+    pub max_backup_bytes: u64,
 }
 
 impl ManagerOptions {
@@ -323,6 +326,7 @@ impl ManagerOptions {
                 nofile: config.nofile,
                 nproc: config.nproc,
             },
+            max_backup_bytes: parse_size(&config.max_backup_bytes)?,
         })
     }
 }
@@ -1303,10 +1307,13 @@ impl WorkspaceManager {
         })?;
         let dir = workspace.dir.clone();
         let archive = archive.to_path_buf();
-        tokio::task::spawn_blocking(move || backup::write_backup(&dir, metadata, &archive))
-            .await
-            .map_err(|e| WorkspaceError::InvalidRequest(format!("backup task failed: {e}")))?
-            .map_err(WorkspaceError::from)
+        let limit = self.options.max_backup_bytes;
+        tokio::task::spawn_blocking(move || {
+            backup::write_backup_limited(&dir, metadata, &archive, limit)
+        })
+        .await
+        .map_err(|e| WorkspaceError::InvalidRequest(format!("backup task failed: {e}")))?
+        .map_err(WorkspaceError::from)
     }
 
     /// Recreate a workspace from a backup, under its old name or `name`.
@@ -1364,11 +1371,12 @@ impl WorkspaceManager {
         let staging_root = self.store.root().to_path_buf();
         let owner = numeric_owner(&old.user).filter(|(uid, _)| *uid != 0);
         let is_docker = self.backend.kind() == BackendKind::Docker;
+        let limit = self.options.max_backup_bytes;
         let restored = {
             let archive = archive.to_path_buf();
             let parent = parent.clone();
             tokio::task::spawn_blocking(move || {
-                restore_staged(&archive, &staging_root, &parent, owner, is_docker)
+                restore_staged(&archive, &staging_root, &parent, owner, is_docker, limit)
             })
             .await
             .map_err(|e| WorkspaceError::InvalidRequest(format!("restore task failed: {e}")))?

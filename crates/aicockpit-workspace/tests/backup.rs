@@ -606,3 +606,30 @@ fn headers_and_metadata_cannot_make_restore_allocate_gigabytes() {
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
+
+/// A sparse file costs a container nothing and a terabyte to read: a
+/// backup refuses a tree over its byte limit before reading it, and a
+/// restore refuses a manifest that lists more than the limit.
+#[test]
+fn backups_and_restores_are_bounded_in_size() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let tree = work.path().join("tree");
+    fs::create_dir(&tree).expect("mkdir");
+    fs::write(tree.join("small.txt"), b"small").expect("write");
+    let sparse = fs::File::create(tree.join("sparse.bin")).expect("create");
+    sparse.set_len(1 << 40).expect("a sparse terabyte");
+    let started = std::time::Instant::now();
+    let error =
+        backup::write_backup_limited(&tree, json!({}), &work.path().join("a.tar.gz"), 1 << 30)
+            .expect_err("over the limit");
+    assert!(matches!(error, BackupError::TooLarge { .. }), "{error}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+
+    fs::remove_file(tree.join("sparse.bin")).expect("remove");
+    let archive = work.path().join("b.tar.gz");
+    backup::write_backup(&tree, json!({}), &archive).expect("backup");
+    let error = backup::restore_files_limited(&archive, &work.path().join("dest"), 3)
+        .expect_err("the manifest lists 5 bytes");
+    assert!(matches!(error, BackupError::TooLarge { .. }), "{error}");
+    assert!(!work.path().join("dest").exists());
+}

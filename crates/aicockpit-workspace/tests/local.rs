@@ -34,6 +34,7 @@ fn manager(data: &std::path::Path) -> WorkspaceManager {
             nofile: 4096,
             nproc: 4096,
         },
+        max_backup_bytes: 1 << 30,
     };
     WorkspaceManager::with_backend(options, Arc::new(LocalBackend::new()))
 }

@@ -90,6 +90,7 @@ fn options(data: &Path) -> ManagerOptions {
             nofile: 4096,
             nproc: 4096,
         },
+        max_backup_bytes: 1 << 30,
     }
 }
 

@@ -73,6 +73,7 @@ pub fn options(data_dir: &Path, backend: BackendKind) -> ManagerOptions {
             nofile: 4096,
             nproc: 4096,
         },
+        max_backup_bytes: 1 << 30,
     }
 }
 
