@@ -324,7 +324,14 @@ impl Config {
                     })?
                 }
                 serde_json::Value::Bool(_) => {
-                    serde_json::Value::Bool(matches!(value.as_str(), "1" | "true" | "yes"))
+                    serde_json::Value::Bool(parse_bool(&value).ok_or_else(|| {
+                        ConfigError::Invalid {
+                            key: format!("{section}.{key} (from {name})"),
+                            message: format!(
+                                "expected a boolean (1, true, yes, on or 0, false, no, off), got {value:?}"
+                            ),
+                        }
+                    })?)
                 }
                 serde_json::Value::String(_) | serde_json::Value::Null => {
                     serde_json::Value::String(value)
@@ -490,6 +497,16 @@ impl Config {
     }
 }
 
+/// A boolean from an environment variable: `1`/`true`/`yes`/`on` or
+/// `0`/`false`/`no`/`off`, in any case; anything else is `None`.
+pub fn parse_bool(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
 /// Deep-merge `overlay` into `base`: objects merge key by key, anything else replaces.
 fn merge(base: &mut serde_json::Value, overlay: &serde_json::Value) {
     match (base, overlay) {
@@ -557,6 +574,44 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("search.max_results"), "{error}");
+    }
+
+    #[test]
+    fn environment_booleans_accept_common_spellings_and_reject_the_rest() {
+        for (value, expected) in [
+            ("1", true),
+            ("TRUE", true),
+            ("Yes", true),
+            ("on", true),
+            ("0", false),
+            ("false", false),
+            ("NO", false),
+            ("Off", false),
+        ] {
+            let mut config = Config::default();
+            config.workspaces.read_only_root = !expected;
+            config
+                .apply_env([(
+                    "AICOCKPIT_WORKSPACES_READ_ONLY_ROOT".to_string(),
+                    value.to_string(),
+                )])
+                .unwrap();
+            assert_eq!(config.workspaces.read_only_root, expected, "{value}");
+        }
+        let mut config = Config::default();
+        let error = config
+            .apply_env([(
+                "AICOCKPIT_WORKSPACES_READ_ONLY_ROOT".to_string(),
+                "ture".to_string(),
+            )])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("AICOCKPIT_WORKSPACES_READ_ONLY_ROOT")
+                && error.contains("1, true, yes, on"),
+            "{error}"
+        );
+        assert!(config.workspaces.read_only_root, "left unchanged on error");
     }
 
     #[test]
