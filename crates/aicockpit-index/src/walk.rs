@@ -117,33 +117,44 @@ pub fn is_indexable(root: &Path, path: &Path) -> bool {
     let Some(parent) = path.parent() else {
         return false;
     };
-    // Walk the file's folder, one level deep, with the ignore files of every
-    // folder from the root down applied.
-    let mut builder = ignore::gitignore::GitignoreBuilder::new(root);
+    // As the walk does: each folder's ignore files match paths relative to
+    // that folder, the deepest folder with a matching rule decides, and
+    // `.ignore` beats `.gitignore` within a folder.
     let mut dir = Some(parent);
-    let mut dirs = Vec::new();
     while let Some(current) = dir {
-        dirs.push(current.to_path_buf());
+        for name in [".ignore", ".gitignore"] {
+            match ignore_file_decision(&current.join(name), path) {
+                Some(ignored) => return !ignored,
+                None => continue,
+            }
+        }
         if current == root {
             break;
         }
         dir = current.parent();
     }
-    for dir in dirs.iter().rev() {
-        for name in [".gitignore", ".ignore"] {
-            let file = dir.join(name);
-            if file.is_file() {
-                let _ = builder.add(file);
-            }
-        }
+    ignore_file_decision(&root.join(".git/info/exclude"), path).is_none_or(|ignored| !ignored)
+}
+
+/// What one ignore file says about `path` (or a folder above it, below the
+/// file's own folder): `Some(true)` ignored, `Some(false)` re-included by a
+/// `!` rule, `None` no rule matches.
+fn ignore_file_decision(file: &Path, path: &Path) -> Option<bool> {
+    if !file.is_file() {
+        return None;
     }
-    let git_exclude = root.join(".git/info/exclude");
-    if git_exclude.is_file() {
-        let _ = builder.add(git_exclude);
-    }
-    match builder.build() {
-        Ok(matcher) => !matcher.matched_path_or_any_parents(path, false).is_ignore(),
-        Err(_) => true,
+    let folder = if file.ends_with(".git/info/exclude") {
+        file.parent()?.parent()?.parent()?
+    } else {
+        file.parent()?
+    };
+    let mut builder = ignore::gitignore::GitignoreBuilder::new(folder);
+    let _ = builder.add(file);
+    let matcher = builder.build().ok()?;
+    match matcher.matched_path_or_any_parents(path, false) {
+        ignore::Match::None => None,
+        ignore::Match::Ignore(_) => Some(true),
+        ignore::Match::Whitelist(_) => Some(false),
     }
 }
 

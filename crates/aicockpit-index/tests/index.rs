@@ -352,3 +352,52 @@ fn a_missing_root_is_a_clear_error() {
         .unwrap();
     assert!(error.to_string().contains("/no/such/project"), "{error}");
 }
+
+#[test]
+fn anchored_patterns_in_a_nested_gitignore_apply_to_their_own_folder_on_watcher_events() {
+    let fixture = Fixture::new();
+    let index = fixture.open();
+    index.refresh(&|_| {}).unwrap();
+    fixture.write("sub/.gitignore", "/gen.py\n");
+    for rel in ["gen.py", "sub/gen.py", "sub/deeper/gen.py"] {
+        fixture.write(rel, "def generated_thing():\n    pass\n");
+    }
+    let root = fs::canonicalize(fixture.root()).unwrap();
+    assert!(aicockpit_index::is_indexable(&root, &root.join("gen.py")));
+    assert!(!aicockpit_index::is_indexable(
+        &root,
+        &root.join("sub/gen.py")
+    ));
+    assert!(aicockpit_index::is_indexable(
+        &root,
+        &root.join("sub/deeper/gen.py")
+    ));
+    // The same three paths as watcher events.
+    for rel in ["gen.py", "sub/gen.py", "sub/deeper/gen.py"] {
+        index.reindex_path(&root.join(rel)).unwrap();
+    }
+    index.commit().unwrap();
+    assert!(index.file("gen.py").is_some());
+    assert!(
+        index.file("sub/gen.py").is_none(),
+        "ignored by sub/.gitignore"
+    );
+    assert!(index.file("sub/deeper/gen.py").is_some());
+    // The walk agrees with the events.
+    index.refresh(&|_| {}).unwrap();
+    assert!(index.file("gen.py").is_some());
+    assert!(index.file("sub/gen.py").is_none());
+    assert!(index.file("sub/deeper/gen.py").is_some());
+    // A re-include in the deeper folder wins over an ignore above it.
+    fixture.write(".gitignore", "ignored/\n*.gen.go\nkeep_*.py\n");
+    fixture.write("sub/.gitignore", "/gen.py\n!keep_me.py\n");
+    fixture.write("sub/keep_me.py", "def kept():\n    pass\n");
+    assert!(aicockpit_index::is_indexable(
+        &root,
+        &root.join("sub/keep_me.py")
+    ));
+    assert!(!aicockpit_index::is_indexable(
+        &root,
+        &root.join("keep_x.py")
+    ));
+}
