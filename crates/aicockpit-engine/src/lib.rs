@@ -57,6 +57,10 @@ pub struct Engine {
     index: Option<Arc<ProjectIndex>>,
     documents: Mutex<documents::DocumentStore>,
     ai: Mutex<ai::AiState>,
+    /// Held by every write of editor or disk text into the index (flush,
+    /// watcher events, closing a document), so they apply one at a time and
+    /// in order: a flush never lands an older text over a newer one.
+    index_writes: Mutex<()>,
 }
 
 impl Engine {
@@ -67,6 +71,7 @@ impl Engine {
             index,
             documents: Mutex::new(Default::default()),
             ai: Mutex::new(Default::default()),
+            index_writes: Mutex::new(()),
         }
     }
 
@@ -125,6 +130,7 @@ impl Engine {
 
     /// An editor closed a document: the index goes back to the file on disk.
     pub fn close_document(&self, path: &Path) -> Result<(), EngineError> {
+        let _writes = self.index_writes();
         let closed = self.documents().close(path);
         if let (Some(_), Some(index)) = (closed, &self.index) {
             if !index.is_read_only() && index.reindex_path(&self.index_path(path))? {
@@ -234,34 +240,43 @@ impl Engine {
     }
 
     /// Index the text of documents changed since the last flush and commit.
-    /// Returns whether anything was committed.
+    /// Returns whether anything was committed. A document is marked clean
+    /// only once its text is committed, and only if it has not changed since.
     pub fn flush(&self) -> Result<bool, EngineError> {
         let Some(index) = self.index.as_ref().filter(|index| !index.is_read_only()) else {
             return Ok(false);
         };
+        let _writes = self.index_writes();
         let dirty: Vec<(PathBuf, LanguageId, String)> = self
             .documents()
-            .iter_mut()
+            .iter()
             .filter(|(_, doc)| doc.dirty)
-            .filter_map(|(path, doc)| {
-                doc.dirty = false;
-                Some((path.clone(), doc.lang?, doc.text.clone()))
-            })
+            .filter_map(|(path, doc)| Some((path.clone(), doc.lang?, doc.text.clone())))
             .collect();
         let mut changed = false;
+        let mut written = Vec::with_capacity(dirty.len());
         for (path, lang, text) in dirty {
-            // A document closed since its text was taken is back to the disk's version.
-            if self.documents().get(&path).is_none() {
-                continue;
-            }
             if let Some(rel) = self.rel(&path) {
                 changed |= index.update_file(&rel, lang, &text)?;
             }
+            written.push((path, text));
         }
         if changed {
             index.commit()?;
         }
+        let mut documents = self.documents();
+        for (path, text) in written {
+            if let Some(doc) = documents.get_mut(&path) {
+                if doc.text == text {
+                    doc.dirty = false;
+                }
+            }
+        }
         Ok(changed)
+    }
+
+    fn index_writes(&self) -> MutexGuard<'_, ()> {
+        self.index_writes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Files changed on disk (watcher events). Open documents are skipped:
@@ -270,6 +285,7 @@ impl Engine {
         let Some(index) = self.index.as_ref().filter(|index| !index.is_read_only()) else {
             return Ok(0);
         };
+        let _writes = self.index_writes();
         let mut changed = 0;
         for path in paths {
             if self.documents().get(path).is_some() {

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use aicockpit_syntax::{analyze, FileSyntax, LanguageId, Symbol};
@@ -134,7 +134,14 @@ pub struct ProjectIndex {
     writer: Option<RwLock<IndexWriter>>,
     pub(crate) files: RwLock<BTreeMap<String, Arc<FileRecord>>>,
     pub(crate) pool: rayon::ThreadPool,
+    /// Striped locks by path: one path's delete-then-add (and its record)
+    /// happens as one step, so two updates of a path never interleave into
+    /// two surviving versions. Always taken after the writer lock.
+    path_locks: Vec<Mutex<()>>,
 }
+
+/// Stripes of [`ProjectIndex::path_locks`].
+const PATH_LOCK_STRIPES: usize = 64;
 
 impl ProjectIndex {
     /// Open (or create) the index of `options.root`. An unusable index is
@@ -209,6 +216,7 @@ impl ProjectIndex {
             writer: writer.map(RwLock::new),
             files: RwLock::new(files),
             pool,
+            path_locks: (0..PATH_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
         };
         Ok((project, report))
     }
@@ -415,6 +423,7 @@ impl ProjectIndex {
             Ok(text) => text,
             Err(reason) => return Outcome::Skipped(reason),
         };
+        let _path = self.path_lock(&entry.rel);
         let hash = xxhash_rust::xxh3::xxh3_64(text.as_bytes());
         if let Some(record) = known.filter(|record| record.hash == hash) {
             // Same content, new timestamp: rewrite the file doc only.
@@ -439,7 +448,8 @@ impl ProjectIndex {
             chunks: syntax.chunks.len() as u32,
             names: Default::default(),
         };
-        if known.is_some() {
+        // An editor's update may have added the file since the walk started.
+        if known.is_some() || self.files_read().contains_key(&entry.rel) {
             writer.delete_term(Term::from_field_text(self.fields.path, &entry.rel));
         }
         match self.add_docs(writer, &entry.rel, record, syntax, &text) {
@@ -463,6 +473,15 @@ impl ProjectIndex {
         // Parse before taking the writer lock, so a commit never waits on a parse.
         let syntax = analyze(lang, text);
         let writer = self.writer()?;
+        let _path = self.path_lock(rel);
+        // Another update of this path may have landed while this one parsed.
+        if self
+            .files_read()
+            .get(rel)
+            .is_some_and(|record| record.hash == hash)
+        {
+            return Ok(false);
+        }
         let record = FileRecord {
             lang,
             hash,
@@ -484,6 +503,7 @@ impl ProjectIndex {
     /// Drop a file from the index. Returns whether it was there.
     pub fn remove_file(&self, rel: &str) -> Result<bool, IndexError> {
         let writer = self.writer()?;
+        let _path = self.path_lock(rel);
         writer.delete_term(Term::from_field_text(self.fields.path, rel));
         Ok(self
             .files
@@ -491,6 +511,14 @@ impl ProjectIndex {
             .unwrap_or_else(|p| p.into_inner())
             .remove(rel)
             .is_some())
+    }
+
+    /// The lock of one path's stripe (taken after the writer lock).
+    fn path_lock(&self, rel: &str) -> MutexGuard<'_, ()> {
+        let stripe = xxhash_rust::xxh3::xxh3_64(rel.as_bytes()) as usize % self.path_locks.len();
+        self.path_locks[stripe]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Re-read one path from disk (after a create, change, delete or rename

@@ -401,3 +401,77 @@ fn anchored_patterns_in_a_nested_gitignore_apply_to_their_own_folder_on_watcher_
         &root.join("keep_x.py")
     ));
 }
+
+/// A name made of letters only, so the code tokenizer keeps it as one token.
+fn marker(mut n: usize) -> String {
+    let mut name = String::from("marker");
+    loop {
+        name.push((b'a' + (n % 26) as u8) as char);
+        n /= 26;
+        if n == 0 {
+            return name;
+        }
+    }
+}
+
+fn function_hits(index: &ProjectIndex, name: &str) -> usize {
+    let query = SearchQuery {
+        kinds: vec![SymbolKind::Function],
+        ..SearchQuery::new(name)
+    };
+    index
+        .search(&query)
+        .unwrap()
+        .into_iter()
+        .filter(|hit| hit.symbol.as_ref().is_some_and(|s| s.name == name))
+        .count()
+}
+
+#[test]
+fn concurrent_updates_of_one_path_leave_exactly_one_version() {
+    let fixture = Fixture::new();
+    let index = std::sync::Arc::new(fixture.open());
+    index.refresh(&|_| {}).unwrap();
+    const THREADS: usize = 6;
+    const ROUNDS: usize = 40;
+    let workers: Vec<_> = (0..THREADS)
+        .map(|thread| {
+            let index = index.clone();
+            std::thread::spawn(move || {
+                for round in 0..ROUNDS {
+                    let name = marker(thread * ROUNDS + round);
+                    index
+                        .update_file(
+                            "src/flood.rs",
+                            aicockpit_syntax::LanguageId::Rust,
+                            &format!("pub fn {name}() {{}}\n"),
+                        )
+                        .unwrap();
+                    if round % 8 == 0 {
+                        index.commit().unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    index.commit().unwrap();
+    let record = index.file("src/flood.rs").unwrap();
+    let last = record.symbols[0].name.clone();
+    assert_eq!(function_hits(&index, &last), 1, "{last}: one version, once");
+    let survivors: Vec<String> = (0..THREADS * ROUNDS)
+        .map(marker)
+        .filter(|name| name != &last && function_hits(&index, name) > 0)
+        .collect();
+    assert!(
+        survivors.is_empty(),
+        "older versions still searchable: {survivors:?}"
+    );
+    assert_eq!(
+        index.stats().files,
+        4,
+        "one record for the flooded file besides the fixture's three"
+    );
+}
