@@ -54,6 +54,10 @@ pub enum EngineError {
 /// The IDE state of one project: config, index and open documents.
 pub struct Engine {
     config: RwLock<Config>,
+    /// The config as the file and the environment give it, before any
+    /// editor settings: what editor settings are checked against and what
+    /// decides where keys may go.
+    file_config: Config,
     index: Option<Arc<ProjectIndex>>,
     documents: Mutex<documents::DocumentStore>,
     ai: Mutex<ai::AiState>,
@@ -64,9 +68,12 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine over an opened index (or none, for single files without a project).
+    /// An engine over an opened index (or none, for single files without a
+    /// project). `config` is the file's and the environment's: editor
+    /// settings come later through [`Self::set_config`].
     pub fn new(config: Config, index: Option<Arc<ProjectIndex>>) -> Engine {
         Engine {
+            file_config: config.clone(),
             config: RwLock::new(config),
             index,
             documents: Mutex::new(Default::default()),
@@ -84,6 +91,11 @@ impl Engine {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// The config from the file and the environment, without editor settings.
+    pub fn file_config(&self) -> &Config {
+        &self.file_config
     }
 
     pub fn set_config(&self, config: Config) {

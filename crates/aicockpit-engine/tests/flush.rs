@@ -51,7 +51,7 @@ fn flooded_edits_saves_and_flushes_leave_exactly_the_last_version_searchable() {
     // keeps flushing long texts (long parses) until the fast ones are done,
     // so the last edit lands while an older text is being written.
     const FAST: usize = 3;
-    const ROUNDS: usize = 40;
+    const ROUNDS: usize = 15;
     const SLOW_BASE: usize = 100_000;
     let version = Arc::new(AtomicI32::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -76,7 +76,7 @@ fn flooded_edits_saves_and_flushes_leave_exactly_the_last_version_searchable() {
     let slow = {
         let (engine, path, stop, edit) = (engine.clone(), path.clone(), stop.clone(), edit.clone());
         std::thread::spawn(move || {
-            let filler: String = (0..1500)
+            let filler: String = (0..1000)
                 .map(|line| format!("fn filler_{line}(x: u32) -> u32 {{ x + {line} }}\n"))
                 .collect();
             let mut round = 0;
