@@ -152,7 +152,6 @@ impl Engine {
         Ok(())
     }
 
-    /// The current text of a file: the open document's, else the disk's.
     /// The current text of a file and, for an open document, its version.
     pub fn text_and_version(&self, path: &Path) -> Option<(String, Option<i32>)> {
         if let Some(doc) = self.documents().get(path) {
@@ -161,15 +160,16 @@ impl Engine {
         self.text(path).map(|text| (text, None))
     }
 
+    /// The current text of a file: the open document's, else the disk's
+    /// read safely from inside the project (a regular file within the size
+    /// limit, never through a symlink). A file outside the project, or any
+    /// file when no project is open, has no text unless the editor opened it.
     pub fn text(&self, path: &Path) -> Option<String> {
         if let Some(doc) = self.documents().get(path) {
             return Some(doc.text.clone());
         }
-        let max = self
-            .index
-            .as_ref()
-            .map_or(u64::MAX, |index| index.max_file_bytes());
-        aicockpit_index::read_source(path, max).ok()
+        let index = self.index.as_ref()?;
+        index.read(&self.rel(path)?).ok()
     }
 
     /// The version of an open document.

@@ -16,8 +16,9 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Ta
 
 use crate::directory::CacheDirectory;
 use crate::schema::{self, Fields, FORMAT_VERSION, KIND_CHUNK, KIND_FILE, KIND_SYMBOL, NO_SYMBOL};
+use crate::source::read_project_file;
 use crate::tokenizer::{CodeTokenizer, CODE_TOKENIZER};
-use crate::walk::{self, read_source, SkipReason, WalkEntry};
+use crate::walk::{self, SkipReason, WalkEntry};
 use crate::IndexError;
 
 /// Memory the tantivy writer may use before it flushes a segment.
@@ -419,7 +420,7 @@ impl ProjectIndex {
                 return Outcome::Unchanged;
             }
         }
-        let text = match read_source(&entry.abs, self.options.max_file_bytes) {
+        let text = match read_project_file(&self.root, &entry.rel, self.options.max_file_bytes) {
             Ok(text) => text,
             Err(reason) => return Outcome::Skipped(reason),
         };
@@ -528,22 +529,14 @@ impl ProjectIndex {
         let Some(rel) = walk::relative(&self.root, path) else {
             return Ok(false);
         };
-        // Never through a symlink: not a linked file, nor a file in a linked folder.
-        let indexable = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
-            && path
-                .canonicalize()
-                .is_ok_and(|real| real == self.root.join(&rel))
-            && walk::is_indexable(&self.root, path);
-        let source = if indexable {
-            Some(read_source(path, self.options.max_file_bytes))
-        } else {
-            None
-        };
+        // Never through a symlink, never a FIFO or device, never past the
+        // size limit: the one safe read decides.
+        let source = walk::is_indexable(&self.root, path).then(|| self.read(&rel));
         match (source, LanguageId::from_path(path)) {
             (Some(Ok(text)), Some(lang)) => {
                 let changed = self.update_file(&rel, lang, &text)?;
                 // Record the disk timestamp so the next refresh can skip the file.
-                if let Ok(metadata) = std::fs::metadata(path) {
+                if let Ok(metadata) = std::fs::symlink_metadata(path) {
                     let mut files = self.files.write().unwrap_or_else(|p| p.into_inner());
                     if let Some(record) = files.get_mut(&rel) {
                         Arc::make_mut(record).mtime = walk::mtime(&metadata);
@@ -594,6 +587,13 @@ impl ProjectIndex {
     /// The record of one file, by relative path.
     pub fn file(&self, rel: &str) -> Option<Arc<FileRecord>> {
         self.files_read().get(rel).cloned()
+    }
+
+    /// Read a file of the project by relative path, safely (see
+    /// [`read_project_file`]): within the configured size limit, a regular
+    /// file, no symlink below the root.
+    pub fn read(&self, rel: &str) -> Result<String, SkipReason> {
+        read_project_file(&self.root, rel, self.options.max_file_bytes)
     }
 
     /// The absolute path of a relative one.

@@ -21,10 +21,21 @@ pub struct WalkEntry {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case", tag = "reason")]
 pub enum SkipReason {
-    TooLarge { size: u64, limit: u64 },
+    TooLarge {
+        size: u64,
+        limit: u64,
+    },
     Binary,
     InvalidUtf8,
-    Unreadable { error: String },
+    Unreadable {
+        error: String,
+    },
+    /// A FIFO, a device, a socket or a folder where a file was expected.
+    NotAFile,
+    /// A symlink in the path below the project root (never followed).
+    Symlink,
+    /// A path that leaves the project root.
+    OutsideRoot,
 }
 
 impl std::fmt::Display for SkipReason {
@@ -36,6 +47,9 @@ impl std::fmt::Display for SkipReason {
             SkipReason::Binary => f.write_str("binary content"),
             SkipReason::InvalidUtf8 => f.write_str("not valid UTF-8"),
             SkipReason::Unreadable { error } => write!(f, "unreadable: {error}"),
+            SkipReason::NotAFile => f.write_str("not a regular file"),
+            SkipReason::Symlink => f.write_str("a symlink (not followed)"),
+            SkipReason::OutsideRoot => f.write_str("outside the project root"),
         }
     }
 }
@@ -156,23 +170,6 @@ fn ignore_file_decision(file: &Path, path: &Path) -> Option<bool> {
         ignore::Match::Ignore(_) => Some(true),
         ignore::Match::Whitelist(_) => Some(false),
     }
-}
-
-/// Read a file for indexing, refusing binary, non-UTF-8 and oversized content.
-pub fn read_source(path: &Path, max_file_bytes: u64) -> Result<String, SkipReason> {
-    let bytes = std::fs::read(path).map_err(|error| SkipReason::Unreadable {
-        error: error.to_string(),
-    })?;
-    if bytes.len() as u64 > max_file_bytes {
-        return Err(SkipReason::TooLarge {
-            size: bytes.len() as u64,
-            limit: max_file_bytes,
-        });
-    }
-    if bytes[..bytes.len().min(8192)].contains(&0) {
-        return Err(SkipReason::Binary);
-    }
-    String::from_utf8(bytes).map_err(|_| SkipReason::InvalidUtf8)
 }
 
 /// `path` relative to `root`, `/`-separated; `None` when it is outside the root.
