@@ -1,6 +1,7 @@
 //! A project holding what a hostile checkout or workspace container can put
 //! there — a symlink to `/dev/zero`, a FIFO, a 3 GB sparse file, symlinks to
-//! a file and a folder outside the project — is indexed and navigated
+//! a file and a folder outside the project, ignore files that are a FIFO
+//! and a symlink to `/dev/zero` — is indexed and navigated
 //! promptly, without reading any of them, and nothing outside the root is read.
 
 #![cfg(unix)]
@@ -51,6 +52,9 @@ fn hostile_project(root: &Path, outside: &Path) {
     .unwrap();
     std::os::unix::fs::symlink("/dev/zero", root.join("zero.rs")).unwrap();
     mkfifo(&root.join("fifo.rs"));
+    // Ignore files are project files too: a FIFO and a symlink to /dev/zero.
+    mkfifo(&root.join(".gitignore"));
+    std::os::unix::fs::symlink("/dev/zero", root.join("src/.gitignore")).unwrap();
     let big = std::fs::File::create(root.join("big.rs")).unwrap();
     big.set_len(3 << 30).unwrap();
     std::os::unix::fs::symlink(outside.join("secret.rs"), root.join("outside.rs")).unwrap();

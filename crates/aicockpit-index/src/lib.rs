@@ -22,6 +22,7 @@
 
 mod directory;
 mod fuzzy;
+mod ignore_rules;
 mod project;
 mod schema;
 mod search;

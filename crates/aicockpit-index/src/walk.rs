@@ -5,6 +5,8 @@ use std::time::UNIX_EPOCH;
 
 use aicockpit_syntax::LanguageId;
 
+use crate::ignore_rules::IgnoreRules;
+
 /// A file the walk found: a known language, not ignored, within the size limit.
 #[derive(Clone, Debug)]
 pub struct WalkEntry {
@@ -60,12 +62,26 @@ impl std::fmt::Display for SkipReason {
 pub fn walk(root: &Path, max_file_bytes: u64) -> (Vec<WalkEntry>, Vec<(String, SkipReason)>) {
     let mut entries = Vec::new();
     let mut skipped = Vec::new();
+    // The project's own ignore files are read by `IgnoreRules` (safely);
+    // the `ignore` crate only walks, and applies the user's global excludes.
+    let rules = std::sync::Arc::new(IgnoreRules::new(root));
     let walker = ignore::WalkBuilder::new(root)
         .follow_links(false)
         .hidden(false)
         .require_git(false)
         .parents(false)
-        .filter_entry(|entry| entry.file_name() != ".git")
+        .ignore(false)
+        .git_ignore(false)
+        .git_exclude(false)
+        .filter_entry(move |entry| {
+            entry.file_name() != ".git"
+                && (entry.depth() == 0
+                    || !rules.is_ignored(
+                        entry.path(),
+                        entry.file_type().is_some_and(|t| t.is_dir()),
+                        true,
+                    ))
+        })
         .build();
     for entry in walker {
         let entry = match entry {
@@ -128,48 +144,7 @@ pub fn is_indexable(root: &Path, path: &Path) -> bool {
     if LanguageId::from_path(path).is_none() || rel.split('/').any(|part| part == ".git") {
         return false;
     }
-    let Some(parent) = path.parent() else {
-        return false;
-    };
-    // As the walk does: each folder's ignore files match paths relative to
-    // that folder, the deepest folder with a matching rule decides, and
-    // `.ignore` beats `.gitignore` within a folder.
-    let mut dir = Some(parent);
-    while let Some(current) = dir {
-        for name in [".ignore", ".gitignore"] {
-            match ignore_file_decision(&current.join(name), path) {
-                Some(ignored) => return !ignored,
-                None => continue,
-            }
-        }
-        if current == root {
-            break;
-        }
-        dir = current.parent();
-    }
-    ignore_file_decision(&root.join(".git/info/exclude"), path).is_none_or(|ignored| !ignored)
-}
-
-/// What one ignore file says about `path` (or a folder above it, below the
-/// file's own folder): `Some(true)` ignored, `Some(false)` re-included by a
-/// `!` rule, `None` no rule matches.
-fn ignore_file_decision(file: &Path, path: &Path) -> Option<bool> {
-    if !file.is_file() {
-        return None;
-    }
-    let folder = if file.ends_with(".git/info/exclude") {
-        file.parent()?.parent()?.parent()?
-    } else {
-        file.parent()?
-    };
-    let mut builder = ignore::gitignore::GitignoreBuilder::new(folder);
-    let _ = builder.add(file);
-    let matcher = builder.build().ok()?;
-    match matcher.matched_path_or_any_parents(path, false) {
-        ignore::Match::None => None,
-        ignore::Match::Ignore(_) => Some(true),
-        ignore::Match::Whitelist(_) => Some(false),
-    }
+    !IgnoreRules::new(root).is_ignored(path, false, false)
 }
 
 /// `path` relative to `root`, `/`-separated; `None` when it is outside the root.
