@@ -642,11 +642,17 @@ impl LanguageServer for Backend {
     }
 
     async fn did_change_watched_files(&self, params: DidChangeWatchedFilesParams) {
+        let Ok(engine) = self.engine() else { return };
+        // Events for paths outside the served root are ignored.
         let paths: Vec<PathBuf> = params
             .changes
             .iter()
             .filter_map(|event| event.uri.to_file_path().ok())
+            .filter(|path| engine.rel(path).is_some())
             .collect();
+        if paths.is_empty() {
+            return;
+        }
         let gitignore_changed = paths
             .iter()
             .any(|p| p.file_name().is_some_and(|n| n == ".gitignore"));
