@@ -432,22 +432,34 @@ fn concurrent_updates_of_one_path_leave_exactly_one_version() {
     let fixture = Fixture::new();
     let index = std::sync::Arc::new(fixture.open());
     index.refresh(&|_| {}).unwrap();
-    const THREADS: usize = 6;
-    const ROUNDS: usize = 40;
+    const THREADS: usize = 4;
+    const ROUNDS: usize = 12;
+    // Many documents per version: adding them takes long enough for two
+    // updates of the path to overlap.
+    const FILLERS: usize = 300;
+    let filler: String = (0..FILLERS)
+        .map(|n| format!("fn filler_{n}() {{}}\n"))
+        .collect();
+    // Every round starts all threads' updates at once, the last one too,
+    // so nothing after it cleans up an interleaving.
+    let start = std::sync::Arc::new(std::sync::Barrier::new(THREADS));
     let workers: Vec<_> = (0..THREADS)
         .map(|thread| {
             let index = index.clone();
+            let filler = filler.clone();
+            let start = start.clone();
             std::thread::spawn(move || {
                 for round in 0..ROUNDS {
                     let name = marker(thread * ROUNDS + round);
+                    start.wait();
                     index
                         .update_file(
                             "src/flood.rs",
                             aicockpit_syntax::LanguageId::Rust,
-                            &format!("pub fn {name}() {{}}\n"),
+                            &format!("pub fn {name}() {{}}\n{filler}"),
                         )
                         .unwrap();
-                    if round % 8 == 0 {
+                    if round % 4 == 0 {
                         index.commit().unwrap();
                     }
                 }
@@ -468,6 +480,16 @@ fn concurrent_updates_of_one_path_leave_exactly_one_version() {
     assert!(
         survivors.is_empty(),
         "older versions still searchable: {survivors:?}"
+    );
+    let fillers = SearchQuery {
+        kinds: vec![SymbolKind::Function],
+        limit: 1000,
+        ..SearchQuery::new("filler")
+    };
+    assert_eq!(
+        index.search(&fillers).unwrap().len(),
+        FILLERS,
+        "each function of the file once"
     );
     assert_eq!(
         index.stats().files,
