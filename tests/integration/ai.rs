@@ -146,7 +146,7 @@ fn keys_from_stdin_are_stored_privately_and_bad_services_are_refused() {
         Some(&format!("{KEY}\n")),
     );
     assert!(output.status.success(), "{}", stderr(&output));
-    let key_file = project.home.path().join("data/keys/cloud");
+    let key_file = project.home.path().join("data/keys/cloud.key");
     assert_eq!(std::fs::read_to_string(&key_file).unwrap(), KEY);
     #[cfg(unix)]
     {

@@ -67,10 +67,11 @@ pub enum KeySource {
     },
 }
 
-/// Where a service's stored key lives: `<data_dir>/keys/<name>` with the name
-/// percent-encoded (every byte but ASCII letters, digits, `-` and `_` becomes
-/// `%XX`), so two names never share a file (`cloud.ai` is `cloud%2Eai`,
-/// `cloud_ai` stays `cloud_ai`).
+/// Where a service's stored key lives: `<data_dir>/keys/<name>.key` with the
+/// name percent-encoded (every byte but ASCII letters, digits, `-` and `_`
+/// becomes `%XX`), so two names never share a file (`cloud.ai` is
+/// `cloud%2Eai.key`, `cloud_ai` is `cloud_ai.key`). The `.key` suffix, which
+/// the old layout could not produce, tells new files from old ones.
 pub fn key_file(data_dir: &Path, service: &str) -> PathBuf {
     let mut encoded = String::with_capacity(service.len());
     for byte in service.bytes() {
@@ -80,6 +81,7 @@ pub fn key_file(data_dir: &Path, service: &str) -> PathBuf {
             encoded.push_str(&format!("%{byte:02X}"));
         }
     }
+    encoded.push_str(".key");
     data_dir.join("keys").join(encoded)
 }
 
@@ -144,7 +146,7 @@ pub fn resolve_key(
     // The old layout: used (and moved to the new name) only when no other
     // service of the file maps to the same old name.
     let legacy = legacy_key_file(data_dir, &trusted.name);
-    if legacy == path || !legacy.exists() {
+    if std::fs::symlink_metadata(&legacy).is_err() {
         return (None, KeySource::None);
     }
     let sharing: Vec<String> = file
@@ -289,9 +291,11 @@ pub fn store_key(data_dir: &Path, service: &str, key: &ApiKey) -> std::io::Resul
 pub fn remove_keys(data_dir: &Path, service: &str, remaining: &AiConfig) {
     let _ = std::fs::remove_file(key_file(data_dir, service));
     let legacy = legacy_key_file(data_dir, service);
-    if !remaining.services.iter().any(|s| {
-        legacy_key_file(data_dir, &s.name) == legacy || key_file(data_dir, &s.name) == legacy
-    }) {
+    if !remaining
+        .services
+        .iter()
+        .any(|s| legacy_key_file(data_dir, &s.name) == legacy)
+    {
         let _ = std::fs::remove_file(legacy);
     }
 }
@@ -378,9 +382,16 @@ mod tests {
         assert_ne!(key_file(dir.path(), "a/b"), key_file(dir.path(), "a%2Fb"));
         assert_eq!(
             key_file(dir.path(), "cloud.ai"),
-            dir.path().join("keys/cloud%2Eai")
+            dir.path().join("keys/cloud%2Eai.key")
         );
-        assert_eq!(key_file(dir.path(), ".."), dir.path().join("keys/%2E%2E"));
+        assert_eq!(
+            key_file(dir.path(), "cloud_ai"),
+            dir.path().join("keys/cloud_ai.key")
+        );
+        assert_eq!(
+            key_file(dir.path(), ".."),
+            dir.path().join("keys/%2E%2E.key")
+        );
         let dotted = service("cloud.ai", "https://a.example/v1");
         let underscored = service("cloud_ai", "https://b.example/v1");
         let file = file_with(&[dotted.clone(), underscored.clone()]);
@@ -401,9 +412,11 @@ mod tests {
         let underscored = service("cloud_ai", "https://b.example/v1");
         // Both names map to the old file: neither may use it.
         let both = file_with(&[dotted.clone(), underscored.clone()]);
-        let (key, source) = resolve_key(&dotted, &both, dir.path(), |_| None);
-        assert!(key.is_none());
-        assert!(matches!(source, KeySource::Ambiguous { .. }), "{source:?}");
+        for service in [&dotted, &underscored] {
+            let (key, source) = resolve_key(service, &both, dir.path(), |_| None);
+            assert!(key.is_none(), "{}", service.name);
+            assert!(matches!(source, KeySource::Ambiguous { .. }), "{source:?}");
+        }
         assert!(require_key(&dotted, &both, dir.path(), |_| None)
             .unwrap_err()
             .to_string()
@@ -419,6 +432,18 @@ mod tests {
             }
         );
         assert!(!legacy.exists());
+        // The common case: a plain name's old file becomes `<name>.key`.
+        std::fs::write(dir.path().join("keys/cloud"), "plain-key").unwrap();
+        let plain = service("cloud", "https://c.example/v1");
+        let (key, _) = resolve_key(
+            &plain,
+            &file_with(std::slice::from_ref(&plain)),
+            dir.path(),
+            |_| None,
+        );
+        assert_eq!(key.unwrap().expose(), "plain-key");
+        assert!(dir.path().join("keys/cloud.key").is_file());
+        assert!(!dir.path().join("keys/cloud").exists());
     }
 
     #[test]
