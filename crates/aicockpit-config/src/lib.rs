@@ -367,8 +367,10 @@ impl Config {
 
     /// Client settings (from an editor, possibly from a repository's
     /// workspace settings) may not change where a service's key goes: no new
-    /// `base_url` or `api_key_env` for a service of the file, and no
-    /// `api_key_env` on a service the client adds.
+    /// `kind`, `base_url`, Azure `deployment` or `api_key_env` for a service
+    /// of the file, and no `api_key_env` on a service the client adds. Call
+    /// it on the file's config (never on one earlier settings changed), so
+    /// dropping a service and adding it back elsewhere is a move too.
     pub fn check_client_overlay(&self, next: &Config) -> Result<(), ConfigError> {
         for service in &next.ai.services {
             let key = format!("ai.services[{}]", service.name);
@@ -377,6 +379,21 @@ impl Config {
                     return Err(ConfigError::Invalid {
                         key: format!("{key}.base_url"),
                         message: "editor settings may not move a configured service; edit the config file".into(),
+                    });
+                }
+                Some(before)
+                    if before.kind != service.kind
+                        || (before.kind == ServiceKind::Azure
+                            && before.deployment != service.deployment) =>
+                {
+                    let field = if before.kind != service.kind {
+                        "kind"
+                    } else {
+                        "deployment"
+                    };
+                    return Err(ConfigError::Invalid {
+                        key: format!("{key}.{field}"),
+                        message: "editor settings may not change where a configured service's requests go; edit the config file".into(),
                     });
                 }
                 Some(before) if before.api_key_env != service.api_key_env => {
@@ -647,6 +664,14 @@ mod tests {
         let mut next = file.clone();
         next.apply_overlay(&added).unwrap();
         assert!(file.check_client_overlay(&next).is_err());
+        let rekinded = serde_json::json!({"ai": {"services": [{"name": "cloud", "kind": "custom", "base_url": "https://api.openai.com/v1", "api_key_env": "OPENAI_API_KEY"}]}});
+        let mut next = file.clone();
+        next.apply_overlay(&rekinded).unwrap();
+        assert!(file
+            .check_client_overlay(&next)
+            .unwrap_err()
+            .to_string()
+            .contains("ai.services[cloud].kind"));
         let models = serde_json::json!({"ai": {"services": [{"name": "cloud", "kind": "openai", "base_url": "https://api.openai.com/v1", "api_key_env": "OPENAI_API_KEY", "chat_model": "gpt-4o"}]}});
         let mut next = file.clone();
         next.apply_overlay(&models).unwrap();
