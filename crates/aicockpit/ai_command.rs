@@ -5,7 +5,8 @@ use std::io::Read;
 use std::path::Path;
 
 use aicockpit_ai::{
-    key_file, resolve_key, store_key, ApiKey, Client, ClientOptions, CompletionRequest, KeySource,
+    client_for, key_file, remove_keys, resolve_key, store_key, ApiKey, Client, ClientOptions,
+    CompletionRequest, KeySource,
 };
 use aicockpit_config::{Config, Paths, ServiceConfig, ServiceKind};
 use anyhow::{bail, Context, Result};
@@ -151,7 +152,7 @@ pub fn run(paths: &Paths, command: AiCommand) -> Result<()> {
                 file_config.ai.active = file_config.ai.services.first().map(|s| s.name.clone());
             }
             save(&file_config, &paths.config_file)?;
-            let _ = std::fs::remove_file(key_file(&paths.data_dir, &name));
+            remove_keys(&paths.data_dir, &name, &file_config.ai);
             println!("Removed {name}");
             Ok(())
         }
@@ -192,7 +193,9 @@ fn list(paths: &Paths, config: &Config, json: bool) -> Result<()> {
         .services
         .iter()
         .map(|service| {
-            let (_, source) = resolve_key(service, &paths.data_dir, |name| std::env::var(name).ok());
+            let (_, source) = resolve_key(service, &config.ai, &paths.data_dir, |name| {
+                std::env::var(name).ok()
+            });
             serde_json::json!({
                 "name": service.name,
                 "kind": service.kind,
@@ -210,7 +213,9 @@ fn list(paths: &Paths, config: &Config, json: bool) -> Result<()> {
         return Ok(());
     }
     for (row, service) in rows.iter().zip(&config.ai.services) {
-        let (_, source) = resolve_key(service, &paths.data_dir, |name| std::env::var(name).ok());
+        let (_, source) = resolve_key(service, &config.ai, &paths.data_dir, |name| {
+            std::env::var(name).ok()
+        });
         let key = match source {
             KeySource::None => "no key".to_string(),
             KeySource::Env {
@@ -222,6 +227,13 @@ fn list(paths: &Paths, config: &Config, json: bool) -> Result<()> {
                 set: false,
             } => format!("key from ${variable} (not set)"),
             KeySource::Stored { .. } => "stored key".to_string(),
+            KeySource::Withheld { reason } => format!("no key: {reason}"),
+            KeySource::Ambiguous { path, .. } => {
+                format!(
+                    "old key file {} is shared; store the key again",
+                    path.display()
+                )
+            }
         };
         let marker = if row["active"] == true { "*" } else { " " };
         let models = match (&service.chat_model, &service.completion_model) {
@@ -253,17 +265,13 @@ fn test(paths: &Paths, config: &Config, name: Option<String>, json: bool) -> Res
         .find(|s| s.name == name)
         .with_context(|| format!("no service named {name:?}"))?
         .clone();
-    let (key, source) = resolve_key(&service, &paths.data_dir, |name| std::env::var(name).ok());
-    if let KeySource::Env {
-        variable,
-        set: false,
-    } = &source
-    {
-        bail!("{name}: the key variable ${variable} is not set");
-    }
-    let client = Client::new(
+    // The same key rule as the language server's: a variable that is not set
+    // is an error naming it, before any request.
+    let client = client_for(
         service.clone(),
-        key,
+        &config.ai,
+        &paths.data_dir,
+        |name| std::env::var(name).ok(),
         ClientOptions {
             max_retries: 1,
             ..ClientOptions::default()

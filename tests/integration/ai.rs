@@ -146,7 +146,7 @@ fn keys_from_stdin_are_stored_privately_and_bad_services_are_refused() {
         Some(&format!("{KEY}\n")),
     );
     assert!(output.status.success(), "{}", stderr(&output));
-    let key_file = project.home.path().join("data/keys/cloud");
+    let key_file = project.home.path().join("data/keys/cloud.key");
     assert_eq!(std::fs::read_to_string(&key_file).unwrap(), KEY);
     #[cfg(unix)]
     {
@@ -273,5 +273,34 @@ fn chat_streams_an_answer_with_project_context() {
         stderr(&output).contains("no AI service is active"),
         "{}",
         stderr(&output)
+    );
+}
+
+#[test]
+fn chat_and_test_name_an_unset_key_variable_before_any_request() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mock = runtime.block_on(MockServer::start());
+    let project = Project::new(&[("lib.rs", "pub fn answer() -> u32 { 42 }\n")]);
+    std::fs::write(
+        project.home.path().join("config.toml"),
+        format!(
+            "[ai]\nactive = \"needs\"\n\n[[ai.services]]\nname = \"needs\"\nkind = \"openai\"\nbase_url = \"{}\"\nchat_model = \"gpt-4o-mini\"\napi_key_env = \"AICOCKPIT_TEST_UNSET_KEY\"\n",
+            mock.url()
+        ),
+    )
+    .unwrap();
+    for args in [&["chat", "what is the answer"][..], &["ai", "test"][..]] {
+        let output = project.cli(args);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert!(
+            stderr(&output)
+                .contains("needs: no API key: $AICOCKPIT_TEST_UNSET_KEY is not set; set it (`export AICOCKPIT_TEST_UNSET_KEY=…`)"),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    assert!(
+        mock.requests().is_empty(),
+        "no HTTP request without the key"
     );
 }

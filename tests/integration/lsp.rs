@@ -444,3 +444,64 @@ fn initialization_options_and_configuration_changes_apply() {
     );
     assert!(client.shutdown().success());
 }
+
+#[test]
+fn files_outside_the_root_and_hostile_files_are_never_read() {
+    use std::os::unix::ffi::OsStrExt;
+    let project = Project::new(&[
+        ("src/lib.rs", "pub fn target_fn() -> u32 { 1 }\n"),
+        ("src/main.rs", "fn main() {\n    target_fn();\n}\n"),
+    ]);
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(
+        outside.path().join("secret.rs"),
+        "pub fn target_fn() {} // SECRET_FROM_OUTSIDE\n",
+    )
+    .unwrap();
+    let dir = project.dir.path();
+    std::os::unix::fs::symlink("/dev/zero", dir.join("zero.rs")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("secret.rs"), dir.join("outside.rs")).unwrap();
+    let fifo = std::ffi::CString::new(dir.join("fifo.rs").as_os_str().as_bytes()).unwrap();
+    // SAFETY: `fifo` is a valid NUL-terminated path for the duration of the call.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    std::fs::File::create(dir.join("big.rs"))
+        .unwrap()
+        .set_len(3 << 30)
+        .unwrap();
+
+    let mut client = LspClient::spawn(&project, &[]);
+    client.initialize(&project.root(), json!({}));
+    client.wait_for_index();
+    let root = project.root();
+    let uris = [
+        "file:///etc/passwd".to_string(),
+        file_uri(&root.join("outside.rs")),
+        file_uri(&root.join("big.rs")),
+        file_uri(&root.join("fifo.rs")),
+        file_uri(&root.join("zero.rs")),
+    ];
+    for uri in &uris {
+        let at = json!({"textDocument": {"uri": uri}, "position": {"line": 0, "character": 8}});
+        let definition = client.request("textDocument/definition", at.clone());
+        assert!(definition.is_null(), "{uri}: {definition}");
+        let hover = client.request("textDocument/hover", at.clone());
+        assert!(hover.is_null(), "{uri}: {hover}");
+        let mut with_context = at.clone();
+        with_context["context"] = json!({"includeDeclaration": true});
+        let references = client.request("textDocument/references", with_context);
+        assert_eq!(references, json!([]), "{uri}");
+    }
+    client.notify(
+        "workspace/didChangeWatchedFiles",
+        json!({"changes": uris.iter().map(|uri| json!({"uri": uri, "type": 2})).collect::<Vec<_>>()}),
+    );
+    let symbols = client.request("workspace/symbol", json!({"query": "target_fn"}));
+    assert_eq!(symbols.as_array().map(Vec::len), Some(1), "{symbols}");
+    assert_eq!(
+        symbols[0]["location"]["uri"],
+        file_uri(&root.join("src/lib.rs"))
+    );
+    let status = client.request("aicockpit/status", Value::Null);
+    assert_eq!(status["files"], 2, "{status}");
+    assert!(client.shutdown().success());
+}

@@ -488,3 +488,195 @@ fn chat_only_models_complete_through_a_chat_prompt() {
     );
     assert!(client.shutdown().success());
 }
+
+/// The key stored for `cloud.ai`, which only mock A (the file's URL) may see.
+const STORED_KEY: &str = "sk-stored-for-a-only";
+
+/// A config file with `cloud.ai` at mock A (active) and its key stored with
+/// `aicockpit ai add … --api-key-stdin`'s code; a second mock B stands for
+/// the URL hostile editor settings name.
+fn stored_key_setup() -> (Setup, tokio::runtime::Runtime, MockServer) {
+    let setup = setup(&|mock| {
+        format!(
+            "[ai]\nactive = \"cloud.ai\"\n\n[[ai.services]]\nname = \"cloud.ai\"\nkind = \"custom\"\nbase_url = \"{}\"\nchat_model = \"a-chat\"\n",
+            mock.url()
+        )
+    });
+    setup.mock.set_reply("From A.");
+    aicockpit_ai::store_key(
+        &setup.project.home.path().join("data"),
+        "cloud.ai",
+        &aicockpit_ai::ApiKey::new(STORED_KEY),
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let other = runtime.block_on(MockServer::start());
+    other.set_reply("From B.");
+    (setup, runtime, other)
+}
+
+/// No request B received carried the key, in any header.
+fn assert_never_saw_the_key(mock: &MockServer) {
+    let requests = mock.requests();
+    assert!(
+        !requests.is_empty(),
+        "B was asked (the settings took effect)"
+    );
+    for request in requests {
+        assert!(
+            request.header("authorization").is_none() && request.header("api-key").is_none(),
+            "B got a key header: {:?}",
+            request.headers
+        );
+        assert!(
+            request.headers.iter().all(|(_, v)| !v.contains(STORED_KEY)),
+            "B saw the key"
+        );
+    }
+}
+
+fn chat(client: &mut LspClient) -> Value {
+    client.request_response(
+        "aicockpit/chat",
+        json!({"messages": [{"role": "user", "content": "hello"}]}),
+    )
+}
+
+fn wait_for_status(client: &mut LspClient, what: &str, condition: impl Fn(&Value) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = client.request("aicockpit/status", Value::Null);
+        if condition(&status) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn initialization_options_cannot_send_a_stored_key_to_another_url() {
+    let (setup, _runtime, other) = stored_key_setup();
+    let mut client = LspClient::spawn_with_env(&setup.project, &[], &[]);
+    // `cloud_ai` is a service only the editor knows; with the old key file
+    // names it read `cloud.ai`'s key.
+    let result = client.request(
+        "initialize",
+        json!({
+            "processId": null,
+            "rootUri": file_uri(&setup.project.root()),
+            "capabilities": {},
+            "initializationOptions": {"aicockpit": {"ai": {"active": "cloud_ai", "services": [
+                {"name": "cloud.ai", "kind": "custom", "base_url": setup.mock.url(), "chat_model": "a-chat"},
+                {"name": "cloud_ai", "kind": "custom", "base_url": other.url(), "chat_model": "b-chat"},
+            ]}}},
+        }),
+    );
+    assert!(result["capabilities"].is_object(), "{result}");
+    client.notify("initialized", json!({}));
+    client.wait_for_index();
+    let answer = chat(&mut client);
+    assert!(
+        answer["result"]["content"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("From B.")),
+        "{answer}"
+    );
+    assert_never_saw_the_key(&other);
+    // The file's own service at the file's URL still gets its key.
+    client.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": {"aicockpit": {"ai": {"active": "cloud.ai"}}}}),
+    );
+    wait_for_status(&mut client, "cloud.ai active", |s| {
+        s["ai"]["service"] == "cloud.ai"
+    });
+    let answer = chat(&mut client);
+    assert!(answer["result"]["content"].is_string(), "{answer}");
+    let bearer = format!("Bearer {STORED_KEY}");
+    assert!(setup
+        .mock
+        .requests()
+        .iter()
+        .any(|r| r.header("authorization") == Some(bearer.as_str())));
+    assert!(client.shutdown().success());
+}
+
+#[test]
+fn dropping_a_service_and_adding_it_back_elsewhere_does_not_carry_its_key() {
+    let (setup, _runtime, other) = stored_key_setup();
+    let mut client = start(&setup, &[]);
+    // First the service disappears (a keyless one at B takes over)…
+    client.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": {"aicockpit": {"ai": {"active": "keyless", "services": [
+            {"name": "keyless", "kind": "custom", "base_url": other.url(), "chat_model": "b-chat"},
+        ]}}}}),
+    );
+    wait_for_status(&mut client, "the keyless service", |s| {
+        s["ai"]["service"] == "keyless"
+    });
+    // …then it comes back under its own name at B.
+    client.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": {"aicockpit": {"ai": {"active": "cloud.ai", "services": [
+            {"name": "cloud.ai", "kind": "custom", "base_url": other.url(), "chat_model": "b-chat"},
+        ]}}}}),
+    );
+    wait_for_status(&mut client, "the second settings handled", |s| {
+        s["ai"]["service"] == "cloud.ai"
+            || s["lastError"]
+                .as_str()
+                .is_some_and(|e| e.contains("settings ignored"))
+    });
+    let _ = chat(&mut client);
+    assert_never_saw_the_key(&other);
+    let status = client.request("aicockpit/status", Value::Null);
+    assert!(
+        status["lastError"]
+            .as_str()
+            .is_some_and(|e| e.contains("ai.services[cloud.ai].base_url")),
+        "moving the file's service is refused: {status}"
+    );
+    assert!(client.shutdown().success());
+}
+
+#[test]
+fn an_unset_key_variable_is_named_before_any_request() {
+    let setup = setup(&|mock| {
+        format!(
+            "[ai]\nactive = \"needs\"\n\n[[ai.services]]\nname = \"needs\"\nkind = \"openai\"\nbase_url = \"{}\"\nchat_model = \"gpt-4o-mini\"\napi_key_env = \"AICOCKPIT_TEST_UNSET_KEY\"\n",
+            mock.url()
+        )
+    });
+    let mut client = start(&setup, &[]);
+    let lib_uri = file_uri(&setup.project.root().join("src/lib.rs"));
+    let inline = client.request_response(
+        "textDocument/inlineCompletion",
+        json!({"textDocument": {"uri": lib_uri}, "position": cursor()}),
+    );
+    let answer = chat(&mut client);
+    for response in [&inline, &answer] {
+        let message = response["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with("needs: no API key: $AICOCKPIT_TEST_UNSET_KEY is not set")
+                && message.contains("export AICOCKPIT_TEST_UNSET_KEY="),
+            "{response}"
+        );
+    }
+    let status = client.request("aicockpit/status", Value::Null);
+    assert!(
+        status["ai"]["lastError"]
+            .as_str()
+            .is_some_and(|e| e.contains("$AICOCKPIT_TEST_UNSET_KEY is not set")),
+        "{status}"
+    );
+    assert!(
+        setup.mock.requests().is_empty(),
+        "no HTTP request without the key"
+    );
+    assert!(client.shutdown().success());
+}

@@ -26,7 +26,9 @@ pub mod sse;
 use std::time::Duration;
 
 pub use client::{Client, ClientOptions, ServiceTest};
-pub use keys::{key_file, resolve_key, store_key, ApiKey, KeySource};
+pub use keys::{
+    client_for, key_file, remove_keys, require_key, resolve_key, store_key, ApiKey, KeySource,
+};
 
 /// Who said a chat message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -92,11 +94,11 @@ pub struct CompletionReply {
 }
 
 /// What went wrong talking to a service. Every variant names the service.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum AiError {
     #[error("{service}: invalid configuration: {message}")]
     Config { service: String, message: String },
-    #[error("{service}: no API key: set the environment variable {variable}")]
+    #[error("{service}: no API key: ${variable} is not set; set it (`export {variable}=…`) in the environment AiCockpit, or the editor that starts its language server, runs in")]
     MissingKey { service: String, variable: String },
     #[error("{service}: cannot connect to {url}: {message}")]
     Connect {

@@ -336,7 +336,14 @@ impl Config {
                     })?
                 }
                 serde_json::Value::Bool(_) => {
-                    serde_json::Value::Bool(matches!(value.as_str(), "1" | "true" | "yes"))
+                    serde_json::Value::Bool(parse_bool(&value).ok_or_else(|| {
+                        ConfigError::Invalid {
+                            key: format!("{section}.{key} (from {name})"),
+                            message: format!(
+                                "expected a boolean (1, true, yes, on or 0, false, no, off), got {value:?}"
+                            ),
+                        }
+                    })?)
                 }
                 serde_json::Value::String(_) | serde_json::Value::Null => {
                     serde_json::Value::String(value)
@@ -372,8 +379,10 @@ impl Config {
 
     /// Client settings (from an editor, possibly from a repository's
     /// workspace settings) may not change where a service's key goes: no new
-    /// `base_url` or `api_key_env` for a service of the file, and no
-    /// `api_key_env` on a service the client adds.
+    /// `kind`, `base_url`, Azure `deployment` or `api_key_env` for a service
+    /// of the file, and no `api_key_env` on a service the client adds. Call
+    /// it on the file's config (never on one earlier settings changed), so
+    /// dropping a service and adding it back elsewhere is a move too.
     pub fn check_client_overlay(&self, next: &Config) -> Result<(), ConfigError> {
         for service in &next.ai.services {
             let key = format!("ai.services[{}]", service.name);
@@ -382,6 +391,21 @@ impl Config {
                     return Err(ConfigError::Invalid {
                         key: format!("{key}.base_url"),
                         message: "editor settings may not move a configured service; edit the config file".into(),
+                    });
+                }
+                Some(before)
+                    if before.kind != service.kind
+                        || (before.kind == ServiceKind::Azure
+                            && before.deployment != service.deployment) =>
+                {
+                    let field = if before.kind != service.kind {
+                        "kind"
+                    } else {
+                        "deployment"
+                    };
+                    return Err(ConfigError::Invalid {
+                        key: format!("{key}.{field}"),
+                        message: "editor settings may not change where a configured service's requests go; edit the config file".into(),
                     });
                 }
                 Some(before) if before.api_key_env != service.api_key_env => {
@@ -516,6 +540,16 @@ impl Config {
     }
 }
 
+/// A boolean from an environment variable: `1`/`true`/`yes`/`on` or
+/// `0`/`false`/`no`/`off`, in any case; anything else is `None`.
+pub fn parse_bool(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
 /// Deep-merge `overlay` into `base`: objects merge key by key, anything else replaces.
 fn merge(base: &mut serde_json::Value, overlay: &serde_json::Value) {
     match (base, overlay) {
@@ -586,6 +620,44 @@ mod tests {
     }
 
     #[test]
+    fn environment_booleans_accept_common_spellings_and_reject_the_rest() {
+        for (value, expected) in [
+            ("1", true),
+            ("TRUE", true),
+            ("Yes", true),
+            ("on", true),
+            ("0", false),
+            ("false", false),
+            ("NO", false),
+            ("Off", false),
+        ] {
+            let mut config = Config::default();
+            config.workspaces.read_only_root = !expected;
+            config
+                .apply_env([(
+                    "AICOCKPIT_WORKSPACES_READ_ONLY_ROOT".to_string(),
+                    value.to_string(),
+                )])
+                .unwrap();
+            assert_eq!(config.workspaces.read_only_root, expected, "{value}");
+        }
+        let mut config = Config::default();
+        let error = config
+            .apply_env([(
+                "AICOCKPIT_WORKSPACES_READ_ONLY_ROOT".to_string(),
+                "ture".to_string(),
+            )])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("AICOCKPIT_WORKSPACES_READ_ONLY_ROOT")
+                && error.contains("1, true, yes, on"),
+            "{error}"
+        );
+        assert!(config.workspaces.read_only_root, "left unchanged on error");
+    }
+
+    #[test]
     fn overlays_merge_at_top_level_or_under_aicockpit_and_keep_config_on_error() {
         let mut config = Config::default();
         config
@@ -618,6 +690,14 @@ mod tests {
         let mut next = file.clone();
         next.apply_overlay(&added).unwrap();
         assert!(file.check_client_overlay(&next).is_err());
+        let rekinded = serde_json::json!({"ai": {"services": [{"name": "cloud", "kind": "custom", "base_url": "https://api.openai.com/v1", "api_key_env": "OPENAI_API_KEY"}]}});
+        let mut next = file.clone();
+        next.apply_overlay(&rekinded).unwrap();
+        assert!(file
+            .check_client_overlay(&next)
+            .unwrap_err()
+            .to_string()
+            .contains("ai.services[cloud].kind"));
         let models = serde_json::json!({"ai": {"services": [{"name": "cloud", "kind": "openai", "base_url": "https://api.openai.com/v1", "api_key_env": "OPENAI_API_KEY", "chat_model": "gpt-4o"}]}});
         let mut next = file.clone();
         next.apply_overlay(&models).unwrap();

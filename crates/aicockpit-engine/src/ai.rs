@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use aicockpit_ai::{
-    resolve_key, ChatMessage, ChatRequest, Client, ClientOptions, CompletionRequest, Role,
+    client_for, AiError, ChatMessage, ChatRequest, Client, ClientOptions, CompletionRequest, Role,
 };
 use aicockpit_index::SearchQuery;
 use aicockpit_syntax::LanguageId;
@@ -27,6 +27,9 @@ const COMPLETION_MAX_TOKENS: u32 = 128;
 #[derive(Default)]
 pub(crate) struct AiState {
     client: Option<Arc<Client>>,
+    /// Why the active service has no client (a key variable not set, …):
+    /// every AI request fails with it, before any HTTP request.
+    unusable: Option<AiError>,
     cache: HashMap<u64, Option<String>>,
     stats: AiStats,
     next_id: u64,
@@ -107,26 +110,44 @@ pub struct SuggestedCommand {
 impl Engine {
     /// (Re)build the client of the active service from the current config.
     /// Returns the active service's name, or `None` when none is active.
+    /// The key comes from [`client_for`]: only a service of the config file,
+    /// still pointing where the file says, gets one; a key variable that is
+    /// not set is an error here and for every later AI request.
     pub fn configure_ai(&self, data_dir: &Path) -> Result<Option<String>, EngineError> {
         let config = self.config();
         let mut state = self.ai_state();
         state.cache.clear();
+        state.client = None;
+        state.unusable = None;
         let Some(service) = config.ai.active_service().cloned() else {
-            state.client = None;
             state.stats.service = None;
             return Ok(None);
         };
         let active = service.name.clone();
-        let (key, _) = resolve_key(&service, data_dir, |name| std::env::var(name).ok());
+        state.stats.service = Some(active.clone());
         state.stats.model = service
             .completion_model
             .clone()
             .or(service.chat_model.clone())
             .or(service.deployment.clone());
-        let client = Client::new(service, key, ClientOptions::default())?;
-        state.client = Some(Arc::new(client));
-        state.stats.service = Some(active.clone());
-        Ok(Some(active))
+        let client = client_for(
+            service,
+            &self.file_config().ai,
+            data_dir,
+            |name| std::env::var(name).ok(),
+            ClientOptions::default(),
+        );
+        match client {
+            Ok(client) => {
+                state.client = Some(Arc::new(client));
+                Ok(Some(active))
+            }
+            Err(error) => {
+                state.stats.last_error = Some(error.to_string());
+                state.unusable = Some(error.clone());
+                Err(error.into())
+            }
+        }
     }
 
     fn ai_state(&self) -> std::sync::MutexGuard<'_, AiState> {
@@ -134,10 +155,11 @@ impl Engine {
     }
 
     fn client(&self) -> Result<Arc<Client>, EngineError> {
-        self.ai_state()
-            .client
-            .clone()
-            .ok_or(EngineError::NoAiService)
+        let state = self.ai_state();
+        if let Some(error) = &state.unusable {
+            return Err(error.clone().into());
+        }
+        state.client.clone().ok_or(EngineError::NoAiService)
     }
 
     pub fn ai_stats(&self) -> AiStats {

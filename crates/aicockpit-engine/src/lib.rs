@@ -54,19 +54,31 @@ pub enum EngineError {
 /// The IDE state of one project: config, index and open documents.
 pub struct Engine {
     config: RwLock<Config>,
+    /// The config as the file and the environment give it, before any
+    /// editor settings: what editor settings are checked against and what
+    /// decides where keys may go.
+    file_config: Config,
     index: Option<Arc<ProjectIndex>>,
     documents: Mutex<documents::DocumentStore>,
     ai: Mutex<ai::AiState>,
+    /// Held by every write of editor or disk text into the index (flush,
+    /// watcher events, closing a document), so they apply one at a time and
+    /// in order: a flush never lands an older text over a newer one.
+    index_writes: Mutex<()>,
 }
 
 impl Engine {
-    /// An engine over an opened index (or none, for single files without a project).
+    /// An engine over an opened index (or none, for single files without a
+    /// project). `config` is the file's and the environment's: editor
+    /// settings come later through [`Self::set_config`].
     pub fn new(config: Config, index: Option<Arc<ProjectIndex>>) -> Engine {
         Engine {
+            file_config: config.clone(),
             config: RwLock::new(config),
             index,
             documents: Mutex::new(Default::default()),
             ai: Mutex::new(Default::default()),
+            index_writes: Mutex::new(()),
         }
     }
 
@@ -79,6 +91,11 @@ impl Engine {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// The config from the file and the environment, without editor settings.
+    pub fn file_config(&self) -> &Config {
+        &self.file_config
     }
 
     pub fn set_config(&self, config: Config) {
@@ -125,6 +142,7 @@ impl Engine {
 
     /// An editor closed a document: the index goes back to the file on disk.
     pub fn close_document(&self, path: &Path) -> Result<(), EngineError> {
+        let _writes = self.index_writes();
         let closed = self.documents().close(path);
         if let (Some(_), Some(index)) = (closed, &self.index) {
             if !index.is_read_only() && index.reindex_path(&self.index_path(path))? {
@@ -134,7 +152,6 @@ impl Engine {
         Ok(())
     }
 
-    /// The current text of a file: the open document's, else the disk's.
     /// The current text of a file and, for an open document, its version.
     pub fn text_and_version(&self, path: &Path) -> Option<(String, Option<i32>)> {
         if let Some(doc) = self.documents().get(path) {
@@ -143,15 +160,16 @@ impl Engine {
         self.text(path).map(|text| (text, None))
     }
 
+    /// The current text of a file: the open document's, else the disk's
+    /// read safely from inside the project (a regular file within the size
+    /// limit, never through a symlink). A file outside the project, or any
+    /// file when no project is open, has no text unless the editor opened it.
     pub fn text(&self, path: &Path) -> Option<String> {
         if let Some(doc) = self.documents().get(path) {
             return Some(doc.text.clone());
         }
-        let max = self
-            .index
-            .as_ref()
-            .map_or(u64::MAX, |index| index.max_file_bytes());
-        aicockpit_index::read_source(path, max).ok()
+        let index = self.index.as_ref()?;
+        index.read(&self.rel(path)?).ok()
     }
 
     /// The version of an open document.
@@ -234,34 +252,43 @@ impl Engine {
     }
 
     /// Index the text of documents changed since the last flush and commit.
-    /// Returns whether anything was committed.
+    /// Returns whether anything was committed. A document is marked clean
+    /// only once its text is committed, and only if it has not changed since.
     pub fn flush(&self) -> Result<bool, EngineError> {
         let Some(index) = self.index.as_ref().filter(|index| !index.is_read_only()) else {
             return Ok(false);
         };
+        let _writes = self.index_writes();
         let dirty: Vec<(PathBuf, LanguageId, String)> = self
             .documents()
-            .iter_mut()
+            .iter()
             .filter(|(_, doc)| doc.dirty)
-            .filter_map(|(path, doc)| {
-                doc.dirty = false;
-                Some((path.clone(), doc.lang?, doc.text.clone()))
-            })
+            .filter_map(|(path, doc)| Some((path.clone(), doc.lang?, doc.text.clone())))
             .collect();
         let mut changed = false;
+        let mut written = Vec::with_capacity(dirty.len());
         for (path, lang, text) in dirty {
-            // A document closed since its text was taken is back to the disk's version.
-            if self.documents().get(&path).is_none() {
-                continue;
-            }
             if let Some(rel) = self.rel(&path) {
                 changed |= index.update_file(&rel, lang, &text)?;
             }
+            written.push((path, text));
         }
         if changed {
             index.commit()?;
         }
+        let mut documents = self.documents();
+        for (path, text) in written {
+            if let Some(doc) = documents.get_mut(&path) {
+                if doc.text == text {
+                    doc.dirty = false;
+                }
+            }
+        }
         Ok(changed)
+    }
+
+    fn index_writes(&self) -> MutexGuard<'_, ()> {
+        self.index_writes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Files changed on disk (watcher events). Open documents are skipped:
@@ -270,6 +297,7 @@ impl Engine {
         let Some(index) = self.index.as_ref().filter(|index| !index.is_read_only()) else {
             return Ok(0);
         };
+        let _writes = self.index_writes();
         let mut changed = 0;
         for path in paths {
             if self.documents().get(path).is_some() {

@@ -22,9 +22,11 @@
 
 mod directory;
 mod fuzzy;
+mod ignore_rules;
 mod project;
 mod schema;
 mod search;
+mod source;
 mod tokenizer;
 mod walk;
 
@@ -36,8 +38,9 @@ pub use project::{
     RefreshStats,
 };
 pub use search::{SearchHit, SearchQuery};
+pub use source::read_project_file;
 pub use tokenizer::{tokenize, CodeTokenizer, CODE_TOKENIZER};
-pub use walk::{is_indexable, read_source, relative, walk, SkipReason, WalkEntry};
+pub use walk::{is_indexable, relative, walk, SkipReason, WalkEntry};
 
 /// What can go wrong with an index, naming the path involved.
 #[derive(Debug, thiserror::Error)]

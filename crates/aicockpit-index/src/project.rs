@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use aicockpit_syntax::{analyze, FileSyntax, LanguageId, Symbol};
@@ -16,8 +16,9 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Ta
 
 use crate::directory::CacheDirectory;
 use crate::schema::{self, Fields, FORMAT_VERSION, KIND_CHUNK, KIND_FILE, KIND_SYMBOL, NO_SYMBOL};
+use crate::source::read_project_file;
 use crate::tokenizer::{CodeTokenizer, CODE_TOKENIZER};
-use crate::walk::{self, read_source, SkipReason, WalkEntry};
+use crate::walk::{self, SkipReason, WalkEntry};
 use crate::IndexError;
 
 /// Memory the tantivy writer may use before it flushes a segment.
@@ -134,7 +135,14 @@ pub struct ProjectIndex {
     writer: Option<RwLock<IndexWriter>>,
     pub(crate) files: RwLock<BTreeMap<String, Arc<FileRecord>>>,
     pub(crate) pool: rayon::ThreadPool,
+    /// Striped locks by path: one path's delete-then-add (and its record)
+    /// happens as one step, so two updates of a path never interleave into
+    /// two surviving versions. Always taken after the writer lock.
+    path_locks: Vec<Mutex<()>>,
 }
+
+/// Stripes of [`ProjectIndex::path_locks`].
+const PATH_LOCK_STRIPES: usize = 64;
 
 impl ProjectIndex {
     /// Open (or create) the index of `options.root`. An unusable index is
@@ -209,6 +217,7 @@ impl ProjectIndex {
             writer: writer.map(RwLock::new),
             files: RwLock::new(files),
             pool,
+            path_locks: (0..PATH_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
         };
         Ok((project, report))
     }
@@ -411,10 +420,11 @@ impl ProjectIndex {
                 return Outcome::Unchanged;
             }
         }
-        let text = match read_source(&entry.abs, self.options.max_file_bytes) {
+        let text = match read_project_file(&self.root, &entry.rel, self.options.max_file_bytes) {
             Ok(text) => text,
             Err(reason) => return Outcome::Skipped(reason),
         };
+        let _path = self.path_lock(&entry.rel);
         let hash = xxhash_rust::xxh3::xxh3_64(text.as_bytes());
         if let Some(record) = known.filter(|record| record.hash == hash) {
             // Same content, new timestamp: rewrite the file doc only.
@@ -439,7 +449,8 @@ impl ProjectIndex {
             chunks: syntax.chunks.len() as u32,
             names: Default::default(),
         };
-        if known.is_some() {
+        // An editor's update may have added the file since the walk started.
+        if known.is_some() || self.files_read().contains_key(&entry.rel) {
             writer.delete_term(Term::from_field_text(self.fields.path, &entry.rel));
         }
         match self.add_docs(writer, &entry.rel, record, syntax, &text) {
@@ -463,6 +474,15 @@ impl ProjectIndex {
         // Parse before taking the writer lock, so a commit never waits on a parse.
         let syntax = analyze(lang, text);
         let writer = self.writer()?;
+        let _path = self.path_lock(rel);
+        // Another update of this path may have landed while this one parsed.
+        if self
+            .files_read()
+            .get(rel)
+            .is_some_and(|record| record.hash == hash)
+        {
+            return Ok(false);
+        }
         let record = FileRecord {
             lang,
             hash,
@@ -484,6 +504,7 @@ impl ProjectIndex {
     /// Drop a file from the index. Returns whether it was there.
     pub fn remove_file(&self, rel: &str) -> Result<bool, IndexError> {
         let writer = self.writer()?;
+        let _path = self.path_lock(rel);
         writer.delete_term(Term::from_field_text(self.fields.path, rel));
         Ok(self
             .files
@@ -493,6 +514,14 @@ impl ProjectIndex {
             .is_some())
     }
 
+    /// The lock of one path's stripe (taken after the writer lock).
+    fn path_lock(&self, rel: &str) -> MutexGuard<'_, ()> {
+        let stripe = xxhash_rust::xxh3::xxh3_64(rel.as_bytes()) as usize % self.path_locks.len();
+        self.path_locks[stripe]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Re-read one path from disk (after a create, change, delete or rename
     /// event): indexed if the walk would index it, dropped otherwise.
     /// Returns whether the index changed.
@@ -500,22 +529,14 @@ impl ProjectIndex {
         let Some(rel) = walk::relative(&self.root, path) else {
             return Ok(false);
         };
-        // Never through a symlink: not a linked file, nor a file in a linked folder.
-        let indexable = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
-            && path
-                .canonicalize()
-                .is_ok_and(|real| real == self.root.join(&rel))
-            && walk::is_indexable(&self.root, path);
-        let source = if indexable {
-            Some(read_source(path, self.options.max_file_bytes))
-        } else {
-            None
-        };
+        // Never through a symlink, never a FIFO or device, never past the
+        // size limit: the one safe read decides.
+        let source = walk::is_indexable(&self.root, path).then(|| self.read(&rel));
         match (source, LanguageId::from_path(path)) {
             (Some(Ok(text)), Some(lang)) => {
                 let changed = self.update_file(&rel, lang, &text)?;
                 // Record the disk timestamp so the next refresh can skip the file.
-                if let Ok(metadata) = std::fs::metadata(path) {
+                if let Ok(metadata) = std::fs::symlink_metadata(path) {
                     let mut files = self.files.write().unwrap_or_else(|p| p.into_inner());
                     if let Some(record) = files.get_mut(&rel) {
                         Arc::make_mut(record).mtime = walk::mtime(&metadata);
@@ -566,6 +587,13 @@ impl ProjectIndex {
     /// The record of one file, by relative path.
     pub fn file(&self, rel: &str) -> Option<Arc<FileRecord>> {
         self.files_read().get(rel).cloned()
+    }
+
+    /// Read a file of the project by relative path, safely (see
+    /// [`read_project_file`]): within the configured size limit, a regular
+    /// file, no symlink below the root.
+    pub fn read(&self, rel: &str) -> Result<String, SkipReason> {
+        read_project_file(&self.root, rel, self.options.max_file_bytes)
     }
 
     /// The absolute path of a relative one.

@@ -5,6 +5,8 @@ use std::time::UNIX_EPOCH;
 
 use aicockpit_syntax::LanguageId;
 
+use crate::ignore_rules::IgnoreRules;
+
 /// A file the walk found: a known language, not ignored, within the size limit.
 #[derive(Clone, Debug)]
 pub struct WalkEntry {
@@ -21,10 +23,21 @@ pub struct WalkEntry {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case", tag = "reason")]
 pub enum SkipReason {
-    TooLarge { size: u64, limit: u64 },
+    TooLarge {
+        size: u64,
+        limit: u64,
+    },
     Binary,
     InvalidUtf8,
-    Unreadable { error: String },
+    Unreadable {
+        error: String,
+    },
+    /// A FIFO, a device, a socket or a folder where a file was expected.
+    NotAFile,
+    /// A symlink in the path below the project root (never followed).
+    Symlink,
+    /// A path that leaves the project root.
+    OutsideRoot,
 }
 
 impl std::fmt::Display for SkipReason {
@@ -36,6 +49,9 @@ impl std::fmt::Display for SkipReason {
             SkipReason::Binary => f.write_str("binary content"),
             SkipReason::InvalidUtf8 => f.write_str("not valid UTF-8"),
             SkipReason::Unreadable { error } => write!(f, "unreadable: {error}"),
+            SkipReason::NotAFile => f.write_str("not a regular file"),
+            SkipReason::Symlink => f.write_str("a symlink (not followed)"),
+            SkipReason::OutsideRoot => f.write_str("outside the project root"),
         }
     }
 }
@@ -46,12 +62,26 @@ impl std::fmt::Display for SkipReason {
 pub fn walk(root: &Path, max_file_bytes: u64) -> (Vec<WalkEntry>, Vec<(String, SkipReason)>) {
     let mut entries = Vec::new();
     let mut skipped = Vec::new();
+    // The project's own ignore files are read by `IgnoreRules` (safely);
+    // the `ignore` crate only walks, and applies the user's global excludes.
+    let rules = std::sync::Arc::new(IgnoreRules::new(root));
     let walker = ignore::WalkBuilder::new(root)
         .follow_links(false)
         .hidden(false)
         .require_git(false)
         .parents(false)
-        .filter_entry(|entry| entry.file_name() != ".git")
+        .ignore(false)
+        .git_ignore(false)
+        .git_exclude(false)
+        .filter_entry(move |entry| {
+            entry.file_name() != ".git"
+                && (entry.depth() == 0
+                    || !rules.is_ignored(
+                        entry.path(),
+                        entry.file_type().is_some_and(|t| t.is_dir()),
+                        true,
+                    ))
+        })
         .build();
     for entry in walker {
         let entry = match entry {
@@ -114,54 +144,7 @@ pub fn is_indexable(root: &Path, path: &Path) -> bool {
     if LanguageId::from_path(path).is_none() || rel.split('/').any(|part| part == ".git") {
         return false;
     }
-    let Some(parent) = path.parent() else {
-        return false;
-    };
-    // Walk the file's folder, one level deep, with the ignore files of every
-    // folder from the root down applied.
-    let mut builder = ignore::gitignore::GitignoreBuilder::new(root);
-    let mut dir = Some(parent);
-    let mut dirs = Vec::new();
-    while let Some(current) = dir {
-        dirs.push(current.to_path_buf());
-        if current == root {
-            break;
-        }
-        dir = current.parent();
-    }
-    for dir in dirs.iter().rev() {
-        for name in [".gitignore", ".ignore"] {
-            let file = dir.join(name);
-            if file.is_file() {
-                let _ = builder.add(file);
-            }
-        }
-    }
-    let git_exclude = root.join(".git/info/exclude");
-    if git_exclude.is_file() {
-        let _ = builder.add(git_exclude);
-    }
-    match builder.build() {
-        Ok(matcher) => !matcher.matched_path_or_any_parents(path, false).is_ignore(),
-        Err(_) => true,
-    }
-}
-
-/// Read a file for indexing, refusing binary, non-UTF-8 and oversized content.
-pub fn read_source(path: &Path, max_file_bytes: u64) -> Result<String, SkipReason> {
-    let bytes = std::fs::read(path).map_err(|error| SkipReason::Unreadable {
-        error: error.to_string(),
-    })?;
-    if bytes.len() as u64 > max_file_bytes {
-        return Err(SkipReason::TooLarge {
-            size: bytes.len() as u64,
-            limit: max_file_bytes,
-        });
-    }
-    if bytes[..bytes.len().min(8192)].contains(&0) {
-        return Err(SkipReason::Binary);
-    }
-    String::from_utf8(bytes).map_err(|_| SkipReason::InvalidUtf8)
+    !IgnoreRules::new(root).is_ignored(path, false, false)
 }
 
 /// `path` relative to `root`, `/`-separated; `None` when it is outside the root.

@@ -352,3 +352,148 @@ fn a_missing_root_is_a_clear_error() {
         .unwrap();
     assert!(error.to_string().contains("/no/such/project"), "{error}");
 }
+
+#[test]
+fn anchored_patterns_in_a_nested_gitignore_apply_to_their_own_folder_on_watcher_events() {
+    let fixture = Fixture::new();
+    let index = fixture.open();
+    index.refresh(&|_| {}).unwrap();
+    fixture.write("sub/.gitignore", "/gen.py\n");
+    for rel in ["gen.py", "sub/gen.py", "sub/deeper/gen.py"] {
+        fixture.write(rel, "def generated_thing():\n    pass\n");
+    }
+    let root = fs::canonicalize(fixture.root()).unwrap();
+    assert!(aicockpit_index::is_indexable(&root, &root.join("gen.py")));
+    assert!(!aicockpit_index::is_indexable(
+        &root,
+        &root.join("sub/gen.py")
+    ));
+    assert!(aicockpit_index::is_indexable(
+        &root,
+        &root.join("sub/deeper/gen.py")
+    ));
+    // The same three paths as watcher events.
+    for rel in ["gen.py", "sub/gen.py", "sub/deeper/gen.py"] {
+        index.reindex_path(&root.join(rel)).unwrap();
+    }
+    index.commit().unwrap();
+    assert!(index.file("gen.py").is_some());
+    assert!(
+        index.file("sub/gen.py").is_none(),
+        "ignored by sub/.gitignore"
+    );
+    assert!(index.file("sub/deeper/gen.py").is_some());
+    // The walk agrees with the events.
+    index.refresh(&|_| {}).unwrap();
+    assert!(index.file("gen.py").is_some());
+    assert!(index.file("sub/gen.py").is_none());
+    assert!(index.file("sub/deeper/gen.py").is_some());
+    // A re-include in the deeper folder wins over an ignore above it.
+    fixture.write(".gitignore", "ignored/\n*.gen.go\nkeep_*.py\n");
+    fixture.write("sub/.gitignore", "/gen.py\n!keep_me.py\n");
+    fixture.write("sub/keep_me.py", "def kept():\n    pass\n");
+    assert!(aicockpit_index::is_indexable(
+        &root,
+        &root.join("sub/keep_me.py")
+    ));
+    assert!(!aicockpit_index::is_indexable(
+        &root,
+        &root.join("keep_x.py")
+    ));
+}
+
+/// A name made of letters only, so the code tokenizer keeps it as one token.
+fn marker(mut n: usize) -> String {
+    let mut name = String::from("marker");
+    loop {
+        name.push((b'a' + (n % 26) as u8) as char);
+        n /= 26;
+        if n == 0 {
+            return name;
+        }
+    }
+}
+
+fn function_hits(index: &ProjectIndex, name: &str) -> usize {
+    let query = SearchQuery {
+        kinds: vec![SymbolKind::Function],
+        ..SearchQuery::new(name)
+    };
+    index
+        .search(&query)
+        .unwrap()
+        .into_iter()
+        .filter(|hit| hit.symbol.as_ref().is_some_and(|s| s.name == name))
+        .count()
+}
+
+#[test]
+fn concurrent_updates_of_one_path_leave_exactly_one_version() {
+    let fixture = Fixture::new();
+    let index = std::sync::Arc::new(fixture.open());
+    index.refresh(&|_| {}).unwrap();
+    const THREADS: usize = 4;
+    const ROUNDS: usize = 12;
+    // Many documents per version: adding them takes long enough for two
+    // updates of the path to overlap.
+    const FILLERS: usize = 300;
+    let filler: String = (0..FILLERS)
+        .map(|n| format!("fn filler_{n}() {{}}\n"))
+        .collect();
+    // Every round starts all threads' updates at once, the last one too,
+    // so nothing after it cleans up an interleaving.
+    let start = std::sync::Arc::new(std::sync::Barrier::new(THREADS));
+    let workers: Vec<_> = (0..THREADS)
+        .map(|thread| {
+            let index = index.clone();
+            let filler = filler.clone();
+            let start = start.clone();
+            std::thread::spawn(move || {
+                for round in 0..ROUNDS {
+                    let name = marker(thread * ROUNDS + round);
+                    start.wait();
+                    index
+                        .update_file(
+                            "src/flood.rs",
+                            aicockpit_syntax::LanguageId::Rust,
+                            &format!("pub fn {name}() {{}}\n{filler}"),
+                        )
+                        .unwrap();
+                    if round % 4 == 0 {
+                        index.commit().unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    index.commit().unwrap();
+    let record = index.file("src/flood.rs").unwrap();
+    let last = record.symbols[0].name.clone();
+    assert_eq!(function_hits(&index, &last), 1, "{last}: one version, once");
+    let survivors: Vec<String> = (0..THREADS * ROUNDS)
+        .map(marker)
+        .filter(|name| name != &last && function_hits(&index, name) > 0)
+        .collect();
+    assert!(
+        survivors.is_empty(),
+        "older versions still searchable: {survivors:?}"
+    );
+    let fillers = SearchQuery {
+        kinds: vec![SymbolKind::Function],
+        limit: 1000,
+        ..SearchQuery::new("filler")
+    };
+    assert_eq!(
+        index.search(&fillers).unwrap().len(),
+        FILLERS,
+        "each function of the file once"
+    );
+    assert_eq!(
+        index.stats().files,
+        4,
+        "one record for the flooded file besides the fixture's three"
+    );
+}

@@ -496,7 +496,10 @@ impl LanguageServer for Backend {
         // Mark indexing from now on, so a status request before `initialized` does not read "done".
         let writable = index.as_ref().is_some_and(|index| !index.is_read_only());
         inner.indexing.store(writable, Ordering::SeqCst);
-        let engine = Arc::new(Engine::new(config, index));
+        // The engine keeps the file's config apart: editor settings are always
+        // checked against it, and it alone decides where keys may go.
+        let engine = Arc::new(Engine::new(inner.options.config.clone(), index));
+        engine.set_config(config);
         // An AI service that is misconfigured must not stop the rest from working.
         if let Err(error) = engine.configure_ai(&inner.options.paths.data_dir) {
             inner.record_error(format!("AI service: {error}"));
@@ -639,11 +642,17 @@ impl LanguageServer for Backend {
     }
 
     async fn did_change_watched_files(&self, params: DidChangeWatchedFilesParams) {
+        let Ok(engine) = self.engine() else { return };
+        // Events for paths outside the served root are ignored.
         let paths: Vec<PathBuf> = params
             .changes
             .iter()
             .filter_map(|event| event.uri.to_file_path().ok())
+            .filter(|path| engine.rel(path).is_some())
             .collect();
+        if paths.is_empty() {
+            return;
+        }
         let gitignore_changed = paths
             .iter()
             .any(|p| p.file_name().is_some_and(|n| n == ".gitignore"));
@@ -666,10 +675,11 @@ impl LanguageServer for Backend {
     async fn did_change_configuration(&self, params: DidChangeConfigurationParams) {
         let Ok(engine) = self.engine() else { return };
         let mut config = engine.config();
-        let before = config.clone();
+        // Compared with the file's config, never with one earlier settings
+        // changed: dropping a service and adding it back elsewhere is moving it.
         match config
             .apply_overlay(&params.settings)
-            .and_then(|()| before.check_client_overlay(&config))
+            .and_then(|()| engine.file_config().check_client_overlay(&config))
         {
             Ok(()) => {
                 engine.set_config(config);

@@ -333,7 +333,7 @@ fn file_list(root: &Path, work: &Path) -> Result<FileList, String> {
             skipped += 1;
             continue;
         };
-        let text = match aicockpit_index::read_source(&entry.abs, MAX_FILE_BYTES) {
+        let text = match aicockpit_index::read_project_file(root, &entry.rel, MAX_FILE_BYTES) {
             Ok(text) => text,
             Err(_) => {
                 skipped += 1;
@@ -762,7 +762,8 @@ struct Reindex {
 }
 
 fn measure_reindex(index: &ProjectIndex, file: &ListedFile) -> Result<Reindex, String> {
-    let original = aicockpit_index::read_source(&file.abs, MAX_FILE_BYTES)
+    let original = index
+        .read(&file.rel)
         .map_err(|reason| format!("cannot read {}: {reason}", file.abs.display()))?;
     let (mut total, mut update, mut commit) = (Vec::new(), Vec::new(), Vec::new());
     let mut max_searches = 0;
