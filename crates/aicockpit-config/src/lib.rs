@@ -109,6 +109,9 @@ pub enum ServiceKind {
     Ollama,
     /// Any OpenAI-compatible base URL.
     Custom,
+    /// llama.cpp's `llama-server`: OpenAI-compatible, plus `/props` (the
+    /// served context size) and `/infill` (fill-in-the-middle) at its root.
+    Llamacpp,
 }
 
 /// One AI service.
