@@ -23,6 +23,7 @@ if not os.path.isfile(model):
 
 params = xllamacpp.CommonParams()
 params.model.path = model
+params.model_alias = {"SmolLM2-135M-Instruct"}
 params.hostnames = ["127.0.0.1"]
 params.port = port
 params.n_ctx = n_ctx
@@ -33,6 +34,8 @@ params.endpoint_props = True
 params.ui = False
 params.offline = True
 params.warmup = False
+params.n_predict = 256  # no request runs away, whatever it asks
+params.sampling.seed = 42
 
 server = xllamacpp.Server(params)  # serves HTTP on its own threads
 print(f"llama.cpp server on 127.0.0.1:{port} with {model}", flush=True)
