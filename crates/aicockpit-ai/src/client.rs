@@ -200,7 +200,12 @@ impl Client {
                 Some(Ok(bytes)) => parser
                     .feed(&bytes)
                     .map_err(|message| self.stream_error(message))?,
-                Some(Err(error)) => return Err(self.stream_error(error.to_string())),
+                Some(Err(error)) => {
+                    return Err(self.stream_error(format!(
+                        "the connection broke before the reply was finished: {}",
+                        root_cause(&error)
+                    )))
+                }
                 None => parser.finish(),
             };
             for event in events {
