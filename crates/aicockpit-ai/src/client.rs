@@ -312,19 +312,26 @@ impl Client {
     }
 
     /// The context size (in tokens) the service serves, when it says:
-    /// llama.cpp's `/props` (`default_generation_settings.n_ctx`). `None` for
-    /// other kinds, and for a llama.cpp server that does not answer `/props`.
-    pub async fn served_context_tokens(&self) -> Option<usize> {
+    /// llama.cpp's `/props` (`default_generation_settings.n_ctx`). `Ok(None)`
+    /// for other kinds and for a llama.cpp server that does not tell; an
+    /// error only when the service could not be asked (worth asking again).
+    pub async fn served_context_tokens(&self) -> Result<Option<usize>, AiError> {
         if self.service.kind != ServiceKind::Llamacpp {
-            return None;
+            return Ok(None);
         }
-        let response = self.send(Operation::Props, None).await.ok()?;
-        let body = self.json_body(response).await.ok()?;
-        body["default_generation_settings"]["n_ctx"]
+        let response = match self.send(Operation::Props, None).await {
+            Ok(response) => response,
+            Err(error) if error.is_transient() => return Err(error),
+            Err(_) => return Ok(None),
+        };
+        let Ok(body) = self.json_body(response).await else {
+            return Ok(None);
+        };
+        Ok(body["default_generation_settings"]["n_ctx"]
             .as_u64()
             .or(body["n_ctx"].as_u64())
             .filter(|n| *n > 0)
-            .and_then(|n| usize::try_from(n).ok())
+            .and_then(|n| usize::try_from(n).ok()))
     }
 
     /// Embeddings of several texts, in order.

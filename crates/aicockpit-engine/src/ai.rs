@@ -290,13 +290,16 @@ impl Engine {
         let known = self.ai_state().served_context;
         let served = match known {
             Some(served) => served,
-            None => {
-                let served = client.served_context_tokens().await;
-                let mut state = self.ai_state();
-                state.served_context = Some(served);
-                state.stats.served_context_tokens = served;
-                served
-            }
+            None => match client.served_context_tokens().await {
+                Ok(served) => {
+                    let mut state = self.ai_state();
+                    state.served_context = Some(served);
+                    state.stats.served_context_tokens = served;
+                    served
+                }
+                // Not reachable now: ask again next time, keep the configured budget.
+                Err(_) => None,
+            },
         };
         adapt_budget(configured, served)
     }
