@@ -22,7 +22,7 @@ mod support;
 #[path = "../../../tests/integration/llamacpp_server.rs"]
 mod llamacpp_server;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use llamacpp_server::{LlamaServer, MODEL};
 use serde_json::{json, Value};
