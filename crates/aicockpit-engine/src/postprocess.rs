@@ -29,14 +29,21 @@ pub fn postprocess(completion: &str, prefix: &str, suffix: &str) -> Option<Strin
         return None;
     }
     let around = existing_lines(prefix, suffix);
-    if is_substantial(first) && around.contains(first.trim()) {
+    let repeated = |line: &str| is_substantial(line) && around.contains(line.trim());
+    // A repeated single statement (`return None`) can be right; a repeated
+    // definition or block opener, or several repeated lines, cannot.
+    if repeated(first)
+        && (starts_definition(first)
+            || first.trim_end().ends_with([':', '{'])
+            || text.lines().filter(|l| repeated(l)).count() >= 2)
+    {
         return None;
     }
     // Later lines that repeat what is already there end the suggestion.
     {
         let mut kept = Vec::new();
         for (index, line) in text.split('\n').enumerate() {
-            if index > 0 && is_substantial(line) && around.contains(line.trim()) {
+            if index > 0 && repeated(line) {
                 break;
             }
             kept.push(line);
@@ -322,6 +329,20 @@ mod tests {
             "\n",
             "def g(z):\n    return z",
             Some("def g(z):\n    return z"),
+        ),
+        (
+            "a repeated single statement can be right",
+            "def f(x):\n    if x:\n        return None\n    ",
+            "\n",
+            "return None",
+            Some("return None"),
+        ),
+        (
+            "a repeated block opener cannot",
+            "def f(value):\n    if value > 0:\n        return None\n    ",
+            "\n",
+            "if value > 0:\n        return None",
+            None,
         ),
         (
             "later lines that repeat the file end the suggestion",
