@@ -477,6 +477,11 @@ fn chat_only_models_complete_through_a_chat_prompt() {
         .find(|r| r.path == "/v1/chat/completions")
         .unwrap();
     assert_eq!(request.body["model"], "gpt-4o-mini");
+    assert_eq!(
+        request.body["stop"],
+        json!(["\n```"]),
+        "no explanation after the code"
+    );
     let user = request.body["messages"][1]["content"].as_str().unwrap();
     assert!(
         user.contains("let shown = helpers::format_name(name);\n    <CURSOR>\n}"),

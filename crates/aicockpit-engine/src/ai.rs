@@ -249,6 +249,9 @@ impl Engine {
                     messages: completion_chat_messages(&context),
                     max_tokens: Some(COMPLETION_MAX_TOKENS),
                     temperature: Some(0.2),
+                    // Chat models close their code fence and then explain it:
+                    // the explanation is never shown, so never generated.
+                    stop: vec!["\n```".to_string()],
                     ..ChatRequest::default()
                 };
                 client.chat(&request).await?.content
