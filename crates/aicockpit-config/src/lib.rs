@@ -521,6 +521,15 @@ mod tests {
     }
 
     #[test]
+    fn a_llamacpp_service_parses_and_round_trips() {
+        let text = "[ai]\nactive = \"local\"\n\n[[ai.services]]\nname = \"local\"\nkind = \"llamacpp\"\nbase_url = \"http://127.0.0.1:8080\"\n";
+        let config = Config::from_toml_str(text).unwrap();
+        assert_eq!(config.ai.services[0].kind, ServiceKind::Llamacpp);
+        let saved = toml::to_string_pretty(&config).unwrap();
+        assert!(saved.contains("kind = \"llamacpp\""), "{saved}");
+    }
+
+    #[test]
     fn unknown_and_bad_keys_are_named() {
         let error = Config::from_toml_str("[index]\nmax_file_byte = 3\n")
             .unwrap_err()
