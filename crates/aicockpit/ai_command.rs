@@ -5,10 +5,10 @@ use std::io::Read;
 use std::path::Path;
 
 use aicockpit_ai::{
-    client_for, key_file, remove_keys, resolve_key, store_key, ApiKey, Client, ClientOptions,
-    CompletionRequest, KeySource,
+    client_for, key_file, remove_keys, resolve_key, store_key, ApiKey, ClientOptions, KeySource,
 };
 use aicockpit_config::{Config, Paths, ServiceConfig, ServiceKind};
+use aicockpit_engine::fim::{self, FimMethod};
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 
@@ -22,7 +22,7 @@ pub enum AiCommand {
     /// Add a service to the config file.
     Add {
         name: String,
-        /// openai, azure, lmstudio, ollama or custom (any OpenAI-compatible URL).
+        /// openai, azure, lmstudio, ollama, llamacpp or custom (any OpenAI-compatible URL).
         #[arg(long)]
         kind: String,
         /// The base URL, e.g. http://127.0.0.1:1234/v1 or https://RESOURCE.openai.azure.com.
@@ -54,7 +54,8 @@ pub enum AiCommand {
     /// Make a service the active one.
     Use { name: String },
     /// Test a service (default: the active one): list its models and measure
-    /// latency, then check that its completion model fills a gap and stops.
+    /// latency, then probe whether its completion model really fills a gap
+    /// (the verdict decides FIM or chat prompts for inline completion).
     Test {
         name: Option<String>,
         #[arg(long)]
@@ -96,7 +97,7 @@ pub fn run(paths: &Paths, command: AiCommand) -> Result<()> {
             let kind: ServiceKind = serde_json::from_value(serde_json::Value::String(kind.clone()))
                 .map_err(|_| {
                     anyhow::anyhow!(
-                        "unknown kind {kind:?}; kinds: openai, azure, lmstudio, ollama, custom"
+                        "unknown kind {kind:?}; kinds: openai, azure, lmstudio, ollama, llamacpp, custom"
                     )
                 })?;
             file_config.ai.services.push(ServiceConfig {
@@ -283,7 +284,11 @@ fn test(paths: &Paths, config: &Config, name: Option<String>, json: bool) -> Res
     let report = runtime.block_on(client.test());
     let probe = if report.ok && (service.completion_model.is_some() || service.chat_model.is_some())
     {
-        Some(runtime.block_on(fill_in_the_middle_probe(&client)))
+        let probe = runtime.block_on(fim::probe(&client));
+        if let Err(error) = fim::record_verdict(&paths.data_dir, &service, probe.fim_capable) {
+            eprintln!("warning: cannot record the fill-in-the-middle verdict: {error}");
+        }
+        Some(probe)
     } else {
         None
     };
@@ -303,64 +308,30 @@ fn test(paths: &Paths, config: &Config, name: Option<String>, json: bool) -> Res
             }
         );
         if let Some(probe) = &probe {
+            let method = |method: FimMethod| match method {
+                FimMethod::Template => "its family's FIM template",
+                FimMethod::Infill => "llama.cpp's /infill",
+                FimMethod::Suffix => "the completions endpoint with `suffix`",
+                FimMethod::Chat => "chat prompts",
+            };
             match &probe.warning {
                 None => println!(
-                    "{name}: fill-in-the-middle OK: filled the gap with {:?}",
-                    probe.completion
+                    "{name}: fill-in-the-middle OK: filled two gaps after their own suffixes ({:?}); inline completion uses {}",
+                    probe.completions,
+                    method(probe.inline_completion)
                 ),
-                Some(warning) => println!("warning: {name}: fill-in-the-middle probe: {warning}"),
+                Some(warning) => {
+                    println!("warning: {name}: not fill-in-the-middle capable: {warning}");
+                    println!(
+                        "{name}: inline completion uses {}",
+                        method(probe.inline_completion)
+                    );
+                }
             }
         }
     }
     match report.error {
         Some(error) => bail!("{error}"),
         None => Ok(()),
-    }
-}
-
-/// What the fill-in-the-middle probe saw.
-#[derive(serde::Serialize)]
-struct Probe {
-    completion: String,
-    finish_reason: Option<String>,
-    /// Why the completion model looks unfit for inline completion, if it does.
-    warning: Option<String>,
-}
-
-/// Ask the completion model to fill a one-line gap, and check that it did
-/// (something came back, it stopped, and it did not repeat what follows the gap).
-async fn fill_in_the_middle_probe(client: &Client) -> Probe {
-    let suffix = "\n\nprint(add(2, 3))\n";
-    let request = CompletionRequest {
-        prompt: "def add(a, b):\n    return ".into(),
-        suffix: Some(suffix.into()),
-        max_tokens: Some(24),
-        temperature: Some(0.0),
-        stop: vec!["\n\n".into()],
-        ..CompletionRequest::default()
-    };
-    match client.complete(&request).await {
-        Err(error) => Probe {
-            completion: String::new(),
-            finish_reason: None,
-            warning: Some(format!("no completion: {error}")),
-        },
-        Ok(reply) => {
-            let text = reply.text.clone();
-            let warning = if text.trim().is_empty() {
-                Some("the model returned nothing for the gap".to_string())
-            } else if text.contains("print(add(2, 3))") {
-                Some("the model repeated the text after the gap: it ignores `suffix`, so use a FIM-capable completion model".to_string())
-            } else if reply.finish_reason.as_deref() == Some("length") {
-                Some("the model did not stop within 24 tokens".to_string())
-            } else {
-                None
-            };
-            Probe {
-                completion: text,
-                finish_reason: reply.finish_reason,
-                warning,
-            }
-        }
     }
 }

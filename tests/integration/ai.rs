@@ -80,11 +80,15 @@ fn add_list_test_use_and_remove_services() {
         stderr(&output)
     );
 
+    // The mock stands in for a FIM model: each answer follows its suffix.
+    mock.set_fim(true);
     let output = project.cli_with(&["ai", "test", "--json"], &[("MOCK_KEY", KEY)], None);
     let report = json(&output);
     assert_eq!(report["test"]["ok"], true, "{report}");
     assert_eq!(report["test"]["models"][0], "mock-chat");
-    assert_eq!(report["fim_probe"]["completion"], "a + b");
+    assert_eq!(report["fim_probe"]["fim_capable"], true, "{report}");
+    assert_eq!(report["fim_probe"]["method"], "suffix");
+    assert_eq!(report["fim_probe"]["inline_completion"], "suffix");
     assert!(report["fim_probe"]["warning"].is_null());
     assert!(
         !stdout(&output).contains(KEY) && !stderr(&output).contains(KEY),
@@ -98,19 +102,30 @@ fn add_list_test_use_and_remove_services() {
     );
     assert_eq!(requests[1].path, "/v1/completions");
     assert_eq!(requests[1].body["model"], "mock-coder");
-    assert_eq!(requests[1].body["suffix"], "\n\nprint(add(2, 3))\n");
+    assert_ne!(
+        requests[1].body["suffix"], requests[2].body["suffix"],
+        "two suffixes, one prefix"
+    );
+    assert_eq!(requests[1].body["prompt"], requests[2].body["prompt"]);
+    let verdicts = std::fs::read_to_string(project.home.path().join("data/fim-verdicts.json"))
+        .expect("the verdict is recorded");
+    assert!(verdicts.contains("\"fim_capable\": true"), "{verdicts}");
 
-    // A model that ignores the suffix is flagged.
-    mock.set_reply("a + b\n\nprint(add(2, 3))");
+    // A model that ignores the suffix answers both gaps alike: not FIM-capable,
+    // and inline completion switches to chat prompts.
+    mock.set_fim(false);
     let output = project.cli_with(&["ai", "test"], &[("MOCK_KEY", KEY)], None);
     assert!(output.status.success());
     assert!(
         stdout(&output).contains(
-            "warning: mock: fill-in-the-middle probe: the model repeated the text after the gap"
-        ),
+            "warning: mock: not fill-in-the-middle capable: the model gave the same answer for two different suffixes"
+        ) && stdout(&output).contains("mock: inline completion uses chat prompts"),
         "{}",
         stdout(&output)
     );
+    let verdicts =
+        std::fs::read_to_string(project.home.path().join("data/fim-verdicts.json")).unwrap();
+    assert!(verdicts.contains("\"fim_capable\": false"), "{verdicts}");
 
     let output = project.cli(&["ai", "use", "nope"]);
     assert_eq!(output.status.code(), Some(1));

@@ -477,6 +477,11 @@ fn chat_only_models_complete_through_a_chat_prompt() {
         .find(|r| r.path == "/v1/chat/completions")
         .unwrap();
     assert_eq!(request.body["model"], "gpt-4o-mini");
+    assert_eq!(
+        request.body["stop"],
+        json!(["\n```"]),
+        "no explanation after the code"
+    );
     let user = request.body["messages"][1]["content"].as_str().unwrap();
     assert!(
         user.contains("let shown = helpers::format_name(name);\n    <CURSOR>\n}"),
@@ -678,5 +683,86 @@ fn an_unset_key_variable_is_named_before_any_request() {
         setup.mock.requests().is_empty(),
         "no HTTP request without the key"
     );
+    assert!(client.shutdown().success());
+}
+
+#[test]
+fn the_fim_verdict_of_ai_test_decides_how_inline_completion_asks() {
+    let setup = setup(&|mock| {
+        format!(
+            "[ai]\nactive = \"mock\"\n\n[[ai.services]]\nname = \"mock\"\nkind = \"llamacpp\"\nbase_url = \"{}\"\n\
+             chat_model = \"mock-chat\"\n\n[completion]\nmax_context_tokens = 4096\n",
+            mock.root_url()
+        )
+    });
+    setup.mock.set_context_tokens(Some(1024));
+    let lib_uri = file_uri(&setup.project.root().join("src/lib.rs"));
+
+    // No verdict yet: a model of no known family is asked through chat.
+    setup.mock.set_reply("shown");
+    let mut client = start(&setup, &[]);
+    client.request(
+        "textDocument/inlineCompletion",
+        json!({"textDocument": {"uri": lib_uri}, "position": cursor()}),
+    );
+    let status = client.request("aicockpit/status", Value::Null);
+    assert_eq!(status["ai"]["inlineMethod"], "chat", "{status}");
+    assert_eq!(status["ai"]["servedContextTokens"], 1024, "{status}");
+    assert_eq!(
+        status["ai"]["promptBudgetTokens"],
+        (1024 - 128 - 256) * 2 / 3,
+        "fitted to the served context"
+    );
+    assert!(client.shutdown().success());
+
+    // The probe finds a FIM model (the mock follows the suffix through /infill)…
+    setup.mock.set_fim(true);
+    let output = setup.project.cli(&["ai", "test", "--json"]);
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["fim_probe"]["method"], "infill", "{report}");
+    assert_eq!(report["fim_probe"]["fim_capable"], true, "{report}");
+    assert_eq!(
+        report["fim_probe"]["completions"],
+        json!(["alpha_count", "beta_total"])
+    );
+
+    // …and from then on inline completion asks by /infill with prefix and suffix.
+    let mut client = start(&setup, &[]);
+    let count = setup.mock.requests().len();
+    client.request(
+        "textDocument/inlineCompletion",
+        json!({"textDocument": {"uri": lib_uri}, "position": cursor()}),
+    );
+    let request = setup.mock.requests()[count..]
+        .iter()
+        .find(|r| r.method == "POST")
+        .cloned()
+        .expect("a completion request");
+    assert_eq!(request.path, "/infill");
+    assert!(request.body["input_prefix"]
+        .as_str()
+        .unwrap()
+        .ends_with("let shown = helpers::format_name(name);\n    "));
+    assert_eq!(request.body["input_suffix"], "\n}\n");
+    let status = client.request("aicockpit/status", Value::Null);
+    assert_eq!(status["ai"]["inlineMethod"], "infill", "{status}");
+    assert!(client.shutdown().success());
+
+    // A probe that finds no FIM switches it back to chat.
+    setup.mock.set_fim(false);
+    let output = setup.project.cli(&["ai", "test", "--json"]);
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["fim_probe"]["fim_capable"], false, "{report}");
+    assert!(report["fim_probe"]["warning"]
+        .as_str()
+        .unwrap()
+        .contains("Infill is not supported by this model"));
+    let mut client = start(&setup, &[]);
+    client.request(
+        "textDocument/inlineCompletion",
+        json!({"textDocument": {"uri": lib_uri}, "position": {"line": 4, "character": 3}}),
+    );
+    let status = client.request("aicockpit/status", Value::Null);
+    assert_eq!(status["ai"]["inlineMethod"], "chat", "{status}");
     assert!(client.shutdown().success());
 }

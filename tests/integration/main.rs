@@ -3,6 +3,8 @@
 
 mod ai;
 mod cli;
+mod llamacpp;
+mod llamacpp_server;
 mod lsp;
 mod lsp_ai;
 mod support;

@@ -200,7 +200,12 @@ impl Client {
                 Some(Ok(bytes)) => parser
                     .feed(&bytes)
                     .map_err(|message| self.stream_error(message))?,
-                Some(Err(error)) => return Err(self.stream_error(error.to_string())),
+                Some(Err(error)) => {
+                    return Err(self.stream_error(format!(
+                        "the connection broke before the reply was finished: {}",
+                        root_cause(&error)
+                    )))
+                }
                 None => parser.finish(),
             };
             for event in events {
@@ -271,6 +276,62 @@ impl Client {
             text: text.to_string(),
             finish_reason: choice["finish_reason"].as_str().map(str::to_string),
         })
+    }
+
+    /// Native fill-in-the-middle through llama.cpp's `/infill`: the server
+    /// applies the model's own FIM tokens. A model without them is refused
+    /// by the service (HTTP 501, "Infill is not supported by this model").
+    pub async fn infill(&self, request: &CompletionRequest) -> Result<CompletionReply, AiError> {
+        let mut body = json!({
+            "input_prefix": request.prompt,
+            "input_suffix": request.suffix.clone().unwrap_or_default(),
+            "n_predict": request.max_tokens.unwrap_or(128),
+            "temperature": request.temperature.unwrap_or(0.2),
+            "stream": false,
+        });
+        if !request.stop.is_empty() {
+            body["stop"] = json!(request.stop);
+        }
+        let response = self.send(Operation::Infill, Some(body)).await?;
+        let body = self.json_body(response).await?;
+        let text = body["content"].as_str().ok_or_else(|| {
+            self.protocol(format!("no `content` in {}", snippet(&body.to_string())))
+        })?;
+        let finish_reason = match body["stop_type"].as_str() {
+            Some("limit") => Some("length".to_string()),
+            Some(_) => Some("stop".to_string()),
+            None => body["stopped_eos"]
+                .as_bool()
+                .or(body["stopped_word"].as_bool())
+                .map(|_| "stop".to_string()),
+        };
+        Ok(CompletionReply {
+            text: text.to_string(),
+            finish_reason,
+        })
+    }
+
+    /// The context size (in tokens) the service serves, when it says:
+    /// llama.cpp's `/props` (`default_generation_settings.n_ctx`). `Ok(None)`
+    /// for other kinds and for a llama.cpp server that does not tell; an
+    /// error only when the service could not be asked (worth asking again).
+    pub async fn served_context_tokens(&self) -> Result<Option<usize>, AiError> {
+        if self.service.kind != ServiceKind::Llamacpp {
+            return Ok(None);
+        }
+        let response = match self.send(Operation::Props, None).await {
+            Ok(response) => response,
+            Err(error) if error.is_transient() => return Err(error),
+            Err(_) => return Ok(None),
+        };
+        let Ok(body) = self.json_body(response).await else {
+            return Ok(None);
+        };
+        Ok(body["default_generation_settings"]["n_ctx"]
+            .as_u64()
+            .or(body["n_ctx"].as_u64())
+            .filter(|n| *n > 0)
+            .and_then(|n| usize::try_from(n).ok()))
     }
 
     /// Embeddings of several texts, in order.

@@ -13,6 +13,10 @@ pub enum Operation {
     ChatCompletions,
     Completions,
     Embeddings,
+    /// llama.cpp: the server's properties (`n_ctx`), at the server's root.
+    Props,
+    /// llama.cpp: native fill-in-the-middle, at the server's root.
+    Infill,
 }
 
 /// The URL of an operation on a service.
@@ -30,13 +34,27 @@ pub fn url(service: &ServiceConfig, operation: Operation) -> String {
                 Operation::ChatCompletions => format!("deployments/{deployment}/chat/completions"),
                 Operation::Completions => format!("deployments/{deployment}/completions"),
                 Operation::Embeddings => format!("deployments/{deployment}/embeddings"),
+                Operation::Props => "props".to_string(),
+                Operation::Infill => "infill".to_string(),
             };
             let base = base.strip_suffix("/openai").unwrap_or(base);
             format!("{base}/openai/{path}?api-version={version}")
         }
+        ServiceKind::Llamacpp if matches!(operation, Operation::Props | Operation::Infill) => {
+            // llama.cpp's own endpoints live at the root, beside /v1.
+            let root = base.strip_suffix("/v1").unwrap_or(base);
+            let path = if operation == Operation::Props {
+                "props"
+            } else {
+                "infill"
+            };
+            format!("{root}/{path}")
+        }
         kind => {
-            // Ollama serves the OpenAI dialect under /v1.
-            let base = if kind == ServiceKind::Ollama && !base.ends_with("/v1") {
+            // Ollama and llama.cpp serve the OpenAI dialect under /v1.
+            let base = if matches!(kind, ServiceKind::Ollama | ServiceKind::Llamacpp)
+                && !base.ends_with("/v1")
+            {
                 format!("{base}/v1")
             } else {
                 base.to_string()
@@ -46,6 +64,8 @@ pub fn url(service: &ServiceConfig, operation: Operation) -> String {
                 Operation::ChatCompletions => "chat/completions",
                 Operation::Completions => "completions",
                 Operation::Embeddings => "embeddings",
+                Operation::Props => "props",
+                Operation::Infill => "infill",
             };
             format!("{base}/{path}")
         }
@@ -91,6 +111,21 @@ mod tests {
             url(&azure, Operation::ChatCompletions),
             "https://res.openai.azure.com/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"
         );
+        for base in ["http://127.0.0.1:8080", "http://127.0.0.1:8080/v1/"] {
+            let llamacpp = service(ServiceKind::Llamacpp, base);
+            assert_eq!(
+                url(&llamacpp, Operation::Completions),
+                "http://127.0.0.1:8080/v1/completions"
+            );
+            assert_eq!(
+                url(&llamacpp, Operation::Props),
+                "http://127.0.0.1:8080/props"
+            );
+            assert_eq!(
+                url(&llamacpp, Operation::Infill),
+                "http://127.0.0.1:8080/infill"
+            );
+        }
         azure.api_version = Some("2025-01-01-preview".into());
         assert!(url(&azure, Operation::Embeddings)
             .ends_with("/deployments/gpt-4o/embeddings?api-version=2025-01-01-preview"));

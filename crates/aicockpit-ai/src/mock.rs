@@ -7,6 +7,11 @@
 //! misbehave: answer slowly, split SSE frames across writes, rate-limit
 //! with `Retry-After`, fail with 500s, send garbage, fail mid-stream, or
 //! never answer. It notices when a client drops a request.
+//!
+//! Like llama.cpp it can serve `/props` (a context size) and `/infill`; and
+//! it can stand in for a fill-in-the-middle model ([`MockServer::set_fim`]):
+//! completions that carry a suffix are then answered with the longest word
+//! of that suffix, so answers follow the suffix as a FIM model's do.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -71,6 +76,8 @@ struct State {
     behavior: Behavior,
     reply: String,
     requests: Vec<RecordedRequest>,
+    fim: bool,
+    context_tokens: Option<u64>,
 }
 
 /// The running mock server. Stops when dropped.
@@ -97,6 +104,8 @@ impl MockServer {
             behavior: Behavior::Normal,
             reply: "Hello from the mock.".to_string(),
             requests: Vec::new(),
+            fim: false,
+            context_tokens: None,
         }));
         let shared = state.clone();
         let task = tokio::spawn(async move {
@@ -129,6 +138,21 @@ impl MockServer {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).reply = reply.into();
     }
 
+    /// Behave as a fill-in-the-middle model: a completion with a `suffix`
+    /// (and `/infill`) is answered with the suffix's longest word; without
+    /// FIM, `/infill` is refused with HTTP 501 as llama.cpp refuses it.
+    pub fn set_fim(&self, fim: bool) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).fim = fim;
+    }
+
+    /// Serve `/props` with this context size (`None`: `/props` is a 404).
+    pub fn set_context_tokens(&self, tokens: Option<u64>) {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .context_tokens = tokens;
+    }
+
     /// Every request received so far.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.state
@@ -147,7 +171,7 @@ async fn serve_connection(mut socket: TcpStream, state: Arc<Mutex<State>>) {
             return;
         };
         let body_json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        let (index, behavior, reply) = {
+        let (index, behavior, reply, fim, context_tokens) = {
             let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
             state.requests.push(RecordedRequest {
                 method: method.clone(),
@@ -169,7 +193,13 @@ async fn serve_connection(mut socket: TcpStream, state: Arc<Mutex<State>>) {
                 }
                 _ => {}
             }
-            (state.requests.len() - 1, behavior, state.reply.clone())
+            (
+                state.requests.len() - 1,
+                behavior,
+                state.reply.clone(),
+                state.fim,
+                state.context_tokens,
+            )
         };
         let mark_dropped =
             || state.lock().unwrap_or_else(|p| p.into_inner()).requests[index].dropped = true;
@@ -236,6 +266,28 @@ async fn serve_connection(mut socket: TcpStream, state: Arc<Mutex<State>>) {
         let result = if method == "GET" && route.ends_with("/models") {
             let body = json!({"object": "list", "data": [{"id": "mock-chat", "object": "model"}, {"id": "mock-coder", "object": "model"}]});
             write_json(&mut socket, 200, "OK", "", &body).await
+        } else if method == "GET" && route == "/props" {
+            match context_tokens {
+                Some(n_ctx) => {
+                    let body =
+                        json!({"default_generation_settings": {"n_ctx": n_ctx}, "total_slots": 1});
+                    write_json(&mut socket, 200, "OK", "", &body).await
+                }
+                None => {
+                    let body = json!({"error": {"message": "File Not Found", "type": "not_found_error", "code": 404}});
+                    write_json(&mut socket, 404, "Not Found", "", &body).await
+                }
+            }
+        } else if method == "POST" && route == "/infill" {
+            if fim {
+                let suffix = body_json["input_suffix"].as_str().unwrap_or("");
+                let body =
+                    json!({"content": longest_word(suffix), "stop": true, "stop_type": "eos"});
+                write_json(&mut socket, 200, "OK", "", &body).await
+            } else {
+                let body = json!({"error": {"code": 501, "message": "Infill is not supported by this model: prefix token is missing. suffix token is missing. middle token is missing. ", "type": "not_supported_error"}});
+                write_json(&mut socket, 501, "Not Implemented", "", &body).await
+            }
         } else if method == "POST" && route.ends_with("/chat/completions") {
             if streaming {
                 let result = write_stream(&mut socket, &body_json, &reply, &behavior).await;
@@ -251,6 +303,10 @@ async fn serve_connection(mut socket: TcpStream, state: Arc<Mutex<State>>) {
             });
             write_json(&mut socket, 200, "OK", "", &body).await
         } else if method == "POST" && route.ends_with("/completions") {
+            let reply = match body_json["suffix"].as_str() {
+                Some(suffix) if fim => longest_word(suffix),
+                _ => reply,
+            };
             let body = json!({
                 "id": "cmpl-mock", "object": "text_completion", "created": 0, "model": body_json["model"],
                 "choices": [{"index": 0, "text": reply, "finish_reason": "stop"}],
@@ -288,6 +344,22 @@ async fn serve_connection(mut socket: TcpStream, state: Arc<Mutex<State>>) {
         state.lock().unwrap_or_else(|p| p.into_inner()).requests[index].answered_at =
             Some(std::time::Instant::now());
     }
+}
+
+/// The longest identifier-like word of `text` (the first of equal length).
+fn longest_word(text: &str) -> String {
+    text.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .fold(
+            "",
+            |best, word| {
+                if word.len() > best.len() {
+                    word
+                } else {
+                    best
+                }
+            },
+        )
+        .to_string()
 }
 
 async fn read_request(

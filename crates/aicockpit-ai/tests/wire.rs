@@ -316,3 +316,52 @@ async fn wait_until(condition: impl Fn() -> bool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn llamacpp_props_and_infill_at_the_server_root() {
+    let mock = MockServer::start().await;
+    let client = Client::new(
+        service(ServiceKind::Llamacpp, mock.root_url()),
+        None,
+        options(),
+    )
+    .unwrap();
+    assert_eq!(
+        client.served_context_tokens().await.unwrap(),
+        None,
+        "no /props"
+    );
+    mock.set_context_tokens(Some(2048));
+    assert_eq!(client.served_context_tokens().await.unwrap(), Some(2048));
+    let other = Client::new(service(ServiceKind::Custom, mock.url()), None, options()).unwrap();
+    let before = mock.requests().len();
+    assert_eq!(other.served_context_tokens().await.unwrap(), None);
+    assert_eq!(mock.requests().len(), before, "only llama.cpp is asked");
+
+    let request = CompletionRequest {
+        prompt: "x = ".into(),
+        suffix: Some("\nprint(wanted_name)\n".into()),
+        max_tokens: Some(8),
+        ..CompletionRequest::default()
+    };
+    let error = client.infill(&request).await.unwrap_err();
+    assert!(
+        matches!(error, AiError::Status { status: 501, .. })
+            && error
+                .to_string()
+                .contains("Infill is not supported by this model"),
+        "{error}"
+    );
+    mock.set_fim(true);
+    let reply = client.infill(&request).await.unwrap();
+    assert_eq!(reply.text, "wanted_name");
+    assert_eq!(reply.finish_reason.as_deref(), Some("stop"));
+    let sent = mock.requests().pop().unwrap();
+    assert_eq!(sent.path, "/infill");
+    assert_eq!(sent.body["input_prefix"], "x = ");
+    assert_eq!(sent.body["input_suffix"], "\nprint(wanted_name)\n");
+    assert_eq!(sent.body["n_predict"], 8);
+    // Chat still goes to /v1 when the base URL is the server's root.
+    client.chat(&question()).await.unwrap();
+    assert_eq!(mock.requests().pop().unwrap().path, "/v1/chat/completions");
+}

@@ -109,6 +109,9 @@ pub enum ServiceKind {
     Ollama,
     /// Any OpenAI-compatible base URL.
     Custom,
+    /// llama.cpp's `llama-server`: OpenAI-compatible, plus `/props` (the
+    /// served context size) and `/infill` (fill-in-the-middle) at its root.
+    Llamacpp,
 }
 
 /// One AI service.
@@ -575,6 +578,15 @@ mod tests {
         assert_eq!(config.ai.services.len(), 2);
         assert_eq!(config.ai.services[0].base_url, "http://127.0.0.1:1234/v1");
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn a_llamacpp_service_parses_and_round_trips() {
+        let text = "[ai]\nactive = \"local\"\n\n[[ai.services]]\nname = \"local\"\nkind = \"llamacpp\"\nbase_url = \"http://127.0.0.1:8080\"\n";
+        let config = Config::from_toml_str(text).unwrap();
+        assert_eq!(config.ai.services[0].kind, ServiceKind::Llamacpp);
+        let saved = toml::to_string_pretty(&config).unwrap();
+        assert!(saved.contains("kind = \"llamacpp\""), "{saved}");
     }
 
     #[test]

@@ -6,14 +6,12 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use aicockpit_ai::{
-    client_for, AiError, ChatMessage, ChatRequest, Client, ClientOptions, CompletionRequest, Role,
-};
+use aicockpit_ai::{client_for, AiError, ChatMessage, ChatRequest, Client, ClientOptions, Role};
 use aicockpit_index::SearchQuery;
 use aicockpit_syntax::LanguageId;
 
 use crate::context::CompletionContext;
-use crate::fim::template_for;
+use crate::fim::{fim_request, inline_method, recorded_verdict, FimMethod};
 use crate::postprocess::postprocess;
 use crate::{Engine, EngineError};
 
@@ -21,6 +19,9 @@ use crate::{Engine, EngineError};
 const CACHE_ENTRIES: usize = 256;
 /// Tokens a completion may take.
 const COMPLETION_MAX_TOKENS: u32 = 128;
+/// Tokens kept free in a served context for the prompt's framing (system
+/// message, chat template, FIM tokens).
+const PROMPT_FRAMING_TOKENS: usize = 256;
 
 /// The AI state of an engine: the active service's client, a completion
 /// cache and the counters `aicockpit/status` reports.
@@ -30,6 +31,10 @@ pub(crate) struct AiState {
     /// Why the active service has no client (a key variable not set, …):
     /// every AI request fails with it, before any HTTP request.
     unusable: Option<AiError>,
+    /// The probe's recorded verdict for the active completion model.
+    fim_verdict: Option<bool>,
+    /// The context size the service serves: not asked yet, unknown, or known.
+    served_context: Option<Option<usize>>,
     cache: HashMap<u64, Option<String>>,
     stats: AiStats,
     next_id: u64,
@@ -48,6 +53,17 @@ pub struct AiStats {
     pub completions_accepted: u64,
     pub accepted_chars: u64,
     pub last_error: Option<String>,
+    /// How the last inline completion asked the model (`template`, `infill`, `suffix` or `chat`).
+    pub inline_method: Option<FimMethod>,
+    /// The context size the service says it serves (llama.cpp's `/props`).
+    pub served_context_tokens: Option<usize>,
+    /// The prompt budget (tokens) the last inline completion used.
+    pub prompt_budget_tokens: Option<usize>,
+    /// The last answered inline completion: milliseconds in all, from the
+    /// engine's start to its result (cache hits excluded)…
+    pub last_inline_ms: Option<f64>,
+    /// …of which waiting for the service.
+    pub last_inline_service_ms: Option<f64>,
 }
 
 /// A completion to show at the cursor.
@@ -119,12 +135,15 @@ impl Engine {
         state.cache.clear();
         state.client = None;
         state.unusable = None;
+        state.served_context = None;
+        state.fim_verdict = None;
         let Some(service) = config.ai.active_service().cloned() else {
             state.stats.service = None;
             return Ok(None);
         };
         let active = service.name.clone();
         state.stats.service = Some(active.clone());
+        state.fim_verdict = recorded_verdict(data_dir, &service);
         state.stats.model = service
             .completion_model
             .clone()
@@ -212,11 +231,12 @@ impl Engine {
         path: &Path,
         offset: usize,
     ) -> Result<Option<InlineCompletion>, EngineError> {
+        let started = std::time::Instant::now();
         let client = self.client()?;
         let Some(text) = self.text(path) else {
             return Ok(None);
         };
-        let budget = self.config().completion.max_context_tokens;
+        let budget = self.prompt_budget(&client).await;
         let context = self.completion_context(path, &text, offset, budget);
         let service = client.service();
         let model = service
@@ -224,44 +244,55 @@ impl Engine {
             .clone()
             .or(service.chat_model.clone())
             .unwrap_or_default();
-        let (key, raw) = match template_for(&model) {
-            Some(template) => {
-                let prompt = template.render(
-                    &(context.commented_snippets() + &context.prefix),
-                    &context.suffix,
-                );
-                let key = cache_key(&model, &prompt);
-                let cached = self.ai_state().cache.get(&key).cloned();
-                if let Some(hit) = cached {
-                    return Ok(hit.map(|text| self.new_completion(text, &context)));
-                }
-                let mut stop: Vec<String> = template.stop.iter().map(|s| s.to_string()).collect();
-                stop.truncate(4); // OpenAI-compatible servers accept at most four stop sequences.
-                let request = CompletionRequest {
-                    prompt,
-                    max_tokens: Some(COMPLETION_MAX_TOKENS),
-                    temperature: Some(0.2),
-                    stop,
-                    ..CompletionRequest::default()
-                };
-                (key, client.complete(&request).await?.text)
+        let verdict = self.ai_state().fim_verdict;
+        let method = inline_method(service.kind, &model, verdict);
+        let key = match method {
+            FimMethod::Chat => {
+                cache_key(&model, &format!("{:?}", completion_chat_messages(&context)))
             }
-            None => {
-                let messages = completion_chat_messages(&context);
-                let key = cache_key(&model, &format!("{messages:?}"));
-                let cached = self.ai_state().cache.get(&key).cloned();
-                if let Some(hit) = cached {
-                    return Ok(hit.map(|text| self.new_completion(text, &context)));
-                }
+            _ => cache_key(
+                &model,
+                &format!(
+                    "{method:?}\0{}{}\0{}",
+                    context.commented_snippets(),
+                    context.prefix,
+                    context.suffix
+                ),
+            ),
+        };
+        let cached = self.ai_state().cache.get(&key).cloned();
+        if let Some(hit) = cached {
+            return Ok(hit.map(|text| self.new_completion(text, &context)));
+        }
+        let asked = std::time::Instant::now();
+        let raw = match method {
+            FimMethod::Chat => {
                 let request = ChatRequest {
-                    messages,
+                    messages: completion_chat_messages(&context),
                     max_tokens: Some(COMPLETION_MAX_TOKENS),
                     temperature: Some(0.2),
+                    // Chat models close their code fence and then explain it:
+                    // the explanation is never shown, so never generated.
+                    stop: vec!["\n```".to_string()],
                     ..ChatRequest::default()
                 };
-                (key, client.chat(&request).await?.content)
+                client.chat(&request).await?.content
+            }
+            _ => {
+                fim_request(
+                    &client,
+                    method,
+                    &model,
+                    &(context.commented_snippets() + &context.prefix),
+                    &context.suffix,
+                    COMPLETION_MAX_TOKENS,
+                    0.2,
+                )
+                .await?
+                .text
             }
         };
+        let service_ms = asked.elapsed().as_secs_f64() * 1000.0;
         let cleaned = postprocess(&raw, &context.prefix, &context.suffix);
         {
             let mut state = self.ai_state();
@@ -269,8 +300,33 @@ impl Engine {
                 state.cache.clear();
             }
             state.cache.insert(key, cleaned.clone());
+            state.stats.inline_method = Some(method);
+            state.stats.prompt_budget_tokens = Some(budget);
+            state.stats.last_inline_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+            state.stats.last_inline_service_ms = Some(service_ms);
         }
         Ok(cleaned.map(|text| self.new_completion(text, &context)))
+    }
+
+    /// The prompt budget in tokens: the configured one, shrunk to fit the
+    /// context the service serves when it says (asked once per configuration).
+    async fn prompt_budget(&self, client: &Client) -> usize {
+        let configured = self.config().completion.max_context_tokens;
+        let known = self.ai_state().served_context;
+        let served = match known {
+            Some(served) => served,
+            None => match client.served_context_tokens().await {
+                Ok(served) => {
+                    let mut state = self.ai_state();
+                    state.served_context = Some(served);
+                    state.stats.served_context_tokens = served;
+                    served
+                }
+                // Not reachable now: ask again next time, keep the configured budget.
+                Err(_) => None,
+            },
+        };
+        adapt_budget(configured, served)
     }
 
     fn new_completion(&self, text: String, context: &CompletionContext) -> InlineCompletion {
@@ -481,6 +537,22 @@ impl Engine {
     }
 }
 
+/// The configured budget, or less when the served context cannot hold it
+/// with the answer and the prompt's framing. Our estimate of four
+/// characters a token runs short for code, so only two thirds of what is
+/// left is used.
+fn adapt_budget(configured: usize, served: Option<usize>) -> usize {
+    match served {
+        Some(served) => {
+            let room =
+                served.saturating_sub(COMPLETION_MAX_TOKENS as usize + PROMPT_FRAMING_TOKENS) * 2
+                    / 3;
+            configured.min(room.max(64))
+        }
+        None => configured,
+    }
+}
+
 fn cache_key(model: &str, prompt: &str) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -568,6 +640,22 @@ mod tests {
         );
         let fenced = "Use this:\n```bash\nfind . -name '*.rs'\n```";
         assert_eq!(parse_suggestion(fenced).command, "find . -name '*.rs'");
+    }
+
+    #[test]
+    fn the_budget_fits_the_served_context() {
+        assert_eq!(adapt_budget(2048, None), 2048, "unknown: as configured");
+        assert_eq!(adapt_budget(2048, Some(2048)), (2048 - 128 - 256) * 2 / 3);
+        assert_eq!(
+            adapt_budget(1000, Some(32768)),
+            1000,
+            "never more than configured"
+        );
+        assert_eq!(
+            adapt_budget(2048, Some(100)),
+            64,
+            "a floor for tiny contexts"
+        );
     }
 
     #[test]
