@@ -173,6 +173,8 @@ class Cockpit implements vscode.Disposable {
       await client.start();
     } catch (error) {
       this.log(`The server did not start: ${String(error)}`);
+      // Unregister what the failed client registered (its server commands), so the next start can.
+      await client.dispose(2000).catch(() => undefined);
       if (!this.stopping) {
         this.scheduleRestart(error instanceof Error ? error.message : String(error));
       }
@@ -205,14 +207,31 @@ class Cockpit implements vscode.Disposable {
         }
       }),
     );
-    void client
-      .sendRequest<{ root?: string | null; indexing?: boolean; ai?: { service?: string | null } }>("aicockpit/status", null)
-      .then((status) => {
-        this.root = status.root ?? undefined;
-        if (!this.state.ai && status.ai?.service) {
-          this.setState({ ai: { state: "ok", service: status.ai.service } });
+    void this.refreshStatus(client, 20);
+  }
+
+  /**
+   * Read the root and the active service from `aicockpit/status`. The server
+   * builds its engine after `initialized`, so until then the status has no
+   * root: ask again a few times.
+   */
+  private async refreshStatus(client: LanguageClient, tries: number): Promise<void> {
+    for (let attempt = 0; attempt < tries && client === this.client && client.isRunning(); attempt++) {
+      try {
+        const status = await client.sendRequest<{ root?: string | null; ai?: { service?: string | null } }>("aicockpit/status", {});
+        if (status.root) {
+          this.root = status.root;
+          const service = status.ai?.service ?? null;
+          if (!this.state.ai || this.state.ai.state !== "failing") {
+            this.setState({ ai: { state: this.state.ai?.state ?? "ok", service, message: null } });
+          }
+          return;
         }
-      }, (error: unknown) => this.log(`aicockpit/status failed: ${String(error)}`));
+      } catch (error) {
+        this.log(`aicockpit/status failed: ${String(error)}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
   }
 
   private watchProgress(client: LanguageClient, token: string | number): void {
@@ -243,6 +262,7 @@ class Cockpit implements vscode.Disposable {
         subscription.dispose();
         if (isIndex) {
           this.setState({ indexing: undefined, detail: value.message ? `Index: ${value.message}` : undefined });
+          void this.refreshStatus(client, 3);
         }
       }
     });
@@ -479,7 +499,7 @@ class Cockpit implements vscode.Disposable {
     if (!client) {
       return;
     }
-    const status = await client.sendRequest<unknown>("aicockpit/status", null);
+    const status = await client.sendRequest<unknown>("aicockpit/status", {});
     const { names, active } = serviceChoices(status);
     const other = "$(edit) Another service…";
     const items: vscode.QuickPickItem[] = names.map((name) => ({
@@ -536,7 +556,7 @@ class Cockpit implements vscode.Disposable {
     if (!client) {
       return;
     }
-    const status = await client.sendRequest<unknown>("aicockpit/status", null);
+    const status = await client.sendRequest<unknown>("aicockpit/status", {});
     const doc = await vscode.workspace.openTextDocument({ language: "json", content: JSON.stringify(status, null, 2) });
     await vscode.window.showTextDocument(doc, { preview: true });
   }
@@ -604,10 +624,10 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     instance,
     vscode.window.registerWebviewViewProvider("aicockpit.chat", instance.chat, { webviewOptions: { retainContextWhenHidden: true } }),
     guarded("aicockpit.search", () => instance.search()),
-    guarded("aicockpit.explain", () => instance.codeAction("explain")),
-    guarded("aicockpit.refactor", () => instance.codeAction("refactor")),
-    guarded("aicockpit.document", () => instance.codeAction("document")),
-    guarded("aicockpit.fix", () => instance.codeAction("fix")),
+    guarded("aicockpit.explainSelection", () => instance.codeAction("explain")),
+    guarded("aicockpit.refactorSelection", () => instance.codeAction("refactor")),
+    guarded("aicockpit.documentSelection", () => instance.codeAction("document")),
+    guarded("aicockpit.fixSelection", () => instance.codeAction("fix")),
     guarded("aicockpit.reindex", () => instance.reindex()),
     guarded("aicockpit.chooseService", () => instance.chooseService()),
     guarded("aicockpit.suggestCommand", () => instance.suggestCommand()),

@@ -215,7 +215,7 @@ export function statusBarView(state: StatusState): { text: string; tooltip: stri
   return { text, tooltip: lines.join("\n"), error };
 }
 
-export { type AnswerPart, type CodeBlock, codeBlocks, splitAnswer } from "./markdown";
+export { type AnswerPart, type CodeBlock, codeBlocks, splitAnswer, withoutSourcesLine } from "./markdown";
 
 /**
  * A chat source as the server names it (`src/lib.rs`, `src/lib.rs:12`,

@@ -54,3 +54,16 @@ export function splitAnswer(markdown: string): AnswerPart[] {
 export function codeBlocks(markdown: string): CodeBlock[] {
   return splitAnswer(markdown).flatMap((part) => (part.kind === "code" ? [{ language: part.language, code: part.code }] : []));
 }
+
+/**
+ * The answer without its closing `Sources: …` line, for a view that lists the
+ * sources itself as links (the server ends every answer with that line).
+ */
+export function withoutSourcesLine(markdown: string): string {
+  const lines = markdown.replace(/\s+$/, "").split("\n");
+  const last = lines[lines.length - 1];
+  if (last !== undefined && /^\s*\**Sources:?\**\s*:?/.test(last)) {
+    lines.pop();
+  }
+  return lines.join("\n");
+}

@@ -13,6 +13,7 @@ import {
   splitAnswer,
   statusBarView,
   toServerSettings,
+  withoutSourcesLine,
 } from "../src/logic";
 
 describe("resolveServerPath", () => {
@@ -138,6 +139,10 @@ describe("chat answers", () => {
   it("does not close a fence with a shorter one", () => {
     assert.deepEqual(codeBlocks("````md\n```\ninner\n```\n````"), [{ language: "md", code: "```\ninner\n```" }]);
   });
+  it("drops the closing Sources line the view shows as links", () => {
+    assert.equal(withoutSourcesLine("It trims.\n\nSources: src/lib.rs\n"), "It trims.\n");
+    assert.equal(withoutSourcesLine("No sources here."), "No sources here.");
+  });
   it("splits text and code in order", () => {
     assert.deepEqual(
       splitAnswer(answer).map((p) => p.kind),
@@ -184,5 +189,18 @@ describe("searchHitLabel", () => {
     assert.deepEqual(symbol, { label: "$(symbol-function) Http::parse", description: "src/net.rs:2", detail: "pub fn parse()" });
     const code = searchHitLabel({ uri: "file:///elsewhere/x.py", range: { start: { line: 0 } }, snippet: "\n  x = 1\n", symbol: null }, "/p");
     assert.deepEqual(code, { label: "$(search) x = 1", description: "/elsewhere/x.py:1", detail: "x = 1" });
+  });
+});
+
+describe("package.json", () => {
+  it("contributes no command the language client registers for the server", async () => {
+    const { readFile } = await import("node:fs/promises");
+    const manifest = JSON.parse(await readFile("package.json", "utf8")) as { contributes: { commands: Array<{ command: string }> } };
+    // The server's executeCommandProvider commands (crates/aicockpit-lsp): the
+    // client registers each one, and a second registration fails its start.
+    const serverCommands = ["aicockpit.acceptCompletion", "aicockpit.explain"];
+    const ours = manifest.contributes.commands.map((c) => c.command);
+    assert.deepEqual(ours.filter((c) => serverCommands.includes(c)), []);
+    assert.ok(ours.includes("aicockpit.explainSelection"));
   });
 });

@@ -1,7 +1,7 @@
 //! The chat view's script, run inside the webview. It builds every node with
 //! textContent (never innerHTML), so nothing in an answer becomes markup.
 
-import { splitAnswer } from "../markdown";
+import { splitAnswer, withoutSourcesLine } from "../markdown";
 
 interface VsCodeApi {
   postMessage(message: unknown): void;
@@ -60,7 +60,8 @@ function scroll(): void {
 function renderAnswer(target: HTMLDivElement, turn: number, content: string, sources: string[]): void {
   target.textContent = "";
   target.classList.remove("streaming");
-  for (const part of splitAnswer(content)) {
+  const shown = sources.length > 0 ? withoutSourcesLine(content) : content;
+  for (const part of splitAnswer(shown)) {
     if (part.kind === "text") {
       target.appendChild(element("div", "text", part.text));
       continue;
