@@ -2,8 +2,10 @@
 //! with our `.vsix` installed, driven through Debian's Chromium and
 //! chromedriver (WebDriver, via fantoccini), with `aicockpit-lsp` talking to
 //! the mock AI service. It types in a file, waits for our ghost text,
-//! accepts it with Tab and checks the saved file, then asks the chat view and
-//! waits for the streamed answer.
+//! accepts it with Tab and checks the saved file, asks the chat view and
+//! waits for the streamed answer and its source link, searches the project
+//! and jumps to the hit, and kills the server to see the extension say so
+//! and start it again.
 //!
 //! As root with `unshare` available, the test runs itself again inside a
 //! fresh network namespace that has only loopback, so neither code-server
@@ -347,6 +349,7 @@ fn run(tools: &Tools) {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     children.spawn(&mut driver, "chromedriver");
+    let code_server_pid = children.0[0].id();
     wait_for_http(code_port, "/healthz", "code-server", &mut children);
     wait_for_http(driver_port, "/status", "chromedriver", &mut children);
     eprintln!(
@@ -375,7 +378,10 @@ fn run(tools: &Tools) {
             .connect(&format!("http://127.0.0.1:{driver_port}"))
             .await
             .expect("a WebDriver session");
-        let outcome = drive(&client, code_port, &project, &lib, &mock).await;
+        let mut outcome = drive(&client, code_port, &project, &lib, &mock).await;
+        if outcome.is_ok() {
+            outcome = search_and_restart(&client, code_server_pid).await;
+        }
         // What the page showed at the end (the chat answer, or the failure).
         if let Ok(png) = client.screenshot().await {
             let shot = repo().join("target/vscode-e2e.png");
@@ -623,6 +629,117 @@ async fn drive(
         .ok_or("no chat request reached the mock")?;
     if chat.body["stream"] != json!(true) {
         return Err(format!("the chat request was not streamed: {}", chat.body));
+    }
+    Ok(())
+}
+
+/// The `aicockpit-lsp` processes started under `ancestor` (code-server's
+/// extension host starts ours; other tests may run their own meanwhile).
+fn servers_under(ancestor: u32) -> Vec<u32> {
+    let server = Path::new(env!("CARGO_BIN_EXE_aicockpit-lsp"));
+    let parent_of = |pid: u32| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
+        let after = &stat[stat.rfind(')')? + 2..];
+        after.split(' ').nth(1)?.parse().ok()
+    };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let is_server = std::fs::read_link(entry.path().join("exe")).is_ok_and(|exe| exe == server);
+        if !is_server {
+            continue;
+        }
+        let mut current = pid;
+        for _ in 0..64 {
+            match parent_of(current) {
+                Some(parent) if parent == ancestor => {
+                    found.push(pid);
+                    break;
+                }
+                Some(parent) if parent > 1 => current = parent,
+                _ => break,
+            }
+        }
+    }
+    found
+}
+
+/// Search the project from the command palette and jump to the hit; then
+/// kill the server and see the extension say so and start it again.
+async fn search_and_restart(client: &Client, code_server: u32) -> Step<()> {
+    palette(client, "AiCockpit: Search the Project").await?;
+    // Our quick pick opens once the command runs: type only when it has the focus.
+    wait_for_script(
+        client,
+        "const a = document.activeElement; \
+         return !!a && a.tagName === 'INPUT' && (a.placeholder || '').includes('Search the project')",
+        "the project search input to have the focus",
+    )
+    .await?;
+    keys(client, "greeting").await?;
+    wait_for_script(
+        client,
+        "return [...document.querySelectorAll('.quick-input-list .monaco-list-row')]\
+         .some(r => r.textContent.includes('greeting') && r.textContent.includes('src/lib.rs:2'))",
+        "the search hit greeting at src/lib.rs:2",
+    )
+    .await?;
+    keys(client, &ENTER.to_string()).await?;
+    wait_for_script(
+        client,
+        "return [...document.querySelectorAll('.statusbar-item')].map(e => e.textContent)\
+         .find(t => /Ln 2, Col \\d+/.test(t)) || null",
+        "the cursor on line 2 after jumping to the hit",
+    )
+    .await?;
+
+    let servers = servers_under(code_server);
+    let [server] = servers[..] else {
+        return Err(format!(
+            "expected one aicockpit-lsp under code-server, found {servers:?}"
+        ));
+    };
+    let pid = i32::try_from(server).map_err(fail("pid"))?;
+    // SAFETY: kill(2) on the server process this test's code-server started.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    let restarting = wait_for_script(
+        client,
+        "return [...document.querySelectorAll('.statusbar-item')]\
+         .map(e => e.textContent).find(t => t.includes('AiCockpit: restarting in')) || null",
+        "the status bar saying the server restarts",
+    )
+    .await?;
+    wait_for_script(
+        client,
+        "return [...document.querySelectorAll('.notifications-toasts .notification-list-item')]\
+         .some(n => n.textContent.includes('the language server stopped'))",
+        "a notification saying the server stopped and restarts",
+    )
+    .await?;
+    wait_for_script(
+        client,
+        "return [...document.querySelectorAll('.statusbar-item')].map(e => e.textContent)\
+         .find(t => t.includes('AiCockpit') && t.includes('mock') && !t.includes('restarting')) || null",
+        "the status bar naming the mock service again after the restart",
+    )
+    .await?;
+    let again = servers_under(code_server);
+    if again.len() != 1 || again.contains(&server) {
+        return Err(format!(
+            "after {restarting} the servers under code-server are {again:?} (the killed one was {server})"
+        ));
     }
     Ok(())
 }
