@@ -45,6 +45,8 @@ pub fn greeting(name: &str) -> String {
 const CONTROL: char = '\u{E009}';
 const SHIFT: char = '\u{E008}';
 const ENTER: char = '\u{E007}';
+const RIGHT: char = '\u{E014}';
+const ESCAPE: char = '\u{E00C}';
 const TAB: char = '\u{E004}';
 const RELEASE: char = '\u{E000}';
 
@@ -381,6 +383,9 @@ fn run(tools: &Tools) {
         let mut outcome = drive(&client, code_port, &project, &lib, &mock).await;
         if outcome.is_ok() {
             outcome = search_and_restart(&client, code_server_pid).await;
+        }
+        if outcome.is_ok() {
+            outcome = accept_a_word(&client, &mock).await;
         }
         // What the page showed at the end (the chat answer, or the failure).
         if let Ok(png) = client.screenshot().await {
@@ -739,6 +744,67 @@ async fn search_and_restart(client: &Client, code_server: u32) -> Step<()> {
     if again.len() != 1 || again.contains(&server) {
         return Err(format!(
             "after {restarting} the servers under code-server are {again:?} (the killed one was {server})"
+        ));
+    }
+    Ok(())
+}
+
+/// Ctrl+Right accepts one word of the ghost text, and the extension reports
+/// it with `didPartiallyAcceptCompletion`: the server (restarted above, so
+/// its counters start at zero) counts the shown item and the accepted
+/// characters, which **AiCockpit: Show Status** shows.
+async fn accept_a_word(client: &Client, mock: &MockServer) -> Step<()> {
+    mock.set_reply("shown.to_lowercase()");
+    keys(client, &format!("{CONTROL}g{RELEASE}")).await?;
+    element(client, ".quick-input-widget input", "Go to Line").await?;
+    keys(client, &format!("4:200{ENTER}")).await?;
+    keys(client, &format!("{ENTER}let lower = ")).await?;
+    wait_for_script(
+        client,
+        "return [...document.querySelectorAll('.ghost-text-decoration, .ghost-text-decoration-preview')]\
+         .map(e => e.textContent).join('').includes('to_lowercase')",
+        "ghost text after the restart",
+    )
+    .await?;
+    keys(client, &format!("{CONTROL}{RIGHT}{RELEASE}")).await?;
+    let line = wait_for_script(
+        client,
+        // The line's text without the ghost text drawn inside it.
+        "return [...document.querySelectorAll('.editor-instance .view-line')].map(l => { \
+         const c = l.cloneNode(true); \
+         c.querySelectorAll('[class*=ghost-text]').forEach(g => g.remove()); \
+         return c.textContent.replace(/\\u00a0/g, ' '); })\
+         .find(t => /let lower = shown\\s*$/.test(t)) || null",
+        "one word of the suggestion accepted",
+    )
+    .await?;
+    keys(client, &ESCAPE.to_string()).await?;
+    palette(client, "AiCockpit: Show Status").await?;
+    let status = wait_for_script(
+        client,
+        "const t = [...document.querySelectorAll('.editor-instance .view-line')]\
+         .map(l => l.textContent.replace(/\\u00a0/g, ' ')).join('\\n'); \
+         return /\"acceptedChars\"/.test(t) ? t : null",
+        "the status JSON in an editor",
+    )
+    .await?;
+    let status = status.as_str().unwrap_or_default();
+    let number = |key: &str| -> Option<u64> {
+        let at = status.find(&format!("\"{key}\": "))? + key.len() + 4;
+        let digits: String = status[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
+    };
+    let accepted = number("acceptedChars");
+    let shown = number("completionsShown");
+    if !accepted.is_some_and(|n| n > 0 && n < "shown.to_lowercase()".len() as u64)
+        || !shown.is_some_and(|n| n >= 1)
+    {
+        return Err(format!(
+            "after accepting one word ({line}) the server counted acceptedChars {accepted:?} and \
+             completionsShown {shown:?}:\n{status}"
         ));
     }
     Ok(())
