@@ -799,9 +799,9 @@ async fn accept_a_word(client: &Client, mock: &MockServer) -> Step<()> {
     };
     let accepted = number("acceptedChars");
     let shown = number("completionsShown");
-    if !accepted.is_some_and(|n| n > 0 && n < "shown.to_lowercase()".len() as u64)
-        || !shown.is_some_and(|n| n >= 1)
-    {
+    let counted = accepted.is_some_and(|n| n > 0 && n < "shown.to_lowercase()".len() as u64)
+        && shown.is_some_and(|n| n >= 1);
+    if !counted {
         return Err(format!(
             "after accepting one word ({line}) the server counted acceptedChars {accepted:?} and \
              completionsShown {shown:?}:\n{status}"
