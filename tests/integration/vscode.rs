@@ -382,6 +382,9 @@ fn run(tools: &Tools) {
             .expect("a WebDriver session");
         let mut outcome = drive(&client, code_port, &project, &lib, &mock).await;
         if outcome.is_ok() {
+            outcome = apply_code_block(&client, &mock, &lib).await;
+        }
+        if outcome.is_ok() {
             outcome = search_and_restart(&client, code_server_pid).await;
         }
         if outcome.is_ok() {
@@ -808,4 +811,94 @@ async fn accept_a_word(client: &Client, mock: &MockServer) -> Step<()> {
         ));
     }
     Ok(())
+}
+
+/// A chat answer's code block, applied: the extension shows the change as a
+/// diff and asks; "Apply" puts the code at the cursor of lib.rs.
+async fn apply_code_block(client: &Client, mock: &MockServer, lib: &Path) -> Step<()> {
+    mock.set_reply("Add this:\n```rust\nlet applied = 42;\n```\n");
+    let enter_chat = || async {
+        let outer = element(client, "iframe.webview.ready", "the chat view's webview").await?;
+        outer
+            .enter_frame()
+            .await
+            .map_err(fail("enter the webview"))?;
+        let inner = element(
+            client,
+            "iframe#active-frame",
+            "the chat view's content frame",
+        )
+        .await?;
+        inner
+            .enter_frame()
+            .await
+            .map_err(fail("enter the chat view"))
+    };
+    enter_chat().await?;
+    element(client, "#input", "the chat input")
+        .await?
+        .send_keys(&format!("Add a constant{ENTER}"))
+        .await
+        .map_err(fail("type a question"))?;
+    wait_for_script(
+        client,
+        "return document.querySelectorAll('.message.assistant[data-done=\"true\"] .code-block button.apply').length === 1",
+        "an answer with one code block and its Apply button",
+    )
+    .await?;
+    element(
+        client,
+        ".message.assistant[data-done=\"true\"] .code-block button.apply",
+        "Apply",
+    )
+    .await?
+    .click()
+    .await
+    .map_err(fail("click Apply"))?;
+    client
+        .enter_parent_frame()
+        .await
+        .map_err(fail("leave the chat view"))?;
+    client
+        .enter_parent_frame()
+        .await
+        .map_err(fail("leave the webview"))?;
+    element(
+        client,
+        ".monaco-diff-editor",
+        "the diff of the proposed change",
+    )
+    .await?;
+    let before = std::fs::read_to_string(lib).map_err(fail("read lib.rs"))?;
+    if before.contains("let applied = 42;") {
+        return Err("the change was applied before the user said so".into());
+    }
+    wait_for_script(
+        client,
+        "const n = [...document.querySelectorAll('.notifications-toasts .notification-list-item')]\
+         .find(n => n.textContent.includes(\"Apply AiCockpit's change to lib.rs?\")); \
+         const b = n && [...n.querySelectorAll('.monaco-button')].find(b => b.textContent.trim() === 'Apply'); \
+         if (b) { b.click(); return true; } return false",
+        "the question whether to apply the change, answered Apply",
+    )
+    .await?;
+    wait_for_script(
+        client,
+        "const t = document.querySelector('.tabs-container .tab.active'); \
+         return !!t && t.textContent.includes('lib.rs') && !document.activeElement?.closest('.monaco-diff-editor')",
+        "lib.rs active again after applying",
+    )
+    .await?;
+    keys(client, &format!("{CONTROL}s{RELEASE}")).await?;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = std::fs::read_to_string(lib).map_err(fail("read lib.rs"))?;
+        if text.contains("let applied = 42;") {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("lib.rs never got the applied code block:\n{text}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
