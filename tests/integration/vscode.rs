@@ -248,7 +248,10 @@ fn run(tools: &Tools) {
         home.join("config.toml"),
         format!(
             "[ai]\nactive = \"mock\"\n\n[[ai.services]]\nname = \"mock\"\nkind = \"lmstudio\"\n\
-             base_url = \"{}\"\nchat_model = \"mock-chat\"\ncompletion_model = \"qwen2.5-coder-1.5b\"\n",
+             base_url = \"{}\"\nchat_model = \"mock-chat\"\ncompletion_model = \"qwen2.5-coder-1.5b\"\n\n\
+             [[ai.services]]\nname = \"other\"\nkind = \"lmstudio\"\nbase_url = \"{}\"\n\
+             chat_model = \"mock-chat\"\n",
+            mock.url(),
             mock.url()
         ),
     )
@@ -389,6 +392,9 @@ fn run(tools: &Tools) {
         }
         if outcome.is_ok() {
             outcome = accept_a_word(&client, &mock).await;
+        }
+        if outcome.is_ok() {
+            outcome = switch_service(&client, &project).await;
         }
         // What the page showed at the end (the chat answer, or the failure).
         if let Ok(png) = client.screenshot().await {
@@ -889,6 +895,12 @@ async fn apply_code_block(client: &Client, mock: &MockServer, lib: &Path) -> Ste
         "lib.rs active again after applying",
     )
     .await?;
+    wait_for_script(
+        client,
+        "return !document.querySelector('.monaco-diff-editor')",
+        "the diff closed once answered",
+    )
+    .await?;
     keys(client, &format!("{CONTROL}s{RELEASE}")).await?;
     let deadline = Instant::now() + WAIT;
     loop {
@@ -901,4 +913,51 @@ async fn apply_code_block(client: &Client, mock: &MockServer, lib: &Path) -> Ste
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Wait until the focused element is a text input whose placeholder has `text`.
+async fn focused_input(client: &Client, text: &str) -> Step<()> {
+    wait_for_script(
+        client,
+        &format!(
+            "const a = document.activeElement; \
+             return !!a && a.tagName === 'INPUT' && (a.placeholder || '').includes({})",
+            json!(text)
+        ),
+        &format!("an input {text:?} with the focus"),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Choose another AI service: the setting is written, sent to the server
+/// with `workspace/didChangeConfiguration`, and the status bar shows the
+/// service the server now reports.
+async fn switch_service(client: &Client, project: &Path) -> Step<()> {
+    palette(client, "AiCockpit: Choose the AI Service").await?;
+    focused_input(client, "Choose the active AI service").await?;
+    keys(client, "Another").await?;
+    wait_for_script(
+        client,
+        "return [...document.querySelectorAll('.quick-input-list .monaco-list-row')]\
+         .some(r => r.textContent.includes('Another service'))",
+        "the Another service entry",
+    )
+    .await?;
+    keys(client, &ENTER.to_string()).await?;
+    focused_input(client, "service name").await?;
+    keys(client, &format!("other{ENTER}")).await?;
+    wait_for_script(
+        client,
+        "return [...document.querySelectorAll('.statusbar-item')].map(e => e.textContent)\
+         .find(t => t.includes('AiCockpit') && t.includes('other')) || null",
+        "the status bar naming the service the server switched to",
+    )
+    .await?;
+    let settings = std::fs::read_to_string(project.join(".vscode/settings.json"))
+        .map_err(fail("read .vscode/settings.json"))?;
+    if !settings.contains("\"aicockpit.ai.active\": \"other\"") {
+        return Err(format!("the workspace settings are {settings}"));
+    }
+    Ok(())
 }

@@ -222,6 +222,11 @@ export class ChatViewProvider implements vscode.WebviewViewProvider {
     this.proposals.set(uri, proposed);
     await vscode.commands.executeCommand("vscode.diff", document.uri, uri, `${name} ↔ AiCockpit's change`, { preview: true });
     const choice = await vscode.window.showInformationMessage(`Apply AiCockpit's change to ${name}?`, "Apply", "Discard");
+    // The diff has served its purpose either way.
+    const diffs = vscode.window.tabGroups.all
+      .flatMap((group) => group.tabs)
+      .filter((tab) => tab.input instanceof vscode.TabInputTextDiff && tab.input.modified.toString() === uri.toString());
+    await vscode.window.tabGroups.close(diffs);
     this.proposals.delete(uri);
     if (choice !== "Apply") {
       return;

@@ -215,14 +215,14 @@ class Cockpit implements vscode.Disposable {
    * builds its engine after `initialized`, so until then the status has no
    * root: ask again a few times.
    */
-  private async refreshStatus(client: LanguageClient, tries: number): Promise<void> {
+  private async refreshStatus(client: LanguageClient, tries: number, serviceChanged = false): Promise<void> {
     for (let attempt = 0; attempt < tries && client === this.client && client.isRunning(); attempt++) {
       try {
         const status = await client.sendRequest<{ root?: string | null; ai?: { service?: string | null } }>("aicockpit/status", {});
         if (status.root) {
           this.root = status.root;
           const service = status.ai?.service ?? null;
-          if (!this.state.ai || this.state.ai.state !== "failing") {
+          if (serviceChanged || !this.state.ai || this.state.ai.state !== "failing") {
             this.setState({ ai: { state: this.state.ai?.state ?? "ok", service, message: null } });
           }
           return;
@@ -345,6 +345,8 @@ class Cockpit implements vscode.Disposable {
     const client = this.client;
     if (client?.isRunning()) {
       await client.sendNotification("workspace/didChangeConfiguration", { settings: this.settings() });
+      // The active service may have changed: show the one the server now uses.
+      await this.refreshStatus(client, 3, true);
     }
   }
 
@@ -514,7 +516,7 @@ class Cockpit implements vscode.Disposable {
     }
     let name: string | undefined = picked.label;
     if (name === other) {
-      name = await vscode.window.showInputBox({ prompt: "The name of an AI service in config.toml" });
+      name = await vscode.window.showInputBox({ prompt: "The name of an AI service in config.toml", placeHolder: "service name" });
     }
     if (!name) {
       return;
