@@ -388,7 +388,7 @@ fn run(tools: &Tools) {
             outcome = apply_code_block(&client, &mock, &lib).await;
         }
         if outcome.is_ok() {
-            outcome = search_and_restart(&client, code_server_pid).await;
+            outcome = search_and_restart(&client, &mock, code_server_pid).await;
         }
         if outcome.is_ok() {
             outcome = accept_a_word(&client, &mock).await;
@@ -688,9 +688,9 @@ fn servers_under(ancestor: u32) -> Vec<u32> {
     found
 }
 
-/// Search the project from the command palette and jump to the hit; then
-/// kill the server and see the extension say so and start it again.
-async fn search_and_restart(client: &Client, code_server: u32) -> Step<()> {
+/// Search the project from the command palette and jump to the hit (which
+/// selects `greeting`), explain and refactor that selection; then kill the server and see the extension say so and start it again.
+async fn search_and_restart(client: &Client, mock: &MockServer, code_server: u32) -> Step<()> {
     palette(client, "AiCockpit: Search the Project").await?;
     // Our quick pick opens once the command runs: type only when it has the focus.
     wait_for_script(
@@ -716,6 +716,8 @@ async fn search_and_restart(client: &Client, code_server: u32) -> Step<()> {
         "the cursor on line 2 after jumping to the hit",
     )
     .await?;
+
+    explain_and_refactor(client, mock).await?;
 
     let servers = servers_under(code_server);
     let [server] = servers[..] else {
@@ -960,4 +962,59 @@ async fn switch_service(client: &Client, project: &Path) -> Step<()> {
         return Err(format!("the workspace settings are {settings}"));
     }
     Ok(())
+}
+
+/// Explain the selection (the answer shows in the chat view), then refactor
+/// it (the AI's code replaces the selection).
+async fn explain_and_refactor(client: &Client, mock: &MockServer) -> Step<()> {
+    mock.set_reply("It greets someone by name.");
+    palette(client, "AiCockpit: Explain the Selection").await?;
+    let outer = element(client, "iframe.webview.ready", "the chat view's webview").await?;
+    outer
+        .enter_frame()
+        .await
+        .map_err(fail("enter the webview"))?;
+    let inner = element(
+        client,
+        "iframe#active-frame",
+        "the chat view's content frame",
+    )
+    .await?;
+    inner
+        .enter_frame()
+        .await
+        .map_err(fail("enter the chat view"))?;
+    wait_for_script(
+        client,
+        "return [...document.querySelectorAll('.message.assistant[data-done=\"true\"]')]\
+         .some(m => m.textContent.includes('It greets someone by name.'))",
+        "the explanation in the chat view",
+    )
+    .await?;
+    client
+        .enter_parent_frame()
+        .await
+        .map_err(fail("leave the chat view"))?;
+    client
+        .enter_parent_frame()
+        .await
+        .map_err(fail("leave the webview"))?;
+    // Back to the editor, keeping its selection.
+    client
+        .execute(
+            "document.querySelector('.editor-instance .monaco-editor textarea.inputarea').focus()",
+            vec![],
+        )
+        .await
+        .map_err(fail("focus the editor"))?;
+    mock.set_reply("```rust\nsalute\n```");
+    palette(client, "AiCockpit: Refactor the Selection").await?;
+    wait_for_script(
+        client,
+        "return [...document.querySelectorAll('.editor-instance .view-line')]\
+         .some(l => l.textContent.replace(/\\u00a0/g, ' ').includes('pub fn salute(name'))",
+        "the refactored name in the editor",
+    )
+    .await
+    .map(|_| ())
 }
