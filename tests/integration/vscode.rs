@@ -3,9 +3,12 @@
 //! chromedriver (WebDriver, via fantoccini), with `aicockpit-lsp` talking to
 //! the mock AI service. It types in a file, waits for our ghost text,
 //! accepts it with Tab and checks the saved file, asks the chat view and
-//! waits for the streamed answer and its source link, searches the project
-//! and jumps to the hit, and kills the server to see the extension say so
-//! and start it again.
+//! waits for the streamed answer and its source link, applies a code block
+//! through its diff, searches the project and jumps to the hit, explains and
+//! refactors the selection, kills the server to see the extension say so
+//! and start it again, accepts one word of ghost text (counted by the
+//! server), switches the AI service, and has a command typed (not run) into
+//! the terminal.
 //!
 //! As root with `unshare` available, the test runs itself again inside a
 //! fresh network namespace that has only loopback, so neither code-server
@@ -29,7 +32,7 @@ use serde_json::{json, Value};
 
 const SKIP_VAR: &str = "AICOCKPIT_SKIP_VSCODE_TESTS";
 const INSIDE_NETNS_VAR: &str = "AICOCKPIT_VSCODE_E2E_NETNS";
-const TEST_NAME: &str = "vscode::code_server_completion_and_chat";
+const TEST_NAME: &str = "vscode::extension_in_code_server";
 /// Every wait in this test; the whole test stays well under three minutes.
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -195,7 +198,7 @@ fn can_unshare() -> bool {
 }
 
 #[test]
-fn code_server_completion_and_chat() {
+fn extension_in_code_server() {
     if std::env::var(SKIP_VAR).is_ok_and(|v| v == "1") {
         eprintln!("skipped: {SKIP_VAR}=1");
         return;
@@ -273,6 +276,9 @@ fn run(tools: &Tools) {
         "editor.suggestOnTriggerCharacters": false,
         "editor.autoClosingBrackets": "never",
         "files.autoSave": "off",
+        "terminal.integrated.gpuAcceleration": "off",
+        "terminal.integrated.defaultProfile.linux": "sh",
+        "terminal.integrated.profiles.linux": {"sh": {"path": "/bin/sh"}},
     });
     // code-server is a remote window: machine-scoped settings such as
     // aicockpit.serverPath are read from Machine/, the others from User/.
@@ -395,6 +401,9 @@ fn run(tools: &Tools) {
         }
         if outcome.is_ok() {
             outcome = switch_service(&client, &project).await;
+        }
+        if outcome.is_ok() {
+            outcome = suggest_command(&client, &mock, &project).await;
         }
         // What the page showed at the end (the chat answer, or the failure).
         if let Ok(png) = client.screenshot().await {
@@ -1017,4 +1026,38 @@ async fn explain_and_refactor(client: &Client, mock: &MockServer) -> Step<()> {
     )
     .await
     .map(|_| ())
+}
+
+/// A suggested command is typed into the terminal and not run.
+async fn suggest_command(client: &Client, mock: &MockServer, project: &Path) -> Step<()> {
+    let marker = project.join("suggested-command-ran");
+    mock.set_reply(format!(
+        "{{\"command\": \"touch {}\", \"explanation\": \"Creates the marker file.\"}}",
+        marker.display()
+    ));
+    palette(client, "AiCockpit: Suggest a Terminal Command").await?;
+    focused_input(client, "find files over 10 MB").await?;
+    keys(client, &format!("make a marker file{ENTER}")).await?;
+    wait_for_script(
+        client,
+        &format!(
+            "return [...document.querySelectorAll('.xterm-rows')].some(r => r.textContent.includes({}))",
+            json!(format!("touch {}", marker.display()))
+        ),
+        "the suggested command typed into the terminal",
+    )
+    .await?;
+    wait_for_script(
+        client,
+        "return [...document.querySelectorAll('.notifications-toasts .notification-list-item')]\
+         .some(n => n.textContent.includes('Creates the marker file.'))",
+        "the command's explanation",
+    )
+    .await?;
+    // Give a shell that would run it time to do so: it must not.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    if marker.exists() {
+        return Err("the suggested command was run; it must only be typed".into());
+    }
+    Ok(())
 }
