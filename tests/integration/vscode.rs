@@ -7,8 +7,9 @@
 //! through its diff, searches the project and jumps to the hit, explains and
 //! refactors the selection, kills the server to see the extension say so
 //! and start it again, accepts one word of ghost text (counted by the
-//! server), switches the AI service, and has a command typed (not run) into
-//! the terminal.
+//! server), switches the AI service, has a command typed (not run) into the
+//! terminal, checks the index progress was followed, and finally points
+//! `aicockpit.serverPath` at nothing to get the install instructions.
 //!
 //! As root with `unshare` available, the test runs itself again inside a
 //! fresh network namespace that has only loopback, so neither code-server
@@ -404,6 +405,12 @@ fn run(tools: &Tools) {
         }
         if outcome.is_ok() {
             outcome = suggest_command(&client, &mock, &project).await;
+        }
+        if outcome.is_ok() {
+            outcome = index_progress_was_seen(&user_data);
+        }
+        if outcome.is_ok() {
+            outcome = missing_server(&client, &user_data).await;
         }
         // What the page showed at the end (the chat answer, or the failure).
         if let Ok(png) = client.screenshot().await {
@@ -1060,4 +1067,52 @@ async fn suggest_command(client: &Client, mock: &MockServer, project: &Path) -> 
         return Err("the suggested command was run; it must only be typed".into());
     }
     Ok(())
+}
+
+/// The extension followed the server's index progress (`$/progress` on
+/// `aicockpit/index`, which also drives the status bar) from begin to end.
+fn index_progress_was_seen(user_data: &Path) -> Step<()> {
+    let mut log = String::new();
+    collect_logs(&user_data.join("logs"), &mut log);
+    if log.contains("progress aicockpit/index began")
+        && log.contains("progress aicockpit/index ended")
+    {
+        Ok(())
+    } else {
+        Err(format!("no index progress in the AiCockpit log:\n{log}"))
+    }
+}
+
+/// A server path that does not exist: changing the setting restarts the
+/// server, which is not found, and the extension offers install instructions.
+async fn missing_server(client: &Client, user_data: &Path) -> Step<()> {
+    let machine = user_data.join("Machine/settings.json");
+    let text = std::fs::read_to_string(&machine).map_err(fail("read Machine/settings.json"))?;
+    let mut settings: Value = serde_json::from_str(&text).map_err(fail("parse settings"))?;
+    settings["aicockpit.serverPath"] = json!("/nonexistent/aicockpit-lsp");
+    std::fs::write(&machine, settings.to_string()).map_err(fail("write settings"))?;
+    wait_for_script(
+        client,
+        "const n = [...document.querySelectorAll('.notifications-toasts .notification-list-item')]\
+         .find(n => n.textContent.includes('/nonexistent/aicockpit-lsp, which is not an executable file')); \
+         const b = n && [...n.querySelectorAll('.monaco-button')].find(b => b.textContent.includes('Show Install Instructions')); \
+         if (b) { b.click(); return true; } return false",
+        "the missing-server message offering install instructions",
+    )
+    .await?;
+    wait_for_script(
+        client,
+        "return [...document.querySelectorAll('.editor-instance .view-line')]\
+         .some(l => l.textContent.replace(/\\u00a0/g, ' ').includes('cargo install --locked --path .'))",
+        "the install instructions in an editor",
+    )
+    .await?;
+    wait_for_script(
+        client,
+        "return [...document.querySelectorAll('.statusbar-item')].map(e => e.textContent)\
+         .some(t => t.includes('AiCockpit: no server'))",
+        "the status bar saying there is no server",
+    )
+    .await
+    .map(|_| ())
 }

@@ -241,6 +241,7 @@ class Cockpit implements vscode.Disposable {
     const subscription = client.onProgress(WorkDoneProgress.type, token, (value: WorkDoneProgressBegin | WorkDoneProgressReport | WorkDoneProgressEnd) => {
       const isIndex = token === INDEX_TOKEN;
       if (value.kind === "begin") {
+        this.log(`progress ${String(token)} began: ${value.title}${value.message ? ` (${value.message})` : ""}`);
         void vscode.window.withProgress({ location: vscode.ProgressLocation.Window, title: value.title }, (progress) => {
           report = (update) => progress.report(update);
           return new Promise<void>((resolve) => {
@@ -258,6 +259,7 @@ class Cockpit implements vscode.Disposable {
           this.setState({ indexing: { percentage: value.percentage, message: value.message } });
         }
       } else {
+        this.log(`progress ${String(token)} ended${value.message ? `: ${value.message}` : ""}`);
         finish?.();
         subscription.dispose();
         if (isIndex) {
