@@ -363,7 +363,11 @@ class Cockpit implements vscode.Disposable {
     }
     const after = editor.document.getText().length;
     const total = acceptedLength(shown.accepted, before, after, shown.text.length);
-    if (total > shown.accepted) {
+    // Only our suggestion counts (another provider's ghost text may be the one shown).
+    const cursor = editor.document.offsetAt(editor.selection.active);
+    const start = editor.document.positionAt(Math.max(0, cursor - total));
+    const ours = editor.document.getText(new vscode.Range(start, editor.selection.active)) === shown.text.slice(0, total);
+    if (ours && total > shown.accepted) {
       shown.accepted = total;
       await this.client?.sendNotification("textDocument/didPartiallyAcceptCompletion", { item: shown.item, acceptedLength: total });
     }
