@@ -9,4 +9,5 @@ mod lsp;
 mod lsp_ai;
 mod support;
 mod tidy;
+mod vscode;
 mod workspace;
