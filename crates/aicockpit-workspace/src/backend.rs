@@ -185,41 +185,92 @@ pub(crate) fn pid_marker_prologue(to_stderr: bool) -> String {
     format!("printf '\\036aicockpit-pid:%s\\n' \"$$\"{redirect}")
 }
 
-/// Strip the [`PID_MARKER`] line from the start of `kind`'s output and put
-/// the pid into `pid`. Output that does not start with the marker passes
-/// through untouched.
+/// Strip the [`PID_MARKER`] line from the first output of `kind` and put
+/// the pid into `pid`. The line is looked for in the first 4 KiB, not only
+/// at the very start: on a terminal, input typed before the shell started is
+/// echoed ahead of it. Output passes through as it comes, except for the few
+/// bytes at a chunk's end that could be the start of the marker.
 pub(crate) fn strip_pid_marker(
     output: OutputStream,
     kind: OutputKind,
     pid: std::sync::Arc<std::sync::OnceLock<u32>>,
 ) -> OutputStream {
     use futures_util::StreamExt;
-    // `Some(buffer)` while the marker line may still be arriving.
-    let pending: Option<Vec<u8>> = Some(Vec::new());
+    let mut scanner = MarkerScanner::default();
     let stripped = output
-        .scan(pending, move |pending, item| {
-            let item = match item {
-                Ok((chunk_kind, bytes)) if chunk_kind == kind && pending.is_some() => {
-                    let mut buffer = pending.take().unwrap_or_default();
-                    buffer.extend_from_slice(&bytes);
-                    match parse_pid_marker(&buffer) {
-                        MarkerParse::Incomplete => {
-                            *pending = Some(buffer);
-                            Ok((chunk_kind, Bytes::new()))
-                        }
-                        MarkerParse::Found(found, rest) => {
-                            let _ = pid.set(found);
-                            Ok((chunk_kind, Bytes::copy_from_slice(rest)))
-                        }
-                        MarkerParse::Absent => Ok((chunk_kind, Bytes::from(buffer))),
-                    }
+        .map(move |item| match item {
+            Ok((chunk_kind, bytes)) if chunk_kind == kind && scanner.searching() => {
+                let (out, found) = scanner.feed(&bytes);
+                if let Some(found) = found {
+                    let _ = pid.set(found);
                 }
-                other => other,
-            };
-            std::future::ready(Some(item))
+                Ok((chunk_kind, Bytes::from(out)))
+            }
+            other => other,
         })
         .filter(|item| std::future::ready(!matches!(item, Ok((_, bytes)) if bytes.is_empty())));
     Box::pin(stripped)
+}
+
+/// Looks for the marker line in the first [`MarkerScanner::WINDOW`] bytes.
+#[derive(Default)]
+struct MarkerScanner {
+    /// Bytes held back: a possible start of the marker, or a marker whose
+    /// line has not ended yet.
+    carry: Vec<u8>,
+    seen: usize,
+    done: bool,
+}
+
+impl MarkerScanner {
+    const WINDOW: usize = 4096;
+
+    fn searching(&self) -> bool {
+        !self.done
+    }
+
+    /// The bytes to pass on now, and the pid once the marker line is whole.
+    fn feed(&mut self, chunk: &[u8]) -> (Vec<u8>, Option<u32>) {
+        self.seen += chunk.len();
+        let mut data = std::mem::take(&mut self.carry);
+        data.extend_from_slice(chunk);
+        let marker = PID_MARKER.as_bytes();
+        if let Some(start) = find(&data, marker) {
+            match parse_pid_marker(data.get(start..).unwrap_or_default()) {
+                MarkerParse::Found(found, rest) => {
+                    let mut out = data.get(..start).unwrap_or_default().to_vec();
+                    out.extend_from_slice(rest);
+                    self.done = true;
+                    return (out, Some(found));
+                }
+                MarkerParse::Incomplete if self.seen <= Self::WINDOW => {
+                    self.carry = data.split_off(start);
+                    return (data, None);
+                }
+                _ => {
+                    self.done = true;
+                    return (data, None);
+                }
+            }
+        }
+        if self.seen > Self::WINDOW {
+            self.done = true;
+            return (data, None);
+        }
+        // Hold back a tail that could be the marker's beginning.
+        let keep = (1..marker.len())
+            .rev()
+            .find(|&len| data.len() >= len && data.ends_with(marker.get(..len).unwrap_or_default()))
+            .unwrap_or(0);
+        self.carry = data.split_off(data.len() - keep);
+        (data, None)
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
 }
 
 enum MarkerParse<'a> {
