@@ -410,6 +410,7 @@ fn open_index(paths: &Paths, config: &Config, root: &Path) -> Result<ProjectInde
         max_file_bytes: config.index.max_file_bytes,
         threads: config.index.threads,
         read_only: false,
+        skip_folders: config.index.skip_folders.clone(),
     };
     let (index, report) = ProjectIndex::open(options)
         .with_context(|| format!("cannot open the index of {}", root.display()))?;

@@ -497,3 +497,51 @@ fn concurrent_updates_of_one_path_leave_exactly_one_version() {
         "one record for the flooded file besides the fixture's three"
     );
 }
+
+#[test]
+fn dependency_and_build_folders_are_skipped_unless_re_included() {
+    let fixture = Fixture::new();
+    let skipped = [
+        "node_modules/dep/index.js",
+        "web/node_modules/dep/index.js",
+        ".venv/lib/site.py",
+        "target/debug/build.rs",
+        "vendor/lib.go",
+    ];
+    for rel in skipped {
+        fixture.write(rel, "function vendoredOnly() {}\n");
+    }
+    let root = fixture.root().to_path_buf();
+    let walked = |skip: Option<&[String]>| -> Vec<String> {
+        let (entries, _) = match skip {
+            Some(skip) => aicockpit_index::walk_skipping(&root, 1 << 20, skip),
+            None => aicockpit_index::walk(&root, 1 << 20),
+        };
+        entries.into_iter().map(|e| e.rel).collect()
+    };
+    let found = walked(None);
+    assert!(found.contains(&"src/http.rs".to_string()), "{found:?}");
+    assert!(
+        skipped.iter().all(|rel| !found.contains(&rel.to_string())),
+        "{found:?}"
+    );
+    assert!(!aicockpit_index::is_indexable(
+        &root,
+        &root.join("web/node_modules/dep/index.js")
+    ));
+    // An ignore file re-includes one folder; an empty list skips none.
+    fixture.write(".ignore", "!vendor/\n");
+    let found = walked(None);
+    assert!(found.contains(&"vendor/lib.go".to_string()), "{found:?}");
+    assert!(!found.contains(&"node_modules/dep/index.js".to_string()));
+    let found = walked(Some(&[]));
+    assert!(
+        skipped.iter().all(|rel| found.contains(&rel.to_string())),
+        "{found:?}"
+    );
+    let mut options = fixture.options();
+    options.skip_folders = Vec::new();
+    let (index, _) = ProjectIndex::open(options).unwrap();
+    let stats = index.refresh(&|_| {}).unwrap();
+    assert_eq!(stats.files, found.len(), "{stats:?}");
+}

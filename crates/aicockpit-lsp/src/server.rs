@@ -486,6 +486,7 @@ impl LanguageServer for Backend {
                     max_file_bytes: config.index.max_file_bytes,
                     threads: config.index.threads,
                     read_only: false,
+                    skip_folders: config.index.skip_folders.clone(),
                 };
                 let opened = tokio::task::spawn_blocking(move || ProjectIndex::open(options))
                     .await
