@@ -304,3 +304,76 @@ fn chat_and_test_name_an_unset_key_variable_before_any_request() {
         "no HTTP request without the key"
     );
 }
+
+#[test]
+fn add_names_the_flags_typed_and_warns_about_a_cloud_service_without_a_key() {
+    let project = Project::new(&[]);
+    let output = project.cli(&["ai", "add", "odd", "--kind", "custom", "--url", "ftp://x"]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    assert!(
+        text.contains("--url: \"ftp://x\" is not an http(s) URL"),
+        "{text}"
+    );
+    assert!(!text.contains("base_url"), "{text}");
+    let output = project.cli(&[
+        "ai",
+        "add",
+        "az",
+        "--kind",
+        "azure",
+        "--url",
+        "https://x.openai.azure.com",
+    ]);
+    assert!(
+        stderr(&output).contains("--deployment"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = project.cli(&[
+        "ai",
+        "add",
+        "cloud",
+        "--kind",
+        "openai",
+        "--url",
+        "https://api.openai.com/v1",
+        "--chat-model",
+        "gpt-4o-mini",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stderr(&output);
+    assert!(
+        text.contains("warning: cloud has no API key") && text.contains("--api-key-env"),
+        "{text}"
+    );
+    let output = project.cli_with(
+        &[
+            "ai",
+            "add",
+            "cloud2",
+            "--kind",
+            "openai",
+            "--url",
+            "https://api.openai.com/v1",
+            "--api-key-env",
+            "MY_KEY",
+        ],
+        &[],
+        None,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(!stderr(&output).contains("warning"), "{}", stderr(&output));
+    // A local service needs no key: no warning.
+    let output = project.cli(&[
+        "ai",
+        "add",
+        "local",
+        "--kind",
+        "ollama",
+        "--url",
+        "http://127.0.0.1:11434/v1",
+    ]);
+    assert!(!stderr(&output).contains("warning"), "{}", stderr(&output));
+}
