@@ -370,12 +370,10 @@ fn chat(paths: &Paths, config: &Config, question: &str, scope: Option<PathBuf>) 
             aicockpit_ai::Role::User,
             question,
         )],
-        // A small file is context as a whole; for a large one the search hits speak.
-        selection: file
-            .as_ref()
-            .and_then(|f| std::fs::metadata(f).ok())
-            .filter(|m| m.len() <= 8000)
-            .map(|m| 0..m.len() as usize),
+        // A small file goes in whole; a large one as its outline and the
+        // chunks most relevant to the question, first among the sources.
+        selection: None,
+        whole_file: file.is_some(),
         path: file,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()

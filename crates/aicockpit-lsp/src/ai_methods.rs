@@ -294,6 +294,7 @@ impl Backend {
             messages,
             path,
             selection,
+            whole_file: false,
         };
         let answer = self
             .with_ai_status(
