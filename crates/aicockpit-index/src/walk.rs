@@ -170,6 +170,34 @@ pub fn is_indexable_skipping(root: &Path, path: &Path, skip_folders: &[String]) 
     !IgnoreRules::new(root, skip_folders).is_ignored(path, false, false)
 }
 
+/// Whether a relative path is a test file: in a `test`/`tests`/`__tests__`/
+/// `spec` folder, or named like one (`test_x.py`, `x_test.go`, `x.test.ts`,
+/// `x.spec.js`, `XTest.java`). Test code ranks below library code of the
+/// same score: it is rarely what a search or a completion is after.
+pub fn is_test_path(rel: &str) -> bool {
+    let mut parts: Vec<&str> = rel.split('/').collect();
+    let Some(file) = parts.pop() else {
+        return false;
+    };
+    if parts.iter().any(|folder| {
+        matches!(
+            folder.to_ascii_lowercase().as_str(),
+            "test" | "tests" | "testing" | "__tests__" | "spec" | "specs"
+        )
+    }) {
+        return true;
+    }
+    let stem = file.split('.').next().unwrap_or(file);
+    let lower = file.to_ascii_lowercase();
+    stem.starts_with("test_")
+        || stem.ends_with("_test")
+        || stem.ends_with("_tests")
+        || stem.ends_with("_spec")
+        || lower.contains(".test.")
+        || lower.contains(".spec.")
+        || (stem.len() > 4 && (stem.ends_with("Test") || stem.ends_with("Tests")))
+}
+
 /// `path` relative to `root`, `/`-separated; `None` when it is outside the root.
 pub fn relative(root: &Path, path: &Path) -> Option<String> {
     let rel = path.strip_prefix(root).ok()?;
