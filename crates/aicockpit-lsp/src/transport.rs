@@ -83,50 +83,104 @@ impl Drop for Applied {
 }
 
 /// Check messages from `input`; good ones go on through the returned stream,
-/// parse errors go to `replies` as complete response bodies.
+/// parse errors go to `replies` as complete response bodies. While a gated
+/// notification is being applied, later requests and notifications are held
+/// back; the client's responses are not (a handler may be waiting for one).
 pub fn frame_input<R>(input: R, replies: UnboundedSender<String>, gate: Gate) -> DuplexStream
 where
     R: AsyncRead + Unpin + Send + 'static,
 {
     let (mut writer, reader) = tokio::io::duplex(1 << 20);
+    let (checked_sender, mut checked) = tokio::sync::mpsc::unbounded_channel::<String>();
     tokio::spawn(async move {
         let mut input = BufReader::new(input);
-        let mut applied = gate.applied.subscribe();
         loop {
-            let checked = match read_message(&mut input).await {
+            let checked_body = match read_message(&mut input).await {
                 Ok(Some(body)) => check(&body).map(|()| body),
                 Ok(None) => return,
                 Err(problem) => Err((Value::Null, -32700, format!("Parse error: {problem}"))),
             };
-            let body = match checked {
-                Ok(body) => body,
+            match checked_body {
+                Ok(body) => {
+                    let body = normalize_params(body);
+                    let is_exit = is_exit_notification(&body);
+                    if checked_sender.send(body).is_err() || is_exit {
+                        return; // Nothing is read after `exit`.
+                    }
+                }
                 Err((id, code, message)) => {
                     tracing::warn!("bad LSP input: {message}");
                     let error = json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}});
                     let _ = replies.send(error.to_string());
+                }
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let mut applied = gate.applied.subscribe();
+        let mut held: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+        // While set: the applied count a gated notification must raise.
+        let mut waiting: Option<u64> = None;
+        let mut input_ended = false;
+        let mut deadline = tokio::time::Instant::now();
+        loop {
+            if waiting.is_none() {
+                if let Some(body) = held.pop_front() {
+                    let is_exit = is_exit_notification(&body);
+                    // Seen before the write: the handler may report applied at once.
+                    let gated = gate.armed() && is_gated_notification(&body);
+                    let before = *applied.borrow_and_update();
+                    if write_frame(&mut writer, &body).await.is_err() || is_exit {
+                        return; // Dropping the writer ends the server's input.
+                    }
+                    if gated {
+                        waiting = Some(before);
+                        deadline = tokio::time::Instant::now() + GATE_TIMEOUT;
+                    }
                     continue;
                 }
-            };
-            let body = normalize_params(body);
-            let is_exit = is_exit_notification(&body);
-            // Seen before the write: the handler may report applied at once.
-            let gated = gate.armed() && is_gated_notification(&body);
-            let before = *applied.borrow_and_update();
-            let frame = format!("Content-Length: {}\r\n\r\n{body}", body.len());
-            if writer.write_all(frame.as_bytes()).await.is_err() || is_exit {
-                return; // Dropping the writer ends the server's input.
+                if input_ended {
+                    return;
+                }
             }
-            if gated {
-                let done = applied.wait_for(|count| *count > before);
-                match tokio::time::timeout(GATE_TIMEOUT, done).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(_)) => return, // The server is gone.
-                    Err(_) => tracing::error!("a notification was not applied in {GATE_TIMEOUT:?}"),
+            tokio::select! {
+                body = checked.recv(), if !input_ended => match body {
+                    // The client's responses never wait behind a notification.
+                    Some(body) if waiting.is_some() && is_response(&body) => {
+                        if write_frame(&mut writer, &body).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(body) => held.push_back(body),
+                    None => input_ended = true,
+                },
+                changed = applied.changed(), if waiting.is_some() => {
+                    if changed.is_err() {
+                        return; // The server is gone.
+                    }
+                    if waiting.is_some_and(|before| *applied.borrow_and_update() > before) {
+                        waiting = None;
+                    }
+                }
+                () = tokio::time::sleep_until(deadline), if waiting.is_some() => {
+                    tracing::error!("a notification was not applied in {GATE_TIMEOUT:?}");
+                    waiting = None;
                 }
             }
         }
     });
     reader
+}
+
+async fn write_frame(writer: &mut DuplexStream, body: &str) -> std::io::Result<()> {
+    let frame = format!("Content-Length: {}\r\n\r\n{body}", body.len());
+    writer.write_all(frame.as_bytes()).await
+}
+
+/// A response (to a request the server sent): an id and no method.
+fn is_response(body: &str) -> bool {
+    serde_json::from_str::<Value>(body)
+        .is_ok_and(|message| message.get("method").is_none() && message.get("id").is_some())
 }
 
 /// Copy whole messages from the server's output, and the replies sent to
@@ -421,6 +475,39 @@ mod tests {
         assert!(
             early.is_err(),
             "the request overtook the unapplied didClose"
+        );
+        drop(gate.applying());
+        assert_eq!(
+            read_message(&mut server_input).await.unwrap().unwrap(),
+            request
+        );
+    }
+
+    #[tokio::test]
+    async fn the_clients_responses_pass_a_held_notification() {
+        let did_open = r#"{"jsonrpc":"2.0","method":"textDocument/didOpen","params":{}}"#;
+        let request = r#"{"jsonrpc":"2.0","id":1,"method":"textDocument/documentSymbol"}"#;
+        let response = r#"{"jsonrpc":"2.0","id":0,"result":null}"#;
+        let input: String = [did_open, request, response]
+            .iter()
+            .map(|body| format!("Content-Length: {}\r\n\r\n{body}", body.len()))
+            .collect();
+        let gate = Gate::default();
+        gate.arm(true);
+        let (sender, _receiver) = tokio::sync::mpsc::unbounded_channel();
+        let mut server_input = BufReader::new(frame_input(
+            std::io::Cursor::new(input.into_bytes()),
+            sender,
+            gate.clone(),
+        ));
+        assert_eq!(
+            read_message(&mut server_input).await.unwrap().unwrap(),
+            did_open
+        );
+        // The handler of didOpen may be waiting for this response.
+        assert_eq!(
+            read_message(&mut server_input).await.unwrap().unwrap(),
+            response
         );
         drop(gate.applying());
         assert_eq!(
