@@ -782,3 +782,32 @@ fn an_unset_key_variable_is_named_before_any_request() {
     );
     assert!(client.shutdown().success());
 }
+
+/// An LM Studio entry with no model (as configured out of the box) answers
+/// with a model the service lists, in the editor as in the CLI.
+#[test]
+fn a_local_service_without_a_model_answers_with_one_it_lists() {
+    let setup = setup(&|mock| {
+        format!(
+            "[ai]\nactive = \"mock\"\n\n[[ai.services]]\nname = \"mock\"\nkind = \"lmstudio\"\nbase_url = \"{}\"\n",
+            mock.url()
+        )
+    });
+    setup.mock.set_reply("shown.to_uppercase()");
+    let mut client = start(&setup, &[]);
+    let lib_uri = file_uri(&setup.project.root().join("src/lib.rs"));
+    let result = client.request("textDocument/inlineCompletion", json!({"textDocument": {"uri": lib_uri}, "position": cursor(), "context": {"triggerKind": 2}}));
+    assert_eq!(
+        result["items"][0]["insertText"], "shown.to_uppercase()",
+        "{result}"
+    );
+    let request = setup
+        .mock
+        .requests()
+        .into_iter()
+        .find(|r| r.path.ends_with("completions"))
+        .expect("a completion request");
+    // A code model from the list (mock-chat and mock-coder are listed).
+    assert_eq!(request.body["model"], "mock-coder");
+    assert!(client.shutdown().success());
+}

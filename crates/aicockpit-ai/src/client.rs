@@ -94,7 +94,11 @@ impl Client {
     /// For LM Studio and Ollama with no model configured (or asked for):
     /// pick one from the service's model list, once, so the entries that
     /// are configured out of the box work with whatever model is loaded.
-    async fn ensure_model(&self, asked: Option<&String>, completion: bool) -> Result<(), AiError> {
+    pub async fn ensure_model(
+        &self,
+        asked: Option<&String>,
+        completion: bool,
+    ) -> Result<(), AiError> {
         if self.model(asked, completion).is_ok()
             || !matches!(
                 self.service.kind,
@@ -124,6 +128,12 @@ impl Client {
 
     fn name(&self) -> String {
         self.service.name.clone()
+    }
+
+    /// The model a chat (or, with `completion`, a completion) request uses:
+    /// the configured one, else the one picked from the service's list.
+    pub fn model_name(&self, completion: bool) -> Option<String> {
+        self.model(None, completion).ok()
     }
 
     fn model(&self, asked: Option<&String>, completion: bool) -> Result<String, AiError> {

@@ -228,12 +228,10 @@ impl Engine {
         };
         let budget = self.config().completion.max_context_tokens;
         let context = self.completion_context(path, &text, offset, budget);
-        let service = client.service();
-        let model = service
-            .completion_model
-            .clone()
-            .or(service.chat_model.clone())
-            .unwrap_or_default();
+        // A local service with no model set picks one first, so the prompt
+        // template fits the model that will answer.
+        client.ensure_model(None, true).await?;
+        let model = client.model_name(true).unwrap_or_default();
         let (key, raw) = match template_for(&model) {
             Some(template) => {
                 let prompt = template.render(
