@@ -16,11 +16,13 @@ use clap::Subcommand;
 pub enum AiCommand {
     /// List the configured services (keys are never shown, only where they come from).
     List {
+        /// Print the services as a JSON array.
         #[arg(long)]
         json: bool,
     },
     /// Add a service to the config file.
     Add {
+        /// A name for the service, used by `ai use`, `ai test` and `ai.active`.
         name: String,
         /// openai, azure, lmstudio, ollama, llamacpp or custom (any OpenAI-compatible URL).
         #[arg(long)]
@@ -28,6 +30,7 @@ pub enum AiCommand {
         /// The base URL, e.g. http://127.0.0.1:1234/v1 or https://RESOURCE.openai.azure.com.
         #[arg(long)]
         url: String,
+        /// The model for chat and code actions; LM Studio and Ollama pick a loaded one when unset.
         #[arg(long)]
         chat_model: Option<String>,
         /// Defaults to the chat model.
@@ -50,14 +53,22 @@ pub enum AiCommand {
         activate: bool,
     },
     /// Remove a service (and its stored key).
-    Remove { name: String },
+    Remove {
+        /// The service's name (see `aicockpit ai list`).
+        name: String,
+    },
     /// Make a service the active one.
-    Use { name: String },
+    Use {
+        /// The service's name (see `aicockpit ai list`).
+        name: String,
+    },
     /// Test a service (default: the active one): list its models and measure
     /// latency, then probe whether its completion model really fills a gap
     /// (the verdict decides FIM or chat prompts for inline completion).
     Test {
+        /// The service's name (default: the active service).
         name: Option<String>,
+        /// Print the results as one JSON object.
         #[arg(long)]
         json: bool,
     },
@@ -114,7 +125,10 @@ pub fn run(paths: &Paths, command: AiCommand) -> Result<()> {
             if activate {
                 file_config.ai.active = Some(name.clone());
             }
-            file_config.validate()?;
+            // Errors name the flag that was typed, not the config key behind it.
+            file_config
+                .validate()
+                .map_err(|error| flag_error(error, &file_config))?;
             if api_key_stdin {
                 let mut key = String::new();
                 std::io::stdin()
@@ -129,6 +143,25 @@ pub fn run(paths: &Paths, command: AiCommand) -> Result<()> {
                 eprintln!("Stored the key in {} (mode 0600)", path.display());
             }
             save(&file_config, &paths.config_file)?;
+            if matches!(kind, ServiceKind::Openai | ServiceKind::Azure)
+                && !api_key_stdin
+                && file_config
+                    .ai
+                    .services
+                    .iter()
+                    .find(|s| s.name == name)
+                    .is_some_and(|s| s.api_key_env.is_none())
+            {
+                eprintln!(
+                    "warning: {name} has no API key, and {} refuses requests without one: \
+                     add it again with --api-key-env VARIABLE or --api-key-stdin",
+                    if kind == ServiceKind::Azure {
+                        "Azure OpenAI"
+                    } else {
+                        "OpenAI"
+                    }
+                );
+            }
             println!(
                 "Added {name}{}",
                 if file_config
@@ -180,6 +213,29 @@ pub fn run(paths: &Paths, command: AiCommand) -> Result<()> {
             test(paths, &config, name, json)
         }
     }
+}
+
+/// A config error about the service being added, with the `ai add` flag
+/// that set the value named instead of its config key.
+fn flag_error(error: aicockpit_config::ConfigError, config: &Config) -> anyhow::Error {
+    let aicockpit_config::ConfigError::Invalid { key, message } = &error else {
+        return error.into();
+    };
+    let last = config.ai.services.len().saturating_sub(1);
+    let Some(field) = key.strip_prefix(&format!("ai.services[{last}].")) else {
+        return error.into();
+    };
+    let flag = match field {
+        "base_url" => "--url",
+        "name" => "NAME",
+        "deployment" => "--deployment",
+        "chat_model" => "--chat-model",
+        "completion_model" => "--completion-model",
+        "api_key_env" => "--api-key-env",
+        "api_version" => "--api-version",
+        _ => return error.into(),
+    };
+    anyhow::anyhow!("{flag}: {message}")
 }
 
 fn save(config: &Config, path: &Path) -> Result<()> {
@@ -282,7 +338,11 @@ fn test(paths: &Paths, config: &Config, name: Option<String>, json: bool) -> Res
         .enable_all()
         .build()?;
     let report = runtime.block_on(client.test());
-    let probe = if report.ok && (service.completion_model.is_some() || service.chat_model.is_some())
+    // LM Studio and Ollama entries without a model use one the service lists.
+    let discovers = matches!(service.kind, ServiceKind::Lmstudio | ServiceKind::Ollama)
+        && !report.models.is_empty();
+    let probe = if report.ok
+        && (service.completion_model.is_some() || service.chat_model.is_some() || discovers)
     {
         let probe = runtime.block_on(fim::probe(&client));
         if let Err(error) = fim::record_verdict(&paths.data_dir, &service, probe.fim_capable) {
@@ -307,6 +367,11 @@ fn test(paths: &Paths, config: &Config, name: Option<String>, json: bool) -> Res
                 report.models.join(", ")
             }
         );
+        if discovers && service.completion_model.is_none() && service.chat_model.is_none() {
+            println!(
+                "{name}: no model set: using one the service lists (set --chat-model to choose)"
+            );
+        }
         if let Some(probe) = &probe {
             let method = |method: FimMethod| match method {
                 FimMethod::Template => "its family's FIM template",

@@ -29,12 +29,17 @@ pub fn run(root: Option<PathBuf>) -> ExitCode {
         paths,
         root_override: root,
     };
-    runtime.block_on(aicockpit_lsp::serve(
+    let shut_down = runtime.block_on(aicockpit_lsp::serve(
         tokio::io::stdin(),
         tokio::io::stdout(),
         options,
     ));
     // Blocking index work may still run; do not wait for it after `exit`.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
-    ExitCode::SUCCESS
+    // The specification: exit code 0 after `shutdown`, 1 without it.
+    if shut_down {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

@@ -60,32 +60,42 @@ enum Command {
     /// Identifiers are matched by their parts too: "http request" finds
     /// parseHttpRequest. The index is brought up to date first.
     Search {
+        /// What to look for: words, identifiers or parts of them.
+        #[arg(value_parser = non_empty)]
         query: String,
         /// A file or folder to search within; its project is the nearest indexed or git folder above it.
         #[arg(long, short)]
         path: Option<PathBuf>,
-        /// Maximum number of hits.
-        #[arg(long, short = 'n')]
+        /// Maximum number of hits (at least 1; default: search.max_results).
+        #[arg(long, short = 'n', value_parser = at_least_one())]
         limit: Option<usize>,
         /// Only symbols of this kind (function, method, class, struct, …); repeatable.
         #[arg(long = "kind", short)]
         kinds: Vec<String>,
+        /// Print the hits as one JSON object.
         #[arg(long)]
         json: bool,
     },
     /// Find symbols by fuzzy name: exact names first, then prefixes, then subsequences.
     Symbols {
+        /// A symbol name, or letters of it in order (`dshbrd` finds Dashboard).
+        #[arg(value_parser = non_empty)]
         query: String,
+        /// A file or folder to look within; its project is the nearest indexed or git folder above it.
         #[arg(long, short)]
         path: Option<PathBuf>,
-        #[arg(long, short = 'n')]
+        /// Maximum number of symbols (at least 1; default: search.max_workspace_symbols).
+        #[arg(long, short = 'n', value_parser = at_least_one())]
         limit: Option<usize>,
+        /// Print the symbols as one JSON object.
         #[arg(long)]
         json: bool,
     },
     /// Ask the active AI service a question about the project; the answer
     /// streams to the terminal and ends with the files it drew on.
     Chat {
+        /// The question, in your words.
+        #[arg(value_parser = non_empty)]
         question: String,
         /// A file or folder of the project to ask about (default: the current folder).
         #[arg(long, short)]
@@ -182,6 +192,20 @@ fn run(command: Command) -> Result<()> {
     }
 }
 
+/// A query or question must have words in it.
+fn non_empty(value: &str) -> std::result::Result<String, String> {
+    if value.trim().is_empty() {
+        Err("must not be empty".into())
+    } else {
+        Ok(value.to_string())
+    }
+}
+
+/// A count of at least 1 (`--limit 0` would ask for nothing).
+fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+}
+
 fn index(paths: &Paths, config: &Config, path: &Path, json: bool) -> Result<()> {
     if !path.exists() {
         bail!("{}: no such file or folder", path.display());
@@ -230,10 +254,8 @@ fn search(
     kinds: &[String],
     json: bool,
 ) -> Result<()> {
-    let (index, rel) = open_scope(paths, config, scope)?;
+    // Bad input is refused before any indexing.
     let mut search = SearchQuery::new(query);
-    search.limit = limit.unwrap_or(config.search.max_results);
-    search.paths = rel.into_iter().collect();
     for kind in kinds {
         match SymbolKind::from_name(kind) {
             Some(kind) => search.kinds.push(kind),
@@ -243,6 +265,9 @@ fn search(
             }
         }
     }
+    let (index, rel) = open_scope(paths, config, scope)?;
+    search.limit = limit.unwrap_or(config.search.max_results);
+    search.paths = rel.into_iter().collect();
     let hits = index.search(&search)?;
     if json {
         println!(
@@ -345,12 +370,10 @@ fn chat(paths: &Paths, config: &Config, question: &str, scope: Option<PathBuf>) 
             aicockpit_ai::Role::User,
             question,
         )],
-        // A small file is context as a whole; for a large one the search hits speak.
-        selection: file
-            .as_ref()
-            .and_then(|f| std::fs::metadata(f).ok())
-            .filter(|m| m.len() <= 8000)
-            .map(|m| 0..m.len() as usize),
+        // A small file goes in whole; a large one as its outline and the
+        // chunks most relevant to the question, first among the sources.
+        selection: None,
+        whole_file: file.is_some(),
         path: file,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -410,6 +433,7 @@ fn open_index(paths: &Paths, config: &Config, root: &Path) -> Result<ProjectInde
         max_file_bytes: config.index.max_file_bytes,
         threads: config.index.threads,
         read_only: false,
+        skip_folders: config.index.skip_folders.clone(),
     };
     let (index, report) = ProjectIndex::open(options)
         .with_context(|| format!("cannot open the index of {}", root.display()))?;
@@ -429,6 +453,10 @@ fn open_index(paths: &Paths, config: &Config, root: &Path) -> Result<ProjectInde
 
 /// Refresh with a progress bar on stderr when it is a terminal.
 fn refresh(index: &ProjectIndex, show_progress: bool) -> Result<RefreshStats> {
+    // A first index of a big project takes a while: say so even when stderr
+    // is no terminal (a script, an editor's task runner), with the count.
+    let first = show_progress && index.stats().files == 0;
+    let said = std::sync::atomic::AtomicBool::new(false);
     let bar = if show_progress && std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
@@ -447,6 +475,15 @@ fn refresh(index: &ProjectIndex, show_progress: bool) -> Result<RefreshStats> {
         if let Some(bar) = &bar {
             bar.set_length(progress.total as u64);
             bar.set_position(progress.done as u64);
+        } else if first
+            && progress.total > 0
+            && !said.swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            eprintln!(
+                "indexing {} ({} files) first; later runs update only what changed",
+                index.root().display(),
+                progress.total
+            );
         }
     });
     if let Some(bar) = bar {
@@ -460,4 +497,75 @@ fn refresh(index: &ProjectIndex, show_progress: bool) -> Result<RefreshStats> {
         tracing::info!("skipped {path}: {reason}");
     }
     Ok(stats?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every argument and flag of every command says what it is for.
+    #[test]
+    fn every_argument_and_flag_has_help() {
+        fn check(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.is_hide_set() || id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                check(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        check(&Cli::command(), "aicockpit", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+    }
+
+    /// Help text names only commands that exist.
+    #[test]
+    fn help_names_only_existing_commands() {
+        let cli = Cli::command();
+        let mut text = String::new();
+        fn collect(command: &clap::Command, text: &mut String) {
+            for arg in command.get_arguments() {
+                if let Some(help) = arg.get_long_help().or(arg.get_help()) {
+                    text.push_str(&help.to_string());
+                    text.push('\n');
+                }
+            }
+            if let Some(about) = command.get_long_about().or(command.get_about()) {
+                text.push_str(&about.to_string());
+                text.push('\n');
+            }
+            for sub in command.get_subcommands() {
+                collect(sub, text);
+            }
+        }
+        collect(&cli, &mut text);
+        for mention in text.split("`aicockpit ").skip(1) {
+            let words: Vec<&str> = mention
+                .split(['`', ' '])
+                .take_while(|w| {
+                    w.chars().all(|c| c.is_ascii_lowercase() || c == '-') && !w.is_empty()
+                })
+                .collect();
+            let mut command = &cli;
+            for word in words {
+                match command.find_subcommand(word) {
+                    Some(sub) => command = sub,
+                    None => break,
+                }
+            }
+            assert!(
+                !std::ptr::eq(command, &cli),
+                "help mentions `aicockpit {}`, which is no command",
+                mention.split('`').next().unwrap_or("")
+            );
+        }
+    }
 }

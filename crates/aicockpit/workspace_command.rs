@@ -25,6 +25,7 @@ pub enum WorkspaceCommand {
     /// .devcontainer/devcontainer.json in it is read (image, containerEnv,
     /// remoteUser, postCreateCommand); fields that weaken isolation are refused.
     Create {
+        /// The workspace's name (see `aicockpit workspace ls`).
         name: String,
         /// A local image (never pulled); default: workspaces.default_image.
         #[arg(long)]
@@ -50,51 +51,69 @@ pub enum WorkspaceCommand {
         /// Create the container but do not start it.
         #[arg(long)]
         no_start: bool,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
     /// List workspaces, after reconciling the records with the engine.
     #[command(alias = "list")]
     Ls {
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Show a workspace: state, image, limits, times, ports, folder.
     Inspect {
+        /// The workspace's name (see `aicockpit workspace ls`).
         name: String,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Print the host folder holding the workspace's files (works without Docker).
-    Path { name: String },
+    Path {
+        /// The workspace's name (see `aicockpit workspace ls`).
+        name: String,
+    },
     /// Start a workspace (a container removed by hand is made again; files are kept).
     Start {
+        /// The workspace's name (see `aicockpit workspace ls`).
         name: String,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
+    /// Stop a workspace (its files and container are kept).
     Stop {
+        /// The workspace's name (see `aicockpit workspace ls`).
         name: String,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
+    /// Stop and start a workspace again.
     Restart {
+        /// The workspace's name (see `aicockpit workspace ls`).
         name: String,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Delete a workspace's container and record; its files are kept unless --purge.
     #[command(alias = "remove")]
     Rm {
+        /// The workspace's name (see `aicockpit workspace ls`).
         name: String,
         /// Delete the files too (only a folder AiCockpit made; a --dir folder stays).
         #[arg(long)]
         purge: bool,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Run a command in a workspace; exits with the command's exit code.
     Exec {
+        /// The workspace's name (see `aicockpit workspace ls`).
         name: String,
         /// Kill the command after this many seconds (its output so far is printed).
         #[arg(long)]
@@ -111,6 +130,7 @@ pub enum WorkspaceCommand {
     },
     /// Open an interactive shell in a workspace (needs a terminal).
     Shell {
+        /// The workspace's name (see `aicockpit workspace ls`).
         name: String,
         /// The shell to run.
         #[arg(long, default_value = "/bin/sh")]
@@ -118,36 +138,45 @@ pub enum WorkspaceCommand {
     },
     /// CPU, memory and process count of a running workspace.
     Stats {
+        /// The workspace's name (see `aicockpit workspace ls`).
         name: String,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Write a compressed backup (files + record, with hashes) to FILE.
     Backup {
+        /// The workspace's name (see `aicockpit workspace ls`).
         name: String,
+        /// The backup file to write (a gzip-compressed tar).
         file: PathBuf,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Recreate a workspace from a backup; its files are checked against the recorded hashes.
     Restore {
+        /// The backup file to restore from (made by `aicockpit workspace backup`).
         file: PathBuf,
         /// Restore under another name.
         #[arg(long)]
         name: Option<String>,
+        /// Create the container but do not start it.
         #[arg(long)]
         no_start: bool,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
     /// The pool of frozen, ready containers that makes a plain `create` fast.
     #[command(subcommand)]
     Pool(PoolCommand),
-    /// Stop running workspaces nobody used for a while (for cron; `serve` does it by itself).
+    /// Stop running workspaces nobody used for a while (for cron).
     StopIdle {
         /// Idle minutes; default: workspaces.idle_stop_minutes.
         #[arg(long)]
         after: Option<u64>,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -158,17 +187,21 @@ pub enum WorkspaceCommand {
 pub enum PoolCommand {
     /// Create containers until N wait in the pool (default: workspaces.pool_size).
     Fill {
+        /// How many containers should wait in the pool.
         count: Option<usize>,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
     /// List the containers waiting in the pool.
     Ls {
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Remove every container waiting in the pool.
     Drain {
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -192,6 +225,7 @@ pub enum ImageCommand {
         /// A folder holding a whole root filesystem.
         #[arg(long)]
         rootfs: Option<PathBuf>,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },

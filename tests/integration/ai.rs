@@ -319,3 +319,137 @@ fn chat_and_test_name_an_unset_key_variable_before_any_request() {
         "no HTTP request without the key"
     );
 }
+
+#[test]
+fn add_names_the_flags_typed_and_warns_about_a_cloud_service_without_a_key() {
+    let project = Project::new(&[]);
+    let output = project.cli(&["ai", "add", "odd", "--kind", "custom", "--url", "ftp://x"]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    assert!(
+        text.contains("--url: \"ftp://x\" is not an http(s) URL"),
+        "{text}"
+    );
+    assert!(!text.contains("base_url"), "{text}");
+    let output = project.cli(&[
+        "ai",
+        "add",
+        "az",
+        "--kind",
+        "azure",
+        "--url",
+        "https://x.openai.azure.com",
+    ]);
+    assert!(
+        stderr(&output).contains("--deployment"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = project.cli(&[
+        "ai",
+        "add",
+        "cloud",
+        "--kind",
+        "openai",
+        "--url",
+        "https://api.openai.com/v1",
+        "--chat-model",
+        "gpt-4o-mini",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stderr(&output);
+    assert!(
+        text.contains("warning: cloud has no API key") && text.contains("--api-key-env"),
+        "{text}"
+    );
+    let output = project.cli_with(
+        &[
+            "ai",
+            "add",
+            "cloud2",
+            "--kind",
+            "openai",
+            "--url",
+            "https://api.openai.com/v1",
+            "--api-key-env",
+            "MY_KEY",
+        ],
+        &[],
+        None,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(!stderr(&output).contains("warning"), "{}", stderr(&output));
+    // A local service needs no key: no warning.
+    let output = project.cli(&[
+        "ai",
+        "add",
+        "local",
+        "--kind",
+        "ollama",
+        "--url",
+        "http://127.0.0.1:11434/v1",
+    ]);
+    assert!(!stderr(&output).contains("warning"), "{}", stderr(&output));
+}
+
+/// A large file named with `--path` contributes its outline and the chunks
+/// most relevant to the question, and is the first source.
+#[test]
+fn chat_about_a_large_file_sends_its_outline_and_relevant_chunks() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mock = runtime.block_on(MockServer::start());
+    mock.set_reply("It retries with backoff.");
+    let mut big = String::new();
+    for i in 0..300 {
+        big.push_str(&format!(
+            "def helper_{i}(value):\n    \"\"\"Filler {i}.\"\"\"\n    return value + {i}\n\n\n"
+        ));
+    }
+    big.push_str("def reconnect_with_backoff(client, attempts):\n    \"\"\"Reconnects, doubling the wait.\"\"\"\n    delay = 1\n    for _ in range(attempts):\n        delay *= 2\n    return delay\n");
+    assert!(big.len() > 8000);
+    let project = Project::new(&[
+        ("net/big.py", &big),
+        (
+            "net/other.py",
+            "def reconnect_backoff_elsewhere():\n    pass\n",
+        ),
+    ]);
+    std::fs::write(
+        project.home.path().join("config.toml"),
+        format!("[ai]\nactive = \"mock\"\n\n[[ai.services]]\nname = \"mock\"\nkind = \"custom\"\nbase_url = \"{}\"\nchat_model = \"mock-chat\"\n", mock.url()),
+    )
+    .unwrap();
+    let output = project.cli(&[
+        "chat",
+        "how does reconnect backoff work?",
+        "--path",
+        project.root().join("net/big.py").to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        // No .git and no index above: the file's folder is the project.
+        text.ends_with("Sources: big.py, other.py\n"),
+        "the file first: {text}"
+    );
+    let request = mock
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/v1/chat/completions")
+        .unwrap();
+    let system = request.body["messages"][0]["content"].as_str().unwrap();
+    assert!(
+        system.contains("The file the user asks about, big.py"),
+        "{system}"
+    );
+    assert!(
+        system.contains("function reconnect_with_backoff (line 1501)"),
+        "outline: {system}"
+    );
+    assert!(
+        system.contains("delay *= 2"),
+        "the relevant chunk: {system}"
+    );
+    assert!(!system.contains("return value + 7\n"), "not the whole file");
+}

@@ -131,3 +131,42 @@ fn help_explains_the_verbs() {
         stdout(&output)
     );
 }
+
+#[test]
+fn empty_queries_and_zero_limits_are_refused_with_the_flag_named() {
+    let project = project();
+    for args in [
+        &["search", ""][..],
+        &["search", "   "],
+        &["symbols", ""],
+        &["chat", " "],
+    ] {
+        let output = project.cli(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr(&output).contains("must not be empty"),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    for command in ["search", "symbols"] {
+        let output = project.cli(&[command, "x", "--limit", "0"]);
+        assert_eq!(output.status.code(), Some(2), "{command}");
+        assert!(stderr(&output).contains("--limit"), "{}", stderr(&output));
+    }
+}
+
+#[test]
+fn a_first_search_says_it_is_indexing_even_when_not_on_a_terminal() {
+    let project = project();
+    let output = project.cli(&["search", "session"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stderr(&output);
+    assert!(
+        text.contains("indexing") && text.contains("(2 files)"),
+        "{text}"
+    );
+    // Once indexed, nothing is said.
+    let again = project.cli(&["search", "session"]);
+    assert!(!stderr(&again).contains("indexing"), "{}", stderr(&again));
+}

@@ -52,7 +52,13 @@ fn editor_capabilities() -> Value {
     json!({
         "window": {"workDoneProgress": true},
         "workspace": {"didChangeWatchedFiles": {"dynamicRegistration": true}, "symbol": {}},
-        "textDocument": {"documentSymbol": {"hierarchicalDocumentSymbolSupport": true}},
+        "textDocument": {
+            "documentSymbol": {
+                "hierarchicalDocumentSymbolSupport": true,
+                "symbolKind": {"valueSet": (1..=26).collect::<Vec<u32>>()},
+            },
+            "hover": {"contentFormat": ["markdown", "plaintext"]},
+        },
     })
 }
 
@@ -183,6 +189,7 @@ fn an_editor_session_from_initialize_to_exit() {
         "textDocument/hover",
         json!({"textDocument": {"uri": lib_uri}, "position": call}),
     );
+    assert_eq!(hover["contents"]["kind"], "markdown");
     let markdown = hover["contents"]["value"].as_str().unwrap();
     assert!(
         markdown.contains("pub fn format_name(name: &str) -> String"),
@@ -503,5 +510,158 @@ fn files_outside_the_root_and_hostile_files_are_never_read() {
     );
     let status = client.request("aicockpit/status", Value::Null);
     assert_eq!(status["files"], 2, "{status}");
+    assert!(client.shutdown().success());
+}
+
+#[test]
+fn requests_with_dollar_methods_get_method_not_found() {
+    let project = project();
+    let mut client = LspClient::spawn(&project, &[]);
+    client.initialize(&project.root(), json!({}));
+    let unknown = client.request_response("$/noSuchRequest", json!({}));
+    assert_eq!(unknown["error"]["code"], -32601, "{unknown}");
+    let set_trace = client.request_response("$/setTrace", json!({"value": "off"}));
+    assert_eq!(set_trace["error"]["code"], -32601, "{set_trace}");
+    // As notifications they are ignored, and the session goes on.
+    client.notify("$/setTrace", json!({"value": "off"}));
+    client.notify("$/noSuchNotification", json!({}));
+    let status = client.request("aicockpit/status", Value::Null);
+    assert!(status["version"].is_string(), "{status}");
+    assert!(client.shutdown().success());
+}
+
+#[test]
+fn exit_without_shutdown_exits_with_1() {
+    let project = project();
+    let mut client = LspClient::spawn(&project, &[]);
+    client.initialize(&project.root(), json!({}));
+    client.wait_for_index();
+    assert_eq!(client.exit().code(), Some(1));
+}
+
+/// A client from before LSP 3.10: no capabilities at all.
+#[test]
+fn older_clients_get_flat_outlines_plain_hover_and_kinds_they_know() {
+    let project = project();
+    let root = project.root();
+    let lib_uri = file_uri(&root.join("src/lib.rs"));
+    let mut client = LspClient::spawn(&project, &[]);
+    client.initialize(&root, json!({}));
+    client.wait_for_index();
+    let outline = client.request(
+        "textDocument/documentSymbol",
+        json!({"textDocument": {"uri": lib_uri}}),
+    );
+    let flat: Vec<(&str, &Value, &Value)> = outline
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), &s["kind"], &s["containerName"]))
+        .collect();
+    assert!(
+        outline
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["location"]["uri"] == lib_uri.as_str() && s.get("children").is_none()),
+        "SymbolInformation[]: {outline:#}"
+    );
+    assert!(
+        flat.contains(&("greet", &json!(6), &json!("Greeter"))),
+        "{flat:?}"
+    );
+    assert!(
+        flat.iter()
+            .all(|(_, kind, _)| (1..=18).contains(&kind.as_u64().unwrap())),
+        "only File..Array without a valueSet: {flat:?}"
+    );
+    assert!(
+        flat.contains(&("Greeter", &json!(5), &Value::Null)),
+        "struct as class: {flat:?}"
+    );
+    let symbols = client.request("workspace/symbol", json!({"query": "Greeter"}));
+    assert!(
+        symbols
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| (1..=18).contains(&s["kind"].as_u64().unwrap())),
+        "{symbols:#}"
+    );
+    let call = position_of(LIB_RS, "format_name(name)", 3);
+    let hover = client.request(
+        "textDocument/hover",
+        json!({"textDocument": {"uri": lib_uri}, "position": call}),
+    );
+    assert_eq!(hover["contents"]["kind"], "plaintext", "{hover}");
+    let text = hover["contents"]["value"].as_str().unwrap();
+    assert!(
+        text.contains("pub fn format_name(name: &str) -> String") && !text.contains("```"),
+        "{text}"
+    );
+    assert!(client.shutdown().success());
+}
+
+/// Requests sent right behind notifications are answered against the state
+/// after them: tower-lsp would otherwise run them concurrently.
+#[test]
+fn a_request_right_after_did_close_answers_from_the_file_on_disk() {
+    let project = project();
+    let root = project.root();
+    let helpers = root.join("src/helpers.rs");
+    let uri = file_uri(&helpers);
+    // A large unsaved buffer keeps the index writer busy (flushed at once),
+    // so a didClose that is not waited for is still under way when the
+    // documentSymbol behind it runs.
+    let big = root.join("src/big.rs");
+    let big_uri = file_uri(&big);
+    let mut client = LspClient::spawn_with_env(
+        &project,
+        &[],
+        &[("AICOCKPIT_INDEX_UPDATE_DEBOUNCE_MS", "0")],
+    );
+    client.initialize(&root, editor_capabilities());
+    client.wait_for_index();
+    let big_text = |round: usize| -> String {
+        (0..8000)
+            .map(|i| format!("pub fn f{round}_{i}(x: u32) -> u32 {{ x + {i} }}\n"))
+            .collect()
+    };
+    client.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": big_uri, "languageId": "rust", "version": 1, "text": big_text(0)}}),
+    );
+    let unsaved = format!("{HELPERS_RS}\npub fn only_in_the_unsaved_buffer() {{}}\n");
+    for round in 0..6 {
+        client.notify(
+            "textDocument/didChange",
+            json!({"textDocument": {"uri": big_uri, "version": round + 2}, "contentChanges": [{"text": big_text(round + 1)}]}),
+        );
+        client.notify(
+            "textDocument/didOpen",
+            json!({"textDocument": {"uri": uri, "languageId": "rust", "version": 1, "text": unsaved}}),
+        );
+        if round % 2 == 1 {
+            client.notify(
+                "textDocument/didSave",
+                json!({"textDocument": {"uri": uri}}),
+            );
+        }
+        client.notify(
+            "textDocument/didClose",
+            json!({"textDocument": {"uri": uri}}),
+        );
+        let outline = client.request(
+            "textDocument/documentSymbol",
+            json!({"textDocument": {"uri": uri}}),
+        );
+        let names: Vec<&str> = outline
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["format_name"], "round {round}");
+    }
     assert!(client.shutdown().success());
 }

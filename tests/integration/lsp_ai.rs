@@ -51,8 +51,12 @@ fn lmstudio(mock: &MockServer) -> String {
 }
 
 fn start(setup: &Setup, env: &[(&str, &str)]) -> LspClient {
+    start_with(setup, env, json!({}))
+}
+
+fn start_with(setup: &Setup, env: &[(&str, &str)], capabilities: Value) -> LspClient {
     let mut client = LspClient::spawn_with_env(&setup.project, &[], env);
-    let init = client.initialize(&setup.project.root(), json!({}));
+    let init = client.initialize(&setup.project.root(), capabilities);
     assert_eq!(init["capabilities"]["inlineCompletionProvider"], true);
     assert_eq!(
         init["capabilities"]["codeActionProvider"]["resolveProvider"],
@@ -314,7 +318,18 @@ fn chat_streams_partial_results_and_names_its_sources() {
 #[test]
 fn code_actions_resolve_to_applicable_edits() {
     let setup = setup(&lmstudio);
-    let mut client = start(&setup, &[]);
+    // What VS Code and Neovim 0.10 declare: literals, and `edit` resolved lazily.
+    let mut client = start_with(
+        &setup,
+        &[],
+        json!({
+            "workspace": {"applyEdit": true, "workspaceEdit": {"documentChanges": true}},
+            "textDocument": {"codeAction": {
+                "codeActionLiteralSupport": {"codeActionKind": {"valueSet": ["", "quickfix", "refactor", "refactor.rewrite"]}},
+                "resolveSupport": {"properties": ["edit"]},
+            }},
+        }),
+    );
     let helpers_uri = file_uri(&setup.project.root().join("src/helpers.rs"));
     let range = json!({"start": {"line": 1, "character": 0}, "end": {"line": 3, "character": 1}});
     let diagnostic = json!({"range": range, "message": "names are not capitalised", "severity": 2});
@@ -338,6 +353,12 @@ fn code_actions_resolve_to_applicable_edits() {
         ]
     );
     assert!(actions[0].get("edit").is_none(), "computed only on resolve");
+    assert!(actions[0].get("command").is_none(), "{actions:#}");
+    assert_eq!(actions[0]["kind"], "quickfix");
+    // Explain edits nothing: a command at once, with no (empty) kind.
+    assert_eq!(actions[1]["command"]["command"], "aicockpit.explain");
+    assert!(actions[1].get("kind").is_none(), "{actions:#}");
+    assert!(actions[1].get("data").is_none(), "{actions:#}");
     assert_eq!(
         setup
             .mock
@@ -376,11 +397,92 @@ fn code_actions_resolve_to_applicable_edits() {
     setup
         .mock
         .set_reply("It returns the name without surrounding spaces.");
-    let explained = client.request("codeAction/resolve", actions[1].clone());
-    assert_eq!(explained["command"]["command"], "aicockpit.explain");
+    let command = actions[1]["command"].clone();
+    let explained = client.request(
+        "workspace/executeCommand",
+        json!({"command": command["command"], "arguments": command["arguments"]}),
+    );
+    assert_eq!(explained, "It returns the name without surrounding spaces.");
+    let shown = client.wait_for("the explanation", |m| m["method"] == "window/showMessage");
     assert_eq!(
-        explained["command"]["arguments"][0],
+        shown["params"]["message"],
         "It returns the name without surrounding spaces."
+    );
+    assert!(client.shutdown().success());
+}
+
+/// Clients that do not resolve `edit` get a command that computes the edit
+/// and applies it; clients without literal support get bare commands.
+#[test]
+fn code_actions_for_clients_that_do_not_resolve_edits_apply_through_a_command() {
+    let setup = setup(&lmstudio);
+    let helpers_uri = file_uri(&setup.project.root().join("src/helpers.rs"));
+    let range = json!({"start": {"line": 1, "character": 0}, "end": {"line": 3, "character": 1}});
+    let fixed = "pub fn format_name(name: &str) -> String {\n    name.trim().to_lowercase()\n}";
+    setup
+        .mock
+        .set_reply(format!("Done:\n```rust\n{fixed}\n```\n"));
+    // Literals, but no resolveSupport and no documentChanges (an older Emacs).
+    let mut client = start_with(
+        &setup,
+        &[],
+        json!({
+            "workspace": {"applyEdit": true},
+            "textDocument": {"codeAction": {"codeActionLiteralSupport": {"codeActionKind": {"valueSet": ["quickfix", "refactor"]}}}},
+        }),
+    );
+    let actions = client.request(
+        "textDocument/codeAction",
+        json!({"textDocument": {"uri": helpers_uri}, "range": range, "context": {"diagnostics": []}}),
+    );
+    let refactor = actions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["title"] == "AiCockpit: refactor")
+        .unwrap()
+        .clone();
+    assert_eq!(refactor["command"]["command"], "aicockpit.applyAction");
+    assert!(
+        refactor.get("data").is_none(),
+        "nothing to resolve: {refactor}"
+    );
+    let id = client.request_async(
+        "workspace/executeCommand",
+        json!({"command": "aicockpit.applyAction", "arguments": refactor["command"]["arguments"]}),
+    );
+    let apply = client.wait_for("workspace/applyEdit", |m| {
+        m["method"] == "workspace/applyEdit"
+    });
+    let edit = &apply["params"]["edit"];
+    assert!(edit.get("documentChanges").is_none(), "{edit}");
+    assert_eq!(edit["changes"][&helpers_uri][0]["newText"], fixed);
+    assert_eq!(edit["changes"][&helpers_uri][0]["range"], range);
+    client.send(&json!({"jsonrpc": "2.0", "id": apply["id"], "result": {"applied": true}}));
+    let done = client.response(id);
+    assert!(done.get("error").is_none(), "{done}");
+    assert!(client.shutdown().success());
+
+    // No literal support at all: Command[].
+    let mut client = start(&setup, &[]);
+    let actions = client.request(
+        "textDocument/codeAction",
+        json!({"textDocument": {"uri": helpers_uri}, "range": range, "context": {"diagnostics": []}}),
+    );
+    let commands: Vec<&str> = actions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["command"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            "aicockpit.explain",
+            "aicockpit.applyAction",
+            "aicockpit.applyAction"
+        ],
+        "{actions:#}"
     );
     assert!(client.shutdown().success());
 }
@@ -764,5 +866,34 @@ fn the_fim_verdict_of_ai_test_decides_how_inline_completion_asks() {
     );
     let status = client.request("aicockpit/status", Value::Null);
     assert_eq!(status["ai"]["inlineMethod"], "chat", "{status}");
+    assert!(client.shutdown().success());
+}
+
+/// An LM Studio entry with no model (as configured out of the box) answers
+/// with a model the service lists, in the editor as in the CLI.
+#[test]
+fn a_local_service_without_a_model_answers_with_one_it_lists() {
+    let setup = setup(&|mock| {
+        format!(
+            "[ai]\nactive = \"mock\"\n\n[[ai.services]]\nname = \"mock\"\nkind = \"lmstudio\"\nbase_url = \"{}\"\n",
+            mock.url()
+        )
+    });
+    setup.mock.set_reply("shown.to_uppercase()");
+    let mut client = start(&setup, &[]);
+    let lib_uri = file_uri(&setup.project.root().join("src/lib.rs"));
+    let result = client.request("textDocument/inlineCompletion", json!({"textDocument": {"uri": lib_uri}, "position": cursor(), "context": {"triggerKind": 2}}));
+    assert_eq!(
+        result["items"][0]["insertText"], "shown.to_uppercase()",
+        "{result}"
+    );
+    let request = setup
+        .mock
+        .requests()
+        .into_iter()
+        .find(|r| r.path.ends_with("completions"))
+        .expect("a completion request");
+    // A code model from the list (mock-chat and mock-coder are listed).
+    assert_eq!(request.body["model"], "mock-coder");
     assert!(client.shutdown().success());
 }

@@ -243,8 +243,14 @@ impl LspClient {
                 }
             };
             if message.get("method").is_some() && message.get("id").is_some() {
-                // A server → client request (progress token, capability registration): accept it.
-                self.send(&json!({"jsonrpc": "2.0", "id": message["id"], "result": null}));
+                // A server → client request (progress token, capability registration,
+                // an edit to apply): accept it.
+                let result = if message["method"] == "workspace/applyEdit" {
+                    json!({"applied": true})
+                } else {
+                    Value::Null
+                };
+                self.send(&json!({"jsonrpc": "2.0", "id": message["id"], "result": result}));
             }
             if predicate(&message) {
                 return message;
@@ -294,6 +300,11 @@ impl LspClient {
     /// `shutdown`, `exit`, and the process's exit status (with a deadline).
     pub fn shutdown(mut self) -> std::process::ExitStatus {
         self.request("shutdown", Value::Null);
+        self.exit()
+    }
+
+    /// `exit` (with or without `shutdown` before it) and the process's exit status.
+    pub fn exit(mut self) -> std::process::ExitStatus {
         self.notify("exit", Value::Null);
         let started = Instant::now();
         loop {

@@ -62,6 +62,8 @@ pub struct Client {
     key: Option<ApiKey>,
     http: reqwest::Client,
     options: ClientOptions,
+    /// For a local service with no model set: the model picked from its list.
+    discovered: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Client {
@@ -85,7 +87,39 @@ impl Client {
             key,
             http,
             options,
+            discovered: std::sync::Arc::default(),
         })
+    }
+
+    /// For LM Studio and Ollama with no model configured (or asked for):
+    /// pick one from the service's model list, once, so the entries that
+    /// are configured out of the box work with whatever model is loaded.
+    pub async fn ensure_model(
+        &self,
+        asked: Option<&String>,
+        completion: bool,
+    ) -> Result<(), AiError> {
+        if self.model(asked, completion).is_ok()
+            || !matches!(
+                self.service.kind,
+                ServiceKind::Lmstudio | ServiceKind::Ollama
+            )
+        {
+            return Ok(());
+        }
+        let models = self.list_models().await?;
+        let Some(picked) = pick_model(&models) else {
+            return Err(AiError::Config {
+                service: self.name(),
+                message:
+                    "no model is loaded: load one (LM Studio) or `ollama pull NAME` (Ollama), \
+                          or set `chat_model` for this service"
+                        .into(),
+            });
+        };
+        tracing::info!(service = %self.name(), model = %picked, "no model set; using the first one the service lists");
+        *self.discovered.lock().unwrap_or_else(|p| p.into_inner()) = Some(picked);
+        Ok(())
     }
 
     pub fn service(&self) -> &ServiceConfig {
@@ -94,6 +128,12 @@ impl Client {
 
     fn name(&self) -> String {
         self.service.name.clone()
+    }
+
+    /// The model a chat (or, with `completion`, a completion) request uses:
+    /// the configured one, else the one picked from the service's list.
+    pub fn model_name(&self, completion: bool) -> Option<String> {
+        self.model(None, completion).ok()
     }
 
     fn model(&self, asked: Option<&String>, completion: bool) -> Result<String, AiError> {
@@ -105,7 +145,15 @@ impl Client {
         } else {
             self.service.chat_model.as_ref()
         };
-        match (asked.or(configured), self.service.kind) {
+        let discovered = self
+            .discovered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match (
+            asked.or(configured).or(discovered.as_ref()),
+            self.service.kind,
+        ) {
             (Some(model), _) => Ok(model.clone()),
             // Azure names the model by its deployment, in the URL.
             (None, ServiceKind::Azure) => Ok(self.service.deployment.clone().unwrap_or_default()),
@@ -146,6 +194,7 @@ impl Client {
 
     /// A chat completion, waiting for the whole reply.
     pub async fn chat(&self, request: &ChatRequest) -> Result<ChatReply, AiError> {
+        self.ensure_model(request.model.as_ref(), false).await?;
         let body = self.chat_body(request, false)?;
         let response = self.send(Operation::ChatCompletions, Some(body)).await?;
         let body = self.json_body(response).await?;
@@ -170,6 +219,7 @@ impl Client {
         request: &ChatRequest,
         mut on_delta: impl FnMut(&str),
     ) -> Result<ChatReply, AiError> {
+        self.ensure_model(request.model.as_ref(), false).await?;
         let body = self.chat_body(request, true)?;
         let response = self.send(Operation::ChatCompletions, Some(body)).await?;
         let mut reply = ChatReply {
@@ -250,6 +300,7 @@ impl Client {
     /// A completion from the legacy `/completions` endpoint, with `suffix`
     /// for fill-in-the-middle when given.
     pub async fn complete(&self, request: &CompletionRequest) -> Result<CompletionReply, AiError> {
+        self.ensure_model(request.model.as_ref(), true).await?;
         let mut body = json!({
             "model": self.model(request.model.as_ref(), true)?,
             "prompt": request.prompt,
@@ -554,6 +605,20 @@ fn error_message(error: &Value) -> String {
         .or_else(|| error.as_str())
         .map(str::to_string)
         .unwrap_or_else(|| snippet(&error.to_string()))
+}
+
+/// The model to use when none is set: a code model if the service lists
+/// one, never an embedding model.
+fn pick_model(models: &[String]) -> Option<String> {
+    let usable: Vec<&String> = models
+        .iter()
+        .filter(|m| !m.to_ascii_lowercase().contains("embed"))
+        .collect();
+    usable
+        .iter()
+        .find(|m| m.to_ascii_lowercase().contains("code"))
+        .or_else(|| usable.first())
+        .map(|m| m.to_string())
 }
 
 fn snippet(text: &str) -> String {

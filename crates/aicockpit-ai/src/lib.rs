@@ -100,7 +100,7 @@ pub enum AiError {
     Config { service: String, message: String },
     #[error("{service}: no API key: ${variable} is not set; set it (`export {variable}=…`) in the environment AiCockpit, or the editor that starts its language server, runs in")]
     MissingKey { service: String, variable: String },
-    #[error("{service}: cannot connect to {url}: {message}")]
+    #[error("{service}: cannot connect to {url}: {message}. Nothing answers there: start the service (LM Studio: its local server; Ollama: `ollama serve`) or point `{service}` at the right URL in the config file, then check with `aicockpit ai test {service}`")]
     Connect {
         service: String,
         url: String,

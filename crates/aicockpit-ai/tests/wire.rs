@@ -299,7 +299,8 @@ async fn test_reports_models_and_latency_and_a_missing_model_is_named() {
     assert!(report.ok, "{report:?}");
     assert_eq!(report.models, ["mock-chat", "mock-coder"]);
     assert!(report.latency_ms > 0.0);
-    let mut config = service(ServiceKind::Lmstudio, mock.url());
+    // A custom service gets no guessed model (LM Studio and Ollama do, below).
+    let mut config = service(ServiceKind::Custom, mock.url());
     config.chat_model = None;
     let error = Client::new(config, None, options())
         .unwrap()
@@ -364,4 +365,50 @@ async fn llamacpp_props_and_infill_at_the_server_root() {
     // Chat still goes to /v1 when the base URL is the server's root.
     client.chat(&question()).await.unwrap();
     assert_eq!(mock.requests().pop().unwrap().path, "/v1/chat/completions");
+}
+
+/// LM Studio and Ollama entries come with no model: the client picks one
+/// from the service's list (a code model if there is one) and remembers it.
+#[tokio::test]
+async fn a_local_service_without_a_model_uses_one_it_lists() {
+    let mock = MockServer::start().await;
+    for kind in [ServiceKind::Lmstudio, ServiceKind::Ollama] {
+        let service = ServiceConfig {
+            chat_model: None,
+            completion_model: None,
+            ..service(kind, mock.url())
+        };
+        let client = Client::new(service, None, options()).unwrap();
+        mock.set_reply("Fine.");
+        assert_eq!(client.chat(&question()).await.unwrap().content, "Fine.");
+        let sent = mock
+            .requests()
+            .into_iter()
+            .rfind(|r| r.path.ends_with("/chat/completions"))
+            .unwrap();
+        assert_eq!(sent.body["model"], "mock-coder");
+        let models_asked = mock
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/models"))
+            .count();
+        client.chat(&question()).await.unwrap();
+        assert_eq!(
+            mock.requests()
+                .iter()
+                .filter(|r| r.path.ends_with("/models"))
+                .count(),
+            models_asked,
+            "the pick is remembered"
+        );
+    }
+    // A cloud service is never guessed for.
+    let service = ServiceConfig {
+        chat_model: None,
+        completion_model: None,
+        ..service(ServiceKind::Openai, mock.url())
+    };
+    let client = Client::new(service, Some(ApiKey::new("k")), options()).unwrap();
+    let error = client.chat(&question()).await.unwrap_err();
+    assert!(error.to_string().contains("no model"), "{error}");
 }

@@ -158,7 +158,26 @@ pub struct IndexConfig {
     pub threads: usize,
     /// Milliseconds of quiet after an edit before the index is updated.
     pub update_debounce_ms: u64,
+    /// Folders skipped wherever they are, unless an ignore file re-includes
+    /// them (`!vendor/`): dependencies, virtual environments, build output.
+    pub skip_folders: Vec<String>,
 }
+
+/// The folders every tool skips: dependencies, virtual environments and build output.
+pub const DEFAULT_SKIP_FOLDERS: &[&str] = &[
+    "node_modules",
+    ".venv",
+    "venv",
+    "__pycache__",
+    "target",
+    "vendor",
+    "build",
+    "dist",
+    ".tox",
+    ".mypy_cache",
+    ".gradle",
+    ".next",
+];
 
 impl Default for IndexConfig {
     fn default() -> Self {
@@ -166,6 +185,7 @@ impl Default for IndexConfig {
             max_file_bytes: 1024 * 1024,
             threads: 0,
             update_debounce_ms: 200,
+            skip_folders: DEFAULT_SKIP_FOLDERS.iter().map(|s| s.to_string()).collect(),
         }
     }
 }

@@ -82,7 +82,17 @@ pub struct ChatParams {
     pub path: Option<PathBuf>,
     /// The selection (byte range) in `path`; empty means the symbol at that offset.
     pub selection: Option<Range<usize>>,
+    /// The question is about the whole file in `path` (`chat --path FILE`):
+    /// a small file goes in whole, a large one as its outline and the chunks
+    /// most relevant to the question. `selection` is then ignored.
+    pub whole_file: bool,
 }
+
+/// A file up to this size goes into a chat prompt whole.
+pub const WHOLE_FILE_BYTES: usize = 8000;
+/// For a larger file: at most this much outline, and of its best chunks.
+const OUTLINE_BYTES: usize = 4000;
+const FILE_CHUNK_BYTES: usize = 6000;
 
 /// A chat reply and the files it drew on.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -238,14 +248,12 @@ impl Engine {
         };
         let budget = self.prompt_budget(&client).await;
         let context = self.completion_context(path, &text, offset, budget);
-        let service = client.service();
-        let model = service
-            .completion_model
-            .clone()
-            .or(service.chat_model.clone())
-            .unwrap_or_default();
+        // A local service with no model set picks one first, so the method
+        // and template fit the model that will answer.
+        client.ensure_model(None, true).await?;
+        let model = client.model_name(true).unwrap_or_default();
         let verdict = self.ai_state().fim_verdict;
-        let method = inline_method(service.kind, &model, verdict);
+        let method = inline_method(client.service().kind, &model, verdict);
         let key = match method {
             FimMethod::Chat => {
                 cache_key(&model, &format!("{:?}", completion_chat_messages(&context)))
@@ -380,7 +388,20 @@ impl Engine {
              relevant, and say which file you mean when you refer to one.\n",
         );
         let mut sources = Vec::new();
-        if let Some(path) = &params.path {
+        let question = params
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m.role == Role::User)
+            .map(|m| m.content.clone())
+            .unwrap_or_default();
+        if let (Some(path), true) = (&params.path, params.whole_file) {
+            if let Some(text) = self.text(path) {
+                let rel = self.rel(path).unwrap_or_else(|| path.display().to_string());
+                system.push_str(&self.file_context(path, &rel, &text, &question));
+                sources.push(rel);
+            }
+        } else if let Some(path) = &params.path {
             if let Some(text) = self.text(path) {
                 let range = params
                     .selection
@@ -405,13 +426,6 @@ impl Engine {
                 }
             }
         }
-        let question = params
-            .messages
-            .iter()
-            .rev()
-            .find(|m| m.role == Role::User)
-            .map(|m| m.content.clone())
-            .unwrap_or_default();
         if let Some(index) = self.index() {
             // Questions speak in plurals ("sessions") where code names the thing ("Session").
             let singulars: Vec<&str> = question
@@ -434,6 +448,105 @@ impl Engine {
             }
         }
         (system, sources)
+    }
+
+    /// A file as chat context: whole when small; otherwise its outline and
+    /// the chunks sharing the most words with the question, in file order.
+    fn file_context(&self, path: &Path, rel: &str, text: &str, question: &str) -> String {
+        let lang = LanguageId::from_path(path);
+        let fence = lang.map_or("", |l| l.name());
+        if text.len() <= WHOLE_FILE_BYTES {
+            return format!("\nThe file the user asks about, {rel}:\n```{fence}\n{text}\n```\n");
+        }
+        let mut out = format!(
+            "\nThe file the user asks about, {rel} ({} lines; too long to quote whole). Its outline:\n",
+            text.lines().count()
+        );
+        let words = aicockpit_index::tokenize(question);
+        // The whole outline when it fits; otherwise the symbols the question
+        // names first, then the others in file order, as many as fit.
+        let lines: Vec<(bool, String)> = self
+            .document_symbols(path)
+            .iter()
+            .map(|symbol| {
+                let named = aicockpit_index::tokenize(&symbol.name)
+                    .iter()
+                    .any(|t| words.contains(t));
+                let line = format!(
+                    "- {} {} (line {}){}\n",
+                    symbol.kind,
+                    symbol.name,
+                    symbol.range.start.line + 1,
+                    if symbol.signature.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", symbol.signature.lines().next().unwrap_or(""))
+                    }
+                );
+                (named, line)
+            })
+            .collect();
+        let mut keep = vec![false; lines.len()];
+        let mut used = 0;
+        for pass in [true, false] {
+            for (i, (named, line)) in lines.iter().enumerate() {
+                if *named == pass && !keep[i] && used + line.len() <= OUTLINE_BYTES {
+                    keep[i] = true;
+                    used += line.len();
+                }
+            }
+        }
+        let mut outline: String = lines
+            .iter()
+            .zip(&keep)
+            .filter(|(_, kept)| **kept)
+            .map(|((_, line), _)| line.as_str())
+            .collect();
+        let left_out = keep.iter().filter(|kept| !**kept).count();
+        if left_out > 0 {
+            outline.push_str(&format!("- … and {left_out} more\n"));
+        }
+        out.push_str(&outline);
+        let chunks = lang
+            .map(|l| aicockpit_syntax::analyze(l, text).chunks)
+            .unwrap_or_default();
+        let mut scored: Vec<(usize, &aicockpit_syntax::Chunk)> = chunks
+            .iter()
+            .filter(|c| {
+                c.bytes.end <= text.len()
+                    && text.is_char_boundary(c.bytes.start)
+                    && text.is_char_boundary(c.bytes.end)
+            })
+            .map(|chunk| {
+                let tokens = aicockpit_index::tokenize(&text[chunk.bytes.clone()]);
+                (words.iter().filter(|w| tokens.contains(w)).count(), chunk)
+            })
+            .filter(|(score, _)| *score > 0)
+            .collect();
+        // Best first; among equals, earlier in the file.
+        scored.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.bytes.start.cmp(&b.1.bytes.start)));
+        let mut chosen: Vec<&aicockpit_syntax::Chunk> = Vec::new();
+        let mut used = 0;
+        for (_, chunk) in scored {
+            let size = chunk.bytes.len();
+            if used + size > FILE_CHUNK_BYTES {
+                continue;
+            }
+            used += size;
+            chosen.push(chunk);
+        }
+        chosen.sort_by_key(|c| c.bytes.start);
+        if !chosen.is_empty() {
+            out.push_str("The parts of it most relevant to the question:\n");
+        }
+        for chunk in chosen {
+            out.push_str(&format!(
+                "From {rel}:{}:\n```{fence}\n{}\n```\n",
+                chunk.span.start.line + 1,
+                &text[chunk.bytes.clone()]
+            ));
+        }
+        out
     }
 
     /// The byte range of the innermost symbol around `offset`.
@@ -488,7 +601,7 @@ impl Engine {
             } else {
                 "Reply with only the complete replacement code, in one fenced code block."
             };
-            let (context, _) = self.chat_context(&ChatParams { messages: Vec::new(), path: None, selection: None });
+            let (context, _) = self.chat_context(&ChatParams { messages: Vec::new(), path: None, selection: None, whole_file: false });
             let messages = vec![
                 ChatMessage::new(Role::System, format!("{context}\n{format}")),
                 ChatMessage::new(Role::User, format!("{instruction}\n\n```{lang}\n{code}\n```")),

@@ -153,8 +153,10 @@ impl ProjectIndex {
             }
         }
         out.sort_by(|a, b| {
-            a.path
-                .cmp(&b.path)
+            // Library code before tests, then by path.
+            crate::walk::is_test_path(&a.path)
+                .cmp(&crate::walk::is_test_path(&b.path))
+                .then(a.path.cmp(&b.path))
                 .then(a.symbol.range.start.line.cmp(&b.symbol.range.start.line))
         });
         out.truncate(limit);

@@ -8,6 +8,10 @@
 //! deepest folder with a matching rule decides, `.ignore` before
 //! `.gitignore` within a folder, `.git/info/exclude` last — as git and the
 //! `ignore` crate's walker do.
+//!
+//! Folders named in the skip list (`index.skip_folders`: `node_modules`,
+//! `.venv`, `target`, …) are skipped wherever they are, unless an ignore file
+//! decides otherwise (a `!vendor/` line re-includes one).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -28,17 +32,43 @@ pub(crate) struct IgnoreRules {
     /// parent's, up to the root (deepest first).
     chains: Mutex<HashMap<PathBuf, Chain>>,
     exclude: Option<Gitignore>,
+    /// Folder names skipped when no ignore file decides.
+    skip_folders: Vec<String>,
 }
 
 type Chain = Arc<Vec<Arc<Gitignore>>>;
 
 impl IgnoreRules {
-    pub fn new(root: &Path) -> IgnoreRules {
+    pub fn new(root: &Path, skip_folders: &[String]) -> IgnoreRules {
         IgnoreRules {
             root: root.to_path_buf(),
             chains: Mutex::new(HashMap::new()),
             exclude: matcher(root, root, ".git/info/exclude"),
+            skip_folders: skip_folders.to_vec(),
         }
+    }
+
+    /// Whether a folder of the skip list is `path` itself (a folder) or,
+    /// unless the walk checked them already, one of its folders below the root.
+    fn in_skipped_folder(&self, path: &Path, is_dir: bool, parents_checked: bool) -> bool {
+        if self.skip_folders.is_empty() {
+            return false;
+        }
+        let skipped = |name: &std::ffi::OsStr| {
+            name.to_str()
+                .is_some_and(|name| self.skip_folders.iter().any(|s| s == name))
+        };
+        if parents_checked {
+            return is_dir && path.file_name().is_some_and(skipped);
+        }
+        let Ok(rel) = path.strip_prefix(&self.root) else {
+            return false;
+        };
+        let mut folders: Vec<&std::ffi::OsStr> = rel.iter().collect();
+        if !is_dir {
+            folders.pop();
+        }
+        folders.into_iter().any(skipped)
     }
 
     /// Whether `path` (inside the root) is ignored. With `parents_checked`
@@ -64,7 +94,7 @@ impl IgnoreRules {
             .iter()
             .find_map(|matcher| decide(matcher))
             .or_else(|| self.exclude.as_ref().and_then(decide))
-            .unwrap_or(false)
+            .unwrap_or_else(|| self.in_skipped_folder(path, is_dir, parents_checked))
     }
 
     /// The matchers that apply in `dir` (inside the root), deepest first.

@@ -37,6 +37,8 @@ pub struct IndexOptions {
     pub threads: usize,
     /// Open without taking the writer lock (searching only).
     pub read_only: bool,
+    /// Folders skipped wherever they are (`index.skip_folders`).
+    pub skip_folders: Vec<String>,
 }
 
 impl IndexOptions {
@@ -47,6 +49,7 @@ impl IndexOptions {
             max_file_bytes: 1024 * 1024,
             threads: 0,
             read_only: false,
+            skip_folders: walk::default_skip_folders(),
         }
     }
 }
@@ -332,7 +335,11 @@ impl ProjectIndex {
     ) -> Result<RefreshStats, IndexError> {
         let started = Instant::now();
         let writer = self.writer()?;
-        let (entries, skipped_by_walk) = walk::walk(&self.root, self.options.max_file_bytes);
+        let (entries, skipped_by_walk) = walk::walk_skipping(
+            &self.root,
+            self.options.max_file_bytes,
+            &self.options.skip_folders,
+        );
         let known: BTreeMap<String, Arc<FileRecord>> = self.files_read().clone();
         let total = entries.len();
         let done = AtomicUsize::new(0);
@@ -531,7 +538,8 @@ impl ProjectIndex {
         };
         // Never through a symlink, never a FIFO or device, never past the
         // size limit: the one safe read decides.
-        let source = walk::is_indexable(&self.root, path).then(|| self.read(&rel));
+        let source = walk::is_indexable_skipping(&self.root, path, &self.options.skip_folders)
+            .then(|| self.read(&rel));
         match (source, LanguageId::from_path(path)) {
             (Some(Ok(text)), Some(lang)) => {
                 let changed = self.update_file(&rel, lang, &text)?;

@@ -139,9 +139,6 @@ impl ProjectIndex {
         let mut seen = HashSet::new();
         let mut hits = Vec::new();
         for (score, address) in top {
-            if hits.len() >= limit {
-                break;
-            }
             let doc: TantivyDocument = searcher.doc(address).map_err(tantivy_error)?;
             let Some(path) = doc.get_first(f.path).and_then(|v| v.as_str()) else {
                 continue;
@@ -193,6 +190,14 @@ impl ProjectIndex {
             };
             hits.push(hit);
         }
+        // Best first; at the same score, library code before tests (stable:
+        // tantivy's order otherwise).
+        hits.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then(crate::walk::is_test_path(&a.path).cmp(&crate::walk::is_test_path(&b.path)))
+        });
+        hits.truncate(limit);
         Ok(hits)
     }
 

@@ -57,14 +57,32 @@ impl std::fmt::Display for SkipReason {
 }
 
 /// Walk a root: honours `.gitignore`, `.ignore` and git's exclude files (even
-/// outside a git repository), skips `.git`, never follows symlinks, and keeps
+/// outside a git repository), skips `.git` and the default skip folders
+/// (`node_modules`, `.venv`, `target`, …), never follows symlinks, and keeps
 /// files of known languages. Files over the size limit are reported as skipped.
 pub fn walk(root: &Path, max_file_bytes: u64) -> (Vec<WalkEntry>, Vec<(String, SkipReason)>) {
+    walk_skipping(root, max_file_bytes, &default_skip_folders())
+}
+
+/// The folders skipped when the config names none: see `index.skip_folders`.
+pub fn default_skip_folders() -> Vec<String> {
+    aicockpit_config::DEFAULT_SKIP_FOLDERS
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// [`walk`] with the folders to skip wherever they are (unless an ignore file re-includes them).
+pub fn walk_skipping(
+    root: &Path,
+    max_file_bytes: u64,
+    skip_folders: &[String],
+) -> (Vec<WalkEntry>, Vec<(String, SkipReason)>) {
     let mut entries = Vec::new();
     let mut skipped = Vec::new();
     // The project's own ignore files are read by `IgnoreRules` (safely);
     // the `ignore` crate only walks, and applies the user's global excludes.
-    let rules = std::sync::Arc::new(IgnoreRules::new(root));
+    let rules = std::sync::Arc::new(IgnoreRules::new(root, skip_folders));
     let walker = ignore::WalkBuilder::new(root)
         .follow_links(false)
         .hidden(false)
@@ -136,15 +154,48 @@ pub fn walk(root: &Path, max_file_bytes: u64) -> (Vec<WalkEntry>, Vec<(String, S
 }
 
 /// Whether the walk would index this path (used for single-file events):
-/// inside the root, a known language, and not ignored.
+/// inside the root, a known language, and not ignored (default skip folders).
 pub fn is_indexable(root: &Path, path: &Path) -> bool {
+    is_indexable_skipping(root, path, &default_skip_folders())
+}
+
+/// [`is_indexable`] with the folders to skip.
+pub fn is_indexable_skipping(root: &Path, path: &Path, skip_folders: &[String]) -> bool {
     let Some(rel) = relative(root, path) else {
         return false;
     };
     if LanguageId::from_path(path).is_none() || rel.split('/').any(|part| part == ".git") {
         return false;
     }
-    !IgnoreRules::new(root).is_ignored(path, false, false)
+    !IgnoreRules::new(root, skip_folders).is_ignored(path, false, false)
+}
+
+/// Whether a relative path is a test file: in a `test`/`tests`/`__tests__`/
+/// `spec` folder, or named like one (`test_x.py`, `x_test.go`, `x.test.ts`,
+/// `x.spec.js`, `XTest.java`). Test code ranks below library code of the
+/// same score: it is rarely what a search or a completion is after.
+pub fn is_test_path(rel: &str) -> bool {
+    let mut parts: Vec<&str> = rel.split('/').collect();
+    let Some(file) = parts.pop() else {
+        return false;
+    };
+    if parts.iter().any(|folder| {
+        matches!(
+            folder.to_ascii_lowercase().as_str(),
+            "test" | "tests" | "testing" | "__tests__" | "spec" | "specs"
+        )
+    }) {
+        return true;
+    }
+    let stem = file.split('.').next().unwrap_or(file);
+    let lower = file.to_ascii_lowercase();
+    stem.starts_with("test_")
+        || stem.ends_with("_test")
+        || stem.ends_with("_tests")
+        || stem.ends_with("_spec")
+        || lower.contains(".test.")
+        || lower.contains(".spec.")
+        || (stem.len() > 4 && (stem.ends_with("Test") || stem.ends_with("Tests")))
 }
 
 /// `path` relative to `root`, `/`-separated; `None` when it is outside the root.

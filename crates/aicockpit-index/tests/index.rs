@@ -497,3 +497,98 @@ fn concurrent_updates_of_one_path_leave_exactly_one_version() {
         "one record for the flooded file besides the fixture's three"
     );
 }
+
+#[test]
+fn dependency_and_build_folders_are_skipped_unless_re_included() {
+    let fixture = Fixture::new();
+    let skipped = [
+        "node_modules/dep/index.js",
+        "web/node_modules/dep/index.js",
+        ".venv/lib/site.py",
+        "target/debug/build.rs",
+        "vendor/lib.go",
+    ];
+    for rel in skipped {
+        fixture.write(rel, "function vendoredOnly() {}\n");
+    }
+    let root = fixture.root().to_path_buf();
+    let walked = |skip: Option<&[String]>| -> Vec<String> {
+        let (entries, _) = match skip {
+            Some(skip) => aicockpit_index::walk_skipping(&root, 1 << 20, skip),
+            None => aicockpit_index::walk(&root, 1 << 20),
+        };
+        entries.into_iter().map(|e| e.rel).collect()
+    };
+    let found = walked(None);
+    assert!(found.contains(&"src/http.rs".to_string()), "{found:?}");
+    assert!(
+        skipped.iter().all(|rel| !found.contains(&rel.to_string())),
+        "{found:?}"
+    );
+    assert!(!aicockpit_index::is_indexable(
+        &root,
+        &root.join("web/node_modules/dep/index.js")
+    ));
+    // An ignore file re-includes one folder; an empty list skips none.
+    fixture.write(".ignore", "!vendor/\n");
+    let found = walked(None);
+    assert!(found.contains(&"vendor/lib.go".to_string()), "{found:?}");
+    assert!(!found.contains(&"node_modules/dep/index.js".to_string()));
+    let found = walked(Some(&[]));
+    assert!(
+        skipped.iter().all(|rel| found.contains(&rel.to_string())),
+        "{found:?}"
+    );
+    let mut options = fixture.options();
+    options.skip_folders = Vec::new();
+    let (index, _) = ProjectIndex::open(options).unwrap();
+    let stats = index.refresh(&|_| {}).unwrap();
+    assert_eq!(stats.files, found.len(), "{stats:?}");
+}
+
+#[test]
+fn test_files_rank_below_library_code_of_the_same_score() {
+    let fixture = Fixture::new();
+    // The test file sorts (and is indexed) first; the same text scores the same.
+    let text = "def open_user_session(key):\n    return key\n";
+    fixture.write("spec/session_spec.py", text);
+    fixture.write("src/session.py", text);
+    let index = fixture.open();
+    index.refresh(&|_| {}).unwrap();
+    let mut query = SearchQuery::new("open user session");
+    query.limit = 2;
+    let hits = index.search(&query).unwrap();
+    let paths: Vec<&str> = hits.iter().map(|h| h.path.as_str()).collect();
+    assert_eq!(hits[0].score, hits[1].score, "{hits:?}");
+    assert_eq!(paths, ["src/session.py", "spec/session_spec.py"]);
+    query.limit = 1;
+    assert_eq!(index.search(&query).unwrap()[0].path, "src/session.py");
+    let definitions = index.definitions("open_user_session", 3);
+    let paths: Vec<&str> = definitions.iter().map(|h| h.path.as_str()).collect();
+    assert_eq!(paths, ["src/session.py", "spec/session_spec.py"]);
+}
+
+#[test]
+fn test_paths_are_recognised_by_folder_and_name() {
+    for test in [
+        "tests/util.py",
+        "pkg/test/helpers.go",
+        "web/__tests__/app.tsx",
+        "test_store.py",
+        "store_test.go",
+        "app.test.ts",
+        "app.spec.js",
+        "src/StoreTest.java",
+    ] {
+        assert!(aicockpit_index::is_test_path(test), "{test}");
+    }
+    for library in [
+        "src/store.py",
+        "contest/entry.rs",
+        "Test.java",
+        "latest.py",
+        "testing_utils.py",
+    ] {
+        assert!(!aicockpit_index::is_test_path(library), "{library}");
+    }
+}

@@ -8,13 +8,16 @@ use aicockpit_engine::{AiAction, AiActionOutcome, ChatParams, Engine, EngineErro
 use tower_lsp::jsonrpc::{self, Result};
 use tower_lsp::lsp_types::*;
 
-use super::{engine_error, Backend};
+use super::{engine_error, internal, Backend};
 use crate::ext;
 use crate::{from_proto, to_proto};
 
 /// The commands the server executes.
 pub const ACCEPT_COMMAND: &str = "aicockpit.acceptCompletion";
 pub const EXPLAIN_COMMAND: &str = "aicockpit.explain";
+/// Computes an AI edit and applies it with `workspace/applyEdit`, for clients
+/// that do not resolve a code action's `edit`.
+pub const APPLY_COMMAND: &str = "aicockpit.applyAction";
 
 impl Backend {
     /// Tell the client when AI starts working, fails (with the reason) or is fine again.
@@ -291,6 +294,7 @@ impl Backend {
             messages,
             path,
             selection,
+            whole_file: false,
         };
         let answer = self
             .with_ai_status(
@@ -340,11 +344,26 @@ impl Backend {
         }
     }
 
-    /// Cheap: the AI actions on offer for a range, resolved later.
+    /// Cheap: the AI actions on offer for a range, in the form the client can
+    /// use. Explain is always a command (it edits nothing). An edit is left to
+    /// `codeAction/resolve` only for clients that resolve `edit`; other
+    /// clients get a command that computes the edit and applies it through
+    /// `workspace/applyEdit`. Clients without `codeActionLiteralSupport` get
+    /// bare commands.
     pub(super) fn ai_code_actions(&self, params: &CodeActionParams) -> Vec<CodeActionOrCommand> {
+        let client = self
+            .inner
+            .capabilities()
+            .text_document
+            .as_ref()
+            .and_then(|t| t.code_action.as_ref());
+        let literals = client.is_some_and(|c| c.code_action_literal_support.is_some());
+        let resolves_edit = client
+            .and_then(|c| c.resolve_support.as_ref())
+            .is_some_and(|r| r.properties.iter().any(|p| p == "edit"));
         let mut actions = Vec::new();
         let mut offer = |title: String,
-                         kind: CodeActionKind,
+                         kind: Option<CodeActionKind>,
                          action: AiAction,
                          diagnostic: Option<&Diagnostic>| {
             let data = ext::CodeActionData {
@@ -353,11 +372,29 @@ impl Backend {
                 action,
                 diagnostic: diagnostic.map(|d| d.message.clone()),
             };
+            let data = serde_json::to_value(data).ok();
+            let lazy_edit = action != AiAction::Explain && literals && resolves_edit;
+            let command = (!lazy_edit).then(|| Command {
+                title: title.clone(),
+                command: if action == AiAction::Explain {
+                    EXPLAIN_COMMAND.into()
+                } else {
+                    APPLY_COMMAND.into()
+                },
+                arguments: data.clone().map(|d| vec![d]),
+            });
+            if !literals {
+                if let Some(command) = command {
+                    actions.push(CodeActionOrCommand::Command(command));
+                }
+                return;
+            }
             actions.push(CodeActionOrCommand::CodeAction(CodeAction {
                 title,
-                kind: Some(kind),
+                kind,
                 diagnostics: diagnostic.map(|d| vec![d.clone()]),
-                data: serde_json::to_value(data).ok(),
+                data: if lazy_edit { data } else { None },
+                command,
                 ..CodeAction::default()
             }));
         };
@@ -372,45 +409,31 @@ impl Backend {
                 .collect();
             offer(
                 format!("AiCockpit: fix \"{short}\""),
-                CodeActionKind::QUICKFIX,
+                Some(CodeActionKind::QUICKFIX),
                 AiAction::Fix,
                 Some(diagnostic),
             );
         }
-        offer(
-            "AiCockpit: explain".into(),
-            CodeActionKind::EMPTY,
-            AiAction::Explain,
-            None,
-        );
+        // No kind: an explanation is no refactoring, and the empty kind is no kind.
+        offer("AiCockpit: explain".into(), None, AiAction::Explain, None);
         offer(
             "AiCockpit: refactor".into(),
-            CodeActionKind::REFACTOR_REWRITE,
+            Some(CodeActionKind::REFACTOR_REWRITE),
             AiAction::Refactor,
             None,
         );
         offer(
             "AiCockpit: add documentation".into(),
-            CodeActionKind::REFACTOR_REWRITE,
+            Some(CodeActionKind::REFACTOR_REWRITE),
             AiAction::Document,
             None,
         );
         actions
     }
 
-    /// Expensive: ask the AI and turn its answer into an edit (or an explanation).
-    pub(super) async fn resolve_ai_code_action(
-        &self,
-        mut action: CodeAction,
-    ) -> Result<CodeAction> {
+    /// Ask the AI for one action on the range in `data`.
+    async fn run_ai_action(&self, data: &ext::CodeActionData) -> Result<AiActionOutcome> {
         let engine = self.engine()?;
-        let Some(data) = action
-            .data
-            .clone()
-            .and_then(|d| serde_json::from_value::<ext::CodeActionData>(d).ok())
-        else {
-            return Ok(action);
-        };
         let path = from_proto::path(&data.uri)?;
         let unit = self.inner.unit();
         let Some((_, start)) = engine.offset(&path, from_proto::position(data.range.start), unit)
@@ -423,13 +446,67 @@ impl Backend {
         let end = engine
             .offset(&path, from_proto::position(data.range.end), unit)
             .map_or(start, |(_, end)| end.max(start));
-        let outcome = self
-            .with_ai_status(
-                &engine,
-                engine.ai_action(data.action, &path, start..end, data.diagnostic.as_deref()),
-            )
-            .await?;
-        match outcome {
+        self.with_ai_status(
+            &engine,
+            engine.ai_action(data.action, &path, start..end, data.diagnostic.as_deref()),
+        )
+        .await
+    }
+
+    /// One edit of one document, as `documentChanges` (with the version the AI
+    /// saw, so the editor can refuse a stale edit) where the client takes
+    /// them, else as plain `changes`.
+    fn workspace_edit(
+        &self,
+        uri: &Url,
+        span: aicockpit_syntax::Span,
+        version: Option<i32>,
+        new_text: String,
+    ) -> WorkspaceEdit {
+        let edit = TextEdit {
+            range: to_proto::range(span, self.inner.unit()),
+            new_text,
+        };
+        let document_changes = self
+            .inner
+            .capabilities()
+            .workspace
+            .as_ref()
+            .and_then(|w| w.workspace_edit.as_ref())
+            .and_then(|e| e.document_changes)
+            == Some(true);
+        if document_changes {
+            WorkspaceEdit {
+                document_changes: Some(DocumentChanges::Edits(vec![TextDocumentEdit {
+                    text_document: OptionalVersionedTextDocumentIdentifier {
+                        uri: uri.clone(),
+                        version,
+                    },
+                    edits: vec![OneOf::Left(edit)],
+                }])),
+                ..WorkspaceEdit::default()
+            }
+        } else {
+            WorkspaceEdit {
+                changes: Some([(uri.clone(), vec![edit])].into_iter().collect()),
+                ..WorkspaceEdit::default()
+            }
+        }
+    }
+
+    /// Expensive: ask the AI and turn its answer into an edit (or an explanation).
+    pub(super) async fn resolve_ai_code_action(
+        &self,
+        mut action: CodeAction,
+    ) -> Result<CodeAction> {
+        let Some(data) = action
+            .data
+            .clone()
+            .and_then(|d| serde_json::from_value::<ext::CodeActionData>(d).ok())
+        else {
+            return Ok(action);
+        };
+        match self.run_ai_action(&data).await? {
             AiActionOutcome::Explanation(explanation) => {
                 action.command = Some(Command {
                     title: "Show the explanation".into(),
@@ -443,22 +520,7 @@ impl Backend {
                 new_text,
                 ..
             } => {
-                // The span comes from the very text the AI rewrote; the version lets
-                // the editor refuse the edit if the document changed since.
-                let edit = TextDocumentEdit {
-                    text_document: OptionalVersionedTextDocumentIdentifier {
-                        uri: data.uri.clone(),
-                        version,
-                    },
-                    edits: vec![OneOf::Left(TextEdit {
-                        range: to_proto::range(span, unit),
-                        new_text,
-                    })],
-                };
-                action.edit = Some(WorkspaceEdit {
-                    document_changes: Some(DocumentChanges::Edits(vec![edit])),
-                    ..WorkspaceEdit::default()
-                });
+                action.edit = Some(self.workspace_edit(&data.uri, span, version, new_text));
             }
         }
         Ok(action)
@@ -469,25 +531,67 @@ impl Backend {
         params: ExecuteCommandParams,
     ) -> Result<Option<serde_json::Value>> {
         let engine = self.engine()?;
+        let argument = params.arguments.first().cloned();
+        let data = || {
+            argument
+                .clone()
+                .and_then(|a| serde_json::from_value::<ext::CodeActionData>(a).ok())
+                .ok_or_else(|| {
+                    jsonrpc::Error::invalid_params(format!(
+                        "{} takes the code action's data: {{uri, range, action}}",
+                        params.command
+                    ))
+                })
+        };
         match params.command.as_str() {
             ACCEPT_COMMAND => {
-                let length = params
-                    .arguments
-                    .first()
+                let length = argument
+                    .as_ref()
                     .and_then(|a| a["length"].as_u64())
                     .unwrap_or(0);
                 engine.completion_accepted(length);
                 Ok(None)
             }
-            EXPLAIN_COMMAND => {
-                let text = params
-                    .arguments
-                    .first()
+            // An explanation already made (from `codeAction/resolve`): show it.
+            EXPLAIN_COMMAND if argument.as_ref().is_some_and(|a| a.is_string()) => {
+                let text = argument
+                    .as_ref()
                     .and_then(|a| a.as_str())
                     .unwrap_or("")
                     .to_string();
                 self.client.show_message(MessageType::INFO, text).await;
                 Ok(None)
+            }
+            EXPLAIN_COMMAND | APPLY_COMMAND => {
+                let data = data()?;
+                match self.run_ai_action(&data).await? {
+                    AiActionOutcome::Explanation(explanation) => {
+                        self.client
+                            .show_message(MessageType::INFO, explanation.clone())
+                            .await;
+                        Ok(Some(serde_json::Value::String(explanation)))
+                    }
+                    AiActionOutcome::Edit {
+                        span,
+                        version,
+                        new_text,
+                        ..
+                    } => {
+                        let edit = self.workspace_edit(&data.uri, span, version, new_text);
+                        let applied = self.client.apply_edit(edit).await?;
+                        if applied.applied {
+                            Ok(None)
+                        } else {
+                            Err(internal(format!(
+                                "the editor did not apply the edit: {}",
+                                applied
+                                    .failure_reason
+                                    .as_deref()
+                                    .unwrap_or("no reason given")
+                            )))
+                        }
+                    }
+                }
             }
             other => Err(jsonrpc::Error::invalid_params(format!(
                 "unknown command {other:?}"

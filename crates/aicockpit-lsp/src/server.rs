@@ -39,15 +39,18 @@ pub struct ServerOptions {
     pub root_override: Option<PathBuf>,
 }
 
-/// Serve LSP over a byte stream (stdin/stdout for `aicockpit-lsp`) until `exit`.
-pub async fn serve<I, O>(input: I, output: O, options: ServerOptions)
+/// Serve LSP over a byte stream (stdin/stdout for `aicockpit-lsp`) until
+/// `exit` or the end of the input. Returns whether `shutdown` came first: the
+/// specification has the process exit with 1 otherwise.
+pub async fn serve<I, O>(input: I, output: O, options: ServerOptions) -> bool
 where
     I: AsyncRead + Unpin + Send + 'static,
     O: AsyncWrite + Unpin + Send + 'static,
 {
     let (service, socket) = build_service(options);
+    let inner = service.inner().inner.clone();
     let (replies, receiver) = tokio::sync::mpsc::unbounded_channel();
-    let server_input = crate::transport::frame_input(input, replies.clone());
+    let server_input = crate::transport::frame_input(input, replies.clone(), inner.gate.clone());
     let (server_output, from_server) = tokio::io::duplex(1 << 20);
     let pump = tokio::spawn(crate::transport::pump_output(
         from_server,
@@ -62,6 +65,7 @@ where
         .serve(service)
         .await;
     let _ = pump.await;
+    inner.shut_down.load(Ordering::SeqCst)
 }
 
 /// The tower service, for embedding the server (the web server's WebSocket bridge, tests).
@@ -109,6 +113,12 @@ struct Inner {
     last_ai_status: Mutex<Option<ext::AiStatusNotification>>,
     /// Woken whenever an inline completion request arrives.
     inline_changed: tokio::sync::Notify,
+    /// What the client said it can take, from `initialize`.
+    client_capabilities: OnceLock<ClientCapabilities>,
+    /// Keeps requests behind the notifications received before them.
+    gate: crate::transport::Gate,
+    /// `shutdown` was received.
+    shut_down: AtomicBool,
 }
 
 impl Inner {
@@ -126,11 +136,22 @@ impl Inner {
             inline_generation: Mutex::new(std::collections::HashMap::new()),
             last_ai_status: Mutex::new(None),
             inline_changed: tokio::sync::Notify::new(),
+            client_capabilities: OnceLock::new(),
+            gate: crate::transport::Gate::default(),
+            shut_down: AtomicBool::new(false),
         }
     }
 
     fn unit(&self) -> ColumnUnit {
         *self.unit.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The client's capabilities (empty before `initialize`).
+    fn capabilities(&self) -> &ClientCapabilities {
+        static NONE: OnceLock<ClientCapabilities> = OnceLock::new();
+        self.client_capabilities
+            .get()
+            .unwrap_or_else(|| NONE.get_or_init(ClientCapabilities::default))
     }
 
     fn record_error(&self, error: impl std::fmt::Display) {
@@ -423,6 +444,7 @@ impl LanguageServer for Backend {
             }
         }
         let capabilities = &params.capabilities;
+        let _ = inner.client_capabilities.set(capabilities.clone());
         let utf8 = capabilities
             .general
             .as_ref()
@@ -464,6 +486,7 @@ impl LanguageServer for Backend {
                     max_file_bytes: config.index.max_file_bytes,
                     threads: config.index.threads,
                     read_only: false,
+                    skip_folders: config.index.skip_folders.clone(),
                 };
                 let opened = tokio::task::spawn_blocking(move || ProjectIndex::open(options))
                     .await
@@ -505,6 +528,8 @@ impl LanguageServer for Backend {
             inner.record_error(format!("AI service: {error}"));
         }
         let _ = inner.engine.set(engine);
+        // From now on tower-lsp hands notifications to their handlers.
+        inner.gate.arm(true);
 
         Ok(InitializeResult {
             server_info: Some(ServerInfo {
@@ -542,7 +567,6 @@ impl LanguageServer for Backend {
                         code_action_kinds: Some(vec![
                             CodeActionKind::QUICKFIX,
                             CodeActionKind::REFACTOR_REWRITE,
-                            CodeActionKind::EMPTY,
                         ]),
                         resolve_provider: Some(true),
                         ..CodeActionOptions::default()
@@ -552,6 +576,7 @@ impl LanguageServer for Backend {
                     commands: vec![
                         ai_methods::ACCEPT_COMMAND.into(),
                         ai_methods::EXPLAIN_COMMAND.into(),
+                        ai_methods::APPLY_COMMAND.into(),
                     ],
                     ..ExecuteCommandOptions::default()
                 }),
@@ -574,6 +599,9 @@ impl LanguageServer for Backend {
     }
 
     async fn shutdown(&self) -> Result<()> {
+        self.inner.shut_down.store(true, Ordering::SeqCst);
+        // tower-lsp drops notifications after `shutdown`: nothing to wait for.
+        self.inner.gate.arm(false);
         if self.inner.engine.get().is_some() {
             if let Ok(Err(error)) = self.blocking(|engine| engine.flush()).await {
                 self.inner.record_error(error);
@@ -583,6 +611,7 @@ impl LanguageServer for Backend {
     }
 
     async fn did_open(&self, params: DidOpenTextDocumentParams) {
+        let _applied = self.inner.gate.applying();
         let Ok(engine) = self.engine() else { return };
         let Ok(path) = from_proto::path(&params.text_document.uri) else {
             return;
@@ -598,6 +627,7 @@ impl LanguageServer for Backend {
     }
 
     async fn did_change(&self, params: DidChangeTextDocumentParams) {
+        let _applied = self.inner.gate.applying();
         // No `.await` before the change is applied: changes apply in receive order.
         let Ok(engine) = self.engine() else { return };
         let Ok(path) = from_proto::path(&params.text_document.uri) else {
@@ -621,6 +651,7 @@ impl LanguageServer for Backend {
     }
 
     async fn did_save(&self, params: DidSaveTextDocumentParams) {
+        let _applied = self.inner.gate.applying();
         let Ok(engine) = self.engine() else { return };
         let Ok(path) = from_proto::path(&params.text_document.uri) else {
             return;
@@ -630,6 +661,7 @@ impl LanguageServer for Backend {
     }
 
     async fn did_close(&self, params: DidCloseTextDocumentParams) {
+        let _applied = self.inner.gate.applying();
         let Ok(path) = from_proto::path(&params.text_document.uri) else {
             return;
         };
@@ -673,6 +705,7 @@ impl LanguageServer for Backend {
     }
 
     async fn did_change_configuration(&self, params: DidChangeConfigurationParams) {
+        let _applied = self.inner.gate.applying();
         let Ok(engine) = self.engine() else { return };
         let mut config = engine.config();
         // Compared with the file's config, never with one earlier settings
@@ -704,14 +737,31 @@ impl LanguageServer for Backend {
         &self,
         params: DocumentSymbolParams,
     ) -> Result<Option<DocumentSymbolResponse>> {
-        let path = from_proto::path(&params.text_document.uri)?;
+        let uri = params.text_document.uri;
+        let path = from_proto::path(&uri)?;
         let unit = self.inner.unit();
         let symbols = self
             .blocking(move |engine| engine.document_symbols(&path))
             .await?;
-        Ok(Some(DocumentSymbolResponse::Nested(
-            to_proto::document_symbols(&symbols, unit),
-        )))
+        let client = self
+            .inner
+            .capabilities()
+            .text_document
+            .as_ref()
+            .and_then(|t| t.document_symbol.as_ref());
+        let value_set = client
+            .and_then(|d| d.symbol_kind.as_ref())
+            .and_then(|k| k.value_set.as_deref());
+        let mut outline = to_proto::document_symbols(&symbols, unit);
+        to_proto::restrict_outline_kinds(&mut outline, value_set);
+        // Older clients take only the flat form.
+        if client.and_then(|d| d.hierarchical_document_symbol_support) == Some(true) {
+            Ok(Some(DocumentSymbolResponse::Nested(outline)))
+        } else {
+            Ok(Some(DocumentSymbolResponse::Flat(
+                to_proto::flat_document_symbols(outline, &uri),
+            )))
+        }
     }
 
     #[allow(deprecated)] // `SymbolInformation::deprecated` must still be filled in.
@@ -721,6 +771,14 @@ impl LanguageServer for Backend {
     ) -> Result<Option<Vec<SymbolInformation>>> {
         let unit = self.inner.unit();
         let query = params.query;
+        let value_set = self
+            .inner
+            .capabilities()
+            .workspace
+            .as_ref()
+            .and_then(|w| w.symbol.as_ref())
+            .and_then(|s| s.symbol_kind.as_ref())
+            .and_then(|k| k.value_set.clone());
         let found = self
             .blocking(move |engine| {
                 let limit = engine.config().search.max_workspace_symbols;
@@ -733,7 +791,10 @@ impl LanguageServer for Backend {
                 .filter_map(|(path, symbol)| {
                     Some(SymbolInformation {
                         name: symbol.name,
-                        kind: to_proto::symbol_kind(symbol.kind),
+                        kind: to_proto::symbol_kind_within(
+                            to_proto::symbol_kind(symbol.kind),
+                            value_set.as_deref(),
+                        ),
                         tags: None,
                         deprecated: None,
                         location: Location {
@@ -833,10 +894,26 @@ impl LanguageServer for Backend {
                 engine.hover(&path, offset)
             })
             .await?;
+        // Markdown only to clients that list it among their hover formats.
+        let markdown = self
+            .inner
+            .capabilities()
+            .text_document
+            .as_ref()
+            .and_then(|t| t.hover.as_ref())
+            .and_then(|h| h.content_format.as_ref())
+            .is_some_and(|formats| formats.contains(&MarkupKind::Markdown));
         Ok(found.map(|hover| Hover {
-            contents: HoverContents::Markup(MarkupContent {
-                kind: MarkupKind::Markdown,
-                value: hover.markdown,
+            contents: HoverContents::Markup(if markdown {
+                MarkupContent {
+                    kind: MarkupKind::Markdown,
+                    value: hover.markdown,
+                }
+            } else {
+                MarkupContent {
+                    kind: MarkupKind::PlainText,
+                    value: to_proto::markdown_to_plaintext(&hover.markdown),
+                }
             }),
             range: Some(to_proto::range(hover.span, unit)),
         }))

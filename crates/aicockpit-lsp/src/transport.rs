@@ -6,51 +6,181 @@
 //! tower-lsp's reader ends the whole session after the first message it
 //! cannot decode, and keeps reading after `exit` until the client closes the
 //! pipe; both would leave an editor with a dead or lingering server.
+//!
+//! It is also where message order is kept: tower-lsp runs handlers
+//! concurrently, so after each notification that changes what later
+//! requests see (text sync, settings) the next message is held back until
+//! the server has applied it ([`Gate`]). And a request whose method starts
+//! with `$/` is answered "method not found" here, since tower-lsp ignores
+//! every `$/` message, requests included.
 
 use serde_json::{json, Value};
 use tokio::io::{
     AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, DuplexStream,
 };
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::watch;
 
 /// Bodies larger than this are discarded and answered with a parse error.
 const MAX_BODY_BYTES: usize = 256 * 1024 * 1024;
 /// Header lines longer than this are garbage.
 const MAX_HEADER_LINE: usize = 8 * 1024;
+/// A safety net: a gated notification the server never reports applied
+/// (a bug) holds the input back at most this long.
+const GATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The notifications after which the transport waits until the server has
+/// applied them, so a request that follows sees their effect.
+pub const GATED_NOTIFICATIONS: &[&str] = &[
+    "textDocument/didOpen",
+    "textDocument/didChange",
+    "textDocument/didSave",
+    "textDocument/didClose",
+    "workspace/didChangeConfiguration",
+];
+
+/// Keeps notifications and the requests after them in order. The server
+/// arms it once `initialize` succeeded (before that, tower-lsp drops
+/// notifications unhandled) and disarms it on `shutdown`; each gated
+/// handler reports itself applied (also when it returns early).
+#[derive(Clone, Debug)]
+pub struct Gate {
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    applied: watch::Sender<u64>,
+}
+
+impl Default for Gate {
+    fn default() -> Gate {
+        Gate {
+            armed: std::sync::Arc::default(),
+            applied: watch::channel(0).0,
+        }
+    }
+}
+
+impl Gate {
+    pub fn arm(&self, armed: bool) {
+        self.armed.store(armed, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// A guard that reports one gated notification applied when dropped.
+    pub fn applying(&self) -> Applied {
+        Applied(self.applied.clone())
+    }
+
+    fn armed(&self) -> bool {
+        self.armed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Reports a gated notification applied when dropped, however its handler ends.
+pub struct Applied(watch::Sender<u64>);
+
+impl Drop for Applied {
+    fn drop(&mut self) {
+        self.0.send_modify(|applied| *applied += 1);
+    }
+}
 
 /// Check messages from `input`; good ones go on through the returned stream,
-/// parse errors go to `replies` as complete response bodies.
-pub fn frame_input<R>(input: R, replies: UnboundedSender<String>) -> DuplexStream
+/// parse errors go to `replies` as complete response bodies. While a gated
+/// notification is being applied, later requests and notifications are held
+/// back; the client's responses are not (a handler may be waiting for one).
+pub fn frame_input<R>(input: R, replies: UnboundedSender<String>, gate: Gate) -> DuplexStream
 where
     R: AsyncRead + Unpin + Send + 'static,
 {
     let (mut writer, reader) = tokio::io::duplex(1 << 20);
+    let (checked_sender, mut checked) = tokio::sync::mpsc::unbounded_channel::<String>();
     tokio::spawn(async move {
         let mut input = BufReader::new(input);
         loop {
-            let checked = match read_message(&mut input).await {
+            let checked_body = match read_message(&mut input).await {
                 Ok(Some(body)) => check(&body).map(|()| body),
                 Ok(None) => return,
                 Err(problem) => Err((Value::Null, -32700, format!("Parse error: {problem}"))),
             };
-            let body = match checked {
-                Ok(body) => body,
+            match checked_body {
+                Ok(body) => {
+                    let body = normalize_params(body);
+                    let is_exit = is_exit_notification(&body);
+                    if checked_sender.send(body).is_err() || is_exit {
+                        return; // Nothing is read after `exit`.
+                    }
+                }
                 Err((id, code, message)) => {
                     tracing::warn!("bad LSP input: {message}");
                     let error = json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}});
                     let _ = replies.send(error.to_string());
+                }
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let mut applied = gate.applied.subscribe();
+        let mut held: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+        // While set: the applied count a gated notification must raise.
+        let mut waiting: Option<u64> = None;
+        let mut input_ended = false;
+        let mut deadline = tokio::time::Instant::now();
+        loop {
+            if waiting.is_none() {
+                if let Some(body) = held.pop_front() {
+                    let is_exit = is_exit_notification(&body);
+                    // Seen before the write: the handler may report applied at once.
+                    let gated = gate.armed() && is_gated_notification(&body);
+                    let before = *applied.borrow_and_update();
+                    if write_frame(&mut writer, &body).await.is_err() || is_exit {
+                        return; // Dropping the writer ends the server's input.
+                    }
+                    if gated {
+                        waiting = Some(before);
+                        deadline = tokio::time::Instant::now() + GATE_TIMEOUT;
+                    }
                     continue;
                 }
-            };
-            let body = normalize_params(body);
-            let is_exit = is_exit_notification(&body);
-            let frame = format!("Content-Length: {}\r\n\r\n{body}", body.len());
-            if writer.write_all(frame.as_bytes()).await.is_err() || is_exit {
-                return; // Dropping the writer ends the server's input.
+                if input_ended {
+                    return;
+                }
+            }
+            tokio::select! {
+                body = checked.recv(), if !input_ended => match body {
+                    // The client's responses never wait behind a notification.
+                    Some(body) if waiting.is_some() && is_response(&body) => {
+                        if write_frame(&mut writer, &body).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(body) => held.push_back(body),
+                    None => input_ended = true,
+                },
+                changed = applied.changed(), if waiting.is_some() => {
+                    if changed.is_err() {
+                        return; // The server is gone.
+                    }
+                    if waiting.is_some_and(|before| *applied.borrow_and_update() > before) {
+                        waiting = None;
+                    }
+                }
+                () = tokio::time::sleep_until(deadline), if waiting.is_some() => {
+                    tracing::error!("a notification was not applied in {GATE_TIMEOUT:?}");
+                    waiting = None;
+                }
             }
         }
     });
     reader
+}
+
+async fn write_frame(writer: &mut DuplexStream, body: &str) -> std::io::Result<()> {
+    let frame = format!("Content-Length: {}\r\n\r\n{body}", body.len());
+    writer.write_all(frame.as_bytes()).await
+}
+
+/// A response (to a request the server sent): an id and no method.
+fn is_response(body: &str) -> bool {
+    serde_json::from_str::<Value>(body)
+        .is_ok_and(|message| message.get("method").is_none() && message.get("id").is_some())
 }
 
 /// Copy whole messages from the server's output, and the replies sent to
@@ -182,6 +312,10 @@ fn check(body: &str) -> Result<(), (Value, i64, String)> {
         return invalid(&Value::Null, "`id` must be a number or a string");
     }
     match object.get("method") {
+        // `$/` methods are notifications; tower-lsp would leave a request unanswered.
+        Some(Value::String(method)) if method.starts_with("$/") && object.contains_key("id") => {
+            Err((id, -32601, format!("Method not found: {method}")))
+        }
         Some(Value::String(_)) => Ok(()),
         Some(_) => invalid(&answer_id, "`method` must be a string"),
         None if object.contains_key("id")
@@ -218,6 +352,18 @@ fn normalize_params(body: String) -> String {
     message.to_string()
 }
 
+fn is_gated_notification(body: &str) -> bool {
+    GATED_NOTIFICATIONS
+        .iter()
+        .any(|method| body.contains(method))
+        && serde_json::from_str::<Value>(body).is_ok_and(|message| {
+            message.get("id").is_none()
+                && message["method"]
+                    .as_str()
+                    .is_some_and(|method| GATED_NOTIFICATIONS.contains(&method))
+        })
+}
+
 fn is_exit_notification(body: &str) -> bool {
     body.contains("\"exit\"")
         && serde_json::from_str::<Value>(body)
@@ -231,7 +377,7 @@ mod tests {
     async fn framed(input: &'static [u8]) -> (String, Vec<String>) {
         let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
         let mut out = String::new();
-        frame_input(input, sender)
+        frame_input(input, sender, Gate::default())
             .read_to_string(&mut out)
             .await
             .unwrap();
@@ -284,6 +430,90 @@ mod tests {
             -32600
         );
         assert_eq!(check(r#"{"jsonrpc":"2.0","foo":1}"#).unwrap_err().1, -32600);
+    }
+
+    #[test]
+    fn dollar_requests_are_method_not_found_and_dollar_notifications_pass() {
+        let refused = check(r#"{"jsonrpc":"2.0","id":4,"method":"$/noSuchRequest"}"#).unwrap_err();
+        assert_eq!((refused.0, refused.1), (json!(4), -32601));
+        assert_eq!(
+            check(r#"{"jsonrpc":"2.0","id":"s","method":"$/setTrace","params":{}}"#)
+                .unwrap_err()
+                .1,
+            -32601
+        );
+        assert!(check(r#"{"jsonrpc":"2.0","method":"$/setTrace","params":{}}"#).is_ok());
+        assert!(check(r#"{"jsonrpc":"2.0","method":"$/cancelRequest","params":{"id":1}}"#).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_gated_notification_holds_back_the_next_message_until_applied() {
+        let did_close = r#"{"jsonrpc":"2.0","method":"textDocument/didClose","params":{}}"#;
+        let request = r#"{"jsonrpc":"2.0","id":1,"method":"textDocument/documentSymbol"}"#;
+        let input = format!(
+            "Content-Length: {}\r\n\r\n{did_close}Content-Length: {}\r\n\r\n{request}",
+            did_close.len(),
+            request.len()
+        );
+        let gate = Gate::default();
+        gate.arm(true);
+        let (sender, _receiver) = tokio::sync::mpsc::unbounded_channel();
+        let mut server_input = BufReader::new(frame_input(
+            std::io::Cursor::new(input.into_bytes()),
+            sender,
+            gate.clone(),
+        ));
+        assert_eq!(
+            read_message(&mut server_input).await.unwrap().unwrap(),
+            did_close
+        );
+        let early = tokio::time::timeout(
+            std::time::Duration::from_millis(100),
+            read_message(&mut server_input),
+        )
+        .await;
+        assert!(
+            early.is_err(),
+            "the request overtook the unapplied didClose"
+        );
+        drop(gate.applying());
+        assert_eq!(
+            read_message(&mut server_input).await.unwrap().unwrap(),
+            request
+        );
+    }
+
+    #[tokio::test]
+    async fn the_clients_responses_pass_a_held_notification() {
+        let did_open = r#"{"jsonrpc":"2.0","method":"textDocument/didOpen","params":{}}"#;
+        let request = r#"{"jsonrpc":"2.0","id":1,"method":"textDocument/documentSymbol"}"#;
+        let response = r#"{"jsonrpc":"2.0","id":0,"result":null}"#;
+        let input: String = [did_open, request, response]
+            .iter()
+            .map(|body| format!("Content-Length: {}\r\n\r\n{body}", body.len()))
+            .collect();
+        let gate = Gate::default();
+        gate.arm(true);
+        let (sender, _receiver) = tokio::sync::mpsc::unbounded_channel();
+        let mut server_input = BufReader::new(frame_input(
+            std::io::Cursor::new(input.into_bytes()),
+            sender,
+            gate.clone(),
+        ));
+        assert_eq!(
+            read_message(&mut server_input).await.unwrap().unwrap(),
+            did_open
+        );
+        // The handler of didOpen may be waiting for this response.
+        assert_eq!(
+            read_message(&mut server_input).await.unwrap().unwrap(),
+            response
+        );
+        drop(gate.applying());
+        assert_eq!(
+            read_message(&mut server_input).await.unwrap().unwrap(),
+            request
+        );
     }
 
     #[test]
