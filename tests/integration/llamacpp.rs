@@ -35,7 +35,17 @@ fn project_with(config_toml: &str, files: &[(&str, &str)]) -> Project {
 
 fn start_lsp(project: &Project) -> LspClient {
     let mut client = LspClient::spawn(project, &[]);
-    client.initialize(&project.root(), json!({}));
+    // What VS Code and Neovim declare: code action literals, edits resolved lazily.
+    client.initialize(
+        &project.root(),
+        json!({
+            "workspace": {"applyEdit": true, "workspaceEdit": {"documentChanges": true}},
+            "textDocument": {"codeAction": {
+                "codeActionLiteralSupport": {"codeActionKind": {"valueSet": ["", "quickfix", "refactor", "refactor.rewrite"]}},
+                "resolveSupport": {"properties": ["edit"]},
+            }},
+        }),
+    );
     client.wait_for_index();
     client
 }
