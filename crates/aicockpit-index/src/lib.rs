@@ -40,7 +40,9 @@ pub use project::{
 pub use search::{SearchHit, SearchQuery};
 pub use source::read_project_file;
 pub use tokenizer::{tokenize, CodeTokenizer, CODE_TOKENIZER};
-pub use walk::{is_indexable, relative, walk, SkipReason, WalkEntry};
+pub use walk::{
+    is_indexable, is_walked_folder, relative, walk, walk_folders, SkipReason, WalkEntry,
+};
 
 /// What can go wrong with an index, naming the path involved.
 #[derive(Debug, thiserror::Error)]
