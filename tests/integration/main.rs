@@ -5,6 +5,8 @@ mod ai;
 mod cli;
 mod lsp;
 mod lsp_ai;
+mod lsp_editor_gaps;
+mod nvim;
 mod support;
 mod tidy;
 mod workspace;

@@ -112,16 +112,18 @@ impl Backend {
         self.inner.indexing.store(writable, Ordering::SeqCst);
         self.inner.engine.set(engine);
         let why = match marker {
-            Some(marker) => format!("the nearest folder with {marker}"),
-            None => "its folder: no project marker (.git, Cargo.toml, pyproject.toml, package.json, go.mod, …) above it".into(),
+            Some(marker) => format!("the nearest folder above {} with {marker}", file.display()),
+            None => format!(
+                "the folder of {}: no project marker (.git, Cargo.toml, pyproject.toml, package.json, go.mod, …) above it",
+                file.display()
+            ),
         };
         self.spawn_message(
             MessageType::INFO,
             format!(
-                "AiCockpit: the editor sent no root folder; serving {} ({why} of {}). \
+                "AiCockpit: the editor sent no root folder; serving {} ({why}). \
                  Set the editor's root folder to choose another.",
                 root.display(),
-                file.display()
             ),
         );
         let backend = self.clone_handle();

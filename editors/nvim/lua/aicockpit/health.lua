@@ -1,0 +1,58 @@
+-- :checkhealth aicockpit: the server is found and answers with its version,
+-- the index state, and whether the AI service answers.
+local M = {}
+
+function M.check()
+  local health = vim.health
+  local ai = require("aicockpit")
+  health.start("aicockpit")
+  if vim.fn.has("nvim-0.10") == 0 then
+    health.error("Neovim 0.10 or newer is needed")
+  else
+    health.ok(("Neovim %s"):format(tostring(vim.version())))
+  end
+  local path, reason = ai.server_path()
+  if not path then
+    health.error(reason)
+    return
+  end
+  local out = vim.fn.system({ path, "--version" })
+  if vim.v.shell_error ~= 0 then
+    health.error(("%s --version failed: %s"):format(path, out))
+    return
+  end
+  health.ok(("server found: %s (%s)"):format(path, vim.trim(out)))
+
+  local client = ai.client(vim.api.nvim_get_current_buf())
+  if not client then
+    health.warn("the server is not running in this buffer: open a supported file (after require('aicockpit').setup{})")
+    return
+  end
+  local response = ai.request_sync(client, "aicockpit/status", vim.NIL, 5000)
+  if not response or response.err or not response.result then
+    health.error("aicockpit/status did not answer: " .. vim.inspect(response and response.err))
+    return
+  end
+  local status = response.result
+  if status.root == nil or status.root == vim.NIL then
+    health.warn("no project is served yet: open a file of the project")
+  elseif status.indexing then
+    health.ok(("index: building for %s (%d files so far)"):format(status.root, status.files or 0))
+  else
+    health.ok(("index: %s, %d files, %d symbols"):format(status.root, status.files or 0, status.symbols or 0))
+  end
+  if status.lastError and status.lastError ~= vim.NIL then
+    health.warn("last server error: " .. status.lastError)
+  end
+  local stats = status.ai or {}
+  if not stats.service or stats.service == vim.NIL then
+    health.warn("no AI service is configured: add one with `aicockpit ai add` (ghost text and chat need one)")
+  elseif stats.lastError and stats.lastError ~= vim.NIL and ai.state.ai == "failing" then
+    health.error(("AI service %s is failing: %s"):format(stats.service, stats.lastError),
+      { "run `aicockpit ai test`", "services are configured in the file `aicockpit config path` names" })
+  else
+    health.ok(("AI service %s: %d requests, %d failures"):format(stats.service, stats.requests or 0, stats.failures or 0))
+  end
+end
+
+return M
