@@ -165,8 +165,16 @@ fn workspace_symbols_see_every_edit_received_before_the_request() {
     assert_eq!(client.shutdown().code(), Some(0));
 }
 
+/// A race (the first index against the first flush of an open document) that
+/// the old code lost about two times in three: five rounds catch it.
 #[test]
 fn the_definition_is_given_once_when_its_file_was_open_during_the_first_index() {
+    for _ in 0..5 {
+        definition_once_with_the_file_open_during_the_first_index();
+    }
+}
+
+fn definition_once_with_the_file_open_during_the_first_index() {
     let project = Project::new(&[("pkg/a.py", A_PY), ("pkg/b.py", B_PY)]);
     let root = project.root();
     let mut client = LspClient::spawn(&project, &[]);
