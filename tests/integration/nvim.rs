@@ -83,8 +83,9 @@ fn run_e2e(legacy: bool) {
         project.home.path().join("config.toml"),
         format!(
             "[ai]\nactive = \"mock\"\n\n[[ai.services]]\nname = \"mock\"\nkind = \"lmstudio\"\n\
-             base_url = \"{}\"\nchat_model = \"mock-chat\"\ncompletion_model = \"qwen2.5-coder-1.5b\"\n",
-            mock.url()
+             base_url = \"{url}\"\nchat_model = \"mock-chat\"\ncompletion_model = \"qwen2.5-coder-1.5b\"\n\n\
+             [[ai.services]]\nname = \"other\"\nkind = \"lmstudio\"\nbase_url = \"{url}\"\nchat_model = \"other-chat\"\n",
+            url = mock.url()
         ),
     )
     .unwrap();

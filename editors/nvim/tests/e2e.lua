@@ -8,6 +8,7 @@ local project = assert(os.getenv("AICOCKPIT_TEST_PROJECT"), "AICOCKPIT_TEST_PROJ
 vim.opt.runtimepath:prepend(plugin)
 vim.cmd("runtime plugin/aicockpit.lua")
 vim.o.swapfile = false
+vim.o.hidden = true
 vim.o.shortmess = vim.o.shortmess .. "F"
 
 local TIMEOUT = 30000
@@ -77,6 +78,17 @@ local function settle()
   coroutine.yield()
 end
 
+--- Show a project file (kept as it is when already shown: it may have unsaved edits).
+local function open_file(rel)
+  local path = project .. "/" .. rel
+  local buf = vim.fn.bufnr(path)
+  if buf ~= -1 and vim.api.nvim_buf_is_loaded(buf) then
+    vim.api.nvim_set_current_buf(buf)
+  else
+    vim.cmd.edit(vim.fn.fnameescape(path))
+  end
+end
+
 local steps = {}
 
 steps[#steps + 1] = { "setup starts the server from PATH for a project without a root", function()
@@ -86,7 +98,7 @@ steps[#steps + 1] = { "setup starts the server from PATH for a project without a
   local opts = legacy and { start = "start", ghost_text = { native = false } } or {}
   expect(ai.setup(opts), "setup failed: " .. table.concat(messages, "\n"))
   log("Neovim " .. tostring(vim.version()) .. (legacy and ", legacy paths" or ""))
-  vim.cmd.edit(vim.fn.fnameescape(project .. "/main.py"))
+  open_file("main.py")
   wait_for("the client to attach", function() return client() ~= nil end)
   wait_for("the server's no-root message", function()
     for _, message in ipairs(messages) do
@@ -133,7 +145,7 @@ steps[#steps + 1] = { "a file created outside the editor is in workspace/symbol"
 end }
 
 steps[#steps + 1] = { "ghost text from the mock AI service, accepted", function()
-  vim.cmd.edit(vim.fn.fnameescape(project .. "/main.py"))
+  open_file("main.py")
   vim.api.nvim_buf_set_lines(0, -1, -1, false, { "", "answer = " })
   local last = vim.api.nvim_buf_line_count(0)
   vim.api.nvim_win_set_cursor(0, { last, #"answer = " })
@@ -192,7 +204,7 @@ steps[#steps + 1] = { ":AiChat streams the reply and lists jumpable sources", fu
 end }
 
 steps[#steps + 1] = { ":AiSearch fills the quickfix list", function()
-  vim.cmd.edit(vim.fn.fnameescape(project .. "/main.py"))
+  open_file("main.py")
   vim.fn.setqflist({}, "r", { items = {} })
   vim.cmd("AiSearch helper_function")
   wait_for("quickfix items", function() return #vim.fn.getqflist() > 0 end)
@@ -207,7 +219,7 @@ steps[#steps + 1] = { ":AiSearch fills the quickfix list", function()
 end }
 
 steps[#steps + 1] = { ":checkhealth aicockpit reports OK", function()
-  vim.cmd.edit(vim.fn.fnameescape(project .. "/main.py"))
+  open_file("main.py")
   vim.cmd("checkhealth aicockpit")
   local text = buffer_text()
   expect(text:find("server found", 1, true), "no server line:\n" .. text)
@@ -220,6 +232,46 @@ end }
 steps[#steps + 1] = { "the statusline component names the service", function()
   local line = ai.statusline()
   expect(line:find("mock", 1, true), "statusline: " .. line)
+end }
+
+steps[#steps + 1] = { ":AiExplain runs our code action on a range and shows the explanation", function()
+  open_file("main.py")
+  local before = #messages
+  vim.cmd("4,6AiExplain")
+  wait_for("the explanation", function()
+    for i = before + 1, #messages do
+      if messages[i]:find("helper_function(21)", 1, true) then
+        return true
+      end
+    end
+    return false
+  end)
+end }
+
+steps[#steps + 1] = { ":AiCommand suggests a command without running it", function()
+  local suggested
+  ai.suggest_command("list the python files", function(result) suggested = result end)
+  wait_for("the suggestion", function() return suggested ~= nil end)
+  expect(suggested.command ~= "", "an empty command")
+  expect(vim.fn.getreg('"') == suggested.command, "the command is not in the unnamed register")
+end }
+
+steps[#steps + 1] = { ":AiService switches the active service through vim.ui.select", function()
+  local offered
+  local select = vim.ui.select
+  vim.ui.select = function(items, _, on_choice)
+    offered = items
+    on_choice("other")
+  end
+  vim.cmd("AiService")
+  wait_for("the service picker", function() return offered ~= nil end)
+  vim.ui.select = select
+  expect(vim.tbl_contains(offered, "mock") and vim.tbl_contains(offered, "other"), "offered: " .. vim.inspect(offered))
+  wait_for("the server to use the other service", function()
+    local status = request("aicockpit/status", vim.NIL)
+    return status.ai.service == "other"
+  end)
+  expect(ai.statusline():find("other", 1, true), "statusline: " .. ai.statusline())
 end }
 
 -- After startup: filetype detection is switched on only after this file runs.
