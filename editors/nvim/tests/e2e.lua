@@ -224,7 +224,7 @@ steps[#steps + 1] = { ":checkhealth aicockpit reports OK", function()
   local text = buffer_text()
   expect(text:find("server found", 1, true), "no server line:\n" .. text)
   expect(text:find("index:", 1, true), "no index line:\n" .. text)
-  expect(text:find("AI service mock", 1, true), "no AI line:\n" .. text)
+  expect(text:find("AI service mock answers", 1, true), "no AI line:\n" .. text)
   expect(not text:find("ERROR", 1, true) and not text:find("WARNING", 1, true), "not all OK:\n" .. text)
   vim.cmd("bwipeout!")
 end }

@@ -47,11 +47,29 @@ function M.check()
   local stats = status.ai or {}
   if not stats.service or stats.service == vim.NIL then
     health.warn("no AI service is configured: add one with `aicockpit ai add` (ghost text and chat need one)")
-  elseif stats.lastError and stats.lastError ~= vim.NIL and ai.state.ai == "failing" then
-    health.error(("AI service %s is failing: %s"):format(stats.service, stats.lastError),
-      { "run `aicockpit ai test`", "services are configured in the file `aicockpit config path` names" })
+    return
+  end
+  local advice = { ("run `aicockpit ai test %s`"):format(stats.service), "services are configured in the file `aicockpit config path` names" }
+  if ai.state.ai == "failing" and stats.lastError and stats.lastError ~= vim.NIL then
+    health.error(("AI service %s is failing: %s"):format(stats.service, stats.lastError), advice)
+    return
+  end
+  -- Reachability: the CLI next to the server (or on PATH) asks the service.
+  local cli = vim.fs.joinpath(vim.fs.dirname(path), "aicockpit")
+  if vim.fn.executable(cli) ~= 1 then
+    cli = vim.fn.exepath("aicockpit")
+  end
+  if cli == "" then
+    health.ok(("AI service %s: %d requests, %d failures (the aicockpit CLI is not found, so it was not asked)")
+      :format(stats.service, stats.requests or 0, stats.failures or 0))
+    return
+  end
+  local result = vim.system({ cli, "ai", "test", stats.service }, { text = true }):wait(30000)
+  local output = vim.trim((result.stdout or "") .. "\n" .. (result.stderr or ""))
+  if result.code == 0 then
+    health.ok(("AI service %s answers (`aicockpit ai test %s`)"):format(stats.service, stats.service))
   else
-    health.ok(("AI service %s: %d requests, %d failures"):format(stats.service, stats.requests or 0, stats.failures or 0))
+    health.error(("AI service %s does not answer: %s"):format(stats.service, output), advice)
   end
 end
 
