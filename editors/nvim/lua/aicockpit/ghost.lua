@@ -129,6 +129,8 @@ local function accept_text(bufnr, text, item, whole)
   local last_row = row + #lines - 1
   local last_col = (#lines == 1 and col or 0) + #lines[#lines]
   api.nvim_win_set_cursor(0, { last_row + 1, last_col })
+  -- Our own change: the TextChangedI/CursorMovedI it causes keep the rest shown.
+  s.own = { tick = api.nvim_buf_get_changedtick(bufnr), row = last_row + 1, col = last_col }
   local client = vim.lsp.get_client_by_id(s.client_id)
   if client and item.command then
     if whole then
@@ -211,6 +213,27 @@ function M.dismiss()
   end
 end
 
+--- For expr keymaps, which may not change text: whether there is something
+--- to do, with the change itself scheduled.
+local function later(fn)
+  return function()
+    if not M.current() then
+      return false
+    end
+    vim.schedule(fn)
+    return true
+  end
+end
+
+local function accept_key()
+  if M.current() then
+    vim.schedule(M.accept)
+    return true
+  end
+  -- Made for expr mappings: it schedules the change itself.
+  return M.native() and vim.lsp.inline_completion.get() or false
+end
+
 local function map_keys(bufnr)
   local keys = opts.keymaps or {}
   local function map(lhs, fn, desc, fallback)
@@ -224,10 +247,10 @@ local function map_keys(bufnr)
       return ""
     end, { buffer = bufnr, expr = true, replace_keycodes = true, desc = desc })
   end
-  map(keys.accept, M.accept, "AiCockpit: accept the suggestion", true)
-  map(keys.accept_word, M.accept_word, "AiCockpit: accept the next word", true)
-  map(keys.next, M.next, "AiCockpit: next suggestion")
-  map(keys.dismiss, M.dismiss, "AiCockpit: dismiss the suggestion")
+  map(keys.accept, accept_key, "AiCockpit: accept the suggestion", true)
+  map(keys.accept_word, later(M.accept_word), "AiCockpit: accept the next word", true)
+  map(keys.next, function() vim.schedule(M.next) end, "AiCockpit: next suggestion")
+  map(keys.dismiss, function() vim.schedule(M.dismiss) end, "AiCockpit: dismiss the suggestion")
 end
 
 function M.setup(ghost_opts)
@@ -260,8 +283,16 @@ function M.attach(client, bufnr)
     group = group,
     buffer = bufnr,
     callback = function()
-      M.clear(bufnr)
       local s = state(bufnr)
+      local own = s.own
+      if own and own.tick == api.nvim_buf_get_changedtick(bufnr) then
+        local cursor = api.nvim_win_get_cursor(0)
+        if cursor[1] == own.row and cursor[2] == own.col then
+          return
+        end
+      end
+      s.own = nil
+      M.clear(bufnr)
       if s.timer then
         s.timer:stop()
       end
