@@ -151,13 +151,22 @@ impl Backend {
         if engine.index().is_none_or(|index| index.is_read_only()) {
             return;
         }
-        let backend = self.clone_handle();
-        watch::spawn(root, engine, move |report| match report {
-            watch::Report::Warning(message) => {
-                backend.inner.record_error(&message);
-                backend.spawn_message(MessageType::WARNING, message);
+        // Weak: the watcher must not keep an ended session alive.
+        let inner = Arc::downgrade(&self.inner);
+        let client = self.client.clone();
+        let stop = self.inner.watch_stop.subscribe();
+        watch::spawn(root, engine, stop, move |report| {
+            let Some(inner) = inner.upgrade() else { return };
+            match report {
+                watch::Report::Warning(message) => {
+                    inner.record_error(&message);
+                    let client = client.clone();
+                    tokio::spawn(async move {
+                        client.show_message(MessageType::WARNING, message).await
+                    });
+                }
+                watch::Report::Error(message) => inner.record_error(message),
             }
-            watch::Report::Error(message) => backend.inner.record_error(message),
         });
     }
 

@@ -101,6 +101,8 @@ struct Inner {
     root_pending: AtomicBool,
     /// A `window/showMessage` was sent for the current AI failure.
     ai_failure_shown: AtomicBool,
+    /// Set at `shutdown` (and dropped with the session): stops the server's own watcher.
+    watch_stop: tokio::sync::watch::Sender<bool>,
     unit: Mutex<ColumnUnit>,
     indexing: AtomicBool,
     last_index_ms: Mutex<Option<f64>>,
@@ -139,6 +141,7 @@ impl Inner {
             engine: EngineSlot::default(),
             root_pending: AtomicBool::new(false),
             ai_failure_shown: AtomicBool::new(false),
+            watch_stop: tokio::sync::watch::channel(false).0,
             unit: Mutex::new(ColumnUnit::Utf16),
             indexing: AtomicBool::new(false),
             last_index_ms: Mutex::new(None),
@@ -602,6 +605,7 @@ impl LanguageServer for Backend {
     }
 
     async fn shutdown(&self) -> Result<()> {
+        self.inner.watch_stop.send_replace(true);
         if self.inner.engine.get().is_some() {
             if let Ok(Err(error)) = self.blocking(|engine| engine.flush()).await {
                 self.inner.record_error(error);

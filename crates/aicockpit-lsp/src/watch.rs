@@ -41,11 +41,12 @@ pub(crate) enum Report {
     Error(String),
 }
 
-/// Watch `root` until the returned task is dropped with the server; index
-/// what changes. `report` hears warnings and errors.
+/// Watch `root` and index what changes, until `stop` turns true or its
+/// sender is dropped (the session ended). `report` hears warnings and errors.
 pub(crate) fn spawn(
     root: PathBuf,
     engine: Arc<Engine>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
     report: impl Fn(Report) + Send + Sync + 'static,
 ) {
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<notify::Event>();
@@ -85,7 +86,14 @@ pub(crate) fn spawn(
         } else if truncated {
             warn(bound_message(&root, limit), &mut warned);
         }
-        while let Some(first) = receiver.recv().await {
+        loop {
+            let first = tokio::select! {
+                event = receiver.recv() => match event {
+                    Some(event) => event,
+                    None => break,
+                },
+                _ = stop.changed() => break,
+            };
             let mut events = vec![first];
             tokio::time::sleep(BATCH_WINDOW).await;
             while let Ok(event) = receiver.try_recv() {
