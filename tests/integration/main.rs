@@ -7,6 +7,8 @@ mod llamacpp;
 mod llamacpp_server;
 mod lsp;
 mod lsp_ai;
+mod lsp_editor_gaps;
+mod nvim;
 mod support;
 mod tidy;
 mod vscode;

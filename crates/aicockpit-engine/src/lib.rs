@@ -268,18 +268,23 @@ impl Engine {
         let mut changed = false;
         let mut written = Vec::with_capacity(dirty.len());
         for (path, lang, text) in dirty {
-            if let Some(rel) = self.rel(&path) {
-                changed |= index.update_file(&rel, lang, &text)?;
+            let rel = self.rel(&path);
+            if let Some(rel) = &rel {
+                changed |= index.update_file(rel, lang, &text)?;
             }
-            written.push((path, text));
+            written.push((path, rel, text));
         }
         if changed {
             index.commit()?;
         }
         let mut documents = self.documents();
-        for (path, text) in written {
+        for (path, rel, text) in written {
+            // A refresh running meanwhile may have put the disk's text back
+            // (the first index with the file already open): then the
+            // document stays dirty and the refresh's own flush writes it again.
+            let held = rel.is_none_or(|rel| index.holds_text(&rel, &text));
             if let Some(doc) = documents.get_mut(&path) {
-                if doc.text == text {
+                if doc.text == text && held {
                     doc.dirty = false;
                 }
             }

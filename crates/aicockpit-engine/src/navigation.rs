@@ -61,6 +61,16 @@ impl Engine {
             .filter(|hit| Some(&hit.path) != current.as_ref())
             .map(|hit| (index.absolute(&hit.path), hit.symbol))
             .collect();
+        // The same place twice would make an editor open a list instead of jumping.
+        let mut seen = Vec::with_capacity(found.len());
+        found.retain(|(file, symbol)| {
+            let key = (file.clone(), symbol.selection_range);
+            let new = !seen.contains(&key);
+            if new {
+                seen.push(key);
+            }
+            new
+        });
         let here = path.parent().map(Path::to_path_buf).unwrap_or_default();
         found.sort_by_key(|(other, _)| {
             let shared = other

@@ -41,8 +41,8 @@ pub use search::{SearchHit, SearchQuery};
 pub use source::read_project_file;
 pub use tokenizer::{tokenize, CodeTokenizer, CODE_TOKENIZER};
 pub use walk::{
-    default_skip_folders, is_indexable, is_indexable_skipping, is_test_path, relative, walk,
-    walk_skipping, SkipReason, WalkEntry,
+    default_skip_folders, is_indexable, is_indexable_skipping, is_test_path, is_walked_folder,
+    relative, walk, walk_folders, walk_skipping, SkipReason, WalkEntry,
 };
 
 /// What can go wrong with an index, naming the path involved.

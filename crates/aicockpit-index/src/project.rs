@@ -508,6 +508,15 @@ impl ProjectIndex {
         Ok(true)
     }
 
+    /// Whether the index holds exactly this text for a file (a concurrent
+    /// refresh may have replaced an editor's text with the disk's).
+    pub fn holds_text(&self, rel: &str, text: &str) -> bool {
+        let hash = xxhash_rust::xxh3::xxh3_64(text.as_bytes());
+        self.files_read()
+            .get(rel)
+            .is_some_and(|record| record.hash == hash)
+    }
+
     /// Drop a file from the index. Returns whether it was there.
     pub fn remove_file(&self, rel: &str) -> Result<bool, IndexError> {
         let writer = self.writer()?;

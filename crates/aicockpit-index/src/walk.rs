@@ -153,6 +153,48 @@ pub fn walk_skipping(
     (entries, skipped)
 }
 
+/// The folders the walk would enter (with the default skipped folders), root first, at most `limit` of them
+/// (for a file watcher that watches each folder on its own). The second
+/// value is true when more folders were left out.
+pub fn walk_folders(root: &Path, limit: usize) -> (Vec<PathBuf>, bool) {
+    let rules = std::sync::Arc::new(IgnoreRules::new(root, &default_skip_folders()));
+    let walker = ignore::WalkBuilder::new(root)
+        .follow_links(false)
+        .hidden(false)
+        .require_git(false)
+        .parents(false)
+        .ignore(false)
+        .git_ignore(false)
+        .git_exclude(false)
+        .filter_entry(move |entry| {
+            let is_dir = entry.file_type().is_some_and(|t| t.is_dir());
+            is_dir
+                && entry.file_name() != ".git"
+                && (entry.depth() == 0 || !rules.is_ignored(entry.path(), true, true))
+        })
+        .build();
+    let mut folders = Vec::new();
+    for entry in walker.flatten() {
+        if folders.len() == limit {
+            return (folders, true);
+        }
+        folders.push(entry.into_path());
+    }
+    (folders, false)
+}
+
+/// Whether the walk would enter this folder (inside the root, not `.git`,
+/// not ignored): used when a watcher sees a new folder.
+pub fn is_walked_folder(root: &Path, path: &Path) -> bool {
+    match relative(root, path) {
+        None => path == root,
+        Some(rel) => {
+            !rel.split('/').any(|part| part == ".git")
+                && !IgnoreRules::new(root, &default_skip_folders()).is_ignored(path, true, false)
+        }
+    }
+}
+
 /// Whether the walk would index this path (used for single-file events):
 /// inside the root, a known language, and not ignored (default skip folders).
 pub fn is_indexable(root: &Path, path: &Path) -> bool {

@@ -592,3 +592,40 @@ fn test_paths_are_recognised_by_folder_and_name() {
         assert!(!aicockpit_index::is_test_path(library), "{library}");
     }
 }
+
+#[test]
+fn watched_folders_are_the_walked_ones_within_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    for folder in ["src/a", "src/b", "build/out", ".git/objects", "docs"] {
+        fs::create_dir_all(root.join(folder)).unwrap();
+    }
+    fs::write(root.join(".gitignore"), "build/\n").unwrap();
+    let (folders, truncated) = aicockpit_index::walk_folders(&root, 100);
+    let mut rels: Vec<String> = folders
+        .iter()
+        .map(|f| aicockpit_index::relative(&root, f).unwrap_or_default())
+        .collect();
+    rels.sort();
+    assert_eq!(rels, ["", "docs", "src", "src/a", "src/b"]);
+    assert!(!truncated);
+    let (folders, truncated) = aicockpit_index::walk_folders(&root, 2);
+    assert_eq!(folders.len(), 2);
+    assert!(truncated);
+    assert!(aicockpit_index::is_walked_folder(
+        &root,
+        &root.join("src/new")
+    ));
+    assert!(!aicockpit_index::is_walked_folder(
+        &root,
+        &root.join("build/new")
+    ));
+    assert!(!aicockpit_index::is_walked_folder(
+        &root,
+        &root.join(".git/x")
+    ));
+    assert!(!aicockpit_index::is_walked_folder(
+        &root,
+        Path::new("/elsewhere")
+    ));
+}

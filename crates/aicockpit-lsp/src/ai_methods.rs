@@ -2,6 +2,7 @@
 //! items, chat with streamed partial results, code actions resolved lazily,
 //! shell-command help, completion feedback, and the AI status notification.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use aicockpit_engine::{AiAction, AiActionOutcome, ChatParams, Engine, EngineError};
@@ -44,9 +45,21 @@ impl Backend {
             }
             *last = Some(notification.clone());
         }
+        let announce = match notification.state.as_str() {
+            "failing" => !self.inner.ai_failure_shown.swap(true, Ordering::SeqCst),
+            "ok" => {
+                self.inner.ai_failure_shown.store(false, Ordering::SeqCst);
+                false
+            }
+            _ => false,
+        };
+        let failure = announce.then(|| failure_message(&notification, &self.inner.options.paths));
         self.client
             .send_notification::<ext::AiStatusNotification>(notification)
             .await;
+        if let Some(message) = failure {
+            self.client.show_message(MessageType::ERROR, message).await;
+        }
     }
 
     /// Run one AI request with status notifications around it.
@@ -125,10 +138,6 @@ impl Backend {
             result = self.with_ai_status(&engine, engine.inline_completion(&path, offset)) => result?,
             () = superseded => return Ok(ext::InlineCompletionList::default()),
         };
-        let cursor = Range {
-            start: params.position,
-            end: params.position,
-        };
         Ok(ext::InlineCompletionList {
             items: completion
                 .into_iter()
@@ -136,7 +145,7 @@ impl Backend {
                     let length = completion.text.chars().count();
                     ext::InlineCompletionItem {
                         insert_text: completion.text,
-                        range: cursor,
+                        range: None,
                         command: Command {
                             title: "Accept".into(),
                             command: ACCEPT_COMMAND.into(),
@@ -598,6 +607,21 @@ impl Backend {
             ))),
         }
     }
+}
+
+/// The one message a user sees when AI starts failing: what failed and how to fix it.
+fn failure_message(status: &ext::AiStatusNotification, paths: &aicockpit_config::Paths) -> String {
+    let service = status.service.as_deref().map_or_else(
+        || "the AI service".to_string(),
+        |name| format!("the AI service {name:?}"),
+    );
+    format!(
+        "AiCockpit: {service} is failing: {}. Check it with `aicockpit ai test`; \
+         services are configured in {} (see `aicockpit ai list`). \
+         This message is shown again only after the service recovers and fails anew.",
+        status.message.as_deref().unwrap_or("no reason given"),
+        paths.config_file.display()
+    )
 }
 
 /// Sends `ok` if a request ends without reporting, e.g. when it is cancelled.

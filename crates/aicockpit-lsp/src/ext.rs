@@ -68,6 +68,9 @@ pub struct Status {
     pub last_error: Option<String>,
     /// The active AI service, request and completion counters, the last AI error.
     pub ai: aicockpit_engine::AiStats,
+    /// The names of the configured AI services, for a client's service picker.
+    #[serde(default)]
+    pub services: Vec<String>,
 }
 
 /// `textDocument/inlineCompletion` parameters (LSP 3.18; lsp-types 0.94 lacks them).
@@ -92,7 +95,10 @@ pub struct InlineCompletionList {
 #[serde(rename_all = "camelCase")]
 pub struct InlineCompletionItem {
     pub insert_text: String,
-    pub range: Range,
+    /// Absent for a pure insertion at the cursor, so clients draw the text
+    /// inline instead of over the rest of the line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<Range>,
     /// `aicockpit.acceptCompletion` with `{id, length}`: the editor runs it when the item is accepted.
     pub command: tower_lsp::lsp_types::Command,
 }

@@ -12,5 +12,6 @@ pub mod from_proto;
 mod server;
 pub mod to_proto;
 mod transport;
+mod watch;
 
 pub use server::{build_service, serve, ServerOptions};

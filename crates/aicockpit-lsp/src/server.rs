@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use aicockpit_config::{Config, Paths};
@@ -22,6 +22,8 @@ use crate::{from_proto, to_proto};
 
 #[path = "ai_methods.rs"]
 mod ai_methods;
+#[path = "root.rs"]
+mod root;
 
 /// How long the server waits for the client to answer one of its requests.
 const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -98,7 +100,13 @@ pub struct Backend {
 
 struct Inner {
     options: ServerOptions,
-    engine: OnceLock<Arc<Engine>>,
+    engine: EngineSlot,
+    /// The client sent no root: the first opened file's project is served.
+    root_pending: AtomicBool,
+    /// A `window/showMessage` was sent for the current AI failure.
+    ai_failure_shown: AtomicBool,
+    /// Set at `shutdown` (and dropped with the session): stops the server's own watcher.
+    watch_stop: tokio::sync::watch::Sender<bool>,
     unit: Mutex<ColumnUnit>,
     indexing: AtomicBool,
     last_index_ms: Mutex<Option<f64>>,
@@ -121,11 +129,29 @@ struct Inner {
     shut_down: AtomicBool,
 }
 
+/// The engine, set at `initialize` and replaced once when a client without a
+/// root opens its first file.
+#[derive(Default)]
+struct EngineSlot(RwLock<Option<Arc<Engine>>>);
+
+impl EngineSlot {
+    fn get(&self) -> Option<Arc<Engine>> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set(&self, engine: Arc<Engine>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(engine);
+    }
+}
+
 impl Inner {
     fn new(options: ServerOptions) -> Inner {
         Inner {
             options,
-            engine: OnceLock::new(),
+            engine: EngineSlot::default(),
+            root_pending: AtomicBool::new(false),
+            ai_failure_shown: AtomicBool::new(false),
+            watch_stop: tokio::sync::watch::channel(false).0,
             unit: Mutex::new(ColumnUnit::Utf16),
             indexing: AtomicBool::new(false),
             last_index_ms: Mutex::new(None),
@@ -163,15 +189,11 @@ impl Inner {
 
 impl Backend {
     fn engine(&self) -> Result<Arc<Engine>> {
-        self.inner
-            .engine
-            .get()
-            .cloned()
-            .ok_or_else(|| jsonrpc::Error {
-                code: jsonrpc::ErrorCode::ServerError(-32002),
-                message: "server not initialized".into(),
-                data: None,
-            })
+        self.inner.engine.get().ok_or_else(|| jsonrpc::Error {
+            code: jsonrpc::ErrorCode::ServerError(-32002),
+            message: "server not initialized".into(),
+            data: None,
+        })
     }
 
     /// Run blocking engine work off the async threads.
@@ -413,6 +435,13 @@ impl Backend {
         if let Some(engine) = inner.engine.get() {
             status.open_documents = engine.open_document_count();
             status.ai = engine.ai_stats();
+            status.services = engine
+                .config()
+                .ai
+                .services
+                .iter()
+                .map(|service| service.name.clone())
+                .collect();
             if let Some(index) = engine.index() {
                 let stats = index.stats();
                 status.root = Some(stats.root.display().to_string());
@@ -478,6 +507,7 @@ impl LanguageServer for Backend {
             .root_override
             .clone()
             .or_else(|| client_root(&params));
+        inner.root_pending.store(root.is_none(), Ordering::SeqCst);
         let index = match root {
             Some(root) => {
                 let options = IndexOptions {
@@ -527,7 +557,7 @@ impl LanguageServer for Backend {
         if let Err(error) = engine.configure_ai(&inner.options.paths.data_dir) {
             inner.record_error(format!("AI service: {error}"));
         }
-        let _ = inner.engine.set(engine);
+        inner.engine.set(engine);
         // From now on tower-lsp hands notifications to their handlers.
         inner.gate.arm(true);
 
@@ -595,6 +625,7 @@ impl LanguageServer for Backend {
             inner: self.inner.clone(),
         };
         tokio::spawn(async move { backend.index_with_progress().await });
+        self.start_own_watcher();
         self.register_file_watcher().await;
     }
 
@@ -602,6 +633,7 @@ impl LanguageServer for Backend {
         self.inner.shut_down.store(true, Ordering::SeqCst);
         // tower-lsp drops notifications after `shutdown`: nothing to wait for.
         self.inner.gate.arm(false);
+        self.inner.watch_stop.send_replace(true);
         if self.inner.engine.get().is_some() {
             if let Ok(Err(error)) = self.blocking(|engine| engine.flush()).await {
                 self.inner.record_error(error);
@@ -612,10 +644,11 @@ impl LanguageServer for Backend {
 
     async fn did_open(&self, params: DidOpenTextDocumentParams) {
         let _applied = self.inner.gate.applying();
-        let Ok(engine) = self.engine() else { return };
         let Ok(path) = from_proto::path(&params.text_document.uri) else {
             return;
         };
+        self.adopt_root_for(&path);
+        let Ok(engine) = self.engine() else { return };
         let doc = params.text_document;
         engine.open_document(
             &path,
@@ -781,6 +814,10 @@ impl LanguageServer for Backend {
             .and_then(|k| k.value_set.clone());
         let found = self
             .blocking(move |engine| {
+                // Every edit received before this request is searchable.
+                if let Err(error) = engine.flush() {
+                    tracing::warn!(%error, "flush before workspace/symbol");
+                }
                 let limit = engine.config().search.max_workspace_symbols;
                 engine.workspace_symbols(&query, limit)
             })
