@@ -123,22 +123,27 @@ fn inline_completion_carries_index_context_and_feedback_is_counted() {
         m["method"] == "aicockpit/didChangeStatus" && m["params"]["state"] == "ok"
     });
 
-    // Shown, accepted, partially accepted.
+    // Shown, accepted word by word (editors report a running total), then
+    // whole: each character is counted once.
     client.notify("textDocument/didShowCompletion", json!({"item": item}));
+    for total in [5, 6, 6] {
+        client.notify(
+            "textDocument/didPartiallyAcceptCompletion",
+            json!({"item": item, "acceptedLength": total}),
+        );
+    }
+    let status = client.request("aicockpit/status", Value::Null);
+    assert_eq!(status["ai"]["acceptedChars"], 6, "{status}");
     client.request(
         "workspace/executeCommand",
         json!({"command": item["command"]["command"], "arguments": item["command"]["arguments"]}),
-    );
-    client.notify(
-        "textDocument/didPartiallyAcceptCompletion",
-        json!({"item": item, "acceptedLength": 5}),
     );
     let status = client.request("aicockpit/status", Value::Null);
     let ai = &status["ai"];
     assert_eq!(ai["service"], "mock");
     assert_eq!(ai["completionsShown"], 1, "{status}");
     assert_eq!(ai["completionsAccepted"], 1);
-    assert_eq!(ai["acceptedChars"], "shown.to_uppercase()".len() + 5);
+    assert_eq!(ai["acceptedChars"], "shown.to_uppercase()".len());
 
     // A second request for the same prompt is answered from the cache.
     let before = setup.mock.requests().len();

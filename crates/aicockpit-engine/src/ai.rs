@@ -31,6 +31,8 @@ pub(crate) struct AiState {
     /// Why the active service has no client (a key variable not set, …):
     /// every AI request fails with it, before any HTTP request.
     unusable: Option<AiError>,
+    /// Characters of each completion (by id) already counted as accepted.
+    partially_accepted: std::collections::HashMap<u64, u64>,
     /// The probe's recorded verdict for the active completion model.
     fim_verdict: Option<bool>,
     /// The context size the service serves: not asked yet, unknown, or known.
@@ -212,16 +214,33 @@ impl Engine {
         self.ai_state().stats.completions_shown += 1;
     }
 
-    /// The user accepted a whole completion of `chars` characters.
-    pub fn completion_accepted(&self, chars: u64) {
+    /// The user accepted the whole completion `id` of `chars` characters;
+    /// what was already counted for it by partial accepts is not counted again.
+    pub fn completion_accepted(&self, id: Option<u64>, chars: u64) {
         let mut state = self.ai_state();
         state.stats.completions_accepted += 1;
-        state.stats.accepted_chars += chars;
+        let before = id.map_or(0, |id| state.partially_accepted.remove(&id).unwrap_or(0));
+        state.stats.accepted_chars += chars.saturating_sub(before);
     }
 
-    /// The user accepted part (`chars` characters) of a completion.
-    pub fn completion_partially_accepted(&self, chars: u64) {
-        self.ai_state().stats.accepted_chars += chars;
+    /// The user has accepted `total` characters of completion `id` so far
+    /// (editors report a running total with every word accepted): only the
+    /// increase counts. Without an id, `total` counts as given.
+    pub fn completion_partially_accepted(&self, id: Option<u64>, total: u64) {
+        let mut state = self.ai_state();
+        let Some(id) = id else {
+            state.stats.accepted_chars += total;
+            return;
+        };
+        if state.partially_accepted.len() >= CACHE_ENTRIES
+            && !state.partially_accepted.contains_key(&id)
+        {
+            state.partially_accepted.clear();
+        }
+        let counted = state.partially_accepted.entry(id).or_insert(0);
+        let increase = total.saturating_sub(*counted);
+        *counted = (*counted).max(total);
+        state.stats.accepted_chars += increase;
     }
 
     /// A completion at `offset` of `path`: fill-in-the-middle for models of a

@@ -349,7 +349,12 @@ impl Backend {
 
     pub(super) async fn did_partially_accept_completion(&self, params: ext::CompletionFeedback) {
         if let Ok(engine) = self.engine() {
-            engine.completion_partially_accepted(params.accepted_length.unwrap_or(0));
+            // The item is the one we sent: its accept command carries our id.
+            let id = params
+                .item
+                .as_ref()
+                .and_then(|item| item["command"]["arguments"][0]["id"].as_u64());
+            engine.completion_partially_accepted(id, params.accepted_length.unwrap_or(0));
         }
     }
 
@@ -558,7 +563,8 @@ impl Backend {
                     .as_ref()
                     .and_then(|a| a["length"].as_u64())
                     .unwrap_or(0);
-                engine.completion_accepted(length);
+                let id = argument.as_ref().and_then(|a| a["id"].as_u64());
+                engine.completion_accepted(id, length);
                 Ok(None)
             }
             // An explanation already made (from `codeAction/resolve`): show it.
