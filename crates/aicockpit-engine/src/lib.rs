@@ -298,6 +298,22 @@ impl Engine {
 
     /// Files changed on disk (watcher events). Open documents are skipped:
     /// their editor text wins. Returns how many paths changed the index.
+    /// Files changed on disk (a watcher's events): when an ignore file
+    /// changed, the whole project is walked again (what is indexed may
+    /// change anywhere); otherwise only `paths` are re-read.
+    pub fn watched_files_changed(
+        &self,
+        paths: &[PathBuf],
+        ignore_rules_changed: bool,
+    ) -> Result<usize, EngineError> {
+        if ignore_rules_changed {
+            self.refresh(&|_| {})
+                .map(|stats| stats.parsed + stats.removed)
+        } else {
+            self.files_changed(paths)
+        }
+    }
+
     pub fn files_changed(&self, paths: &[PathBuf]) -> Result<usize, EngineError> {
         let Some(index) = self.index.as_ref().filter(|index| !index.is_read_only()) else {
             return Ok(0);

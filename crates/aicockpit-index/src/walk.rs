@@ -82,25 +82,7 @@ pub fn walk_skipping(
     let mut skipped = Vec::new();
     // The project's own ignore files are read by `IgnoreRules` (safely);
     // the `ignore` crate only walks, and applies the user's global excludes.
-    let rules = std::sync::Arc::new(IgnoreRules::new(root, skip_folders));
-    let walker = ignore::WalkBuilder::new(root)
-        .follow_links(false)
-        .hidden(false)
-        .require_git(false)
-        .parents(false)
-        .ignore(false)
-        .git_ignore(false)
-        .git_exclude(false)
-        .filter_entry(move |entry| {
-            entry.file_name() != ".git"
-                && (entry.depth() == 0
-                    || !rules.is_ignored(
-                        entry.path(),
-                        entry.file_type().is_some_and(|t| t.is_dir()),
-                        true,
-                    ))
-        })
-        .build();
+    let walker = project_walker(root, IgnoreRules::new(root, skip_folders), false);
     for entry in walker {
         let entry = match entry {
             Ok(entry) => entry,
@@ -153,12 +135,13 @@ pub fn walk_skipping(
     (entries, skipped)
 }
 
-/// The folders the walk would enter (with the default skipped folders), root first, at most `limit` of them
-/// (for a file watcher that watches each folder on its own). The second
-/// value is true when more folders were left out.
-pub fn walk_folders(root: &Path, limit: usize) -> (Vec<PathBuf>, bool) {
-    let rules = std::sync::Arc::new(IgnoreRules::new(root, &default_skip_folders()));
-    let walker = ignore::WalkBuilder::new(root)
+/// The walk over a project: symlinks never followed, `.git` and what
+/// `rules` ignore left out. The project's own ignore files are read by
+/// `IgnoreRules` (safely); the `ignore` crate only walks, and applies the
+/// user's global excludes. With `folders_only`, files are not listed.
+fn project_walker(root: &Path, rules: IgnoreRules, folders_only: bool) -> ignore::Walk {
+    let rules = std::sync::Arc::new(rules);
+    ignore::WalkBuilder::new(root)
         .follow_links(false)
         .hidden(false)
         .require_git(false)
@@ -168,11 +151,18 @@ pub fn walk_folders(root: &Path, limit: usize) -> (Vec<PathBuf>, bool) {
         .git_exclude(false)
         .filter_entry(move |entry| {
             let is_dir = entry.file_type().is_some_and(|t| t.is_dir());
-            is_dir
+            (is_dir || !folders_only)
                 && entry.file_name() != ".git"
-                && (entry.depth() == 0 || !rules.is_ignored(entry.path(), true, true))
+                && (entry.depth() == 0 || !rules.is_ignored(entry.path(), is_dir, true))
         })
-        .build();
+        .build()
+}
+
+/// The folders the walk would enter (with the default skipped folders), root first, at most `limit` of them
+/// (for a file watcher that watches each folder on its own). The second
+/// value is true when more folders were left out.
+pub fn walk_folders(root: &Path, limit: usize) -> (Vec<PathBuf>, bool) {
+    let walker = project_walker(root, IgnoreRules::new(root, &default_skip_folders()), true);
     let mut folders = Vec::new();
     for entry in walker.flatten() {
         if folders.len() == limit {

@@ -722,15 +722,7 @@ impl LanguageServer for Backend {
             .iter()
             .any(|p| p.file_name().is_some_and(|n| n == ".gitignore"));
         let result = self
-            .blocking(move |engine| {
-                if gitignore_changed {
-                    engine
-                        .refresh(&|_| {})
-                        .map(|stats| stats.parsed + stats.removed)
-                } else {
-                    engine.files_changed(&paths)
-                }
-            })
+            .blocking(move |engine| engine.watched_files_changed(&paths, gitignore_changed))
             .await;
         if let Ok(Err(error)) = result {
             self.inner.record_error(error);

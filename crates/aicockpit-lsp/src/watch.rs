@@ -146,13 +146,7 @@ pub(crate) fn spawn(
             let engine = engine.clone();
             let paths: Vec<PathBuf> = paths.into_iter().collect();
             let result = tokio::task::spawn_blocking(move || {
-                if rules_changed {
-                    engine
-                        .refresh(&|_| {})
-                        .map(|stats| stats.parsed + stats.removed)
-                } else {
-                    engine.files_changed(&paths)
-                }
+                engine.watched_files_changed(&paths, rules_changed)
             })
             .await;
             match result {
