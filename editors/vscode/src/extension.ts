@@ -464,11 +464,31 @@ class Cockpit implements vscode.Disposable {
         context: { diagnostics: await c2p.asDiagnostics(diagnostics), triggerKind: 1 },
       },
     );
-    const offered = (actions ?? []).find((candidate) => candidate.data?.action === action);
+    // An action that edits carries its `data` (resolved lazily); explain is
+    // always a command whose argument is that same data.
+    const actionOf = (candidate: (typeof actions & object)[number]): string | undefined => {
+      const argument = candidate.command?.arguments?.[0];
+      const fromCommand =
+        typeof argument === "object" && argument !== null && "action" in argument ? String(argument.action) : undefined;
+      return candidate.data?.action ?? fromCommand;
+    };
+    const offered = (actions ?? []).find((candidate) => actionOf(candidate) === action);
     if (!offered) {
       void vscode.window.showInformationMessage(
         action === "fix" ? "AiCockpit: there is no diagnostic in the selection to fix." : `AiCockpit: the server offers no "${action}" here.`,
       );
+      return;
+    }
+    if (!offered.data && offered.command) {
+      // Computed by the command itself (explain): its result is the answer.
+      const { command: name, arguments: args } = offered.command;
+      const answer = await vscode.window.withProgress(
+        { location: vscode.ProgressLocation.Notification, title: `AiCockpit: ${offered.title}`, cancellable: true },
+        (_progress, token) => client.sendRequest<unknown>("workspace/executeCommand", { command: name, arguments: args }, token),
+      );
+      if (typeof answer === "string") {
+        await this.chat.showExplanation(offered.title, answer);
+      }
       return;
     }
     const resolved = await vscode.window.withProgress(
