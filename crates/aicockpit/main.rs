@@ -356,10 +356,11 @@ fn symbols(
 
 fn chat(paths: &Paths, config: &Config, question: &str, scope: Option<PathBuf>) -> Result<()> {
     use std::io::Write;
+    let scope = scope.map(|scope| resolve_scope(&scope)).transpose()?;
     let file = scope
         .as_ref()
-        .filter(|p| p.is_file())
-        .and_then(|p| p.canonicalize().ok());
+        .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()))
+        .cloned();
     let (index, _) = open_scope(paths, config, scope)?;
     let engine = aicockpit_engine::Engine::new(config.clone(), Some(std::sync::Arc::new(index)));
     if engine.configure_ai(&paths.data_dir)?.is_none() {
@@ -399,9 +400,7 @@ fn open_scope(
         Some(scope) => scope,
         None => std::env::current_dir().context("cannot read the current folder")?,
     };
-    let scope = scope
-        .canonicalize()
-        .with_context(|| format!("{}: no such file or folder", scope.display()))?;
+    let scope = resolve_scope(&scope)?;
     let root = project_root(&paths.cache_dir, &scope);
     let index = open_index(paths, config, &root)?;
     if !index.is_read_only() {
@@ -409,6 +408,49 @@ fn open_scope(
     }
     let rel = aicockpit_index::relative(index.root(), &scope);
     Ok((index, rel))
+}
+
+/// A `--path` as an absolute path: its folder resolved, but the last part
+/// never followed. A symlink planted in a project (`notes.md ->
+/// ~/.aws/credentials`, `sub -> /`) must not turn `--path` into a host file
+/// sent to an AI service, or the whole disk indexed.
+fn resolve_scope(scope: &Path) -> Result<PathBuf> {
+    let metadata = std::fs::symlink_metadata(scope)
+        .with_context(|| format!("{}: no such file or folder", scope.display()))?;
+    if metadata.file_type().is_symlink() {
+        bail!(
+            "{} is a symlink, which --path does not follow: give the file or folder itself",
+            scope.display()
+        );
+    }
+    if !metadata.is_file() && !metadata.is_dir() {
+        bail!("{} is not a regular file or folder", scope.display());
+    }
+    let absolute = if scope.is_absolute() {
+        scope.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .context("cannot read the current folder")?
+            .join(scope)
+    };
+    let resolved = match (absolute.parent(), absolute.file_name()) {
+        (Some(parent), Some(name)) => parent
+            .canonicalize()
+            .with_context(|| format!("{}: no such folder", parent.display()))?
+            .join(name),
+        // `/` or a path ending in `..`: nothing of it is a planted name.
+        _ => absolute
+            .canonicalize()
+            .with_context(|| format!("{}: no such file or folder", scope.display()))?,
+    };
+    // Checked again without a trailing `/`, which makes lstat follow a link.
+    if std::fs::symlink_metadata(&resolved).is_ok_and(|m| m.file_type().is_symlink()) {
+        bail!(
+            "{} is a symlink, which --path does not follow: give the file or folder itself",
+            scope.display()
+        );
+    }
+    Ok(resolved)
 }
 
 /// The nearest folder at or above `scope` that has an index, else that holds `.git`, else `scope`'s folder.

@@ -453,3 +453,43 @@ fn chat_about_a_large_file_sends_its_outline_and_relevant_chunks() {
     );
     assert!(!system.contains("return value + 7\n"), "not the whole file");
 }
+
+/// A symlink planted in a project (`notes.md -> a host secret`, `sub -> /`)
+/// given as `--path` is refused: its target never reaches the AI service,
+/// and the disk behind it is never indexed.
+#[test]
+fn chat_path_never_follows_a_planted_symlink() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mock = runtime.block_on(MockServer::start());
+    mock.set_reply("nothing");
+    let secret = tempfile::tempdir().unwrap();
+    std::fs::write(secret.path().join("credentials"), "topsecret123\n").unwrap();
+    let project = Project::new(&[("src/lib.py", "def ok():\n    pass\n")]);
+    std::os::unix::fs::symlink(
+        secret.path().join("credentials"),
+        project.root().join("notes.md"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(secret.path(), project.root().join("sub")).unwrap();
+    std::fs::write(
+        project.home.path().join("config.toml"),
+        format!("[ai]\nactive = \"mock\"\n\n[[ai.services]]\nname = \"mock\"\nkind = \"custom\"\nbase_url = \"{}\"\nchat_model = \"mock-chat\"\n", mock.url()),
+    )
+    .unwrap();
+    for planted in ["notes.md", "sub", "sub/"] {
+        let path = format!("{}/{planted}", project.root().display());
+        let output = project.cli(&["chat", "what is this?", "--path", &path]);
+        assert!(!output.status.success(), "{planted}: {}", stdout(&output));
+        assert!(
+            stderr(&output).contains("symlink"),
+            "{planted}: {}",
+            stderr(&output)
+        );
+    }
+    assert!(
+        mock.requests()
+            .iter()
+            .all(|r| !r.body.to_string().contains("topsecret123")),
+        "the secret never reached the service"
+    );
+}

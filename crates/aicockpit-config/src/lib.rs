@@ -268,6 +268,10 @@ impl Default for WorkspacesConfig {
     }
 }
 
+/// The most `index.max_file_bytes` may be: every project file read is
+/// bounded by it, and source files larger than this are not code anyone edits.
+pub const MAX_FILE_BYTES_CAP: u64 = 64 << 20;
+
 /// Environment variables that name paths rather than settings.
 const PATH_VARIABLES: &[&str] = &[
     "AICOCKPIT_CONFIG",
@@ -407,6 +411,18 @@ impl Config {
     /// it on the file's config (never on one earlier settings changed), so
     /// dropping a service and adding it back elsewhere is a move too.
     pub fn check_client_overlay(&self, next: &Config) -> Result<(), ConfigError> {
+        // The size bound protects the server from huge and sparse files a
+        // project (or a workspace container) plants: an editor may lower it,
+        // never raise it.
+        if next.index.max_file_bytes > self.index.max_file_bytes {
+            return Err(ConfigError::Invalid {
+                key: "index.max_file_bytes".into(),
+                message: format!(
+                    "editor settings may lower this limit but not raise it above {} (the config file's); edit the config file",
+                    self.index.max_file_bytes
+                ),
+            });
+        }
         for service in &next.ai.services {
             let key = format!("ai.services[{}]", service.name);
             match self.ai.services.iter().find(|s| s.name == service.name) {
@@ -470,8 +486,11 @@ impl Config {
                 message,
             })
         };
-        if self.index.max_file_bytes == 0 {
-            return invalid("index.max_file_bytes", "must be greater than 0".into());
+        if self.index.max_file_bytes == 0 || self.index.max_file_bytes > MAX_FILE_BYTES_CAP {
+            return invalid(
+                "index.max_file_bytes",
+                format!("must be greater than 0 and at most {MAX_FILE_BYTES_CAP} (64 MiB)"),
+            );
         }
         if !(1..=1_000_000).contains(&self.completion.max_context_tokens) {
             return invalid(
@@ -687,6 +706,43 @@ mod tests {
             "{error}"
         );
         assert!(config.workspaces.read_only_root, "left unchanged on error");
+    }
+
+    #[test]
+    fn editor_settings_may_lower_the_file_size_bound_but_never_raise_it() {
+        let file = Config::default();
+        let mut raised = file.clone();
+        // Beyond the absolute cap the overlay itself is refused…
+        assert!(raised
+            .apply_overlay(
+                &serde_json::json!({"aicockpit": {"index": {"max_file_bytes": 1u64 << 36}}})
+            )
+            .is_err());
+        // …and below it, raising the file's bound is refused by the check.
+        raised
+            .apply_overlay(
+                &serde_json::json!({"aicockpit": {"index": {"max_file_bytes": 32u64 << 20}}}),
+            )
+            .unwrap();
+        let error = file
+            .check_client_overlay(&raised)
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            error
+                .as_deref()
+                .is_some_and(|e| e.contains("index.max_file_bytes")),
+            "{error:?}"
+        );
+        let mut lowered = file.clone();
+        lowered
+            .apply_overlay(&serde_json::json!({"index": {"max_file_bytes": 1000}}))
+            .unwrap();
+        assert!(file.check_client_overlay(&lowered).is_ok());
+        let error = Config::from_toml_str("[index]\nmax_file_bytes = 100_000_000_000\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("at most"), "{error}");
     }
 
     #[test]

@@ -162,6 +162,11 @@ fn project_walker(root: &Path, rules: IgnoreRules, folders_only: bool) -> ignore
 /// (for a file watcher that watches each folder on its own). The second
 /// value is true when more folders were left out.
 pub fn walk_folders(root: &Path, limit: usize) -> (Vec<PathBuf>, bool) {
+    // The walker would follow a symlinked starting folder: a planted
+    // `x -> /` must not become thousands of host folders to watch.
+    if !std::fs::symlink_metadata(root).is_ok_and(|m| m.is_dir()) {
+        return (Vec::new(), false);
+    }
     let walker = project_walker(root, IgnoreRules::new(root, &default_skip_folders()), true);
     let mut folders = Vec::new();
     for entry in walker.flatten() {

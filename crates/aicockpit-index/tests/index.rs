@@ -628,4 +628,13 @@ fn watched_folders_are_the_walked_ones_within_the_bound() {
         &root,
         Path::new("/elsewhere")
     ));
+    // A planted symlink to `/` is no folder to walk, even as a starting point.
+    std::os::unix::fs::symlink("/", root.join("planted")).unwrap();
+    let (folders, _) = aicockpit_index::walk_folders(&root.join("planted"), 100);
+    assert!(folders.is_empty(), "{folders:?}");
+    let (folders, _) = aicockpit_index::walk_folders(&root, 100);
+    assert!(
+        !folders.iter().any(|f| f.starts_with(root.join("planted"))),
+        "{folders:?}"
+    );
 }

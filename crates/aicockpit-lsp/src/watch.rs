@@ -107,7 +107,8 @@ pub(crate) fn spawn(
                     continue;
                 }
                 for path in event.paths {
-                    if path.is_dir() {
+                    // Never through a symlink: a planted `x -> /` is not a folder to watch.
+                    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
                         if aicockpit_index::is_walked_folder(&root, &path) {
                             new_folders.push(path);
                         }
@@ -134,8 +135,8 @@ pub(crate) fn spawn(
                         paths.extend(
                             entries
                                 .flatten()
-                                .map(|entry| entry.path())
-                                .filter(|path| path.is_file()),
+                                .filter(|entry| entry.file_type().is_ok_and(|t| t.is_file()))
+                                .map(|entry| entry.path()),
                         );
                     }
                 }
