@@ -8,6 +8,8 @@ mod ai_command;
 mod logging;
 #[path = "lsp_command.rs"]
 mod lsp_command;
+#[path = "serve_command.rs"]
+mod serve_command;
 #[path = "terminal_mode.rs"]
 mod terminal_mode;
 #[path = "workspace_command.rs"]
@@ -110,6 +112,22 @@ enum Command {
     /// Build the default workspace image locally (no registry).
     #[command(subcommand)]
     Image(workspace_command::ImageCommand),
+    /// Run the multi-user server: web API, WebSockets for terminals and the language server.
+    ///
+    /// First start creates the user `admin` and prints a one-time login URL.
+    /// State lives in SQLite under the data folder; workspaces use Docker when
+    /// it answers, else the local backend (with a warning). Stop with Ctrl-C.
+    Serve(serve_command::ServeArgs),
+    /// Administer the server's users and tokens (works on the data folder, with or without a running server).
+    Admin {
+        /// The data folder, as given to `aicockpit serve --data-dir`.
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+        #[command(subcommand)]
+        command: serve_command::AdminCommand,
+    },
+    /// Read the server's audit log.
+    Audit(serve_command::AuditArgs),
     /// Run the language server on stdin/stdout (the same as `aicockpit-lsp`).
     Lsp {
         /// Serve this folder whatever root the editor sends.
@@ -143,7 +161,12 @@ fn main() -> ExitCode {
         };
         return lsp_command::run(root);
     }
-    logging::init("warn");
+    // The server logs what it does; the other commands only what went wrong.
+    logging::init(if matches!(cli.command, Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    });
     let paths = Paths::from_env();
     let config = match Config::load(&paths) {
         Ok(config) => config,
@@ -155,6 +178,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Workspace(command) => workspace_command::run(&paths, &config, command),
         Command::Image(command) => workspace_command::image(&config, command),
+        Command::Serve(args) => serve_command::serve(paths, config, args).map(|()| 0),
+        Command::Admin { data_dir, command } => {
+            serve_command::admin(paths, data_dir, command).map(|()| 0)
+        }
+        Command::Audit(args) => serve_command::audit(paths, args).map(|()| 0),
         command => run(command).map(|()| 0),
     };
     match result {
@@ -186,7 +214,12 @@ fn run(command: Command) -> Result<()> {
         } => symbols(&paths, &config, &query, path, limit, json),
         Command::Ai(command) => ai_command::run(&paths, command),
         Command::Chat { question, path } => chat(&paths, &config, &question, path),
-        Command::Lsp { .. } | Command::Workspace(_) | Command::Image(_) => {
+        Command::Lsp { .. }
+        | Command::Workspace(_)
+        | Command::Image(_)
+        | Command::Serve(_)
+        | Command::Admin { .. }
+        | Command::Audit(_) => {
             unreachable!("handled in main")
         }
     }

@@ -218,6 +218,21 @@ impl WorkspaceFiles {
         }
     }
 
+    /// What is at `path` (a symlink is reported as one, never followed), or `None`.
+    pub fn kind_of(&self, path: &str) -> Result<Option<EntryKind>, FileError> {
+        let rel = relative(path)?;
+        if rel.as_os_str().is_empty() {
+            return Ok(Some(EntryKind::Dir));
+        }
+        match self.root.symlink_metadata(&rel) {
+            Ok(metadata) if metadata.is_symlink() => Ok(Some(EntryKind::Symlink)),
+            Ok(metadata) if metadata.is_dir() => Ok(Some(EntryKind::Dir)),
+            Ok(_) => Ok(Some(EntryKind::File)),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(classify(path, error)),
+        }
+    }
+
     /// Create a folder and its parents.
     pub fn create_dir(&self, path: &str) -> Result<(), FileError> {
         let rel = relative(path)?;
