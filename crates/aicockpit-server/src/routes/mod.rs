@@ -126,8 +126,13 @@ pub fn table() -> Vec<Route> {
 
 /// The application: every route of [`table`] behind [`guard`].
 pub fn app(state: AppState) -> Router {
+    app_from(state, table())
+}
+
+/// The application over a given table (tests swap handlers for stubs).
+pub fn app_from(state: AppState, table: Vec<Route>) -> Router {
     let mut router: Router<AppState> = Router::new();
-    for route in table() {
+    for route in table {
         router = router.route(route.path, route.handler);
     }
     router
