@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use aicockpit_config::Config;
 use aicockpit_index::{IndexError, IndexOptions, ProjectIndex};
-use aicockpit_syntax::analyze;
 
 pub use ai::{
     AiAction, AiActionOutcome, AiStats, ChatAnswer, ChatParams, InlineCompletion, SuggestedCommand,
@@ -38,7 +37,9 @@ pub use aicockpit_ai::{ChatMessage, Role};
 pub use aicockpit_index::{
     is_walked_folder, walk_folders, IndexStats, Progress, RefreshStats, SearchHit, SearchQuery,
 };
-pub use aicockpit_syntax::{is_identifier_byte, LanguageId, Pos, Span, Symbol, SymbolKind};
+pub use aicockpit_syntax::{
+    analyze, is_identifier_byte, LanguageId, Pos, Span, Symbol, SymbolKind,
+};
 
 /// A place in a file.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
