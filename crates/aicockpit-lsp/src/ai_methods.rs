@@ -53,7 +53,13 @@ impl Backend {
             }
             _ => false,
         };
-        let failure = announce.then(|| failure_message(&notification, &self.inner.options.paths));
+        let failure = announce.then(|| {
+            failure_message(
+                &notification,
+                &self.inner.options.paths,
+                self.inner.is_shared(),
+            )
+        });
         self.client
             .send_notification::<ext::AiStatusNotification>(notification)
             .await;
@@ -475,7 +481,12 @@ impl Backend {
             .map_or(start, |(_, end)| end.max(start));
         self.with_ai_status(
             &engine,
-            engine.ai_action(data.action.into(), &path, start..end, data.diagnostic.as_deref()),
+            engine.ai_action(
+                data.action.into(),
+                &path,
+                start..end,
+                data.diagnostic.as_deref(),
+            ),
         )
         .await
     }
@@ -630,11 +641,24 @@ impl Backend {
 }
 
 /// The one message a user sees when AI starts failing: what failed and how to fix it.
-fn failure_message(status: &ext::AiStatusNotification, paths: &aicockpit_config::Paths) -> String {
+/// A shared project's users are not its administrators: they are not shown
+/// the server's folders, and are told whom to ask.
+fn failure_message(
+    status: &ext::AiStatusNotification,
+    paths: &aicockpit_config::Paths,
+    shared: bool,
+) -> String {
     let service = status.service.as_deref().map_or_else(
         || "the AI service".to_string(),
         |name| format!("the AI service {name:?}"),
     );
+    if shared {
+        return format!(
+            "AiCockpit: {service} is failing: {}. The server's administrator configures its AI services. \
+             This message is shown again only after the service recovers and fails anew.",
+            status.message.as_deref().unwrap_or("no reason given"),
+        );
+    }
     format!(
         "AiCockpit: {service} is failing: {}. Check it with `aicockpit ai test`; \
          services are configured in {} (see `aicockpit ai list`). \

@@ -86,7 +86,11 @@ impl SharedEngine {
         for message in notes.messages(root) {
             shared.record_error(message);
         }
-        if let Err(error) = shared.project.engine.configure_ai(&shared.project.paths.data_dir) {
+        if let Err(error) = shared
+            .project
+            .engine
+            .configure_ai(&shared.project.paths.data_dir)
+        {
             shared.record_error(format!("AI service: {error}"));
         }
         Ok(shared)

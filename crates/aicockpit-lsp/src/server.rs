@@ -251,8 +251,7 @@ impl Inner {
             return;
         }
         let engine = project.engine();
-        let released =
-            tokio::task::spawn_blocking(move || engine.release_documents(holder)).await;
+        let released = tokio::task::spawn_blocking(move || engine.release_documents(holder)).await;
         if let Ok(Err(error)) = released {
             project.record_error(error);
         }
@@ -841,9 +840,14 @@ impl LanguageServer for Backend {
         let _applied = self.inner.gate.applying();
         if self.inner.is_shared() {
             // The server's config is the administrator's; see docs/lsp.md.
-            self.inner
-                .record_error("settings ignored: the project is shared, its settings are the server's");
-            if !self.inner.settings_ignored_shown.swap(true, Ordering::SeqCst) {
+            self.inner.record_error(
+                "settings ignored: the project is shared, its settings are the server's",
+            );
+            if !self
+                .inner
+                .settings_ignored_shown
+                .swap(true, Ordering::SeqCst)
+            {
                 self.spawn_message(
                     MessageType::WARNING,
                     "AiCockpit: editor settings are ignored here: this project is shared, \

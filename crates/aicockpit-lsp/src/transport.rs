@@ -243,7 +243,10 @@ pub async fn serve_messages(
 ) -> SessionEnd {
     let max_bytes = options.max_message_bytes;
     let host_signal = options.shutdown.clone();
-    let project_signal = options.shared.as_ref().map(|shared| shared.shutdown_signal());
+    let project_signal = options
+        .shared
+        .as_ref()
+        .map(|shared| shared.shutdown_signal());
     let (service, socket) = build_service(options);
     let inner = service.inner().session();
     let (to_client, mut to_client_queue) = mpsc::channel::<String>(OUTPUT_QUEUE);
@@ -358,7 +361,9 @@ pub async fn serve_messages(
         None => {
             // What the server sent last (the answer to `shutdown`) still goes out.
             if tokio::time::timeout(DRAIN_TIMEOUT, pump).await.is_err() {
-                tracing::warn!("LSP session: the last messages were not taken in {DRAIN_TIMEOUT:?}");
+                tracing::warn!(
+                    "LSP session: the last messages were not taken in {DRAIN_TIMEOUT:?}"
+                );
             }
             if exit_seen.load(Ordering::SeqCst) {
                 SessionEnd::Exit {
@@ -375,10 +380,7 @@ pub async fn serve_messages(
 }
 
 /// Resolves when either signal is set (never, if neither is given).
-async fn signalled(
-    host: Option<watch::Receiver<bool>>,
-    project: Option<watch::Receiver<bool>>,
-) {
+async fn signalled(host: Option<watch::Receiver<bool>>, project: Option<watch::Receiver<bool>>) {
     async fn one(signal: Option<watch::Receiver<bool>>) {
         let Some(mut signal) = signal else {
             return std::future::pending().await;
