@@ -16,5 +16,5 @@ mod transport;
 mod watch;
 
 pub use project::SharedEngine;
-pub use server::{build_service, serve, ServerOptions, MAX_MESSAGE_BYTES};
+pub use server::{build_service, serve, ServerOptions, MAX_MESSAGE_BYTES, SLOW_CLIENT_TIMEOUT};
 pub use transport::{serve_messages, SessionEnd};

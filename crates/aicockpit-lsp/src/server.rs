@@ -36,6 +36,9 @@ const INDEX_PROGRESS_TOKEN: &str = "aicockpit/index";
 /// ones are answered with an error and dropped.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
+/// How long [`crate::serve_messages`] waits for a client to take a message by default.
+pub const SLOW_CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How the server is started.
 #[derive(Clone, Debug)]
 pub struct ServerOptions {
@@ -55,6 +58,9 @@ pub struct ServerOptions {
     pub read_only: bool,
     /// Messages larger than this are refused ([`crate::serve_messages`]).
     pub max_message_bytes: usize,
+    /// A client that takes no message for this long while some wait is
+    /// dropped ([`crate::serve_messages`]; 30 s by default).
+    pub slow_client_timeout: Duration,
     /// Set to `true` by the host when the server shuts down: the session
     /// says so with `window/showMessage` and ends ([`crate::serve_messages`]).
     pub shutdown: Option<tokio::sync::watch::Receiver<bool>>,
@@ -70,6 +76,7 @@ impl ServerOptions {
             shared: None,
             read_only: false,
             max_message_bytes: MAX_MESSAGE_BYTES,
+            slow_client_timeout: SLOW_CLIENT_TIMEOUT,
             shutdown: None,
         }
     }

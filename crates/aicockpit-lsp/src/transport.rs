@@ -35,14 +35,14 @@ const MAX_HEADER_LINE: usize = 8 * 1024;
 /// A safety net: a gated notification the server never reports applied
 /// (a bug) holds the input back at most this long.
 const GATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-/// Checked messages waiting for the gate, at most (more wait in the channel).
+/// Checked messages waiting for the gate, at most (more wait in the channel)…
 const MAX_HELD: usize = 256;
+/// …and their bytes at most (one larger message is still taken).
+const MAX_HELD_BYTES: usize = 32 * 1024 * 1024;
 /// Messages queued between the reader, the gate and tower-lsp.
-const INPUT_QUEUE: usize = 64;
+const INPUT_QUEUE: usize = 16;
 /// Messages queued for the client (before `outgoing`).
 const OUTPUT_QUEUE: usize = 64;
-/// A client that takes no message for this long is dropped.
-const SLOW_CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// After `exit` or the end of the input, what the server still sends is
 /// delivered for at most this long.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -147,6 +147,7 @@ fn gate_input(mut checked: mpsc::Receiver<String>, gate: Gate) -> DuplexStream {
     tokio::spawn(async move {
         let mut applied = gate.applied.subscribe();
         let mut held: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+        let mut held_bytes = 0usize;
         // While set: the applied count a gated notification must raise.
         let mut waiting: Option<u64> = None;
         let mut input_ended = false;
@@ -154,6 +155,7 @@ fn gate_input(mut checked: mpsc::Receiver<String>, gate: Gate) -> DuplexStream {
         loop {
             if waiting.is_none() {
                 if let Some(body) = held.pop_front() {
+                    held_bytes -= body.len();
                     let is_exit = is_exit_notification(&body);
                     // Seen before the write: the handler may report applied at once.
                     let gated = gate.armed() && is_gated_notification(&body);
@@ -174,14 +176,17 @@ fn gate_input(mut checked: mpsc::Receiver<String>, gate: Gate) -> DuplexStream {
             tokio::select! {
                 // Bounded: a client that floods while a notification is
                 // applied waits in the channel, then in its own socket.
-                body = checked.recv(), if !input_ended && held.len() < MAX_HELD => match body {
+                body = checked.recv(), if !input_ended && held.len() < MAX_HELD && held_bytes < MAX_HELD_BYTES => match body {
                     // The client's responses never wait behind a notification.
                     Some(body) if waiting.is_some() && is_response(&body) => {
                         if write_frame(&mut writer, &body).await.is_err() {
                             return;
                         }
                     }
-                    Some(body) => held.push_back(body),
+                    Some(body) => {
+                        held_bytes += body.len();
+                        held.push_back(body);
+                    }
                     None => input_ended = true,
                 },
                 changed = applied.changed(), if waiting.is_some() => {
@@ -212,7 +217,8 @@ pub enum SessionEnd {
     /// The host's shutdown signal ([`ServerOptions::shutdown`] or
     /// [`crate::SharedEngine::shutdown`]): the client was told.
     ServerShutdown,
-    /// The client took no message for 30 s while the server had some to send.
+    /// The client took no message for [`ServerOptions::slow_client_timeout`]
+    /// while the server had some to send.
     ClientTooSlow,
     /// The receiver of `outgoing` was dropped.
     OutputClosed,
@@ -229,8 +235,11 @@ pub enum SessionEnd {
 /// or is over [`ServerOptions::max_message_bytes`] with an invalid-request
 /// error (-32600), with the message's id when it is known. Both channels are
 /// bounded: the session reads `incoming` only as fast as it handles it, and
-/// a client that takes nothing from `outgoing` for 30 s while messages wait
-/// is dropped ([`SessionEnd::ClientTooSlow`]), so memory stays bounded.
+/// a client that takes nothing from `outgoing` for
+/// [`ServerOptions::slow_client_timeout`] while messages wait is dropped
+/// ([`SessionEnd::ClientTooSlow`]), so memory stays bounded. The host should
+/// read the socket and write it in two tasks (or one `select!`), so that a
+/// session waiting on one direction never stalls the other.
 ///
 /// The session ends when `incoming` ends, after `exit`, when `outgoing` is
 /// dropped, or on the host's shutdown signal; in every case the documents
@@ -242,6 +251,7 @@ pub async fn serve_messages(
     outgoing: mpsc::Sender<String>,
 ) -> SessionEnd {
     let max_bytes = options.max_message_bytes;
+    let slow_client_timeout = options.slow_client_timeout;
     let host_signal = options.shutdown.clone();
     let project_signal = options
         .shared
@@ -302,10 +312,11 @@ pub async fn serve_messages(
     let from_server_sender = to_client.clone();
     tokio::spawn(async move {
         let mut from_server = BufReader::new(from_server);
+        let mut delivering = true;
+        // Read until tower-lsp ends, even once nothing can be delivered:
+        // tower-lsp panics when its output closes under it.
         while let Ok(Some(body)) = read_message(&mut from_server).await {
-            if from_server_sender.send(body).await.is_err() {
-                return;
-            }
+            delivering = delivering && from_server_sender.send(body).await.is_ok();
         }
     });
     drop(to_client);
@@ -316,11 +327,11 @@ pub async fn serve_messages(
     let pump = tokio::spawn(async move {
         while let Some(body) = to_client_queue.recv().await {
             let body = advertise_inline_completion(body);
-            match client_out.send_timeout(body, SLOW_CLIENT_TIMEOUT).await {
+            match client_out.send_timeout(body, slow_client_timeout).await {
                 Ok(()) => {}
                 Err(SendTimeoutError::Timeout(_)) => {
                     tracing::warn!(
-                        "LSP session dropped: the client took no message for {SLOW_CLIENT_TIMEOUT:?}"
+                        "LSP session dropped: the client took no message for {slow_client_timeout:?}"
                     );
                     let _ = pump_end_sender.send(SessionEnd::ClientTooSlow);
                     return;
@@ -423,10 +434,11 @@ pub async fn pump_output<O>(
 {
     tokio::spawn(async move {
         let mut from_server = BufReader::new(from_server);
+        let mut delivering = true;
+        // Read until tower-lsp ends, even when nothing can be delivered:
+        // tower-lsp panics when its output closes under it.
         while let Ok(Some(body)) = read_message(&mut from_server).await {
-            if replies.send(body).is_err() {
-                return;
-            }
+            delivering = delivering && replies.send(body).is_ok();
         }
     });
     while let Some(body) = receiver.recv().await {

@@ -732,3 +732,40 @@ async fn an_ended_session_releases_its_documents_and_shutdown_is_announced() {
     assert_eq!(names, ["format_name"]);
     assert_eq!(shared.engine().open_document_count(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_held_back_then_dropped() {
+    let fixture = Fixture::new();
+    let shared = fixture.shared(Config::default()).await;
+    let mut options = ServerOptions::shared(shared.clone(), false);
+    options.slow_client_timeout = Duration::from_secs(3);
+    let (to_server, incoming) = mpsc::channel(16);
+    // Room for one message, and nobody reads it.
+    let (outgoing, _never_read) = mpsc::channel(1);
+    let task = tokio::spawn(serve_messages(options, incoming, outgoing));
+    // Requests until the session stops taking them for a second: the
+    // answers pile up in bounded queues, then nothing more is read.
+    let mut sent = 0u64;
+    let held_back = loop {
+        let request = json!({"jsonrpc": "2.0", "id": sent, "method": "aicockpit/status"});
+        match to_server
+            .send_timeout(request.to_string(), Duration::from_secs(1))
+            .await
+        {
+            Ok(()) => sent += 1,
+            Err(mpsc::error::SendTimeoutError::Timeout(_)) => break true,
+            Err(mpsc::error::SendTimeoutError::Closed(_)) => break false,
+        }
+        assert!(sent < 1_000_000, "the session never stopped reading");
+    };
+    assert!(
+        held_back,
+        "the session ended before it held the client back"
+    );
+    let end = tokio::time::timeout(DEADLINE, task)
+        .await
+        .expect("a client that never reads is dropped")
+        .unwrap();
+    assert_eq!(end, SessionEnd::ClientTooSlow);
+    assert!(sent > 0);
+}
