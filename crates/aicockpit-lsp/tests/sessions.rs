@@ -769,3 +769,57 @@ async fn a_client_that_never_reads_is_held_back_then_dropped() {
     assert_eq!(end, SessionEnd::ClientTooSlow);
     assert!(sent > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_joining_during_the_first_index_follows_the_same_run() {
+    let fixture = Fixture::new();
+    for i in 0..3000 {
+        std::fs::write(
+            fixture.root.join(format!("src/gen_{i}.rs")),
+            format!("pub fn generated_{i}(x: i32) -> i32 {{ x + {i} }}\n"),
+        )
+        .unwrap();
+    }
+    let (root, paths) = (fixture.root.clone(), fixture.paths.clone());
+    // Not started: the first session's `initialized` starts the one run.
+    let shared = tokio::task::spawn_blocking(move || {
+        SharedEngine::open(&root, Config::default(), paths).unwrap()
+    })
+    .await
+    .unwrap();
+    let mut a = Session::start(ServerOptions::shared(shared.clone(), false));
+    a.initialize(&fixture.root).await;
+    a.wait_for("a progress report", |m| {
+        m["method"] == "$/progress" && m["params"]["value"]["kind"] == "report"
+    })
+    .await;
+    let mut b = Session::start(ServerOptions::shared(shared.clone(), false));
+    b.initialize(&fixture.root).await;
+    assert_eq!(b.status().await["indexing"], true);
+    b.wait_for("progress begin", |m| {
+        m["method"] == "$/progress" && m["params"]["value"]["kind"] == "begin"
+    })
+    .await;
+    let end = b
+        .wait_for("progress end", |m| {
+            m["method"] == "$/progress" && m["params"]["value"]["kind"] == "end"
+        })
+        .await;
+    let summary = end["params"]["value"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(summary.contains("3002 files"), "{end}");
+    // One run: A's summary is the same line (not a second walk's).
+    let a_end = a
+        .wait_for("progress end", |m| {
+            m["method"] == "$/progress" && m["params"]["value"]["kind"] == "end"
+        })
+        .await;
+    assert_eq!(a_end["params"]["value"]["message"], summary.as_str());
+    let status = b.status().await;
+    assert_eq!(status["indexing"], false);
+    assert_eq!(status["files"], 3002, "{status}");
+    a.close().await;
+    b.close().await;
+}
