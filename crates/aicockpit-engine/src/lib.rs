@@ -98,8 +98,9 @@ pub struct Engine {
     config: RwLock<Config>,
     /// The config as the file and the environment give it, before any
     /// editor settings: what editor settings are checked against and what
-    /// decides where keys may go.
-    file_config: Config,
+    /// decides where keys may go. Changed only by the host
+    /// ([`Self::set_file_config`]: the server's services API), never by editors.
+    file_config: RwLock<Config>,
     index: Option<Arc<ProjectIndex>>,
     documents: Mutex<documents::DocumentStore>,
     ai: Mutex<ai::AiState>,
@@ -170,7 +171,7 @@ impl Engine {
     /// settings come later through [`Self::set_config`].
     pub fn new(config: Config, index: Option<Arc<ProjectIndex>>) -> Engine {
         Engine {
-            file_config: config.clone(),
+            file_config: RwLock::new(config.clone()),
             config: RwLock::new(config),
             index,
             documents: Mutex::new(Default::default()),
@@ -192,8 +193,18 @@ impl Engine {
     }
 
     /// The config from the file and the environment, without editor settings.
-    pub fn file_config(&self) -> &Config {
-        &self.file_config
+    pub fn file_config(&self) -> Config {
+        self.file_config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The host changed the config file (the server's services API): the
+    /// file's config and the effective config both become `config`.
+    pub fn set_file_config(&self, config: Config) {
+        *self.file_config.write().unwrap_or_else(|p| p.into_inner()) = config.clone();
+        self.set_config(config);
     }
 
     pub fn set_config(&self, config: Config) {

@@ -150,6 +150,15 @@ impl SharedEngine {
         }
     }
 
+    /// The server's configuration changed (its services API edited the
+    /// config file): every session of this project uses the new config and
+    /// AI service from now on. Sessions themselves can never do this.
+    pub fn reconfigure(&self, config: Config) -> Result<Option<String>, EngineError> {
+        let engine = self.engine();
+        engine.set_file_config(config);
+        engine.configure_ai(&self.project.paths.data_dir)
+    }
+
     /// The server is going away: every session of this project is told
     /// (`window/showMessage`) and ends, the watcher stops, and edits are
     /// flushed to the index.

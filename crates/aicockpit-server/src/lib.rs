@@ -301,11 +301,14 @@ pub async fn serve(
     let graceful = {
         let shutdown = shutdown.clone();
         let stop = stop.clone();
+        let state = state.clone();
         async move {
             stop.cancelled().await;
             tracing::info!("shutting down: telling open terminals and language-server sessions");
             shutdown.cancel();
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            // Sessions are told and edits flushed before the listener closes.
+            state.sessions.shutdown_all().await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     };
     let service = app.into_make_service_with_connect_info::<SocketAddr>();
@@ -340,8 +343,6 @@ pub async fn serve(
                 .map_err(ServeError::Serve)
         }
     };
-    // Flush what sessions hold, then the database.
-    state.sessions.flush_all();
     if let Err(error) = db.checkpoint() {
         tracing::warn!(%error, "cannot checkpoint the database");
     }

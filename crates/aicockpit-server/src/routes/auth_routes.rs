@@ -237,8 +237,13 @@ async fn consume_link(
     token: &str,
     address: Option<std::net::IpAddr>,
 ) -> Result<User, ApiError> {
-    // Guessing links is rate-limited like passwords, per address.
-    if let Err(wait) = state.limiter.check("(login link)", address) {
+    // Guessing links is rate-limited like passwords, per address (one
+    // address's guesses never block another's links).
+    let bucket = format!(
+        "(login link from {})",
+        address.map(|a| a.to_string()).unwrap_or_default()
+    );
+    if let Err(wait) = state.limiter.check(&bucket, address) {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
@@ -254,7 +259,7 @@ async fn consume_link(
     {
         Some(user) => Ok(user),
         None => {
-            state.limiter.failed("(login link)", address);
+            state.limiter.failed(&bucket, address);
             Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "bad_link",

@@ -271,9 +271,12 @@ async fn decide(
     };
     let audit_action = audit.or(auth::is_state_changing(method).then_some("request"));
     let fail = |error: ApiError| (error, audit_action);
-    let principal = auth::authenticate(&state.db, request.headers())
-        .await
-        .map_err(fail)?;
+    let principal = match auth::authenticate(&state.db, request.headers()).await {
+        Ok(principal) => principal,
+        // A stale cookie must not lock anyone out of the login routes.
+        Err(_) if need == Need::Public => None,
+        Err(error) => return Err(fail(error)),
+    };
     let websocket = is_websocket_upgrade(request);
     if let Some(principal) = &principal {
         if matches!(principal.credential, Credential::Session(_))

@@ -420,7 +420,7 @@ async fn remove(
     Path(id): Path<String>,
     Query(query): Query<PurgeQuery>,
 ) -> Result<Response, ApiError> {
-    state.sessions.forget(&id);
+    state.sessions.forget(&id).await;
     let report = state.manager.remove(&id, query.purge).await?;
     let name = id.clone();
     state
