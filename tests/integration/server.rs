@@ -1137,6 +1137,46 @@ fn members_reach_only_what_is_shared_with_them() {
     server.api(&alice, "DELETE", &base, None).expect(200);
     assert!(!names(&alice).contains(&name));
     assert!(!names(&bob).contains(&name));
+
+    // A workspace removed behind the server's back (`aicockpit workspace rm`)
+    // leaves no owner or member behind for the next one of that name.
+    let reused = unique("srv-reuse");
+    create_workspace(&server, &cleanup, &alice, &reused);
+    server
+        .api(
+            &alice,
+            "PUT",
+            &format!("/api/v1/workspaces/{reused}/members"),
+            Some(&json!([{"user": "bob", "role": "editor"}])),
+        )
+        .expect(200);
+    let removed = project.cli(&["workspace", "rm", &reused, "--purge"]);
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    create_user(&project, "cy", "member", "cy-password-01");
+    let cy = token_for(&project, Some("cy"));
+    let view = create_workspace(&server, &cleanup, &cy, &reused);
+    assert_eq!(view["owner"], "cy", "{view}");
+    for (who, token) in [("alice", &alice), ("bob", &bob)] {
+        let reply = server.api(token, "GET", &format!("/api/v1/workspaces/{reused}"), None);
+        assert_eq!(
+            reply.status,
+            404,
+            "{who} reaches cy's new workspace: {}",
+            reply.text()
+        );
+    }
+    assert_eq!(
+        server
+            .api(
+                &cy,
+                "GET",
+                &format!("/api/v1/workspaces/{reused}/members"),
+                None
+            )
+            .expect(200)
+            .json(),
+        json!([])
+    );
 }
 
 /// Item 5: the files API keeps versions honest and never leaves the workspace.
