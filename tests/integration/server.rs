@@ -661,6 +661,20 @@ fn every_route_but_the_public_ones_needs_credentials() {
         }
     }
     assert!(checked >= 35, "only {checked} guarded operations described");
+    // Methods no route has are refused, never served anonymously.
+    for (method, target) in [
+        ("OPTIONS", "/api/v1/audit"),
+        ("PATCH", "/api/v1/audit"),
+        ("POST", "/api/v1/workspaces/probe/backup"),
+        ("TRACE", "/api/v1/me"),
+    ] {
+        let reply = server.call(method, target, &[], b"");
+        assert!(
+            matches!(reply.status, 401 | 405),
+            "{method} {target}: {}",
+            reply.everything()
+        );
+    }
     public_seen.sort();
     let mut expected: Vec<(&str, String)> =
         public.iter().map(|(m, p)| (*m, p.to_string())).collect();
@@ -853,6 +867,66 @@ fn logins_tokens_and_sessions() {
         .call("GET", "/api/v1/me", &[("Cookie", &admin_cookie)], b"")
         .expect(200);
 
+    // A role change ends the user's sessions; deleting a user ends their tokens too.
+    create_user(&project, "fred", "member", "fred-password-1");
+    let fred_cookie = session_cookie(&login(localhost, "fred", "fred-password-1").expect(200));
+    let fred_token = token_for(&project, Some("fred"));
+    server
+        .api(
+            &admin_token,
+            "PATCH",
+            "/api/v1/users/fred",
+            Some(&json!({"role": "auditor"})),
+        )
+        .expect(200);
+    server
+        .call("GET", "/api/v1/me", &[("Cookie", &fred_cookie)], b"")
+        .expect(401);
+    assert_eq!(
+        server
+            .api(&fred_token, "GET", "/api/v1/me", None)
+            .expect(200)
+            .json()["role"],
+        "auditor",
+        "a token carries the user's current role"
+    );
+    server
+        .api(&admin_token, "DELETE", "/api/v1/users/fred", None)
+        .expect(204);
+    server
+        .api(&fred_token, "GET", "/api/v1/me", None)
+        .expect(401);
+    login(localhost, "fred", "fred-password-1").expect(401);
+
+    // Guessing login links is limited per address too.
+    let guesser = Ipv4Addr::new(127, 0, 0, 6);
+    for attempt in 1..=10 {
+        let reply = http(
+            server.address,
+            Some(guesser),
+            "GET",
+            &format!("/login?token=guess{attempt}"),
+            &[],
+            b"",
+        );
+        assert_eq!(reply.status, 401, "link guess {attempt}: {}", reply.text());
+    }
+    let limited = http(
+        server.address,
+        Some(guesser),
+        "GET",
+        "/login?token=guess11",
+        &[],
+        b"",
+    )
+    .expect(429);
+    assert!(limited.header("retry-after").is_some());
+    // ...and only there: the recovery link still works from elsewhere.
+    let output = project.cli(&["admin", "login-link", "--url", &server.url]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let fresh = stdout(&output).trim().to_string();
+    session_cookie(&server.call("GET", &path_of(&fresh), &[], b"").expect(303));
+
     // 10 wrong passwords from one address: the 11th try is refused with
     // Retry-After, for that user from anywhere and for that address for anyone.
     create_user(&project, "dave", "member", "dave-password-1");
@@ -971,6 +1045,24 @@ fn cookie_requests_from_foreign_origins_are_refused() {
     let refused = upgrade(ORIGIN_EVIL);
     assert_eq!(refused.status, 403, "{}", refused.everything());
     assert_eq!(refused.json()["error"], "bad_origin");
+    let bare = server.call(
+        "GET",
+        "/api/v1/workspaces/anything/terminal",
+        &[
+            ("Cookie", &cookie),
+            ("Connection", "Upgrade"),
+            ("Upgrade", "websocket"),
+            ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ],
+        b"",
+    );
+    assert_eq!(
+        bare.status,
+        403,
+        "an upgrade with the cookie and no Origin: {}",
+        bare.everything()
+    );
     // From its own page the same upgrade passes the origin check (and finds no such workspace).
     let own = upgrade(&origin);
     assert_eq!(own.status, 404, "{}", own.everything());
@@ -1294,6 +1386,55 @@ fn files_have_versions_and_stay_inside_the_workspace() {
             written.text()
         );
     }
+    let json_post = |target: &str, body: Value| server.api(&token, "POST", target, Some(&body));
+    for (target, body) in [
+        (
+            format!("{files}/folder"),
+            json!({"path": "link/made-by-api"}),
+        ),
+        (format!("{files}/folder"), json!({"path": "../made-by-api"})),
+        (
+            format!("{files}/rename"),
+            json!({"from": "notes/a.txt", "to": "link/moved.txt"}),
+        ),
+        (
+            format!("{files}/rename"),
+            json!({"from": "link/hostname", "to": "stolen.txt"}),
+        ),
+        (
+            format!("{files}/rename"),
+            json!({"from": "notes/a.txt", "to": "../moved.txt"}),
+        ),
+    ] {
+        let reply = json_post(&target, body.clone());
+        assert!(
+            (400..500).contains(&reply.status),
+            "{target} {body}: {}",
+            reply.text()
+        );
+    }
+    for path in ["link/hostname", "link", "../notes", "%2e%2e"] {
+        let auth = format!("Bearer {token}");
+        let reply = server.call(
+            "DELETE",
+            &format!("{files}?path={path}"),
+            &[("Authorization", &auth)],
+            b"",
+        );
+        if path == "link" {
+            // Deleting the link itself is fine; what it points at stays.
+            assert_eq!(reply.status, 204, "{}", reply.text());
+            exec_ok(&server, &token, &name, "ln -s /etc /workspace/link");
+        } else {
+            assert!(
+                (400..500).contains(&reply.status),
+                "DELETE {path}: {}",
+                reply.text()
+            );
+        }
+    }
+    let etc = exec_ok(&server, &token, &name, "test -f /etc/hostname && test ! -e /etc/made-by-api && test ! -e /etc/moved.txt && cat /workspace/notes/a.txt");
+    assert_eq!(etc["stdout"], "three\n");
     let traversal = get("%2e%2e%2f%2e%2e%2fetc%2fpasswd");
     assert_eq!(
         traversal.json()["error"],
@@ -1409,6 +1550,22 @@ fn service_keys_never_leave_the_key_file() {
             .all(|r| r.header("authorization") == Some(format!("Bearer {key}").as_str())),
         "{requests:?}"
     );
+    // A service moved to another URL without a new key loses its key.
+    let other_key = format!("sk-test-{}", unique("o").replace('-', ""));
+    call(
+        "POST",
+        "/api/v1/services",
+        Some(&json!({"name": "other", "kind": "custom", "base_url": mock.url(), "api_key": other_key})),
+    )
+    .expect(201);
+    let moved = call(
+        "PUT",
+        "/api/v1/services/other",
+        Some(&json!({"base_url": "http://127.0.0.1:9/v1"})),
+    )
+    .expect(200)
+    .json();
+    assert_eq!(moved["key_stored"], false, "{moved}");
     // A new key replaces it.
     call(
         "PUT",
@@ -1463,6 +1620,10 @@ fn service_keys_never_leave_the_key_file() {
     assert!(config.contains("name = \"mock\""), "{config}");
     let data = project.home.path().join("data");
     let key_file = aicockpit_ai::key_file(&data, "mock");
+    assert!(
+        !aicockpit_ai::key_file(&data, "other").exists(),
+        "the moved service's key is gone"
+    );
     let stored = read_lossy(&key_file);
     assert!(
         stored.contains(&new_key),
@@ -1486,7 +1647,7 @@ fn service_keys_never_leave_the_key_file() {
         elsewhere.push((entry.display().to_string(), read_lossy(&entry)));
     }
     for (place, text) in &elsewhere {
-        for secret in [&key, &new_key] {
+        for secret in [&key, &new_key, &other_key] {
             assert!(
                 !text.contains(secret.as_str()),
                 "the key appears in {place}"
@@ -1606,9 +1767,16 @@ fn terminals_reattach_viewers_watch_and_everything_is_audited() {
             .iter()
             .any(|c| c["type"] == "error" && c["message"].as_str().unwrap().contains("read-only"))
     });
-    term.type_keys("echo marker-$((2+3))\n");
+    watcher.control(json!({"type": "resize", "cols": 50, "rows": 10}));
+    term.type_keys("echo marker-$((2+3)); stty size\n");
     term.wait_output("marker-5");
     watcher.wait_output("marker-5");
+    term.wait("the size after the viewer's resize", |output, _| {
+        output
+            .rsplit("marker-5")
+            .next()
+            .is_some_and(|rest| rest.contains("30 100"))
+    });
     let found = exec(&server, &admin, &name, "test -e /workspace/viewer-was-here")
         .expect(200)
         .json();
