@@ -471,13 +471,23 @@ struct Terminal {
 
 impl Terminal {
     fn open(server: &Server, token: &str, target: &str) -> Result<Terminal, tungstenite::Error> {
+        let auth = format!("Bearer {token}");
+        Terminal::open_with(server, &[("authorization", &auth)], target)
+    }
+
+    /// Open with any headers (a browser sends its cookie and `Origin`).
+    fn open_with(
+        server: &Server,
+        headers: &[(&'static str, &str)],
+        target: &str,
+    ) -> Result<Terminal, tungstenite::Error> {
         use tungstenite::client::IntoClientRequest;
         let mut request = format!("ws://{}{target}", server.address)
             .into_client_request()
             .unwrap();
-        request
-            .headers_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        for (name, value) in headers {
+            request.headers_mut().insert(*name, value.parse().unwrap());
+        }
         let stream = TcpStream::connect(server.address).unwrap();
         stream.set_read_timeout(Some(DEADLINE)).unwrap();
         let (socket, response) = tungstenite::client(request, stream).map_err(|e| match e {
@@ -1693,7 +1703,7 @@ fn terminals_reattach_viewers_watch_and_everything_is_audited() {
         )
     };
     login("not-vics-password").expect(401);
-    login("vic-password-1").expect(200);
+    let vic_cookie = session_cookie(&login("vic-password-1").expect(200));
 
     let name = unique("srv-term");
     create_workspace(&server, &cleanup, &admin, &name);
@@ -1767,10 +1777,19 @@ fn terminals_reattach_viewers_watch_and_everything_is_audited() {
             .iter()
             .any(|c| c["type"] == "error" && c["message"].as_str().unwrap().contains("read-only"))
     });
+    // In a browser: the session cookie from the server's own page.
+    let mut browser = Terminal::open_with(
+        &server,
+        &[("cookie", &vic_cookie), ("origin", &server.origin())],
+        &format!("{terminal}?session={session}"),
+    )
+    .unwrap();
+    assert_eq!(browser.hello()["read_only"], true);
     watcher.control(json!({"type": "resize", "cols": 50, "rows": 10}));
     term.type_keys("echo marker-$((2+3)); stty size\n");
     term.wait_output("marker-5");
     watcher.wait_output("marker-5");
+    browser.wait_output("marker-5");
     term.wait("the size after the viewer's resize", |output, _| {
         output
             .rsplit("marker-5")
