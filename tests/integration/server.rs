@@ -1236,6 +1236,49 @@ fn members_reach_only_what_is_shared_with_them() {
         .api(&admin, "GET", &format!("{base}/backup"), None)
         .expect(200);
     assert_eq!(&backup.body[..2], &[0x1f, 0x8b], "a gzip archive");
+    // Anyone who may create workspaces may restore one from an upload, and owns it.
+    let copy = unique("srv-copy");
+    cleanup.add(&copy);
+    let auth = format!("Bearer {bob}");
+    let restored = server
+        .call(
+            "POST",
+            &format!("/api/v1/workspaces/restore?name={copy}"),
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/gzip"),
+            ],
+            &backup.body,
+        )
+        .expect(201)
+        .json();
+    assert_eq!(
+        (restored["owner"].as_str(), restored["role"].as_str()),
+        (Some("bob"), Some("owner"))
+    );
+    assert_eq!(
+        server
+            .api(
+                &bob,
+                "GET",
+                &format!("/api/v1/workspaces/{copy}/files?path=mine.txt"),
+                None
+            )
+            .expect(200)
+            .json()["content"],
+        "bob was here\n"
+    );
+    server
+        .api(&alice, "GET", &format!("/api/v1/workspaces/{copy}"), None)
+        .expect(404);
+    server
+        .api(
+            &bob,
+            "DELETE",
+            &format!("/api/v1/workspaces/{copy}?purge=true"),
+            None,
+        )
+        .expect(200);
     server.api(&alice, "DELETE", &base, None).expect(200);
     assert!(!names(&alice).contains(&name));
     assert!(!names(&bob).contains(&name));
