@@ -2000,11 +2000,54 @@ fn state_survives_a_restart() {
     term.hello();
     term.type_keys("echo up-$((1+1))\n");
     term.wait_output("up-2");
+    // Nor does a long command in flight (an exec may be given up to an hour).
+    let address = server.address;
+    let auth = format!("Bearer {mo}");
+    let target = format!("/api/v1/workspaces/{name}/exec");
+    let in_flight = std::thread::spawn(move || {
+        let body = json!({"command": ["sleep", "300"], "timeout_secs": 600}).to_string();
+        std::panic::catch_unwind(|| {
+            http(
+                address,
+                None,
+                "POST",
+                &target,
+                &[
+                    ("Authorization", &auth),
+                    ("Content-Type", "application/json"),
+                ],
+                body.as_bytes(),
+            )
+            .status
+        })
+        .ok()
+    });
+    // The command is running once the container shows it.
+    let deadline = Instant::now() + DEADLINE;
+    while !exec(
+        &server,
+        &mo,
+        &name,
+        "ps | grep -v grep | grep -q 'sleep 300'",
+    )
+    .json()["exit_code"]
+        .eq(&json!(0))
+    {
+        assert!(Instant::now() < deadline, "the long command did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stopping = Instant::now();
     let status = server.stop();
+    let _ = in_flight.join();
     assert!(
         status.success(),
         "SIGTERM ends the server with 0: {status:?}\n{}",
         server.log()
+    );
+    assert!(
+        stopping.elapsed() < Duration::from_secs(15),
+        "stopping took {:?}",
+        stopping.elapsed()
     );
     term.wait("the shutdown notice", |_, controls| {
         controls.iter().any(|c| c["type"] == "shutdown")
