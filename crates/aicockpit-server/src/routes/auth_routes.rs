@@ -237,13 +237,8 @@ async fn consume_link(
     token: &str,
     address: Option<std::net::IpAddr>,
 ) -> Result<User, ApiError> {
-    // Guessing links is rate-limited like passwords, per address (one
-    // address's guesses never block another's links).
-    let bucket = format!(
-        "(login link from {})",
-        address.map(|a| a.to_string()).unwrap_or_default()
-    );
-    if let Err(wait) = state.limiter.check(&bucket, address) {
+    // Guessing links is rate-limited like passwords, per address.
+    if let Err(wait) = state.limiter.check_link(address) {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
@@ -259,7 +254,7 @@ async fn consume_link(
     {
         Some(user) => Ok(user),
         None => {
-            state.limiter.failed(&bucket, address);
+            state.limiter.failed_link(address);
             Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "bad_link",
