@@ -29,8 +29,8 @@ const ORIGIN_EVIL: &str = "http://evil.example";
 
 /// A response: status, headers (names lower-cased) and the whole body.
 #[derive(Debug)]
-struct Reply {
-    status: u16,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
 }
@@ -43,11 +43,11 @@ impl Reply {
             .map(|(_, v)| v.as_str())
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.text()))
     }
@@ -63,7 +63,7 @@ impl Reply {
     }
 
     #[track_caller]
-    fn expect(self, status: u16) -> Reply {
+    pub(crate) fn expect(self, status: u16) -> Reply {
         assert_eq!(self.status, status, "{}", self.everything());
         self
     }
@@ -109,7 +109,7 @@ fn connect_from(source: Ipv4Addr, target: SocketAddr) -> TcpStream {
 }
 
 /// Send one request and read its response (by `Content-Length`, chunks, or to the end).
-fn http(
+pub(crate) fn http(
     address: SocketAddr,
     source: Option<Ipv4Addr>,
     method: &str,
@@ -192,11 +192,11 @@ fn http(
 // A server process.
 
 /// One `aicockpit serve` on a free loopback port, over a project's folders.
-struct Server {
+pub(crate) struct Server {
     project: Arc<Project>,
     child: Child,
-    address: SocketAddr,
-    url: String,
+    pub(crate) address: SocketAddr,
+    pub(crate) url: String,
     /// The one-time login URL printed at first start.
     login_url: Option<String>,
     /// What the server printed on stdout up to and including the sign-in line.
@@ -205,7 +205,7 @@ struct Server {
 
 impl Server {
     /// Start a server (stderr appends to `server.log` in the project's home).
-    fn start(project: &Arc<Project>, rust_log: &str) -> Server {
+    pub(crate) fn start(project: &Arc<Project>, rust_log: &str) -> Server {
         let log = std::fs::File::options()
             .create(true)
             .append(true)
@@ -285,7 +285,13 @@ impl Server {
     }
 
     /// A JSON call with a bearer token (no `Origin`: a script).
-    fn api(&self, token: &str, method: &str, target: &str, body: Option<&Value>) -> Reply {
+    pub(crate) fn api(
+        &self,
+        token: &str,
+        method: &str,
+        target: &str,
+        body: Option<&Value>,
+    ) -> Reply {
         let auth = format!("Bearer {token}");
         let text = body.map(|b| b.to_string()).unwrap_or_default();
         let mut headers = vec![("Authorization", auth.as_str())];
@@ -296,7 +302,7 @@ impl Server {
     }
 
     /// SIGTERM, and the exit status (within a deadline).
-    fn stop(&mut self) -> ExitStatus {
+    pub(crate) fn stop(&mut self) -> ExitStatus {
         let pid = self.child.id() as libc::pid_t;
         // SAFETY: kill has no memory preconditions; `pid` is our own child, not yet reaped.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
@@ -304,7 +310,7 @@ impl Server {
             .expect("the server did not exit within 20 s of SIGTERM")
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         read_lossy(&self.project.home.path().join("server.log"))
     }
 }
@@ -334,7 +340,7 @@ fn read_lossy(path: &Path) -> String {
 }
 
 /// A project whose config makes small workspaces of the test image without a network.
-fn new_project() -> Arc<Project> {
+pub(crate) fn new_project() -> Arc<Project> {
     let project = Project::new(&[]);
     std::fs::write(
         project.home.path().join("config.toml"),
@@ -348,10 +354,10 @@ fn new_project() -> Arc<Project> {
 
 /// Removes workspaces (with their files) however the test ends; declare it
 /// before the server so it runs after the server is gone.
-struct Cleanup(Arc<Project>, std::sync::Mutex<Vec<String>>);
+pub(crate) struct Cleanup(Arc<Project>, std::sync::Mutex<Vec<String>>);
 
 impl Cleanup {
-    fn new(project: &Arc<Project>) -> Cleanup {
+    pub(crate) fn new(project: &Arc<Project>) -> Cleanup {
         Cleanup(project.clone(), Default::default())
     }
     fn add(&self, name: &str) {
@@ -368,7 +374,7 @@ impl Drop for Cleanup {
 }
 
 /// `aicockpit admin create-user NAME --role ROLE`, the password on stdin.
-fn create_user(project: &Project, name: &str, role: &str, password: &str) {
+pub(crate) fn create_user(project: &Project, name: &str, role: &str, password: &str) {
     let output = project.cli_with(
         &["admin", "create-user", name, "--role", role],
         &[],
@@ -382,7 +388,7 @@ fn create_user(project: &Project, name: &str, role: &str, password: &str) {
 }
 
 /// `aicockpit admin token [--user NAME]`: a fresh `acp_…` token.
-fn token_for(project: &Project, user: Option<&str>) -> String {
+pub(crate) fn token_for(project: &Project, user: Option<&str>) -> String {
     let mut args = vec!["admin", "token"];
     if let Some(user) = user {
         args.extend(["--user", user]);
@@ -427,7 +433,12 @@ fn path_of(url: &str) -> String {
 }
 
 /// Create a workspace through the API (it starts), registering it for cleanup.
-fn create_workspace(server: &Server, cleanup: &Cleanup, token: &str, name: &str) -> Value {
+pub(crate) fn create_workspace(
+    server: &Server,
+    cleanup: &Cleanup,
+    token: &str,
+    name: &str,
+) -> Value {
     cleanup.add(name);
     let reply = server.api(
         token,

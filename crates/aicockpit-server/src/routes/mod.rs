@@ -266,13 +266,14 @@ async fn decide(
         ));
     };
     let Some((need, audit)) = find(method, path) else {
-        // A method the route does not have (axum answers 405); unknown to the table otherwise.
-        return Ok((
+        // Fail closed: a method the table does not list never reaches a handler.
+        return Err((
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{method} is not allowed on {path}; see /api/v1/openapi.json"),
+            ),
             None,
-            Access {
-                principal: None,
-                workspace_role: None,
-            },
         ));
     };
     let audit_action = audit.or(auth::is_state_changing(method).then_some("request"));
