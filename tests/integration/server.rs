@@ -876,6 +876,48 @@ fn logins_tokens_and_sessions() {
     server
         .call("GET", "/api/v1/me", &[("Cookie", &admin_cookie)], b"")
         .expect(200);
+    // A browser still holding the ended session's cookie can sign in again,
+    // by password or by a new link, and reach the public pages.
+    let stale = [
+        ("Cookie", carol_cookie.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let again = server
+        .call(
+            "POST",
+            "/api/v1/auth/login",
+            &stale,
+            json!({"name": "carol", "password": "carol-password-1"})
+                .to_string()
+                .as_bytes(),
+        )
+        .expect(200);
+    session_cookie(&again);
+    let output = project.cli(&[
+        "admin",
+        "login-link",
+        "--user",
+        "carol",
+        "--url",
+        &server.url,
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let carol_link = stdout(&output).trim().to_string();
+    let relinked = server
+        .call(
+            "GET",
+            &path_of(&carol_link),
+            &[("Cookie", &carol_cookie)],
+            b"",
+        )
+        .expect(303);
+    session_cookie(&relinked);
+    server
+        .call("GET", "/", &[("Cookie", &carol_cookie)], b"")
+        .expect(200);
+    server
+        .call("GET", "/healthz", &[("Cookie", &carol_cookie)], b"")
+        .expect(200);
 
     // A role change ends the user's sessions; deleting a user ends their tokens too.
     create_user(&project, "fred", "member", "fred-password-1");
