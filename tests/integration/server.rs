@@ -1903,7 +1903,7 @@ fn terminals_reattach_viewers_watch_and_everything_is_audited() {
 
     // A file write for the audit log.
     let auth = format!("Bearer {admin}");
-    server
+    let written = server
         .call(
             "PUT",
             &format!("/api/v1/workspaces/{name}/files?path=audited.txt"),
@@ -1911,6 +1911,7 @@ fn terminals_reattach_viewers_watch_and_everything_is_audited() {
             b"x",
         )
         .expect(200);
+    let request_id = written.header("x-request-id").unwrap().to_string();
 
     // Item 9: the audit log says who did what, from where, with what result.
     let records = audit_cli(&project);
@@ -1951,11 +1952,16 @@ fn terminals_reattach_viewers_watch_and_everything_is_audited() {
         "ok",
         Some(&format!("workspace:{name}")),
     );
-    find(
+    let write_record = find(
         "file.write",
         "admin",
         "ok",
         Some(&format!("workspace:{name}:audited.txt")),
+    );
+    assert_eq!(
+        write_record["request_id"],
+        request_id.as_str(),
+        "the record names the response's x-request-id"
     );
     find(
         "terminal.open",
