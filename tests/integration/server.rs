@@ -2093,7 +2093,7 @@ fn state_survives_a_restart() {
         server.log()
     );
     assert!(
-        stopping.elapsed() < Duration::from_secs(15),
+        stopping.elapsed() < aicockpit_server::SHUTDOWN_GRACE + Duration::from_secs(8),
         "stopping took {:?}",
         stopping.elapsed()
     );
