@@ -887,6 +887,48 @@ fn logins_tokens_and_sessions() {
     server
         .call("GET", "/api/v1/me", &[("Cookie", &admin_cookie)], b"")
         .expect(200);
+    // A browser still holding the ended session's cookie can sign in again,
+    // by password or by a new link, and reach the public pages.
+    let stale = [
+        ("Cookie", carol_cookie.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let again = server
+        .call(
+            "POST",
+            "/api/v1/auth/login",
+            &stale,
+            json!({"name": "carol", "password": "carol-password-1"})
+                .to_string()
+                .as_bytes(),
+        )
+        .expect(200);
+    session_cookie(&again);
+    let output = project.cli(&[
+        "admin",
+        "login-link",
+        "--user",
+        "carol",
+        "--url",
+        &server.url,
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let carol_link = stdout(&output).trim().to_string();
+    let relinked = server
+        .call(
+            "GET",
+            &path_of(&carol_link),
+            &[("Cookie", &carol_cookie)],
+            b"",
+        )
+        .expect(303);
+    session_cookie(&relinked);
+    server
+        .call("GET", "/", &[("Cookie", &carol_cookie)], b"")
+        .expect(200);
+    server
+        .call("GET", "/healthz", &[("Cookie", &carol_cookie)], b"")
+        .expect(200);
 
     // A role change ends the user's sessions; deleting a user ends their tokens too.
     create_user(&project, "fred", "member", "fred-password-1");
@@ -1872,7 +1914,7 @@ fn terminals_reattach_viewers_watch_and_everything_is_audited() {
 
     // A file write for the audit log.
     let auth = format!("Bearer {admin}");
-    server
+    let written = server
         .call(
             "PUT",
             &format!("/api/v1/workspaces/{name}/files?path=audited.txt"),
@@ -1880,6 +1922,7 @@ fn terminals_reattach_viewers_watch_and_everything_is_audited() {
             b"x",
         )
         .expect(200);
+    let request_id = written.header("x-request-id").unwrap().to_string();
 
     // Item 9: the audit log says who did what, from where, with what result.
     let records = audit_cli(&project);
@@ -1920,11 +1963,16 @@ fn terminals_reattach_viewers_watch_and_everything_is_audited() {
         "ok",
         Some(&format!("workspace:{name}")),
     );
-    find(
+    let write_record = find(
         "file.write",
         "admin",
         "ok",
         Some(&format!("workspace:{name}:audited.txt")),
+    );
+    assert_eq!(
+        write_record["request_id"],
+        request_id.as_str(),
+        "the record names the response's x-request-id"
     );
     find(
         "terminal.open",
@@ -2056,7 +2104,7 @@ fn state_survives_a_restart() {
         server.log()
     );
     assert!(
-        stopping.elapsed() < Duration::from_secs(15),
+        stopping.elapsed() < aicockpit_server::SHUTDOWN_GRACE + Duration::from_secs(8),
         "stopping took {:?}",
         stopping.elapsed()
     );

@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, MatchedPath, RawPathParams, Request, State};
-use axum::http::{header, HeaderValue, Method};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
@@ -280,8 +280,10 @@ async fn decide(
     let fail = |error: ApiError| (error, audit_action);
     let principal = match auth::authenticate(&state.db, request.headers()).await {
         Ok(principal) => principal,
-        // A stale cookie must not lock anyone out of the login routes.
-        Err(_) if need == Need::Public => None,
+        // A public route (logging in above all) works with an ended
+        // session's cookie or a revoked token still in the browser: there
+        // the caller is simply anonymous, or nobody could log in again.
+        Err(error) if need == Need::Public && error.status == StatusCode::UNAUTHORIZED => None,
         Err(error) => return Err(fail(error)),
     };
     let websocket = is_websocket_upgrade(request);
