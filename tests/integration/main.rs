@@ -11,6 +11,7 @@ mod lsp_editor_gaps;
 mod nvim;
 mod server;
 mod server_lsp;
+mod server_tls;
 mod support;
 mod tidy;
 mod vscode;
