@@ -1,0 +1,175 @@
+//! Regression tests from the attacker-seat review of `aicockpit serve`:
+//! each plays one finding's request sequence against the real binary and
+//! asserts what the server must do instead. They were written to fail on
+//! the code as reviewed (the fixes are the lead's).
+
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::server::{create_user, create_workspace, http, new_project, token_for, Cleanup, Server};
+use crate::server_lsp::WsLsp;
+use crate::workspace::{docker_ready, unique};
+
+/// The per-name and per-address login budget (docs/api.md, rate limiting).
+const LOGIN_BUDGET: usize = 10;
+
+fn login(server: &Server, name: &str, password: &str) -> u16 {
+    let body = json!({"name": name, "password": password}).to_string();
+    http(
+        server.address,
+        None,
+        "POST",
+        "/api/v1/auth/login",
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    )
+    .status
+}
+
+/// The whole audit log through the API, as text.
+fn audit_text(server: &Server, admin: &str) -> String {
+    server
+        .api(admin, "GET", "/api/v1/audit?limit=10000", None)
+        .expect(200)
+        .text()
+}
+
+/// Finding: the login limiter is checked before the password is verified
+/// and charged only after, so guesses sent at once all pass the check.
+/// Forty concurrent wrong passwords for one name must not get more than
+/// the budget's worth of verdicts (the rest: 429).
+#[test]
+fn concurrent_guesses_get_no_more_verdicts_than_the_budget() {
+    let project = new_project();
+    let server = Server::start(&project, "info");
+    create_user(&project, "ada", "member", "correct horse battery staple");
+    let server = Arc::new(server);
+    let start = Arc::new(Barrier::new(40));
+    let threads: Vec<_> = (0..40)
+        .map(|i| {
+            let (server, start) = (server.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                login(&server, "ada", &format!("wrong password number {i}"))
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    let verdicts = statuses.iter().filter(|s| **s == 401).count();
+    assert!(
+        verdicts <= LOGIN_BUDGET,
+        "{verdicts} of 40 concurrent guesses were checked against the password (budget \
+         {LOGIN_BUDGET}): the limit is bypassed by sending guesses at once; {statuses:?}"
+    );
+    // The name is locked now, whatever the password.
+    assert_eq!(login(&server, "ada", "correct horse battery staple"), 429);
+}
+
+/// Finding: a failed login records the name it tried in the audit log,
+/// whatever its length, and refused (429) attempts are recorded too, so
+/// anyone who reaches the port can write megabytes per request into the
+/// append-only audit table.
+#[test]
+fn a_login_attempt_cannot_write_megabytes_into_the_audit_log() {
+    let project = new_project();
+    let server = Server::start(&project, "info");
+    let admin = token_for(&project, None);
+    let huge_name = "n".repeat(1 << 20);
+    let before = audit_text(&server, &admin).len();
+    for _ in 0..3 {
+        let status = login(&server, &huge_name, "not the password at all");
+        assert!([400, 401, 429].contains(&status), "{status}");
+    }
+    let grown = audit_text(&server, &admin).len().saturating_sub(before);
+    assert!(
+        grown < 64 * 1024,
+        "three anonymous login attempts added {grown} bytes to the audit log: the attempted \
+         name goes in unbounded (auth_routes.rs login, AuditNote.user)"
+    );
+}
+
+/// Sends one request and waits for its answer: `Some(result)` when the
+/// session still serves it, `None` when the socket closed or the request
+/// was refused.
+fn still_served(lsp: &mut WsLsp, method: &str, params: Value) -> Option<Value> {
+    let id = lsp.send_request(method, params)?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let message = lsp.next(deadline)?;
+        if message.get("id") == Some(&json!(id)) && message.get("method").is_none() {
+            return message
+                .get("error")
+                .is_none()
+                .then(|| message["result"].clone());
+        }
+        if let (Some(server_id), Some(_)) = (message.get("id"), message.get("method")) {
+            // A request from the server (progress tokens): say yes.
+            let server_id = server_id.clone();
+            lsp.send_response(json!({"jsonrpc": "2.0", "id": server_id, "result": null}))?;
+        }
+    }
+}
+
+/// Finding: authorisation is decided once, at the WebSocket upgrade. A
+/// member removed from a workspace keeps an open language-server session
+/// (and terminals) with the role they had, for as long as they keep it
+/// open: they go on reading the shared index and, as editors, editing the
+/// documents everybody sees.
+#[test]
+fn removing_a_member_ends_their_open_language_server_session() {
+    let project = new_project();
+    if !docker_ready(&project) {
+        return;
+    }
+    let cleanup = Cleanup::new(&project);
+    let server = Server::start(&project, "info");
+    create_user(&project, "olga", "member", "olga's long password");
+    create_user(&project, "bob", "member", "bob's long password!");
+    let olga = token_for(&project, Some("olga"));
+    let bob = token_for(&project, Some("bob"));
+    let name = unique("srv-revoke");
+    create_workspace(&server, &cleanup, &olga, &name);
+    let members = format!("/api/v1/workspaces/{name}/members");
+    server
+        .api(
+            &olga,
+            "PUT",
+            &members,
+            Some(&json!([{"user": "bob", "role": "editor"}])),
+        )
+        .expect(200);
+
+    let mut lsp = WsLsp::connect(&server, &bob, &name);
+    lsp.initialize();
+    assert!(
+        still_served(&mut lsp, "workspace/symbol", json!({"query": "x"})).is_some(),
+        "the session works while bob is an editor"
+    );
+
+    server
+        .api(&olga, "PUT", &members, Some(&json!([])))
+        .expect(200);
+    server
+        .api(&bob, "GET", &format!("/api/v1/workspaces/{name}"), None)
+        .expect(404);
+
+    // Whatever the fix (the session is closed, or each request is
+    // re-authorised), bob's next request must not be served.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut served = still_served(&mut lsp, "workspace/symbol", json!({"query": "x"}));
+    while served.is_some() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        served = still_served(&mut lsp, "workspace/symbol", json!({"query": "x"}));
+    }
+    assert!(
+        served.is_none(),
+        "bob was removed from {name}, but his open language-server session still answers \
+         10 s later"
+    );
+}
