@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use crate::server::{create_user, create_workspace, http, new_project, token_for, Cleanup, Server};
 use crate::server_lsp::WsLsp;
+use crate::support::{stderr, DEADLINE};
 use crate::workspace::{docker_ready, unique};
 
 /// The per-name and per-address login budget (docs/api.md, rate limiting).
@@ -172,4 +173,56 @@ fn removing_a_member_ends_their_open_language_server_session() {
         "bob was removed from {name}, but his open language-server session still answers \
          10 s later"
     );
+}
+
+/// Finding: the server keeps one language-server engine per workspace
+/// *name* and drops it only when the API deletes the workspace. A
+/// workspace removed behind the server's back (`aicockpit workspace rm`,
+/// which `db::claim_workspace` expects) and created again under the same
+/// name by another member is served by its predecessor's engine: the new
+/// owner sees the old owner's unsaved text, and the old owner's session
+/// still open on it reads the new owner's files.
+#[test]
+fn a_workspace_made_again_under_an_old_name_gets_none_of_its_predecessors_text() {
+    let project = new_project();
+    if !docker_ready(&project) {
+        return;
+    }
+    let cleanup = Cleanup::new(&project);
+    let server = Server::start(&project, "info");
+    create_user(&project, "olga", "member", "olga's long password");
+    create_user(&project, "bob", "member", "bob's long password!");
+    let olga = token_for(&project, Some("olga"));
+    let bob = token_for(&project, Some("bob"));
+    let name = unique("srv-reuse");
+    create_workspace(&server, &cleanup, &olga, &name);
+
+    let mut old = WsLsp::connect(&server, &olga, &name);
+    let init = old.initialize();
+    let root = init["capabilities"]["experimental"]["aicockpit"]["rootUri"]
+        .as_str()
+        .expect("a shared session names its root")
+        .to_string();
+    old.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": format!("{root}/src/draft.rs"), "languageId": "rust", "version": 1, "text": "pub fn olga_private_draft() {}\n"}}),
+    );
+    assert!(
+        old.find_symbol("olga_private_draft", DEADLINE),
+        "olga's unsaved draft is in her workspace's index"
+    );
+
+    // The workspace goes behind the server's back; bob makes one of that name.
+    let output = project.cli(&["workspace", "rm", &name, "--purge"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    create_workspace(&server, &cleanup, &bob, &name);
+
+    let mut new = WsLsp::connect(&server, &bob, &name);
+    new.initialize();
+    assert!(
+        !new.find_symbol("olga_private_draft", Duration::from_secs(5)),
+        "bob's new workspace {name} is served by the engine of olga's removed one: her unsaved \
+         text reaches him (engines.rs keys engines by name only)"
+    );
+    drop(old);
 }

@@ -59,7 +59,7 @@ impl WsLsp {
             .unwrap();
     }
 
-    fn notify(&mut self, method: &str, params: Value) {
+    pub(crate) fn notify(&mut self, method: &str, params: Value) {
         self.send(json!({"jsonrpc": "2.0", "method": method, "params": params}));
     }
 
@@ -133,7 +133,7 @@ impl WsLsp {
     }
 
     /// `workspace/symbol` until a symbol of that name shows up (or the deadline).
-    fn find_symbol(&mut self, name: &str, within: Duration) -> bool {
+    pub(crate) fn find_symbol(&mut self, name: &str, within: Duration) -> bool {
         let deadline = Instant::now() + within;
         loop {
             let found = self.request("workspace/symbol", json!({"query": name}));
