@@ -226,3 +226,60 @@ fn a_workspace_made_again_under_an_old_name_gets_none_of_its_predecessors_text()
     );
     drop(old);
 }
+
+/// Finding: `/metrics` labels each request with its method as sent. Any
+/// method token reaches the guard on a matched path (and is answered 405),
+/// so anyone who reaches the port adds a new series per request, kept for
+/// the server's lifetime: unbounded memory and an unbounded scrape.
+#[test]
+fn unknown_methods_do_not_make_new_metric_series() {
+    let project = new_project();
+    let server = Server::start(&project, "info");
+    let admin = token_for(&project, None);
+    let methods: Vec<String> = (0..3)
+        .map(|i| format!("SPRAY{i}{}", "X".repeat(2000)))
+        .collect();
+    for method in &methods {
+        let reply = http(server.address, None, method, "/healthz", &[], b"");
+        assert_eq!(reply.status, 405, "{}", reply.text());
+    }
+    let metrics = server
+        .api(&admin, "GET", "/metrics", None)
+        .expect(200)
+        .text();
+    for method in &methods {
+        assert!(
+            !metrics.contains(&method[..10]),
+            "an anonymous request with method {}… made its own series in /metrics (metrics.rs \
+             record keys by the raw method); the scrape is now {} bytes",
+            &method[..10],
+            metrics.len()
+        );
+    }
+}
+
+/// Finding: `axum::serve` runs without a header read timeout, so a client
+/// that sends half a request head holds its connection (and a file
+/// descriptor) forever; a few thousand of them exhaust the server's
+/// descriptors (1024 by default under systemd) and nobody can connect.
+#[test]
+fn a_request_head_that_never_ends_is_cut_off() {
+    use std::io::{Read, Write};
+    let project = new_project();
+    let server = Server::start(&project, "info");
+    let mut stream = std::net::TcpStream::connect(server.address).unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let limit = Duration::from_secs(30);
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let started = Instant::now();
+    let mut buffer = [0u8; 256];
+    let outcome = stream.read(&mut buffer);
+    assert!(
+        outcome.is_ok(),
+        "a connection with an unfinished request head was still open {:?} later ({outcome:?}): \
+         slow clients can hold every connection the server has",
+        started.elapsed()
+    );
+}
