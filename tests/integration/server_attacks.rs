@@ -283,3 +283,30 @@ fn a_request_head_that_never_ends_is_cut_off() {
         started.elapsed()
     );
 }
+
+/// Finding: a config file the services API cannot parse is reported with
+/// the TOML parser's excerpt of the offending line, so a key pasted into
+/// the wrong place of `config.toml` comes back in the API's error body
+/// (against the invariant that no service key is ever returned).
+#[test]
+fn a_config_parse_error_does_not_echo_the_file() {
+    let project = new_project();
+    let server = Server::start(&project, "info");
+    let admin = token_for(&project, None);
+    let config = project.home.path().join("config.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[ai]\napi_key = \"sk-live-pasted-in-the-wrong-place\"\n");
+    std::fs::write(&config, text).unwrap();
+    let reply = server.api(
+        &admin,
+        "POST",
+        "/api/v1/services",
+        Some(&json!({"name": "cloud", "kind": "openai", "base_url": "https://api.example.com/v1"})),
+    );
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    assert!(
+        !reply.text().contains("sk-live-pasted"),
+        "the error body quotes the config file's line, key and all: {}",
+        reply.text()
+    );
+}
