@@ -10,6 +10,7 @@ mod lsp_ai;
 mod lsp_editor_gaps;
 mod nvim;
 mod server;
+mod server_attacks;
 mod server_lsp;
 mod server_tls;
 mod support;
