@@ -339,17 +339,16 @@ pub async fn serve(
         stopper.graceful_shutdown(Some(SHUTDOWN_GRACE));
     });
     let listener = listener.into_std().map_err(ServeError::Serve)?;
+    let mut server = axum_server::from_tcp(listener)
+        .map_err(ServeError::Serve)?
+        .first_request_timeout(REQUEST_HEAD_TIMEOUT);
+    server
+        .http_builder()
+        .http1()
+        .header_read_timeout(REQUEST_HEAD_TIMEOUT);
+    let server = server.handle(handle);
     let result = match &options.tls {
-        None => {
-            let mut server = axum_server::from_tcp(listener)
-                .map_err(ServeError::Serve)?
-                .first_request_timeout(REQUEST_HEAD_TIMEOUT);
-            server
-                .http_builder()
-                .http1()
-                .header_read_timeout(REQUEST_HEAD_TIMEOUT);
-            server.handle(handle).serve(service).await
-        }
+        None => server.serve(service).await,
         Some((cert, key)) => {
             let _ = rustls::crypto::ring::default_provider().install_default();
             let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
@@ -361,14 +360,10 @@ pub async fn serve(
                         key.display()
                     ))
                 })?;
-            let mut server = axum_server::from_tcp_rustls(listener, config)
-                .map_err(ServeError::Serve)?
-                .first_request_timeout(REQUEST_HEAD_TIMEOUT);
             server
-                .http_builder()
-                .http1()
-                .header_read_timeout(REQUEST_HEAD_TIMEOUT);
-            server.handle(handle).serve(service).await
+                .acceptor(axum_server::tls_rustls::RustlsAcceptor::new(config))
+                .serve(service)
+                .await
         }
     }
     .map_err(ServeError::Serve);
