@@ -66,6 +66,7 @@ fn specification() -> BTreeMap<(&'static str, &'static str), &'static str> {
         ("POST", "/api/v1/services/{name}/test", "admin"),
         ("POST", "/api/v1/services/{name}/activate", "admin"),
         ("GET", "/api/v1/audit", "audit"),
+        ("GET", "/assets/{file}", "public"),
     ];
     rows.iter().map(|(m, p, who)| ((*m, *p), *who)).collect()
 }
@@ -193,15 +194,20 @@ async fn every_route_by_every_role_matches_the_specification() {
             "{method} {path} is in the code but not in this test's specification"
         );
     }
-    assert_eq!(in_code.len(), spec.len(), "routes in the specification but not in the code");
+    assert_eq!(
+        in_code.len(),
+        spec.len(),
+        "routes in the specification but not in the code"
+    );
     let app = stubbed(state);
     let mut failures = Vec::new();
     let mut checked = 0;
     for ((method, path), who) in &spec {
-        let callers = CALLERS
-            .iter()
-            .map(|(n, s, r)| (Some(*n), *s, *r))
-            .chain([(None, SiteRole::Member, None)]);
+        let callers = CALLERS.iter().map(|(n, s, r)| (Some(*n), *s, *r)).chain([(
+            None,
+            SiteRole::Member,
+            None,
+        )]);
         for (name, site, role) in callers {
             let mut request = Request::builder().method(*method).uri(concrete(path));
             if let Some(name) = name {
@@ -230,7 +236,9 @@ async fn every_route_by_every_role_matches_the_specification() {
                 let wanted = match name {
                     None => vec![StatusCode::UNAUTHORIZED],
                     // Outsiders learn nothing about other people's workspaces.
-                    Some(_) if path.contains("{id}") && role.is_none() && site != SiteRole::Admin => {
+                    Some(_)
+                        if path.contains("{id}") && role.is_none() && site != SiteRole::Admin =>
+                    {
                         vec![StatusCode::NOT_FOUND]
                     }
                     Some(_) => vec![StatusCode::FORBIDDEN],
@@ -267,7 +275,10 @@ async fn a_wrong_or_revoked_token_is_refused_everywhere() {
         .call_blocking(|c| db::revoke_token(c, user_id, &id))
         .unwrap();
     for token in [wrong, good, "acp_zz".into(), "garbage".into()] {
-        for route in routes::table().iter().filter(|r| r.need != aicockpit_server::authz::Need::Public) {
+        for route in routes::table()
+            .iter()
+            .filter(|r| r.need != aicockpit_server::authz::Need::Public)
+        {
             let request = Request::builder()
                 .method(route.method.clone())
                 .uri(concrete(route.path))
@@ -275,7 +286,13 @@ async fn a_wrong_or_revoked_token_is_refused_everywhere() {
                 .body(Body::empty())
                 .unwrap();
             let status = app.clone().oneshot(request).await.unwrap().status();
-            assert_eq!(status, StatusCode::UNAUTHORIZED, "{} {} with {token:?}", route.method, route.path);
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{} {} with {token:?}",
+                route.method,
+                route.path
+            );
         }
     }
 }

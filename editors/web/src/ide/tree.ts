@@ -28,11 +28,11 @@ export class FileTree {
     return h(
       "div.pane-toolbar",
       {},
-      h("button.icon", { title: "New file", "aria-label": "new file", onclick: () => void this.newEntry("file") }, "+📄"),
-      h("button.icon", { title: "New folder", "aria-label": "new folder", onclick: () => void this.newEntry("dir") }, "+📁"),
-      h("button.icon", { title: "Rename (F2 in the tree)", "aria-label": "rename", onclick: () => void this.rename() }, "✎"),
-      h("button.icon", { title: "Delete", "aria-label": "delete", onclick: () => void this.remove() }, "🗑"),
-      h("button.icon", { title: "Refresh", "aria-label": "refresh", onclick: () => void this.refresh() }, "⟳"),
+      h("button.icon", { title: "New file", "aria-label": "new file", onclick: () => void this.newEntry("file") }, "+ File"),
+      h("button.icon", { title: "New folder", "aria-label": "new folder", onclick: () => void this.newEntry("dir") }, "+ Folder"),
+      h("button.icon", { title: "Rename (F2 in the tree)", "aria-label": "rename", onclick: () => void this.rename() }, "Rename"),
+      h("button.icon", { title: "Delete", "aria-label": "delete", onclick: () => void this.remove() }, "Delete"),
+      h("button.icon", { title: "Refresh", "aria-label": "refresh", onclick: () => void this.refresh() }, "Refresh"),
     );
   }
 
