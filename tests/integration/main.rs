@@ -12,4 +12,5 @@ mod nvim;
 mod support;
 mod tidy;
 mod vscode;
+mod web;
 mod workspace;

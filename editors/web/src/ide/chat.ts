@@ -99,8 +99,10 @@ export class ChatPanel {
       this.log.scrollTop = this.log.scrollHeight;
     };
     try {
+      let deltas = 0;
       const result = await this.options.ask(this.history, context, (delta) => {
         streamed += delta;
+        message.dataset.deltas = String(++deltas);
         if (!pending) {
           pending = true;
           requestAnimationFrame(() => {
