@@ -9,6 +9,7 @@ mod lsp;
 mod lsp_ai;
 mod lsp_editor_gaps;
 mod nvim;
+mod server;
 mod support;
 mod tidy;
 mod vscode;

@@ -69,6 +69,7 @@ fn external_crates_appear_only_in_their_owners_manifest() {
         ("tar", "crates/aicockpit-workspace/Cargo.toml"),
         ("fantoccini", "Cargo.toml"),
         ("hyper", "Cargo.toml"),
+        ("tungstenite", "Cargo.toml"),
         ("axum", "crates/aicockpit-server/Cargo.toml"),
         ("rusqlite", "crates/aicockpit-server/Cargo.toml"),
         ("argon2", "crates/aicockpit-server/Cargo.toml"),

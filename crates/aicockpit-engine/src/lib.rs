@@ -15,17 +15,31 @@ mod navigation;
 pub mod postprocess;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use aicockpit_config::Config;
-use aicockpit_index::{IndexError, ProjectIndex, RefreshStats, SearchHit, SearchQuery};
-use aicockpit_syntax::{analyze, LanguageId, Span, Symbol};
+use aicockpit_index::{IndexError, IndexOptions, ProjectIndex};
 
 pub use ai::{
     AiAction, AiActionOutcome, AiStats, ChatAnswer, ChatParams, InlineCompletion, SuggestedCommand,
 };
-pub use documents::{occurrences, ColumnUnit, Document, DocumentError, TextChange, TextPosition};
+pub use documents::{
+    apply_changes, occurrences, ColumnUnit, Document, DocumentError, HolderId, TextChange,
+    TextPosition,
+};
 pub use navigation::Hover;
+
+// The plain types of the crates below that the engine's callers see in its
+// answers (symbols, spans, search hits, progress). Re-exported so that
+// callers (the language server) depend on the engine alone.
+pub use aicockpit_ai::{ChatMessage, Role};
+pub use aicockpit_index::{
+    is_walked_folder, walk_folders, IndexStats, Progress, RefreshStats, SearchHit, SearchQuery,
+};
+pub use aicockpit_syntax::{
+    analyze, is_identifier_byte, LanguageId, Pos, Span, Symbol, SymbolKind,
+};
 
 /// A place in a file.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -49,6 +63,34 @@ pub enum EngineError {
     NoAiService,
     #[error("cannot read {0}")]
     Unreadable(PathBuf),
+    #[error("cannot index {}: {source}", root.display())]
+    CannotIndex { root: PathBuf, source: IndexError },
+}
+
+/// What opening a project's index found, for the caller to report.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OpenNotes {
+    /// The index was unusable and is rebuilt: why.
+    pub rebuilt: Option<String>,
+    /// Another process holds the index's writer lock: the index is read-only.
+    pub read_only_because_locked: bool,
+}
+
+impl OpenNotes {
+    /// One line per note, for a status display or a log.
+    pub fn messages(&self, root: &Path) -> Vec<String> {
+        let mut messages = Vec::new();
+        if let Some(reason) = &self.rebuilt {
+            messages.push(format!("the index was unusable and is rebuilt: {reason}"));
+        }
+        if self.read_only_because_locked {
+            messages.push(format!(
+                "another AiCockpit process is writing the index of {}; serving it read-only",
+                root.display()
+            ));
+        }
+        messages
+    }
 }
 
 /// The IDE state of one project: config, index and open documents.
@@ -56,8 +98,9 @@ pub struct Engine {
     config: RwLock<Config>,
     /// The config as the file and the environment give it, before any
     /// editor settings: what editor settings are checked against and what
-    /// decides where keys may go.
-    file_config: Config,
+    /// decides where keys may go. Changed only by the host
+    /// ([`Self::set_file_config`]: the server's services API), never by editors.
+    file_config: RwLock<Config>,
     index: Option<Arc<ProjectIndex>>,
     documents: Mutex<documents::DocumentStore>,
     ai: Mutex<ai::AiState>,
@@ -65,20 +108,76 @@ pub struct Engine {
     /// watcher events, closing a document), so they apply one at a time and
     /// in order: a flush never lands an older text over a newer one.
     index_writes: Mutex<()>,
+    /// The last holder id handed out by [`Self::new_holder`].
+    holders: AtomicU64,
 }
 
 impl Engine {
+    /// Open (or create) the index of the project at `root` and build an
+    /// engine over it. `file_config` is the config of the file and the
+    /// environment (what keys and editor settings are judged by); `config`
+    /// is the effective one (with editor settings) and decides the index
+    /// options. A second writer falls back to a read-only index (see
+    /// [`OpenNotes`]). Blocks: call it from a blocking thread.
+    pub fn open(
+        root: &Path,
+        cache_dir: &Path,
+        file_config: Config,
+        config: Config,
+    ) -> Result<(Engine, OpenNotes), EngineError> {
+        let options = IndexOptions {
+            root: root.to_path_buf(),
+            cache_dir: cache_dir.to_path_buf(),
+            max_file_bytes: config.index.max_file_bytes,
+            threads: config.index.threads,
+            read_only: false,
+            skip_folders: config.index.skip_folders.clone(),
+        };
+        let (index, report) =
+            ProjectIndex::open(options).map_err(|source| EngineError::CannotIndex {
+                root: root.to_path_buf(),
+                source,
+            })?;
+        let engine = Engine::new(file_config, Some(Arc::new(index)));
+        engine.set_config(config);
+        Ok((
+            engine,
+            OpenNotes {
+                rebuilt: report.rebuilt,
+                read_only_because_locked: report.read_only_because_locked,
+            },
+        ))
+    }
+
+    /// A holder for documents, unique within this engine (one per editor session).
+    pub fn new_holder(&self) -> HolderId {
+        HolderId(self.holders.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    /// Whether a project is open and its index can be written (not read-only).
+    pub fn is_writable(&self) -> bool {
+        self.index
+            .as_ref()
+            .is_some_and(|index| !index.is_read_only())
+    }
+
+    /// Counts and folders of the project's index, if a project is open.
+    pub fn index_stats(&self) -> Option<IndexStats> {
+        self.index.as_ref().map(|index| index.stats())
+    }
+
     /// An engine over an opened index (or none, for single files without a
     /// project). `config` is the file's and the environment's: editor
     /// settings come later through [`Self::set_config`].
     pub fn new(config: Config, index: Option<Arc<ProjectIndex>>) -> Engine {
         Engine {
-            file_config: config.clone(),
+            file_config: RwLock::new(config.clone()),
             config: RwLock::new(config),
             index,
             documents: Mutex::new(Default::default()),
             ai: Mutex::new(Default::default()),
             index_writes: Mutex::new(()),
+            holders: AtomicU64::new(0),
         }
     }
 
@@ -94,8 +193,18 @@ impl Engine {
     }
 
     /// The config from the file and the environment, without editor settings.
-    pub fn file_config(&self) -> &Config {
-        &self.file_config
+    pub fn file_config(&self) -> Config {
+        self.file_config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The host changed the config file (the server's services API): the
+    /// file's config and the effective config both become `config`.
+    pub fn set_file_config(&self, config: Config) {
+        *self.file_config.write().unwrap_or_else(|p| p.into_inner()) = config.clone();
+        self.set_config(config);
     }
 
     pub fn set_config(&self, config: Config) {
@@ -110,9 +219,21 @@ impl Engine {
 
     /// An editor opened a document. `lang` falls back to the file extension.
     pub fn open_document(&self, path: &Path, version: i32, lang: Option<LanguageId>, text: String) {
+        self.open_document_as(HolderId::DEFAULT, path, version, lang, text);
+    }
+
+    /// [`Self::open_document`] for one of several holders: its text becomes the document's.
+    pub fn open_document_as(
+        &self,
+        holder: HolderId,
+        path: &Path,
+        version: i32,
+        lang: Option<LanguageId>,
+        text: String,
+    ) {
         let lang = lang.or_else(|| LanguageId::from_path(path));
         self.documents()
-            .open(path.to_path_buf(), version, lang, text);
+            .open(holder, path.to_path_buf(), version, lang, text);
     }
 
     /// Apply an editor's changes, in order. No I/O and no waiting: callers
@@ -124,32 +245,71 @@ impl Engine {
         unit: ColumnUnit,
         changes: &[TextChange],
     ) -> Result<(), EngineError> {
-        Ok(self.documents().change(path, version, unit, changes)?)
+        self.change_document_as(HolderId::DEFAULT, path, version, unit, changes)
+    }
+
+    /// [`Self::change_document`] for one of several holders: the changes
+    /// apply to that holder's copy, which becomes the document's text (the
+    /// last writer wins).
+    pub fn change_document_as(
+        &self,
+        holder: HolderId,
+        path: &Path,
+        version: i32,
+        unit: ColumnUnit,
+        changes: &[TextChange],
+    ) -> Result<(), EngineError> {
+        Ok(self
+            .documents()
+            .change(holder, path, version, unit, changes)?)
     }
 
     /// An editor saved a document (with its text when the client sends it).
     pub fn save_document(&self, path: &Path, text: Option<String>) {
+        self.save_document_as(HolderId::DEFAULT, path, text);
+    }
+
+    /// [`Self::save_document`] for one of several holders.
+    pub fn save_document_as(&self, holder: HolderId, path: &Path, text: Option<String>) {
         if let Some(text) = text {
-            if let Some(doc) = self.documents().get_mut(path) {
-                if doc.text != text {
-                    doc.text = text;
-                    doc.dirty = true;
-                    doc.symbols = None;
-                }
-            }
+            self.documents().save(holder, path, text);
         }
     }
 
     /// An editor closed a document: the index goes back to the file on disk.
     pub fn close_document(&self, path: &Path) -> Result<(), EngineError> {
+        self.close_document_as(HolderId::DEFAULT, path)
+    }
+
+    /// [`Self::close_document`] for one of several holders: the index goes
+    /// back to the disk only when no other holder has the document open.
+    pub fn close_document_as(&self, holder: HolderId, path: &Path) -> Result<(), EngineError> {
         let _writes = self.index_writes();
-        let closed = self.documents().close(path);
-        if let (Some(_), Some(index)) = (closed, &self.index) {
+        let closed = self.documents().close(holder, path);
+        if let (documents::Closed::Last, Some(index)) = (closed, &self.index) {
             if !index.is_read_only() && index.reindex_path(&self.index_path(path))? {
                 index.commit()?;
             }
         }
         Ok(())
+    }
+
+    /// A holder is gone (its session ended): close every document it had
+    /// open. Returns how many it had.
+    pub fn release_documents(&self, holder: HolderId) -> Result<usize, EngineError> {
+        let held = self.documents().held_by(holder);
+        let mut first_error = None;
+        for path in &held {
+            if let Err(error) = self.close_document_as(holder, path) {
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error.map_or(Ok(held.len()), Err)
+    }
+
+    /// How many documents a holder has open.
+    pub fn documents_open_by(&self, holder: HolderId) -> usize {
+        self.documents().held_by(holder).len()
     }
 
     /// The current text of a file and, for an open document, its version.

@@ -305,8 +305,13 @@ pub struct LoginLimiter {
 }
 
 impl LoginLimiter {
-    fn keys(user: &str, address: Option<IpAddr>) -> Vec<String> {
-        let mut keys = vec![format!("user:{}", user.to_lowercase())];
+    /// The budgets an attempt counts against: the user's (when it names
+    /// one) and the address's.
+    fn keys(user: Option<&str>, address: Option<IpAddr>) -> Vec<String> {
+        let mut keys = Vec::new();
+        if let Some(user) = user {
+            keys.push(format!("user:{}", user.to_lowercase()));
+        }
         if let Some(address) = address {
             keys.push(format!("addr:{address}"));
         }
@@ -315,10 +320,24 @@ impl LoginLimiter {
 
     /// `Err` with the seconds to wait when either key is over its budget.
     pub fn check(&self, user: &str, address: Option<IpAddr>) -> Result<(), u64> {
+        self.check_keys(Self::keys(Some(user), address))
+    }
+
+    /// Login links name no user: only the address's budget counts, so
+    /// guesses from one place cannot lock everyone out of the recovery link.
+    pub fn check_link(&self, address: Option<IpAddr>) -> Result<(), u64> {
+        self.check_keys(Self::keys(None, address))
+    }
+
+    pub fn failed_link(&self, address: Option<IpAddr>) {
+        self.fail_keys(Self::keys(None, address));
+    }
+
+    fn check_keys(&self, keys: Vec<String>) -> Result<(), u64> {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         failures.retain(|_, (start, _)| now.duration_since(*start) < LOGIN_WINDOW);
-        for key in Self::keys(user, address) {
+        for key in keys {
             if let Some((start, count)) = failures.get(&key) {
                 if *count >= LOGIN_ATTEMPTS {
                     let left = LOGIN_WINDOW.saturating_sub(now.duration_since(*start));
@@ -330,13 +349,17 @@ impl LoginLimiter {
     }
 
     pub fn failed(&self, user: &str, address: Option<IpAddr>) {
+        self.fail_keys(Self::keys(Some(user), address));
+    }
+
+    fn fail_keys(&self, keys: Vec<String>) {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         // Bounded: an attacker spraying names cannot grow this without end.
         if failures.len() > 100_000 {
             failures.clear();
         }
         let now = Instant::now();
-        for key in Self::keys(user, address) {
+        for key in keys {
             let entry = failures.entry(key).or_insert((now, 0));
             entry.1 += 1;
         }
@@ -391,6 +414,20 @@ mod tests {
         assert!(limiter.check("bob", Some(address)).is_err(), "per address");
         assert!(limiter
             .check("bob", Some("10.0.0.2".parse().unwrap()))
+            .is_ok());
+    }
+
+    #[test]
+    fn link_guesses_count_against_their_address_only() {
+        let limiter = LoginLimiter::default();
+        let guesser: IpAddr = "10.0.0.1".parse().unwrap();
+        for _ in 0..LOGIN_ATTEMPTS {
+            assert!(limiter.check_link(Some(guesser)).is_ok());
+            limiter.failed_link(Some(guesser));
+        }
+        assert!(limiter.check_link(Some(guesser)).is_err());
+        assert!(limiter
+            .check_link(Some("10.0.0.2".parse().unwrap()))
             .is_ok());
     }
 

@@ -592,6 +592,21 @@ pub fn insert_workspace(c: &Connection, name: &str, owner_id: i64) -> Result<(),
     Ok(())
 }
 
+/// Record a workspace just created under `name`, owned by `owner_id`. Any
+/// row left by an earlier workspace of that name (removed behind the
+/// server's back, with `aicockpit workspace rm`) goes first, with its
+/// members: they must not inherit the new one.
+pub fn claim_workspace(c: &Connection, name: &str, owner_id: i64) -> Result<(), DbError> {
+    let transaction = c.unchecked_transaction()?;
+    transaction.execute("DELETE FROM workspaces WHERE name = ?1", [name])?;
+    transaction.execute(
+        "INSERT INTO workspaces(name, owner_id, created_at) VALUES (?1, ?2, ?3)",
+        params![name, owner_id, now()],
+    )?;
+    transaction.commit()?;
+    Ok(())
+}
+
 pub fn delete_workspace(c: &Connection, name: &str) -> Result<(), DbError> {
     c.execute("DELETE FROM workspaces WHERE name = ?1", [name])?;
     Ok(())
@@ -821,6 +836,33 @@ mod tests {
             .unwrap();
         let error = Db::open(&path).err().unwrap().to_string();
         assert!(error.contains("newer than this aicockpit"), "{error}");
+    }
+
+    #[test]
+    fn a_claimed_name_drops_the_old_owner_and_members() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("s.db")).unwrap();
+        let (owner, members, old_role) = db
+            .call_blocking(|c| {
+                let old = create_user(c, "old", None, SiteRole::Member)?;
+                let guest = create_user(c, "guest", None, SiteRole::Member)?;
+                let new = create_user(c, "new", None, SiteRole::Member)?;
+                insert_workspace(c, "w", old.id)?;
+                c.execute(
+                    "INSERT INTO members(workspace, user_id, role) VALUES ('w', ?1, 'editor')",
+                    [guest.id],
+                )?;
+                claim_workspace(c, "w", new.id)?;
+                Ok((
+                    workspace_owner(c, "w")?.map(|u| u.name),
+                    members(c, "w")?,
+                    workspace_role(c, "w", old.id)?,
+                ))
+            })
+            .unwrap();
+        assert_eq!(owner.as_deref(), Some("new"));
+        assert!(members.is_empty(), "{members:?}");
+        assert_eq!(old_role, None);
     }
 
     #[test]

@@ -37,6 +37,10 @@ pub use tokio_util::sync::CancellationToken;
 use crate::db::{Db, SiteRole};
 use crate::state::{AppState, StateInner};
 
+/// How long a stopping server waits for requests still running before it
+/// ends them (a long `exec`, a slow download).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// The database file's name under the data folder.
 pub const DATABASE_FILE: &str = "server.db";
 
@@ -301,19 +305,40 @@ pub async fn serve(
     let graceful = {
         let shutdown = shutdown.clone();
         let stop = stop.clone();
+        let state = state.clone();
         async move {
             stop.cancelled().await;
             tracing::info!("shutting down: telling open terminals and language-server sessions");
             shutdown.cancel();
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            // Sessions are told and edits flushed before the listener closes.
+            state.sessions.shutdown_all().await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     };
     let service = app.into_make_service_with_connect_info::<SocketAddr>();
     let result = match &options.tls {
-        None => axum::serve(listener, service)
-            .with_graceful_shutdown(graceful)
-            .await
-            .map_err(ServeError::Serve),
+        None => {
+            use std::future::IntoFuture as _;
+            let serving = axum::serve(listener, service)
+                .with_graceful_shutdown(graceful)
+                .into_future();
+            // Graceful, within bounds: a command may be given an hour and a
+            // download may crawl, but a stop must not wait for them.
+            let deadline = async {
+                stop.cancelled().await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            };
+            tokio::select! {
+                result = serving => result.map_err(ServeError::Serve),
+                () = deadline => {
+                    tracing::warn!(
+                        "requests were still running {} s after the stop; ending them",
+                        SHUTDOWN_GRACE.as_secs()
+                    );
+                    Ok(())
+                }
+            }
+        }
         Some((cert, key)) => {
             let _ = rustls::crypto::ring::default_provider().install_default();
             let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
@@ -329,7 +354,7 @@ pub async fn serve(
             let stopper = handle.clone();
             tokio::spawn(async move {
                 graceful.await;
-                stopper.graceful_shutdown(Some(Duration::from_secs(5)));
+                stopper.graceful_shutdown(Some(SHUTDOWN_GRACE));
             });
             let listener = listener.into_std().map_err(ServeError::Serve)?;
             axum_server::from_tcp_rustls(listener, config)
@@ -340,8 +365,6 @@ pub async fn serve(
                 .map_err(ServeError::Serve)
         }
     };
-    // Flush what sessions hold, then the database.
-    state.sessions.flush_all();
     if let Err(error) = db.checkpoint() {
         tracing::warn!(%error, "cannot checkpoint the database");
     }

@@ -56,10 +56,10 @@ impl AppState {
     }
 
     /// Reload the config after the services API wrote the file.
-    pub fn reload_config(&self) -> Result<Config, aicockpit_config::ConfigError> {
+    pub async fn reload_config(&self) -> Result<Config, aicockpit_config::ConfigError> {
         let config = Config::load(&self.paths)?;
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = config.clone();
-        self.sessions.set_config(&config);
+        self.sessions.set_config(&config).await;
         Ok(config)
     }
 }

@@ -238,7 +238,7 @@ async fn consume_link(
     address: Option<std::net::IpAddr>,
 ) -> Result<User, ApiError> {
     // Guessing links is rate-limited like passwords, per address.
-    if let Err(wait) = state.limiter.check("(login link)", address) {
+    if let Err(wait) = state.limiter.check_link(address) {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
@@ -254,7 +254,7 @@ async fn consume_link(
     {
         Some(user) => Ok(user),
         None => {
-            state.limiter.failed("(login link)", address);
+            state.limiter.failed_link(address);
             Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "bad_link",

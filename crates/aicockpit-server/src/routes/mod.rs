@@ -147,8 +147,14 @@ pub fn app_from(state: AppState, table: Vec<Route>) -> Router {
         .with_state(state)
 }
 
-/// Find the table entry of a matched route.
+/// Find the table entry of a matched route. A `HEAD` is the route's `GET`:
+/// axum runs the `GET` handler for it, so it must meet the same requirement.
 fn find(method: &Method, path: &str) -> Option<(Need, Option<&'static str>)> {
+    let method = if *method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    };
     // Built once: the table's handlers are not needed here.
     type Spec = (Method, &'static str, Need, Option<&'static str>);
     static SPECS: std::sync::OnceLock<Vec<Spec>> = std::sync::OnceLock::new();
@@ -273,9 +279,12 @@ async fn decide(
     };
     let audit_action = audit.or(auth::is_state_changing(method).then_some("request"));
     let fail = |error: ApiError| (error, audit_action);
-    let principal = auth::authenticate(&state.db, request.headers())
-        .await
-        .map_err(fail)?;
+    let principal = match auth::authenticate(&state.db, request.headers()).await {
+        Ok(principal) => principal,
+        // A stale cookie must not lock anyone out of the login routes.
+        Err(_) if need == Need::Public => None,
+        Err(error) => return Err(fail(error)),
+    };
     let websocket = is_websocket_upgrade(request);
     if let Some(principal) = &principal {
         if matches!(principal.credential, Credential::Session(_))
@@ -321,4 +330,22 @@ async fn workspace_param(request: &mut Request) -> Option<String> {
         .iter()
         .find(|(key, _)| *key == "id")
         .map(|(_, value)| value.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_head_request_needs_what_its_get_needs() {
+        for route in table().into_iter().filter(|r| r.method == Method::GET) {
+            assert_eq!(
+                find(&Method::HEAD, route.path).map(|(need, _)| need),
+                Some(route.need),
+                "HEAD {}",
+                route.path
+            );
+        }
+        assert!(find(&Method::HEAD, "/api/v1/tokens/{token_id}").is_none());
+    }
 }

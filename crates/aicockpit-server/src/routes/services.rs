@@ -188,7 +188,10 @@ fn file_config(state: &AppState) -> Result<Config, ApiError> {
     Config::load_file(&state.paths.config_file).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
-fn save(state: &AppState, config: &Config) -> Result<Config, ApiError> {
+/// Held across each read-modify-write of the config file, so two edits never lose one another.
+static EDITS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn save(state: &AppState, config: &Config) -> Result<Config, ApiError> {
     config
         .validate()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -197,6 +200,7 @@ fn save(state: &AppState, config: &Config) -> Result<Config, ApiError> {
         .map_err(ApiError::internal)?;
     state
         .reload_config()
+        .await
         .map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
@@ -237,6 +241,7 @@ async fn add(
     State(state): State<AppState>,
     Json(body): Json<NewService>,
 ) -> Result<Response, ApiError> {
+    let _edit = EDITS.lock().await;
     let mut config = file_config(&state)?;
     if config.ai.services.iter().any(|s| {
         key_file(&state.paths.data_dir, &s.name) == key_file(&state.paths.data_dir, &body.name)
@@ -265,7 +270,7 @@ async fn add(
     if let Some(key) = &body.api_key {
         store(&state, &body.name, key)?;
     }
-    let config = save(&state, &config)?;
+    let config = save(&state, &config).await?;
     Ok(noted(
         (
             StatusCode::CREATED,
@@ -280,6 +285,7 @@ async fn update(
     Path(name): Path<String>,
     Json(body): Json<ServiceUpdate>,
 ) -> Result<Response, ApiError> {
+    let _edit = EDITS.lock().await;
     let mut config = file_config(&state)?;
     let service = config
         .ai
@@ -330,7 +336,7 @@ async fn update(
         }
         None => {}
     }
-    let config = save(&state, &config)?;
+    let config = save(&state, &config).await?;
     Ok(noted(
         axum::Json(one(&state, &config, &name)?),
         note(&name, body.api_key.is_some()),
@@ -341,6 +347,7 @@ async fn remove(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
+    let _edit = EDITS.lock().await;
     let mut config = file_config(&state)?;
     let before = config.ai.services.len();
     config.ai.services.retain(|s| s.name != name);
@@ -350,7 +357,7 @@ async fn remove(
     if config.ai.active.as_deref() == Some(name.as_str()) {
         config.ai.active = config.ai.services.first().map(|s| s.name.clone());
     }
-    save(&state, &config)?;
+    save(&state, &config).await?;
     remove_keys(&state.paths.data_dir, &name, &config.ai);
     Ok(noted(StatusCode::NO_CONTENT, note(&name, false)))
 }
@@ -359,12 +366,13 @@ async fn activate(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
+    let _edit = EDITS.lock().await;
     let mut config = file_config(&state)?;
     if !config.ai.services.iter().any(|s| s.name == name) {
         return Err(ApiError::not_found(format!("no service named {name:?}")));
     }
     config.ai.active = Some(name.clone());
-    let config = save(&state, &config)?;
+    let config = save(&state, &config).await?;
     Ok(noted(
         axum::Json(views(&state, &config)),
         note(&name, false),

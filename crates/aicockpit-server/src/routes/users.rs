@@ -142,19 +142,24 @@ async fn update(
         .db
         .call(move |c| {
             let Some(user) = db::user_by_name(c, &lookup)? else {
-                return Ok(None);
+                return Ok(Ok(None));
             };
             if let Some(hash) = &hash {
                 db::set_password_hash(c, user.id, hash)?;
             }
             if let Some(role) = role {
+                if user.role == SiteRole::Admin && role != SiteRole::Admin && admins(c)? <= 1 {
+                    return Ok(Err(ApiError::conflict(
+                        "this is the last admin: make another user admin first",
+                    )));
+                }
                 db::set_role(c, user.id, role)?;
             }
             // New credentials or powers: old sessions end.
             db::revoke_sessions_of(c, user.id)?;
-            db::user_by_id(c, user.id)
+            Ok(Ok(db::user_by_id(c, user.id)?))
         })
-        .await?
+        .await??
         .ok_or_else(|| ApiError::not_found(format!("no user named {name:?}")))?;
     Ok(noted(
         axum::Json(user),
@@ -184,6 +189,11 @@ async fn remove(
                 [user.id],
                 |r| r.get(0),
             )?;
+            if user.role == SiteRole::Admin && admins(c)? <= 1 {
+                return Ok(Err(ApiError::conflict(
+                    "this is the last admin: make another user admin first",
+                )));
+            }
             if owned > 0 {
                 return Ok(Err(ApiError::conflict(format!(
                     "{lookup} owns {owned} workspace(s): delete them first"
@@ -201,4 +211,12 @@ async fn remove(
             ..AuditNote::default()
         },
     ))
+}
+
+fn admins(c: &db::Connection) -> Result<i64, db::DbError> {
+    Ok(
+        c.query_row("SELECT count(*) FROM users WHERE role = 'admin'", [], |r| {
+            r.get(0)
+        })?,
+    )
 }

@@ -385,7 +385,7 @@ async fn create(
     let (record, user_id) = (name.clone(), user.id);
     state
         .db
-        .call(move |c| db::insert_workspace(c, &record, user_id))
+        .call(move |c| db::claim_workspace(c, &record, user_id))
         .await?;
     let body = view(&state, &workspace, Some(WorkspaceRole::Owner)).await?;
     Ok(noted(
@@ -420,7 +420,7 @@ async fn remove(
     Path(id): Path<String>,
     Query(query): Query<PurgeQuery>,
 ) -> Result<Response, ApiError> {
-    state.sessions.forget(&id);
+    state.sessions.forget(&id).await;
     let report = state.manager.remove(&id, query.purge).await?;
     let name = id.clone();
     state
@@ -615,7 +615,7 @@ async fn restore(
         let (name, owner) = (workspace.name.clone(), user_id);
         state
             .db
-            .call(move |c| db::insert_workspace(c, &name, owner))
+            .call(move |c| db::claim_workspace(c, &name, owner))
             .await?;
         Ok(workspace)
     }
