@@ -29,7 +29,10 @@ use serde_json::{json, Value};
 
 const SKIP_VAR: &str = "AICOCKPIT_SKIP_WEB_TESTS";
 const TEST_IMAGE: &str = "aicockpit-test/workspace:latest";
-const WORKSPACE: &str = "webdemo";
+/// The workspace's name: one per run, so runs never meet on the engine.
+fn workspace_name() -> String {
+    format!("web-e2e-{}", std::process::id())
+}
 /// Every wait in this test.
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -282,7 +285,7 @@ fn ide_in_chromium() {
     let mut remove = Command::new(env!("CARGO_BIN_EXE_aicockpit"));
     environment(&mut remove, &home);
     let _ = remove
-        .args(["workspace", "rm", "--force", WORKSPACE])
+        .args(["workspace", "rm", "--purge", &workspace_name()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
@@ -429,6 +432,7 @@ async fn open_from_tree(client: &Client, path: &str, focused: bool) -> Step<()> 
 }
 
 async fn admin_session(client: &Client, login_url: &str, port: u16, mock: &MockServer) -> Step<()> {
+    let ws = workspace_name();
     // Sign in with the one-time URL: the server sets the cookie and sends us to the dashboard.
     client
         .goto(login_url)
@@ -448,7 +452,7 @@ async fn admin_session(client: &Client, login_url: &str, port: u16, mock: &MockS
         "the name field",
     )
     .await?
-    .send_keys(WORKSPACE)
+    .send_keys(&ws)
     .await
     .map_err(fail("type the name"))?;
     element(
@@ -467,13 +471,15 @@ async fn admin_session(client: &Client, login_url: &str, port: u16, mock: &MockS
         .map_err(fail("click Create"))?;
     wait_for_script(
         client,
-        &format!("return document.querySelector('tr[data-workspace={WORKSPACE}] .state-running') !== null"),
+        &format!(
+            "return document.querySelector('tr[data-workspace={ws}] .state-running') !== null"
+        ),
         "the new workspace running on the dashboard",
     )
     .await?;
     wait_for_script(
         client,
-        &format!("return document.querySelector('tr[data-workspace={WORKSPACE}] td.stat')?.textContent.includes('%')"),
+        &format!("return document.querySelector('tr[data-workspace={ws}] td.stat')?.textContent.includes('%')"),
         "live CPU figures on the dashboard",
     )
     .await?;
@@ -484,7 +490,7 @@ async fn admin_session(client: &Client, login_url: &str, port: u16, mock: &MockS
         run_script(
             client,
             &format!(
-                "const r = await fetch('/api/v1/workspaces/{WORKSPACE}/files?path={path}', \
+                "const r = await fetch('/api/v1/workspaces/{ws}/files?path={path}', \
                  {{method: 'PUT', headers: {{'if-none-match': '*'}}, body: {}}}); \
                  return r.ok ? null : {{ error: r.status + ' ' + await r.text() }};",
                 serde_json::to_string(text).map_err(fail("encode"))?
@@ -496,7 +502,7 @@ async fn admin_session(client: &Client, login_url: &str, port: u16, mock: &MockS
 
     // The IDE: connected to the language server.
     client
-        .goto(&format!("http://127.0.0.1:{port}/#/w/{WORKSPACE}"))
+        .goto(&format!("http://127.0.0.1:{port}/#/w/{ws}"))
         .await
         .map_err(fail("open the IDE"))?;
     element(
@@ -660,6 +666,7 @@ async fn admin_session(client: &Client, login_url: &str, port: u16, mock: &MockS
 }
 
 async fn viewer_session(admin: &Client, viewer: &Client, port: u16) -> Step<()> {
+    let ws = workspace_name();
     // The admin makes a user and shares the workspace with them as a viewer.
     run_script(
         admin,
@@ -667,7 +674,7 @@ async fn viewer_session(admin: &Client, viewer: &Client, port: u16) -> Step<()> 
             "let r = await fetch('/api/v1/users', {{method: 'POST', headers: {{'content-type': 'application/json'}}, \
              body: JSON.stringify({{name: 'vera', password: 'viewer-password-1', role: 'member'}})}}); \
              if (!r.ok) return {{ error: 'create vera: ' + r.status + ' ' + await r.text() }}; \
-             r = await fetch('/api/v1/workspaces/{WORKSPACE}/members', {{method: 'PUT', headers: {{'content-type': 'application/json'}}, \
+             r = await fetch('/api/v1/workspaces/{ws}/members', {{method: 'PUT', headers: {{'content-type': 'application/json'}}, \
              body: JSON.stringify([{{user: 'vera', role: 'viewer'}}])}}); \
              return r.ok ? null : {{ error: 'share: ' + r.status + ' ' + await r.text() }};"
         ),
@@ -696,12 +703,12 @@ async fn viewer_session(admin: &Client, viewer: &Client, port: u16) -> Step<()> 
     .map_err(fail("type the password"))?;
     element(
         viewer,
-        &format!("tr[data-workspace={WORKSPACE}]"),
+        &format!("tr[data-workspace={ws}]"),
         "the shared workspace on vera's dashboard",
     )
     .await?;
     viewer
-        .goto(&format!("http://127.0.0.1:{port}/#/w/{WORKSPACE}"))
+        .goto(&format!("http://127.0.0.1:{port}/#/w/{ws}"))
         .await
         .map_err(fail("open the IDE as a viewer"))?;
     element(viewer, ".badge.readonly", "the read-only notice").await?;
@@ -772,7 +779,7 @@ async fn viewer_session(admin: &Client, viewer: &Client, port: u16) -> Step<()> 
     let exists = run_script(
         admin,
         &format!(
-            "const r = await fetch('/api/v1/workspaces/{WORKSPACE}/files?path=viewer-was-here'); return r.status;"
+            "const r = await fetch('/api/v1/workspaces/{ws}/files?path=viewer-was-here'); return r.status;"
         ),
         "look for the viewer's file",
     )

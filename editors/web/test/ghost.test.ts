@@ -4,7 +4,7 @@ import { ghostLines, nextWordLength, place, shiftAnchor } from "../src/ide/ghost
 import { lineDiff } from "../src/ide/diff.js";
 import { fuzzyScore } from "../src/ide/quickopen.js";
 import { groupByFile, type SearchHit } from "../src/ide/search.js";
-import { sourceNames } from "../src/ide/chat.js";
+import { sourceNames, withoutSourcesLine } from "../src/ide/chat.js";
 
 describe("ghost text placement", () => {
   const s = { anchor: 10, text: "foo(bar)" };
@@ -62,5 +62,7 @@ describe("helpers", () => {
   it("names chat sources from strings and objects", () => {
     assert.deepEqual(sourceNames(["src/a.rs", { path: "b.py" }, { uri: "file:///c" }, 3, null]), ["src/a.rs", "b.py", "file:///c"]);
     assert.deepEqual(sourceNames(undefined), []);
+    assert.equal(withoutSourcesLine("It trims.\nSources: src/lib.rs, src/main.rs\n"), "It trims.\n");
+    assert.equal(withoutSourcesLine("No list here."), "No list here.");
   });
 });

@@ -45,6 +45,11 @@ export function sourceNames(sources: unknown[] | undefined): string[] {
     .filter((s) => s.length > 0);
 }
 
+/** The answer without its last line when that line lists the sources. */
+export function withoutSourcesLine(content: string): string {
+  return content.replace(/\n*Sources?:[^\n]*\n*$/, "\n");
+}
+
 export class ChatPanel {
   private history: ChatMessage[] = [];
   private log = h("div.chat-log", { "aria-live": "polite" });
@@ -93,6 +98,7 @@ export class ChatPanel {
     this.log.append(message);
     let streamed = "";
     let pending = false;
+    let finished = false;
     const draw = (content: string): void => {
       body.innerHTML = renderMarkdown(content);
       this.decorateCode(body);
@@ -107,14 +113,16 @@ export class ChatPanel {
           pending = true;
           requestAnimationFrame(() => {
             pending = false;
-            draw(streamed);
+            if (!finished) draw(streamed);
           });
         }
       });
+      finished = true;
       const content = result.content || streamed;
       this.history.push({ role: "assistant", content });
-      draw(content);
       const sources = sourceNames(result.sources);
+      // The links below replace the answer's own closing "Sources: …" line.
+      draw(sources.length ? withoutSourcesLine(content) : content);
       if (sources.length) {
         body.append(
           h(
