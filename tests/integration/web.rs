@@ -217,15 +217,22 @@ fn ide_in_chromium() {
 
     let mut children = Processes(Vec::new());
     let port = free_port();
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_aicockpit"));
-    environment(&mut serve, &home);
-    let log = std::fs::File::create(base.join("serve.log")).expect("log file");
-    serve
-        .args(["serve", "--bind"])
-        .arg(format!("127.0.0.1:{port}"))
-        .stdout(Stdio::piped())
-        .stderr(log);
-    children.spawn(&mut serve, "aicockpit serve");
+    let serve = |stdout: Stdio| {
+        let mut serve = Command::new(env!("CARGO_BIN_EXE_aicockpit"));
+        environment(&mut serve, &home);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(base.join("serve.log"))
+            .expect("log file");
+        serve
+            .args(["serve", "--bind"])
+            .arg(format!("127.0.0.1:{port}"))
+            .stdout(stdout)
+            .stderr(log);
+        serve
+    };
+    children.spawn(&mut serve(Stdio::piped()), "aicockpit serve");
     let stdout = children.0[0].stdout.take().expect("serve's stdout");
     let (lines_tx, lines) = mpsc::channel();
     std::thread::spawn(move || {
@@ -267,6 +274,9 @@ fn ide_in_chromium() {
         };
         if let Some(viewer) = &viewer {
             outcome = viewer_session(&admin, viewer, port).await;
+        }
+        if outcome.is_ok() {
+            outcome = survive_a_restart(&admin, &mut children, || serve(Stdio::null()), port).await;
         }
         for client in [Some(&admin), viewer.as_ref()].into_iter().flatten() {
             if outcome.is_err() {
@@ -512,7 +522,14 @@ async fn admin_session(client: &Client, login_url: &str, port: u16, mock: &MockS
     )
     .await?;
 
-    // Open main.rs and go to the definition of `greeting`, in lib.rs.
+    // Once the index is built (the status bar follows `$/progress`), open
+    // main.rs and go to the definition of `greeting`, in lib.rs.
+    element(
+        client,
+        ".statusbar .index[data-state=done]",
+        "the index progress ending in the status bar",
+    )
+    .await?;
     open_from_tree(client, "src/main.rs", true).await?;
     keys(client, &format!("{CONTROL}f{RELEASE}")).await?;
     element(client, ".cm-search input[name=search]", "the find panel").await?;
@@ -662,6 +679,78 @@ async fn admin_session(client: &Client, login_url: &str, port: u16, mock: &MockS
         return Err(format!("the answer did not stream: {answer}"));
     }
     screenshot(client, "web-chat.png").await?;
+    Ok(())
+}
+
+/// Unsaved text survives a server restart: the page reconnects by itself
+/// (no reload), re-opens its documents, and saves afterwards.
+async fn survive_a_restart(
+    client: &Client,
+    children: &mut Processes,
+    serve: impl Fn() -> Command,
+    port: u16,
+) -> Step<()> {
+    let marker = "// unsaved across a restart";
+    element(client, ".editor-area .cm-content", "the editor")
+        .await?
+        .click()
+        .await
+        .map_err(fail("focus the editor"))?;
+    keys(client, &format!("{CONTROL}{END}{RELEASE}{ENTER}{marker}")).await?;
+    wait_for_script(
+        client,
+        "return document.querySelector('.tab.active.dirty') !== null",
+        "the unsaved marker",
+    )
+    .await?;
+    let server = children.0.first_mut().ok_or("no server to restart")?;
+    let pid = i32::try_from(server.id()).map_err(fail("the server's pid"))?;
+    // SAFETY: kill(2) on the server we started; no memory is involved.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    server.wait().map_err(fail("wait for the server to stop"))?;
+    wait_for_script(
+        client,
+        "return ['offline', 'reconnecting'].includes(document.querySelector('.connection')?.dataset.state)",
+        "the status bar saying the connection dropped",
+    )
+    .await?;
+    children.0[0] = {
+        let mut command = serve();
+        command.process_group(0);
+        command.spawn().map_err(fail("restart aicockpit serve"))?
+    };
+    wait_for_http(port, "/healthz", "the restarted server");
+    element(
+        client,
+        ".connection[data-state=connected]",
+        "the page reconnected without a reload",
+    )
+    .await?;
+    let text = client
+        .execute(EDITOR_TEXT, vec![])
+        .await
+        .map_err(fail("read the editor"))?;
+    if !text.as_str().unwrap_or_default().contains(marker) {
+        return Err(format!(
+            "the unsaved text is gone after the restart: {text}"
+        ));
+    }
+    client
+        .find(Locator::Css(".editor-area .cm-content"))
+        .await
+        .map_err(fail("the editor"))?
+        .click()
+        .await
+        .map_err(fail("focus the editor"))?;
+    keys(client, &format!("{CONTROL}s{RELEASE}")).await?;
+    wait_for_script(
+        client,
+        "return document.querySelector('.tab.active') && !document.querySelector('.tab.active.dirty')",
+        "the save after the restart",
+    )
+    .await?;
     Ok(())
 }
 

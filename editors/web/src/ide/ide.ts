@@ -64,6 +64,17 @@ export async function showIde(root: HTMLElement, name: string, user: User): Prom
         aiEl.textContent = `AI: ${status.service ?? "?"} ${status.state === "working" ? "⋯" : status.state === "ok" ? "✓" : "✗"}`;
         aiEl.title = status.message ?? `${status.service ?? "AI"}: ${status.state}`;
       },
+      serverStatus(status) {
+        if (!status.indexing && status.files !== undefined) {
+          indexEl.dataset.state = "done";
+          indexEl.textContent = `indexed: ${status.files} files, ${status.symbols ?? 0} symbols`;
+        }
+        if (status.ai?.service && !aiEl.dataset.state) {
+          aiEl.textContent = `AI: ${status.ai.service}`;
+          aiEl.title = status.ai.lastError ?? `the active AI service: ${status.ai.service}`;
+        }
+        if (status.readOnly && !readOnly) messageEl.textContent = "the language server is read-only here";
+      },
       message(type, text) {
         messageEl.textContent = text;
         if (type === 1) toast(text, "error");

@@ -19,8 +19,19 @@ export interface LspEvents {
   progress(token: string | number, value: ProgressValue): void;
   aiStatus(status: { state: string; service?: string; message?: string }): void;
   message(type: number, text: string): void;
+  /** `aicockpit/status`, asked once per connection. */
+  serverStatus(status: ServerStatus): void;
   /** Open (or find) the editor of a file, for cross-file jumps. */
   display(uri: string): Promise<EditorView | null>;
+}
+
+export interface ServerStatus {
+  root?: string;
+  readOnly?: boolean;
+  indexing?: boolean;
+  files?: number;
+  symbols?: number;
+  ai?: { service?: string | null; lastError?: string | null } | null;
 }
 
 export interface ProgressValue {
@@ -233,9 +244,10 @@ export class LspConnection {
         async () => {
           this.setState("connected");
           try {
-            const status = await this.request<{ root?: string; readOnly?: boolean }>("aicockpit/status", {}, AI_TIMEOUT_MS.other);
+            const status = await this.request<ServerStatus>("aicockpit/status", {}, AI_TIMEOUT_MS.other);
             if (status.root) this.root = status.root;
             this.readOnly = Boolean(status.readOnly);
+            this.events.serverStatus(status);
           } catch {
             // Older servers: keep the default root.
           }
