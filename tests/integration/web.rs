@@ -267,6 +267,9 @@ fn ide_in_chromium() {
     let result = runtime.block_on(async {
         let admin = browser(&tools, driver_port, &base.join("profile-admin")).await?;
         let mut outcome = admin_session(&admin, &login_url, port, &mock).await;
+        if outcome.is_ok() {
+            outcome = ai_actions(&admin, &mock).await;
+        }
         let viewer = if outcome.is_ok() {
             Some(browser(&tools, driver_port, &base.join("profile-viewer")).await?)
         } else {
@@ -405,6 +408,10 @@ async fn screenshot(client: &Client, name: &str) -> Step<()> {
 /// The text of the active editor.
 const EDITOR_TEXT: &str = "const c = document.querySelector('.editor-area .cm-content'); \
      return c ? [...c.querySelectorAll('.cm-line')].map(l => l.textContent).join('\\n') : null";
+
+/// The start of a script about the active editor's text (as `t`).
+const EDITOR_TEXT_IS: &str = "const c = document.querySelector('.editor-area .cm-content'); \
+     const t = c ? [...c.querySelectorAll('.cm-line')].map(l => l.textContent).join('\\n') : ''; return";
 
 /// The start of a script about the lines the active terminal shows (as `r`).
 const TERMINAL_TEXT_IS: &str = "const e = document.querySelector('.terminal .xterm-rows'); \
@@ -682,6 +689,137 @@ async fn admin_session(client: &Client, login_url: &str, port: u16, mock: &MockS
     Ok(())
 }
 
+/// A code action on the selection, its answer applied through a diff; a
+/// suggested command typed at the prompt and not run.
+async fn ai_actions(client: &Client, mock: &MockServer) -> Step<()> {
+    let ws = workspace_name();
+    // Select line 3 of lib.rs and ask for a refactoring.
+    element(client, ".editor-area .cm-content", "the editor")
+        .await?
+        .click()
+        .await
+        .map_err(fail("focus the editor"))?;
+    keys(
+        client,
+        &format!("{CONTROL}{HOME}{RELEASE}{DOWN}{DOWN}{HOME}{HOME}{SHIFT}{END}{RELEASE}"),
+    )
+    .await?;
+    mock.set_reply("Trimmed and owned:\n```rust\n    let shown = name.trim().to_owned();\n```\n");
+    element(
+        client,
+        "button[data-action=refactor]",
+        "the Refactor button",
+    )
+    .await?
+    .click()
+    .await
+    .map_err(fail("click Refactor"))?;
+    wait_for_script(
+        client,
+        "const a = [...document.querySelectorAll('.chat-message.assistant.done')].pop(); \
+         return a && a.textContent.includes('to_owned') && a.querySelector('button[data-code-action=apply]') !== null",
+        "the refactoring's code block with Apply to file",
+    )
+    .await?;
+    element(
+        client,
+        ".chat-log > .chat-message.assistant.done:last-child button[data-code-action=apply]",
+        "Apply to file",
+    )
+    .await?
+    .click()
+    .await
+    .map_err(fail("click Apply to file"))?;
+    let diff = wait_for_script(
+        client,
+        "const d = document.querySelector('.modal pre.diff'); return d ? \
+         {add: [...d.querySelectorAll('.diff-add')].map(e => e.textContent), \
+          del: [...d.querySelectorAll('.diff-del')].map(e => e.textContent)} : null",
+        "the diff before applying",
+    )
+    .await?;
+    if !diff["add"].to_string().contains("to_owned()")
+        || !diff["del"].to_string().contains("name.trim();")
+    {
+        return Err(format!("the diff does not show the change: {diff}"));
+    }
+    element(
+        client,
+        ".modal button[data-value=apply]",
+        "the diff's Apply button",
+    )
+    .await?
+    .click()
+    .await
+    .map_err(fail("apply"))?;
+    let text = wait_for_script(
+        client,
+        &format!("{EDITOR_TEXT_IS} t.includes('let shown = name.trim().to_owned();') ? t : null"),
+        "the refactoring applied to the selection",
+    )
+    .await?;
+    if text
+        .as_str()
+        .unwrap_or_default()
+        .matches("let shown")
+        .count()
+        != 1
+    {
+        return Err(format!(
+            "the refactoring did not replace exactly the selection: {text}"
+        ));
+    }
+
+    // A suggested command lands at the prompt without running.
+    mock.set_reply(
+        "{\"command\": \"touch suggested-ran\", \"explanation\": \"Creates the marker file.\"}",
+    );
+    client
+        .find(Locator::XPath("//button[contains(., 'Suggest command')]"))
+        .await
+        .map_err(fail("the Suggest command button"))?
+        .click()
+        .await
+        .map_err(fail("click Suggest command"))?;
+    element(client, ".modal input", "the description field")
+        .await?
+        .send_keys(&format!("make a marker file{ENTER}"))
+        .await
+        .map_err(fail("describe the command"))?;
+    wait_for_script(
+        client,
+        &format!("{TERMINAL_TEXT_IS} r.includes('$ touch suggested-ran')"),
+        "the suggested command typed at the prompt",
+    )
+    .await?;
+    // Ctrl+C drops the typed line; a probe then proves nothing ran it.
+    element(client, ".terminal .xterm-helper-textarea", "the terminal")
+        .await?
+        .click()
+        .await
+        .map_err(fail("focus the terminal"))?;
+    keys(client, &format!("{CONTROL}c{RELEASE}")).await?;
+    keys(client, "ls suggested-ran; echo probe-$((5*5))\n").await?;
+    wait_for_script(
+        client,
+        &format!("{TERMINAL_TEXT_IS} r.includes('probe-25')"),
+        "the probe's output",
+    )
+    .await?;
+    let status = run_script(
+        client,
+        &format!("const r = await fetch('/api/v1/workspaces/{ws}/files?path=suggested-ran'); return r.status;"),
+        "look for the marker",
+    )
+    .await?;
+    if status != json!(404) {
+        return Err(format!(
+            "the suggested command was run (marker status {status}); it must only be typed"
+        ));
+    }
+    Ok(())
+}
+
 /// Unsaved text survives a server restart: the page reconnects by itself
 /// (no reload), re-opens its documents, and saves afterwards.
 async fn survive_a_restart(
@@ -833,8 +971,8 @@ async fn viewer_session(admin: &Client, viewer: &Client, port: u16) -> Step<()> 
     wait_for_script(
         viewer,
         "const r = document.querySelector('.terminal .xterm-rows'); \
-         return r && r.innerText.includes('shown.to_uppercase()')",
-        "the viewer watching the admin's terminal",
+         return r && r.innerText.includes('probe-25')",
+        "the viewer watching the admin's terminal (its last output)",
     )
     .await?;
     element(

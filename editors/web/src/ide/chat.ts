@@ -150,11 +150,11 @@ export class ChatPanel {
       const actions = h("div.code-actions");
       if (!this.options.readOnly) {
         actions.append(
-          h("button", { onclick: () => this.options.insert(code.replace(/\n$/, "")) }, "Insert at cursor"),
-          h("button", { onclick: () => void this.apply(code.replace(/\n$/, "")) }, "Apply to file"),
+          h("button", { "data-code-action": "insert", onclick: () => this.options.insert(code.replace(/\n$/, "")) }, "Insert at cursor"),
+          h("button", { "data-code-action": "apply", onclick: () => void this.apply(code.replace(/\n$/, "")) }, "Apply to file"),
         );
       }
-      actions.append(h("button", { onclick: () => void navigator.clipboard.writeText(code) }, "Copy"));
+      actions.append(h("button", { "data-code-action": "copy", onclick: () => void navigator.clipboard.writeText(code) }, "Copy"));
       pre.after(actions);
     }
   }
