@@ -27,23 +27,23 @@ use aicockpit_ai::mock::MockServer;
 use fantoccini::{elements::Element, Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
-const SKIP_VAR: &str = "AICOCKPIT_SKIP_WEB_TESTS";
-const TEST_IMAGE: &str = "aicockpit-test/workspace:latest";
+pub(crate) const SKIP_VAR: &str = "AICOCKPIT_SKIP_WEB_TESTS";
+pub(crate) const TEST_IMAGE: &str = "aicockpit-test/workspace:latest";
 /// The workspace's name: one per run, so runs never meet on the engine.
-fn workspace_name() -> String {
+pub(crate) fn workspace_name() -> String {
     format!("web-e2e-{}", std::process::id())
 }
 /// Every wait in this test.
-const WAIT: Duration = Duration::from_secs(60);
+pub(crate) const WAIT: Duration = Duration::from_secs(60);
 
-const LIB_RS: &str = "\
+pub(crate) const LIB_RS: &str = "\
 /// Greets someone by name.
 pub fn greeting(name: &str) -> String {
     let shown = name.trim();
     
 }
 ";
-const MAIN_RS: &str = "\
+pub(crate) const MAIN_RS: &str = "\
 mod lib;
 
 fn main() {
@@ -52,35 +52,35 @@ fn main() {
 ";
 
 /// WebDriver key codes.
-const CONTROL: char = '\u{E009}';
-const SHIFT: char = '\u{E008}';
-const ENTER: char = '\u{E007}';
-const ESCAPE: char = '\u{E00C}';
-const TAB: char = '\u{E004}';
-const HOME: char = '\u{E011}';
-const END: char = '\u{E010}';
-const LEFT: char = '\u{E012}';
-const DOWN: char = '\u{E015}';
-const F12: char = '\u{E03C}';
-const RELEASE: char = '\u{E000}';
+pub(crate) const CONTROL: char = '\u{E009}';
+pub(crate) const SHIFT: char = '\u{E008}';
+pub(crate) const ENTER: char = '\u{E007}';
+pub(crate) const ESCAPE: char = '\u{E00C}';
+pub(crate) const TAB: char = '\u{E004}';
+pub(crate) const HOME: char = '\u{E011}';
+pub(crate) const END: char = '\u{E010}';
+pub(crate) const LEFT: char = '\u{E012}';
+pub(crate) const DOWN: char = '\u{E015}';
+pub(crate) const F12: char = '\u{E03C}';
+pub(crate) const RELEASE: char = '\u{E000}';
 
-fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-struct Tools {
-    chromium: PathBuf,
-    chromedriver: PathBuf,
+pub(crate) struct Tools {
+    pub(crate) chromium: PathBuf,
+    pub(crate) chromedriver: PathBuf,
 }
 
-fn find_on_path(names: &[&str]) -> Option<PathBuf> {
+pub(crate) fn find_on_path(names: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .flat_map(|dir| names.iter().map(move |name| dir.join(name)))
         .find(|candidate| candidate.is_file())
 }
 
-fn tools() -> Result<Tools, String> {
+pub(crate) fn tools() -> Result<Tools, String> {
     match (
         find_on_path(&["chromium", "chromium-browser"]),
         find_on_path(&["chromedriver"]),
@@ -97,7 +97,7 @@ fn tools() -> Result<Tools, String> {
 }
 
 /// Child processes, each in its own process group, killed with their children.
-struct Processes(Vec<Child>);
+pub(crate) struct Processes(pub(crate) Vec<Child>);
 
 impl Processes {
     fn spawn(&mut self, command: &mut Command, what: &str) -> u32 {
@@ -125,7 +125,7 @@ impl Drop for Processes {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -133,7 +133,7 @@ fn free_port() -> u16 {
 }
 
 /// Wait until `http://127.0.0.1:port{path}` answers with any HTTP status.
-fn wait_for_http(port: u16, path: &str, what: &str) {
+pub(crate) fn wait_for_http(port: u16, path: &str, what: &str) {
     let deadline = Instant::now() + WAIT;
     loop {
         if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
@@ -158,7 +158,7 @@ fn wait_for_http(port: u16, path: &str, what: &str) {
 }
 
 /// The environment of our binaries: every folder under `home`.
-fn environment(command: &mut Command, home: &Path) {
+pub(crate) fn environment(command: &mut Command, home: &Path) {
     command
         .env("HOME", home)
         .env("AICOCKPIT_CONFIG", home.join("config.toml"))
@@ -171,107 +171,155 @@ fn environment(command: &mut Command, home: &Path) {
         .stdin(Stdio::null());
 }
 
+/// A running server (with the mock AI service as its active service) and
+/// chromedriver, over a fresh data folder; what the test and the benchmark
+/// share. Everything started is stopped when it drops.
+pub(crate) struct Rig {
+    pub(crate) children: Processes,
+    pub(crate) tools: Tools,
+    pub(crate) base: PathBuf,
+    pub(crate) home: PathBuf,
+    pub(crate) port: u16,
+    pub(crate) driver_port: u16,
+    pub(crate) login_url: String,
+    _scratch: tempfile::TempDir,
+}
+
+impl Rig {
+    /// Build the workspace image, start `aicockpit serve` and chromedriver.
+    /// Panics with the install command when a tool is missing.
+    pub(crate) fn start(mock: &MockServer) -> Rig {
+        let tools = tools().unwrap_or_else(|message| panic!("{message}"));
+        let scratch = tempfile::tempdir().expect("a temp folder");
+        let base = scratch
+            .path()
+            .canonicalize()
+            .expect("canonical temp folder");
+        let home = base.join("home");
+        std::fs::create_dir_all(&home).expect("make home");
+
+        // The workspace image (busybox), as the Docker workspace tests build it.
+        let mut build = Command::new(env!("CARGO_BIN_EXE_aicockpit"));
+        environment(&mut build, &home);
+        let output = build
+            .args(["image", "build", "--tag", TEST_IMAGE, "--json"])
+            .output()
+            .expect("run aicockpit image build");
+        assert!(
+            output.status.success(),
+            "the web IDE test needs a running Docker engine and busybox-static: {}\n\
+             install them with `apt-get install docker.io busybox-static` and start `dockerd` \
+             (or set {SKIP_VAR}=1 to skip this test)",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::fs::write(
+            home.join("config.toml"),
+            format!(
+                "[ai]\nactive = \"mock\"\n\n[[ai.services]]\nname = \"mock\"\nkind = \"lmstudio\"\n\
+                 base_url = \"{}\"\nchat_model = \"mock-chat\"\ncompletion_model = \"qwen2.5-coder-1.5b\"\n",
+                mock.url()
+            ),
+        )
+        .expect("write config.toml");
+
+        let mut rig = Rig {
+            children: Processes(Vec::new()),
+            tools,
+            base,
+            home,
+            port: free_port(),
+            driver_port: free_port(),
+            login_url: String::new(),
+            _scratch: scratch,
+        };
+        let mut serve = rig.serve(Stdio::piped());
+        rig.children.spawn(&mut serve, "aicockpit serve");
+        let stdout = rig.children.0[0].stdout.take().expect("serve's stdout");
+        let (lines_tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + WAIT;
+        rig.login_url = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) if line.contains("/login?token=") => break line.trim().to_string(),
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "aicockpit serve printed no one-time login URL within {WAIT:?}:\n{}",
+                    rig.log()
+                ),
+            }
+        };
+        let mut driver = Command::new(&rig.tools.chromedriver);
+        driver
+            .arg(format!("--port={}", rig.driver_port))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        rig.children.spawn(&mut driver, "chromedriver");
+        wait_for_http(rig.port, "/healthz", "aicockpit serve");
+        wait_for_http(rig.driver_port, "/status", "chromedriver");
+        rig
+    }
+
+    /// The `aicockpit serve` command of this rig (its log appended to `serve.log`).
+    pub(crate) fn serve(&self, stdout: Stdio) -> Command {
+        let mut serve = Command::new(env!("CARGO_BIN_EXE_aicockpit"));
+        environment(&mut serve, &self.home);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.base.join("serve.log"))
+            .expect("log file");
+        serve
+            .args(["serve", "--bind"])
+            .arg(format!("127.0.0.1:{}", self.port))
+            .stdout(stdout)
+            .stderr(log);
+        serve
+    }
+
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(self.base.join("serve.log")).unwrap_or_default()
+    }
+
+    /// Remove the run's workspace (container and files).
+    pub(crate) fn remove_workspace(&self) {
+        let mut remove = Command::new(env!("CARGO_BIN_EXE_aicockpit"));
+        environment(&mut remove, &self.home);
+        let _ = remove
+            .args(["workspace", "rm", "--purge", &workspace_name()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 #[test]
 fn ide_in_chromium() {
     if std::env::var(SKIP_VAR).is_ok_and(|v| v == "1") {
         eprintln!("skipped: {SKIP_VAR}=1");
         return;
     }
-    let tools = tools().unwrap_or_else(|message| panic!("{message}"));
     let started = Instant::now();
-    let scratch = tempfile::tempdir().expect("a temp folder");
-    let base = scratch
-        .path()
-        .canonicalize()
-        .expect("canonical temp folder");
-    let home = base.join("home");
-    std::fs::create_dir_all(&home).expect("make home");
-
-    // The workspace image (busybox), as the Docker workspace tests build it.
-    let mut build = Command::new(env!("CARGO_BIN_EXE_aicockpit"));
-    environment(&mut build, &home);
-    let output = build
-        .args(["image", "build", "--tag", TEST_IMAGE, "--json"])
-        .output()
-        .expect("run aicockpit image build");
-    assert!(
-        output.status.success(),
-        "the web IDE test needs a running Docker engine and busybox-static: {}\n\
-         install them with `apt-get install docker.io busybox-static` and start `dockerd` \
-         (or set {SKIP_VAR}=1 to skip this test)",
-        String::from_utf8_lossy(&output.stderr)
-    );
-
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let mock = runtime.block_on(MockServer::start());
     mock.set_reply("shown.to_uppercase()");
-    std::fs::write(
-        home.join("config.toml"),
-        format!(
-            "[ai]\nactive = \"mock\"\n\n[[ai.services]]\nname = \"mock\"\nkind = \"lmstudio\"\n\
-             base_url = \"{}\"\nchat_model = \"mock-chat\"\ncompletion_model = \"qwen2.5-coder-1.5b\"\n",
-            mock.url()
-        ),
-    )
-    .expect("write config.toml");
-
-    let mut children = Processes(Vec::new());
-    let port = free_port();
-    let serve = |stdout: Stdio| {
-        let mut serve = Command::new(env!("CARGO_BIN_EXE_aicockpit"));
-        environment(&mut serve, &home);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(base.join("serve.log"))
-            .expect("log file");
-        serve
-            .args(["serve", "--bind"])
-            .arg(format!("127.0.0.1:{port}"))
-            .stdout(stdout)
-            .stderr(log);
-        serve
-    };
-    children.spawn(&mut serve(Stdio::piped()), "aicockpit serve");
-    let stdout = children.0[0].stdout.take().expect("serve's stdout");
-    let (lines_tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + WAIT;
-    let login_url = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(line) if line.contains("/login?token=") => break line.trim().to_string(),
-            Ok(_) => {}
-            Err(_) => panic!(
-                "aicockpit serve printed no one-time login URL within {WAIT:?}:\n{}",
-                std::fs::read_to_string(base.join("serve.log")).unwrap_or_default()
-            ),
-        }
-    };
-    let driver_port = free_port();
-    let mut driver = Command::new(&tools.chromedriver);
-    driver
-        .arg(format!("--port={driver_port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    children.spawn(&mut driver, "chromedriver");
-    wait_for_http(port, "/healthz", "aicockpit serve");
-    wait_for_http(driver_port, "/status", "chromedriver");
+    let mut rig = Rig::start(&mock);
+    let (port, driver_port, login_url) = (rig.port, rig.driver_port, rig.login_url.clone());
 
     let result = runtime.block_on(async {
-        let admin = browser(&tools, driver_port, &base.join("profile-admin")).await?;
+        let admin = browser(&rig.tools, driver_port, &rig.base.join("profile-admin")).await?;
         let mut outcome = admin_session(&admin, &login_url, port, &mock).await;
         if outcome.is_ok() {
             outcome = ai_actions(&admin, &mock).await;
         }
         let viewer = if outcome.is_ok() {
-            Some(browser(&tools, driver_port, &base.join("profile-viewer")).await?)
+            Some(browser(&rig.tools, driver_port, &rig.base.join("profile-viewer")).await?)
         } else {
             None
         };
@@ -279,7 +327,7 @@ fn ide_in_chromium() {
             outcome = viewer_session(&admin, viewer, port).await;
         }
         if outcome.is_ok() {
-            outcome = survive_a_restart(&admin, &mut children, || serve(Stdio::null()), port).await;
+            outcome = survive_a_restart(&admin, &mut rig).await;
         }
         for client in [Some(&admin), viewer.as_ref()].into_iter().flatten() {
             if outcome.is_err() {
@@ -295,30 +343,24 @@ fn ide_in_chromium() {
         outcome
     });
     // The workspace's container goes with the test, whatever happened.
-    let mut remove = Command::new(env!("CARGO_BIN_EXE_aicockpit"));
-    environment(&mut remove, &home);
-    let _ = remove
-        .args(["workspace", "rm", "--purge", &workspace_name()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+    rig.remove_workspace();
     if let Err(message) = result {
         panic!(
             "{message}\n(see target/web-e2e-failure.png)\n--- aicockpit serve log ---\n{}",
-            std::fs::read_to_string(base.join("serve.log")).unwrap_or_default()
+            rig.log()
         );
     }
     eprintln!("web IDE end to end passed in {:?}", started.elapsed());
 }
 
-type Step<T> = Result<T, String>;
+pub(crate) type Step<T> = Result<T, String>;
 
-fn fail<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> String + '_ {
+pub(crate) fn fail<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> String + '_ {
     move |e| format!("{what}: {e}")
 }
 
 /// A fresh headless Chromium with its own profile.
-async fn browser(tools: &Tools, driver_port: u16, profile: &Path) -> Step<Client> {
+pub(crate) async fn browser(tools: &Tools, driver_port: u16, profile: &Path) -> Step<Client> {
     let mut capabilities = serde_json::Map::new();
     capabilities.insert("browserName".into(), json!("chrome"));
     capabilities.insert(
@@ -340,7 +382,7 @@ async fn browser(tools: &Tools, driver_port: u16, profile: &Path) -> Step<Client
         .map_err(fail("a WebDriver session"))
 }
 
-async fn element(client: &Client, css: &str, what: &str) -> Step<Element> {
+pub(crate) async fn element(client: &Client, css: &str, what: &str) -> Step<Element> {
     client
         .wait()
         .at_most(WAIT)
@@ -351,7 +393,7 @@ async fn element(client: &Client, css: &str, what: &str) -> Step<Element> {
 }
 
 /// Poll a JavaScript body in the page until it returns a truthy value.
-async fn wait_for_script(client: &Client, script: &str, what: &str) -> Step<Value> {
+pub(crate) async fn wait_for_script(client: &Client, script: &str, what: &str) -> Step<Value> {
     let deadline = Instant::now() + WAIT;
     loop {
         let value = client.execute(script, vec![]).await.map_err(fail(what))?;
@@ -372,7 +414,7 @@ async fn wait_for_script(client: &Client, script: &str, what: &str) -> Step<Valu
 }
 
 /// Run an async JavaScript body in the page and return its value.
-async fn run_script(client: &Client, body: &str, what: &str) -> Step<Value> {
+pub(crate) async fn run_script(client: &Client, body: &str, what: &str) -> Step<Value> {
     let script = format!(
         "const done = arguments[arguments.length - 1]; \
          (async () => {{ {body} }})().then(done, (e) => done({{ error: String(e) }}));"
@@ -388,7 +430,7 @@ async fn run_script(client: &Client, body: &str, what: &str) -> Step<Value> {
 }
 
 /// Type into whatever has the focus.
-async fn keys(client: &Client, text: &str) -> Step<()> {
+pub(crate) async fn keys(client: &Client, text: &str) -> Step<()> {
     client
         .active_element()
         .await
@@ -398,7 +440,7 @@ async fn keys(client: &Client, text: &str) -> Step<()> {
         .map_err(fail("typing"))
 }
 
-async fn screenshot(client: &Client, name: &str) -> Step<()> {
+pub(crate) async fn screenshot(client: &Client, name: &str) -> Step<()> {
     let png = client.screenshot().await.map_err(fail("a screenshot"))?;
     let dir = repo().join("docs/images");
     std::fs::create_dir_all(&dir).map_err(fail("make docs/images"))?;
@@ -406,19 +448,21 @@ async fn screenshot(client: &Client, name: &str) -> Step<()> {
 }
 
 /// The text of the active editor.
-const EDITOR_TEXT: &str = "const c = document.querySelector('.editor-area .cm-content'); \
+pub(crate) const EDITOR_TEXT: &str =
+    "const c = document.querySelector('.editor-area .cm-content'); \
      return c ? [...c.querySelectorAll('.cm-line')].map(l => l.textContent).join('\\n') : null";
 
 /// The start of a script about the active editor's text (as `t`).
-const EDITOR_TEXT_IS: &str = "const c = document.querySelector('.editor-area .cm-content'); \
+pub(crate) const EDITOR_TEXT_IS: &str = "const c = document.querySelector('.editor-area .cm-content'); \
      const t = c ? [...c.querySelectorAll('.cm-line')].map(l => l.textContent).join('\\n') : ''; return";
 
 /// The start of a script about the lines the active terminal shows (as `r`).
-const TERMINAL_TEXT_IS: &str = "const e = document.querySelector('.terminal .xterm-rows'); \
+pub(crate) const TERMINAL_TEXT_IS: &str =
+    "const e = document.querySelector('.terminal .xterm-rows'); \
      const r = e ? e.innerText.replace(/\\u00a0/g, ' ') : ''; return";
 
 /// Open a file from the tree; `focused`: also wait for the editor to take the focus (writers).
-async fn open_from_tree(client: &Client, path: &str, focused: bool) -> Step<()> {
+pub(crate) async fn open_from_tree(client: &Client, path: &str, focused: bool) -> Step<()> {
     let mut prefix = String::new();
     for part in path.split('/') {
         if !prefix.is_empty() {
@@ -448,7 +492,12 @@ async fn open_from_tree(client: &Client, path: &str, focused: bool) -> Step<()> 
     .map(|_| ())
 }
 
-async fn admin_session(client: &Client, login_url: &str, port: u16, mock: &MockServer) -> Step<()> {
+pub(crate) async fn admin_session(
+    client: &Client,
+    login_url: &str,
+    port: u16,
+    mock: &MockServer,
+) -> Step<()> {
     let ws = workspace_name();
     // Sign in with the one-time URL: the server sets the cookie and sends us to the dashboard.
     client
@@ -691,7 +740,7 @@ async fn admin_session(client: &Client, login_url: &str, port: u16, mock: &MockS
 
 /// A code action on the selection, its answer applied through a diff; a
 /// suggested command typed at the prompt and not run.
-async fn ai_actions(client: &Client, mock: &MockServer) -> Step<()> {
+pub(crate) async fn ai_actions(client: &Client, mock: &MockServer) -> Step<()> {
     let ws = workspace_name();
     // Select line 3 of lib.rs and ask for a refactoring.
     element(client, ".editor-area .cm-content", "the editor")
@@ -822,12 +871,7 @@ async fn ai_actions(client: &Client, mock: &MockServer) -> Step<()> {
 
 /// Unsaved text survives a server restart: the page reconnects by itself
 /// (no reload), re-opens its documents, and saves afterwards.
-async fn survive_a_restart(
-    client: &Client,
-    children: &mut Processes,
-    serve: impl Fn() -> Command,
-    port: u16,
-) -> Step<()> {
+pub(crate) async fn survive_a_restart(client: &Client, rig: &mut Rig) -> Step<()> {
     let marker = "// unsaved across a restart";
     element(client, ".editor-area .cm-content", "the editor")
         .await?
@@ -841,7 +885,7 @@ async fn survive_a_restart(
         "the unsaved marker",
     )
     .await?;
-    let server = children.0.first_mut().ok_or("no server to restart")?;
+    let server = rig.children.0.first_mut().ok_or("no server to restart")?;
     let pid = i32::try_from(server.id()).map_err(fail("the server's pid"))?;
     // SAFETY: kill(2) on the server we started; no memory is involved.
     unsafe {
@@ -854,12 +898,12 @@ async fn survive_a_restart(
         "the status bar saying the connection dropped",
     )
     .await?;
-    children.0[0] = {
-        let mut command = serve();
+    rig.children.0[0] = {
+        let mut command = rig.serve(Stdio::null());
         command.process_group(0);
         command.spawn().map_err(fail("restart aicockpit serve"))?
     };
-    wait_for_http(port, "/healthz", "the restarted server");
+    wait_for_http(rig.port, "/healthz", "the restarted server");
     element(
         client,
         ".connection[data-state=connected]",
@@ -892,7 +936,7 @@ async fn survive_a_restart(
     Ok(())
 }
 
-async fn viewer_session(admin: &Client, viewer: &Client, port: u16) -> Step<()> {
+pub(crate) async fn viewer_session(admin: &Client, viewer: &Client, port: u16) -> Step<()> {
     let ws = workspace_name();
     // The admin makes a user and shares the workspace with them as a viewer.
     run_script(

@@ -140,6 +140,10 @@ export function ghostText(host: GhostHost): Extension {
         }
       }
 
+      busy(): boolean {
+        return this.timer !== null || this.abort !== null;
+      }
+
       cancel(): void {
         if (this.timer) clearTimeout(this.timer);
         this.timer = null;
@@ -151,7 +155,7 @@ export function ghostText(host: GhostHost): Extension {
         this.cancel();
         const requestedAt = performance.now();
         // Coalesce the transactions of one keystroke; the server debounces the rest.
-        this.timer = setTimeout(() => void this.ask(invoked, requestedAt), 5);
+        this.timer = setTimeout(() => void this.ask(invoked, requestedAt), 0);
       }
 
       async ask(invoked: boolean, requestedAt: number): Promise<void> {
@@ -172,8 +176,11 @@ export function ghostText(host: GhostHost): Extension {
           );
         } catch {
           return; // Cancelled, timed out or failed: the status bar shows AI failures.
+        } finally {
+          if (this.abort === abort) this.abort = null;
         }
-        if (abort.signal.aborted || this.view.state.doc !== doc) return;
+        // Stale: cancelled (Esc), the text changed, or the cursor moved meanwhile.
+        if (abort.signal.aborted || this.view.state.doc !== doc || this.view.state.selection.main.head !== anchor) return;
         const items = (Array.isArray(answer) ? answer : (answer?.items ?? [])).filter((i) => textOf(i).length > 0);
         if (!items.length) return;
         this.view.dispatch({ effects: setGhost.of({ anchor, items, index: 0, requestedAt, accepted: 0 }) });
@@ -202,7 +209,19 @@ export function ghostText(host: GhostHost): Extension {
     Prec.highest(
       keymap.of([
         { key: "Tab", run: (view) => accept(view, host, false) },
-        { key: "Escape", run: dismiss },
+        {
+          key: "Escape",
+          run: (view) => {
+            // Also drop a request still in flight, so a late answer does not bring it back.
+            const pending = view.plugin(requester);
+            const shown = dismiss(view);
+            if (pending?.busy()) {
+              pending.cancel();
+              return true;
+            }
+            return shown;
+          },
+        },
         { key: "Ctrl-ArrowRight", run: (view) => accept(view, host, true) },
         { key: "Alt-]", run: (view) => view.plugin(requester)?.next() ?? false },
       ]),

@@ -16,7 +16,7 @@ import { Terminals } from "./terminal.js";
 import { FileTree } from "./tree.js";
 
 /** Measurements the benchmark and the e2e test read (window.aicockpitMetrics). */
-export const metrics = { ghostLatenciesMs: [] as number[], interactiveAt: 0 };
+export const metrics = { ghostLatenciesMs: [] as number[], interactiveAt: 0, connectedAt: 0 };
 declare global {
   interface Window {
     aicockpitMetrics?: typeof metrics;
@@ -36,6 +36,7 @@ export async function showIde(root: HTMLElement, name: string, user: User): Prom
   const messageEl = h("span.status-item.message", {}, "");
 
   const setConnection = (state: ConnectionState, detail?: string): void => {
+    if (state === "connected" && !metrics.connectedAt) metrics.connectedAt = performance.now();
     connectionEl.dataset.state = state;
     const labels: Record<ConnectionState, string> = { connecting: "connecting…", connected: "connected", reconnecting: "reconnecting…", offline: "offline" };
     connectionEl.textContent = `● ${labels[state]}`;
