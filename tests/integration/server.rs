@@ -29,8 +29,8 @@ const ORIGIN_EVIL: &str = "http://evil.example";
 
 /// A response: status, headers (names lower-cased) and the whole body.
 #[derive(Debug)]
-struct Reply {
-    status: u16,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
 }
@@ -43,11 +43,11 @@ impl Reply {
             .map(|(_, v)| v.as_str())
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.text()))
     }
@@ -63,7 +63,7 @@ impl Reply {
     }
 
     #[track_caller]
-    fn expect(self, status: u16) -> Reply {
+    pub(crate) fn expect(self, status: u16) -> Reply {
         assert_eq!(self.status, status, "{}", self.everything());
         self
     }
@@ -109,7 +109,7 @@ fn connect_from(source: Ipv4Addr, target: SocketAddr) -> TcpStream {
 }
 
 /// Send one request and read its response (by `Content-Length`, chunks, or to the end).
-fn http(
+pub(crate) fn http(
     address: SocketAddr,
     source: Option<Ipv4Addr>,
     method: &str,
@@ -192,11 +192,11 @@ fn http(
 // A server process.
 
 /// One `aicockpit serve` on a free loopback port, over a project's folders.
-struct Server {
+pub(crate) struct Server {
     project: Arc<Project>,
     child: Child,
-    address: SocketAddr,
-    url: String,
+    pub(crate) address: SocketAddr,
+    pub(crate) url: String,
     /// The one-time login URL printed at first start.
     login_url: Option<String>,
     /// What the server printed on stdout up to and including the sign-in line.
@@ -205,7 +205,7 @@ struct Server {
 
 impl Server {
     /// Start a server (stderr appends to `server.log` in the project's home).
-    fn start(project: &Arc<Project>, rust_log: &str) -> Server {
+    pub(crate) fn start(project: &Arc<Project>, rust_log: &str) -> Server {
         let log = std::fs::File::options()
             .create(true)
             .append(true)
@@ -285,7 +285,13 @@ impl Server {
     }
 
     /// A JSON call with a bearer token (no `Origin`: a script).
-    fn api(&self, token: &str, method: &str, target: &str, body: Option<&Value>) -> Reply {
+    pub(crate) fn api(
+        &self,
+        token: &str,
+        method: &str,
+        target: &str,
+        body: Option<&Value>,
+    ) -> Reply {
         let auth = format!("Bearer {token}");
         let text = body.map(|b| b.to_string()).unwrap_or_default();
         let mut headers = vec![("Authorization", auth.as_str())];
@@ -296,7 +302,7 @@ impl Server {
     }
 
     /// SIGTERM, and the exit status (within a deadline).
-    fn stop(&mut self) -> ExitStatus {
+    pub(crate) fn stop(&mut self) -> ExitStatus {
         let pid = self.child.id() as libc::pid_t;
         // SAFETY: kill has no memory preconditions; `pid` is our own child, not yet reaped.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
@@ -304,7 +310,7 @@ impl Server {
             .expect("the server did not exit within 20 s of SIGTERM")
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         read_lossy(&self.project.home.path().join("server.log"))
     }
 }
@@ -334,7 +340,7 @@ fn read_lossy(path: &Path) -> String {
 }
 
 /// A project whose config makes small workspaces of the test image without a network.
-fn new_project() -> Arc<Project> {
+pub(crate) fn new_project() -> Arc<Project> {
     let project = Project::new(&[]);
     std::fs::write(
         project.home.path().join("config.toml"),
@@ -348,10 +354,10 @@ fn new_project() -> Arc<Project> {
 
 /// Removes workspaces (with their files) however the test ends; declare it
 /// before the server so it runs after the server is gone.
-struct Cleanup(Arc<Project>, std::sync::Mutex<Vec<String>>);
+pub(crate) struct Cleanup(Arc<Project>, std::sync::Mutex<Vec<String>>);
 
 impl Cleanup {
-    fn new(project: &Arc<Project>) -> Cleanup {
+    pub(crate) fn new(project: &Arc<Project>) -> Cleanup {
         Cleanup(project.clone(), Default::default())
     }
     fn add(&self, name: &str) {
@@ -368,7 +374,7 @@ impl Drop for Cleanup {
 }
 
 /// `aicockpit admin create-user NAME --role ROLE`, the password on stdin.
-fn create_user(project: &Project, name: &str, role: &str, password: &str) {
+pub(crate) fn create_user(project: &Project, name: &str, role: &str, password: &str) {
     let output = project.cli_with(
         &["admin", "create-user", name, "--role", role],
         &[],
@@ -382,7 +388,7 @@ fn create_user(project: &Project, name: &str, role: &str, password: &str) {
 }
 
 /// `aicockpit admin token [--user NAME]`: a fresh `acp_…` token.
-fn token_for(project: &Project, user: Option<&str>) -> String {
+pub(crate) fn token_for(project: &Project, user: Option<&str>) -> String {
     let mut args = vec!["admin", "token"];
     if let Some(user) = user {
         args.extend(["--user", user]);
@@ -427,7 +433,12 @@ fn path_of(url: &str) -> String {
 }
 
 /// Create a workspace through the API (it starts), registering it for cleanup.
-fn create_workspace(server: &Server, cleanup: &Cleanup, token: &str, name: &str) -> Value {
+pub(crate) fn create_workspace(
+    server: &Server,
+    cleanup: &Cleanup,
+    token: &str,
+    name: &str,
+) -> Value {
     cleanup.add(name);
     let reply = server.api(
         token,
@@ -875,6 +886,48 @@ fn logins_tokens_and_sessions() {
         .expect(401);
     server
         .call("GET", "/api/v1/me", &[("Cookie", &admin_cookie)], b"")
+        .expect(200);
+    // A browser still holding the ended session's cookie can sign in again,
+    // by password or by a new link, and reach the public pages.
+    let stale = [
+        ("Cookie", carol_cookie.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let again = server
+        .call(
+            "POST",
+            "/api/v1/auth/login",
+            &stale,
+            json!({"name": "carol", "password": "carol-password-1"})
+                .to_string()
+                .as_bytes(),
+        )
+        .expect(200);
+    session_cookie(&again);
+    let output = project.cli(&[
+        "admin",
+        "login-link",
+        "--user",
+        "carol",
+        "--url",
+        &server.url,
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let carol_link = stdout(&output).trim().to_string();
+    let relinked = server
+        .call(
+            "GET",
+            &path_of(&carol_link),
+            &[("Cookie", &carol_cookie)],
+            b"",
+        )
+        .expect(303);
+    session_cookie(&relinked);
+    server
+        .call("GET", "/", &[("Cookie", &carol_cookie)], b"")
+        .expect(200);
+    server
+        .call("GET", "/healthz", &[("Cookie", &carol_cookie)], b"")
         .expect(200);
 
     // A role change ends the user's sessions; deleting a user ends their tokens too.
@@ -1861,7 +1914,7 @@ fn terminals_reattach_viewers_watch_and_everything_is_audited() {
 
     // A file write for the audit log.
     let auth = format!("Bearer {admin}");
-    server
+    let written = server
         .call(
             "PUT",
             &format!("/api/v1/workspaces/{name}/files?path=audited.txt"),
@@ -1869,6 +1922,7 @@ fn terminals_reattach_viewers_watch_and_everything_is_audited() {
             b"x",
         )
         .expect(200);
+    let request_id = written.header("x-request-id").unwrap().to_string();
 
     // Item 9: the audit log says who did what, from where, with what result.
     let records = audit_cli(&project);
@@ -1909,11 +1963,16 @@ fn terminals_reattach_viewers_watch_and_everything_is_audited() {
         "ok",
         Some(&format!("workspace:{name}")),
     );
-    find(
+    let write_record = find(
         "file.write",
         "admin",
         "ok",
         Some(&format!("workspace:{name}:audited.txt")),
+    );
+    assert_eq!(
+        write_record["request_id"],
+        request_id.as_str(),
+        "the record names the response's x-request-id"
     );
     find(
         "terminal.open",
@@ -2045,7 +2104,7 @@ fn state_survives_a_restart() {
         server.log()
     );
     assert!(
-        stopping.elapsed() < Duration::from_secs(15),
+        stopping.elapsed() < aicockpit_server::SHUTDOWN_GRACE + Duration::from_secs(8),
         "stopping took {:?}",
         stopping.elapsed()
     );

@@ -682,6 +682,14 @@ impl LanguageServer for Backend {
                     "status": true,
                     "shared": inner.is_shared(),
                     "readOnly": read_only,
+                    // A shared project's root is the server's: clients (the
+                    // web IDE) name documents under it.
+                    "rootUri": inner
+                        .options
+                        .shared
+                        .as_ref()
+                        .and_then(|shared| shared.root())
+                        .and_then(|root| to_proto::url(&root)),
                 } })),
                 ..ServerCapabilities::default()
             },

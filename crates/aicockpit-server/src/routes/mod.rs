@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, MatchedPath, RawPathParams, Request, State};
-use axum::http::{header, HeaderValue, Method};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
@@ -268,21 +268,24 @@ async fn decide(
         ));
     };
     let Some((need, audit)) = find(method, path) else {
-        // A method the route does not have (axum answers 405); unknown to the table otherwise.
-        return Ok((
+        // Fail closed: a method the table does not list never reaches a handler.
+        return Err((
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{method} is not allowed on {path}; see /api/v1/openapi.json"),
+            ),
             None,
-            Access {
-                principal: None,
-                workspace_role: None,
-            },
         ));
     };
     let audit_action = audit.or(auth::is_state_changing(method).then_some("request"));
     let fail = |error: ApiError| (error, audit_action);
     let principal = match auth::authenticate(&state.db, request.headers()).await {
         Ok(principal) => principal,
-        // A stale cookie must not lock anyone out of the login routes.
-        Err(_) if need == Need::Public => None,
+        // A public route (logging in above all) works with an ended
+        // session's cookie or a revoked token still in the browser: there
+        // the caller is simply anonymous, or nobody could log in again.
+        Err(error) if need == Need::Public && error.status == StatusCode::UNAUTHORIZED => None,
         Err(error) => return Err(fail(error)),
     };
     let websocket = is_websocket_upgrade(request);
