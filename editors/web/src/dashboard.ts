@@ -160,7 +160,9 @@ function workspaces(body: HTMLElement, user: User): () => void {
   });
   setChildren(body, h("h1", {}, "Workspaces"), table, user.role !== "auditor" ? h("div.forms", {}, form, restoreForm) : null);
   void refresh().then(refreshStats);
-  const timer = setInterval(() => void refreshStats(), 3000);
+  // Live figures every 3 s; states (changed by others, or the idle stopper) every 9 s.
+  let tick = 0;
+  const timer = setInterval(() => void (++tick % 3 === 0 ? refresh() : Promise.resolve()).then(refreshStats), 3000);
   return () => clearInterval(timer);
 }
 
