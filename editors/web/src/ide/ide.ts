@@ -1,10 +1,10 @@
 // The IDE view of one workspace: file tree, tabs and editors speaking LSP,
 // search, outline, quick open, terminals, chat and the status bar.
 
-import { EditorView, keymap } from "@codemirror/view";
+import { keymap } from "@codemirror/view";
 import { LSPPlugin, serverDiagnostics } from "@codemirror/lsp-client";
 import { ws, type User, type WorkspaceView, json } from "../api.js";
-import { h, toast } from "../dom.js";
+import { busy, h, toast } from "../dom.js";
 import { sanitize } from "../markdown.js";
 import { showHelp } from "../help.js";
 import { ChatPanel, type ChatMessage } from "./chat.js";
@@ -190,6 +190,7 @@ export async function showIde(root: HTMLElement, name: string, user: User): Prom
   const terminals = new Terminals({
     workspace: name,
     readOnly,
+    autoOpen: workspace.state === "running",
     suggest: (description) => lsp.request("aicockpit/suggestCommand", { description, shell: "sh" }, AI_TIMEOUT_MS.command),
     explain: (text) => {
       showChat();
@@ -272,7 +273,28 @@ export async function showIde(root: HTMLElement, name: string, user: User): Prom
     h("button", { onclick: () => showHelp(), title: "Keyboard shortcuts (F1)" }, "?"),
     h("span.user", {}, user.name),
   );
-  const center = h("main.center", {}, editors.tabBar, editors.area, terminalPane);
+  // A stopped workspace: files and the language server work, terminals need it running.
+  const stoppedBanner =
+    workspace.state === "running"
+      ? null
+      : h(
+          "div.banner",
+          { role: "status" },
+          `This workspace is ${workspace.state}: terminals need it running.`,
+          readOnly
+            ? null
+            : h(
+                "button.primary",
+                {
+                  onclick: (e: Event) =>
+                    void busy(e.target as HTMLElement, () => json(`${ws(name)}/start`, "POST"), `${name} started`).then((ok) => {
+                      if (ok) location.reload();
+                    }),
+                },
+                "Start it",
+              ),
+        );
+  const center = h("main.center", {}, stoppedBanner, editors.tabBar, editors.area, terminalPane);
   const layout = h("div.ide", { "data-workspace": name, "data-readonly": String(readOnly) }, header, h("div.ide-body", {}, h("nav.sidebar", {}, sideBar, sideBody), center, chatPane), h("footer.statusbar", {}, connectionEl, indexEl, aiEl, messageEl, h("span.spacer"), cursorEl));
   root.replaceChildren(layout);
 
@@ -323,7 +345,6 @@ export async function showIde(root: HTMLElement, name: string, user: User): Prom
   }, 4000);
   metrics.interactiveAt = performance.now();
   window.aicockpitMetrics = metrics;
-  void EditorView;
 
   return () => {
     clearInterval(poll);

@@ -13,6 +13,8 @@ import { TerminalAttach, type Effect } from "./terminal-attach.js";
 export interface TerminalsOptions {
   workspace: string;
   readOnly: boolean;
+  /** Open terminals by themselves (the workspace runs). */
+  autoOpen: boolean;
   suggest(description: string): Promise<{ command: string; explanation?: string }>;
   explain(text: string): void;
 }
@@ -164,6 +166,11 @@ export class Terminals {
       } catch (error) {
         toast(`cannot list terminals: ${String(error)}`, "error");
       }
+    }
+    if (!this.options.autoOpen) {
+      this.body.replaceChildren(h("div.muted.pad", {}, "The workspace is not running: start it to open a terminal."));
+      this.renderBar();
+      return;
     }
     for (const session of sessions) this.add(session);
     if (!this.views.length && !this.options.readOnly) this.add(null);
