@@ -2,14 +2,18 @@
 //! workspace and the mock AI service, driven through Debian's Chromium and
 //! chromedriver (WebDriver, via fantoccini), each browser with a fresh
 //! profile. It signs in with the one-time URL, creates a workspace from the
-//! dashboard, opens a file, goes to a definition in another file, types
-//! and accepts the mock's ghost text with Tab, saves and reads the file
-//! back with `cat` in the terminal, reloads the page and finds the
+//! dashboard (live CPU shown), opens a file, goes to a definition in
+//! another file (F12), lists its references (Shift+F12) and the outline,
+//! types and accepts the mock's ghost text with Tab, saves and reads the
+//! file back with `cat` in the terminal, reloads the page and finds the
 //! terminal's earlier output replayed, searches and jumps to a hit, asks
-//! the chat and sees the streamed answer with its source, and finally a
-//! second user, shared the workspace as a viewer, can type into neither the
-//! editor nor the terminal. Screenshots of the dashboard, the ghost text
-//! and the chat go to `docs/images/`.
+//! the chat and sees the streamed answer with its sources, applies a
+//! Refactor code action's answer through its diff, has a suggested command
+//! typed at the prompt but not run, shares the workspace with a second user
+//! as a viewer who can type into neither the editor nor the terminal, and
+//! restarts the server under the page: it reconnects by itself, the unsaved
+//! text is still there, and saving works. Screenshots of the dashboard, the
+//! ghost text and the chat go to `docs/images/`.
 //!
 //! Needs: Docker with busybox-static (as the workspace tests), and
 //! `apt-get install chromium chromium-driver`. Set
@@ -605,6 +609,32 @@ pub(crate) async fn admin_session(
     {
         return Err(format!("F12 opened {text}, not lib.rs"));
     }
+    // Shift+F12 on the definition lists its references, main.rs's call among them.
+    keys(client, &format!("{SHIFT}{F12}{RELEASE}")).await?;
+    wait_for_script(
+        client,
+        "return document.querySelector('.cm-lsp-reference-panel')?.textContent.includes('main.rs')",
+        "Shift+F12's reference panel naming main.rs",
+    )
+    .await?;
+    keys(client, &ESCAPE.to_string()).await?;
+    // The outline of lib.rs, from documentSymbol.
+    element(client, ".side-tab[data-pane=outline]", "the Outline tab")
+        .await?
+        .click()
+        .await
+        .map_err(fail("open the outline"))?;
+    wait_for_script(
+        client,
+        "return [...document.querySelectorAll('.outline-item')].some(i => i.textContent.includes('greeting'))",
+        "greeting in the outline",
+    )
+    .await?;
+    element(client, ".side-tab[data-pane=files]", "the Files tab")
+        .await?
+        .click()
+        .await
+        .map_err(fail("back to the files"))?;
 
     // Type on the empty line: the mock's completion shows as ghost text; Tab takes it.
     client
