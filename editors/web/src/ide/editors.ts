@@ -262,13 +262,17 @@ export class Editors {
     }
   }
 
-  /** A file was renamed in the tree: follow it. */
+  /** A file or folder was renamed in the tree: clean tabs follow it; unsaved ones stay and say so. */
   renamed(from: string, to: string): void {
-    for (const tab of this.tabs) {
-      if (tab.path === from || tab.path.startsWith(from + "/")) {
-        toast(`${tab.path} was renamed: close and reopen its tab to keep editing under the new name`);
+    for (const tab of [...this.tabs]) {
+      if (tab.path !== from && !tab.path.startsWith(from + "/")) continue;
+      const moved = to + tab.path.slice(from.length);
+      if (this.dirty(tab)) {
+        toast(`${tab.path} was renamed to ${moved}: its tab keeps your unsaved text under the old name`, "error");
+        continue;
       }
+      const wasActive = this.active === tab;
+      void this.close(tab).then(() => (wasActive ? this.open(moved) : undefined));
     }
-    void to;
   }
 }
