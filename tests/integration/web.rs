@@ -2,7 +2,8 @@
 //! workspace and the mock AI service, driven through Debian's Chromium and
 //! chromedriver (WebDriver, via fantoccini), each browser with a fresh
 //! profile. It signs in with the one-time URL, creates a workspace from the
-//! dashboard (live CPU shown), opens a file, goes to a definition in
+//! dashboard (live CPU shown), tests the AI service (FIM verdict shown, key
+//! field write-only), finds the creation in the audit log, opens a file, goes to a definition in
 //! another file (F12), lists its references (Shift+F12) and the outline,
 //! types and accepts the mock's ghost text with Tab, saves and reads the
 //! file back with `cat` in the terminal, reloads the page and finds the
@@ -554,6 +555,83 @@ pub(crate) async fn admin_session(
     )
     .await?;
     screenshot(client, "web-dashboard.png").await?;
+
+    // AI services: the mock is active; Test shows the round trip and the FIM
+    // probe; the key field of the edit form is write-only.
+    client
+        .goto(&format!("http://127.0.0.1:{port}/#/services"))
+        .await
+        .map_err(fail("open the services page"))?;
+    element(
+        client,
+        "tr[data-service=mock] .badge.active",
+        "the mock service, active",
+    )
+    .await?;
+    client
+        .find(Locator::XPath(
+            "//tr[@data-service='mock']//button[.='Test']",
+        ))
+        .await
+        .map_err(fail("the Test button"))?
+        .click()
+        .await
+        .map_err(fail("click Test"))?;
+    let report = wait_for_script(
+        client,
+        "const r = document.querySelector('.test-result'); \
+         return r && r.textContent.includes('answered in') ? r.textContent : null",
+        "the service test's result",
+    )
+    .await?;
+    if !report
+        .as_str()
+        .unwrap_or_default()
+        .contains("Fill-in-the-middle probe")
+    {
+        return Err(format!(
+            "the test result shows no FIM probe verdict: {report}"
+        ));
+    }
+    client
+        .find(Locator::XPath(
+            "//tr[@data-service='mock']//button[.='Edit']",
+        ))
+        .await
+        .map_err(fail("the Edit button"))?
+        .click()
+        .await
+        .map_err(fail("click Edit"))?;
+    let key = element(client, ".modal input[name=api_key]", "the key field").await?;
+    let kind = key
+        .attr("type")
+        .await
+        .map_err(fail("the key field's type"))?;
+    let value = key
+        .prop("value")
+        .await
+        .map_err(fail("the key field's value"))?;
+    if kind.as_deref() != Some("password") || value.as_deref().is_some_and(|v| !v.is_empty()) {
+        return Err(format!(
+            "the key field is not write-only: type {kind:?}, value {value:?}"
+        ));
+    }
+    keys(client, &ESCAPE.to_string()).await?;
+
+    // The audit log has the workspace's creation.
+    client
+        .goto(&format!("http://127.0.0.1:{port}/#/audit"))
+        .await
+        .map_err(fail("open the audit log"))?;
+    wait_for_script(
+        client,
+        &format!(
+            "return [...document.querySelectorAll('table.audit tr')].some(r => \
+             r.textContent.includes('workspace.create') && r.textContent.includes('{ws}'))"
+        ),
+        "the workspace's creation in the audit log",
+    )
+    .await?;
 
     // The project's files, through the files API as any client would write them.
     for (path, text) in [("src/lib.rs", LIB_RS), ("src/main.rs", MAIN_RS)] {
