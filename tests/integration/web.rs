@@ -3,8 +3,9 @@
 //! chromedriver (WebDriver, via fantoccini), each browser with a fresh
 //! profile. It signs in with the one-time URL, creates a workspace from the
 //! dashboard (live CPU shown), tests the AI service (FIM verdict shown, key
-//! field write-only), finds the creation in the audit log, opens a file, goes to a definition in
-//! another file (F12), lists its references (Shift+F12) and the outline,
+//! field write-only), finds the creation in the audit log, opens a file,
+//! goes to a definition in another file (F12), lists its references
+//! (Shift+F12) and the outline,
 //! types and accepts the mock's ghost text with Tab, saves and reads the
 //! file back with `cat` in the terminal, reloads the page and finds the
 //! terminal's earlier output replayed, searches and jumps to a hit, asks
