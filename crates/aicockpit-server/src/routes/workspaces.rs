@@ -367,6 +367,8 @@ async fn create(
     let user = access.principal()?.user.clone();
     aicockpit_workspace::validate_name(&request.name)?;
     let name = request.name.clone();
+    let _creating = CREATING.lock().await;
+    sweep_stale_rows(&state).await?;
     let workspace = state
         .manager
         .create(CreateRequest {
@@ -392,6 +394,38 @@ async fn create(
         (StatusCode::CREATED, axum::Json(body)),
         target(&name),
     ))
+}
+
+/// Held while a workspace is created or restored, so the sweep below and the
+/// new workspace's row cannot interleave with another creation.
+static CREATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Forget ownership and sharing rows (and engines) of workspaces that no
+/// longer exist (removed with `aicockpit workspace rm`, outside the API), so
+/// a new workspace of the same name never inherits them, not even while it
+/// is still being made.
+async fn sweep_stale_rows(state: &AppState) -> Result<(), ApiError> {
+    let live: std::collections::HashSet<String> =
+        state.manager.list()?.into_iter().map(|w| w.name).collect();
+    let stale = state
+        .db
+        .call(move |c| {
+            let mut statement = c.prepare("SELECT name FROM workspaces")?;
+            let names: Vec<String> = statement
+                .query_map([], |row| row.get::<_, String>(0))?
+                .collect::<Result<_, _>>()?;
+            let stale: Vec<String> = names.into_iter().filter(|n| !live.contains(n)).collect();
+            for name in &stale {
+                db::delete_workspace(c, name)?;
+            }
+            Ok(stale)
+        })
+        .await?;
+    for name in stale {
+        tracing::info!(workspace = %name, "forgot the rows of a workspace removed outside the server");
+        state.sessions.forget(&name).await;
+    }
+    Ok(())
 }
 
 fn role_of(access: &Access) -> Option<WorkspaceRole> {
@@ -422,6 +456,8 @@ async fn remove(
 ) -> Result<Response, ApiError> {
     state.sessions.forget(&id).await;
     let report = state.manager.remove(&id, query.purge).await?;
+    // Again after the removal: a session opened meanwhile made a new engine.
+    state.sessions.forget(&id).await;
     let name = id.clone();
     state
         .db
@@ -608,6 +644,8 @@ async fn restore(
                 "send the backup archive as the request body",
             ));
         }
+        let _creating = CREATING.lock().await;
+        sweep_stale_rows(&state).await?;
         let workspace = state
             .manager
             .restore(&upload, query.name.clone(), query.start.unwrap_or(true))
