@@ -11,8 +11,9 @@
 //! terminal's earlier output replayed, searches and jumps to a hit, asks
 //! the chat and sees the streamed answer with its sources, applies a
 //! Refactor code action's answer through its diff, has a suggested command
-//! typed at the prompt but not run, shares the workspace with a second user
-//! as a viewer who can type into neither the editor nor the terminal, and
+//! typed at the prompt but not run, makes a second user on the Users page and
+//! shares the workspace with them as a viewer from the dashboard's Share
+//! dialog (they can type into neither the editor nor the terminal), and
 //! restarts the server under the page: it reconnects by itself, the unsaved
 //! text is still there, and saving works. Screenshots of the dashboard, the
 //! ghost text and the chat go to `docs/images/`.
@@ -928,6 +929,14 @@ pub(crate) async fn ai_actions(client: &Client, mock: &MockServer) -> Step<()> {
         ));
     }
 
+    keys(client, &format!("{CONTROL}s{RELEASE}")).await?;
+    wait_for_script(
+        client,
+        "return document.querySelector('.tab.active') && !document.querySelector('.tab.active.dirty')",
+        "the refactoring saved",
+    )
+    .await?;
+
     // A suggested command lands at the prompt without running.
     mock.set_reply(
         "{\"command\": \"touch suggested-ran\", \"explanation\": \"Creates the marker file.\"}",
@@ -1047,20 +1056,91 @@ pub(crate) async fn survive_a_restart(client: &Client, rig: &mut Rig) -> Step<()
 
 pub(crate) async fn viewer_session(admin: &Client, viewer: &Client, port: u16) -> Step<()> {
     let ws = workspace_name();
-    // The admin makes a user and shares the workspace with them as a viewer.
-    run_script(
+    // The admin makes a user on the Users page and shares the workspace with
+    // them as a viewer from the dashboard.
+    admin
+        .goto(&format!("http://127.0.0.1:{port}/#/users"))
+        .await
+        .map_err(fail("open the users page"))?;
+    element(admin, "input[name=new-user]", "the new user's name")
+        .await?
+        .send_keys("vera")
+        .await
+        .map_err(fail("type the name"))?;
+    element(
         admin,
-        &format!(
-            "let r = await fetch('/api/v1/users', {{method: 'POST', headers: {{'content-type': 'application/json'}}, \
-             body: JSON.stringify({{name: 'vera', password: 'viewer-password-1', role: 'member'}})}}); \
-             if (!r.ok) return {{ error: 'create vera: ' + r.status + ' ' + await r.text() }}; \
-             r = await fetch('/api/v1/workspaces/{ws}/members', {{method: 'PUT', headers: {{'content-type': 'application/json'}}, \
-             body: JSON.stringify([{{user: 'vera', role: 'viewer'}}])}}); \
-             return r.ok ? null : {{ error: 'share: ' + r.status + ' ' + await r.text() }};"
-        ),
-        "create and share with a viewer",
+        "input[name=new-user-password]",
+        "the new user's password",
+    )
+    .await?
+    .send_keys(&format!("viewer-password-1{ENTER}"))
+    .await
+    .map_err(fail("type the password"))?;
+    wait_for_script(
+        admin,
+        "return [...document.querySelectorAll('table.list tr')].some(r => r.textContent.includes('vera'))",
+        "vera in the user list",
     )
     .await?;
+    admin
+        .goto(&format!("http://127.0.0.1:{port}/#/"))
+        .await
+        .map_err(fail("open the dashboard"))?;
+    // The rows are redrawn with fresh figures every few seconds: find and
+    // click the button in one step.
+    wait_for_script(
+        admin,
+        &format!(
+            "const b = [...document.querySelectorAll('tr[data-workspace=\"{ws}\"] button')] \
+             .find(b => b.textContent === 'Share'); if (b) b.click(); return Boolean(b)"
+        ),
+        "the Share button",
+    )
+    .await?;
+    element(admin, ".modal input[name=share-user]", "the share dialog")
+        .await?
+        .send_keys("vera")
+        .await
+        .map_err(fail("type the user"))?;
+    element(
+        admin,
+        ".modal select option[value=viewer]",
+        "the viewer role",
+    )
+    .await?
+    .click()
+    .await
+    .map_err(fail("choose viewer"))?;
+    admin
+        .find(Locator::XPath(
+            "//div[contains(@class,'modal')]//button[.='Add']",
+        ))
+        .await
+        .map_err(fail("the Add button"))?
+        .click()
+        .await
+        .map_err(fail("click Add"))?;
+    element(admin, ".modal button[data-value=save]", "Save")
+        .await?
+        .click()
+        .await
+        .map_err(fail("save the sharing"))?;
+    wait_for_script(
+        admin,
+        &format!(
+            "return fetch('/api/v1/workspaces/{ws}/members').then(r => r.json()) \
+             .then(m => m.some(x => x.user === 'vera' && x.role === 'viewer'))"
+        ),
+        "vera a viewer of the workspace",
+    )
+    .await?;
+    // Back to the IDE: the terminal reattaches, lib.rs is opened again.
+    admin
+        .goto(&format!("http://127.0.0.1:{port}/#/w/{ws}"))
+        .await
+        .map_err(fail("back to the IDE"))?;
+    element(admin, ".connection[data-state=connected]", "the IDE again").await?;
+    open_from_tree(admin, "src/lib.rs", true).await?;
 
     // Vera signs in with her password.
     viewer
