@@ -233,6 +233,22 @@ async fn measure(client: &Client, rig: &Rig) -> Step<()> {
         .filter_map(Value::as_f64)
         .collect();
     report("keystroke to ghost text (mock answering at once)", &ghost);
+    // The IDE's own measure: from the request being scheduled to the ghost
+    // drawn (so keystroke handling before it is the difference).
+    let own = client
+        .execute(
+            "return window.aicockpitMetrics.ghostLatenciesMs.slice(-40)",
+            vec![],
+        )
+        .await
+        .map_err(fail("read the IDE's metrics"))?;
+    let own: Vec<f64> = own
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_f64)
+        .collect();
+    report("  of which request scheduled to ghost drawn", &own);
     if misses > 0 {
         println!("keystroke to ghost text: {misses} keystrokes showed no ghost within 3 s");
     }
