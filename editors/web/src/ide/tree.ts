@@ -145,8 +145,12 @@ export class FileTree {
       }
     });
     if (!ok) return;
-    if (folder) this.expanded.add(folder);
+    // Show it: every folder above the new entry opens.
+    const parts = path.split("/");
+    for (let i = 1; i < parts.length; i++) this.expanded.add(parts.slice(0, i).join("/"));
+    this.selected = { path, kind };
     await this.refresh();
+    this.render();
     if (kind === "file") this.options.open(path);
   }
 
