@@ -275,4 +275,15 @@ export class Editors {
       void this.close(tab).then(() => (wasActive ? this.open(moved) : undefined));
     }
   }
+
+  /** A file or folder was deleted in the tree: clean tabs under it close; unsaved ones stay (saving creates the file again). */
+  removed(path: string): void {
+    for (const tab of [...this.tabs]) {
+      if (tab.path !== path && !tab.path.startsWith(path + "/")) continue;
+      if (this.dirty(tab)) {
+        toast(`${tab.path} was deleted: its tab keeps your unsaved text`, "error");
+        tab.version = null;
+      } else void this.close(tab);
+    }
+  }
 }

@@ -125,6 +125,7 @@ export async function showIde(root: HTMLElement, name: string, user: User): Prom
     readOnly,
     open: (path) => void editors.open(path).catch((e: unknown) => toast(describe(e), "error")),
     renamed: (from, to) => editors.renamed(from, to),
+    removed: (path) => editors.removed(path),
   });
 
   const search = new SearchPanel({

@@ -11,6 +11,7 @@ export interface TreeOptions {
   readOnly: boolean;
   open(path: string): void;
   renamed(from: string, to: string): void;
+  removed(path: string): void;
 }
 
 const join = (folder: string, name: string): string => (folder ? `${folder}/${name}` : name);
@@ -174,6 +175,7 @@ export class FileTree {
     ]);
     if (choice !== "delete") return;
     if (await busy(null, () => call(fileUrl(this.options.workspace, target.path), { method: "DELETE" }), `deleted ${target.path}`)) {
+      this.options.removed(target.path);
       this.selected = null;
       await this.refresh();
     }
