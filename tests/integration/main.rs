@@ -16,4 +16,5 @@ mod server_tls;
 mod support;
 mod tidy;
 mod vscode;
+mod web;
 mod workspace;

@@ -16,6 +16,7 @@ pub mod meta;
 pub mod services;
 pub mod terminal;
 pub mod users;
+pub mod web;
 pub mod workspaces;
 
 use std::net::SocketAddr;
@@ -121,6 +122,7 @@ pub fn table() -> Vec<Route> {
     routes.extend(lsp::routes());
     routes.extend(services::routes());
     routes.extend(audit::routes());
+    routes.extend(web::routes());
     routes
 }
 
