@@ -16,7 +16,8 @@
 //! dialog (they can type into neither the editor nor the terminal), and
 //! restarts the server under the page: it reconnects by itself, the unsaved
 //! text is still there, and saving works. Screenshots of the dashboard, the
-//! ghost text and the chat go to `docs/images/`.
+//! ghost text and the chat go to `target/web-e2e/` (to `docs/images/`, shown
+//! in the README, with `AICOCKPIT_UPDATE_SCREENSHOTS=1`).
 //!
 //! Needs: Docker with busybox-static (as the workspace tests), and
 //! `apt-get install chromium chromium-driver`. Set
@@ -449,8 +450,20 @@ pub(crate) async fn keys(client: &Client, text: &str) -> Step<()> {
 
 pub(crate) async fn screenshot(client: &Client, name: &str) -> Step<()> {
     let png = client.screenshot().await.map_err(fail("a screenshot"))?;
-    let dir = repo().join("docs/images");
-    std::fs::create_dir_all(&dir).map_err(fail("make docs/images"))?;
+    if png.len() < 1000 || !png.starts_with(b"\x89PNG") {
+        return Err(format!(
+            "the screenshot {name} is not a PNG image ({} bytes)",
+            png.len()
+        ));
+    }
+    // The README's images change only when asked, so a test run leaves the
+    // tree clean: AICOCKPIT_UPDATE_SCREENSHOTS=1 writes docs/images/.
+    let dir = if std::env::var_os("AICOCKPIT_UPDATE_SCREENSHOTS").is_some() {
+        repo().join("docs/images")
+    } else {
+        repo().join("target/web-e2e")
+    };
+    std::fs::create_dir_all(&dir).map_err(fail("make the screenshot folder"))?;
     std::fs::write(dir.join(name), png).map_err(fail("write the screenshot"))
 }
 
