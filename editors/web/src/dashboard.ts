@@ -134,14 +134,17 @@ function workspaces(body: HTMLElement, user: User): () => void {
   const image = input("image", { placeholder: "default image" });
   const memory = input("memory", { placeholder: "e.g. 2g" });
   const cpus = input("cpus", { type: "number", step: "0.5", min: "0.5", placeholder: "e.g. 2" });
+  // Admins may mount an existing folder of the server's host; its devcontainer.json is used.
+  const dir = input("dir", { placeholder: "/srv/projects/app (optional)", title: "A folder on the server's host; a .devcontainer/devcontainer.json in it sets the image, environment and user" });
   const create = h("button.primary", { type: "submit" }, "Create");
-  const form = <HTMLFormElement>h("form.create-form", { "aria-label": "create a workspace" }, h("h2", {}, "New workspace"), field("Name", name), field("Image", image), field("Memory", memory), field("CPUs", cpus), create);
+  const form = <HTMLFormElement>h("form.create-form", { "aria-label": "create a workspace" }, h("h2", {}, "New workspace"), field("Name", name), field("Image", image), field("Memory", memory), field("CPUs", cpus), user.role === "admin" ? field("Host folder", dir) : null, create);
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     const request: Record<string, unknown> = { name: name.value };
     if (image.value) request.image = image.value;
     if (memory.value) request.memory = memory.value;
     if (cpus.value) request.cpus = Number(cpus.value);
+    if (dir.value) request.dir = dir.value;
     void busy(create, () => json("/api/v1/workspaces", "POST", request), `${name.value} created`).then(async (ok) => {
       if (ok) form.reset();
       await refresh();

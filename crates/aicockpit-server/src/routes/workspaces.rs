@@ -262,6 +262,12 @@ pub struct NewWorkspace {
     pub env: std::collections::BTreeMap<String, String>,
     /// Start it once created (default true).
     pub start: Option<bool>,
+    /// Admins only: an existing folder on the server's host to mount at
+    /// /workspace instead of a new one. A `.devcontainer/devcontainer.json`
+    /// in it is read (image, containerEnv, remoteUser, postCreateCommand);
+    /// fields that weaken isolation are refused. The same folder checks as
+    /// `aicockpit workspace create --dir` apply.
+    pub dir: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -367,6 +373,22 @@ async fn create(
     let user = access.principal()?.user.clone();
     aicockpit_workspace::validate_name(&request.name)?;
     let name = request.name.clone();
+    // A host folder is never chosen by a member over the network: only an
+    // admin (who administers the host anyway) may name one.
+    let dir = match request.dir.filter(|d| !d.trim().is_empty()) {
+        Some(_) if user.role != SiteRole::Admin => {
+            return Err(ApiError::forbidden(
+                "only an admin may create a workspace from a folder on the server's host",
+            ))
+        }
+        Some(dir) if !std::path::Path::new(&dir).is_absolute() => {
+            return Err(ApiError::bad_request(format!(
+                "{dir}: give the folder's absolute path on the server's host"
+            )))
+        }
+        Some(dir) => Some(std::path::PathBuf::from(dir)),
+        None => None,
+    };
     let _creating = CREATING.lock().await;
     sweep_stale_rows(&state).await?;
     let workspace = state
@@ -379,8 +401,7 @@ async fn create(
             pids: request.pids,
             network: None,
             env: request.env,
-            // A host folder is never chosen over the network: each workspace gets a new one.
-            dir: None,
+            dir,
             start: request.start.unwrap_or(true),
         })
         .await?;
