@@ -318,7 +318,17 @@ pub async fn serve(
     let service = app.into_make_service_with_connect_info::<SocketAddr>();
     let result = match &options.tls {
         None => {
+            use axum::serve::ListenerExt as _;
             use std::future::IntoFuture as _;
+            // Small frames (an LSP answer right after a notification, a
+            // terminal's echo) go out at once: with Nagle's algorithm they
+            // wait for the client's delayed ACK, up to 40 ms on Linux.
+            // (axum-server's TLS acceptor below sets TCP_NODELAY itself.)
+            let listener = listener.tap_io(|stream| {
+                if let Err(error) = stream.set_nodelay(true) {
+                    tracing::debug!(%error, "cannot set TCP_NODELAY");
+                }
+            });
             let serving = axum::serve(listener, service)
                 .with_graceful_shutdown(graceful)
                 .into_future();
