@@ -348,7 +348,15 @@ pub async fn serve(
         .header_read_timeout(REQUEST_HEAD_TIMEOUT);
     let server = server.handle(handle);
     let result = match &options.tls {
-        None => server.serve(service).await,
+        // Small frames (an LSP answer right after a notification, a
+        // terminal's echo) go out at once: with Nagle's algorithm they wait
+        // for the client's delayed ACK, up to 40 ms on Linux.
+        None => {
+            server
+                .acceptor(axum_server::accept::NoDelayAcceptor::new())
+                .serve(service)
+                .await
+        }
         Some((cert, key)) => {
             let _ = rustls::crypto::ring::default_provider().install_default();
             let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
@@ -361,7 +369,10 @@ pub async fn serve(
                     ))
                 })?;
             server
-                .acceptor(axum_server::tls_rustls::RustlsAcceptor::new(config))
+                .acceptor(
+                    axum_server::tls_rustls::RustlsAcceptor::new(config)
+                        .acceptor(axum_server::accept::NoDelayAcceptor::new()),
+                )
                 .serve(service)
                 .await
         }
