@@ -461,8 +461,11 @@ impl Engine {
             }
             written.push((path, rel, text));
         }
-        if changed {
+        // Edits staged for a `workspace/symbol` ([`Self::stage`]) are
+        // committed here even when this pass itself found nothing new.
+        if changed || index.has_uncommitted() {
             index.commit()?;
+            changed = true;
         }
         let mut documents = self.documents();
         let mut all_held = true;
@@ -483,6 +486,31 @@ impl Engine {
             self.flushes_done.store(this, Ordering::SeqCst);
         }
         Ok(changed)
+    }
+
+    /// Bring the index's symbol records up to date with every edit made
+    /// before this call, without committing: what `workspace/symbol` needs
+    /// (it reads the records, not the full-text index), at the cost of
+    /// parsing the changed documents only. The next [`Self::flush`] commits.
+    /// In order with flushes (the same write lock), so it never lands an
+    /// older text over a newer one.
+    pub fn stage(&self) -> Result<(), EngineError> {
+        let Some(index) = self.index.as_ref().filter(|index| !index.is_read_only()) else {
+            return Ok(());
+        };
+        let _writes = self.index_writes();
+        let dirty: Vec<(PathBuf, LanguageId, String)> = self
+            .documents()
+            .iter()
+            .filter(|(_, doc)| doc.dirty)
+            .filter_map(|(path, doc)| Some((path.clone(), doc.lang?, doc.text.clone())))
+            .collect();
+        for (path, lang, text) in dirty {
+            if let Some(rel) = self.rel(&path) {
+                index.update_file(&rel, lang, &text)?;
+            }
+        }
+        Ok(())
     }
 
     fn index_writes(&self) -> MutexGuard<'_, ()> {
