@@ -41,6 +41,7 @@ pub struct ServeArgs {
 pub enum AdminCommand {
     /// Create a user. The password is read from stdin when piped, else a random one is printed.
     CreateUser {
+        /// The new user's name: 1–64 letters, digits, `.`, `_`, `-` or `@`.
         name: String,
         /// admin, member or auditor.
         #[arg(long, default_value = "member")]
@@ -51,32 +52,39 @@ pub enum AdminCommand {
     },
     /// Set a new password (read from stdin when piped, else a random one is printed); ends the user's sessions.
     ResetPassword {
+        /// The user whose password is set.
         name: String,
+        /// Print the result (and a generated password) as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Print a new API token (for the first admin unless --user is given).
     Token {
+        /// The user the token acts as (default: the first admin).
         #[arg(long)]
         user: Option<String>,
         /// A label for the token, shown in `GET /api/v1/tokens`.
         #[arg(long, default_value = "cli")]
         name: String,
+        /// Print the user, the token's id and the token as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Print a one-time login URL (for the first admin unless --user is given), valid 15 minutes.
     LoginLink {
+        /// The user the link signs in (default: the first admin).
         #[arg(long)]
         user: Option<String>,
         /// The server's URL, as people open it.
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         url: String,
+        /// Print the user and the URL as JSON.
         #[arg(long)]
         json: bool,
     },
     /// List users.
     Users {
+        /// Print the users as a JSON array.
         #[arg(long)]
         json: bool,
     },
