@@ -2186,3 +2186,85 @@ fn state_survives_a_restart() {
         "the old records are unchanged"
     );
 }
+
+#[test]
+fn admins_create_workspaces_from_host_folders_with_their_devcontainer() {
+    let project = new_project();
+    if !docker_ready(&project) {
+        return;
+    }
+    let cleanup = Cleanup::new(&project);
+    let server = Server::start(&project, "warn");
+    let admin = token_for(&project, None);
+    create_user(&project, "mona", "member", "mona-password-1");
+    let member = token_for(&project, Some("mona"));
+    let folder = project.dir.path().join("app");
+    std::fs::create_dir_all(folder.join(".devcontainer")).unwrap();
+    std::fs::write(
+        folder.join(".devcontainer/devcontainer.json"),
+        format!(
+            "{{ // a comment, as devcontainer.json allows\n \"image\": \"{}\",\n \"containerEnv\": {{ \"GREETING\": \"from-devcontainer\" }} }}",
+            crate::workspace::TEST_IMAGE
+        ),
+    )
+    .unwrap();
+    // The folder belongs to the person whose files these are, never root.
+    for path in [
+        folder.clone(),
+        folder.join(".devcontainer"),
+        folder.join(".devcontainer/devcontainer.json"),
+    ] {
+        std::os::unix::fs::chown(&path, Some(1000), Some(1000)).unwrap();
+    }
+    let dir = folder.to_str().unwrap().to_string();
+
+    // A member may never name a folder of the server's host.
+    let name = unique("srv-dc");
+    let refused = server.api(
+        &member,
+        "POST",
+        "/api/v1/workspaces",
+        Some(&json!({"name": name, "dir": dir})),
+    );
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    // Nor a relative one, even an admin.
+    let relative = server.api(
+        &admin,
+        "POST",
+        "/api/v1/workspaces",
+        Some(&json!({"name": name, "dir": "app"})),
+    );
+    assert_eq!(relative.status, 400, "{}", relative.text());
+
+    // An admin may, and the folder's devcontainer.json sets the environment.
+    cleanup.add(&name);
+    let view = server
+        .api(
+            &admin,
+            "POST",
+            "/api/v1/workspaces",
+            Some(&json!({"name": name, "dir": dir})),
+        )
+        .expect(201)
+        .json();
+    assert_eq!(view["state"], "running", "{view}");
+    assert!(
+        view["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v == "GREETING"),
+        "{view}"
+    );
+    let result = exec_ok(&server, &admin, &name, "echo \"$GREETING\"");
+    assert_eq!(
+        result["stdout"].as_str().unwrap().trim(),
+        "from-devcontainer"
+    );
+    // The member never got to see it.
+    let listed = server
+        .api(&member, "GET", "/api/v1/workspaces", None)
+        .expect(200)
+        .json();
+    assert!(listed.as_array().unwrap().is_empty(), "{listed}");
+}
