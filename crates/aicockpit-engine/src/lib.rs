@@ -41,6 +41,14 @@ pub use aicockpit_syntax::{
     analyze, is_identifier_byte, LanguageId, Pos, Span, Symbol, SymbolKind,
 };
 
+/// A hash of a document's text, to tell whether a parse is of the current text.
+fn text_hash(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
+}
+
 /// A place in a file.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Location {
@@ -397,17 +405,41 @@ impl Engine {
             }
         };
         let symbols = Arc::new(analyze(lang, &text).symbols);
-        let record = Arc::new(aicockpit_index::FileRecord::of_symbols(
-            lang,
-            symbols.as_ref().clone(),
-        ));
+        let mut record = aicockpit_index::FileRecord::of_symbols(lang, symbols.as_ref().clone());
+        record.hash = text_hash(&text);
         if let Some(doc) = self.documents().get_mut(path) {
             if doc.text == text {
                 doc.symbols = Some(symbols.clone());
-                doc.recent_record = Some(record);
+                doc.recent_record = Some(Arc::new(record));
             }
         }
         Some(symbols)
+    }
+
+    /// Parse a document's current text for `workspace/symbol` unless its
+    /// recent record is of exactly that text (by content hash).
+    fn refresh_recent_record(&self, path: &Path) {
+        let (text, lang) = {
+            let docs = self.documents();
+            let Some(doc) = docs.get(path) else { return };
+            let Some(lang) = doc.lang else { return };
+            if doc
+                .recent_record
+                .as_ref()
+                .is_some_and(|r| r.hash == text_hash(&doc.text))
+            {
+                return;
+            }
+            (doc.text.clone(), lang)
+        };
+        let mut record =
+            aicockpit_index::FileRecord::of_symbols(lang, analyze(lang, &text).symbols);
+        record.hash = text_hash(&text);
+        if let Some(doc) = self.documents().get_mut(path) {
+            if doc.text == text {
+                doc.recent_record = Some(Arc::new(record));
+            }
+        }
     }
 
     /// Parse the edited documents whose current text has not been parsed
@@ -417,11 +449,18 @@ impl Engine {
         let pending: Vec<PathBuf> = self
             .documents()
             .iter()
-            .filter(|(_, doc)| doc.dirty && doc.symbols.is_none() && doc.lang.is_some())
+            .filter(|(_, doc)| {
+                doc.dirty
+                    && doc.lang.is_some()
+                    && doc
+                        .recent_record
+                        .as_ref()
+                        .is_none_or(|r| r.hash != text_hash(&doc.text))
+            })
             .map(|(path, _)| path.clone())
             .collect();
         for path in &pending {
-            self.symbols_arc(path);
+            self.refresh_recent_record(path);
         }
         pending.len()
     }
@@ -563,7 +602,8 @@ impl Engine {
     /// Fuzzy symbol search with the editors' unsaved text: `holder`'s own
     /// edited documents as they are now (parsed here if needed), other
     /// editors' as last parsed ([`Self::parse_edited_documents`] keeps that
-    /// recent), everything else as the index has it. Nothing is indexed or
+    /// recent; one never parsed is parsed here), everything else as the
+    /// index has it. Nothing is indexed or
     /// committed, so a query costs a parse of the asker's changes at most.
     pub fn workspace_symbols_for(
         &self,
@@ -577,15 +617,19 @@ impl Engine {
         let own: Vec<PathBuf> = {
             let docs = self.documents();
             let held = holder.map(|h| docs.held_by(h));
+            // The asker's own edited documents, and any edited document
+            // never parsed yet (just opened with unsaved text elsewhere).
             docs.iter()
                 .filter(|(path, doc)| {
-                    doc.dirty && held.as_ref().is_none_or(|held| held.contains(path))
+                    doc.dirty
+                        && (doc.recent_record.is_none()
+                            || held.as_ref().is_none_or(|held| held.contains(path)))
                 })
                 .map(|(path, _)| path.clone())
                 .collect()
         };
         for path in &own {
-            self.symbols_arc(path);
+            self.refresh_recent_record(path);
         }
         let overrides: std::collections::BTreeMap<String, Arc<aicockpit_index::FileRecord>> = {
             let docs = self.documents();
