@@ -296,6 +296,9 @@ async fn a_symbol_typed_in_one_session_is_found_by_another_until_it_is_closed() 
         open_params(&kept_uri, 1, "fn kept_by_b() {}\n"),
     )
     .await;
+    // Two sessions' messages have no order between them: B's open must be
+    // applied before A's edit, or it would be the last write (and win).
+    b.status().await;
     a.notify(
         "textDocument/didOpen",
         open_params(&kept_uri, 1, "fn kept_by_b() {}\n"),
