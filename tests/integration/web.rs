@@ -309,6 +309,9 @@ impl Rig {
 
 #[test]
 fn ide_in_chromium() {
+    let _browser = crate::support::BROWSER
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     if std::env::var(SKIP_VAR).is_ok_and(|v| v == "1") {
         eprintln!("skipped: {SKIP_VAR}=1");
         return;
