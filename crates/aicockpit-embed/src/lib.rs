@@ -24,6 +24,7 @@ mod bert;
 pub mod fusion;
 pub mod hybrid;
 pub mod install;
+pub mod provider;
 mod service;
 mod static_model;
 pub mod store;
