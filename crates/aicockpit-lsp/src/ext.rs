@@ -20,6 +20,9 @@ pub struct SearchParams {
     /// Only symbols of these kinds (`function`, `class`, `method`, …).
     #[serde(default)]
     pub kinds: Option<Vec<String>>,
+    /// `text`, `semantic` or `hybrid`; defaults to `search.mode`.
+    #[serde(default)]
+    pub mode: Option<String>,
 }
 
 /// One `aicockpit/search` hit.
@@ -32,6 +35,9 @@ pub struct SearchHit {
     pub snippet: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub symbol: Option<SearchSymbol>,
+    /// Which retrievers found the hit: `text`, `semantic`, or both.
+    #[serde(default)]
+    pub retrievers: Vec<String>,
 }
 
 /// The symbol a search hit is, or is inside.
