@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use aicockpit_embed::store::chunk_text;
-use aicockpit_embed::{install, load_local};
+use aicockpit_embed::{install, BertEmbedder, Embedder};
 use aicockpit_index::{IndexOptions, ProjectIndex};
 
 fn main() {
@@ -60,7 +60,12 @@ fn main() {
         .collect();
 
     let loaded = Instant::now();
-    let embedder = load_local(&model_dir).expect("load the model");
+    let embedder = BertEmbedder::load(&model_dir).expect("load the model");
+    let tokens: usize = embedder
+        .token_counts(&picked)
+        .expect("tokenize")
+        .iter()
+        .sum();
     let load_seconds = loaded.elapsed().as_secs_f64();
     // Warm up (allocations, thread pools) on a few chunks.
     embedder
@@ -85,6 +90,17 @@ fn main() {
     println!("model load: {load_seconds:.2} s");
     println!(
         "embedding: {done} chunks in {embed_seconds:.2} s = {rate:.1} chunks/s on {threads} threads"
+    );
+    println!(
+        "tokens per chunk: {:.0} on average ({} chunks at the 256 cut); {:.0} tokens/s",
+        tokens as f64 / done.max(1) as f64,
+        embedder
+            .token_counts(&picked)
+            .expect("tokenize")
+            .iter()
+            .filter(|&&n| n >= aicockpit_embed::MAX_TOKENS)
+            .count(),
+        tokens as f64 / embed_seconds
     );
     println!(
         "whole corpus: text index {index_seconds:.0} s, embedding ~{:.0} s",

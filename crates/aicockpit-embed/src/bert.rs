@@ -192,6 +192,12 @@ impl BertEmbedder {
         self.max_tokens
     }
 
+    /// How many tokens of each text the encoder reads (after truncation,
+    /// with `[CLS]` and `[SEP]`): its cost grows with them.
+    pub fn token_counts(&self, texts: &[&str]) -> Result<Vec<usize>, EmbedError> {
+        Ok(self.token_ids(texts)?.iter().map(Vec::len).collect())
+    }
+
     /// Token ids of each text, truncated, with `[CLS]` and `[SEP]`.
     fn token_ids(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>, EmbedError> {
         let encodings = self
@@ -252,8 +258,8 @@ impl BertEmbedder {
             x = layer_norm(&attended, &layer.attention_norm, self.eps)?;
             let inner = x
                 .matmul(&layer.intermediate_weight)?
-                .broadcast_add(&layer.intermediate_bias)?
-                .gelu_erf()?;
+                .broadcast_add(&layer.intermediate_bias)
+                .and_then(|t| gelu(&t))?;
             let out = inner
                 .matmul(&layer.ffn_weight)?
                 .broadcast_add(&layer.ffn_bias)?
@@ -309,6 +315,31 @@ impl Embedder for BertEmbedder {
     }
 }
 
+/// Exact (erf) GELU, on all cores. candle's `gelu_erf` runs a scalar f64
+/// `erf` on one thread, which took most of the encoder's time; this erf
+/// (Abramowitz and Stegun 7.1.26) is within 1.5e-7 of the true one.
+fn gelu(x: &Tensor) -> candle_core::Result<Tensor> {
+    use rayon::prelude::*;
+    let shape = x.shape().clone();
+    let mut values = x.flatten_all()?.to_vec1::<f32>()?;
+    values.par_chunks_mut(8192).for_each(|chunk| {
+        for v in chunk {
+            *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2));
+        }
+    });
+    Tensor::from_vec(values, shape, &Device::Cpu)
+}
+
+fn erf(x: f32) -> f32 {
+    let sign = x.signum();
+    let x = x.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * x);
+    let poly = t
+        * (0.254_829_6
+            + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152_1 + t * 1.061_405_4))));
+    sign * (1.0 - poly * (-x * x).exp())
+}
+
 fn layer_norm(x: &Tensor, norm: &(Tensor, Tensor), eps: f32) -> candle_core::Result<Tensor> {
     candle_nn::ops::layer_norm(x, &norm.0, &norm.1, eps)
 }
@@ -344,4 +375,25 @@ pub(crate) fn load_tokenizer(
             })?;
     }
     Ok(tokenizer)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_fast_erf_stays_within_its_bound() {
+        // Reference values of erf.
+        for (x, expected) in [
+            (0.0f32, 0.0f32),
+            (0.5, 0.520_499_9),
+            (1.0, 0.842_700_8),
+            (-1.5, -0.966_105_1),
+            (3.0, 0.999_977_9),
+        ] {
+            assert!(
+                (super::erf(x) - expected).abs() < 3e-7,
+                "erf({x}) = {}",
+                super::erf(x)
+            );
+        }
+    }
 }
