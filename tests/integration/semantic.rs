@@ -62,6 +62,15 @@ fn without_a_model_search_is_text_only_and_says_what_to_run() {
             && error.contains("aicockpit model install"),
         "{error}"
     );
+
+    // The language server's status says it too.
+    let mut client = LspClient::spawn(&project, &[]);
+    client.initialize(&project.root(), serde_json::json!({}));
+    client.wait_for_index();
+    let status = client.request("aicockpit/status", Value::Null);
+    let why = status["semanticUnavailable"].as_str().unwrap_or_default();
+    assert!(why.contains("aicockpit model install"), "{status:#}");
+    client.shutdown();
 }
 
 #[test]
@@ -238,5 +247,7 @@ fn the_service_provider_embeds_through_the_active_service() {
         .as_str()
         .unwrap()
         .contains("use text, semantic or hybrid"));
+    let status = client.request("aicockpit/status", Value::Null);
+    assert_eq!(status["semanticUnavailable"], Value::Null, "{status:#}");
     client.shutdown();
 }

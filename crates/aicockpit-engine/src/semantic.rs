@@ -45,6 +45,47 @@ impl SemanticState {
 }
 
 impl Engine {
+    /// Why search is text-only for this project, with the command to run,
+    /// or `None` when vectors are (or may be) there. Cheap: it loads no
+    /// model (a service's answer is only known after the first search).
+    pub fn semantic_unavailable(&self) -> Option<String> {
+        let index = self.index.as_ref()?;
+        let state = self.semantic.lock().unwrap_or_else(|p| p.into_inner());
+        let no_vectors = || {
+            format!(
+                "no vectors for this project yet: run `aicockpit index {}`",
+                index.root().display()
+            )
+        };
+        match &state.opened {
+            Some(Ok(opened)) if opened.store.has_vectors() => return None,
+            Some(Ok(_)) => return Some(no_vectors()),
+            Some(Err(why)) => return Some(why.clone()),
+            None => {}
+        }
+        let config = self.config();
+        match config.search.embeddings {
+            aicockpit_config::EmbeddingsSource::Off => {
+                Some("search.embeddings is \"off\": search is text-only".into())
+            }
+            aicockpit_config::EmbeddingsSource::Local => {
+                let data_dir = state.data_dir.clone().unwrap_or_default();
+                let dir = aicockpit_embed::provider::local_model_dir(&config.search, &data_dir);
+                if !aicockpit_embed::install::is_installed(&dir) {
+                    Some(format!(
+                        "no local embedding model in {}: search is text-only; run `aicockpit model install`",
+                        dir.display()
+                    ))
+                } else if !index.dir().join(aicockpit_embed::store::FILE_NAME).exists() {
+                    Some(no_vectors())
+                } else {
+                    None
+                }
+            }
+            aicockpit_config::EmbeddingsSource::Service => None,
+        }
+    }
+
     /// Search in `mode`: text, semantic or hybrid (text alone, with the
     /// reason, when the project has no vectors). Blocks: the query is
     /// embedded here.

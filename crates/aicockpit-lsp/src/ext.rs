@@ -58,6 +58,10 @@ pub struct SearchSymbol {
 #[serde(rename_all = "camelCase")]
 pub struct Status {
     pub version: String,
+    /// Why search is text-only, with the command to run; `null` when
+    /// semantic search has (or may have) vectors.
+    #[serde(default)]
+    pub semantic_unavailable: Option<String>,
     /// The project root, if the client sent one.
     pub root: Option<String>,
     pub index_dir: Option<String>,

@@ -516,6 +516,7 @@ impl Backend {
             status.open_documents = engine.open_document_count();
             status.session.documents = engine.documents_open_by(holder);
             status.ai = ext::AiStats::from(engine.ai_stats());
+            status.semantic_unavailable = engine.semantic_unavailable();
             status.services = engine
                 .config()
                 .ai
