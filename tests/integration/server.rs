@@ -626,6 +626,7 @@ fn every_route_but_the_public_ones_needs_credentials() {
         ("post", "/api/v1/auth/login"),
         ("get", "/api/v1/openapi.json"),
         ("get", "/"),
+        ("get", "/assets/{file}"),
     ];
     let wrong_token = "Bearer acp_0123456789ab_not-the-secret";
     let wrong_cookie = "aicockpit_session=not-a-session-id-at-all-xxxxxxxxxxxx";
@@ -711,6 +712,13 @@ fn every_route_but_the_public_ones_needs_credentials() {
         .unwrap()
         .starts_with("text/html"));
     assert!(home.text().contains("AiCockpit"), "{}", home.text());
+    // The web IDE's script is public (the page is useless without it); other names are not there.
+    let script = server.call("GET", "/assets/app.js", &[], b"").expect(200);
+    assert!(script
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/javascript"));
+    server.call("GET", "/assets/probe", &[], b"").expect(404);
     let no_token = server.call("GET", "/login", &[], b"").expect(400);
     assert_eq!(no_token.json()["error"], "bad_request");
     let bad_link = server

@@ -14,7 +14,7 @@ use crate::support::DEADLINE;
 use crate::workspace::{docker_ready, unique};
 
 /// A language-server client over one WebSocket.
-struct WsLsp {
+pub(crate) struct WsLsp {
     socket: tungstenite::WebSocket<TcpStream>,
     next_id: i64,
     /// Notifications and server requests received so far.
@@ -22,7 +22,7 @@ struct WsLsp {
 }
 
 impl WsLsp {
-    fn connect(server: &Server, token: &str, workspace: &str) -> WsLsp {
+    pub(crate) fn connect(server: &Server, token: &str, workspace: &str) -> WsLsp {
         use tungstenite::client::IntoClientRequest;
         let mut request = format!("ws://{}/api/v1/workspaces/{workspace}/lsp", server.address)
             .into_client_request()
@@ -46,18 +46,25 @@ impl WsLsp {
         }
     }
 
+    /// Send a message; `None` when the socket is closed.
+    pub(crate) fn send_response(&mut self, message: Value) -> Option<()> {
+        self.socket
+            .send(Message::Text(message.to_string().into()))
+            .ok()
+    }
+
     fn send(&mut self, message: Value) {
         self.socket
             .send(Message::Text(message.to_string().into()))
             .unwrap();
     }
 
-    fn notify(&mut self, method: &str, params: Value) {
+    pub(crate) fn notify(&mut self, method: &str, params: Value) {
         self.send(json!({"jsonrpc": "2.0", "method": method, "params": params}));
     }
 
     /// The next JSON message, or `None` at the deadline or when the socket closed.
-    fn next(&mut self, deadline: Instant) -> Option<Value> {
+    pub(crate) fn next(&mut self, deadline: Instant) -> Option<Value> {
         loop {
             match self.socket.read() {
                 Ok(Message::Text(text)) => {
@@ -80,10 +87,22 @@ impl WsLsp {
         }
     }
 
-    fn request(&mut self, method: &str, params: Value) -> Value {
+    /// Send a request without waiting for its answer: its id, or `None`
+    /// when the socket is closed.
+    pub(crate) fn send_request(&mut self, method: &str, params: Value) -> Option<i64> {
         self.next_id += 1;
         let id = self.next_id;
-        self.send(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        let message = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        self.socket
+            .send(Message::Text(message.to_string().into()))
+            .ok()
+            .map(|()| id)
+    }
+
+    fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = self
+            .send_request(method, params)
+            .unwrap_or_else(|| panic!("the session closed before {method} was sent"));
         let deadline = Instant::now() + DEADLINE;
         loop {
             let message = self
@@ -104,7 +123,7 @@ impl WsLsp {
         }
     }
 
-    fn initialize(&mut self) -> Value {
+    pub(crate) fn initialize(&mut self) -> Value {
         let result = self.request(
             "initialize",
             json!({"processId": null, "rootUri": null, "capabilities": {"window": {"workDoneProgress": true}}}),
@@ -114,7 +133,7 @@ impl WsLsp {
     }
 
     /// `workspace/symbol` until a symbol of that name shows up (or the deadline).
-    fn find_symbol(&mut self, name: &str, within: Duration) -> bool {
+    pub(crate) fn find_symbol(&mut self, name: &str, within: Duration) -> bool {
         let deadline = Instant::now() + within;
         loop {
             let found = self.request("workspace/symbol", json!({"query": name}));

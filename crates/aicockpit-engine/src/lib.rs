@@ -113,6 +113,16 @@ pub struct Engine {
     /// watcher events, closing a document), so they apply one at a time and
     /// in order: a flush never lands an older text over a newer one.
     index_writes: Mutex<()>,
+    /// Flushes begun: bumped under the documents lock as a flush takes the
+    /// dirty documents, so a flush numbered above what a caller read saw
+    /// every edit made before that caller asked.
+    flushes_begun: AtomicU64,
+    /// The number of the last flush that committed everything it took.
+    /// A caller that waited for `index_writes` while other flushes ran
+    /// returns at once when one begun after it asked has completed (group
+    /// commit): many sessions asking `workspace/symbol` together cost one
+    /// flush, not one each.
+    flushes_done: AtomicU64,
     /// The last holder id handed out by [`Self::new_holder`].
     holders: AtomicU64,
     semantic: Mutex<semantic::SemanticState>,
@@ -183,6 +193,8 @@ impl Engine {
             documents: Mutex::new(Default::default()),
             ai: Mutex::new(Default::default()),
             index_writes: Mutex::new(()),
+            flushes_begun: AtomicU64::new(0),
+            flushes_done: AtomicU64::new(0),
             holders: AtomicU64::new(0),
             semantic: Mutex::new(Default::default()),
         }
@@ -419,19 +431,34 @@ impl Engine {
     }
 
     /// Index the text of documents changed since the last flush and commit.
-    /// Returns whether anything was committed. A document is marked clean
-    /// only once its text is committed, and only if it has not changed since.
+    /// Returns whether anything was committed (by this call: when a flush
+    /// that began after this call was made has already committed every
+    /// edit made before it, there is nothing left to do). A document is
+    /// marked clean only once its text is committed, and only if it has not
+    /// changed since.
     pub fn flush(&self) -> Result<bool, EngineError> {
         let Some(index) = self.index.as_ref().filter(|index| !index.is_read_only()) else {
             return Ok(false);
         };
+        // Read under the documents lock, after every edit made before this call.
+        let needed = {
+            let _documents = self.documents();
+            self.flushes_begun.load(Ordering::SeqCst) + 1
+        };
         let _writes = self.index_writes();
-        let dirty: Vec<(PathBuf, LanguageId, String)> = self
-            .documents()
-            .iter()
-            .filter(|(_, doc)| doc.dirty)
-            .filter_map(|(path, doc)| Some((path.clone(), doc.lang?, doc.text.clone())))
-            .collect();
+        if self.flushes_done.load(Ordering::SeqCst) >= needed {
+            return Ok(false);
+        }
+        let (this, dirty) = {
+            let documents = self.documents();
+            let this = self.flushes_begun.fetch_add(1, Ordering::SeqCst) + 1;
+            let dirty: Vec<(PathBuf, LanguageId, String)> = documents
+                .iter()
+                .filter(|(_, doc)| doc.dirty)
+                .filter_map(|(path, doc)| Some((path.clone(), doc.lang?, doc.text.clone())))
+                .collect();
+            (this, dirty)
+        };
         let mut changed = false;
         let mut written = Vec::with_capacity(dirty.len());
         for (path, lang, text) in dirty {
@@ -441,22 +468,56 @@ impl Engine {
             }
             written.push((path, rel, text));
         }
-        if changed {
+        // Edits staged for a `workspace/symbol` ([`Self::stage`]) are
+        // committed here even when this pass itself found nothing new.
+        if changed || index.has_uncommitted() {
             index.commit()?;
+            changed = true;
         }
         let mut documents = self.documents();
+        let mut all_held = true;
         for (path, rel, text) in written {
             // A refresh running meanwhile may have put the disk's text back
             // (the first index with the file already open): then the
             // document stays dirty and the refresh's own flush writes it again.
             let held = rel.is_none_or(|rel| index.holds_text(&rel, &text));
+            all_held &= held;
             if let Some(doc) = documents.get_mut(&path) {
                 if doc.text == text && held {
                     doc.dirty = false;
                 }
             }
         }
+        if all_held {
+            // Under `index_writes`, so the numbers only grow.
+            self.flushes_done.store(this, Ordering::SeqCst);
+        }
         Ok(changed)
+    }
+
+    /// Bring the index's symbol records up to date with every edit made
+    /// before this call, without committing: what `workspace/symbol` needs
+    /// (it reads the records, not the full-text index), at the cost of
+    /// parsing the changed documents only. The next [`Self::flush`] commits.
+    /// In order with flushes (the same write lock), so it never lands an
+    /// older text over a newer one.
+    pub fn stage(&self) -> Result<(), EngineError> {
+        let Some(index) = self.index.as_ref().filter(|index| !index.is_read_only()) else {
+            return Ok(());
+        };
+        let _writes = self.index_writes();
+        let dirty: Vec<(PathBuf, LanguageId, String)> = self
+            .documents()
+            .iter()
+            .filter(|(_, doc)| doc.dirty)
+            .filter_map(|(path, doc)| Some((path.clone(), doc.lang?, doc.text.clone())))
+            .collect();
+        for (path, lang, text) in dirty {
+            if let Some(rel) = self.rel(&path) {
+                index.update_file(&rel, lang, &text)?;
+            }
+        }
+        Ok(())
     }
 
     fn index_writes(&self) -> MutexGuard<'_, ()> {

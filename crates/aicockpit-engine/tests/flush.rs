@@ -163,3 +163,36 @@ fn flood_once() {
     );
     assert_eq!(record.symbols.len(), text.matches("fn ").count());
 }
+
+#[test]
+fn staged_edits_reach_workspace_symbols_at_once_and_search_at_the_next_flush() {
+    let project = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    std::fs::write(project.path().join("lib.rs"), "pub fn markerold() {}\n").unwrap();
+    let (index, _) = ProjectIndex::open(IndexOptions::new(project.path(), cache.path())).unwrap();
+    let engine = Engine::new(Config::default(), Some(Arc::new(index)));
+    engine.refresh(&|_| {}).unwrap();
+    let path = engine.root().unwrap().join("lib.rs");
+    engine.open_document(&path, 1, None, "pub fn markerstaged() {}\n".into());
+    let names = |engine: &Engine| -> Vec<String> {
+        engine
+            .workspace_symbols("marker", 10)
+            .into_iter()
+            .map(|(_, s)| s.name)
+            .collect()
+    };
+    // Staged: the symbol records have the edit, the full-text index not yet.
+    engine.stage().unwrap();
+    assert_eq!(names(&engine), vec!["markerstaged".to_string()]);
+    assert_eq!(
+        function_hits(&engine, "markerstaged"),
+        0,
+        "staging does not commit"
+    );
+    assert!(engine.index().unwrap().has_uncommitted());
+    // The next flush commits what was staged, though it finds nothing new itself.
+    assert!(engine.flush().unwrap());
+    assert_eq!(function_hits(&engine, "markerstaged"), 1);
+    assert_eq!(function_hits(&engine, "markerold"), 0);
+    assert!(!engine.index().unwrap().has_uncommitted());
+}

@@ -142,6 +142,10 @@ pub struct ProjectIndex {
     /// happens as one step, so two updates of a path never interleave into
     /// two surviving versions. Always taken after the writer lock.
     path_locks: Vec<Mutex<()>>,
+    /// Adds or deletes were staged since the last commit: a later commit
+    /// must happen even if its own updates change nothing (they were
+    /// staged already, for a `workspace/symbol`, which reads the records).
+    uncommitted: std::sync::atomic::AtomicBool,
 }
 
 /// Stripes of [`ProjectIndex::path_locks`].
@@ -221,6 +225,7 @@ impl ProjectIndex {
             files: RwLock::new(files),
             pool,
             path_locks: (0..PATH_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            uncommitted: std::sync::atomic::AtomicBool::new(false),
         };
         Ok((project, report))
     }
@@ -500,12 +505,20 @@ impl ProjectIndex {
             names: Default::default(),
         };
         writer.delete_term(Term::from_field_text(self.fields.path, rel));
+        self.uncommitted
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let record = self.add_docs(&writer, rel, record, syntax, text)?;
         self.files
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(rel.to_string(), Arc::new(record));
         Ok(true)
+    }
+
+    /// Whether changes were staged (by [`Self::update_file`] or
+    /// [`Self::remove_file`]) and not yet committed.
+    pub fn has_uncommitted(&self) -> bool {
+        self.uncommitted.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Whether the index holds exactly this text for a file (a concurrent
@@ -522,6 +535,8 @@ impl ProjectIndex {
         let writer = self.writer()?;
         let _path = self.path_lock(rel);
         writer.delete_term(Term::from_field_text(self.fields.path, rel));
+        self.uncommitted
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         Ok(self
             .files
             .write()
@@ -577,6 +592,9 @@ impl ProjectIndex {
             });
         };
         let mut writer = lock.write().unwrap_or_else(|p| p.into_inner());
+        // No add or delete can run while the write side is held.
+        self.uncommitted
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         writer.commit().map_err(|source| IndexError::Tantivy {
             path: self.dir.clone(),
             source,

@@ -965,9 +965,10 @@ impl LanguageServer for Backend {
             .and_then(|k| k.value_set.clone());
         let found = self
             .blocking(move |engine| {
-                // Every edit received before this request is searchable.
-                if let Err(error) = engine.flush() {
-                    tracing::warn!(%error, "flush before workspace/symbol");
+                // Every edit received before this request is in the symbol
+                // records (staged, not committed: the debounced flush commits).
+                if let Err(error) = engine.stage() {
+                    tracing::warn!(%error, "staging edits before workspace/symbol");
                 }
                 let limit = engine.config().search.max_workspace_symbols;
                 engine.workspace_symbols(&query, limit)

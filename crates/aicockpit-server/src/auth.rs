@@ -86,18 +86,14 @@ pub fn verify_password(password: &str, stored: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Hash on the blocking pool.
+/// Hash on the blocking pool, in a hashing slot.
 pub async fn hash_password_async(password: String) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(ApiError::internal)?
+    in_hashing_slot(move || hash_password(&password)).await?
 }
 
-/// Verify on the blocking pool.
-pub async fn verify_password_async(password: String, stored: String) -> bool {
-    tokio::task::spawn_blocking(move || verify_password(&password, &stored))
-        .await
-        .unwrap_or(false)
+/// Verify on the blocking pool, in a hashing slot.
+pub async fn verify_password_async(password: String, stored: String) -> Result<bool, ApiError> {
+    in_hashing_slot(move || verify_password(&password, &stored)).await
 }
 
 /// A password policy error, or nothing.
@@ -306,69 +302,136 @@ pub struct LoginLimiter {
 
 impl LoginLimiter {
     /// The budgets an attempt counts against: the user's (when it names
-    /// one) and the address's.
+    /// one) and the address's (an IPv6 address by its /64, which one
+    /// attacker usually holds whole).
     fn keys(user: Option<&str>, address: Option<IpAddr>) -> Vec<String> {
         let mut keys = Vec::new();
         if let Some(user) = user {
             keys.push(format!("user:{}", user.to_lowercase()));
         }
-        if let Some(address) = address {
-            keys.push(format!("addr:{address}"));
+        match address {
+            Some(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+                let s = v6.segments();
+                keys.push(format!(
+                    "addr:{:x}:{:x}:{:x}:{:x}::/64",
+                    s[0], s[1], s[2], s[3]
+                ));
+            }
+            Some(address) => keys.push(format!("addr:{address}")),
+            None => {}
         }
         keys
     }
 
-    /// `Err` with the seconds to wait when either key is over its budget.
-    pub fn check(&self, user: &str, address: Option<IpAddr>) -> Result<(), u64> {
-        self.check_keys(Self::keys(Some(user), address))
+    /// Start a login attempt: `Err` with the seconds to wait when a budget
+    /// is spent; otherwise the attempt is counted against every budget at
+    /// once, under one lock, so concurrent guesses cannot all pass the check
+    /// before any of them fails. A success gives it back ([`Self::succeeded`]).
+    pub fn begin(&self, user: &str, address: Option<IpAddr>) -> Result<(), u64> {
+        self.begin_keys(Self::keys(Some(user), address))
     }
 
     /// Login links name no user: only the address's budget counts, so
     /// guesses from one place cannot lock everyone out of the recovery link.
-    pub fn check_link(&self, address: Option<IpAddr>) -> Result<(), u64> {
-        self.check_keys(Self::keys(None, address))
+    pub fn begin_link(&self, address: Option<IpAddr>) -> Result<(), u64> {
+        self.begin_keys(Self::keys(None, address))
     }
 
-    pub fn failed_link(&self, address: Option<IpAddr>) {
-        self.fail_keys(Self::keys(None, address));
-    }
-
-    fn check_keys(&self, keys: Vec<String>) -> Result<(), u64> {
+    fn begin_keys(&self, keys: Vec<String>) -> Result<(), u64> {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         failures.retain(|_, (start, _)| now.duration_since(*start) < LOGIN_WINDOW);
-        for key in keys {
-            if let Some((start, count)) = failures.get(&key) {
+        for key in &keys {
+            if let Some((start, count)) = failures.get(key) {
                 if *count >= LOGIN_ATTEMPTS {
                     let left = LOGIN_WINDOW.saturating_sub(now.duration_since(*start));
                     return Err(left.as_secs().max(1));
                 }
             }
         }
+        // Bounded: when full, forget budgets that are not spent; spent
+        // ones stay until their window ends, so spraying cannot unlock them.
+        if failures.len() > 100_000 {
+            failures.retain(|_, (_, count)| *count >= LOGIN_ATTEMPTS);
+        }
+        for key in keys {
+            failures.entry(key).or_insert((now, 0)).1 += 1;
+        }
         Ok(())
     }
 
-    pub fn failed(&self, user: &str, address: Option<IpAddr>) {
-        self.fail_keys(Self::keys(Some(user), address));
-    }
-
-    fn fail_keys(&self, keys: Vec<String>) {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        // Bounded: an attacker spraying names cannot grow this without end.
-        if failures.len() > 100_000 {
-            failures.clear();
-        }
-        let now = Instant::now();
-        for key in keys {
-            let entry = failures.entry(key).or_insert((now, 0));
-            entry.1 += 1;
-        }
-    }
-
-    pub fn succeeded(&self, user: &str) {
+    /// The attempt succeeded: the user's budget is whole again and the
+    /// address gets its attempt back.
+    pub fn succeeded(&self, user: &str, address: Option<IpAddr>) {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         failures.remove(&format!("user:{}", user.to_lowercase()));
+        for key in Self::keys(None, address) {
+            if let Some((_, count)) = failures.get_mut(&key) {
+                *count = count.saturating_sub(1);
+            }
+        }
     }
+
+    /// A login link worked: the address gets its attempt back.
+    pub fn link_succeeded(&self, address: Option<IpAddr>) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        for key in Self::keys(None, address) {
+            if let Some((_, count)) = failures.get_mut(&key) {
+                *count = count.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Record a failure without an attempt begun (tests, and callers that
+    /// learn of a failure some other way).
+    pub fn failed(&self, user: &str, address: Option<IpAddr>) {
+        let _ = self.begin(user, address);
+    }
+
+    /// Whether an attempt would be refused now, without counting one.
+    pub fn check(&self, user: &str, address: Option<IpAddr>) -> Result<(), u64> {
+        let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        for key in Self::keys(Some(user), address) {
+            if let Some((start, count)) = failures.get(&key) {
+                if *count >= LOGIN_ATTEMPTS && now.duration_since(*start) < LOGIN_WINDOW {
+                    return Err(LOGIN_WINDOW
+                        .saturating_sub(now.duration_since(*start))
+                        .as_secs()
+                        .max(1));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// At most this many password hashes or checks run at once (each takes
+/// argon2's 19 MiB and a blocking thread); more wait briefly, then get 503.
+const HASHING_SLOTS: usize = 4;
+
+/// Run password hashing work in one of the [`HASHING_SLOTS`].
+pub async fn in_hashing_slot<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(HASHING_SLOTS);
+    let permit = tokio::time::timeout(Duration::from_secs(10), SLOTS.acquire())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "the server is checking too many passwords at once; try again in a moment",
+            )
+            .with_retry_after(2)
+        })?;
+    let result = tokio::task::spawn_blocking(work)
+        .await
+        .map_err(ApiError::internal);
+    drop(permit);
+    result
 }
 
 #[cfg(test)]
@@ -422,13 +485,38 @@ mod tests {
         let limiter = LoginLimiter::default();
         let guesser: IpAddr = "10.0.0.1".parse().unwrap();
         for _ in 0..LOGIN_ATTEMPTS {
-            assert!(limiter.check_link(Some(guesser)).is_ok());
-            limiter.failed_link(Some(guesser));
+            assert!(limiter.begin_link(Some(guesser)).is_ok());
         }
-        assert!(limiter.check_link(Some(guesser)).is_err());
+        assert!(limiter.begin_link(Some(guesser)).is_err());
         assert!(limiter
-            .check_link(Some("10.0.0.2".parse().unwrap()))
+            .begin_link(Some("10.0.0.2".parse().unwrap()))
             .is_ok());
+        // A user of the guesser's address is not locked by link guesses.
+        assert!(limiter
+            .check("ada", Some("10.0.0.3".parse().unwrap()))
+            .is_ok());
+    }
+
+    #[test]
+    fn attempts_count_when_they_begin_and_successes_give_them_back() {
+        let limiter = LoginLimiter::default();
+        let address: IpAddr = "10.0.0.9".parse().unwrap();
+        // Ten attempts in flight at once spend the whole budget.
+        for _ in 0..LOGIN_ATTEMPTS {
+            assert!(limiter.begin("ada", Some(address)).is_ok());
+        }
+        assert!(limiter.begin("ada", Some(address)).is_err());
+        let other: IpAddr = "10.0.0.10".parse().unwrap();
+        assert!(limiter.begin("bob", Some(other)).is_ok());
+        limiter.succeeded("bob", Some(other));
+        assert!(limiter.check("bob", Some(other)).is_ok());
+        // IPv6 addresses of one /64 share a budget.
+        let first: IpAddr = "2001:db8::1".parse().unwrap();
+        for n in 0..LOGIN_ATTEMPTS {
+            assert!(limiter.begin(&format!("u{n}"), Some(first)).is_ok());
+        }
+        let neighbour: IpAddr = "2001:db8::ffff".parse().unwrap();
+        assert!(limiter.begin("someone", Some(neighbour)).is_err());
     }
 
     #[test]

@@ -12,9 +12,12 @@ use aicockpit_lsp::SharedEngine;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// The engines of the server's workspaces, by workspace name.
+/// The engines of the server's workspaces, by workspace name, each with the
+/// workspace record's id it was opened for: a workspace made again under an
+/// old name (say after `aicockpit workspace rm` outside the API) never gets
+/// its predecessor's engine, with its unsaved text and sessions.
 pub struct Engines {
-    map: tokio::sync::Mutex<HashMap<String, SharedEngine>>,
+    map: tokio::sync::Mutex<HashMap<String, (String, SharedEngine)>>,
     config: Mutex<Config>,
     paths: Paths,
 }
@@ -40,10 +43,18 @@ impl Engines {
         // Opens the folder with no symlink in its path and checks it is the
         // workspace's own (device and inode), as the files API does.
         state.manager.files(name)?;
-        let dir = state.manager.get(name)?.dir;
+        let record = state.manager.get(name)?;
+        let dir = record.dir;
         let mut map = self.map.lock().await;
-        if let Some(engine) = map.get(name) {
-            return Ok(engine.clone());
+        match map.get(name) {
+            Some((id, engine)) if *id == record.id => return Ok(engine.clone()),
+            Some(_) => {
+                // Another workspace had this name: its sessions end, its engine goes.
+                if let Some((_, old)) = map.remove(name) {
+                    let _ = old.shutdown().await;
+                }
+            }
+            None => {}
         }
         let (config, paths) = (self.config(), self.paths.clone());
         let engine = tokio::task::spawn_blocking(move || SharedEngine::open(&dir, config, paths))
@@ -57,7 +68,7 @@ impl Engines {
                 )
             })?;
         engine.start();
-        map.insert(name.to_string(), engine.clone());
+        map.insert(name.to_string(), (record.id, engine.clone()));
         Ok(engine)
     }
 
@@ -66,7 +77,7 @@ impl Engines {
         // Under the map's lock, so an engine being opened gets the new config too.
         let map = self.map.lock().await;
         *self.config.lock().unwrap_or_else(|p| p.into_inner()) = config.clone();
-        for (name, engine) in map.iter() {
+        for (name, (_, engine)) in map.iter() {
             if let Err(error) = engine.reconfigure(config.clone()) {
                 tracing::warn!(workspace = %name, %error, "AI service not usable after the change");
             }
@@ -76,15 +87,16 @@ impl Engines {
     /// A workspace is deleted: its sessions are told and its engine dropped.
     pub async fn forget(&self, name: &str) {
         let engine = self.map.lock().await.remove(name);
-        if let Some(engine) = engine {
+        if let Some((_, engine)) = engine {
             let _ = engine.shutdown().await;
         }
     }
 
     /// The server stops: every session is told, every engine flushes its edits.
     pub async fn shutdown_all(&self) {
-        let engines: Vec<(String, SharedEngine)> = self.map.lock().await.drain().collect();
-        for (name, engine) in engines {
+        let engines: Vec<(String, (String, SharedEngine))> =
+            self.map.lock().await.drain().collect();
+        for (name, (_, engine)) in engines {
             if let Err(error) = engine.shutdown().await {
                 tracing::warn!(workspace = %name, %error, "cannot flush the workspace's edits");
             }

@@ -41,6 +41,10 @@ use crate::state::{AppState, StateInner};
 /// ends them (a long `exec`, a slow download).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// How long a client may take to send a request's head (and a new
+/// connection its first request): slow clients cannot hold connections.
+pub const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// The database file's name under the data folder.
 pub const DATABASE_FILE: &str = "server.db";
 
@@ -73,6 +77,11 @@ pub enum ServeError {
          server can tell its own pages from foreign ones"
     )]
     NoPublicUrl(SocketAddr),
+    #[error(
+        "--metrics-bind {0} is not a loopback address, and /metrics there needs no sign-in: \
+         keep it on 127.0.0.1 (scrape through a tunnel or the proxy), or pass --insecure-bind-public"
+    )]
+    PublicMetrics(SocketAddr),
     #[error("--public-url {0:?} is not an http(s) URL such as https://cockpit.example.com")]
     BadPublicUrl(String),
     #[error(transparent)]
@@ -268,6 +277,11 @@ pub async fn serve(
     }));
     let app = routes::app(state.clone());
 
+    if let Some(metrics_bind) = options.metrics_bind.filter(|a| !is_loopback(a)) {
+        if !options.insecure_bind_public {
+            return Err(ServeError::PublicMetrics(metrics_bind));
+        }
+    }
     if let Some(metrics_bind) = options.metrics_bind {
         let metrics_state = state.clone();
         let metrics_listener =
@@ -316,28 +330,32 @@ pub async fn serve(
         }
     };
     let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    // Graceful, within bounds: a command may be given an hour and a download
+    // may crawl, but a stop waits for them at most SHUTDOWN_GRACE.
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        graceful.await;
+        stopper.graceful_shutdown(Some(SHUTDOWN_GRACE));
+    });
+    let listener = listener.into_std().map_err(ServeError::Serve)?;
+    let mut server = axum_server::from_tcp(listener)
+        .map_err(ServeError::Serve)?
+        .first_request_timeout(REQUEST_HEAD_TIMEOUT);
+    server
+        .http_builder()
+        .http1()
+        .header_read_timeout(REQUEST_HEAD_TIMEOUT);
+    let server = server.handle(handle);
     let result = match &options.tls {
+        // Small frames (an LSP answer right after a notification, a
+        // terminal's echo) go out at once: with Nagle's algorithm they wait
+        // for the client's delayed ACK, up to 40 ms on Linux.
         None => {
-            use std::future::IntoFuture as _;
-            let serving = axum::serve(listener, service)
-                .with_graceful_shutdown(graceful)
-                .into_future();
-            // Graceful, within bounds: a command may be given an hour and a
-            // download may crawl, but a stop must not wait for them.
-            let deadline = async {
-                stop.cancelled().await;
-                tokio::time::sleep(SHUTDOWN_GRACE).await;
-            };
-            tokio::select! {
-                result = serving => result.map_err(ServeError::Serve),
-                () = deadline => {
-                    tracing::warn!(
-                        "requests were still running {} s after the stop; ending them",
-                        SHUTDOWN_GRACE.as_secs()
-                    );
-                    Ok(())
-                }
-            }
+            server
+                .acceptor(axum_server::accept::NoDelayAcceptor::new())
+                .serve(service)
+                .await
         }
         Some((cert, key)) => {
             let _ = rustls::crypto::ring::default_provider().install_default();
@@ -350,21 +368,16 @@ pub async fn serve(
                         key.display()
                     ))
                 })?;
-            let handle = axum_server::Handle::new();
-            let stopper = handle.clone();
-            tokio::spawn(async move {
-                graceful.await;
-                stopper.graceful_shutdown(Some(SHUTDOWN_GRACE));
-            });
-            let listener = listener.into_std().map_err(ServeError::Serve)?;
-            axum_server::from_tcp_rustls(listener, config)
-                .map_err(ServeError::Serve)?
-                .handle(handle)
+            server
+                .acceptor(
+                    axum_server::tls_rustls::RustlsAcceptor::new(config)
+                        .acceptor(axum_server::accept::NoDelayAcceptor::new()),
+                )
                 .serve(service)
                 .await
-                .map_err(ServeError::Serve)
         }
-    };
+    }
+    .map_err(ServeError::Serve);
     if let Err(error) = db.checkpoint() {
         tracing::warn!(%error, "cannot checkpoint the database");
     }

@@ -66,6 +66,7 @@ fn specification() -> BTreeMap<(&'static str, &'static str), &'static str> {
         ("POST", "/api/v1/services/{name}/test", "admin"),
         ("POST", "/api/v1/services/{name}/activate", "admin"),
         ("GET", "/api/v1/audit", "audit"),
+        ("GET", "/assets/{file}", "public"),
     ];
     rows.iter().map(|(m, p, who)| ((*m, *p), *who)).collect()
 }

@@ -27,7 +27,8 @@ pub fn routes() -> Vec<Route> {
             query: &[],
             body: Body::Json(schema::<LoginRequest>),
             response: Body::Json(schema::<User>),
-            handler: post(login),
+            // A login body is small: a few KiB is plenty.
+            handler: post(login).layer(axum::extract::DefaultBodyLimit::max(8 * 1024)),
         },
         Route {
             method: Method::GET,
@@ -153,7 +154,12 @@ async fn login(
     Json(request): Json<LoginRequest>,
 ) -> Response {
     let address = peer.0.map(|a| a.ip());
-    let attempted = request.name.clone();
+    // Only a well-formed name is recorded (and counted): an anonymous caller
+    // cannot write arbitrary text into the audit log or the limiter.
+    let attempted = request
+        .name
+        .clone()
+        .filter(|name| auth::check_user_name(name).is_ok());
     let note = |detail: serde_json::Value| AuditNote {
         user: attempted.clone(),
         detail: Some(detail),
@@ -162,7 +168,14 @@ async fn login(
     let result: Result<User, ApiError> = async {
         match (request.name, request.password, request.token) {
             (Some(name), Some(password), None) => {
-                if let Err(wait) = state.limiter.check(&name, address) {
+                if auth::check_user_name(&name).is_err() || password.len() > 1024 {
+                    return Err(ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "bad_credentials",
+                        "wrong name or password",
+                    ));
+                }
+                if let Err(wait) = state.limiter.begin(&name, address) {
                     return Err(ApiError::new(
                         StatusCode::TOO_MANY_REQUESTS,
                         "rate_limited",
@@ -188,20 +201,18 @@ async fn login(
                     Some((user, Some(hash))) => (Some(user), hash),
                     _ => (None, dummy_hash().to_string()),
                 };
-                let ok = auth::verify_password_async(password, stored).await;
+                let ok = auth::verify_password_async(password, stored).await?;
                 match user {
                     Some(user) if ok => {
-                        state.limiter.succeeded(&name);
+                        state.limiter.succeeded(&name, address);
                         Ok(user)
                     }
-                    _ => {
-                        state.limiter.failed(&name, address);
-                        Err(ApiError::new(
-                            StatusCode::UNAUTHORIZED,
-                            "bad_credentials",
-                            "wrong name or password",
-                        ))
-                    }
+                    // The attempt was counted when it began.
+                    _ => Err(ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "bad_credentials",
+                        "wrong name or password",
+                    )),
                 }
             }
             (None, None, Some(token)) => consume_link(&state, &token, address).await,
@@ -238,7 +249,14 @@ async fn consume_link(
     address: Option<std::net::IpAddr>,
 ) -> Result<User, ApiError> {
     // Guessing links is rate-limited like passwords, per address.
-    if let Err(wait) = state.limiter.check_link(address) {
+    if token.len() > 256 {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_link",
+            "this is not a login link's token",
+        ));
+    }
+    if let Err(wait) = state.limiter.begin_link(address) {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
@@ -252,16 +270,16 @@ async fn consume_link(
         .call(move |c| db::consume_login_link(c, &hash))
         .await?
     {
-        Some(user) => Ok(user),
-        None => {
-            state.limiter.failed_link(address);
-            Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "bad_link",
-                "this login link was already used or has expired: print a new one with \
-                 `aicockpit admin login-link` on the server",
-            ))
+        Some(user) => {
+            state.limiter.link_succeeded(address);
+            Ok(user)
         }
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_link",
+            "this login link was already used or has expired: print a new one with \
+                 `aicockpit admin login-link` on the server",
+        )),
     }
 }
 

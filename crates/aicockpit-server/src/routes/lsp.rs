@@ -96,6 +96,9 @@ async fn lsp(
         upgrade
             .max_message_size(MAX_MESSAGE_BYTES)
             .on_upgrade(move |socket| async move {
+                let done = tokio_util::sync::CancellationToken::new();
+                let revoked = super::watch_access(state.clone(), &access, id.clone(), done.clone());
+                let _stop_watching = done.drop_guard();
                 state.metrics.lsp_sessions.fetch_add(1, Ordering::Relaxed);
                 let shutdown = state.shutdown.clone();
                 // The server's shutdown reaches the session as its host signal.
@@ -103,7 +106,7 @@ async fn lsp(
                     shutdown.cancelled().await;
                     let _ = stop_sender.send(true);
                 });
-                let end = bridge(socket, options).await;
+                let end = bridge(socket, options, revoked).await;
                 relay.abort();
                 tracing::debug!(?end, "LSP session ended");
                 state.metrics.lsp_sessions.fetch_sub(1, Ordering::Relaxed);
@@ -112,7 +115,11 @@ async fn lsp(
 }
 
 /// Pump frames between the socket and the session, each direction in its own task.
-async fn bridge(socket: WebSocket, options: ServerOptions) -> SessionEnd {
+async fn bridge(
+    socket: WebSocket,
+    options: ServerOptions,
+    revoked: tokio_util::sync::CancellationToken,
+) -> SessionEnd {
     let (mut sink, mut stream) = socket.split();
     let (to_session, incoming) = tokio::sync::mpsc::channel::<String>(16);
     let (outgoing, mut from_session) = tokio::sync::mpsc::channel::<String>(16);
@@ -139,7 +146,13 @@ async fn bridge(socket: WebSocket, options: ServerOptions) -> SessionEnd {
         }
         let _ = sink.close().await;
     });
-    while let Some(Ok(frame)) = stream.next().await {
+    loop {
+        // Access withdrawn (unshared, logged out, token revoked): the session ends.
+        let frame = tokio::select! {
+            frame = stream.next() => frame,
+            _ = revoked.cancelled() => break,
+        };
+        let Some(Ok(frame)) = frame else { break };
         match frame {
             Message::Text(text) => {
                 if to_session.send(text.to_string()).await.is_err() {

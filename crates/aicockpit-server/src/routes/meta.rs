@@ -1,11 +1,11 @@
 //! Health, metrics, server status, the OpenAPI description generated from
-//! the route table, and the placeholder home page.
+//! the route table (the home page is the web IDE's, in [`super::web`]).
 
 use std::sync::atomic::Ordering;
 
 use axum::extract::State;
 use axum::http::{header, Method};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
@@ -73,18 +73,6 @@ pub fn routes() -> Vec<Route> {
             response: Body::Json(schema::<Status>),
             handler: get(status),
         },
-        Route {
-            method: Method::GET,
-            path: "/",
-            need: Need::Public,
-            audit: None,
-            summary: "The home page.",
-            tag: "meta",
-            query: &[],
-            body: Body::None,
-            response: Body::Text,
-            handler: get(home),
-        },
     ]
 }
 
@@ -122,14 +110,6 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         state.metrics.render(workspaces, terminals),
     )
         .into_response()
-}
-
-async fn home() -> Html<&'static str> {
-    Html(
-        "<!doctype html><meta charset=utf-8><title>AiCockpit</title>\
-         <h1>AiCockpit</h1><p>The server runs. The API is described at \
-         <a href=\"/api/v1/openapi.json\">/api/v1/openapi.json</a>; see docs/api.md.</p>",
-    )
 }
 
 fn http_method(method: &Method) -> HttpMethod {

@@ -16,6 +16,7 @@ pub mod meta;
 pub mod services;
 pub mod terminal;
 pub mod users;
+pub mod web;
 pub mod workspaces;
 
 use std::net::SocketAddr;
@@ -121,6 +122,7 @@ pub fn table() -> Vec<Route> {
     routes.extend(lsp::routes());
     routes.extend(services::routes());
     routes.extend(audit::routes());
+    routes.extend(web::routes());
     routes
 }
 
@@ -203,14 +205,39 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
             Err((error, audit_action)) => (error.into_response(), audit_action, None),
         };
     let status = response.status();
+    // Labels from a fixed set: a client cannot make new series with odd methods.
+    let method_label = match method {
+        Method::GET
+        | Method::POST
+        | Method::PUT
+        | Method::PATCH
+        | Method::DELETE
+        | Method::HEAD => method.as_str(),
+        _ => "OTHER",
+    };
     state.metrics.record(
-        method.as_str(),
+        method_label,
         &route_label,
         status.as_u16(),
         started.elapsed(),
     );
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
+    }
+    // No framing (clickjacking), no type sniffing, no referrer, and API
+    // answers (file contents, tokens) never cached.
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if route_label.starts_with("/api/") && !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     // Every state-changing call is recorded, refused or not, and so is every
     // route flagged for audit (terminal opens, logins).
@@ -225,18 +252,23 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
             .and_then(|a| a.principal.as_ref())
             .map(|p| p.user.name.clone())
             .or(note.user);
+        // Bounded: an anonymous caller cannot write megabytes into the
+        // append-only log (a login with a huge "name").
         let record = AuditRecord {
-            user,
+            user: user.map(|u| bounded(u, 128)),
             address: peer.map(|p| p.ip().to_string()),
             action: note.action.unwrap_or(action).to_string(),
-            target: note.target.or_else(|| Some(route_label.clone())),
+            target: note
+                .target
+                .or_else(|| Some(route_label.clone()))
+                .map(|t| bounded(t, 512)),
             result: if status.is_success() || status.is_redirection() || status.as_u16() == 101 {
                 "ok".to_string()
             } else {
                 format!("{}", status.as_u16())
             },
             request_id: Some(request_id.clone()),
-            detail: note.detail.map(|d| d.to_string()),
+            detail: note.detail.map(|d| bounded(d.to_string(), 4096)),
             ..AuditRecord::default()
         };
         if let Err(error) = state.db.call(move |c| db::append_audit(c, &record)).await {
@@ -245,6 +277,19 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
     }
     tracing::debug!(%method, route = %route_label, status = status.as_u16(), request_id, "request");
     response
+}
+
+/// `text` cut to at most `max` bytes (on a character boundary), marked when cut.
+fn bounded(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
 }
 
 /// The decision for one request: the audit action to record and the access granted.
@@ -331,6 +376,84 @@ async fn workspace_param(request: &mut Request) -> Option<String> {
         .iter()
         .find(|(key, _)| *key == "id")
         .map(|(_, value)| value.to_string())
+}
+
+/// How often a long-lived connection (an LSP or terminal WebSocket)
+/// re-checks that its caller may still use it.
+pub const REVALIDATE_EVERY: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Watch a long-lived connection's access: the returned token is cancelled
+/// as soon as the credential is revoked or expires, the user loses their
+/// role in the workspace (or, for a writable connection, drops below
+/// editor), or the workspace is gone. Stops when `done` is cancelled.
+pub fn watch_access(
+    state: AppState,
+    access: &Access,
+    workspace: String,
+    done: tokio_util::sync::CancellationToken,
+) -> tokio_util::sync::CancellationToken {
+    let revoked = tokio_util::sync::CancellationToken::new();
+    let Some(principal) = access.principal.clone() else {
+        revoked.cancel();
+        return revoked;
+    };
+    let writable = access.can_write();
+    let signal = revoked.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(REVALIDATE_EVERY);
+        every.tick().await;
+        loop {
+            tokio::select! {
+                _ = done.cancelled() => return,
+                _ = every.tick() => {}
+            }
+            match still_allowed(&state, &principal, &workspace, writable).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::info!(user = %principal.user.name, %workspace, "access withdrawn: closing the connection");
+                    signal.cancel();
+                    return;
+                }
+                // A database hiccup is not a revocation; try again next time.
+                Err(error) => tracing::warn!(%error, "cannot re-check a connection's access"),
+            }
+        }
+    });
+    revoked
+}
+
+async fn still_allowed(
+    state: &AppState,
+    principal: &auth::Principal,
+    workspace: &str,
+    writable: bool,
+) -> Result<bool, ApiError> {
+    if state.manager.get(workspace).is_err() {
+        return Ok(false);
+    }
+    let credential = principal.credential.clone();
+    let (user_id, name) = (principal.user.id, workspace.to_string());
+    let verdict = state
+        .db
+        .call(move |c| {
+            let user = match &credential {
+                Credential::Session(hash) => db::session_user(c, hash)?,
+                Credential::Token(id) => db::token_lookup(c, id)?.map(|(_, user)| user),
+            };
+            let Some(user) = user.filter(|u| u.id == user_id) else {
+                return Ok(false);
+            };
+            if user.role == db::SiteRole::Admin {
+                return Ok(true);
+            }
+            let role = db::workspace_role(c, &name, user.id)?;
+            Ok(match role {
+                None => false,
+                Some(role) => !writable || role >= WorkspaceRole::Editor,
+            })
+        })
+        .await?;
+    Ok(verdict)
 }
 
 #[cfg(test)]

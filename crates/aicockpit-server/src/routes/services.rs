@@ -185,7 +185,16 @@ fn views(state: &AppState, config: &Config) -> Vec<ServiceView> {
 
 /// The config file alone (environment overrides are never written back).
 fn file_config(state: &AppState) -> Result<Config, ApiError> {
-    Config::load_file(&state.paths.config_file).map_err(|e| ApiError::bad_request(e.to_string()))
+    Config::load_file(&state.paths.config_file).map_err(|error| {
+        // The parser quotes the offending line, which may hold a secret: the
+        // detail goes to the log, the caller gets what to do.
+        tracing::warn!(%error, "the config file cannot be read");
+        ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "config_unreadable",
+            "the server's config file cannot be read; an administrator must fix it on the server (the server log says where)",
+        )
+    })
 }
 
 /// Held across each read-modify-write of the config file, so two edits never lose one another.
@@ -198,10 +207,15 @@ async fn save(state: &AppState, config: &Config) -> Result<Config, ApiError> {
     config
         .save(&state.paths.config_file)
         .map_err(ApiError::internal)?;
-    state
-        .reload_config()
-        .await
-        .map_err(|e| ApiError::bad_request(e.to_string()))
+    state.reload_config().await.map_err(|error| {
+        // The environment's overrides may be what fails; their values stay in the log.
+        tracing::warn!(%error, "the config cannot be loaded after the change");
+        ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "config_unreadable",
+            "the change was saved, but the server's config (file and environment) cannot be loaded; the server log says why",
+        )
+    })
 }
 
 fn store(state: &AppState, name: &str, key: &str) -> Result<(), ApiError> {

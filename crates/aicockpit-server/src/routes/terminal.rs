@@ -178,11 +178,23 @@ async fn terminal(
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
         .on_upgrade(move |socket| async move {
+            let done = tokio_util::sync::CancellationToken::new();
+            let revoked =
+                super::watch_access(state_for_socket.clone(), &access, id.clone(), done.clone());
+            let _stop_watching = done.drop_guard();
             state_for_socket
                 .metrics
                 .terminal_connections
                 .fetch_add(1, Ordering::Relaxed);
-            bridge(socket, session, writable, hello, state_for_socket.clone()).await;
+            bridge(
+                socket,
+                session,
+                writable,
+                hello,
+                state_for_socket.clone(),
+                revoked,
+            )
+            .await;
             state_for_socket
                 .metrics
                 .terminal_connections
@@ -205,6 +217,7 @@ async fn bridge(
     writable: bool,
     hello: String,
     state: AppState,
+    revoked: tokio_util::sync::CancellationToken,
 ) {
     if socket.send(Message::Text(hello.into())).await.is_err() {
         return;
@@ -264,6 +277,11 @@ async fn bridge(
                 if socket.send(Message::Ping(Default::default())).await.is_err() {
                     return;
                 }
+            }
+            _ = revoked.cancelled() => {
+                let _ = send_json(&mut socket, serde_json::json!({ "type": "error", "message": "your access to this workspace was withdrawn; the terminal is closed for you (it keeps running for others)" })).await;
+                let _ = socket.send(Message::Close(Some(CloseFrame { code: 1008, reason: "access withdrawn".into() }))).await;
+                return;
             }
             _ = state.shutdown.cancelled() => {
                 let _ = send_json(&mut socket, serde_json::json!({ "type": "shutdown", "message": "the server is shutting down; reconnect to reattach" })).await;

@@ -262,6 +262,12 @@ pub struct NewWorkspace {
     pub env: std::collections::BTreeMap<String, String>,
     /// Start it once created (default true).
     pub start: Option<bool>,
+    /// Admins only: an existing folder on the server's host to mount at
+    /// /workspace instead of a new one. A `.devcontainer/devcontainer.json`
+    /// in it is read (image, containerEnv, remoteUser, postCreateCommand);
+    /// fields that weaken isolation are refused. The same folder checks as
+    /// `aicockpit workspace create --dir` apply.
+    pub dir: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -367,6 +373,24 @@ async fn create(
     let user = access.principal()?.user.clone();
     aicockpit_workspace::validate_name(&request.name)?;
     let name = request.name.clone();
+    // A host folder is never chosen by a member over the network: only an
+    // admin (who administers the host anyway) may name one.
+    let dir = match request.dir.filter(|d| !d.trim().is_empty()) {
+        Some(_) if user.role != SiteRole::Admin => {
+            return Err(ApiError::forbidden(
+                "only an admin may create a workspace from a folder on the server's host",
+            ))
+        }
+        Some(dir) if !std::path::Path::new(&dir).is_absolute() => {
+            return Err(ApiError::bad_request(format!(
+                "{dir}: give the folder's absolute path on the server's host"
+            )))
+        }
+        Some(dir) => Some(std::path::PathBuf::from(dir)),
+        None => None,
+    };
+    let _creating = CREATING.lock().await;
+    sweep_stale_rows(&state).await?;
     let workspace = state
         .manager
         .create(CreateRequest {
@@ -377,8 +401,7 @@ async fn create(
             pids: request.pids,
             network: None,
             env: request.env,
-            // A host folder is never chosen over the network: each workspace gets a new one.
-            dir: None,
+            dir,
             start: request.start.unwrap_or(true),
         })
         .await?;
@@ -392,6 +415,38 @@ async fn create(
         (StatusCode::CREATED, axum::Json(body)),
         target(&name),
     ))
+}
+
+/// Held while a workspace is created or restored, so the sweep below and the
+/// new workspace's row cannot interleave with another creation.
+static CREATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Forget ownership and sharing rows (and engines) of workspaces that no
+/// longer exist (removed with `aicockpit workspace rm`, outside the API), so
+/// a new workspace of the same name never inherits them, not even while it
+/// is still being made.
+async fn sweep_stale_rows(state: &AppState) -> Result<(), ApiError> {
+    let live: std::collections::HashSet<String> =
+        state.manager.list()?.into_iter().map(|w| w.name).collect();
+    let stale = state
+        .db
+        .call(move |c| {
+            let mut statement = c.prepare("SELECT name FROM workspaces")?;
+            let names: Vec<String> = statement
+                .query_map([], |row| row.get::<_, String>(0))?
+                .collect::<Result<_, _>>()?;
+            let stale: Vec<String> = names.into_iter().filter(|n| !live.contains(n)).collect();
+            for name in &stale {
+                db::delete_workspace(c, name)?;
+            }
+            Ok(stale)
+        })
+        .await?;
+    for name in stale {
+        tracing::info!(workspace = %name, "forgot the rows of a workspace removed outside the server");
+        state.sessions.forget(&name).await;
+    }
+    Ok(())
 }
 
 fn role_of(access: &Access) -> Option<WorkspaceRole> {
@@ -422,6 +477,8 @@ async fn remove(
 ) -> Result<Response, ApiError> {
     state.sessions.forget(&id).await;
     let report = state.manager.remove(&id, query.purge).await?;
+    // Again after the removal: a session opened meanwhile made a new engine.
+    state.sessions.forget(&id).await;
     let name = id.clone();
     state
         .db
@@ -608,6 +665,8 @@ async fn restore(
                 "send the backup archive as the request body",
             ));
         }
+        let _creating = CREATING.lock().await;
+        sweep_stale_rows(&state).await?;
         let workspace = state
             .manager
             .restore(&upload, query.name.clone(), query.start.unwrap_or(true))
