@@ -468,11 +468,8 @@ impl Engine {
             }
             written.push((path, rel, text));
         }
-        // Edits staged for a `workspace/symbol` ([`Self::stage`]) are
-        // committed here even when this pass itself found nothing new.
-        if changed || index.has_uncommitted() {
+        if changed {
             index.commit()?;
-            changed = true;
         }
         let mut documents = self.documents();
         let mut all_held = true;
@@ -495,12 +492,11 @@ impl Engine {
         Ok(changed)
     }
 
-    /// Bring the index's symbol records up to date with every edit made
-    /// before this call, without committing: what `workspace/symbol` needs
-    /// (it reads the records, not the full-text index), at the cost of
-    /// parsing the changed documents only. The next [`Self::flush`] commits.
-    /// In order with flushes (the same write lock), so it never lands an
-    /// older text over a newer one.
+    /// Bring the symbol records `workspace/symbol` reads up to date with
+    /// every edit made before this call, at the cost of parsing the changed
+    /// documents only: no full-text indexing, no commit (the next
+    /// [`Self::flush`] does those). In order with flushes (the same write
+    /// lock), so a staged text is never older than what a flush wrote.
     pub fn stage(&self) -> Result<(), EngineError> {
         let Some(index) = self.index.as_ref().filter(|index| !index.is_read_only()) else {
             return Ok(());
@@ -514,7 +510,7 @@ impl Engine {
             .collect();
         for (path, lang, text) in dirty {
             if let Some(rel) = self.rel(&path) {
-                index.update_file(&rel, lang, &text)?;
+                index.stage_symbols(&rel, lang, &text);
             }
         }
         Ok(())

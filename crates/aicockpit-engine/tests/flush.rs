@@ -187,12 +187,25 @@ fn staged_edits_reach_workspace_symbols_at_once_and_search_at_the_next_flush() {
     assert_eq!(
         function_hits(&engine, "markerstaged"),
         0,
-        "staging does not commit"
+        "staging does not index"
     );
-    assert!(engine.index().unwrap().has_uncommitted());
-    // The next flush commits what was staged, though it finds nothing new itself.
+    assert_eq!(function_hits(&engine, "markerold"), 1);
+    // A newer edit staged again replaces the staged record.
+    let whole = TextChange {
+        range: None,
+        text: "pub fn markernewer() {}\n".into(),
+    };
+    engine
+        .change_document(&path, 2, ColumnUnit::Utf8, &[whole])
+        .unwrap();
+    engine.stage().unwrap();
+    assert_eq!(names(&engine), vec!["markernewer".to_string()]);
+    // The flush indexes and commits the editor's text; the staged record goes.
     assert!(engine.flush().unwrap());
-    assert_eq!(function_hits(&engine, "markerstaged"), 1);
+    assert_eq!(function_hits(&engine, "markernewer"), 1);
     assert_eq!(function_hits(&engine, "markerold"), 0);
-    assert!(!engine.index().unwrap().has_uncommitted());
+    assert_eq!(names(&engine), vec!["markernewer".to_string()]);
+    // Closing unsaved: the disk's text is back, nothing staged lingers.
+    engine.close_document(&path).unwrap();
+    assert_eq!(names(&engine), vec!["markerold".to_string()]);
 }

@@ -63,9 +63,17 @@ impl ProjectIndex {
         let trimmed: String = query.chars().filter(|c| !c.is_whitespace()).collect();
         let needle: Vec<u8> = trimmed.bytes().map(|b| b.to_ascii_lowercase()).collect();
         let files = self.files_read();
+        // Editor text staged for this query wins over the index's record.
+        let staged = self.staged_read();
         let records: Vec<(&String, &FileRecord)> = files
             .iter()
-            .map(|(path, record)| (path, record.as_ref()))
+            .map(|(path, record)| (path, staged.get(path).unwrap_or(record).as_ref()))
+            .chain(
+                staged
+                    .iter()
+                    .filter(|(path, _)| !files.contains_key(*path))
+                    .map(|(path, record)| (path, record.as_ref())),
+            )
             .collect();
         let symbol = |file: u32, ordinal: u32| &records[file as usize].1.symbols[ordinal as usize];
         let cap = limit.saturating_mul(CANDIDATES_PER_RESULT).max(64);

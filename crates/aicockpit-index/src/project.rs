@@ -142,10 +142,10 @@ pub struct ProjectIndex {
     /// happens as one step, so two updates of a path never interleave into
     /// two surviving versions. Always taken after the writer lock.
     path_locks: Vec<Mutex<()>>,
-    /// Adds or deletes were staged since the last commit: a later commit
-    /// must happen even if its own updates change nothing (they were
-    /// staged already, for a `workspace/symbol`, which reads the records).
-    uncommitted: std::sync::atomic::AtomicBool,
+    /// Symbol records of editor text newer than what the index holds,
+    /// staged for `workspace/symbol` ([`Self::stage_symbols`]) without any
+    /// full-text indexing; an update or removal of the path drops its entry.
+    staged: RwLock<BTreeMap<String, Arc<FileRecord>>>,
 }
 
 /// Stripes of [`ProjectIndex::path_locks`].
@@ -225,7 +225,7 @@ impl ProjectIndex {
             files: RwLock::new(files),
             pool,
             path_locks: (0..PATH_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
-            uncommitted: std::sync::atomic::AtomicBool::new(false),
+            staged: RwLock::new(BTreeMap::new()),
         };
         Ok((project, report))
     }
@@ -476,6 +476,8 @@ impl ProjectIndex {
     /// make the change searchable. Returns false when the content is unchanged.
     pub fn update_file(&self, rel: &str, lang: LanguageId, text: &str) -> Result<bool, IndexError> {
         let hash = xxhash_rust::xxh3::xxh3_64(text.as_bytes());
+        // This text is at least as new as anything staged for the path.
+        self.staged_write().remove(rel);
         if self
             .files_read()
             .get(rel)
@@ -505,8 +507,6 @@ impl ProjectIndex {
             names: Default::default(),
         };
         writer.delete_term(Term::from_field_text(self.fields.path, rel));
-        self.uncommitted
-            .store(true, std::sync::atomic::Ordering::SeqCst);
         let record = self.add_docs(&writer, rel, record, syntax, text)?;
         self.files
             .write()
@@ -515,10 +515,48 @@ impl ProjectIndex {
         Ok(true)
     }
 
-    /// Whether changes were staged (by [`Self::update_file`] or
-    /// [`Self::remove_file`]) and not yet committed.
-    pub fn has_uncommitted(&self) -> bool {
-        self.uncommitted.load(std::sync::atomic::Ordering::SeqCst)
+    /// Stage an editor's text of one file for `workspace/symbol` only: the
+    /// file is parsed and its symbol record kept beside the index's until
+    /// [`Self::update_file`] (or a removal) of the path, with no full-text
+    /// work and no commit. Returns whether anything was parsed.
+    pub fn stage_symbols(&self, rel: &str, lang: LanguageId, text: &str) -> bool {
+        let hash = xxhash_rust::xxh3::xxh3_64(text.as_bytes());
+        if self
+            .files_read()
+            .get(rel)
+            .is_some_and(|record| record.hash == hash)
+        {
+            self.staged_write().remove(rel);
+            return false;
+        }
+        if self
+            .staged_read()
+            .get(rel)
+            .is_some_and(|record| record.hash == hash)
+        {
+            return false;
+        }
+        let syntax = analyze(lang, text);
+        let record = FileRecord {
+            lang,
+            hash,
+            size: text.len() as u64,
+            mtime: 0,
+            chunks: syntax.chunks.len() as u32,
+            names: crate::fuzzy::NameTable::new(&syntax.symbols),
+            symbols: syntax.symbols,
+        };
+        self.staged_write()
+            .insert(rel.to_string(), Arc::new(record));
+        true
+    }
+
+    pub(crate) fn staged_read(&self) -> RwLockReadGuard<'_, BTreeMap<String, Arc<FileRecord>>> {
+        self.staged.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn staged_write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<FileRecord>>> {
+        self.staged.write().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether the index holds exactly this text for a file (a concurrent
@@ -535,8 +573,7 @@ impl ProjectIndex {
         let writer = self.writer()?;
         let _path = self.path_lock(rel);
         writer.delete_term(Term::from_field_text(self.fields.path, rel));
-        self.uncommitted
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.staged_write().remove(rel);
         Ok(self
             .files
             .write()
@@ -592,9 +629,6 @@ impl ProjectIndex {
             });
         };
         let mut writer = lock.write().unwrap_or_else(|p| p.into_inner());
-        // No add or delete can run while the write side is held.
-        self.uncommitted
-            .store(false, std::sync::atomic::Ordering::SeqCst);
         writer.commit().map_err(|source| IndexError::Tantivy {
             path: self.dir.clone(),
             source,
