@@ -69,6 +69,10 @@ pub struct Document {
     pub(crate) dirty: bool,
     /// Symbols of the current text, parsed on demand.
     pub(crate) symbols: Option<Arc<Vec<Symbol>>>,
+    /// The symbol record of the last text parsed for `workspace/symbol`
+    /// (the current one or an older one): kept through edits, so a query
+    /// never has to parse every other editor's document.
+    pub(crate) recent_record: Option<Arc<aicockpit_index::FileRecord>>,
     /// When the editor last changed it (not set by opening).
     pub(crate) edited_at: Option<std::time::Instant>,
     /// Each holder's copy; `text` is the copy of the last writer.
@@ -128,6 +132,7 @@ impl DocumentStore {
             lang,
             dirty: true,
             symbols: None,
+            recent_record: None,
             edited_at: None,
             views: HashMap::new(),
         });

@@ -404,12 +404,33 @@ impl Engine {
             }
         };
         let symbols = Arc::new(analyze(lang, &text).symbols);
+        let record = Arc::new(aicockpit_index::FileRecord::of_symbols(
+            lang,
+            symbols.as_ref().clone(),
+        ));
         if let Some(doc) = self.documents().get_mut(path) {
             if doc.text == text {
                 doc.symbols = Some(symbols.clone());
+                doc.recent_record = Some(record);
             }
         }
         Some(symbols)
+    }
+
+    /// Parse the edited documents whose current text has not been parsed
+    /// (for `workspace/symbol` of other sessions): a background chore, off
+    /// the requests' path. Returns how many were parsed.
+    pub fn parse_edited_documents(&self) -> usize {
+        let pending: Vec<PathBuf> = self
+            .documents()
+            .iter()
+            .filter(|(_, doc)| doc.dirty && doc.symbols.is_none() && doc.lang.is_some())
+            .map(|(path, _)| path.clone())
+            .collect();
+        for path in &pending {
+            self.symbols_arc(path);
+        }
+        pending.len()
     }
 
     // ---- index -------------------------------------------------------------
@@ -492,30 +513,6 @@ impl Engine {
         Ok(changed)
     }
 
-    /// Bring the symbol records `workspace/symbol` reads up to date with
-    /// every edit made before this call, at the cost of parsing the changed
-    /// documents only: no full-text indexing, no commit (the next
-    /// [`Self::flush`] does those). In order with flushes (the same write
-    /// lock), so a staged text is never older than what a flush wrote.
-    pub fn stage(&self) -> Result<(), EngineError> {
-        let Some(index) = self.index.as_ref().filter(|index| !index.is_read_only()) else {
-            return Ok(());
-        };
-        let _writes = self.index_writes();
-        let dirty: Vec<(PathBuf, LanguageId, String)> = self
-            .documents()
-            .iter()
-            .filter(|(_, doc)| doc.dirty)
-            .filter_map(|(path, doc)| Some((path.clone(), doc.lang?, doc.text.clone())))
-            .collect();
-        for (path, lang, text) in dirty {
-            if let Some(rel) = self.rel(&path) {
-                index.stage_symbols(&rel, lang, &text);
-            }
-        }
-        Ok(())
-    }
-
     fn index_writes(&self) -> MutexGuard<'_, ()> {
         self.index_writes.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -567,11 +564,45 @@ impl Engine {
 
     /// Fuzzy symbol search over the project, with absolute paths.
     pub fn workspace_symbols(&self, query: &str, limit: usize) -> Vec<(PathBuf, Symbol)> {
+        self.workspace_symbols_for(query, limit, None)
+    }
+
+    /// Fuzzy symbol search with the editors' unsaved text: `holder`'s own
+    /// edited documents as they are now (parsed here if needed), other
+    /// editors' as last parsed ([`Self::parse_edited_documents`] keeps that
+    /// recent), everything else as the index has it. Nothing is indexed or
+    /// committed, so a query costs a parse of the asker's changes at most.
+    pub fn workspace_symbols_for(
+        &self,
+        query: &str,
+        limit: usize,
+        holder: Option<HolderId>,
+    ) -> Vec<(PathBuf, Symbol)> {
         let Some(index) = &self.index else {
             return Vec::new();
         };
+        let own: Vec<PathBuf> = {
+            let docs = self.documents();
+            let held = holder.map(|h| docs.held_by(h));
+            docs.iter()
+                .filter(|(path, doc)| {
+                    doc.dirty && held.as_ref().is_none_or(|held| held.contains(path))
+                })
+                .map(|(path, _)| path.clone())
+                .collect()
+        };
+        for path in &own {
+            self.symbols_arc(path);
+        }
+        let overrides: std::collections::BTreeMap<String, Arc<aicockpit_index::FileRecord>> = {
+            let docs = self.documents();
+            docs.iter()
+                .filter(|(_, doc)| doc.dirty)
+                .filter_map(|(path, doc)| Some((self.rel(path)?, doc.recent_record.clone()?)))
+                .collect()
+        };
         index
-            .workspace_symbols(query, limit)
+            .workspace_symbols_with(query, limit, &overrides)
             .into_iter()
             .map(|hit| (index.absolute(&hit.path), hit.symbol))
             .collect()

@@ -165,47 +165,56 @@ fn flood_once() {
 }
 
 #[test]
-fn staged_edits_reach_workspace_symbols_at_once_and_search_at_the_next_flush() {
+fn workspace_symbols_see_unsaved_edits_without_indexing_them() {
     let project = tempfile::tempdir().unwrap();
     let cache = tempfile::tempdir().unwrap();
     std::fs::write(project.path().join("lib.rs"), "pub fn markerold() {}\n").unwrap();
+    std::fs::write(project.path().join("other.rs"), "pub fn markerdisk() {}\n").unwrap();
     let (index, _) = ProjectIndex::open(IndexOptions::new(project.path(), cache.path())).unwrap();
     let engine = Engine::new(Config::default(), Some(Arc::new(index)));
     engine.refresh(&|_| {}).unwrap();
-    let path = engine.root().unwrap().join("lib.rs");
-    engine.open_document(&path, 1, None, "pub fn markerstaged() {}\n".into());
-    let names = |engine: &Engine| -> Vec<String> {
-        engine
-            .workspace_symbols("marker", 10)
+    let (mine, theirs) = (engine.new_holder(), engine.new_holder());
+    let lib = engine.root().unwrap().join("lib.rs");
+    let other = engine.root().unwrap().join("other.rs");
+    let names = |engine: &Engine, holder| -> Vec<String> {
+        let mut names: Vec<String> = engine
+            .workspace_symbols_for("marker", 10, Some(holder))
             .into_iter()
             .map(|(_, s)| s.name)
-            .collect()
+            .collect();
+        names.sort();
+        names
     };
-    // Staged: the symbol records have the edit, the full-text index not yet.
-    engine.stage().unwrap();
-    assert_eq!(names(&engine), vec!["markerstaged".to_string()]);
+    engine.open_document_as(mine, &lib, 1, None, "pub fn markermine() {}\n".into());
+    engine.open_document_as(theirs, &other, 1, None, "pub fn markertheirs() {}\n".into());
+    // The asker's own edit at once; another editor's only once parsed.
+    assert_eq!(names(&engine, mine), vec!["markerdisk", "markermine"]);
+    assert_eq!(engine.parse_edited_documents(), 1);
+    assert_eq!(names(&engine, mine), vec!["markermine", "markertheirs"]);
+    // Nothing was indexed: full-text search still has the disk's text.
     assert_eq!(
-        function_hits(&engine, "markerstaged"),
-        0,
-        "staging does not index"
+        engine
+            .index()
+            .unwrap()
+            .search(&SearchQuery::new("markermine"))
+            .unwrap()
+            .len(),
+        0
     );
-    assert_eq!(function_hits(&engine, "markerold"), 1);
-    // A newer edit staged again replaces the staged record.
+    // An edit after the last parse: the other editor sees the last parsed text until the next parse.
     let whole = TextChange {
         range: None,
         text: "pub fn markernewer() {}\n".into(),
     };
     engine
-        .change_document(&path, 2, ColumnUnit::Utf8, &[whole])
+        .change_document_as(mine, &lib, 2, ColumnUnit::Utf8, &[whole])
         .unwrap();
-    engine.stage().unwrap();
-    assert_eq!(names(&engine), vec!["markernewer".to_string()]);
-    // The flush indexes and commits the editor's text; the staged record goes.
-    assert!(engine.flush().unwrap());
+    assert_eq!(names(&engine, theirs), vec!["markermine", "markertheirs"]);
+    assert_eq!(names(&engine, mine), vec!["markernewer", "markertheirs"]);
+    // A flush indexes the editors' text; closing unsaved brings the disk's back.
+    engine.flush().unwrap();
     assert_eq!(function_hits(&engine, "markernewer"), 1);
-    assert_eq!(function_hits(&engine, "markerold"), 0);
-    assert_eq!(names(&engine), vec!["markernewer".to_string()]);
-    // Closing unsaved: the disk's text is back, nothing staged lingers.
-    engine.close_document(&path).unwrap();
-    assert_eq!(names(&engine), vec!["markerold".to_string()]);
+    engine.close_document_as(mine, &lib).unwrap();
+    engine.close_document_as(theirs, &other).unwrap();
+    assert_eq!(names(&engine, mine), vec!["markerdisk", "markerold"]);
 }

@@ -79,6 +79,23 @@ pub struct FileRecord {
     pub(crate) names: crate::fuzzy::NameTable,
 }
 
+impl FileRecord {
+    /// The record of an editor's text that the index does not hold yet,
+    /// for [`ProjectIndex::workspace_symbols_with`]: its symbols and their
+    /// packed names, no chunks.
+    pub fn of_symbols(lang: LanguageId, symbols: Vec<aicockpit_syntax::Symbol>) -> FileRecord {
+        FileRecord {
+            lang,
+            hash: 0,
+            size: 0,
+            mtime: 0,
+            chunks: 0,
+            names: crate::fuzzy::NameTable::new(&symbols),
+            symbols,
+        }
+    }
+}
+
 /// Progress of a refresh, reported once per file.
 #[derive(Clone, Copy, Debug)]
 pub struct Progress {
@@ -142,10 +159,6 @@ pub struct ProjectIndex {
     /// happens as one step, so two updates of a path never interleave into
     /// two surviving versions. Always taken after the writer lock.
     path_locks: Vec<Mutex<()>>,
-    /// Symbol records of editor text newer than what the index holds,
-    /// staged for `workspace/symbol` ([`Self::stage_symbols`]) without any
-    /// full-text indexing; an update or removal of the path drops its entry.
-    staged: RwLock<BTreeMap<String, Arc<FileRecord>>>,
 }
 
 /// Stripes of [`ProjectIndex::path_locks`].
@@ -225,7 +238,6 @@ impl ProjectIndex {
             files: RwLock::new(files),
             pool,
             path_locks: (0..PATH_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
-            staged: RwLock::new(BTreeMap::new()),
         };
         Ok((project, report))
     }
@@ -476,8 +488,6 @@ impl ProjectIndex {
     /// make the change searchable. Returns false when the content is unchanged.
     pub fn update_file(&self, rel: &str, lang: LanguageId, text: &str) -> Result<bool, IndexError> {
         let hash = xxhash_rust::xxh3::xxh3_64(text.as_bytes());
-        // This text is at least as new as anything staged for the path.
-        self.staged_write().remove(rel);
         if self
             .files_read()
             .get(rel)
@@ -515,50 +525,6 @@ impl ProjectIndex {
         Ok(true)
     }
 
-    /// Stage an editor's text of one file for `workspace/symbol` only: the
-    /// file is parsed and its symbol record kept beside the index's until
-    /// [`Self::update_file`] (or a removal) of the path, with no full-text
-    /// work and no commit. Returns whether anything was parsed.
-    pub fn stage_symbols(&self, rel: &str, lang: LanguageId, text: &str) -> bool {
-        let hash = xxhash_rust::xxh3::xxh3_64(text.as_bytes());
-        if self
-            .files_read()
-            .get(rel)
-            .is_some_and(|record| record.hash == hash)
-        {
-            self.staged_write().remove(rel);
-            return false;
-        }
-        if self
-            .staged_read()
-            .get(rel)
-            .is_some_and(|record| record.hash == hash)
-        {
-            return false;
-        }
-        let syntax = analyze(lang, text);
-        let record = FileRecord {
-            lang,
-            hash,
-            size: text.len() as u64,
-            mtime: 0,
-            chunks: syntax.chunks.len() as u32,
-            names: crate::fuzzy::NameTable::new(&syntax.symbols),
-            symbols: syntax.symbols,
-        };
-        self.staged_write()
-            .insert(rel.to_string(), Arc::new(record));
-        true
-    }
-
-    pub(crate) fn staged_read(&self) -> RwLockReadGuard<'_, BTreeMap<String, Arc<FileRecord>>> {
-        self.staged.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn staged_write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<FileRecord>>> {
-        self.staged.write().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Whether the index holds exactly this text for a file (a concurrent
     /// refresh may have replaced an editor's text with the disk's).
     pub fn holds_text(&self, rel: &str, text: &str) -> bool {
@@ -573,7 +539,6 @@ impl ProjectIndex {
         let writer = self.writer()?;
         let _path = self.path_lock(rel);
         writer.delete_term(Term::from_field_text(self.fields.path, rel));
-        self.staged_write().remove(rel);
         Ok(self
             .files
             .write()

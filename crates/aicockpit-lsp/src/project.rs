@@ -32,6 +32,10 @@ pub(crate) enum IndexPhase {
     },
 }
 
+/// How often, at most, edited documents are parsed for other sessions'
+/// `workspace/symbol` while edits keep coming.
+const PARSE_EVERY: Duration = Duration::from_millis(100);
+
 /// A handle on one project's engine, shared by every session of a
 /// workspace. Cheap to clone; the project lives while a handle does.
 #[derive(Clone)]
@@ -58,6 +62,8 @@ pub(crate) struct Project {
     progress: watch::Sender<IndexPhase>,
     /// Bumped by every edit; a debounced flush runs only if no newer edit came.
     edit_generation: AtomicU64,
+    /// A parse of the edited documents (for other sessions' `workspace/symbol`) is due.
+    parse_scheduled: AtomicBool,
     watcher_started: AtomicBool,
     /// Set to stop the server's own watcher (dropping the project stops it too).
     watch_stop: watch::Sender<bool>,
@@ -109,6 +115,7 @@ impl SharedEngine {
                 last_error: Mutex::new(None),
                 progress: watch::channel(IndexPhase::Idle).0,
                 edit_generation: AtomicU64::new(0),
+                parse_scheduled: AtomicBool::new(false),
                 watcher_started: AtomicBool::new(false),
                 watch_stop: watch::channel(false).0,
                 shutting_down: watch::channel(false).0,
@@ -203,6 +210,7 @@ impl SharedEngine {
     /// Flush after `index.update_debounce_ms` of quiet (any session's edit
     /// restarts the wait).
     pub(crate) fn schedule_flush(&self) {
+        self.schedule_parse();
         let project = self.project.clone();
         let generation = project.edit_generation.fetch_add(1, Ordering::SeqCst) + 1;
         let debounce = Duration::from_millis(project.engine.config().index.update_debounce_ms);
@@ -216,6 +224,24 @@ impl SharedEngine {
             if let Ok(Err(error)) = result {
                 project.record_error(error);
             }
+        });
+    }
+
+    /// Parse the edited documents at most every [`PARSE_EVERY`] while edits
+    /// keep coming (a throttle, not a debounce): another session's
+    /// `workspace/symbol` sees an edit within that time plus a parse,
+    /// without parsing it on the request's path.
+    fn schedule_parse(&self) {
+        let project = self.project.clone();
+        if project.parse_scheduled.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        tokio::spawn(async move {
+            tokio::time::sleep(PARSE_EVERY).await;
+            // Cleared first: an edit made during the parse schedules the next one.
+            project.parse_scheduled.store(false, Ordering::SeqCst);
+            let engine = project.engine.clone();
+            let _ = tokio::task::spawn_blocking(move || engine.parse_edited_documents()).await;
         });
     }
 

@@ -963,15 +963,13 @@ impl LanguageServer for Backend {
             .and_then(|w| w.symbol.as_ref())
             .and_then(|s| s.symbol_kind.as_ref())
             .and_then(|k| k.value_set.clone());
+        // This session's edits as they are now, other sessions' as last
+        // parsed (within a moment), the rest from the index: no commit here.
+        let holder = self.inner.project.get().map(|(_, holder)| holder);
         let found = self
             .blocking(move |engine| {
-                // Every edit received before this request is in the symbol
-                // records (staged, not committed: the debounced flush commits).
-                if let Err(error) = engine.stage() {
-                    tracing::warn!(%error, "staging edits before workspace/symbol");
-                }
                 let limit = engine.config().search.max_workspace_symbols;
-                engine.workspace_symbols(&query, limit)
+                engine.workspace_symbols_for(&query, limit, holder)
             })
             .await?;
         Ok(Some(
