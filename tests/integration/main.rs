@@ -9,6 +9,7 @@ mod lsp;
 mod lsp_ai;
 mod lsp_editor_gaps;
 mod nvim;
+mod semantic;
 mod server;
 mod server_attacks;
 mod server_lsp;

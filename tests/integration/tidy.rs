@@ -54,6 +54,9 @@ fn external_crates_appear_only_in_their_owners_manifest() {
     let owners = [
         ("tree-sitter", "crates/aicockpit-syntax/Cargo.toml"),
         ("tantivy", "crates/aicockpit-index/Cargo.toml"),
+        ("candle", "crates/aicockpit-embed/Cargo.toml"),
+        ("tokenizers", "crates/aicockpit-embed/Cargo.toml"),
+        ("zip", "crates/aicockpit-embed/Cargo.toml"),
         ("ignore", "crates/aicockpit-index/Cargo.toml"),
         ("tower-lsp", "crates/aicockpit-lsp/Cargo.toml"),
         ("lsp-types", "crates/aicockpit-lsp/Cargo.toml"),

@@ -13,6 +13,7 @@ mod documents;
 pub mod fim;
 mod navigation;
 pub mod postprocess;
+mod semantic;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,11 +25,13 @@ use aicockpit_index::{IndexError, IndexOptions, ProjectIndex};
 pub use ai::{
     AiAction, AiActionOutcome, AiStats, ChatAnswer, ChatParams, InlineCompletion, SuggestedCommand,
 };
+pub use aicockpit_embed::fusion::Retriever;
 pub use documents::{
     apply_changes, occurrences, ColumnUnit, Document, DocumentError, HolderId, TextChange,
     TextPosition,
 };
 pub use navigation::Hover;
+pub use semantic::RankedSearch;
 
 // The plain types of the crates below that the engine's callers see in its
 // answers (symbols, spans, search hits, progress). Re-exported so that
@@ -73,6 +76,8 @@ pub enum EngineError {
     Unreadable(PathBuf),
     #[error("cannot index {}: {source}", root.display())]
     CannotIndex { root: PathBuf, source: IndexError },
+    #[error("{0}")]
+    Search(String),
 }
 
 /// What opening a project's index found, for the caller to report.
@@ -128,6 +133,7 @@ pub struct Engine {
     flushes_done: AtomicU64,
     /// The last holder id handed out by [`Self::new_holder`].
     holders: AtomicU64,
+    semantic: Mutex<semantic::SemanticState>,
 }
 
 impl Engine {
@@ -198,6 +204,7 @@ impl Engine {
             flushes_begun: AtomicU64::new(0),
             flushes_done: AtomicU64::new(0),
             holders: AtomicU64::new(0),
+            semantic: Mutex::new(Default::default()),
         }
     }
 

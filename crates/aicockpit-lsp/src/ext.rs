@@ -20,6 +20,9 @@ pub struct SearchParams {
     /// Only symbols of these kinds (`function`, `class`, `method`, …).
     #[serde(default)]
     pub kinds: Option<Vec<String>>,
+    /// `text`, `semantic` or `hybrid`; defaults to `search.mode`.
+    #[serde(default)]
+    pub mode: Option<String>,
 }
 
 /// One `aicockpit/search` hit.
@@ -32,6 +35,9 @@ pub struct SearchHit {
     pub snippet: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub symbol: Option<SearchSymbol>,
+    /// Which retrievers found the hit: `text`, `semantic`, or both.
+    #[serde(default)]
+    pub retrievers: Vec<String>,
 }
 
 /// The symbol a search hit is, or is inside.
@@ -52,6 +58,10 @@ pub struct SearchSymbol {
 #[serde(rename_all = "camelCase")]
 pub struct Status {
     pub version: String,
+    /// Why search is text-only, with the command to run; `null` when
+    /// semantic search has (or may have) vectors.
+    #[serde(default)]
+    pub semantic_unavailable: Option<String>,
     /// The project root, if the client sent one.
     pub root: Option<String>,
     pub index_dir: Option<String>,

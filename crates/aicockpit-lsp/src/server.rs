@@ -433,6 +433,12 @@ impl Backend {
             .into_iter()
             .map(|p| scope_path(&engine, &p))
             .collect::<Result<Vec<String>>>()?;
+        let mode = match params.mode.as_deref() {
+            Some(mode) => mode
+                .parse::<aicockpit_config::SearchMode>()
+                .map_err(jsonrpc::Error::invalid_params)?,
+            None => config.search.mode,
+        };
         let query = SearchQuery {
             text: params.query,
             limit: params.limit.unwrap_or(config.search.max_results),
@@ -440,15 +446,26 @@ impl Backend {
             kinds,
         };
         let unit = self.inner.unit();
-        let hits = self
-            .blocking(move |engine| engine.search(&query))
+        let ranked = self
+            .blocking(move |engine| engine.search_ranked(&query, mode))
             .await?
             .map_err(engine_error)?;
         let root = engine.root().map(Path::to_path_buf).unwrap_or_default();
-        Ok(hits
+        Ok(ranked
+            .hits
             .into_iter()
-            .filter_map(|hit| {
+            .filter_map(|ranked| {
+                let retrievers = ranked
+                    .retrievers
+                    .iter()
+                    .map(|r| match r {
+                        aicockpit_engine::Retriever::Text => "text".to_string(),
+                        aicockpit_engine::Retriever::Semantic => "semantic".to_string(),
+                    })
+                    .collect();
+                let hit = ranked.hit;
                 Some(ext::SearchHit {
+                    retrievers,
                     uri: to_proto::url(&root.join(&hit.path))?,
                     range: to_proto::range(hit.span, unit),
                     score: hit.score,
@@ -499,6 +516,7 @@ impl Backend {
             status.open_documents = engine.open_document_count();
             status.session.documents = engine.documents_open_by(holder);
             status.ai = ext::AiStats::from(engine.ai_stats());
+            status.semantic_unavailable = engine.semantic_unavailable();
             status.services = engine
                 .config()
                 .ai
@@ -1136,6 +1154,11 @@ fn engine_error(error: EngineError) -> jsonrpc::Error {
         EngineError::NoProject => jsonrpc::Error {
             code: jsonrpc::ErrorCode::InvalidRequest,
             message: "no project is open: the client sent no root folder".into(),
+            data: None,
+        },
+        EngineError::Search(message) => jsonrpc::Error {
+            code: jsonrpc::ErrorCode::InvalidRequest,
+            message: message.into(),
             data: None,
         },
         other => internal(other.to_string()),
