@@ -402,6 +402,25 @@ impl Client {
             )
             .await?;
         let body = self.json_body(response).await?;
+        if self.service().kind == ServiceKind::Ollama {
+            // `/api/embed`: `{"embeddings": [[…], …]}` in input order.
+            let lists = body["embeddings"]
+                .as_array()
+                .ok_or_else(|| self.protocol("no `embeddings` list".into()))?;
+            return Ok(lists
+                .iter()
+                .map(|list| {
+                    list.as_array()
+                        .map(|v| {
+                            v.iter()
+                                .filter_map(Value::as_f64)
+                                .map(|v| v as f32)
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                })
+                .collect());
+        }
         let data = body["data"]
             .as_array()
             .ok_or_else(|| self.protocol("no `data` list".into()))?;

@@ -40,6 +40,11 @@ pub fn url(service: &ServiceConfig, operation: Operation) -> String {
             let base = base.strip_suffix("/openai").unwrap_or(base);
             format!("{base}/openai/{path}?api-version={version}")
         }
+        ServiceKind::Ollama if operation == Operation::Embeddings => {
+            // Ollama's native batch embeddings (`/api/embed`), at the root.
+            let root = base.strip_suffix("/v1").unwrap_or(base);
+            format!("{root}/api/embed")
+        }
         ServiceKind::Llamacpp if matches!(operation, Operation::Props | Operation::Infill) => {
             // llama.cpp's own endpoints live at the root, beside /v1.
             let root = base.strip_suffix("/v1").unwrap_or(base);
@@ -105,6 +110,12 @@ mod tests {
             url(&ollama, Operation::Models),
             "http://127.0.0.1:11434/v1/models"
         );
+        for base in ["http://127.0.0.1:11434", "http://127.0.0.1:11434/v1/"] {
+            assert_eq!(
+                url(&service(ServiceKind::Ollama, base), Operation::Embeddings),
+                "http://127.0.0.1:11434/api/embed"
+            );
+        }
         let mut azure = service(ServiceKind::Azure, "https://res.openai.azure.com");
         azure.deployment = Some("gpt-4o".into());
         assert_eq!(

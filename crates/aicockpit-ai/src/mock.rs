@@ -2,7 +2,8 @@
 //!
 //! It speaks the real wire formats over real HTTP on 127.0.0.1: model
 //! listing, chat completions (JSON, or SSE when `stream` is true),
-//! legacy completions with `suffix`, embeddings, Azure's deployment paths,
+//! legacy completions with `suffix`, embeddings (OpenAI's `/embeddings` and
+//! Ollama's native `/api/embed`), Azure's deployment paths,
 //! and OpenAI-style error bodies. It records every request and can
 //! misbehave: answer slowly, split SSE frames across writes, rate-limit
 //! with `Retry-After`, fail with 500s, send garbage, fail mid-stream, or
@@ -324,7 +325,10 @@ async fn serve_connection(mut socket: TcpStream, state: Arc<Mutex<State>>) {
                 "choices": [{"index": 0, "text": reply, "finish_reason": "stop"}],
             });
             write_json(&mut socket, 200, "OK", "", &body).await
-        } else if method == "POST" && route.ends_with("/embeddings") {
+        } else if method == "POST"
+            && (route.ends_with("/embeddings") || route.ends_with("/api/embed"))
+        {
+            let ollama = route.ends_with("/api/embed");
             let inputs = body_json["input"]
                 .as_array()
                 .cloned()
@@ -340,7 +344,21 @@ async fn serve_connection(mut socket: TcpStream, state: Arc<Mutex<State>>) {
                     None => true,
                 }
             };
-            if allowed {
+            if allowed && ollama {
+                // Ollama's native answer: the vectors in input order.
+                let embeddings: Vec<Value> = inputs
+                    .iter()
+                    .map(|input| json!(embedding_of(input.as_str().unwrap_or(""))))
+                    .collect();
+                write_json(
+                    &mut socket,
+                    200,
+                    "OK",
+                    "",
+                    &json!({"model": body_json["model"], "embeddings": embeddings}),
+                )
+                .await
+            } else if allowed {
                 let data: Vec<Value> = inputs
                     .iter()
                     .enumerate()

@@ -100,6 +100,36 @@ async fn models_chat_completions_and_embeddings() {
 }
 
 #[tokio::test]
+async fn ollama_embeds_through_its_native_api_in_input_order() {
+    let mock = MockServer::start().await;
+    // The mock's root stands in for Ollama's `http://127.0.0.1:11434`.
+    let ollama = Client::new(
+        service(ServiceKind::Ollama, mock.root_url()),
+        None,
+        options(),
+    )
+    .unwrap();
+    let inputs = ["retry the upload".to_string(), "parse a date".to_string()];
+    let vectors = ollama
+        .embed(Some("nomic-embed-text"), &inputs)
+        .await
+        .unwrap();
+    let openai = client(&mock)
+        .embed(Some("embedder"), &inputs)
+        .await
+        .unwrap();
+    assert_eq!(vectors.len(), 2);
+    assert_eq!(
+        vectors, openai,
+        "the same texts, the same vectors, in input order"
+    );
+    let requests = mock.requests();
+    assert_eq!(requests[0].path, "/api/embed");
+    assert_eq!(requests[0].body["model"], "nomic-embed-text");
+    assert_eq!(requests[0].body["input"][1], "parse a date");
+}
+
+#[tokio::test]
 async fn streamed_chat_survives_split_frames_and_keep_alives() {
     let mock = MockServer::start().await;
     let client = client(&mock);
