@@ -251,3 +251,181 @@ fn the_service_provider_embeds_through_the_active_service() {
     assert_eq!(status["semanticUnavailable"], Value::Null, "{status:#}");
     client.shutdown();
 }
+
+/// A project of many small functions, so an embedding run has many batches.
+fn many_functions(count: usize) -> Project {
+    let files: Vec<(String, String)> = (0..count)
+        .map(|i| {
+            (
+                format!("src/part{i}.py"),
+                format!("def handler_{i}(request):\n    return request.reply({i})\n"),
+            )
+        })
+        .collect();
+    let borrowed: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    Project::new(&borrowed)
+}
+
+fn embeddings_requests(mock: &MockServer) -> Vec<aicockpit_ai::mock::RecordedRequest> {
+    mock.requests()
+        .into_iter()
+        .filter(|r| r.path == "/v1/embeddings")
+        .collect()
+}
+
+/// Wait for the `$/progress` message of an embedding run of `kind`.
+fn embed_progress(client: &mut LspClient, kind: &str) -> Value {
+    client.wait_for(&format!("an embedding progress {kind}"), |m| {
+        m["method"] == "$/progress"
+            && m["params"]["token"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("aicockpit/embedding/"))
+            && m["params"]["value"]["kind"] == kind
+    })
+}
+
+#[test]
+fn the_language_server_embeds_in_the_background_cancels_resumes_and_follows_edits() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mock = runtime.block_on(MockServer::start());
+    let project = many_functions(24);
+    std::fs::write(
+        project.home.path().join("config.toml"),
+        format!(
+            "[ai]\nactive = \"mock\"\n[[ai.services]]\nname = \"mock\"\nkind = \"custom\"\nbase_url = \"{}\"\nchat_model = \"mock-chat\"\n\n[search]\nembeddings = \"service\"\nservice_model = \"mock-embed\"\nembedding_batch = 1\n",
+            mock.url()
+        ),
+    )
+    .unwrap();
+    // Slow enough answers that the run can be cancelled part way.
+    mock.set_behavior(aicockpit_ai::mock::Behavior::Slow(
+        std::time::Duration::from_millis(40),
+    ));
+    let root = project.root();
+    let mut client = LspClient::spawn(&project, &[]);
+    client.initialize(
+        &root,
+        serde_json::json!({"window": {"workDoneProgress": true}}),
+    );
+    client.wait_for_index_progress();
+
+    // The run starts by itself after the text index, as a cancellable progress.
+    let begin = embed_progress(&mut client, "begin");
+    assert_eq!(begin["params"]["value"]["cancellable"], true, "{begin}");
+    let token = begin["params"]["token"].clone();
+    let report = embed_progress(&mut client, "report");
+    assert!(
+        report["params"]["value"]["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("/24 chunks"),
+        "{report}"
+    );
+    client.notify(
+        "window/workDoneProgress/cancel",
+        serde_json::json!({"token": token}),
+    );
+    let end = embed_progress(&mut client, "end");
+    let message = end["params"]["value"]["message"].as_str().unwrap();
+    assert!(message.starts_with("stopped (cancelled)"), "{message}");
+    let status = client.request("aicockpit/status", Value::Null);
+    let embedded = status["semantic"]["embedded"].as_u64().unwrap();
+    assert_eq!(status["semantic"]["chunks"], 24, "{status:#}");
+    assert!(
+        embedded < 24,
+        "the cancel stopped the run part way: {status:#}"
+    );
+    assert_eq!(status["semantic"]["paused"], true);
+    assert_eq!(status["semantic"]["running"], false);
+    // Paused: no run starts by itself.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let before_resume = embeddings_requests(&mock).len();
+    assert_eq!(
+        client.request("aicockpit/status", Value::Null)["semantic"]["embedded"],
+        embedded
+    );
+
+    // Resumed on request: only the chunks still without a vector are embedded.
+    mock.set_behavior(aicockpit_ai::mock::Behavior::Normal);
+    let answer = client.request("aicockpit/embed", serde_json::json!({}));
+    assert_eq!(answer["paused"], false, "{answer}");
+    let end = embed_progress(&mut client, "end");
+    assert!(
+        end["params"]["value"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("24 with vectors"),
+        "{end}"
+    );
+    let resumed = embeddings_requests(&mock).len() - before_resume;
+    assert_eq!(
+        resumed as u64,
+        24 - embedded,
+        "a resumed run embeds only what is missing"
+    );
+
+    // An edited file: only its changed chunk is embedded again.
+    let before_edit = embeddings_requests(&mock).len();
+    project.write(
+        "src/part3.py",
+        "def handler_3(request):\n    return request.retry_upload(3)\n",
+    );
+    client.notify(
+        "workspace/didChangeWatchedFiles",
+        serde_json::json!({"changes": [{"uri": file_uri(&root.join("src/part3.py")), "type": 2}]}),
+    );
+    embed_progress(&mut client, "end");
+    let after_edit = embeddings_requests(&mock);
+    assert_eq!(after_edit.len() - before_edit, 1, "one chunk changed");
+    assert!(after_edit.last().unwrap().body["input"][0]
+        .as_str()
+        .unwrap()
+        .contains("retry_upload"));
+
+    // Search and chat draw on the vectors: the question is embedded, and
+    // the chunk it means is in the prompt.
+    let hits = client.request(
+        "aicockpit/search",
+        serde_json::json!({"query": "retry upload", "mode": "hybrid"}),
+    );
+    assert_eq!(
+        hits[0]["uri"],
+        file_uri(&root.join("src/part3.py")),
+        "{hits:#}"
+    );
+    assert!(hits[0]["retrievers"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("semantic")));
+    mock.set_reply("It is in part3.");
+    let before_chat = embeddings_requests(&mock).len();
+    let chat = client.request(
+        "aicockpit/chat",
+        serde_json::json!({"messages": [{"role": "user", "content": "where does the upload retry"}]}),
+    );
+    assert!(
+        chat["sources"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("src/part3.py")),
+        "{chat:#}"
+    );
+    let chat_embeds = embeddings_requests(&mock);
+    assert_eq!(
+        chat_embeds.len() - before_chat,
+        1,
+        "the question is embedded"
+    );
+    assert_eq!(
+        chat_embeds.last().unwrap().body["input"][0]
+            .as_str()
+            .unwrap()
+            .split_whitespace()
+            .next(),
+        Some("where")
+    );
+    client.shutdown();
+}

@@ -163,7 +163,8 @@ fn lsp_sessions_over_websockets_share_one_index_and_reach_the_ai() {
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str(&format!(
         "\n[ai]\nactive = \"mock\"\n\n[[ai.services]]\nname = \"mock\"\nkind = \"lmstudio\"\nbase_url = \"{}\"\n\
-         chat_model = \"mock-chat\"\ncompletion_model = \"qwen2.5-coder-1.5b\"\n",
+         chat_model = \"mock-chat\"\ncompletion_model = \"qwen2.5-coder-1.5b\"\n\n\
+         [search]\nembeddings = \"service\"\nservice_model = \"mock-embed\"\n",
         mock.url()
     ));
     std::fs::write(&config, text).unwrap();
@@ -295,6 +296,49 @@ fn lsp_sessions_over_websockets_share_one_index_and_reach_the_ai() {
             .any(|h| h["path"] == "src/new.rs"),
         "{hits}"
     );
+    // Semantic search over HTTP: the server embeds the workspace in the
+    // background (the mock's embeddings); until the vectors are in,
+    // `mode=semantic` is a 409 that says why.
+    let deadline = Instant::now() + DEADLINE;
+    let semantic = loop {
+        let reply = server.api(
+            &viewer,
+            "GET",
+            &format!("/api/v1/workspaces/{name}/search?q=existing%20function&mode=semantic"),
+            None,
+        );
+        if reply.status == 200 {
+            break reply.json();
+        }
+        assert_eq!(reply.status, 409, "{}", reply.text());
+        assert!(
+            Instant::now() < deadline,
+            "no vectors in time: {}",
+            reply.text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(semantic[0]["path"], "src/lib.rs", "{semantic}");
+    assert_eq!(semantic[0]["retrievers"], json!(["semantic"]), "{semantic}");
+    assert!(
+        mock.requests()
+            .iter()
+            .any(|r| r.path == "/v1/embeddings" && r.body["model"] == "mock-embed"),
+        "the server embedded through the service"
+    );
+    let bad = server.api(
+        &viewer,
+        "GET",
+        &format!("/api/v1/workspaces/{name}/search?q=x&mode=fuzzy"),
+        None,
+    );
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    assert!(
+        bad.text().contains("text, semantic or hybrid"),
+        "{}",
+        bad.text()
+    );
+
     mock.set_reply("Streamed reply.");
     let events = server
         .api(

@@ -16,6 +16,16 @@ pub enum Retriever {
     Semantic,
 }
 
+impl Retriever {
+    /// The name clients see (`text`, `semantic`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Retriever::Text => "text",
+            Retriever::Semantic => "semantic",
+        }
+    }
+}
+
 /// Fusion settings (from `[search]` in the config).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Fusion {

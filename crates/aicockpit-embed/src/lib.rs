@@ -42,6 +42,11 @@ pub trait Embedder: Send + Sync {
     fn id(&self) -> &str;
     fn dimension(&self) -> usize;
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError>;
+    /// Texts an embedding run hands over at once: progress is reported and
+    /// cancellation checked between such batches.
+    fn batch_size(&self) -> usize {
+        32
+    }
 }
 
 /// What can go wrong embedding, naming the file or service involved.

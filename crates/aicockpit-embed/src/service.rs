@@ -100,6 +100,11 @@ impl Embedder for ServiceEmbedder {
         self.dimension
     }
 
+    /// One request's worth (`search.embedding_batch`).
+    fn batch_size(&self) -> usize {
+        self.batch
+    }
+
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let mut vectors = Vec::with_capacity(texts.len());
         for batch in texts.chunks(self.batch) {

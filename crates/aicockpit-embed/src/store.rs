@@ -22,8 +22,9 @@ use crate::{EmbedError, Embedder};
 /// The store's file inside the index folder.
 pub const FILE_NAME: &str = "vectors.bin";
 const MAGIC: &[u8; 8] = b"ACVEC01\n";
-/// Chunks sent to the embedder at once (and between cancellation checks).
-const BATCH: usize = 64;
+/// The most chunks sent to the embedder at once (progress and cancellation
+/// are checked between batches; each embedder says its own size).
+const MAX_BATCH: usize = 256;
 /// How often a long embedding run saves what it has.
 const SAVE_EVERY: Duration = Duration::from_secs(20);
 /// Characters of a chunk that are embedded; local models read at most 256
@@ -91,7 +92,82 @@ pub struct VectorStore {
     dimension: usize,
     files: BTreeMap<String, FileEntry>,
     vectors: HashMap<u64, Quantized>,
-    dirty: bool,
+    /// Changed since the last save.
+    dirty: AtomicBool,
+}
+
+/// What following the index takes (see [`VectorStore::plan`]).
+#[derive(Debug, Default)]
+pub struct SyncPlan {
+    files: Vec<(String, FileEntry)>,
+    removed: Vec<String>,
+    pending: Vec<(u64, String)>,
+    files_chunked: usize,
+}
+
+impl SyncPlan {
+    /// Chunks to embed.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// New or changed files whose chunks were taken.
+    pub fn files_chunked(&self) -> usize {
+        self.files_chunked
+    }
+
+    /// Files gone from the index (or no longer readable).
+    pub fn files_removed(&self) -> usize {
+        self.removed.len()
+    }
+
+    /// Whether applying the plan changes nothing and embeds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty() && self.removed.is_empty() && self.pending.is_empty()
+    }
+}
+
+/// Embed `pending` in batches, handing each batch's vectors to `insert`,
+/// with progress after every batch and `cancel` checked between batches.
+/// Returns the chunks embedded, and how the run ended.
+pub fn embed_pending(
+    pending: &[(u64, String)],
+    embedder: &dyn Embedder,
+    progress: &dyn Fn(EmbedProgress),
+    cancel: &AtomicBool,
+    mut insert: impl FnMut(&[(u64, Vec<f32>)]) -> Result<(), EmbedError>,
+) -> (usize, Result<(), EmbedError>) {
+    let total = pending.len();
+    progress(EmbedProgress { done: 0, total });
+    let mut done = 0;
+    for batch in pending.chunks(embedder.batch_size().clamp(1, MAX_BATCH)) {
+        if cancel.load(Ordering::Relaxed) {
+            return (done, Err(EmbedError::Cancelled));
+        }
+        let texts: Vec<&str> = batch.iter().map(|(_, text)| text.as_str()).collect();
+        let vectors = match embedder.embed(&texts) {
+            Ok(vectors) => vectors,
+            Err(error) => return (done, Err(error)),
+        };
+        if vectors.len() != batch.len() {
+            return (
+                done,
+                Err(EmbedError::Count {
+                    service: embedder.id().to_string(),
+                    expected: batch.len(),
+                    got: vectors.len(),
+                }),
+            );
+        }
+        let embedded: Vec<(u64, Vec<f32>)> =
+            batch.iter().map(|(hash, _)| *hash).zip(vectors).collect();
+        if let Err(error) = insert(&embedded) {
+            return (done, Err(error));
+        }
+        done += batch.len();
+        progress(EmbedProgress { done, total });
+    }
+    (done, Ok(()))
 }
 
 impl VectorStore {
@@ -106,7 +182,7 @@ impl VectorStore {
             dimension,
             files: BTreeMap::new(),
             vectors: HashMap::new(),
-            dirty: false,
+            dirty: AtomicBool::new(false),
         };
         match std::fs::File::open(&path) {
             Ok(file) => match read_store(std::io::BufReader::new(file)) {
@@ -116,11 +192,11 @@ impl VectorStore {
                 }
                 Ok((id, ..)) => {
                     tracing::info!(path = %path.display(), old = %id, new = %embedder_id, "the embedding model changed; vectors are recomputed");
-                    store.dirty = true;
+                    store.dirty = AtomicBool::new(true);
                 }
                 Err(error) => {
                     tracing::warn!(path = %path.display(), %error, "unreadable vector store; vectors are recomputed");
-                    store.dirty = true;
+                    store.dirty = AtomicBool::new(true);
                 }
             },
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
@@ -164,6 +240,10 @@ impl VectorStore {
     /// removed ones, then embed every chunk without a vector, in batches,
     /// reporting progress and saving as it goes. Stops early, with what it
     /// has saved, when `cancel` is set or the embedder fails.
+    ///
+    /// The language server does the same in steps ([`Self::plan`],
+    /// [`Self::apply`], [`embed_pending`], [`Self::insert`]) so that searches
+    /// can read the store while batches are embedded.
     pub fn sync(
         &mut self,
         index: &ProjectIndex,
@@ -171,43 +251,75 @@ impl VectorStore {
         progress: &dyn Fn(EmbedProgress),
         cancel: &AtomicBool,
     ) -> Result<SyncStats, EmbedError> {
-        let mut stats = SyncStats::default();
+        let plan = self.plan(index, cancel);
+        let mut stats = SyncStats {
+            files_chunked: plan.files_chunked,
+            files_removed: plan.removed.len(),
+            ..SyncStats::default()
+        };
+        let pending = self.apply(plan);
+        let mut last_save = Instant::now();
+        let (embedded, outcome) = embed_pending(&pending, embedder, progress, cancel, |vectors| {
+            for (hash, vector) in vectors {
+                self.insert(*hash, vector);
+            }
+            if last_save.elapsed() >= SAVE_EVERY {
+                self.save()?;
+                last_save = Instant::now();
+            }
+            Ok(())
+        });
+        stats.embedded = embedded;
+        self.save()?;
+        let (chunks, embedded) = self.counts();
+        stats.chunks = embedded;
+        stats.pending = chunks - embedded;
+        outcome.map(|()| stats)
+    }
+
+    /// What following the index takes, found without changing the store:
+    /// the chunks of new and changed files (files are read and parsed
+    /// here), the files gone, and the chunks still without a vector.
+    pub fn plan(&self, index: &ProjectIndex, cancel: &AtomicBool) -> SyncPlan {
+        let mut plan = SyncPlan::default();
         let listed = index.files();
         let present: HashSet<&str> = listed.iter().map(|(path, _)| path.as_str()).collect();
-        let before = self.files.len();
-        self.files.retain(|path, _| present.contains(path.as_str()));
-        stats.files_removed = before - self.files.len();
-        // Texts of chunks that need a vector, by hash.
-        let mut pending: Vec<(u64, String)> = Vec::new();
+        plan.removed = self
+            .files
+            .keys()
+            .filter(|path| !present.contains(path.as_str()))
+            .cloned()
+            .collect();
         let mut queued: HashSet<u64> = HashSet::new();
         for (path, record) in &listed {
             if cancel.load(Ordering::Relaxed) {
                 break;
             }
-            let known = self
-                .files
-                .get(path)
-                .is_some_and(|entry| entry.file_hash == record.hash);
-            let text = if known {
-                // Only needed for chunks still without a vector (a resumed run).
-                if self.files[path]
-                    .chunks
-                    .iter()
-                    .all(|c| self.vectors.contains_key(&c.hash))
-                {
-                    continue;
+            let stored = self.files.get(path);
+            let known = stored.is_some_and(|entry| entry.file_hash == record.hash);
+            if known
+                && stored.is_some_and(|entry| {
+                    entry
+                        .chunks
+                        .iter()
+                        .all(|c| self.vectors.contains_key(&c.hash))
+                })
+            {
+                continue;
+            }
+            // New, changed, or a resumed run's file with chunks still to embed.
+            let Ok(text) = index.read(path) else {
+                if stored.is_some() {
+                    plan.removed.push(path.clone());
                 }
-                match index.read(path) {
-                    Ok(text) => text,
-                    Err(_) => continue,
-                }
-            } else {
-                let Ok(text) = index.read(path) else {
-                    self.files.remove(path);
-                    continue;
-                };
-                text
+                continue;
             };
+            // The index holds an editor's unsaved text for this file (or the
+            // file changed since it was indexed): the vectors follow the
+            // file on disk once the index does, not text nobody saved.
+            if xxhash_rust::xxh3::xxh3_64(text.as_bytes()) != record.hash {
+                continue;
+            }
             let syntax = analyze(record.lang, &text);
             let mut chunks = Vec::with_capacity(syntax.chunks.len());
             for chunk in &syntax.chunks {
@@ -221,7 +333,7 @@ impl VectorStore {
                     .and_then(|s| syntax.symbols.get(s as usize))
                     .map(|s| s.name.clone());
                 if !self.vectors.contains_key(&hash) && queued.insert(hash) {
-                    pending.push((hash, embedded));
+                    plan.pending.push((hash, embedded));
                 }
                 chunks.push(StoredChunk {
                     hash,
@@ -230,62 +342,44 @@ impl VectorStore {
                 });
             }
             if !known {
-                stats.files_chunked += 1;
+                plan.files_chunked += 1;
             }
-            self.files.insert(
+            plan.files.push((
                 path.clone(),
                 FileEntry {
                     file_hash: record.hash,
                     chunks,
                 },
-            );
-            self.dirty = true;
+            ));
+        }
+        plan
+    }
+
+    /// Take a plan's files into the store (their old vectors that no chunk
+    /// refers to any more go) and hand back the chunks to embed. A plan made
+    /// before another change to the store is still safe to apply: vectors
+    /// are keyed by the text they embed.
+    pub fn apply(&mut self, plan: SyncPlan) -> Vec<(u64, String)> {
+        for path in &plan.removed {
+            self.files.remove(path);
+        }
+        for (path, entry) in plan.files {
+            self.files.insert(path, entry);
+        }
+        if !plan.removed.is_empty() || plan.files_chunked > 0 {
+            self.dirty.store(true, Ordering::Relaxed);
         }
         self.collect_garbage();
-        let total = pending.len();
-        progress(EmbedProgress { done: 0, total });
-        let mut last_save = Instant::now();
-        let mut outcome = Ok(());
-        for (done, batch) in pending.chunks(BATCH).enumerate() {
-            if cancel.load(Ordering::Relaxed) {
-                outcome = Err(EmbedError::Cancelled);
-                break;
-            }
-            let texts: Vec<&str> = batch.iter().map(|(_, text)| text.as_str()).collect();
-            let vectors = match embedder.embed(&texts) {
-                Ok(vectors) => vectors,
-                Err(error) => {
-                    outcome = Err(error);
-                    break;
-                }
-            };
-            if vectors.len() != batch.len() {
-                outcome = Err(EmbedError::Count {
-                    service: embedder.id().to_string(),
-                    expected: batch.len(),
-                    got: vectors.len(),
-                });
-                break;
-            }
-            for ((hash, _), vector) in batch.iter().zip(vectors) {
-                self.vectors.insert(*hash, quantize(&vector));
-            }
-            stats.embedded += batch.len();
-            self.dirty = true;
-            progress(EmbedProgress {
-                done: (done * BATCH + batch.len()).min(total),
-                total,
-            });
-            if last_save.elapsed() >= SAVE_EVERY {
-                self.save()?;
-                last_save = Instant::now();
-            }
-        }
-        self.save()?;
-        let (chunks, embedded) = self.counts();
-        stats.chunks = embedded;
-        stats.pending = chunks - embedded;
-        outcome.map(|()| stats)
+        plan.pending
+            .into_iter()
+            .filter(|(hash, _)| !self.vectors.contains_key(hash))
+            .collect()
+    }
+
+    /// Keep the vector of the chunk text whose hash is `hash`.
+    pub fn insert(&mut self, hash: u64, vector: &[f32]) {
+        self.vectors.insert(hash, quantize(vector));
+        self.dirty.store(true, Ordering::Relaxed);
     }
 
     /// Drop vectors no stored chunk refers to.
@@ -298,15 +392,24 @@ impl VectorStore {
         let before = self.vectors.len();
         self.vectors.retain(|hash, _| live.contains(hash));
         if self.vectors.len() != before {
-            self.dirty = true;
+            self.dirty.store(true, Ordering::Relaxed);
         }
     }
 
-    /// Write the store if it changed (to a temporary file, then renamed).
-    pub fn save(&mut self) -> Result<(), EmbedError> {
-        if !self.dirty {
+    /// Write the store if it changed: to a new temporary file with a
+    /// random name in the same folder, then renamed over the old one.
+    pub fn save(&self) -> Result<(), EmbedError> {
+        if !self.dirty.swap(false, Ordering::AcqRel) {
             return Ok(());
         }
+        let result = self.write();
+        if result.is_err() {
+            self.dirty.store(true, Ordering::Release);
+        }
+        result
+    }
+
+    fn write(&self) -> Result<(), EmbedError> {
         let io = |source| EmbedError::Io {
             path: self.path.clone(),
             source,
@@ -314,9 +417,13 @@ impl VectorStore {
         if let Some(parent) = self.path.parent() {
             std::fs::create_dir_all(parent).map_err(io)?;
         }
-        let temporary = self.path.with_extension("bin.tmp");
-        let file = std::fs::File::create(&temporary).map_err(io)?;
-        let mut out = std::io::BufWriter::new(file);
+        let folder = self.path.parent().unwrap_or(Path::new("."));
+        let temporary = tempfile::Builder::new()
+            .prefix(".vectors-")
+            .suffix(".tmp")
+            .tempfile_in(folder)
+            .map_err(io)?;
+        let mut out = std::io::BufWriter::new(temporary.as_file());
         write_store(
             &mut out,
             &self.embedder_id,
@@ -327,8 +434,9 @@ impl VectorStore {
         .and_then(|()| out.flush())
         .map_err(io)?;
         drop(out);
-        std::fs::rename(&temporary, &self.path).map_err(io)?;
-        self.dirty = false;
+        temporary
+            .persist(&self.path)
+            .map_err(|error| io(error.error))?;
         Ok(())
     }
 

@@ -216,8 +216,9 @@ fn a_cancelled_run_stops_between_batches_and_keeps_its_work() {
         &cancel,
     );
     assert!(matches!(result, Err(EmbedError::Cancelled)), "{result:?}");
-    assert_eq!(store.counts().1, 64, "one batch done before the cancel");
+    let batch = embedder.batch_size();
+    assert_eq!(store.counts().1, batch, "one batch done before the cancel");
     let resumed = store.sync(&index, &embedder, &|_| {}, &never()).unwrap();
     assert_eq!(resumed.pending, 0);
-    assert_eq!(resumed.embedded, store.counts().0 - 64);
+    assert_eq!(resumed.embedded, store.counts().0 - batch);
 }

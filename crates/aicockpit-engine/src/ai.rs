@@ -143,11 +143,7 @@ impl Engine {
     /// not set is an error here and for every later AI request.
     pub fn configure_ai(&self, data_dir: &Path) -> Result<Option<String>, EngineError> {
         let config = self.config();
-        {
-            let mut semantic = self.semantic.lock().unwrap_or_else(|p| p.into_inner());
-            semantic.data_dir = Some(data_dir.to_path_buf());
-            semantic.reset();
-        }
+        self.semantic.configure(data_dir);
         let mut state = self.ai_state();
         state.cache.clear();
         state.client = None;
@@ -450,7 +446,7 @@ impl Engine {
                 }
             }
         }
-        if let Some(index) = self.index() {
+        if self.index().is_some() {
             // Questions speak in plurals ("sessions") where code names the thing ("Session").
             let singulars: Vec<&str> = question
                 .split(|c: char| !c.is_alphanumeric())
@@ -459,7 +455,9 @@ impl Engine {
                 .collect();
             let mut query = SearchQuery::new(format!("{question} {}", singulars.join(" ")));
             query.limit = 5;
-            for hit in index.search(&query).unwrap_or_default() {
+            // Hybrid when the project has vectors: a question asked in words
+            // the code does not use still finds the code by meaning.
+            for hit in self.context_hits(query, true) {
                 system.push_str(&format!(
                     "\nFrom {}:{}:\n```\n{}\n```\n",
                     hit.path,

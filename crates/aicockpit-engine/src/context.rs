@@ -1,8 +1,8 @@
 //! Context assembly for AI requests: a token budget filled by a fixed
 //! priority — the text around the cursor; definitions and signatures of
 //! identifiers near the cursor (from our own index); snippets of recently
-//! edited files most similar to the cursor window; search hits — never
-//! repeating what the prompt already holds.
+//! edited files most similar to the cursor window; search hits (hybrid when
+//! the project has vectors) — never repeating what the prompt already holds.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -156,8 +156,9 @@ impl Engine {
             }
         }
 
-        // 4. Search hits for the identifiers near the cursor.
-        if let Some(index) = self.index() {
+        // 4. Search hits for the identifiers near the cursor (hybrid when
+        // the project has vectors).
+        if self.index().is_some() {
             let query = identifiers
                 .iter()
                 .take(6)
@@ -167,7 +168,7 @@ impl Engine {
             if !query.is_empty() {
                 let mut search = SearchQuery::new(query);
                 search.limit = 5;
-                for hit in index.search(&search).unwrap_or_default() {
+                for hit in self.context_hits(search, false) {
                     if hit.path == context.path {
                         continue;
                     }

@@ -26,12 +26,13 @@ pub use ai::{
     AiAction, AiActionOutcome, AiStats, ChatAnswer, ChatParams, InlineCompletion, SuggestedCommand,
 };
 pub use aicockpit_embed::fusion::Retriever;
+pub use aicockpit_embed::store::{EmbedProgress, SyncStats};
 pub use documents::{
     apply_changes, occurrences, ColumnUnit, Document, DocumentError, HolderId, TextChange,
     TextPosition,
 };
 pub use navigation::Hover;
-pub use semantic::RankedSearch;
+pub use semantic::{EmbedRun, RankedSearch, SemanticStatus};
 
 // The plain types of the crates below that the engine's callers see in its
 // answers (symbols, spans, search hits, progress). Re-exported so that
@@ -121,6 +122,8 @@ pub struct Engine {
     /// watcher events, closing a document), so they apply one at a time and
     /// in order: a flush never lands an older text over a newer one.
     index_writes: Mutex<()>,
+    /// Bumped whenever `index_writes` is taken.
+    index_generation: AtomicU64,
     /// Flushes begun: bumped under the documents lock as a flush takes the
     /// dirty documents, so a flush numbered above what a caller read saw
     /// every edit made before that caller asked.
@@ -133,7 +136,7 @@ pub struct Engine {
     flushes_done: AtomicU64,
     /// The last holder id handed out by [`Self::new_holder`].
     holders: AtomicU64,
-    semantic: Mutex<semantic::SemanticState>,
+    semantic: semantic::SemanticSearch,
 }
 
 impl Engine {
@@ -201,10 +204,11 @@ impl Engine {
             documents: Mutex::new(Default::default()),
             ai: Mutex::new(Default::default()),
             index_writes: Mutex::new(()),
+            index_generation: AtomicU64::new(0),
             flushes_begun: AtomicU64::new(0),
             flushes_done: AtomicU64::new(0),
             holders: AtomicU64::new(0),
-            semantic: Mutex::new(Default::default()),
+            semantic: Default::default(),
         }
     }
 
@@ -553,7 +557,16 @@ impl Engine {
     }
 
     fn index_writes(&self) -> MutexGuard<'_, ()> {
-        self.index_writes.lock().unwrap_or_else(|p| p.into_inner())
+        let guard = self.index_writes.lock().unwrap_or_else(|p| p.into_inner());
+        self.index_generation.fetch_add(1, Ordering::SeqCst);
+        guard
+    }
+
+    /// A number that grows whenever the index may have been written (a
+    /// flush, watcher updates, a refresh): background work that follows the
+    /// index (embedding) compares it with the one it last saw.
+    pub fn index_generation(&self) -> u64 {
+        self.index_generation.load(Ordering::SeqCst)
     }
 
     /// Files changed on disk (watcher events). Open documents are skipped:

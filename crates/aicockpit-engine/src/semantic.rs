@@ -1,33 +1,54 @@
-//! Semantic and hybrid search for the engine's clients (`aicockpit/search`
-//! with a `mode`): the configured embedder and the project's vectors, opened
-//! on the first search that wants them. The vectors are the ones
-//! `aicockpit index` made; this module reads them and embeds queries, it
-//! does not embed the project (background embedding in the language server
-//! is not built yet).
+//! Semantic and hybrid search for the engine's clients: the configured
+//! embedder and the project's vectors, opened on the first search or
+//! embedding run that wants them.
+//!
+//! The language server keeps the vectors in step with the index through
+//! [`Engine::embed_project`], run in the background after the text index is
+//! ready and again after the index changes. A run reads the store while it
+//! plans, holds the store's write lock only to take its plan in and to add
+//! each batch's vectors, and saves as it goes, so searches keep answering
+//! during a run, and a cancelled or failed run resumes where it stopped.
+//! AI context (completion and chat) draws on hybrid hits whenever vectors
+//! exist.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
-use aicockpit_config::SearchMode;
+use aicockpit_config::{EmbeddingsSource, SearchMode};
 use aicockpit_embed::fusion::Fusion;
 use aicockpit_embed::hybrid::{self, RankedHit, Semantic};
 use aicockpit_embed::provider::{local_limit_allows, open_embedder};
-use aicockpit_embed::store::VectorStore;
-use aicockpit_embed::Embedder;
-use aicockpit_index::SearchQuery;
+use aicockpit_embed::store::{embed_pending, EmbedProgress, SyncStats, VectorStore};
+use aicockpit_embed::{EmbedError, Embedder};
+use aicockpit_index::{SearchHit, SearchQuery};
 
 use crate::{Engine, EngineError};
+
+/// How often a long embedding run writes what it has to disk.
+const SAVE_EVERY: Duration = Duration::from_secs(20);
 
 /// What the engine knows of semantic search.
 #[derive(Default)]
 pub(crate) struct SemanticState {
     /// Where models and keys live; set by [`Engine::configure_ai`].
-    pub(crate) data_dir: Option<PathBuf>,
-    opened: Option<Result<Opened, String>>,
+    data_dir: Option<PathBuf>,
+    opened: Option<Result<Arc<Opened>, String>>,
+}
+
+/// The engine's semantic search: its state, and whether an embedding run is
+/// under way.
+#[derive(Default)]
+pub(crate) struct SemanticSearch {
+    state: Mutex<SemanticState>,
+    /// True while [`Engine::embed_project`] runs (one run at a time).
+    running: AtomicBool,
 }
 
 struct Opened {
     embedder: Box<dyn Embedder>,
-    store: VectorStore,
+    store: RwLock<VectorStore>,
 }
 
 /// A search's hits, the mode it used, and why vectors were not used, if not.
@@ -37,39 +58,103 @@ pub struct RankedSearch {
     pub why: Option<String>,
 }
 
-impl SemanticState {
-    /// Forget the opened embedder (the config or the service changed).
-    pub(crate) fn reset(&mut self) {
-        self.opened = None;
+/// How an embedding run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EmbedRun {
+    /// Nothing was embedded: embeddings are off or cannot be had (why, with
+    /// what to run), or another run is under way.
+    Skipped(String),
+    /// The vectors follow the index.
+    Finished(SyncStats),
+    /// Cancelled or failed part way (why); what was embedded is kept and the
+    /// next run resumes from there.
+    Stopped { stats: SyncStats, why: String },
+}
+
+/// Where semantic search stands, for `aicockpit/status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SemanticStatus {
+    /// Chunks the store knows, and how many of them have a vector (zero
+    /// until the store was opened by a search or a run).
+    pub chunks: usize,
+    pub embedded: usize,
+    /// An embedding run is under way.
+    pub running: bool,
+}
+
+impl SemanticSearch {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SemanticState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The data folder changed or the config did: forget the opened embedder
+    /// and store (a running embedding run finishes on the old ones).
+    pub(crate) fn configure(&self, data_dir: &std::path::Path) {
+        let mut state = self.lock();
+        state.data_dir = Some(data_dir.to_path_buf());
+        state.opened = None;
     }
 }
 
 impl Engine {
+    /// The opened embedder and store; opened now (a model load or a probe of
+    /// the service: blocking) when `open` says so and nothing is cached. A
+    /// service that failed is tried again on the next open.
+    fn semantic_opened(&self, open: bool) -> Option<Result<Arc<Opened>, String>> {
+        let index = self.index.as_ref()?;
+        let config = self.config();
+        let mut state = self.semantic.lock();
+        let retry = matches!(state.opened, Some(Err(_)))
+            && config.search.embeddings == EmbeddingsSource::Service
+            && open;
+        if (state.opened.is_none() || retry) && open {
+            let data_dir = state.data_dir.clone().unwrap_or_default();
+            let file = self.file_config();
+            let opened = open_embedder(&config.search, &config.ai, &file.ai, &data_dir, |name| {
+                std::env::var(name).ok()
+            })
+            .map_err(|why| why.0)
+            .and_then(|embedder| {
+                local_limit_allows(&config.search, index.stats().chunks).map_err(|why| why.0)?;
+                let store = VectorStore::open(index.dir(), embedder.id(), embedder.dimension());
+                Ok(Arc::new(Opened {
+                    embedder,
+                    store: RwLock::new(store),
+                }))
+            });
+            state.opened = Some(opened);
+        }
+        state.opened.clone()
+    }
+
     /// Why search is text-only for this project, with the command to run,
     /// or `None` when vectors are (or may be) there. Cheap: it loads no
     /// model (a service's answer is only known after the first search).
     pub fn semantic_unavailable(&self) -> Option<String> {
         let index = self.index.as_ref()?;
-        let state = self.semantic.lock().unwrap_or_else(|p| p.into_inner());
         let no_vectors = || {
-            format!(
-                "no vectors for this project yet: run `aicockpit index {}`",
-                index.root().display()
-            )
+            if self.semantic.running.load(Ordering::SeqCst) {
+                "the project's chunks are being embedded: semantic search starts when the first vectors are in".to_string()
+            } else {
+                format!(
+                    "no vectors for this project yet: run `aicockpit index {}`",
+                    index.root().display()
+                )
+            }
         };
-        match &state.opened {
-            Some(Ok(opened)) if opened.store.has_vectors() => return None,
+        match self.semantic_opened(false) {
+            Some(Ok(opened)) if read(&opened.store).has_vectors() => return None,
             Some(Ok(_)) => return Some(no_vectors()),
-            Some(Err(why)) => return Some(why.clone()),
+            Some(Err(why)) => return Some(why),
             None => {}
         }
         let config = self.config();
         match config.search.embeddings {
-            aicockpit_config::EmbeddingsSource::Off => {
+            EmbeddingsSource::Off => {
                 Some("search.embeddings is \"off\": search is text-only".into())
             }
-            aicockpit_config::EmbeddingsSource::Local => {
-                let data_dir = state.data_dir.clone().unwrap_or_default();
+            EmbeddingsSource::Local => {
+                let data_dir = self.semantic.lock().data_dir.clone().unwrap_or_default();
                 let dir = aicockpit_embed::provider::local_model_dir(&config.search, &data_dir);
                 if !aicockpit_embed::install::is_installed(&dir) {
                     Some(format!(
@@ -82,8 +167,147 @@ impl Engine {
                     None
                 }
             }
-            aicockpit_config::EmbeddingsSource::Service => None,
+            EmbeddingsSource::Service => None,
         }
+    }
+
+    /// Where semantic search stands (cheap: opens nothing).
+    pub fn semantic_status(&self) -> SemanticStatus {
+        let running = self.semantic.running.load(Ordering::SeqCst);
+        match self.semantic_opened(false) {
+            Some(Ok(opened)) => {
+                let (chunks, embedded) = read(&opened.store).counts();
+                SemanticStatus {
+                    chunks,
+                    embedded,
+                    running,
+                }
+            }
+            _ => SemanticStatus {
+                running,
+                ..SemanticStatus::default()
+            },
+        }
+    }
+
+    /// Whether an embedding run can start, or why not (cheap: loads no
+    /// model): embeddings off, no local model installed, or a project above
+    /// the local model's chunk limit. A service is only known by trying.
+    pub fn embedding_possible(&self) -> Result<(), String> {
+        let index = self.index.as_ref().ok_or("no project is open")?;
+        if !self.embeddings_configured() {
+            return Err(
+                "search.embeddings is \"off\" (or the index is read-only): nothing to embed".into(),
+            );
+        }
+        if let Some(Err(why)) = self.semantic_opened(false) {
+            if self.config().search.embeddings != EmbeddingsSource::Service {
+                return Err(why);
+            }
+        }
+        let config = self.config();
+        if config.search.embeddings == EmbeddingsSource::Local {
+            let data_dir = self.semantic.lock().data_dir.clone().unwrap_or_default();
+            let dir = aicockpit_embed::provider::local_model_dir(&config.search, &data_dir);
+            if !aicockpit_embed::install::is_installed(&dir) {
+                return Err(format!(
+                    "no local embedding model in {}: search is text-only; run `aicockpit model install`",
+                    dir.display()
+                ));
+            }
+            local_limit_allows(&config.search, index.stats().chunks).map_err(|why| why.0)?;
+        }
+        Ok(())
+    }
+
+    /// Whether an embedding run would do anything: embeddings are not off.
+    pub fn embeddings_configured(&self) -> bool {
+        self.index.is_some()
+            && self.is_writable()
+            && self.config().search.embeddings != EmbeddingsSource::Off
+    }
+
+    /// Bring the vectors in step with the index: embed the chunks of new and
+    /// changed files, drop those of removed ones. Blocking and long (minutes
+    /// on a large project with a local model): run it on a blocking thread.
+    /// `progress` follows the chunks embedded; `cancel` stops the run between
+    /// batches. One run at a time: a second call while one runs is skipped.
+    pub fn embed_project(
+        &self,
+        progress: &dyn Fn(EmbedProgress),
+        cancel: &AtomicBool,
+    ) -> Result<EmbedRun, EngineError> {
+        if self.index.is_none() {
+            return Err(EngineError::NoProject);
+        }
+        if !self.embeddings_configured() {
+            return Ok(EmbedRun::Skipped(
+                "search.embeddings is \"off\" (or the index is read-only): nothing to embed".into(),
+            ));
+        }
+        if self.semantic.running.swap(true, Ordering::SeqCst) {
+            return Ok(EmbedRun::Skipped(
+                "another embedding run is under way".into(),
+            ));
+        }
+        struct Running<'a>(&'a AtomicBool);
+        impl Drop for Running<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::SeqCst);
+            }
+        }
+        let _running = Running(&self.semantic.running);
+        let index = self.index.as_ref().ok_or(EngineError::NoProject)?;
+        let opened = match self.semantic_opened(true) {
+            Some(Ok(opened)) => opened,
+            Some(Err(why)) => return Ok(EmbedRun::Skipped(why)),
+            None => return Err(EngineError::NoProject),
+        };
+        let plan = read(&opened.store).plan(index, cancel);
+        let mut stats = SyncStats {
+            files_chunked: plan.files_chunked(),
+            files_removed: plan.files_removed(),
+            ..SyncStats::default()
+        };
+        let pending = write(&opened.store).apply(plan);
+        let mut last_save = Instant::now();
+        let (embedded, outcome) = embed_pending(
+            &pending,
+            opened.embedder.as_ref(),
+            progress,
+            cancel,
+            |vectors| {
+                let mut store = write(&opened.store);
+                for (hash, vector) in vectors {
+                    store.insert(*hash, vector);
+                }
+                drop(store);
+                if last_save.elapsed() >= SAVE_EVERY {
+                    read(&opened.store).save()?;
+                    last_save = Instant::now();
+                }
+                Ok(())
+            },
+        );
+        stats.embedded = embedded;
+        let store = read(&opened.store);
+        let saved = store.save();
+        let (chunks, with_vector) = store.counts();
+        stats.chunks = with_vector;
+        stats.pending = chunks - with_vector;
+        drop(store);
+        let run = match outcome.and(saved) {
+            Ok(()) => EmbedRun::Finished(stats),
+            Err(EmbedError::Cancelled) => EmbedRun::Stopped {
+                stats,
+                why: "cancelled".into(),
+            },
+            Err(error) => EmbedRun::Stopped {
+                stats,
+                why: error.to_string(),
+            },
+        };
+        Ok(run)
     }
 
     /// Search in `mode`: text, semantic or hybrid (text alone, with the
@@ -96,45 +320,27 @@ impl Engine {
     ) -> Result<RankedSearch, EngineError> {
         let index = self.index.as_ref().ok_or(EngineError::NoProject)?;
         self.flush()?;
-        let config = self.config();
-        let fusion = Fusion {
-            depth: config.search.fusion_depth,
-            text_weight: config.search.text_weight,
-            semantic_weight: config.search.semantic_weight,
-            ..Fusion::default()
+        let fusion = self.fusion();
+        let opened = if mode == SearchMode::Text {
+            None
+        } else {
+            self.semantic_opened(true)
         };
-        let mut state = self.semantic.lock().unwrap_or_else(|p| p.into_inner());
-        if mode != SearchMode::Text && state.opened.is_none() {
-            let data_dir = state.data_dir.clone().unwrap_or_default();
-            let file = self.file_config();
-            let opened = open_embedder(&config.search, &config.ai, &file.ai, &data_dir, |name| {
-                std::env::var(name).ok()
-            })
-            .map_err(|why| why.0)
-            .and_then(|embedder| {
-                local_limit_allows(&config.search, index.stats().chunks).map_err(|why| why.0)?;
-                let store = VectorStore::open(index.dir(), embedder.id(), embedder.dimension());
-                Ok(Opened { embedder, store })
-            });
-            state.opened = Some(opened);
-        }
-        let (semantic, why) = match &state.opened {
-            Some(Ok(opened)) if opened.store.has_vectors() => (
+        let store = match &opened {
+            Some(Ok(opened)) => Some(read(&opened.store)),
+            _ => None,
+        };
+        let (semantic, why) = match (&opened, &store) {
+            (Some(Ok(opened)), Some(store)) if store.has_vectors() => (
                 Some(Semantic {
-                    store: &opened.store,
+                    store,
                     embedder: opened.embedder.as_ref(),
                 }),
                 None,
             ),
-            Some(Ok(_)) => (
-                None,
-                Some(format!(
-                    "no vectors for this project yet: run `aicockpit index {}`",
-                    index.root().display()
-                )),
-            ),
-            Some(Err(why)) => (None, Some(why.clone())),
-            None => (None, None),
+            (Some(Ok(_)), _) => (None, self.semantic_unavailable()),
+            (Some(Err(why)), _) => (None, Some(why.clone())),
+            (None, _) => (None, None),
         };
         let used = match (mode, &semantic) {
             (SearchMode::Hybrid, None) => SearchMode::Text,
@@ -155,4 +361,80 @@ impl Engine {
             why: if mode == SearchMode::Text { None } else { why },
         })
     }
+
+    /// Search hits for AI context: hybrid when the project has vectors (the
+    /// store and embedder already open: nothing is loaded on this path),
+    /// text alone otherwise. `while_embedding` says whether to embed the
+    /// query while an embedding run is busy with the same cores (chat: yes;
+    /// completion, which must answer in milliseconds: no).
+    pub(crate) fn context_hits(&self, query: SearchQuery, while_embedding: bool) -> Vec<SearchHit> {
+        let Some(index) = self.index.as_ref() else {
+            return Vec::new();
+        };
+        let text = || index.search(&query).unwrap_or_default();
+        if !while_embedding && self.semantic.running.load(Ordering::SeqCst) {
+            return text();
+        }
+        let Some(Ok(opened)) = self.semantic_opened(false) else {
+            return text();
+        };
+        let fusion = self.fusion();
+        // The query is embedded here; inside an async task that must not
+        // hold up the runtime's other tasks.
+        let hybrid = outside_the_runtime(|| {
+            let store = read(&opened.store);
+            if !store.has_vectors() {
+                return None;
+            }
+            let semantic = Semantic {
+                store: &store,
+                embedder: opened.embedder.as_ref(),
+            };
+            hybrid::search(
+                index,
+                Some(semantic),
+                "",
+                &query,
+                SearchMode::Hybrid,
+                &fusion,
+            )
+            .ok()
+        });
+        match hybrid.flatten() {
+            Some(hits) => hits.into_iter().map(|ranked| ranked.hit).collect(),
+            None => text(),
+        }
+    }
+
+    fn fusion(&self) -> Fusion {
+        let config = self.config();
+        Fusion {
+            depth: config.search.fusion_depth,
+            text_weight: config.search.text_weight,
+            semantic_weight: config.search.semantic_weight,
+            ..Fusion::default()
+        }
+    }
+}
+
+/// Run blocking work from wherever the caller is: directly on a plain or
+/// blocking thread, through `block_in_place` on a multi-threaded runtime's
+/// worker; not at all (`None`) on a current-thread runtime, which it would
+/// stall.
+fn outside_the_runtime<T>(work: impl FnOnce() -> T) -> Option<T> {
+    match tokio::runtime::Handle::try_current() {
+        Err(_) => Some(work()),
+        Ok(handle) => match handle.runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::MultiThread => Some(tokio::task::block_in_place(work)),
+            _ => None,
+        },
+    }
+}
+
+fn read(store: &RwLock<VectorStore>) -> std::sync::RwLockReadGuard<'_, VectorStore> {
+    store.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write(store: &RwLock<VectorStore>) -> std::sync::RwLockWriteGuard<'_, VectorStore> {
+    store.write().unwrap_or_else(|p| p.into_inner())
 }

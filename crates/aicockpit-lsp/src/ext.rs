@@ -87,6 +87,35 @@ pub struct Status {
     /// This session: shared with others, read-only, its open documents.
     #[serde(default)]
     pub session: SessionInfo,
+    /// The project's vectors and its background embedding.
+    #[serde(default)]
+    pub semantic: SemanticInfo,
+}
+
+/// Where semantic search stands (`aicockpit/status`'s `semantic`, and the
+/// answer of `aicockpit/embed`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SemanticInfo {
+    /// `search.embeddings` is not "off" (and the index is writable).
+    pub configured: bool,
+    /// Chunks the vector store knows, and how many have a vector (zero
+    /// until the store was opened by a search or an embedding run).
+    pub chunks: usize,
+    pub embedded: usize,
+    /// A background embedding run is under way.
+    pub running: bool,
+    /// A user cancelled: no run starts by itself until `aicockpit/embed`.
+    pub paused: bool,
+}
+
+/// `aicockpit/embed` params: `{}` starts (or resumes) embedding now,
+/// `{"cancel": true}` stops it.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EmbedParams {
+    #[serde(default)]
+    pub cancel: bool,
 }
 
 /// The session a status is asked in.

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aicockpit_config::{Config, Paths};
-use aicockpit_engine::{Engine, EngineError};
+use aicockpit_engine::{EmbedRun, Engine, EngineError};
 use tokio::sync::watch;
 
 use crate::watch as folder_watch;
@@ -31,6 +31,19 @@ pub(crate) enum IndexPhase {
         message: String,
     },
 }
+
+/// Where the project's background embedding is, for sessions to follow
+/// with `$/progress`. Each run has its own number.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum EmbedPhase {
+    Idle,
+    Running { run: u64, done: usize, total: usize },
+    Done { run: u64, message: String },
+}
+
+/// How often the embedding loop looks whether the index changed; a run
+/// starts once the index has been quiet for one look.
+const EMBED_POLL: Duration = Duration::from_secs(2);
 
 /// How often, at most, edited documents are parsed for other sessions'
 /// `workspace/symbol` while edits keep coming.
@@ -69,6 +82,21 @@ pub(crate) struct Project {
     watch_stop: watch::Sender<bool>,
     /// Set when the host shuts the project down: every session ends.
     shutting_down: watch::Sender<bool>,
+    embedding: Embedding,
+}
+
+/// The background embedding of a project's chunks (see
+/// [`SharedEngine::start_embedding`]).
+struct Embedding {
+    started: AtomicBool,
+    phase: watch::Sender<EmbedPhase>,
+    /// The current run's cancel flag (a new one per run).
+    cancel: Mutex<Arc<AtomicBool>>,
+    /// A user cancelled: no run starts by itself until asked again.
+    paused: AtomicBool,
+    /// Wakes the loop at once (asked to start, or shutting down).
+    wake: tokio::sync::Notify,
+    runs: AtomicU64,
 }
 
 /// Orders errors of sessions and projects, so a status shows the latest.
@@ -119,6 +147,14 @@ impl SharedEngine {
                 watcher_started: AtomicBool::new(false),
                 watch_stop: watch::channel(false).0,
                 shutting_down: watch::channel(false).0,
+                embedding: Embedding {
+                    started: AtomicBool::new(false),
+                    phase: watch::channel(EmbedPhase::Idle).0,
+                    cancel: Mutex::new(Arc::new(AtomicBool::new(false))),
+                    paused: AtomicBool::new(false),
+                    wake: tokio::sync::Notify::new(),
+                    runs: AtomicU64::new(0),
+                },
             }),
         }
     }
@@ -172,6 +208,11 @@ impl SharedEngine {
     pub async fn shutdown(&self) -> Result<bool, EngineError> {
         self.project.shutting_down.send_replace(true);
         self.project.watch_stop.send_replace(true);
+        self.project
+            .embedding
+            .current_cancel()
+            .store(true, Ordering::SeqCst);
+        self.project.embedding.wake.notify_one();
         self.flush().await
     }
 
@@ -306,7 +347,83 @@ impl SharedEngine {
             };
             project.indexing.store(false, Ordering::SeqCst);
             project.progress.send_replace(IndexPhase::Done { message });
+            SharedEngine { project }.start_embedding();
         });
+    }
+
+    /// Keep the project's vectors in step with its index, in the
+    /// background, once the first index run is over: a run now, then one
+    /// whenever the index changed and has been quiet for [`EMBED_POLL`].
+    /// Runs never delay the text index (they start after it and take no
+    /// index lock), can be cancelled ([`Self::cancel_embedding`]) and resume
+    /// where they stopped. Nothing happens when `search.embeddings` is off.
+    pub(crate) fn start_embedding(&self) {
+        let project = &self.project;
+        if !project.engine.embeddings_configured()
+            || project.embedding.started.swap(true, Ordering::SeqCst)
+        {
+            return;
+        }
+        // Weak: the loop must not keep an ended project alive.
+        let weak = Arc::downgrade(project);
+        let mut shutting_down = project.shutting_down.subscribe();
+        tokio::spawn(async move {
+            let mut embedded_at: Option<u64> = None;
+            let mut last_seen: Option<u64> = None;
+            loop {
+                let Some(project) = weak.upgrade() else {
+                    return;
+                };
+                if *shutting_down.borrow() {
+                    return;
+                }
+                let generation = project.engine.index_generation();
+                let quiet = last_seen == Some(generation);
+                last_seen = Some(generation);
+                let due = embedded_at != Some(generation) && (quiet || embedded_at.is_none());
+                if due && !project.embedding.paused.load(Ordering::SeqCst) {
+                    embedded_at = Some(generation);
+                    project.embed_once().await;
+                    continue;
+                }
+                // The project is held for one look at most (a few seconds).
+                let wake = project.embedding.wake.notified();
+                tokio::select! {
+                    () = tokio::time::sleep(EMBED_POLL) => {}
+                    () = wake => embedded_at = None,
+                    _ = shutting_down.changed() => {}
+                }
+            }
+        });
+    }
+
+    /// Stop the running embedding run between two batches, and start no
+    /// other until [`Self::resume_embedding`] (what was embedded is kept).
+    pub(crate) fn cancel_embedding(&self) {
+        let embedding = &self.project.embedding;
+        embedding.paused.store(true, Ordering::SeqCst);
+        embedding.current_cancel().store(true, Ordering::SeqCst);
+    }
+
+    /// Start an embedding run now (after a cancel, too): it resumes where
+    /// the last one stopped.
+    pub(crate) fn resume_embedding(&self) {
+        let embedding = &self.project.embedding;
+        embedding.paused.store(false, Ordering::SeqCst);
+        if embedding.started.load(Ordering::SeqCst) {
+            embedding.wake.notify_one();
+        } else {
+            self.start_embedding();
+        }
+    }
+
+    pub(crate) fn embed_phase(&self) -> watch::Receiver<EmbedPhase> {
+        self.project.embedding.phase.subscribe()
+    }
+
+    /// Whether runs are paused by a user's cancel.
+    pub(crate) fn embedding_paused(&self) -> bool {
+        self.project.embedding.paused.load(Ordering::SeqCst)
     }
 
     /// Start the server's own watcher of the project's folders once.
@@ -346,7 +463,87 @@ impl SharedEngine {
     }
 }
 
+impl Embedding {
+    fn current_cancel(&self) -> Arc<AtomicBool> {
+        self.cancel
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
 impl Project {
+    /// One embedding run on a blocking thread, its progress published.
+    async fn embed_once(self: &Arc<Project>) {
+        let embedding = &self.embedding;
+        let engine = self.engine.clone();
+        if let Ok(Err(why)) = tokio::task::spawn_blocking(move || engine.embedding_possible()).await
+        {
+            // Said by `aicockpit/status` (`semanticUnavailable`); no progress.
+            tracing::debug!(%why, "no embedding run");
+            return;
+        }
+        let run = embedding.runs.fetch_add(1, Ordering::SeqCst) + 1;
+        let cancel = Arc::new(AtomicBool::new(false));
+        *embedding.cancel.lock().unwrap_or_else(|p| p.into_inner()) = cancel.clone();
+        embedding.phase.send_replace(EmbedPhase::Running {
+            run,
+            done: 0,
+            total: 0,
+        });
+        let engine = self.engine.clone();
+        let phase = embedding.phase.clone();
+        let last_percent = AtomicUsize::new(usize::MAX);
+        let worker = tokio::task::spawn_blocking(move || {
+            engine.embed_project(
+                &|p| {
+                    let percent = (p.done * 100).checked_div(p.total).unwrap_or(100);
+                    if last_percent.swap(percent, Ordering::Relaxed) != percent {
+                        phase.send_replace(EmbedPhase::Running {
+                            run,
+                            done: p.done,
+                            total: p.total,
+                        });
+                    }
+                },
+                &cancel,
+            )
+        });
+        let message = match worker.await {
+            Ok(Ok(EmbedRun::Finished(stats))) => {
+                tracing::info!(?stats, "embedding run finished");
+                format!(
+                    "{} chunks embedded; {} with vectors",
+                    stats.embedded, stats.chunks
+                )
+            }
+            Ok(Ok(EmbedRun::Stopped { stats, why })) => {
+                if why != "cancelled" {
+                    self.record_error(format!("embedding stopped: {why}"));
+                }
+                format!(
+                    "stopped ({why}) after {} chunks; {} still without a vector, resumed by the next run",
+                    stats.embedded, stats.pending
+                )
+            }
+            Ok(Ok(EmbedRun::Skipped(why))) => {
+                tracing::info!(%why, "no embedding run");
+                why
+            }
+            Ok(Err(error)) => {
+                self.record_error(format!("embedding: {error}"));
+                format!("embedding failed: {error}")
+            }
+            Err(error) => {
+                self.record_error(format!("embedding: {error}"));
+                format!("embedding failed: {error}")
+            }
+        };
+        embedding
+            .phase
+            .send_replace(EmbedPhase::Done { run, message });
+    }
+
     fn record_error(&self, error: impl std::fmt::Display) {
         let message = error.to_string();
         tracing::warn!(%message);

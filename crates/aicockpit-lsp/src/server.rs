@@ -18,7 +18,7 @@ use tower_lsp::lsp_types::*;
 use tower_lsp::{Client, LanguageServer, LspService, Server};
 
 use crate::ext;
-use crate::project::{IndexPhase, SharedEngine};
+use crate::project::{EmbedPhase, IndexPhase, SharedEngine};
 use crate::{from_proto, to_proto};
 
 #[path = "ai_methods.rs"]
@@ -31,6 +31,8 @@ const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The token of the first-index progress.
 const INDEX_PROGRESS_TOKEN: &str = "aicockpit/index";
+/// The prefix of each embedding run's progress token (the run's number follows).
+const EMBED_PROGRESS_TOKEN: &str = "aicockpit/embedding/";
 
 /// The largest message [`crate::serve_messages`] takes by default; larger
 /// ones are answered with an error and dropped.
@@ -132,6 +134,8 @@ pub fn build_service(options: ServerOptions) -> (LspService<Backend>, tower_lsp:
     })
     .custom_method("aicockpit/search", Backend::search)
     .custom_method("aicockpit/status", Backend::status)
+    .custom_method("aicockpit/embed", Backend::embed)
+    .custom_method("window/workDoneProgress/cancel", Backend::progress_cancel)
     .custom_method("textDocument/inlineCompletion", Backend::inline_completion)
     .custom_method("aicockpit/chat", Backend::chat)
     .custom_method("aicockpit/suggestCommand", Backend::suggest_command)
@@ -178,6 +182,8 @@ pub(crate) struct Inner {
     pub(crate) gate: crate::transport::Gate,
     /// `shutdown` was received.
     pub(crate) shut_down: AtomicBool,
+    /// Set when the session is over: its background tasks end.
+    session_over: tokio::sync::watch::Sender<bool>,
 }
 
 /// The project, set at `initialize` and replaced once when a client without
@@ -215,6 +221,7 @@ impl Inner {
             client_capabilities: OnceLock::new(),
             gate: crate::transport::Gate::default(),
             shut_down: AtomicBool::new(false),
+            session_over: tokio::sync::watch::channel(false).0,
         }
     }
 
@@ -250,6 +257,7 @@ impl Inner {
     /// shuts down): the documents it held open are released, so the
     /// project's index goes back to the disk for those no other session has open.
     pub(crate) async fn end_session(&self) {
+        self.session_over.send_replace(true);
         let Some((project, holder)) = self.project.get() else {
             return;
         };
@@ -369,6 +377,137 @@ impl Backend {
         }
     }
 
+    /// Follow the project's background embedding runs with `$/progress`,
+    /// one cancellable progress per run, until the session ends.
+    async fn follow_embedding(&self) {
+        let Ok((project, _)) = self.project() else {
+            return;
+        };
+        let mut phases = project.embed_phase();
+        let mut over = self.inner.session_over.subscribe();
+        let mut shown: Option<u64> = None;
+        loop {
+            let phase = phases.borrow_and_update().clone();
+            match phase {
+                EmbedPhase::Idle => {}
+                EmbedPhase::Running { run, done, total } => {
+                    if shown != Some(run) && self.begin_embed_progress(run).await {
+                        shown = Some(run);
+                    }
+                    if shown == Some(run) && total > 0 {
+                        let percent = (done * 100).checked_div(total).unwrap_or(100);
+                        self.embed_progress(
+                            run,
+                            WorkDoneProgress::Report(WorkDoneProgressReport {
+                                cancellable: Some(!self.inner.read_only()),
+                                message: Some(format!("{done}/{total} chunks")),
+                                percentage: Some(percent as u32),
+                            }),
+                        )
+                        .await;
+                    }
+                }
+                EmbedPhase::Done { run, message } => {
+                    if shown == Some(run) {
+                        self.embed_progress(
+                            run,
+                            WorkDoneProgress::End(WorkDoneProgressEnd {
+                                message: Some(message),
+                            }),
+                        )
+                        .await;
+                        shown = None;
+                    }
+                }
+            }
+            tokio::select! {
+                changed = phases.changed() => if changed.is_err() { return },
+                _ = over.changed() => return,
+            }
+        }
+    }
+
+    /// Create and begin run `run`'s progress; false when the client cannot
+    /// show progress or refused the token.
+    async fn begin_embed_progress(&self, run: u64) -> bool {
+        if !self.inner.client_supports_progress.load(Ordering::SeqCst) {
+            return false;
+        }
+        let token = NumberOrString::String(format!("{EMBED_PROGRESS_TOKEN}{run}"));
+        let created = tokio::time::timeout(
+            CLIENT_REQUEST_TIMEOUT,
+            self.client
+                .send_request::<WorkDoneProgressCreate>(WorkDoneProgressCreateParams { token }),
+        )
+        .await;
+        if !matches!(created, Ok(Ok(()))) {
+            return false;
+        }
+        self.embed_progress(
+            run,
+            WorkDoneProgress::Begin(WorkDoneProgressBegin {
+                title: "AiCockpit: embedding for semantic search".into(),
+                cancellable: Some(!self.inner.read_only()),
+                message: Some("finding the chunks to embed".into()),
+                percentage: Some(0),
+            }),
+        )
+        .await;
+        true
+    }
+
+    async fn embed_progress(&self, run: u64, value: WorkDoneProgress) {
+        self.client
+            .send_notification::<Progress>(ProgressParams {
+                token: NumberOrString::String(format!("{EMBED_PROGRESS_TOKEN}{run}")),
+                value: ProgressParamsValue::WorkDone(value),
+            })
+            .await;
+    }
+
+    /// `window/workDoneProgress/cancel`: the user cancelled an embedding
+    /// run's progress. It stops between two batches, keeps what it embedded,
+    /// and no run starts by itself until `aicockpit/embed` asks again.
+    /// Viewers' sessions cannot cancel (their progress is not cancellable).
+    async fn progress_cancel(&self, params: WorkDoneProgressCancelParams) {
+        let NumberOrString::String(token) = &params.token else {
+            return;
+        };
+        if !token.starts_with(EMBED_PROGRESS_TOKEN) || self.inner.read_only() {
+            return;
+        }
+        if let Ok((project, _)) = self.project() {
+            project.cancel_embedding();
+        }
+    }
+
+    /// `aicockpit/embed`: start (or resume) the background embedding now,
+    /// or cancel it with `{"cancel": true}`; answers where it stands.
+    async fn embed(&self, params: Option<ext::EmbedParams>) -> Result<ext::SemanticInfo> {
+        let (project, _) = self.project()?;
+        if self.inner.read_only() {
+            return Err(jsonrpc::Error {
+                code: jsonrpc::ErrorCode::InvalidRequest,
+                message: "this is a read-only session: it cannot start or cancel embedding".into(),
+                data: None,
+            });
+        }
+        let engine = project.engine();
+        if let Err(why) = engine.embedding_possible() {
+            return Err(jsonrpc::Error {
+                code: jsonrpc::ErrorCode::InvalidRequest,
+                message: why.into(),
+                data: None,
+            });
+        }
+        if params.is_some_and(|p| p.cancel) {
+            project.cancel_embedding();
+        } else {
+            project.resume_embedding();
+        }
+        Ok(semantic_info(&project))
+    }
+
     async fn register_file_watcher(&self) {
         if !self
             .inner
@@ -458,10 +597,7 @@ impl Backend {
                 let retrievers = ranked
                     .retrievers
                     .iter()
-                    .map(|r| match r {
-                        aicockpit_engine::Retriever::Text => "text".to_string(),
-                        aicockpit_engine::Retriever::Semantic => "semantic".to_string(),
-                    })
+                    .map(|r| r.name().to_string())
                     .collect();
                 let hit = ranked.hit;
                 Some(ext::SearchHit {
@@ -517,6 +653,7 @@ impl Backend {
             status.session.documents = engine.documents_open_by(holder);
             status.ai = ext::AiStats::from(engine.ai_stats());
             status.semantic_unavailable = engine.semantic_unavailable();
+            status.semantic = semantic_info(&project);
             status.services = engine
                 .config()
                 .ai
@@ -727,6 +864,8 @@ impl LanguageServer for Backend {
         // Index first: nothing waits on the client's answer to a registration.
         let backend = self.clone_handle();
         tokio::spawn(async move { backend.index_with_progress().await });
+        let backend = self.clone_handle();
+        tokio::spawn(async move { backend.follow_embedding().await });
         if self.inner.is_shared() {
             if let Ok((project, _)) = self.project() {
                 project.start();
@@ -1146,6 +1285,20 @@ fn internal(message: String) -> jsonrpc::Error {
         code: jsonrpc::ErrorCode::InternalError,
         message: message.into(),
         data: None,
+    }
+}
+
+/// Where the project's semantic search stands, for `aicockpit/status` and
+/// `aicockpit/embed`.
+fn semantic_info(project: &SharedEngine) -> ext::SemanticInfo {
+    let engine = project.engine();
+    let status = engine.semantic_status();
+    ext::SemanticInfo {
+        configured: engine.embeddings_configured(),
+        chunks: status.chunks,
+        embedded: status.embedded,
+        running: status.running,
+        paused: project.embedding_paused(),
     }
 }
 

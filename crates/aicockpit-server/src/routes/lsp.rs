@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use aicockpit_engine::{ChatMessage, ChatParams, Role, SearchQuery, SymbolKind};
+use aicockpit_engine::{ChatMessage, ChatParams, EngineError, Role, SearchQuery, SymbolKind};
 use aicockpit_lsp::{serve_messages, ServerOptions, SessionEnd, MAX_MESSAGE_BYTES};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
@@ -49,13 +49,14 @@ pub fn routes() -> Vec<Route> {
             path: "/api/v1/workspaces/{id}/search",
             need: Need::Workspace(WorkspaceRole::Viewer),
             audit: None,
-            summary: "Full-text and symbol search in the workspace's index.",
+            summary: "Search the workspace's index by words (text), by meaning (semantic, over the vectors the server embeds in the background) or both fused (hybrid); every hit names the retrievers that found it.",
             tag: "language server",
             query: &[
                 ("q", true, "words or identifiers (parts match: `http request` finds parseHttpRequest)"),
                 ("limit", false, "at most this many hits (default search.max_results, at most 1000)"),
                 ("kind", false, "only symbols of these kinds, comma-separated (function, class, …)"),
                 ("path", false, "only under this folder or file, relative to the workspace"),
+                ("mode", false, "text, semantic or hybrid (default search.mode; hybrid is text alone until vectors exist, semantic without vectors is an error that says why)"),
             ],
             body: Body::None,
             response: Body::Json(schema::<Vec<SearchHitView>>),
@@ -188,6 +189,8 @@ pub struct SearchHitView {
     pub score: f32,
     pub snippet: String,
     pub symbol: Option<SymbolView>,
+    /// Which retrievers found the hit: `text`, `semantic`, or both.
+    pub retrievers: Vec<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -204,6 +207,7 @@ struct SearchParams {
     limit: Option<usize>,
     kind: Option<String>,
     path: Option<String>,
+    mode: Option<String>,
 }
 
 async fn search(
@@ -251,8 +255,15 @@ async fn search(
         }
         None => Vec::new(),
     };
+    let mode = params
+        .mode
+        .as_deref()
+        .map(str::parse::<aicockpit_config::SearchMode>)
+        .transpose()
+        .map_err(ApiError::bad_request)?;
     let shared = state.sessions.get(&state, &id).await?;
     let engine = shared.engine();
+    let mode = mode.unwrap_or(engine.config().search.mode);
     let limit = params
         .limit
         .unwrap_or(engine.config().search.max_results)
@@ -263,19 +274,26 @@ async fn search(
         paths: scope,
         kinds,
     };
-    let hits = tokio::task::spawn_blocking(move || engine.search(&query))
+    let ranked = tokio::task::spawn_blocking(move || engine.search_ranked(&query, mode))
         .await
         .map_err(ApiError::internal)?
-        .map_err(|e| {
-            ApiError::new(
+        .map_err(|e| match e {
+            EngineError::Search(why) => {
+                ApiError::new(axum::http::StatusCode::CONFLICT, "search_unavailable", why)
+            }
+            other => ApiError::new(
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,
                 "index_unavailable",
-                e.to_string(),
-            )
+                other.to_string(),
+            ),
         })?;
     Ok(axum::Json(
-        hits.into_iter()
-            .map(|hit| SearchHitView {
+        ranked
+            .hits
+            .into_iter()
+            .map(|ranked| (ranked.retrievers, ranked.hit))
+            .map(|(retrievers, hit)| SearchHitView {
+                retrievers: retrievers.iter().map(|r| r.name().to_string()).collect(),
                 path: hit.path,
                 line: hit.span.start.line,
                 character: hit.span.start.col_utf16,

@@ -32,6 +32,17 @@ export async function showIde(root: HTMLElement, name: string, user: User): Prom
   const connectionEl = h("span.status-item.connection", { "data-state": "connecting" }, "● connecting");
   const indexEl = h("span.status-item.index", {}, "");
   const aiEl = h("span.status-item.ai", { title: "the active AI service" }, "AI: –");
+  // Background embedding for semantic search: shown while a run is under
+  // way; a click cancels it (the server pauses embedding until asked again).
+  let embeddingToken: string | undefined;
+  const embedEl = h("span.status-item.embedding", { hidden: true, role: "button", tabindex: "0" }, "");
+  const cancelEmbedding = (): void => {
+    if (embeddingToken && !readOnly) lsp.notify("window/workDoneProgress/cancel", { token: embeddingToken });
+  };
+  embedEl.addEventListener("click", cancelEmbedding);
+  embedEl.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") cancelEmbedding();
+  });
   const cursorEl = h("span.status-item.cursor", {}, "");
   const messageEl = h("span.status-item.message", {}, "");
 
@@ -50,6 +61,21 @@ export async function showIde(root: HTMLElement, name: string, user: User): Prom
       progress(token, value) {
         if (typeof token === "string" && chatStreams.has(token)) {
           if (value.delta) chatStreams.get(token)?.(value.delta);
+          return;
+        }
+        if (typeof token === "string" && token.startsWith("aicockpit/embedding/")) {
+          if (value.kind === "end") {
+            embeddingToken = undefined;
+            embedEl.hidden = true;
+            embedEl.title = "";
+            if (value.message) messageEl.textContent = `embedding: ${value.message}`;
+          } else {
+            embeddingToken = token;
+            embedEl.hidden = false;
+            embedEl.dataset.state = "embedding";
+            embedEl.textContent = `embedding ${value.percentage ?? 0}%`;
+            embedEl.title = `${value.message ?? "embedding the project for semantic search"}${readOnly ? "" : " — click to stop"}`;
+          }
           return;
         }
         if (value.kind === "end") {
@@ -296,7 +322,7 @@ export async function showIde(root: HTMLElement, name: string, user: User): Prom
               ),
         );
   const center = h("main.center", {}, stoppedBanner, editors.tabBar, editors.area, terminalPane);
-  const layout = h("div.ide", { "data-workspace": name, "data-readonly": String(readOnly) }, header, h("div.ide-body", {}, h("nav.sidebar", {}, sideBar, sideBody), center, chatPane), h("footer.statusbar", {}, connectionEl, indexEl, aiEl, messageEl, h("span.spacer"), cursorEl));
+  const layout = h("div.ide", { "data-workspace": name, "data-readonly": String(readOnly) }, header, h("div.ide-body", {}, h("nav.sidebar", {}, sideBar, sideBody), center, chatPane), h("footer.statusbar", {}, connectionEl, indexEl, embedEl, aiEl, messageEl, h("span.spacer"), cursorEl));
   root.replaceChildren(layout);
 
   const updateCursor = (tab: Tab | null): void => {
