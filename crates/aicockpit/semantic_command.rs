@@ -161,6 +161,10 @@ pub fn prepare(
         }
     };
     let mut store = VectorStore::open(index.dir(), embedder.id(), embedder.dimension());
+    store.set_approximate(aicockpit_embed::store::Approximate {
+        above: config.search.approximate_above,
+        probe: config.search.approximate_probe,
+    });
     let has_vectors = store.has_vectors();
     if let Err(why) = local_limit_allows(&config.search, index.stats().chunks) {
         semantic.why = Some(why.0);

@@ -217,6 +217,11 @@ pub struct SearchConfig {
     pub text_weight: f32,
     /// The weight of the dense ranking in fusion.
     pub semantic_weight: f32,
+    /// Above this many vectors, semantic search scans the nearest lists of
+    /// an inverted-file index instead of every vector.
+    pub approximate_above: usize,
+    /// The lists (of about √n) an approximate search scans.
+    pub approximate_probe: usize,
 }
 
 impl Default for SearchConfig {
@@ -233,6 +238,8 @@ impl Default for SearchConfig {
             fusion_depth: 20,
             text_weight: 0.5,
             semantic_weight: 1.0,
+            approximate_above: 300_000,
+            approximate_probe: 32,
         }
     }
 }
@@ -599,6 +606,9 @@ impl Config {
             if !(weight.is_finite() && weight >= 0.0) {
                 return invalid(key, "must be a number of 0 or more".into());
             }
+        }
+        if self.search.approximate_probe == 0 {
+            return invalid("search.approximate_probe", "must be greater than 0".into());
         }
         if self.search.embedding_batch == 0 {
             return invalid("search.embedding_batch", "must be greater than 0".into());

@@ -24,6 +24,7 @@ mod bert;
 pub mod fusion;
 pub mod hybrid;
 pub mod install;
+mod ivf;
 pub mod provider;
 mod service;
 mod static_model;

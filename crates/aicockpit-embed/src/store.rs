@@ -6,17 +6,21 @@
 //! run resumes where it stopped.
 //!
 //! Search is exact (a scan of every vector, int8 times the f32 query), which
-//! takes tens of milliseconds for a few hundred thousand chunks.
+//! takes tens of milliseconds for a few hundred thousand chunks; above
+//! [`Approximate::above`] vectors it scans only the nearest lists of an
+//! inverted-file index (`ivf.rs`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use aicockpit_index::ProjectIndex;
 use aicockpit_syntax::{analyze, Span};
 
+use crate::ivf::Ivf;
 use crate::{EmbedError, Embedder};
 
 /// The store's file inside the index folder.
@@ -94,6 +98,29 @@ pub struct VectorStore {
     vectors: HashMap<u64, Quantized>,
     /// Changed since the last save.
     dirty: AtomicBool,
+    approximate: Approximate,
+    /// The inverted lists, once a search over more than
+    /// `approximate.above` vectors made them.
+    ivf: RwLock<Option<Ivf>>,
+}
+
+/// When search turns approximate, and how much of the store it then reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Approximate {
+    /// Above this many vectors, search scans only the nearest lists of an
+    /// inverted-file index instead of every vector.
+    pub above: usize,
+    /// The lists a query scans (of about √n).
+    pub probe: usize,
+}
+
+impl Default for Approximate {
+    fn default() -> Self {
+        Approximate {
+            above: 300_000,
+            probe: 32,
+        }
+    }
 }
 
 /// What following the index takes (see [`VectorStore::plan`]).
@@ -183,6 +210,8 @@ impl VectorStore {
             files: BTreeMap::new(),
             vectors: HashMap::new(),
             dirty: AtomicBool::new(false),
+            approximate: Approximate::default(),
+            ivf: RwLock::new(None),
         };
         match std::fs::File::open(&path) {
             Ok(file) => match read_store(std::io::BufReader::new(file)) {
@@ -205,6 +234,11 @@ impl VectorStore {
             }
         }
         store
+    }
+
+    /// When search turns approximate (see [`Approximate`]).
+    pub fn set_approximate(&mut self, approximate: Approximate) {
+        self.approximate = approximate;
     }
 
     pub fn embedder_id(&self) -> &str {
@@ -378,6 +412,9 @@ impl VectorStore {
 
     /// Keep the vector of the chunk text whose hash is `hash`.
     pub fn insert(&mut self, hash: u64, vector: &[f32]) {
+        if let Some(ivf) = self.ivf.get_mut().unwrap_or_else(|p| p.into_inner()) {
+            ivf.add(hash, vector);
+        }
         self.vectors.insert(hash, quantize(vector));
         self.dirty.store(true, Ordering::Relaxed);
     }
@@ -459,6 +496,11 @@ impl VectorStore {
                             && path.as_bytes().get(scope.len()) == Some(&b'/'))
                 })
         };
+        // Approximate: the best candidates of the probed lists, by hash,
+        // then the chunks that hold them (a scan of hashes, not of vectors).
+        let approximate = (scopes.is_empty() && self.vectors.len() > self.approximate.above)
+            .then(|| self.approximate_best(query, limit))
+            .flatten();
         // A min-heap of the best `limit` so far would do; a sorted cut of
         // the scores is as fast at these sizes and simpler.
         let mut scored: Vec<(f32, &str, &StoredChunk)> = Vec::new();
@@ -468,13 +510,20 @@ impl VectorStore {
                 continue;
             }
             for chunk in &entry.chunks {
-                let Some(vector) = self.vectors.get(&chunk.hash) else {
-                    continue;
+                let score = match &approximate {
+                    Some(best) => match best.get(&chunk.hash) {
+                        Some(&score) => score,
+                        None => continue,
+                    },
+                    None => match self.vectors.get(&chunk.hash) {
+                        Some(vector) => dot(query, vector),
+                        None => continue,
+                    },
                 };
                 if !seen.insert((path.as_str(), chunk.hash)) {
                     continue;
                 }
-                scored.push((dot(query, vector), path, chunk));
+                scored.push((score, path, chunk));
             }
         }
         scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
@@ -488,6 +537,51 @@ impl VectorStore {
                 score,
             })
             .collect()
+    }
+}
+
+impl VectorStore {
+    /// The scores of the best vectors of the lists nearest `query` (a few
+    /// times `limit` of them, as several chunks can share a vector), making
+    /// or remaking the lists first when needed; `None` if there are none.
+    fn approximate_best(&self, query: &[f32], limit: usize) -> Option<HashMap<u64, f32>> {
+        let stale = |ivf: &Option<Ivf>| {
+            ivf.as_ref()
+                .is_none_or(|ivf| self.vectors.len() > 2 * ivf.built_from)
+        };
+        if stale(&self.ivf.read().unwrap_or_else(|p| p.into_inner())) {
+            let mut slot = self.ivf.write().unwrap_or_else(|p| p.into_inner());
+            if stale(&slot) {
+                let started = Instant::now();
+                let vectors: HashMap<u64, Vec<f32>> = self
+                    .vectors
+                    .iter()
+                    .map(|(hash, v)| (*hash, dequantize(v)))
+                    .collect();
+                let ivf = Ivf::build(self.dimension, &vectors);
+                tracing::info!(
+                    vectors = vectors.len(),
+                    lists = ivf.list_count(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "built the inverted lists of the vector store"
+                );
+                *slot = Some(ivf);
+            }
+        }
+        let slot = self.ivf.read().unwrap_or_else(|p| p.into_inner());
+        let ivf = slot.as_ref()?;
+        let mut scored: Vec<(f32, u64)> = ivf
+            .candidates(query, self.approximate.probe)
+            .filter_map(|hash| Some((dot(query, self.vectors.get(&hash)?), hash)))
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+        scored.truncate(limit.saturating_mul(4).max(64));
+        Some(
+            scored
+                .into_iter()
+                .map(|(score, hash)| (hash, score))
+                .collect(),
+        )
     }
 }
 
@@ -511,6 +605,14 @@ fn quantize(vector: &[f32]) -> Quantized {
             .map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8)
             .collect(),
     }
+}
+
+fn dequantize(vector: &Quantized) -> Vec<f32> {
+    vector
+        .values
+        .iter()
+        .map(|&v| f32::from(v) * vector.scale)
+        .collect()
 }
 
 fn dot(query: &[f32], vector: &Quantized) -> f32 {

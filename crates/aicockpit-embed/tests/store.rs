@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use aicockpit_ai::mock::MockServer;
 use aicockpit_ai::{Client, ClientOptions};
 use aicockpit_config::{ServiceConfig, ServiceKind};
-use aicockpit_embed::store::VectorStore;
+use aicockpit_embed::store::{Approximate, VectorStore};
 use aicockpit_embed::{EmbedError, Embedder, ServiceEmbedder};
 use aicockpit_index::{IndexOptions, ProjectIndex};
 
@@ -221,4 +221,50 @@ fn a_cancelled_run_stops_between_batches_and_keeps_its_work() {
     let resumed = store.sync(&index, &embedder, &|_| {}, &never()).unwrap();
     assert_eq!(resumed.pending, 0);
     assert_eq!(resumed.embedded, store.counts().0 - batch);
+}
+
+#[test]
+fn above_its_threshold_search_reads_the_nearest_lists_and_still_finds_the_best() {
+    let root = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let text: String = (0..200)
+        .map(|i| {
+            format!(
+                "def handler_{i}(request, word_{}):\n    return request.reply_{i}()\n\n\n",
+                i % 17
+            )
+        })
+        .collect();
+    std::fs::write(root.path().join("h.py"), text).unwrap();
+    let index = open(root.path(), cache.path());
+    let embedder = Counting::default();
+    let mut store = VectorStore::open(index.dir(), embedder.id(), 64);
+    store.sync(&index, &embedder, &|_| {}, &never()).unwrap();
+    let texts = embedder.take();
+    assert!(texts.len() >= 200, "{} chunks", texts.len());
+    let exact: Vec<_> = texts
+        .iter()
+        .step_by(20)
+        .map(|t| store.search(&embedder.embed(&[t]).unwrap()[0], 5, &[])[0].clone())
+        .collect();
+    // Approximate from 10 vectors on, one list of about 14 probed.
+    store.set_approximate(Approximate {
+        above: 10,
+        probe: 1,
+    });
+    for (text, exact) in texts.iter().step_by(20).zip(&exact) {
+        let query = &embedder.embed(&[text]).unwrap()[0];
+        let approximate = store.search(query, 5, &[]);
+        // The chunk the query is the text of is in its own nearest list.
+        assert_eq!(&approximate[0], exact, "{text}");
+        assert!((approximate[0].score - 1.0).abs() < 0.02);
+        assert!(approximate.len() <= 5);
+    }
+    // Scoped searches stay exact.
+    let scoped = store.search(
+        &embedder.embed(&[&texts[0]]).unwrap()[0],
+        5,
+        &["h.py".into()],
+    );
+    assert_eq!(scoped[0], exact[0]);
 }

@@ -20,7 +20,7 @@ use aicockpit_config::{EmbeddingsSource, SearchMode};
 use aicockpit_embed::fusion::Fusion;
 use aicockpit_embed::hybrid::{self, RankedHit, Semantic};
 use aicockpit_embed::provider::{local_limit_allows, open_embedder};
-use aicockpit_embed::store::{embed_pending, EmbedProgress, SyncStats, VectorStore};
+use aicockpit_embed::store::{embed_pending, Approximate, EmbedProgress, SyncStats, VectorStore};
 use aicockpit_embed::{EmbedError, Embedder};
 use aicockpit_index::{SearchHit, SearchQuery};
 
@@ -116,7 +116,11 @@ impl Engine {
             .map_err(|why| why.0)
             .and_then(|embedder| {
                 local_limit_allows(&config.search, index.stats().chunks).map_err(|why| why.0)?;
-                let store = VectorStore::open(index.dir(), embedder.id(), embedder.dimension());
+                let mut store = VectorStore::open(index.dir(), embedder.id(), embedder.dimension());
+                store.set_approximate(Approximate {
+                    above: config.search.approximate_above,
+                    probe: config.search.approximate_probe,
+                });
                 Ok(Arc::new(Opened {
                     embedder,
                     store: RwLock::new(store),
