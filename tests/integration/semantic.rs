@@ -427,5 +427,28 @@ fn the_language_server_embeds_in_the_background_cancels_resumes_and_follows_edit
             .next(),
         Some("where")
     );
+
+    // So does completion context: the identifiers around the cursor are
+    // embedded as a query (no run is busy now).
+    let before_completion = embeddings_requests(&mock).len();
+    mock.set_reply("request.reply(6)");
+    client.request(
+        "textDocument/inlineCompletion",
+        serde_json::json!({
+            "textDocument": {"uri": file_uri(&root.join("src/part5.py"))},
+            "position": {"line": 1, "character": 4},
+            "context": {"triggerKind": 1}
+        }),
+    );
+    let completion_embeds = embeddings_requests(&mock);
+    assert_eq!(
+        completion_embeds.len() - before_completion,
+        1,
+        "the completion's query is embedded"
+    );
+    assert!(completion_embeds.last().unwrap().body["input"][0]
+        .as_str()
+        .unwrap()
+        .contains("request"));
     client.shutdown();
 }

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use tokenizers::{Tokenizer, TruncationParams};
 
+use crate::simd::lanes;
 use crate::{model_identity, EmbedError, Embedder};
 
 /// Tokens past this are cut: what the model was trained for (its shipped
@@ -647,53 +648,6 @@ fn softmax_row_body(row: &mut [f32]) -> f32 {
 #[inline(always)]
 fn add_f32(a: f32, b: f32) -> f32 {
     a + b
-}
-
-/// Fold `values` with `op` in 16 independent lanes, then the lanes.
-#[inline(always)]
-fn lanes(values: &[f32], start: f32, op: impl Fn(f32, f32) -> f32) -> f32 {
-    let mut acc = [start; 16];
-    let chunks = values.chunks_exact(16);
-    let rest = chunks.remainder();
-    for chunk in chunks {
-        for (lane, &value) in acc.iter_mut().zip(chunk) {
-            *lane = op(*lane, value);
-        }
-    }
-    acc.into_iter().chain(rest.iter().copied()).fold(start, &op)
-}
-
-/// `fn $name(args) -> T` runs `$body(args)` compiled for the widest vectors
-/// the CPU has: the body (an `#[inline(always)]` loop) is inlined into a copy
-/// for AVX-512 and one for AVX2, which the compiler vectorizes for them; the
-/// CPU's features pick the copy at run time.
-macro_rules! vectorized {
-    (fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty = $body:ident) => {
-        fn $name($($arg: $ty),*) -> $ret {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f")]
-                fn wide($($arg: $ty),*) -> $ret {
-                    $body($($arg),*)
-                }
-                #[target_feature(enable = "avx2,fma")]
-                fn narrow($($arg: $ty),*) -> $ret {
-                    $body($($arg),*)
-                }
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU has AVX-512F (checked just above).
-                    return unsafe { wide($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: the CPU has AVX2 and FMA (checked just above).
-                    return unsafe { narrow($($arg),*) };
-                }
-            }
-            $body($($arg),*)
-        }
-    };
 }
 
 vectorized!(fn gelu_row(row: &mut [f32], bias: &[f32]) -> () = gelu_row_body);

@@ -10,6 +10,10 @@
 
 use std::collections::HashMap;
 
+use rayon::prelude::*;
+
+use crate::simd::dot;
+
 /// k-means rounds when building (on a sample; each round is one pass).
 const ROUNDS: usize = 8;
 /// Vectors the centroids are learned from, at most.
@@ -50,8 +54,11 @@ impl Ivf {
         for _ in 0..ROUNDS {
             let mut sums = vec![0f32; count * dimension];
             let mut members = vec![0usize; count];
-            for vector in &sample {
-                let nearest = nearest(&centroids, dimension, vector);
+            let assigned: Vec<usize> = sample
+                .par_iter()
+                .map(|vector| nearest(&centroids, dimension, vector))
+                .collect();
+            for (vector, &nearest) in sample.iter().zip(&assigned) {
                 members[nearest] += 1;
                 for (sum, value) in sums[nearest * dimension..(nearest + 1) * dimension]
                     .iter_mut()
@@ -75,9 +82,12 @@ impl Ivf {
             lists: vec![Vec::new(); count],
             built_from: n,
         };
-        for key in keys {
-            let vector = &vectors[&key];
-            ivf.add(key, vector);
+        let assigned: Vec<usize> = keys
+            .par_iter()
+            .map(|key| nearest(&ivf.centroids, dimension, &vectors[key]))
+            .collect();
+        for (key, list) in keys.into_iter().zip(assigned) {
+            ivf.lists[list].push(key);
         }
         ivf
     }
@@ -116,10 +126,6 @@ fn nearest(centroids: &[f32], dimension: usize, vector: &[f32]) -> usize {
         .map(|(list, centroid)| (dot(vector, centroid), list))
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map_or(0, |(_, list)| list)
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 fn normalize(vector: &mut [f32]) {

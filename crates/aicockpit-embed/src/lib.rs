@@ -20,6 +20,8 @@
 //! # Ok::<(), aicockpit_embed::EmbedError>(())
 //! ```
 
+#[macro_use]
+mod simd;
 mod bert;
 pub mod fusion;
 pub mod hybrid;

@@ -526,8 +526,16 @@ impl VectorStore {
                 scored.push((score, path, chunk));
             }
         }
-        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
-        scored.truncate(limit);
+        let order = |a: &(f32, &str, &StoredChunk), b: &(f32, &str, &StoredChunk)| {
+            b.0.total_cmp(&a.0)
+                .then_with(|| a.1.cmp(b.1))
+                .then_with(|| a.2.span.start.line.cmp(&b.2.span.start.line))
+        };
+        if scored.len() > limit {
+            scored.select_nth_unstable_by(limit, order);
+            scored.truncate(limit);
+        }
+        scored.sort_by(order);
         scored
             .into_iter()
             .map(|(score, path, chunk)| DenseHit {
@@ -616,12 +624,7 @@ fn dequantize(vector: &Quantized) -> Vec<f32> {
 }
 
 fn dot(query: &[f32], vector: &Quantized) -> f32 {
-    let sum: f32 = query
-        .iter()
-        .zip(&vector.values)
-        .map(|(q, &v)| q * f32::from(v))
-        .sum();
-    sum * vector.scale
+    crate::simd::dot_i8(query, &vector.values) * vector.scale
 }
 
 type Loaded = (
