@@ -176,11 +176,9 @@ fn the_local_model_finds_code_by_meaning_and_hybrid_names_retrievers() {
     assert!(line.contains("semantic"), "{line}");
 }
 
-#[test]
-fn the_service_provider_embeds_through_the_active_service() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let mock = runtime.block_on(MockServer::start());
-    let project = project();
+/// The project's config: the mock as the active service, and its embeddings
+/// endpoint (model `mock-embed`, one text per request) for semantic search.
+fn embed_through_the_mock(project: &Project, mock: &MockServer) {
     std::fs::write(
         project.home.path().join("config.toml"),
         format!(
@@ -189,6 +187,14 @@ fn the_service_provider_embeds_through_the_active_service() {
         ),
     )
     .unwrap();
+}
+
+#[test]
+fn the_service_provider_embeds_through_the_active_service() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mock = runtime.block_on(MockServer::start());
+    let project = project();
+    embed_through_the_mock(&project, &mock);
     let figures = json(&project.cli(&["index", ".", "--json"]));
     assert_eq!(figures["semantic"]["available"], true, "{figures}");
     assert!(figures["semantic"]["model"]
@@ -292,14 +298,7 @@ fn the_language_server_embeds_in_the_background_cancels_resumes_and_follows_edit
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let mock = runtime.block_on(MockServer::start());
     let project = many_functions(24);
-    std::fs::write(
-        project.home.path().join("config.toml"),
-        format!(
-            "[ai]\nactive = \"mock\"\n[[ai.services]]\nname = \"mock\"\nkind = \"custom\"\nbase_url = \"{}\"\nchat_model = \"mock-chat\"\n\n[search]\nembeddings = \"service\"\nservice_model = \"mock-embed\"\nembedding_batch = 1\n",
-            mock.url()
-        ),
-    )
-    .unwrap();
+    embed_through_the_mock(&project, &mock);
     // Slow enough answers that the run can be cancelled part way.
     mock.set_behavior(aicockpit_ai::mock::Behavior::Slow(
         std::time::Duration::from_millis(40),

@@ -50,44 +50,27 @@ pub(crate) fn lanes(values: &[f32], start: f32, op: impl Fn(f32, f32) -> f32) ->
     acc.into_iter().chain(rest.iter().copied()).fold(start, &op)
 }
 
+/// The dot product in 16 lanes; `b` is f32 or int8 (before its scale).
 #[inline(always)]
-fn dot_body(a: &[f32], b: &[f32]) -> f32 {
+fn dot_body<T: Copy + Into<f32>>(a: &[f32], b: &[T]) -> f32 {
     let mut acc = [0f32; 16];
     let (a_chunks, b_chunks) = (a.chunks_exact(16), b.chunks_exact(16));
     let rest: f32 = a_chunks
         .remainder()
         .iter()
         .zip(b_chunks.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in a_chunks.zip(b_chunks) {
-        for ((lane, x), y) in acc.iter_mut().zip(x).zip(y) {
-            *lane += x * y;
-        }
-    }
-    acc.iter().sum::<f32>() + rest
-}
-
-#[inline(always)]
-fn dot_i8_body(a: &[f32], b: &[i8]) -> f32 {
-    let mut acc = [0f32; 16];
-    let (a_chunks, b_chunks) = (a.chunks_exact(16), b.chunks_exact(16));
-    let rest: f32 = a_chunks
-        .remainder()
-        .iter()
-        .zip(b_chunks.remainder())
-        .map(|(x, &y)| x * f32::from(y))
+        .map(|(x, &y)| x * y.into())
         .sum();
     for (x, y) in a_chunks.zip(b_chunks) {
         for ((lane, x), &y) in acc.iter_mut().zip(x).zip(y) {
-            *lane += x * f32::from(y);
+            *lane += x * y.into();
         }
     }
     acc.iter().sum::<f32>() + rest
 }
 
 vectorized!(fn dot_vectorized(a: &[f32], b: &[f32]) -> f32 = dot_body);
-vectorized!(fn dot_i8_vectorized(a: &[f32], b: &[i8]) -> f32 = dot_i8_body);
+vectorized!(fn dot_i8_vectorized(a: &[f32], b: &[i8]) -> f32 = dot_body);
 
 /// The dot product of two vectors of one length.
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
