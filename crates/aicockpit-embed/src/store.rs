@@ -498,9 +498,16 @@ impl VectorStore {
         };
         // Approximate: the best candidates of the probed lists, by hash,
         // then the chunks that hold them (a scan of hashes, not of vectors).
-        let approximate = (scopes.is_empty() && self.vectors.len() > self.approximate.above)
-            .then(|| self.approximate_best(query, limit))
-            .flatten();
+        // Unscoped, the best vectors are found first (through the inverted
+        // lists above the threshold, by a scan of the vectors below it), then
+        // the chunks that hold them; scoped, each chunk in scope is scored.
+        let best = if !scopes.is_empty() {
+            None
+        } else if self.vectors.len() > self.approximate.above {
+            self.approximate_best(query, limit)
+        } else {
+            Some(self.exact_best(query, limit))
+        };
         // A min-heap of the best `limit` so far would do; a sorted cut of
         // the scores is as fast at these sizes and simpler.
         let mut scored: Vec<(f32, &str, &StoredChunk)> = Vec::new();
@@ -510,7 +517,7 @@ impl VectorStore {
                 continue;
             }
             for chunk in &entry.chunks {
-                let score = match &approximate {
+                let score = match &best {
                     Some(best) => match best.get(&chunk.hash) {
                         Some(&score) => score,
                         None => continue,
@@ -552,6 +559,18 @@ impl VectorStore {
     /// The scores of the best vectors of the lists nearest `query` (a few
     /// times `limit` of them, as several chunks can share a vector), making
     /// or remaking the lists first when needed; `None` if there are none.
+    /// The scores of the best vectors of the store (a few times `limit` of
+    /// them, as several chunks can share a vector), by a scan of them all.
+    fn exact_best(&self, query: &[f32], limit: usize) -> HashMap<u64, f32> {
+        best_of(
+            self.vectors
+                .iter()
+                .map(|(hash, vector)| (dot(query, vector), *hash))
+                .collect(),
+            limit,
+        )
+    }
+
     fn approximate_best(&self, query: &[f32], limit: usize) -> Option<HashMap<u64, f32>> {
         let stale = |ivf: &Option<Ivf>| {
             ivf.as_ref()
@@ -578,19 +597,25 @@ impl VectorStore {
         }
         let slot = self.ivf.read().unwrap_or_else(|p| p.into_inner());
         let ivf = slot.as_ref()?;
-        let mut scored: Vec<(f32, u64)> = ivf
+        let scored: Vec<(f32, u64)> = ivf
             .candidates(query, self.approximate.probe)
             .filter_map(|hash| Some((dot(query, self.vectors.get(&hash)?), hash)))
             .collect();
-        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-        scored.truncate(limit.saturating_mul(4).max(64));
-        Some(
-            scored
-                .into_iter()
-                .map(|(score, hash)| (hash, score))
-                .collect(),
-        )
+        Some(best_of(scored, limit))
     }
+}
+
+/// The best-scored few times `limit` of `scored`, by hash.
+fn best_of(mut scored: Vec<(f32, u64)>, limit: usize) -> HashMap<u64, f32> {
+    let keep = limit.saturating_mul(4).max(64);
+    if scored.len() > keep {
+        scored.select_nth_unstable_by(keep, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        scored.truncate(keep);
+    }
+    scored
+        .into_iter()
+        .map(|(score, hash)| (hash, score))
+        .collect()
 }
 
 /// What is embedded for a chunk: its path (a strong hint of what it is
