@@ -33,15 +33,26 @@ export async function showIde(root: HTMLElement, name: string, user: User): Prom
   const indexEl = h("span.status-item.index", {}, "");
   const aiEl = h("span.status-item.ai", { title: "the active AI service" }, "AI: –");
   // Background embedding for semantic search: shown while a run is under
-  // way; a click cancels it (the server pauses embedding until asked again).
+  // way, and a click stops it; the server then pauses embedding, shown as
+  // "embedding paused", and a click there resumes it (`aicockpit/embed`).
   let embeddingToken: string | undefined;
+  let embeddingPaused = false;
   const embedEl = h("span.status-item.embedding", { hidden: true, role: "button", tabindex: "0" }, "");
-  const cancelEmbedding = (): void => {
-    if (embeddingToken && !readOnly) lsp.notify("window/workDoneProgress/cancel", { token: embeddingToken });
+  const toggleEmbedding = (): void => {
+    if (readOnly) return;
+    if (embeddingToken) {
+      lsp.notify("window/workDoneProgress/cancel", { token: embeddingToken });
+    } else if (embeddingPaused) {
+      embeddingPaused = false;
+      embedEl.hidden = true;
+      lsp.request("aicockpit/embed", {}, 10_000).catch((error: unknown) => {
+        messageEl.textContent = `embedding: ${error instanceof Error ? error.message : String(error)}`;
+      });
+    }
   };
-  embedEl.addEventListener("click", cancelEmbedding);
+  embedEl.addEventListener("click", toggleEmbedding);
   embedEl.addEventListener("keydown", (event) => {
-    if (event.key === "Enter") cancelEmbedding();
+    if (event.key === "Enter") toggleEmbedding();
   });
   const cursorEl = h("span.status-item.cursor", {}, "");
   const messageEl = h("span.status-item.message", {}, "");
@@ -66,8 +77,11 @@ export async function showIde(root: HTMLElement, name: string, user: User): Prom
         if (typeof token === "string" && token.startsWith("aicockpit/embedding/")) {
           if (value.kind === "end") {
             embeddingToken = undefined;
-            embedEl.hidden = true;
-            embedEl.title = "";
+            embeddingPaused = !readOnly && (value.message ?? "").startsWith("stopped (cancelled)");
+            embedEl.hidden = !embeddingPaused;
+            embedEl.dataset.state = embeddingPaused ? "paused" : "";
+            embedEl.textContent = embeddingPaused ? "embedding paused" : "";
+            embedEl.title = embeddingPaused ? "semantic search embedding is paused — click to resume" : "";
             if (value.message) messageEl.textContent = `embedding: ${value.message}`;
           } else {
             embeddingToken = token;
