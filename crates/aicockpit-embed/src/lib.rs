@@ -50,6 +50,11 @@ pub trait Embedder: Send + Sync {
     fn batch_size(&self) -> usize {
         32
     }
+    /// Whether the vectors are computed in this process (a query costs
+    /// milliseconds of CPU) rather than by a service over the network.
+    fn is_local(&self) -> bool {
+        true
+    }
 }
 
 /// What can go wrong embedding, naming the file or service involved.

@@ -100,6 +100,10 @@ impl Embedder for ServiceEmbedder {
         self.dimension
     }
 
+    fn is_local(&self) -> bool {
+        false
+    }
+
     /// One request's worth (`search.embedding_batch`).
     fn batch_size(&self) -> usize {
         self.batch

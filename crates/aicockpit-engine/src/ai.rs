@@ -457,7 +457,7 @@ impl Engine {
             query.limit = 5;
             // Hybrid when the project has vectors: a question asked in words
             // the code does not use still finds the code by meaning.
-            for hit in self.context_hits(query, true) {
+            for hit in self.context_hits(query, false) {
                 system.push_str(&format!(
                     "\nFrom {}:{}:\n```\n{}\n```\n",
                     hit.path,

@@ -368,20 +368,24 @@ impl Engine {
 
     /// Search hits for AI context: hybrid when the project has vectors (the
     /// store and embedder already open: nothing is loaded on this path),
-    /// text alone otherwise. `while_embedding` says whether to embed the
-    /// query while an embedding run is busy with the same cores (chat: yes;
-    /// completion, which must answer in milliseconds: no).
-    pub(crate) fn context_hits(&self, query: SearchQuery, while_embedding: bool) -> Vec<SearchHit> {
+    /// text alone otherwise. `fast` is for completion, which must answer in
+    /// milliseconds: it embeds its query only with a local model (a
+    /// service's round trip would delay every completion) and not while an
+    /// embedding run keeps the cores busy; chat embeds its question always.
+    pub(crate) fn context_hits(&self, query: SearchQuery, fast: bool) -> Vec<SearchHit> {
         let Some(index) = self.index.as_ref() else {
             return Vec::new();
         };
         let text = || index.search(&query).unwrap_or_default();
-        if !while_embedding && self.semantic.running.load(Ordering::SeqCst) {
+        if fast && self.semantic.running.load(Ordering::SeqCst) {
             return text();
         }
         let Some(Ok(opened)) = self.semantic_opened(false) else {
             return text();
         };
+        if fast && !opened.embedder.is_local() {
+            return text();
+        }
         let fusion = self.fusion();
         // The query is embedded here; inside an async task that must not
         // hold up the runtime's other tasks.
