@@ -111,6 +111,12 @@ impl BertEmbedder {
                 });
             }
         }
+        if config.hidden_size == 0 || config.num_hidden_layers > 256 {
+            return Err(EmbedError::Model {
+                path: config_path,
+                message: "hidden_size is 0 or num_hidden_layers above 256".into(),
+            });
+        }
         if config.num_attention_heads == 0
             || !config
                 .hidden_size
@@ -220,7 +226,15 @@ impl BertEmbedder {
                 vec![t("output.dense.bias")?],
             )?;
             let output_norm = norm(t("output.LayerNorm.weight")?, t("output.LayerNorm.bias")?)?;
-            let shapes_fit = qkv.inputs == hidden
+            let norms_fit = [&attention_norm, &output_norm]
+                .iter()
+                .all(|n| n.scale.len() == hidden && n.shift.len() == hidden);
+            let inner_fits = layers
+                .first()
+                .is_none_or(|first: &Layer| first.intermediate.outputs == intermediate.outputs);
+            let shapes_fit = norms_fit
+                && inner_fits
+                && qkv.inputs == hidden
                 && qkv.outputs == 3 * hidden
                 && output.inputs == hidden
                 && output.outputs == hidden
@@ -242,9 +256,12 @@ impl BertEmbedder {
                 output_norm,
             });
         }
+        let embedding_norm_fits =
+            embedding_norm.scale.len() == hidden && embedding_norm.shift.len() == hidden;
         if word.len() % hidden != 0
             || position.len() < max_tokens * hidden
             || token_type.len() != hidden
+            || !embedding_norm_fits
         {
             return Err(EmbedError::Model {
                 path: weights_path,
@@ -582,6 +599,20 @@ impl Embedder for BertEmbedder {
 
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let ids = self.token_ids(texts)?;
+        // A text with no tokens at all (a tokenizer without [CLS] and
+        // [SEP], an empty text) gets a zero vector, which matches nothing.
+        let (empty, ids): (Vec<usize>, Vec<&[u32]>) = {
+            let mut empty = Vec::new();
+            let mut kept = Vec::new();
+            for (i, text_ids) in ids.iter().enumerate() {
+                if text_ids.is_empty() {
+                    empty.push(i);
+                } else {
+                    kept.push(text_ids.as_slice());
+                }
+            }
+            (empty, kept)
+        };
         let mut vectors = Vec::with_capacity(texts.len());
         let mut start = 0;
         while start < ids.len() {
@@ -591,9 +622,11 @@ impl Embedder for BertEmbedder {
                 tokens += ids[end].len();
                 end += 1;
             }
-            let batch: Vec<&[u32]> = ids[start..end].iter().map(Vec::as_slice).collect();
-            vectors.extend(self.forward(&batch)?);
+            vectors.extend(self.forward(&ids[start..end])?);
             start = end;
+        }
+        for i in empty {
+            vectors.insert(i, vec![0.0; self.hidden]);
         }
         Ok(vectors)
     }

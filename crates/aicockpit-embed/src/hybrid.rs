@@ -12,6 +12,9 @@ use crate::fusion::{fuse, Fusion, Retriever};
 use crate::store::{DenseHit, VectorStore};
 use crate::{EmbedError, Embedder};
 
+/// The most hits (and list depth) a search gives, as the text index bounds its own.
+const MAX_HITS: usize = 1000;
+
 /// Lines of a chunk shown as the snippet of a hit only the dense list found.
 const SNIPPET_LINES: usize = 3;
 
@@ -68,8 +71,9 @@ pub fn search(
         (SearchMode::Hybrid, None) => return Ok(text_only(index.search(query)?)),
         (_, Some(semantic)) => semantic,
     };
-    let limit = query.limit.max(1);
-    let depth = fusion.depth.max(limit);
+    // Bounded as the text index bounds its own lists.
+    let limit = query.limit.clamp(1, MAX_HITS);
+    let depth = fusion.depth.max(limit).min(MAX_HITS);
     let vector = semantic
         .embedder
         .embed(&[query.text.as_str()])?

@@ -35,6 +35,7 @@ impl Ivf {
     /// (dequantized); the order decides nothing but the sample.
     pub(crate) fn build(dimension: usize, vectors: &HashMap<u64, Vec<f32>>) -> Ivf {
         let n = vectors.len();
+        let dimension = dimension.max(1);
         let count = ((n as f64).sqrt() as usize).clamp(1, 4096);
         // A deterministic sample: the vectors with the smallest hashes mixed.
         let mut keys: Vec<u64> = vectors.keys().copied().collect();
@@ -116,6 +117,11 @@ impl Ivf {
     /// Number of lists.
     pub(crate) fn list_count(&self) -> usize {
         self.lists.len()
+    }
+
+    /// Entries filed in all lists (vectors since removed included).
+    pub(crate) fn filed(&self) -> usize {
+        self.lists.iter().map(Vec::len).sum()
     }
 }
 

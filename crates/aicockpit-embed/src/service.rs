@@ -78,6 +78,11 @@ impl ServiceEmbedder {
                 got: vectors.iter().filter(|v| !v.is_empty()).count(),
             });
         }
+        if vectors.iter().flatten().any(|v| !v.is_finite()) {
+            return Err(EmbedError::Compute(format!(
+                "{service}: the embeddings endpoint answered a value that is not a finite number"
+            )));
+        }
         if self.dimension > 0 {
             if let Some(bad) = vectors.iter().find(|v| v.len() != self.dimension) {
                 return Err(EmbedError::Dimension {

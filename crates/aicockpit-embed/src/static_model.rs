@@ -60,6 +60,9 @@ impl StaticEmbedder {
             .remove(&matrix_name)
             .ok_or_else(|| bad(format!("no tensor {matrix_name}")))?;
         let (rows, dimension) = matrix.dims2().map_err(|e| bad(e.to_string()))?;
+        if rows == 0 || dimension == 0 || dimension > 65_536 {
+            return Err(bad(format!("an embedding matrix of {rows} × {dimension}")));
+        }
         let matrix = matrix
             .to_dtype(DType::F32)
             .and_then(|m| m.flatten_all())

@@ -214,12 +214,12 @@ impl VectorStore {
             ivf: RwLock::new(None),
         };
         match std::fs::File::open(&path) {
-            Ok(file) => match read_store(std::io::BufReader::new(file)) {
-                Ok((id, dim, files, vectors)) if id == embedder_id && dim == dimension => {
+            Ok(file) => match read_store(std::io::BufReader::new(file), embedder_id, dimension) {
+                Ok(Ok((files, vectors))) => {
                     store.files = files;
                     store.vectors = vectors;
                 }
-                Ok((id, ..)) => {
+                Ok(Err(id)) => {
                     tracing::info!(path = %path.display(), old = %id, new = %embedder_id, "the embedding model changed; vectors are recomputed");
                     store.dirty = AtomicBool::new(true);
                 }
@@ -412,8 +412,10 @@ impl VectorStore {
 
     /// Keep the vector of the chunk text whose hash is `hash`.
     pub fn insert(&mut self, hash: u64, vector: &[f32]) {
-        if let Some(ivf) = self.ivf.get_mut().unwrap_or_else(|p| p.into_inner()) {
-            ivf.add(hash, vector);
+        if !self.vectors.contains_key(&hash) {
+            if let Some(ivf) = self.ivf.get_mut().unwrap_or_else(|p| p.into_inner()) {
+                ivf.add(hash, vector);
+            }
         }
         self.vectors.insert(hash, quantize(vector));
         self.dirty.store(true, Ordering::Relaxed);
@@ -572,9 +574,13 @@ impl VectorStore {
     }
 
     fn approximate_best(&self, query: &[f32], limit: usize) -> Option<HashMap<u64, f32>> {
+        // Remade when the store has doubled, or when the lists hold twice as
+        // many entries as there are vectors (those of removed chunks stay
+        // filed until then, skipped when met).
         let stale = |ivf: &Option<Ivf>| {
-            ivf.as_ref()
-                .is_none_or(|ivf| self.vectors.len() > 2 * ivf.built_from)
+            ivf.as_ref().is_none_or(|ivf| {
+                self.vectors.len() > 2 * ivf.built_from || ivf.filed() > 2 * self.vectors.len()
+            })
         };
         if stale(&self.ivf.read().unwrap_or_else(|p| p.into_inner())) {
             let mut slot = self.ivf.write().unwrap_or_else(|p| p.into_inner());
@@ -652,12 +658,7 @@ fn dot(query: &[f32], vector: &Quantized) -> f32 {
     crate::simd::dot_i8(query, &vector.values) * vector.scale
 }
 
-type Loaded = (
-    String,
-    usize,
-    BTreeMap<String, FileEntry>,
-    HashMap<u64, Quantized>,
-);
+type Loaded = (BTreeMap<String, FileEntry>, HashMap<u64, Quantized>);
 
 fn write_store(
     out: &mut impl Write,
@@ -699,7 +700,17 @@ fn write_store(
     Ok(())
 }
 
-fn read_store(mut input: impl Read) -> std::io::Result<Loaded> {
+/// The largest vector width a store may claim.
+const MAX_DIMENSION: usize = 65_536;
+
+/// Read a store written for `embedder_id` and `dimension`. A store of
+/// another model is `Ok(Err(its id))`, found from its header alone; any
+/// count or size the file claims is checked before memory is given to it.
+fn read_store(
+    mut input: impl Read,
+    embedder_id: &str,
+    dimension: usize,
+) -> std::io::Result<Result<Loaded, String>> {
     let invalid =
         |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
     let mut magic = [0u8; 8];
@@ -708,7 +719,13 @@ fn read_store(mut input: impl Read) -> std::io::Result<Loaded> {
         return Err(invalid("not a vector store of this version"));
     }
     let id = String::from_utf8(read_bytes(&mut input)?).map_err(|_| invalid("bad model id"))?;
-    let dimension = read_u32(&mut input)? as usize;
+    let stored_dimension = read_u32(&mut input)? as usize;
+    if id != embedder_id || stored_dimension != dimension {
+        return Ok(Err(id));
+    }
+    if dimension == 0 || dimension > MAX_DIMENSION {
+        return Err(invalid("a vector width of 0 or above 65536"));
+    }
     let file_count = read_u32(&mut input)?;
     let mut files = BTreeMap::new();
     for _ in 0..file_count {
@@ -724,6 +741,9 @@ fn read_store(mut input: impl Read) -> std::io::Result<Loaded> {
             }
             let symbol =
                 String::from_utf8(read_bytes(&mut input)?).map_err(|_| invalid("bad symbol"))?;
+            if v[3] < v[0] || (v[3] == v[0] && v[4] < v[1]) {
+                return Err(invalid("a chunk that ends before it starts"));
+            }
             let mut span = Span::default();
             span.start.line = v[0];
             span.start.col = v[1];
@@ -740,22 +760,27 @@ fn read_store(mut input: impl Read) -> std::io::Result<Loaded> {
         files.insert(path, FileEntry { file_hash, chunks });
     }
     let vector_count = read_u32(&mut input)?;
-    let mut vectors = HashMap::with_capacity(vector_count as usize);
+    // Grown as vectors are read: the count is the file's word, not a fact.
+    let mut vectors = HashMap::new();
     let mut buffer = vec![0u8; dimension];
     for _ in 0..vector_count {
         let hash = read_u64(&mut input)?;
         let mut scale = [0u8; 4];
         input.read_exact(&mut scale)?;
         input.read_exact(&mut buffer)?;
+        let scale = f32::from_le_bytes(scale);
+        if !scale.is_finite() {
+            return Err(invalid("a vector with a scale that is not a number"));
+        }
         vectors.insert(
             hash,
             Quantized {
-                scale: f32::from_le_bytes(scale),
+                scale,
                 values: buffer.iter().map(|&b| b as i8).collect(),
             },
         );
     }
-    Ok((id, dimension, files, vectors))
+    Ok(Ok((files, vectors)))
 }
 
 fn write_bytes(out: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {

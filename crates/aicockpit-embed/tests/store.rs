@@ -281,3 +281,26 @@ fn above_its_threshold_search_reads_the_nearest_lists_and_still_finds_the_best()
     );
     assert_eq!(scoped[0], exact[0]);
 }
+
+#[test]
+fn a_corrupt_store_claiming_billions_of_vectors_is_replaced_not_obeyed() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = "counting:64";
+    let mut bytes = b"ACVEC01\n".to_vec();
+    bytes.extend((id.len() as u32).to_le_bytes());
+    bytes.extend(id.as_bytes());
+    bytes.extend(64u32.to_le_bytes());
+    bytes.extend(0u32.to_le_bytes()); // no files
+    bytes.extend(u32::MAX.to_le_bytes()); // 4 billion vectors, then nothing
+    std::fs::write(dir.path().join(aicockpit_embed::store::FILE_NAME), &bytes).unwrap();
+    let store = VectorStore::open(dir.path(), id, 64);
+    assert_eq!(store.counts(), (0, 0));
+    assert!(!store.has_vectors());
+    // A width no model has is refused from the header alone as well.
+    let mut wide = b"ACVEC01\n".to_vec();
+    wide.extend((id.len() as u32).to_le_bytes());
+    wide.extend(id.as_bytes());
+    wide.extend(u32::MAX.to_le_bytes());
+    std::fs::write(dir.path().join(aicockpit_embed::store::FILE_NAME), &wide).unwrap();
+    assert!(!VectorStore::open(dir.path(), id, u32::MAX as usize).has_vectors());
+}

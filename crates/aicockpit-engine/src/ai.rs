@@ -143,7 +143,10 @@ impl Engine {
     /// not set is an error here and for every later AI request.
     pub fn configure_ai(&self, data_dir: &Path) -> Result<Option<String>, EngineError> {
         let config = self.config();
-        self.semantic.configure(data_dir);
+        // What the embedder is opened from: unchanged, it stays open.
+        let signature = serde_json::to_string(&(&config.search, config.ai.active_service()))
+            .unwrap_or_default();
+        self.semantic.configure(data_dir, signature);
         let mut state = self.ai_state();
         state.cache.clear();
         state.client = None;
@@ -377,7 +380,14 @@ impl Engine {
     ) -> Result<ChatAnswer, EngineError> {
         let result = async {
             let client = self.client()?;
-            let (system, sources) = self.chat_context(&params);
+            // The question's vector first, off the async threads and within
+            // a time limit (a service's round trip), with no lock held.
+            let question = last_question(&params);
+            let vector = match &question {
+                Some(question) => self.question_vector(question, QUESTION_EMBED_LIMIT).await,
+                None => None,
+            };
+            let (system, sources) = self.chat_context(&params, vector);
             let mut messages = vec![ChatMessage::new(Role::System, system)];
             messages.extend(params.messages.iter().cloned());
             let reply = client
@@ -402,19 +412,13 @@ impl Engine {
         result
     }
 
-    fn chat_context(&self, params: &ChatParams) -> (String, Vec<String>) {
+    fn chat_context(&self, params: &ChatParams, vector: Option<Vec<f32>>) -> (String, Vec<String>) {
         let mut system = String::from(
             "You are AiCockpit, a coding assistant inside the user's editor. Use the project context below when it is \
              relevant, and say which file you mean when you refer to one.\n",
         );
         let mut sources = Vec::new();
-        let question = params
-            .messages
-            .iter()
-            .rev()
-            .find(|m| m.role == Role::User)
-            .map(|m| m.content.clone())
-            .unwrap_or_default();
+        let question = last_question(params).unwrap_or_default();
         if let (Some(path), true) = (&params.path, params.whole_file) {
             if let Some(text) = self.text(path) {
                 let rel = self.rel(path).unwrap_or_else(|| path.display().to_string());
@@ -457,7 +461,7 @@ impl Engine {
             query.limit = 5;
             // Hybrid when the project has vectors: a question asked in words
             // the code does not use still finds the code by meaning.
-            for hit in self.context_hits(query, false) {
+            for hit in self.context_hits_with(query, vector) {
                 system.push_str(&format!(
                     "\nFrom {}:{}:\n```\n{}\n```\n",
                     hit.path,
@@ -623,7 +627,7 @@ impl Engine {
             } else {
                 "Reply with only the complete replacement code, in one fenced code block."
             };
-            let (context, _) = self.chat_context(&ChatParams { messages: Vec::new(), path: None, selection: None, whole_file: false });
+            let (context, _) = self.chat_context(&ChatParams { messages: Vec::new(), path: None, selection: None, whole_file: false }, None);
             let messages = vec![
                 ChatMessage::new(Role::System, format!("{context}\n{format}")),
                 ChatMessage::new(Role::User, format!("{instruction}\n\n```{lang}\n{code}\n```")),
@@ -757,6 +761,20 @@ fn parse_suggestion(reply: &str) -> SuggestedCommand {
         command,
         explanation: reply.trim().to_string(),
     }
+}
+
+/// How long chat waits for its question's vector before answering from the
+/// text index alone.
+const QUESTION_EMBED_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The user's last message: what chat context is searched for.
+fn last_question(params: &ChatParams) -> Option<String> {
+    params
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == Role::User)
+        .map(|m| m.content.clone())
 }
 
 #[cfg(test)]

@@ -168,7 +168,7 @@ impl Engine {
             if !query.is_empty() {
                 let mut search = SearchQuery::new(query);
                 search.limit = 5;
-                for hit in self.context_hits(search, true) {
+                for hit in self.context_hits(search) {
                     if hit.path == context.path {
                         continue;
                     }

@@ -320,6 +320,7 @@ impl Engine {
         if let (documents::Closed::Last, Some(index)) = (closed, &self.index) {
             if !index.is_read_only() && index.reindex_path(&self.index_path(path))? {
                 index.commit()?;
+                self.index_changed();
             }
         }
         Ok(())
@@ -486,6 +487,7 @@ impl Engine {
     ) -> Result<RefreshStats, EngineError> {
         let index = self.index.as_ref().ok_or(EngineError::NoProject)?;
         let stats = index.refresh(progress)?;
+        self.index_changed();
         // The walk indexed disk content; editor text wins again.
         for (_, doc) in self.documents().iter_mut() {
             doc.dirty = true;
@@ -534,6 +536,7 @@ impl Engine {
         }
         if changed {
             index.commit()?;
+            self.index_changed();
         }
         let mut documents = self.documents();
         let mut all_held = true;
@@ -557,14 +560,19 @@ impl Engine {
     }
 
     fn index_writes(&self) -> MutexGuard<'_, ()> {
-        let guard = self.index_writes.lock().unwrap_or_else(|p| p.into_inner());
-        self.index_generation.fetch_add(1, Ordering::SeqCst);
-        guard
+        self.index_writes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A number that grows whenever the index may have been written (a
-    /// flush, watcher updates, a refresh): background work that follows the
-    /// index (embedding) compares it with the one it last saw.
+    /// The index changed (something was committed): see [`Self::index_generation`].
+    fn index_changed(&self) {
+        self.index_generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A number that grows whenever something is committed to the index (a
+    /// flush that wrote, files changed on disk, a closed document, a
+    /// refresh); searches and flushes with nothing to write leave it alone.
+    /// Background work that follows the index (embedding) compares it with
+    /// the one it last saw.
     pub fn index_generation(&self) -> u64 {
         self.index_generation.load(Ordering::SeqCst)
     }
@@ -603,6 +611,7 @@ impl Engine {
         }
         if changed > 0 {
             index.commit()?;
+            self.index_changed();
         }
         Ok(changed)
     }

@@ -12,7 +12,7 @@
 //! exist.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,10 @@ const SAVE_EVERY: Duration = Duration::from_secs(20);
 pub(crate) struct SemanticState {
     /// Where models and keys live; set by [`Engine::configure_ai`].
     data_dir: Option<PathBuf>,
+    /// What the embedder was opened from (the data folder, `[search]` and
+    /// the active service): a configuration that changes nothing of it
+    /// keeps the opened embedder and store.
+    signature: String,
     opened: Option<Result<Arc<Opened>, String>>,
 }
 
@@ -44,6 +48,10 @@ pub(crate) struct SemanticSearch {
     state: Mutex<SemanticState>,
     /// True while [`Engine::embed_project`] runs (one run at a time).
     running: AtomicBool,
+    /// The store's counts when last read (for a status that must not wait
+    /// for the store's lock).
+    chunks: AtomicUsize,
+    embedded: AtomicUsize,
 }
 
 struct Opened {
@@ -87,12 +95,51 @@ impl SemanticSearch {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The data folder changed or the config did: forget the opened embedder
-    /// and store (a running embedding run finishes on the old ones).
-    pub(crate) fn configure(&self, data_dir: &std::path::Path) {
+    /// The state without waiting: `None` while another thread holds it
+    /// (opening a model or probing a service can take long).
+    fn try_lock(&self) -> Option<std::sync::MutexGuard<'_, SemanticState>> {
+        match self.state.try_lock() {
+            Ok(state) => Some(state),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// The data folder or the config may have changed: forget the opened
+    /// embedder and store if what they were opened from changed (a running
+    /// embedding run finishes on the old ones).
+    pub(crate) fn configure(&self, data_dir: &std::path::Path, signature: String) {
         let mut state = self.lock();
+        if state.data_dir.as_deref() == Some(data_dir) && state.signature == signature {
+            return;
+        }
         state.data_dir = Some(data_dir.to_path_buf());
+        state.signature = signature;
         state.opened = None;
+    }
+
+    fn remember_counts(&self, (chunks, embedded): (usize, usize)) {
+        self.chunks.store(chunks, Ordering::Relaxed);
+        self.embedded.store(embedded, Ordering::Relaxed);
+    }
+}
+
+/// A query's vector, computed before the store's lock is taken (so no
+/// lock is held across a model run or a service's round trip), handed to
+/// the hybrid search as its embedder.
+struct Precomputed {
+    vector: Vec<f32>,
+}
+
+impl Embedder for Precomputed {
+    fn id(&self) -> &str {
+        "precomputed"
+    }
+    fn dimension(&self) -> usize {
+        self.vector.len()
+    }
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        Ok(vec![self.vector.clone(); texts.len()])
     }
 }
 
@@ -102,6 +149,11 @@ impl Engine {
     /// service that failed is tried again on the next open.
     fn semantic_opened(&self, open: bool) -> Option<Result<Arc<Opened>, String>> {
         let index = self.index.as_ref()?;
+        if !open {
+            // Never waits: callers on async workers must not stall behind an
+            // open in progress.
+            return self.semantic.try_lock()?.opened.clone();
+        }
         let config = self.config();
         let mut state = self.semantic.lock();
         let retry = matches!(state.opened, Some(Err(_)))
@@ -136,19 +188,13 @@ impl Engine {
     /// model (a service's answer is only known after the first search).
     pub fn semantic_unavailable(&self) -> Option<String> {
         let index = self.index.as_ref()?;
-        let no_vectors = || {
-            if self.semantic.running.load(Ordering::SeqCst) {
-                "the project's chunks are being embedded: semantic search starts when the first vectors are in".to_string()
-            } else {
-                format!(
-                    "no vectors for this project yet: run `aicockpit index {}`",
-                    index.root().display()
-                )
-            }
-        };
+        let no_vectors = || self.no_vectors_reason();
         match self.semantic_opened(false) {
-            Some(Ok(opened)) if read(&opened.store).has_vectors() => return None,
-            Some(Ok(_)) => return Some(no_vectors()),
+            Some(Ok(opened)) => {
+                // Busy (a run adds vectors): say nothing rather than wait.
+                let has_vectors = try_read(&opened.store).is_none_or(|s| s.has_vectors());
+                return (!has_vectors).then(no_vectors);
+            }
             Some(Err(why)) => return Some(why),
             None => {}
         }
@@ -158,7 +204,12 @@ impl Engine {
                 Some("search.embeddings is \"off\": search is text-only".into())
             }
             EmbeddingsSource::Local => {
-                let data_dir = self.semantic.lock().data_dir.clone().unwrap_or_default();
+                let data_dir = self
+                    .semantic
+                    .try_lock()?
+                    .data_dir
+                    .clone()
+                    .unwrap_or_default();
                 let dir = aicockpit_embed::provider::local_model_dir(&config.search, &data_dir);
                 if !aicockpit_embed::install::is_installed(&dir) {
                     Some(format!(
@@ -175,22 +226,32 @@ impl Engine {
         }
     }
 
-    /// Where semantic search stands (cheap: opens nothing).
+    /// Why there are no vectors yet, and what to do (takes no lock).
+    fn no_vectors_reason(&self) -> String {
+        if self.semantic.running.load(Ordering::SeqCst) {
+            "the project's chunks are being embedded: semantic search starts when the first vectors are in".to_string()
+        } else {
+            format!(
+                "no vectors for this project yet: run `aicockpit index {}`",
+                self.root()
+                    .map_or_else(String::new, |r| r.display().to_string())
+            )
+        }
+    }
+
+    /// Where semantic search stands. Never waits: while a run holds the
+    /// store, the counts are the last ones read.
     pub fn semantic_status(&self) -> SemanticStatus {
         let running = self.semantic.running.load(Ordering::SeqCst);
-        match self.semantic_opened(false) {
-            Some(Ok(opened)) => {
-                let (chunks, embedded) = read(&opened.store).counts();
-                SemanticStatus {
-                    chunks,
-                    embedded,
-                    running,
-                }
+        if let Some(Ok(opened)) = self.semantic_opened(false) {
+            if let Some(store) = try_read(&opened.store) {
+                self.semantic.remember_counts(store.counts());
             }
-            _ => SemanticStatus {
-                running,
-                ..SemanticStatus::default()
-            },
+        }
+        SemanticStatus {
+            chunks: self.semantic.chunks.load(Ordering::Relaxed),
+            embedded: self.semantic.embedded.load(Ordering::Relaxed),
+            running,
         }
     }
 
@@ -211,7 +272,11 @@ impl Engine {
         }
         let config = self.config();
         if config.search.embeddings == EmbeddingsSource::Local {
-            let data_dir = self.semantic.lock().data_dir.clone().unwrap_or_default();
+            let data_dir = self
+                .semantic
+                .try_lock()
+                .and_then(|state| state.data_dir.clone())
+                .unwrap_or_default();
             let dir = aicockpit_embed::provider::local_model_dir(&config.search, &data_dir);
             if !aicockpit_embed::install::is_installed(&dir) {
                 return Err(format!(
@@ -297,6 +362,7 @@ impl Engine {
         let store = read(&opened.store);
         let saved = store.save();
         let (chunks, with_vector) = store.counts();
+        self.semantic.remember_counts((chunks, with_vector));
         stats.chunks = with_vector;
         stats.pending = chunks - with_vector;
         drop(store);
@@ -316,7 +382,7 @@ impl Engine {
 
     /// Search in `mode`: text, semantic or hybrid (text alone, with the
     /// reason, when the project has no vectors). Blocks: the query is
-    /// embedded here.
+    /// embedded here, before the store's lock is taken.
     pub fn search_ranked(
         &self,
         query: &SearchQuery,
@@ -330,21 +396,31 @@ impl Engine {
         } else {
             self.semantic_opened(true)
         };
-        let store = match &opened {
-            Some(Ok(opened)) => Some(read(&opened.store)),
+        let (vector, why) = match &opened {
+            Some(Ok(opened)) if read(&opened.store).has_vectors() => {
+                let vector = opened
+                    .embedder
+                    .embed(&[query.text.as_str()])
+                    .map_err(|error| EngineError::Search(format!("embedding the query: {error}")))?
+                    .into_iter()
+                    .next()
+                    .unwrap_or_default();
+                (Some(Precomputed { vector }), None)
+            }
+            Some(Ok(_)) => (None, Some(self.no_vectors_reason())),
+            Some(Err(why)) => (None, Some(why.clone())),
+            None => (None, None),
+        };
+        let store = match (&opened, &vector) {
+            (Some(Ok(opened)), Some(_)) => Some(read(&opened.store)),
             _ => None,
         };
-        let (semantic, why) = match (&opened, &store) {
-            (Some(Ok(opened)), Some(store)) if store.has_vectors() => (
-                Some(Semantic {
-                    store,
-                    embedder: opened.embedder.as_ref(),
-                }),
-                None,
-            ),
-            (Some(Ok(_)), _) => (None, self.semantic_unavailable()),
-            (Some(Err(why)), _) => (None, Some(why.clone())),
-            (None, _) => (None, None),
+        let semantic = match (&store, &vector) {
+            (Some(store), Some(vector)) => Some(Semantic {
+                store,
+                embedder: vector,
+            }),
+            _ => None,
         };
         let used = match (mode, &semantic) {
             (SearchMode::Hybrid, None) => SearchMode::Text,
@@ -366,51 +442,96 @@ impl Engine {
         })
     }
 
-    /// Search hits for AI context: hybrid when the project has vectors (the
-    /// store and embedder already open: nothing is loaded on this path),
-    /// text alone otherwise. `fast` is for completion, which must answer in
-    /// milliseconds: it embeds its query only with a local model (a
-    /// service's round trip would delay every completion) and not while an
-    /// embedding run keeps the cores busy; chat embeds its question always.
-    pub(crate) fn context_hits(&self, query: SearchQuery, fast: bool) -> Vec<SearchHit> {
+    /// The vector of a chat question, for [`Self::context_hits_with`]: on a
+    /// blocking thread, within `limit`, and only when the project has
+    /// vectors. `None` otherwise, or if the embedder fails (chat then uses
+    /// the text index alone).
+    pub(crate) async fn question_vector(
+        &self,
+        question: &str,
+        limit: Duration,
+    ) -> Option<Vec<f32>> {
+        let Some(Ok(opened)) = self.semantic_opened(false) else {
+            return None;
+        };
+        if !try_read(&opened.store).is_some_and(|s| s.has_vectors()) {
+            return None;
+        }
+        let question = question.to_string();
+        let work = tokio::task::spawn_blocking(move || opened.embedder.embed(&[question.as_str()]));
+        match tokio::time::timeout(limit, work).await {
+            Ok(Ok(Ok(vectors))) => vectors.into_iter().next(),
+            Ok(Ok(Err(error))) => {
+                tracing::debug!(%error, "the chat question was not embedded");
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// Search hits for completion context: hybrid when the project has
+    /// vectors and a local model (the query is embedded here, a few
+    /// milliseconds of CPU; a service's round trip would delay every
+    /// completion), and no embedding run keeps the cores busy; the text
+    /// index alone otherwise. Never waits for a lock a run or an open holds.
+    pub(crate) fn context_hits(&self, query: SearchQuery) -> Vec<SearchHit> {
         let Some(index) = self.index.as_ref() else {
             return Vec::new();
         };
         let text = || index.search(&query).unwrap_or_default();
-        if fast && self.semantic.running.load(Ordering::SeqCst) {
+        if self.semantic.running.load(Ordering::SeqCst) {
             return text();
         }
         let Some(Ok(opened)) = self.semantic_opened(false) else {
             return text();
         };
-        if fast && !opened.embedder.is_local() {
+        if !opened.embedder.is_local() || !try_read(&opened.store).is_some_and(|s| s.has_vectors())
+        {
             return text();
         }
-        let fusion = self.fusion();
-        // The query is embedded here; inside an async task that must not
-        // hold up the runtime's other tasks.
-        let hybrid = outside_the_runtime(|| {
-            let store = read(&opened.store);
-            if !store.has_vectors() {
-                return None;
-            }
-            let semantic = Semantic {
-                store: &store,
-                embedder: opened.embedder.as_ref(),
-            };
-            hybrid::search(
-                index,
-                Some(semantic),
-                "",
-                &query,
-                SearchMode::Hybrid,
-                &fusion,
-            )
-            .ok()
-        });
-        match hybrid.flatten() {
-            Some(hits) => hits.into_iter().map(|ranked| ranked.hit).collect(),
+        // Embedded inside an async task: `block_in_place` keeps the
+        // runtime's other tasks going (not on a current-thread runtime).
+        let vector = outside_the_runtime(|| opened.embedder.embed(&[query.text.as_str()]).ok())
+            .flatten()
+            .and_then(|v| v.into_iter().next());
+        match vector {
+            Some(vector) => self.context_hits_with(query, Some(vector)),
             None => text(),
+        }
+    }
+
+    /// Search hits for AI context with the query's vector, if there is one
+    /// (hybrid), or the text index alone.
+    pub(crate) fn context_hits_with(
+        &self,
+        query: SearchQuery,
+        vector: Option<Vec<f32>>,
+    ) -> Vec<SearchHit> {
+        let Some(index) = self.index.as_ref() else {
+            return Vec::new();
+        };
+        let text = || index.search(&query).unwrap_or_default();
+        let (Some(vector), Some(Ok(opened))) = (vector, self.semantic_opened(false)) else {
+            return text();
+        };
+        let Some(store) = try_read(&opened.store) else {
+            return text();
+        };
+        let embedder = Precomputed { vector };
+        let semantic = Semantic {
+            store: &store,
+            embedder: &embedder,
+        };
+        match hybrid::search(
+            index,
+            Some(semantic),
+            "",
+            &query,
+            SearchMode::Hybrid,
+            &self.fusion(),
+        ) {
+            Ok(hits) => hits.into_iter().map(|ranked| ranked.hit).collect(),
+            Err(_) => text(),
         }
     }
 
@@ -436,6 +557,15 @@ fn outside_the_runtime<T>(work: impl FnOnce() -> T) -> Option<T> {
             tokio::runtime::RuntimeFlavor::MultiThread => Some(tokio::task::block_in_place(work)),
             _ => None,
         },
+    }
+}
+
+/// The store for reading, or `None` while a writer holds or waits for it.
+fn try_read(store: &RwLock<VectorStore>) -> Option<std::sync::RwLockReadGuard<'_, VectorStore>> {
+    match store.try_read() {
+        Ok(guard) => Some(guard),
+        Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
     }
 }
 

@@ -473,9 +473,24 @@ impl Embedding {
 }
 
 impl Project {
-    /// One embedding run on a blocking thread, its progress published.
+    /// One embedding run on a blocking thread. Its progress is published
+    /// only once it has chunks to embed: a run that finds nothing to do is
+    /// not shown to anyone.
     async fn embed_once(self: &Arc<Project>) {
         let embedding = &self.embedding;
+        let run = embedding.runs.fetch_add(1, Ordering::SeqCst) + 1;
+        // The run's cancel flag is in place before anything can wait, so a
+        // cancel or a shutdown from now on reaches this run.
+        let cancel = Arc::new(AtomicBool::new(false));
+        *embedding.cancel.lock().unwrap_or_else(|p| p.into_inner()) = cancel.clone();
+        let stopped = || {
+            cancel.load(Ordering::SeqCst)
+                || embedding.paused.load(Ordering::SeqCst)
+                || *self.shutting_down.borrow()
+        };
+        if stopped() {
+            return;
+        }
         let engine = self.engine.clone();
         if let Ok(Err(why)) = tokio::task::spawn_blocking(move || engine.embedding_possible()).await
         {
@@ -483,20 +498,22 @@ impl Project {
             tracing::debug!(%why, "no embedding run");
             return;
         }
-        let run = embedding.runs.fetch_add(1, Ordering::SeqCst) + 1;
-        let cancel = Arc::new(AtomicBool::new(false));
-        *embedding.cancel.lock().unwrap_or_else(|p| p.into_inner()) = cancel.clone();
-        embedding.phase.send_replace(EmbedPhase::Running {
-            run,
-            done: 0,
-            total: 0,
-        });
+        if stopped() {
+            return;
+        }
         let engine = self.engine.clone();
         let phase = embedding.phase.clone();
+        let shown = Arc::new(AtomicBool::new(false));
+        let shown_in_run = shown.clone();
         let last_percent = AtomicUsize::new(usize::MAX);
+        let run_cancel = cancel.clone();
         let worker = tokio::task::spawn_blocking(move || {
             engine.embed_project(
                 &|p| {
+                    if p.total == 0 {
+                        return;
+                    }
+                    shown_in_run.store(true, Ordering::SeqCst);
                     let percent = (p.done * 100).checked_div(p.total).unwrap_or(100);
                     if last_percent.swap(percent, Ordering::Relaxed) != percent {
                         phase.send_replace(EmbedPhase::Running {
@@ -506,7 +523,7 @@ impl Project {
                         });
                     }
                 },
-                &cancel,
+                &run_cancel,
             )
         });
         let message = match worker.await {
@@ -539,9 +556,11 @@ impl Project {
                 format!("embedding failed: {error}")
             }
         };
-        embedding
-            .phase
-            .send_replace(EmbedPhase::Done { run, message });
+        if shown.load(Ordering::SeqCst) {
+            embedding
+                .phase
+                .send_replace(EmbedPhase::Done { run, message });
+        }
     }
 
     fn record_error(&self, error: impl std::fmt::Display) {

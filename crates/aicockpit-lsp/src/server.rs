@@ -386,13 +386,20 @@ impl Backend {
         let mut phases = project.embed_phase();
         let mut over = self.inner.session_over.subscribe();
         let mut shown: Option<u64> = None;
+        // A run whose progress the client refused (or never answered) is
+        // not offered again.
+        let mut refused: Option<u64> = None;
         loop {
             let phase = phases.borrow_and_update().clone();
             match phase {
                 EmbedPhase::Idle => {}
                 EmbedPhase::Running { run, done, total } => {
-                    if shown != Some(run) && self.begin_embed_progress(run).await {
-                        shown = Some(run);
+                    if shown != Some(run) && refused != Some(run) {
+                        if self.begin_embed_progress(run).await {
+                            shown = Some(run);
+                        } else {
+                            refused = Some(run);
+                        }
                     }
                     if shown == Some(run) && total > 0 {
                         let percent = (done * 100).checked_div(total).unwrap_or(100);
