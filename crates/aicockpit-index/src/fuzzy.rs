@@ -33,8 +33,17 @@ pub struct SymbolHit {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NameTable {
     lower: Vec<u8>,
+    /// The names as written, at the same offsets as `lower`: ranking reads
+    /// them here rather than chasing each symbol's own allocation.
+    original: Vec<u8>,
     ends: Vec<u32>,
     ordinals: Vec<u32>,
+    /// Which byte classes each name holds (see [`byte_mask`]): a name that
+    /// lacks one of the query's cannot match it as a subsequence.
+    masks: Vec<u64>,
+    /// Slots in the order of their lower-cased names: exact and prefix
+    /// matches are a binary search away.
+    sorted: Vec<u32>,
 }
 
 impl NameTable {
@@ -45,12 +54,46 @@ impl NameTable {
                 table
                     .lower
                     .extend(symbol.name.bytes().map(|b| b.to_ascii_lowercase()));
+                table.original.extend_from_slice(symbol.name.as_bytes());
                 table.ends.push(table.lower.len() as u32);
                 table.ordinals.push(ordinal as u32);
+                table.masks.push(byte_mask(symbol.name.as_bytes()));
             }
         }
+        let mut sorted: Vec<u32> = (0..table.ends.len() as u32).collect();
+        sorted.sort_by(|&a, &b| table.name(a).cmp(table.name(b)));
+        table.sorted = sorted;
         table
     }
+
+    fn range(&self, slot: u32) -> std::ops::Range<usize> {
+        let slot = slot as usize;
+        let start = if slot == 0 {
+            0
+        } else {
+            self.ends[slot - 1] as usize
+        };
+        start..self.ends[slot] as usize
+    }
+
+    /// The lower-cased name in a slot.
+    fn name(&self, slot: u32) -> &[u8] {
+        &self.lower[self.range(slot)]
+    }
+}
+
+/// One bit per byte class of a case-insensitive name: letters, digits, `_`,
+/// and one bit shared by everything else.
+fn byte_mask(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0u64, |mask, &b| {
+        let bit = match b.to_ascii_lowercase() {
+            c @ b'a'..=b'z' => c - b'a',
+            c @ b'0'..=b'9' => 26 + (c - b'0'),
+            b'_' => 36,
+            _ => 37,
+        };
+        mask | 1 << bit
+    })
 }
 
 /// A candidate: (class, score, file number, symbol ordinal); class 0 exact, 1 prefix, 2 subsequence.
@@ -121,18 +164,27 @@ impl ProjectIndex {
             Term::from_field_text(f.name_exact, name),
             IndexRecordOption::Basic,
         );
-        let searcher = self.reader.searcher();
-        // A few more than asked for: `impl` blocks share their type's name.
-        let Ok(top) = searcher.search(&query, &TopDocs::with_limit(limit.saturating_mul(2).max(4)))
-        else {
-            return self.definitions_by_scan(name, limit);
-        };
+        let mut docs: Vec<TantivyDocument> = Vec::new();
+        for (searcher, shadowed) in self.searchers() {
+            // A few more than asked for: `impl` blocks share their type's name.
+            let Ok(top) =
+                searcher.search(&query, &TopDocs::with_limit(limit.saturating_mul(2).max(4)))
+            else {
+                return self.definitions_by_scan(name, limit);
+            };
+            for (_, address) in top {
+                let Ok(doc) = searcher.doc::<TantivyDocument>(address) else {
+                    continue;
+                };
+                let path = doc.get_first(f.path).and_then(|v| v.as_str());
+                if path.is_some_and(|path| !shadowed.contains(path)) {
+                    docs.push(doc);
+                }
+            }
+        }
         let files = self.files_read();
         let mut out: Vec<SymbolHit> = Vec::new();
-        for (_, address) in top {
-            let Ok(doc) = searcher.doc::<TantivyDocument>(address) else {
-                continue;
-            };
+        for doc in docs {
             let Some(path) = doc.get_first(f.path).and_then(|v| v.as_str()) else {
                 continue;
             };
@@ -196,39 +248,65 @@ fn scan(
     limit: usize,
 ) -> Vec<Candidate> {
     let mut found: Vec<Candidate> = Vec::new();
+    if needle.is_empty() {
+        for (n, (_, record)) in records.iter().enumerate() {
+            for &ordinal in &record.names.ordinals {
+                if found.len() >= limit {
+                    return found;
+                }
+                if record.symbols[ordinal as usize].parent.is_none() {
+                    found.push((0, 0, first + n as u32, ordinal));
+                }
+            }
+        }
+        return found;
+    }
+    // Exact and prefix matches, all of them: a binary search in each file's sorted names.
+    for (n, (_, record)) in records.iter().enumerate() {
+        let table = &record.names;
+        let from = table
+            .sorted
+            .partition_point(|&slot| table.name(slot) < needle);
+        for &slot in &table.sorted[from..] {
+            let range = table.range(slot);
+            let name = &table.lower[range.clone()];
+            if !name.starts_with(needle) {
+                break;
+            }
+            let class = if name.len() == needle.len() { 0 } else { 1 };
+            let exact_case = table.original[range].starts_with(trimmed.as_bytes());
+            found.push((
+                class,
+                i64::from(exact_case) * 100 - name.len() as i64,
+                first + n as u32,
+                table.ordinals[slot as usize],
+            ));
+        }
+    }
+    // Subsequence matches in path order, until the cap: a common needle
+    // stops early, a rare one is mostly rejected by the byte-class masks.
+    let needle_mask = byte_mask(needle);
     let mut subsequences = 0usize;
     for (n, (_, record)) in records.iter().enumerate() {
-        let file_no = first + n as u32;
         let table = &record.names;
-        let mut start = 0usize;
-        for (slot, &end) in table.ends.iter().enumerate() {
-            let name = &table.lower[start..end as usize];
-            start = end as usize;
-            let ordinal = table.ordinals[slot];
-            if needle.is_empty() {
-                if found.len() < limit && record.symbols[ordinal as usize].parent.is_none() {
-                    found.push((0, 0, file_no, ordinal));
-                }
+        for (slot, &mask) in table.masks.iter().enumerate() {
+            if subsequences >= cap {
+                return found;
+            }
+            if mask & needle_mask != needle_mask {
                 continue;
             }
-            if name.len() < needle.len() {
+            let range = table.range(slot as u32);
+            let name = &table.lower[range.clone()];
+            if name.len() <= needle.len()
+                || name.starts_with(needle)
+                || !is_subsequence(name, needle)
+            {
                 continue;
             }
-            if name.starts_with(needle) {
-                let class = if name.len() == needle.len() { 0 } else { 1 };
-                let exact_case = record.symbols[ordinal as usize].name.starts_with(trimmed);
-                found.push((
-                    class,
-                    i64::from(exact_case) * 100 - name.len() as i64,
-                    file_no,
-                    ordinal,
-                ));
-            } else if subsequences < cap && is_subsequence(name, needle) {
-                let original = record.symbols[ordinal as usize].name.as_bytes();
-                if let Some(score) = subsequence_score(original, needle) {
-                    subsequences += 1;
-                    found.push((2, score, file_no, ordinal));
-                }
+            if let Some(score) = subsequence_score(&table.original[range], needle) {
+                subsequences += 1;
+                found.push((2, score, first + n as u32, table.ordinals[slot]));
             }
         }
     }

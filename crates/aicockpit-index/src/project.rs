@@ -9,20 +9,28 @@ use std::time::{Duration, Instant};
 use aicockpit_syntax::{analyze, FileSyntax, LanguageId, Symbol};
 use rayon::prelude::*;
 use tantivy::collector::DocSetCollector;
+use tantivy::indexer::{LogMergePolicy, NoMergePolicy};
 use tantivy::query::TermQuery;
 use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, TantivyError, Term};
 
 use crate::directory::CacheDirectory;
+use crate::overlay::{Disk, Overlay, Persister};
 use crate::schema::{self, Fields, FORMAT_VERSION, KIND_CHUNK, KIND_FILE, KIND_SYMBOL, NO_SYMBOL};
 use crate::source::read_project_file;
 use crate::tokenizer::{CodeTokenizer, CODE_TOKENIZER};
 use crate::walk::{self, SkipReason, WalkEntry};
 use crate::IndexError;
 
-/// Memory the tantivy writer may use before it flushes a segment.
-const WRITER_MEMORY_BYTES: usize = 96 * 1024 * 1024;
+/// Memory the tantivy writer may use before it flushes a segment (split
+/// among its indexing threads). The arena grows only as documents arrive, so
+/// this is a ceiling reached during a bulk load: larger segments mean fewer
+/// flushes and fewer segments to search.
+const WRITER_MEMORY_BYTES: usize = 256 * 1024 * 1024;
+/// A refresh that (re)indexes at least this many files, most of them new,
+/// is a bulk load: no merges run while it lasts.
+const BULK_FILES: usize = 500;
 /// Our marker file inside the index folder.
 const MARKER_FILE: &str = "aicockpit-index.json";
 
@@ -135,13 +143,33 @@ pub struct ProjectIndex {
     pub(crate) fields: Fields,
     pub(crate) reader: IndexReader,
     /// Adds and deletes take the read side; commits the write side.
-    writer: Option<RwLock<IndexWriter>>,
+    writer: Option<Arc<RwLock<IndexWriter>>>,
     pub(crate) files: RwLock<BTreeMap<String, Arc<FileRecord>>>,
     pub(crate) pool: rayon::ThreadPool,
     /// Striped locks by path: one path's delete-then-add (and its record)
     /// happens as one step, so two updates of a path never interleave into
     /// two surviving versions. Always taken after the writer lock.
     path_locks: Vec<Mutex<()>>,
+    /// The text of files indexed from an editor rather than from disk (their
+    /// record's `mtime` is 0): search snippets are cut from the text that was
+    /// indexed, and the index stores no copy of it.
+    pub(crate) editor_texts: RwLock<std::collections::HashMap<String, Arc<str>>>,
+    /// Edits not yet in the index on disk (writable indexes only).
+    pub(crate) overlay: Option<Arc<Overlay>>,
+    persister: Option<Persister>,
+}
+
+impl Drop for ProjectIndex {
+    fn drop(&mut self) {
+        if let Some(mut persister) = self.persister.take() {
+            persister.stop();
+        }
+        if self.overlay.as_ref().is_some_and(|o| !o.is_empty()) {
+            if let Err(error) = self.persist() {
+                tracing::warn!(%error, "could not write the last edits to the index");
+            }
+        }
+    }
 }
 
 /// Stripes of [`ProjectIndex::path_locks`].
@@ -211,16 +239,38 @@ impl ProjectIndex {
             .thread_name(|n| format!("aicockpit-parse-{n}"))
             .build()
             .map_err(|error| io_error(&dir, error.to_string()))?;
+        let writer = writer.map(|writer| Arc::new(RwLock::new(writer)));
+        let (overlay, persister) = match &writer {
+            Some(writer) => {
+                let overlay = Arc::new(Overlay::new());
+                let disk = Disk {
+                    writer: Arc::clone(writer),
+                    reader: reader.clone(),
+                    path: fields.path,
+                };
+                let persister = Persister::start(disk, Arc::clone(&overlay)).map_err(|source| {
+                    IndexError::Io {
+                        path: dir.clone(),
+                        source,
+                    }
+                })?;
+                (Some(overlay), Some(persister))
+            }
+            None => (None, None),
+        };
         let project = ProjectIndex {
             root,
             dir,
             options,
             fields,
             reader,
-            writer: writer.map(RwLock::new),
+            writer,
             files: RwLock::new(files),
             pool,
             path_locks: (0..PATH_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            editor_texts: RwLock::new(std::collections::HashMap::new()),
+            overlay,
+            persister,
         };
         Ok((project, report))
     }
@@ -342,6 +392,12 @@ impl ProjectIndex {
         );
         let known: BTreeMap<String, Arc<FileRecord>> = self.files_read().clone();
         let total = entries.len();
+        // A bulk load: merging segments while they are being written costs
+        // CPU the parsers need; the segments are left as written.
+        let bulk = total >= BULK_FILES && known.len() * 2 < total;
+        if bulk {
+            writer.set_merge_policy(Box::new(NoMergePolicy));
+        }
         let done = AtomicUsize::new(0);
         let outcomes: Vec<Outcome> = self.pool.install(|| {
             entries
@@ -380,8 +436,10 @@ impl ProjectIndex {
                     touched += 1;
                     seen.insert(&entry.rel);
                     files.insert(entry.rel.clone(), Arc::new(record));
+                    self.forget_editor_text(&entry.rel);
                 }
                 Outcome::Parsed(record) => {
+                    self.forget_editor_text(&entry.rel);
                     stats.parsed += 1;
                     stats.bytes_parsed += record.size;
                     seen.insert(&entry.rel);
@@ -401,7 +459,11 @@ impl ProjectIndex {
             .collect();
         for rel in &gone {
             writer.delete_term(Term::from_field_text(self.fields.path, rel));
+            if let Some(overlay) = &self.overlay {
+                overlay.discard(rel);
+            }
             files.remove(rel);
+            self.forget_editor_text(rel);
         }
         stats.removed = gone.len();
         stats.files = files.len();
@@ -409,9 +471,18 @@ impl ProjectIndex {
         stats.chunks = files.values().map(|record| record.chunks as usize).sum();
         drop(files);
         drop(writer);
-        if stats.parsed > 0 || stats.removed > 0 || touched > 0 {
-            self.commit()?;
+        let pending = self.overlay.as_ref().is_some_and(|o| !o.is_empty());
+        let committed = if stats.parsed > 0 || stats.removed > 0 || touched > 0 || pending {
+            self.persist()
+        } else {
+            Ok(())
+        };
+        if bulk {
+            if let Ok(writer) = self.writer() {
+                writer.set_merge_policy(Box::new(LogMergePolicy::default()));
+            }
         }
+        committed?;
         stats.elapsed = started.elapsed();
         Ok(stats)
     }
@@ -433,7 +504,11 @@ impl ProjectIndex {
         };
         let _path = self.path_lock(&entry.rel);
         let hash = xxhash_rust::xxh3::xxh3_64(text.as_bytes());
-        if let Some(record) = known.filter(|record| record.hash == hash) {
+        let staged = self
+            .overlay
+            .as_ref()
+            .is_some_and(|overlay| overlay.has_pending(&entry.rel));
+        if let Some(record) = known.filter(|record| record.hash == hash && !staged) {
             // Same content, new timestamp: rewrite the file doc only.
             let record = FileRecord {
                 mtime: entry.mtime,
@@ -441,7 +516,10 @@ impl ProjectIndex {
                 ..record.clone()
             };
             writer.delete_term(Term::from_field_text(self.fields.file_path, &entry.rel));
-            return match self.add_file_doc(writer, &entry.rel, &record) {
+            if let Some(overlay) = &self.overlay {
+                overlay.discard(&entry.rel);
+            }
+            return match self.add_file_doc(&mut self.to_writer(writer), &entry.rel, &record) {
                 Ok(()) => Outcome::Touched(record),
                 Err(error) => Outcome::Failed(error),
             };
@@ -460,7 +538,16 @@ impl ProjectIndex {
         if known.is_some() || self.files_read().contains_key(&entry.rel) {
             writer.delete_term(Term::from_field_text(self.fields.path, &entry.rel));
         }
-        match self.add_docs(writer, &entry.rel, record, syntax, &text) {
+        if let Some(overlay) = &self.overlay {
+            overlay.discard(&entry.rel);
+        }
+        match self.add_docs(
+            &mut self.to_writer(writer),
+            &entry.rel,
+            record,
+            syntax,
+            &text,
+        ) {
             Ok(record) => Outcome::Parsed(record),
             Err(error) => Outcome::Failed(error),
         }
@@ -499,13 +586,44 @@ impl ProjectIndex {
             chunks: syntax.chunks.len() as u32,
             names: Default::default(),
         };
-        writer.delete_term(Term::from_field_text(self.fields.path, rel));
-        let record = self.add_docs(&writer, rel, record, syntax, text)?;
+        let mut docs = Vec::new();
+        let record = self.add_docs(
+            &mut |doc| {
+                docs.push(doc);
+                Ok(())
+            },
+            rel,
+            record,
+            syntax,
+            text,
+        )?;
+        self.stage(rel, Some(docs))?;
+        drop(writer);
+        self.editor_texts
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(rel.to_string(), Arc::from(text));
         self.files
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(rel.to_string(), Arc::new(record));
         Ok(true)
+    }
+
+    /// The text of a file as indexed from an editor, if it was.
+    pub(crate) fn editor_text(&self, rel: &str) -> Option<Arc<str>> {
+        self.editor_texts
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(rel)
+            .cloned()
+    }
+
+    fn forget_editor_text(&self, rel: &str) {
+        let mut texts = self.editor_texts.write().unwrap_or_else(|p| p.into_inner());
+        if !texts.is_empty() {
+            texts.remove(rel);
+        }
     }
 
     /// Whether the index holds exactly this text for a file (a concurrent
@@ -519,9 +637,11 @@ impl ProjectIndex {
 
     /// Drop a file from the index. Returns whether it was there.
     pub fn remove_file(&self, rel: &str) -> Result<bool, IndexError> {
-        let writer = self.writer()?;
+        // Held so that no persist runs between staging and the record update.
+        let _writer = self.writer()?;
         let _path = self.path_lock(rel);
-        writer.delete_term(Term::from_field_text(self.fields.path, rel));
+        self.stage(rel, None)?;
+        self.forget_editor_text(rel);
         Ok(self
             .files
             .write()
@@ -558,6 +678,9 @@ impl ProjectIndex {
                     if let Some(record) = files.get_mut(&rel) {
                         Arc::make_mut(record).mtime = walk::mtime(&metadata);
                     }
+                    drop(files);
+                    // The indexed text is the disk's: snippets read the file.
+                    self.forget_editor_text(&rel);
                 }
                 Ok(changed)
             }
@@ -569,23 +692,45 @@ impl ProjectIndex {
         }
     }
 
-    /// Make staged changes searchable: commit and reload the reader.
-    pub fn commit(&self) -> Result<(), IndexError> {
-        let Some(lock) = &self.writer else {
+    /// Hand a path's new docs (`None`: its removal) to the overlay.
+    fn stage(&self, rel: &str, docs: Option<Vec<TantivyDocument>>) -> Result<(), IndexError> {
+        let Some(overlay) = &self.overlay else {
             return Err(IndexError::ReadOnly {
                 path: self.dir.clone(),
             });
         };
-        let mut writer = lock.write().unwrap_or_else(|p| p.into_inner());
-        writer.commit().map_err(|source| IndexError::Tantivy {
-            path: self.dir.clone(),
-            source,
-        })?;
-        drop(writer);
-        self.reader.reload().map_err(|source| IndexError::Tantivy {
-            path: self.dir.clone(),
-            source,
-        })
+        overlay.stage(rel, docs);
+        Ok(())
+    }
+
+    /// Make staged changes searchable. Edits are served from the in-memory
+    /// overlay (see `overlay.rs`), so this writes nothing to disk: the
+    /// index's background thread writes pending edits to the index on disk
+    /// in a batch once the oldest is a few seconds old or many files are
+    /// pending ([`Self::persist`] does it at once).
+    pub fn commit(&self) -> Result<(), IndexError> {
+        let Some(overlay) = &self.overlay else {
+            return Err(IndexError::ReadOnly {
+                path: self.dir.clone(),
+            });
+        };
+        overlay.commit().map_err(|error| self.tantivy_error(error))
+    }
+
+    /// Write every pending edit to the index on disk, commit it and empty
+    /// the overlay (the end of a refresh does this, and dropping the index).
+    pub fn persist(&self) -> Result<(), IndexError> {
+        let (Some(writer), Some(overlay)) = (&self.writer, &self.overlay) else {
+            return Err(IndexError::ReadOnly {
+                path: self.dir.clone(),
+            });
+        };
+        let disk = Disk {
+            writer: Arc::clone(writer),
+            reader: self.reader.clone(),
+            path: self.fields.path,
+        };
+        crate::overlay::persist(&disk, overlay).map_err(|error| self.tantivy_error(error))
     }
 
     /// Figures for status displays.
@@ -640,9 +785,22 @@ impl ProjectIndex {
         }
     }
 
+    /// A sink that adds documents to the disk index's writer.
+    fn to_writer<'w>(
+        &'w self,
+        writer: &'w IndexWriter,
+    ) -> impl FnMut(TantivyDocument) -> Result<(), IndexError> + 'w {
+        move |doc| {
+            writer
+                .add_document(doc)
+                .map(drop)
+                .map_err(|error| self.tantivy_error(error))
+        }
+    }
+
     fn add_file_doc(
         &self,
-        writer: &IndexWriter,
+        sink: &mut dyn FnMut(TantivyDocument) -> Result<(), IndexError>,
         rel: &str,
         record: &FileRecord,
     ) -> Result<(), IndexError> {
@@ -654,15 +812,12 @@ impl ProjectIndex {
         let json = serde_json::to_string(record)
             .map_err(|error| io_error(&self.dir, error.to_string()))?;
         doc.add_text(f.record, &json);
-        writer
-            .add_document(doc)
-            .map_err(|error| self.tantivy_error(error))?;
-        Ok(())
+        sink(doc)
     }
 
     fn add_docs(
         &self,
-        writer: &IndexWriter,
+        sink: &mut dyn FnMut(TantivyDocument) -> Result<(), IndexError>,
         rel: &str,
         mut record: FileRecord,
         syntax: FileSyntax,
@@ -689,9 +844,7 @@ impl ProjectIndex {
                 doc.add_text(f.doc, text);
             }
             doc.add_u64(f.ordinal, ordinal as u64);
-            writer
-                .add_document(doc)
-                .map_err(|error| self.tantivy_error(error))?;
+            sink(doc)?;
         }
         for chunk in &syntax.chunks {
             let mut doc = base(KIND_CHUNK);
@@ -701,13 +854,12 @@ impl ProjectIndex {
             doc.add_text(f.content, &text[chunk.bytes.clone()]);
             doc.add_u64(f.ordinal, chunk.symbol.map_or(NO_SYMBOL, u64::from));
             doc.add_u64(f.start_line, u64::from(chunk.span.start.line));
-            writer
-                .add_document(doc)
-                .map_err(|error| self.tantivy_error(error))?;
+            doc.add_u64(f.end_line, u64::from(chunk.span.end.line));
+            sink(doc)?;
         }
         record.names = crate::fuzzy::NameTable::new(&syntax.symbols);
         record.symbols = syntax.symbols;
-        self.add_file_doc(writer, rel, &record)?;
+        self.add_file_doc(sink, rel, &record)?;
         Ok(record)
     }
 }
@@ -739,7 +891,7 @@ fn open_writer(index: &Index) -> Result<IndexWriter, OpenFailure> {
     }
 }
 
-fn register_tokenizer(index: &Index) {
+pub(crate) fn register_tokenizer(index: &Index) {
     index.tokenizers().register(
         CODE_TOKENIZER,
         TextAnalyzer::builder(CodeTokenizer::default()).build(),

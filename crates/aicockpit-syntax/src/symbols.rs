@@ -165,6 +165,32 @@ pub fn symbols(lang: LanguageId, text: &str) -> Vec<Symbol> {
     analyze(lang, text).symbols
 }
 
+/// Parse a text and nothing else, the way [`analyze`] parses it (same
+/// grammar, same time limit): the floor an index built from syntax trees is
+/// measured against. Returns whether a tree came out.
+pub fn parse_only(lang: LanguageId, text: &str) -> bool {
+    let mut parser = Parser::new();
+    if parser.set_language(&lang.grammar()).is_err() {
+        return false;
+    }
+    let started = Instant::now();
+    let bytes = text.as_bytes();
+    let mut over_time = |_: &tree_sitter::ParseState| started.elapsed() > TIME_LIMIT;
+    parser
+        .parse_with_options(
+            &mut |offset, _| {
+                if offset < bytes.len() {
+                    &bytes[offset..]
+                } else {
+                    &[]
+                }
+            },
+            None,
+            Some(ParseOptions::new().progress_callback(&mut over_time)),
+        )
+        .is_some()
+}
+
 /// Parse a text once and extract its symbols and chunks. Never panics on
 /// user text: what cannot be parsed is reported in `notes`.
 pub fn analyze(lang: LanguageId, text: &str) -> FileSyntax {
