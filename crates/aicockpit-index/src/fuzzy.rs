@@ -39,11 +39,8 @@ pub struct NameTable {
     ends: Vec<u32>,
     ordinals: Vec<u32>,
     /// Which byte classes each name holds (see [`byte_mask`]): a name that
-    /// lacks one of the query's cannot match it as a subsequence.
+    /// lacks one of the query's cannot match it at all.
     masks: Vec<u64>,
-    /// Slots in the order of their lower-cased names: exact and prefix
-    /// matches are a binary search away.
-    sorted: Vec<u32>,
 }
 
 impl NameTable {
@@ -60,25 +57,7 @@ impl NameTable {
                 table.masks.push(byte_mask(symbol.name.as_bytes()));
             }
         }
-        let mut sorted: Vec<u32> = (0..table.ends.len() as u32).collect();
-        sorted.sort_by(|&a, &b| table.name(a).cmp(table.name(b)));
-        table.sorted = sorted;
         table
-    }
-
-    fn range(&self, slot: u32) -> std::ops::Range<usize> {
-        let slot = slot as usize;
-        let start = if slot == 0 {
-            0
-        } else {
-            self.ends[slot - 1] as usize
-        };
-        start..self.ends[slot] as usize
-    }
-
-    /// The lower-cased name in a slot.
-    fn name(&self, slot: u32) -> &[u8] {
-        &self.lower[self.range(slot)]
     }
 }
 
@@ -261,52 +240,35 @@ fn scan(
         }
         return found;
     }
-    // Exact and prefix matches, all of them: a binary search in each file's sorted names.
-    for (n, (_, record)) in records.iter().enumerate() {
-        let table = &record.names;
-        let from = table
-            .sorted
-            .partition_point(|&slot| table.name(slot) < needle);
-        for &slot in &table.sorted[from..] {
-            let range = table.range(slot);
-            let name = &table.lower[range.clone()];
-            if !name.starts_with(needle) {
-                break;
-            }
-            let class = if name.len() == needle.len() { 0 } else { 1 };
-            let exact_case = table.original[range].starts_with(trimmed.as_bytes());
-            found.push((
-                class,
-                i64::from(exact_case) * 100 - name.len() as i64,
-                first + n as u32,
-                table.ordinals[slot as usize],
-            ));
-        }
-    }
-    // Subsequence matches in path order, until the cap: a common needle
-    // stops early, a rare one is mostly rejected by the byte-class masks.
+    // One pass over the packed names: the byte-class masks reject most
+    // names before their bytes are read; exact and prefix matches are all
+    // kept, subsequence matches up to the cap.
     let needle_mask = byte_mask(needle);
     let mut subsequences = 0usize;
     for (n, (_, record)) in records.iter().enumerate() {
         let table = &record.names;
-        for (slot, &mask) in table.masks.iter().enumerate() {
-            if subsequences >= cap {
-                return found;
-            }
-            if mask & needle_mask != needle_mask {
+        let mut start = 0usize;
+        for (slot, &end) in table.ends.iter().enumerate() {
+            let range = start..end as usize;
+            start = end as usize;
+            if table.masks[slot] & needle_mask != needle_mask || range.len() < needle.len() {
                 continue;
             }
-            let range = table.range(slot as u32);
             let name = &table.lower[range.clone()];
-            if name.len() <= needle.len()
-                || name.starts_with(needle)
-                || !is_subsequence(name, needle)
-            {
-                continue;
-            }
-            if let Some(score) = subsequence_score(&table.original[range], needle) {
-                subsequences += 1;
-                found.push((2, score, first + n as u32, table.ordinals[slot]));
+            if name.starts_with(needle) {
+                let class = if name.len() == needle.len() { 0 } else { 1 };
+                let exact_case = table.original[range].starts_with(trimmed.as_bytes());
+                found.push((
+                    class,
+                    i64::from(exact_case) * 100 - name.len() as i64,
+                    first + n as u32,
+                    table.ordinals[slot],
+                ));
+            } else if subsequences < cap && is_subsequence(name, needle) {
+                if let Some(score) = subsequence_score(&table.original[range], needle) {
+                    subsequences += 1;
+                    found.push((2, score, first + n as u32, table.ordinals[slot]));
+                }
             }
         }
     }
