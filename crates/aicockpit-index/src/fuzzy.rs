@@ -29,18 +29,25 @@ pub struct SymbolHit {
 
 /// The lower-cased names of a file's definitions in one buffer, so a scan
 /// over hundreds of thousands of symbols reads a few megabytes, not the
-/// symbol structs.
+/// symbol structs: two allocations per file, read front to back.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NameTable {
-    lower: Vec<u8>,
-    /// The names as written, at the same offsets as `lower`: ranking reads
-    /// them here rather than chasing each symbol's own allocation.
-    original: Vec<u8>,
-    ends: Vec<u32>,
-    ordinals: Vec<u32>,
-    /// Which byte classes each name holds (see [`byte_mask`]): a name that
+    /// One entry per definition, in source order.
+    entries: Vec<NameEntry>,
+    /// The lower-cased names, then the same names as written (ranking reads
+    /// them here rather than chasing each symbol's own allocation).
+    bytes: Vec<u8>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct NameEntry {
+    /// Which byte classes the name holds (see [`byte_mask`]): a name that
     /// lacks one of the query's cannot match it at all.
-    masks: Vec<u64>,
+    mask: u64,
+    /// End of the lower-cased name in `bytes`.
+    end: u32,
+    /// Index of the symbol in the file's record.
+    ordinal: u32,
 }
 
 impl NameTable {
@@ -49,15 +56,25 @@ impl NameTable {
         for (ordinal, symbol) in symbols.iter().enumerate() {
             if symbol.kind.is_definition() {
                 table
-                    .lower
+                    .bytes
                     .extend(symbol.name.bytes().map(|b| b.to_ascii_lowercase()));
-                table.original.extend_from_slice(symbol.name.as_bytes());
-                table.ends.push(table.lower.len() as u32);
-                table.ordinals.push(ordinal as u32);
-                table.masks.push(byte_mask(symbol.name.as_bytes()));
+                table.entries.push(NameEntry {
+                    mask: byte_mask(symbol.name.as_bytes()),
+                    end: table.bytes.len() as u32,
+                    ordinal: ordinal as u32,
+                });
             }
         }
+        for entry in &table.entries {
+            let name = &symbols[entry.ordinal as usize].name;
+            table.bytes.extend_from_slice(name.as_bytes());
+        }
         table
+    }
+
+    /// Where the names as written start in `bytes`.
+    fn original_offset(&self) -> usize {
+        self.entries.last().map_or(0, |entry| entry.end as usize)
     }
 }
 
@@ -229,7 +246,7 @@ fn scan(
     let mut found: Vec<Candidate> = Vec::new();
     if needle.is_empty() {
         for (n, (_, record)) in records.iter().enumerate() {
-            for &ordinal in &record.names.ordinals {
+            for ordinal in record.names.entries.iter().map(|entry| entry.ordinal) {
                 if found.len() >= limit {
                     return found;
                 }
@@ -247,27 +264,29 @@ fn scan(
     let mut subsequences = 0usize;
     for (n, (_, record)) in records.iter().enumerate() {
         let table = &record.names;
+        let original = table.original_offset();
         let mut start = 0usize;
-        for (slot, &end) in table.ends.iter().enumerate() {
-            let range = start..end as usize;
-            start = end as usize;
-            if table.masks[slot] & needle_mask != needle_mask || range.len() < needle.len() {
+        for entry in &table.entries {
+            let range = start..entry.end as usize;
+            start = entry.end as usize;
+            if entry.mask & needle_mask != needle_mask || range.len() < needle.len() {
                 continue;
             }
-            let name = &table.lower[range.clone()];
+            let name = &table.bytes[range.clone()];
+            let as_written = &table.bytes[original + range.start..original + range.end];
             if name.starts_with(needle) {
                 let class = if name.len() == needle.len() { 0 } else { 1 };
-                let exact_case = table.original[range].starts_with(trimmed.as_bytes());
+                let exact_case = as_written.starts_with(trimmed.as_bytes());
                 found.push((
                     class,
                     i64::from(exact_case) * 100 - name.len() as i64,
                     first + n as u32,
-                    table.ordinals[slot],
+                    entry.ordinal,
                 ));
             } else if subsequences < cap && is_subsequence(name, needle) {
-                if let Some(score) = subsequence_score(&table.original[range], needle) {
+                if let Some(score) = subsequence_score(as_written, needle) {
                     subsequences += 1;
-                    found.push((2, score, first + n as u32, table.ordinals[slot]));
+                    found.push((2, score, first + n as u32, entry.ordinal));
                 }
             }
         }

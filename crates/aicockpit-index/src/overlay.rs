@@ -30,8 +30,10 @@ use crate::schema;
 pub(crate) const PERSIST_AFTER: Duration = Duration::from_secs(5);
 /// …or once this many files are pending (each commit re-indexes them all).
 pub(crate) const PERSIST_FILES: usize = 16;
-/// tantivy's smallest writer budget; the overlay holds a few files.
-const OVERLAY_MEMORY_BYTES: usize = 15_000_000;
+/// The overlay's segment writer budget: it sizes the term hash table built
+/// on every commit (the segment grows past it if it must), and the overlay
+/// holds a few files.
+const OVERLAY_MEMORY_BYTES: usize = 2_000_000;
 
 /// A file's docs waiting for the disk index, or `None` for a removal.
 type Docs = Option<Arc<Vec<TantivyDocument>>>;
