@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use aicockpit_syntax::{analyze, FileSyntax, LanguageId, Symbol};
 use rayon::prelude::*;
 use tantivy::collector::DocSetCollector;
-use tantivy::indexer::{LogMergePolicy, NoMergePolicy};
 use tantivy::query::TermQuery;
 use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::tokenizer::TextAnalyzer;
@@ -28,9 +27,6 @@ use crate::IndexError;
 /// no CPU on a bulk load and raised the peak memory of the cargo-registry
 /// benchmark above 1 GiB.
 const WRITER_MEMORY_BYTES: usize = 96 * 1024 * 1024;
-/// A refresh that (re)indexes at least this many files, most of them new,
-/// is a bulk load: no merges run while it lasts.
-const BULK_FILES: usize = 500;
 /// Our marker file inside the index folder.
 const MARKER_FILE: &str = "aicockpit-index.json";
 
@@ -392,12 +388,6 @@ impl ProjectIndex {
         );
         let known: BTreeMap<String, Arc<FileRecord>> = self.files_read().clone();
         let total = entries.len();
-        // A bulk load: merging segments while they are being written costs
-        // CPU the parsers need; the segments are left as written.
-        let bulk = total >= BULK_FILES && known.len() * 2 < total;
-        if bulk {
-            writer.set_merge_policy(Box::new(NoMergePolicy));
-        }
         let done = AtomicUsize::new(0);
         let outcomes: Vec<Outcome> = self.pool.install(|| {
             entries
@@ -472,17 +462,9 @@ impl ProjectIndex {
         drop(files);
         drop(writer);
         let pending = self.overlay.as_ref().is_some_and(|o| !o.is_empty());
-        let committed = if stats.parsed > 0 || stats.removed > 0 || touched > 0 || pending {
-            self.persist()
-        } else {
-            Ok(())
-        };
-        if bulk {
-            if let Ok(writer) = self.writer() {
-                writer.set_merge_policy(Box::new(LogMergePolicy::default()));
-            }
+        if stats.parsed > 0 || stats.removed > 0 || touched > 0 || pending {
+            self.persist()?;
         }
-        committed?;
         stats.elapsed = started.elapsed();
         Ok(stats)
     }
