@@ -25,9 +25,8 @@ pub fn run(root: Option<PathBuf>) -> ExitCode {
         }
     };
     let options = ServerOptions {
-        config,
-        paths,
         root_override: root,
+        ..ServerOptions::new(config, paths)
     };
     let shut_down = runtime.block_on(aicockpit_lsp::serve(
         tokio::io::stdin(),

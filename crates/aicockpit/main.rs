@@ -8,6 +8,10 @@ mod ai_command;
 mod logging;
 #[path = "lsp_command.rs"]
 mod lsp_command;
+#[path = "semantic_command.rs"]
+mod semantic_command;
+#[path = "serve_command.rs"]
+mod serve_command;
 #[path = "terminal_mode.rs"]
 mod terminal_mode;
 #[path = "workspace_command.rs"]
@@ -19,7 +23,7 @@ use std::process::ExitCode;
 
 use std::time::Duration;
 
-use aicockpit_config::{Config, Paths};
+use aicockpit_config::{Config, Paths, SearchMode};
 use aicockpit_index::{index_dir, IndexOptions, ProjectIndex, RefreshStats, SearchQuery};
 use aicockpit_syntax::SymbolKind;
 use anyhow::{bail, Context, Result};
@@ -72,10 +76,17 @@ enum Command {
         /// Only symbols of this kind (function, method, class, struct, …); repeatable.
         #[arg(long = "kind", short)]
         kinds: Vec<String>,
+        /// text (BM25), semantic (vectors) or hybrid (both fused; text alone
+        /// where no vectors exist). Default: search.mode.
+        #[arg(long, value_parser = clap::value_parser!(SearchModeArg))]
+        mode: Option<SearchModeArg>,
         /// Print the hits as one JSON object.
         #[arg(long)]
         json: bool,
     },
+    /// Manage the local embedding model for semantic search.
+    #[command(subcommand)]
+    Model(semantic_command::ModelCommand),
     /// Find symbols by fuzzy name: exact names first, then prefixes, then subsequences.
     Symbols {
         /// A symbol name, or letters of it in order (`dshbrd` finds Dashboard).
@@ -110,6 +121,22 @@ enum Command {
     /// Build the default workspace image locally (no registry).
     #[command(subcommand)]
     Image(workspace_command::ImageCommand),
+    /// Run the multi-user server: web API, WebSockets for terminals and the language server.
+    ///
+    /// First start creates the user `admin` and prints a one-time login URL.
+    /// State lives in SQLite under the data folder; workspaces use Docker when
+    /// it answers, else the local backend (with a warning). Stop with Ctrl-C.
+    Serve(serve_command::ServeArgs),
+    /// Administer the server's users and tokens (works on the data folder, with or without a running server).
+    Admin {
+        /// The data folder, as given to `aicockpit serve --data-dir`.
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+        #[command(subcommand)]
+        command: serve_command::AdminCommand,
+    },
+    /// Read the server's audit log.
+    Audit(serve_command::AuditArgs),
     /// Run the language server on stdin/stdout (the same as `aicockpit-lsp`).
     Lsp {
         /// Serve this folder whatever root the editor sends.
@@ -143,7 +170,12 @@ fn main() -> ExitCode {
         };
         return lsp_command::run(root);
     }
-    logging::init("warn");
+    // The server logs what it does; the other commands only what went wrong.
+    logging::init(if matches!(cli.command, Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    });
     let paths = Paths::from_env();
     let config = match Config::load(&paths) {
         Ok(config) => config,
@@ -155,6 +187,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Workspace(command) => workspace_command::run(&paths, &config, command),
         Command::Image(command) => workspace_command::image(&config, command),
+        Command::Serve(args) => serve_command::serve(paths, config, args).map(|()| 0),
+        Command::Admin { data_dir, command } => {
+            serve_command::admin(paths, data_dir, command).map(|()| 0)
+        }
+        Command::Audit(args) => serve_command::audit(paths, args).map(|()| 0),
         command => run(command).map(|()| 0),
     };
     match result {
@@ -176,8 +213,20 @@ fn run(command: Command) -> Result<()> {
             path,
             limit,
             kinds,
+            mode,
             json,
-        } => search(&paths, &config, &query, path, limit, &kinds, json),
+        } => {
+            let options = SearchOptions {
+                query: &query,
+                scope: path,
+                limit,
+                kinds: &kinds,
+                mode: mode.map_or(config.search.mode, |m| m.0),
+                json,
+            };
+            search(&paths, &config, options)
+        }
+        Command::Model(command) => semantic_command::model(&paths, &config, command),
         Command::Symbols {
             query,
             path,
@@ -186,7 +235,12 @@ fn run(command: Command) -> Result<()> {
         } => symbols(&paths, &config, &query, path, limit, json),
         Command::Ai(command) => ai_command::run(&paths, command),
         Command::Chat { question, path } => chat(&paths, &config, &question, path),
-        Command::Lsp { .. } | Command::Workspace(_) | Command::Image(_) => {
+        Command::Lsp { .. }
+        | Command::Workspace(_)
+        | Command::Image(_)
+        | Command::Serve(_)
+        | Command::Admin { .. }
+        | Command::Audit(_) => {
             unreachable!("handled in main")
         }
     }
@@ -206,12 +260,26 @@ fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
 }
 
+/// `--mode`, parsed by the config's own rules.
+#[derive(Clone, Copy, Debug)]
+struct SearchModeArg(SearchMode);
+
+impl std::str::FromStr for SearchModeArg {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<SearchModeArg, String> {
+        text.parse().map(SearchModeArg)
+    }
+}
+
 fn index(paths: &Paths, config: &Config, path: &Path, json: bool) -> Result<()> {
     if !path.exists() {
         bail!("{}: no such file or folder", path.display());
     }
     let index = open_index(paths, config, path)?;
     let stats = refresh(&index, !json)?;
+    // Embedding follows the text index, which is already usable.
+    let semantic = semantic_command::prepare(paths, config, &index, true, !json);
     if json {
         let out = serde_json::json!({
             "root": index.root(),
@@ -226,6 +294,7 @@ fn index(paths: &Paths, config: &Config, path: &Path, json: bool) -> Result<()> 
             "chunks": stats.chunks,
             "bytes_parsed": stats.bytes_parsed,
             "elapsed_ms": stats.elapsed.as_secs_f64() * 1000.0,
+            "semantic": semantic.json(),
         });
         println!("{out}");
     } else {
@@ -241,19 +310,38 @@ fn index(paths: &Paths, config: &Config, path: &Path, json: bool) -> Result<()> 
             stats.elapsed.as_secs_f64()
         );
         println!("Index: {}", index.dir().display());
+        if let Some(run) = &semantic.stats {
+            println!(
+                "Embedded {} chunks ({} with vectors) in {:.2} s",
+                run.embedded, run.chunks, semantic.seconds
+            );
+        }
+        if let Some(why) = &semantic.why {
+            println!("Semantic search: {why}");
+        }
     }
     Ok(())
 }
 
-fn search(
-    paths: &Paths,
-    config: &Config,
-    query: &str,
+/// What `aicockpit search` was asked.
+struct SearchOptions<'a> {
+    query: &'a str,
     scope: Option<PathBuf>,
     limit: Option<usize>,
-    kinds: &[String],
+    kinds: &'a [String],
+    mode: SearchMode,
     json: bool,
-) -> Result<()> {
+}
+
+fn search(paths: &Paths, config: &Config, options: SearchOptions<'_>) -> Result<()> {
+    let SearchOptions {
+        query,
+        scope,
+        limit,
+        kinds,
+        mode,
+        json,
+    } = options;
     // Bad input is refused before any indexing.
     let mut search = SearchQuery::new(query);
     for kind in kinds {
@@ -268,29 +356,85 @@ fn search(
     let (index, rel) = open_scope(paths, config, scope)?;
     search.limit = limit.unwrap_or(config.search.max_results);
     search.paths = rel.into_iter().collect();
-    let hits = index.search(&search)?;
+    let semantic = if mode == SearchMode::Text {
+        None
+    } else {
+        Some(semantic_command::prepare(
+            paths, config, &index, false, !json,
+        ))
+    };
+    if mode == SearchMode::Semantic {
+        if let Some(semantic) = &semantic {
+            semantic_command::require_vectors(semantic)?;
+        }
+    }
+    let fusion = aicockpit_embed::fusion::Fusion {
+        depth: config.search.fusion_depth,
+        text_weight: config.search.text_weight,
+        semantic_weight: config.search.semantic_weight,
+        ..aicockpit_embed::fusion::Fusion::default()
+    };
+    let why = semantic.as_ref().and_then(|s| s.why.clone());
+    let hits = aicockpit_embed::hybrid::search(
+        &index,
+        semantic.as_ref().and_then(|s| s.parts()),
+        why.as_deref().unwrap_or("no vectors"),
+        &search,
+        mode,
+        &fusion,
+    )?;
+    let used = if mode == SearchMode::Hybrid
+        && !semantic
+            .as_ref()
+            .and_then(|s| s.parts())
+            .is_some_and(|p| p.store.has_vectors())
+    {
+        SearchMode::Text
+    } else {
+        mode
+    };
     if json {
         println!(
             "{}",
-            serde_json::json!({ "root": index.root(), "hits": hits })
+            serde_json::json!({
+                "root": index.root(),
+                "mode": used.name(),
+                "semantic": why,
+                "hits": hits,
+            })
         );
         return Ok(());
+    }
+    if used != mode {
+        if let Some(why) = &why {
+            eprintln!("text search only: {why}");
+        }
     }
     if hits.is_empty() {
         eprintln!("no matches for {query:?} in {}", index.root().display());
     }
-    for hit in hits {
+    for ranked in hits {
+        let found_by: Vec<&str> = ranked
+            .retrievers
+            .iter()
+            .map(|r| match r {
+                aicockpit_embed::fusion::Retriever::Text => "text",
+                aicockpit_embed::fusion::Retriever::Semantic => "semantic",
+            })
+            .collect();
+        let hit = ranked.hit;
         let what = hit
             .symbol
             .as_ref()
             .map(|s| format!("  {} {}", s.kind, s.name))
             .unwrap_or_default();
         println!(
-            "{}:{}:{}{what}  ({:.2})",
+            "{}:{}:{}{what}  ({:.3}, {})",
             hit.path,
             hit.span.start.line + 1,
             hit.span.start.col + 1,
-            hit.score
+            hit.score,
+            found_by.join("+")
         );
         for line in hit.snippet.lines() {
             println!("    {line}");

@@ -346,3 +346,8 @@ fn read_message(reader: &mut impl BufRead) -> Option<Value> {
     reader.read_exact(&mut body).ok()?;
     serde_json::from_slice(&body).ok()
 }
+
+/// Held by each end-to-end test that drives a browser (the VS Code and web
+/// IDE tests), so two Chromiums never compete for the machine's two cores:
+/// under that load their UIs missed input deadlines.
+pub static BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());

@@ -200,6 +200,9 @@ fn can_unshare() -> bool {
 
 #[test]
 fn extension_in_code_server() {
+    let _browser = crate::support::BROWSER
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     if std::env::var(SKIP_VAR).is_ok_and(|v| v == "1") {
         eprintln!("skipped: {SKIP_VAR}=1");
         return;

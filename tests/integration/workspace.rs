@@ -6,11 +6,11 @@ use serde_json::{json, Value};
 
 use crate::support::{file_uri, stderr, stdout, LspClient, Project};
 
-const TEST_IMAGE: &str = "aicockpit-test/workspace:latest";
+pub(crate) const TEST_IMAGE: &str = "aicockpit-test/workspace:latest";
 const OPT_OUT: &str = "AICOCKPIT_SKIP_DOCKER_TESTS";
 
 /// Build the test image; `false` only when the run opted out of Docker tests.
-fn docker_ready(project: &Project) -> bool {
+pub(crate) fn docker_ready(project: &Project) -> bool {
     let output = project.cli(&["image", "build", "--tag", TEST_IMAGE, "--json"]);
     if output.status.success() {
         let built: Value = serde_json::from_str(&stdout(&output)).unwrap();
@@ -50,7 +50,7 @@ fn json_of(output: &std::process::Output) -> Value {
     serde_json::from_str(&stdout(output)).unwrap_or_else(|e| panic!("{e}: {}", stdout(output)))
 }
 
-fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

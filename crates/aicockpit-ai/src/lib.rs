@@ -17,6 +17,7 @@
 //! on demand.
 
 mod client;
+pub mod download;
 pub mod endpoint;
 mod keys;
 #[cfg(feature = "test-support")]

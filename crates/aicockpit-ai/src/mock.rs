@@ -78,6 +78,8 @@ struct State {
     requests: Vec<RecordedRequest>,
     fim: bool,
     context_tokens: Option<u64>,
+    /// Embedding requests still answered; `None`: all of them.
+    embeddings_left: Option<u32>,
 }
 
 /// The running mock server. Stops when dropped.
@@ -106,6 +108,7 @@ impl MockServer {
             requests: Vec::new(),
             fim: false,
             context_tokens: None,
+            embeddings_left: None,
         }));
         let shared = state.clone();
         let task = tokio::spawn(async move {
@@ -151,6 +154,15 @@ impl MockServer {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .context_tokens = tokens;
+    }
+
+    /// Answer only the next `count` embedding requests, then refuse them
+    /// with HTTP 400 (`None`: answer all), to fail an embedding run midway.
+    pub fn set_embeddings_left(&self, count: Option<u32>) {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .embeddings_left = count;
     }
 
     /// Every request received so far.
@@ -317,22 +329,38 @@ async fn serve_connection(mut socket: TcpStream, state: Arc<Mutex<State>>) {
                 .as_array()
                 .cloned()
                 .unwrap_or_else(|| vec![body_json["input"].clone()]);
-            let data: Vec<Value> = inputs
-                .iter()
-                .enumerate()
-                .map(|(index, input)| {
-                    let length = input.as_str().map_or(0, str::len) as f64;
-                    json!({"object": "embedding", "index": index, "embedding": [length, 1.0, 0.5]})
-                })
-                .collect();
-            write_json(
-                &mut socket,
-                200,
-                "OK",
-                "",
-                &json!({"object": "list", "data": data, "model": body_json["model"]}),
-            )
-            .await
+            let allowed = {
+                let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+                match &mut state.embeddings_left {
+                    Some(0) => false,
+                    Some(left) => {
+                        *left -= 1;
+                        true
+                    }
+                    None => true,
+                }
+            };
+            if allowed {
+                let data: Vec<Value> = inputs
+                    .iter()
+                    .enumerate()
+                    .map(|(index, input)| {
+                        let vector = embedding_of(input.as_str().unwrap_or(""));
+                        json!({"object": "embedding", "index": index, "embedding": vector})
+                    })
+                    .collect();
+                write_json(
+                    &mut socket,
+                    200,
+                    "OK",
+                    "",
+                    &json!({"object": "list", "data": data, "model": body_json["model"]}),
+                )
+                .await
+            } else {
+                let body = json!({"error": {"message": "mock: embeddings are switched off", "type": "invalid_request_error"}});
+                write_json(&mut socket, 400, "Bad Request", "", &body).await
+            }
         } else {
             let body = json!({"error": {"message": format!("Unknown route {method} {route}"), "type": "invalid_request_error"}});
             write_json(&mut socket, 404, "Not Found", "", &body).await
@@ -464,4 +492,29 @@ async fn write_stream(
         _ => socket.write_all(events.as_bytes()).await?,
     }
     socket.shutdown().await
+}
+
+/// Dimensions of the mock's embeddings.
+pub const EMBEDDING_DIMENSION: usize = 64;
+
+/// The mock's embedding of a text: deterministic, a hashed bag of its
+/// lower-cased words (FNV-1a of each word picks a dimension), so texts that
+/// share words are near and others are not. Not normalised, as services' are not.
+pub fn embedding_of(text: &str) -> Vec<f32> {
+    let mut vector = vec![0f32; EMBEDDING_DIMENSION];
+    for word in text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in word.to_lowercase().bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        vector[(hash % EMBEDDING_DIMENSION as u64) as usize] += 1.0;
+    }
+    if vector.iter().all(|v| *v == 0.0) {
+        vector[0] = 1.0;
+    }
+    vector
 }

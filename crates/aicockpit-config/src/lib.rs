@@ -190,7 +190,7 @@ impl Default for IndexConfig {
     }
 }
 
-/// Result limits for search and symbol queries.
+/// Result limits for search and symbol queries, and semantic search.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SearchConfig {
@@ -198,6 +198,25 @@ pub struct SearchConfig {
     pub max_results: usize,
     /// Cap on `workspace/symbol` results, which keeps one-letter queries fast.
     pub max_workspace_symbols: usize,
+    /// Where chunk and query vectors come from.
+    pub embeddings: EmbeddingsSource,
+    /// The local model's folder; unset means the one `aicockpit model
+    /// install` puts under the data folder.
+    pub local_model: Option<String>,
+    /// The service's embedding model; unset means its completion model.
+    pub service_model: Option<String>,
+    /// Texts per embeddings request to a service.
+    pub embedding_batch: usize,
+    /// Above this many chunks, local embedding is skipped unless raised.
+    pub local_max_chunks: usize,
+    /// The default of `--mode` and `aicockpit/search`'s `mode`.
+    pub mode: SearchMode,
+    /// How many of each ranking's best take part in hybrid fusion.
+    pub fusion_depth: usize,
+    /// The weight of the text (BM25) ranking in fusion.
+    pub text_weight: f32,
+    /// The weight of the dense ranking in fusion.
+    pub semantic_weight: f32,
 }
 
 impl Default for SearchConfig {
@@ -205,6 +224,64 @@ impl Default for SearchConfig {
         SearchConfig {
             max_results: 20,
             max_workspace_symbols: 128,
+            embeddings: EmbeddingsSource::Local,
+            local_model: None,
+            service_model: None,
+            embedding_batch: 64,
+            local_max_chunks: 200_000,
+            mode: SearchMode::Hybrid,
+            fusion_depth: 20,
+            text_weight: 0.5,
+            semantic_weight: 1.0,
+        }
+    }
+}
+
+/// Where embeddings come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbeddingsSource {
+    /// No semantic search: BM25 only.
+    Off,
+    /// The active AI service's embeddings endpoint.
+    Service,
+    /// A model run in-process on the CPU.
+    #[default]
+    Local,
+}
+
+/// How a search ranks: words, meaning, or both fused.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchMode {
+    Text,
+    Semantic,
+    /// Both, fused; text alone where no vectors exist.
+    #[default]
+    Hybrid,
+}
+
+impl SearchMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            SearchMode::Text => "text",
+            SearchMode::Semantic => "semantic",
+            SearchMode::Hybrid => "hybrid",
+        }
+    }
+}
+
+impl std::str::FromStr for SearchMode {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<SearchMode, String> {
+        match text {
+            "text" => Ok(SearchMode::Text),
+            "semantic" => Ok(SearchMode::Semantic),
+            "hybrid" => Ok(SearchMode::Hybrid),
+            other => Err(format!(
+                "unknown search mode `{other}`: use text, semantic or hybrid"
+            )),
         }
     }
 }
@@ -423,6 +500,14 @@ impl Config {
                 ),
             });
         }
+        // A model folder is code the server loads: only the config file names it.
+        if next.search.local_model != self.search.local_model {
+            return Err(ConfigError::Invalid {
+                key: "search.local_model".into(),
+                message: "editor settings may not choose the model folder; edit the config file"
+                    .into(),
+            });
+        }
         for service in &next.ai.services {
             let key = format!("ai.services[{}]", service.name);
             match self.ai.services.iter().find(|s| s.name == service.name) {
@@ -503,6 +588,20 @@ impl Config {
         }
         if self.search.max_results == 0 {
             return invalid("search.max_results", "must be greater than 0".into());
+        }
+        if self.search.fusion_depth == 0 {
+            return invalid("search.fusion_depth", "must be greater than 0".into());
+        }
+        for (key, weight) in [
+            ("search.text_weight", self.search.text_weight),
+            ("search.semantic_weight", self.search.semantic_weight),
+        ] {
+            if !(weight.is_finite() && weight >= 0.0) {
+                return invalid(key, "must be a number of 0 or more".into());
+            }
+        }
+        if self.search.embedding_batch == 0 {
+            return invalid("search.embedding_batch", "must be greater than 0".into());
         }
         if self.search.max_workspace_symbols == 0 {
             return invalid(

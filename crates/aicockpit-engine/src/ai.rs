@@ -143,6 +143,11 @@ impl Engine {
     /// not set is an error here and for every later AI request.
     pub fn configure_ai(&self, data_dir: &Path) -> Result<Option<String>, EngineError> {
         let config = self.config();
+        {
+            let mut semantic = self.semantic.lock().unwrap_or_else(|p| p.into_inner());
+            semantic.data_dir = Some(data_dir.to_path_buf());
+            semantic.reset();
+        }
         let mut state = self.ai_state();
         state.cache.clear();
         state.client = None;

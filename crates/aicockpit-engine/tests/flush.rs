@@ -163,3 +163,59 @@ fn flood_once() {
     );
     assert_eq!(record.symbols.len(), text.matches("fn ").count());
 }
+
+#[test]
+fn workspace_symbols_see_unsaved_edits_without_indexing_them() {
+    let project = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    std::fs::write(project.path().join("lib.rs"), "pub fn markerold() {}\n").unwrap();
+    std::fs::write(project.path().join("other.rs"), "pub fn markerdisk() {}\n").unwrap();
+    let (index, _) = ProjectIndex::open(IndexOptions::new(project.path(), cache.path())).unwrap();
+    let engine = Engine::new(Config::default(), Some(Arc::new(index)));
+    engine.refresh(&|_| {}).unwrap();
+    let (mine, theirs) = (engine.new_holder(), engine.new_holder());
+    let lib = engine.root().unwrap().join("lib.rs");
+    let other = engine.root().unwrap().join("other.rs");
+    let names = |engine: &Engine, holder| -> Vec<String> {
+        let mut names: Vec<String> = engine
+            .workspace_symbols_for("marker", 10, Some(holder))
+            .into_iter()
+            .map(|(_, s)| s.name)
+            .collect();
+        names.sort();
+        names
+    };
+    engine.open_document_as(mine, &lib, 1, None, "pub fn markermine() {}\n".into());
+    engine.open_document_as(theirs, &other, 1, None, "pub fn markertheirs() {}\n".into());
+    // The asker's own edit at once, and another editor's never-parsed one too.
+    assert_eq!(names(&engine, mine), vec!["markermine", "markertheirs"]);
+    assert_eq!(engine.parse_edited_documents(), 0, "nothing left to parse");
+    // Nothing was indexed: full-text search still has the disk's text.
+    assert_eq!(
+        engine
+            .index()
+            .unwrap()
+            .search(&SearchQuery::new("markermine"))
+            .unwrap()
+            .len(),
+        0
+    );
+    // An edit after the last parse: the other editor sees the last parsed text until the next parse.
+    let whole = TextChange {
+        range: None,
+        text: "pub fn markernewer() {}\n".into(),
+    };
+    engine
+        .change_document_as(mine, &lib, 2, ColumnUnit::Utf8, &[whole])
+        .unwrap();
+    assert_eq!(names(&engine, theirs), vec!["markermine", "markertheirs"]);
+    assert_eq!(engine.parse_edited_documents(), 1);
+    assert_eq!(names(&engine, theirs), vec!["markernewer", "markertheirs"]);
+    assert_eq!(names(&engine, mine), vec!["markernewer", "markertheirs"]);
+    // A flush indexes the editors' text; closing unsaved brings the disk's back.
+    engine.flush().unwrap();
+    assert_eq!(function_hits(&engine, "markernewer"), 1);
+    engine.close_document_as(mine, &lib).unwrap();
+    engine.close_document_as(theirs, &other).unwrap();
+    assert_eq!(names(&engine, mine), vec!["markerdisk", "markerold"]);
+}

@@ -5,6 +5,9 @@
 //! at word boundaries. The subsequence bucket stops filling at a cap, so a
 //! one-letter query costs one pass over the names and no more.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use aicockpit_syntax::Symbol;
 
 use tantivy::collector::TopDocs;
@@ -99,12 +102,30 @@ impl ProjectIndex {
     /// Symbols matching `query` fuzzily, best first, at most `limit`.
     /// Whitespace in the query is ignored (`http request` matches `parse_http_request`).
     pub fn workspace_symbols(&self, query: &str, limit: usize) -> Vec<SymbolHit> {
+        self.workspace_symbols_with(query, limit, &BTreeMap::new())
+    }
+
+    /// [`Self::workspace_symbols`], with some files' records replaced (or
+    /// added) by `overrides`, keyed by relative path: editors' text the
+    /// index does not hold yet ([`FileRecord::of_symbols`]).
+    pub fn workspace_symbols_with(
+        &self,
+        query: &str,
+        limit: usize,
+        overrides: &BTreeMap<String, Arc<FileRecord>>,
+    ) -> Vec<SymbolHit> {
         let trimmed: String = query.chars().filter(|c| !c.is_whitespace()).collect();
         let needle: Vec<u8> = trimmed.bytes().map(|b| b.to_ascii_lowercase()).collect();
         let files = self.files_read();
         let records: Vec<(&String, &FileRecord)> = files
             .iter()
-            .map(|(path, record)| (path, record.as_ref()))
+            .map(|(path, record)| (path, overrides.get(path).unwrap_or(record).as_ref()))
+            .chain(
+                overrides
+                    .iter()
+                    .filter(|(path, _)| !files.contains_key(*path))
+                    .map(|(path, record)| (path, record.as_ref())),
+            )
             .collect();
         let symbol = |file: u32, ordinal: u32| &records[file as usize].1.symbols[ordinal as usize];
         let cap = limit.saturating_mul(CANDIDATES_PER_RESULT).max(64);

@@ -23,6 +23,7 @@
 mod directory;
 mod fuzzy;
 mod ignore_rules;
+mod listing;
 mod overlay;
 mod project;
 mod schema;

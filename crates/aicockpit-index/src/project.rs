@@ -83,6 +83,23 @@ pub struct FileRecord {
     pub(crate) names: crate::fuzzy::NameTable,
 }
 
+impl FileRecord {
+    /// The record of an editor's text that the index does not hold yet,
+    /// for [`ProjectIndex::workspace_symbols_with`]: its symbols and their
+    /// packed names, no chunks.
+    pub fn of_symbols(lang: LanguageId, symbols: Vec<aicockpit_syntax::Symbol>) -> FileRecord {
+        FileRecord {
+            lang,
+            hash: 0,
+            size: 0,
+            mtime: 0,
+            chunks: 0,
+            names: crate::fuzzy::NameTable::new(&symbols),
+            symbols,
+        }
+    }
+}
+
 /// Progress of a refresh, reported once per file.
 #[derive(Clone, Copy, Debug)]
 pub struct Progress {

@@ -5,12 +5,12 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use aicockpit_engine::{AiAction, AiActionOutcome, ChatParams, Engine, EngineError};
+use aicockpit_engine::{AiActionOutcome, ChatParams, Engine, EngineError};
 use tower_lsp::jsonrpc::{self, Result};
 use tower_lsp::lsp_types::*;
 
 use super::{engine_error, internal, Backend};
-use crate::ext;
+use crate::ext::{self, AiActionKind as AiAction};
 use crate::{from_proto, to_proto};
 
 /// The commands the server executes.
@@ -53,7 +53,13 @@ impl Backend {
             }
             _ => false,
         };
-        let failure = announce.then(|| failure_message(&notification, &self.inner.options.paths));
+        let failure = announce.then(|| {
+            failure_message(
+                &notification,
+                &self.inner.options.paths,
+                self.inner.is_shared(),
+            )
+        });
         self.client
             .send_notification::<ext::AiStatusNotification>(notification)
             .await;
@@ -174,7 +180,7 @@ impl Backend {
         };
         let start = text[..offset]
             .bytes()
-            .rposition(|b| !aicockpit_syntax::is_identifier_byte(b))
+            .rposition(|b| !aicockpit_engine::is_identifier_byte(b))
             .map_or(0, |i| i + 1);
         let word = &text[start..offset];
         let mut items: Vec<CompletionItem> = Vec::new();
@@ -256,16 +262,16 @@ impl Backend {
         let mut messages = Vec::new();
         for message in params.messages {
             let role = match message.role.as_str() {
-                "system" => aicockpit_ai::Role::System,
-                "user" => aicockpit_ai::Role::User,
-                "assistant" => aicockpit_ai::Role::Assistant,
+                "system" => aicockpit_engine::Role::System,
+                "user" => aicockpit_engine::Role::User,
+                "assistant" => aicockpit_engine::Role::Assistant,
                 other => {
                     return Err(jsonrpc::Error::invalid_params(format!(
                         "unknown role {other:?}: use system, user or assistant"
                     )))
                 }
             };
-            messages.push(aicockpit_ai::ChatMessage::new(role, message.content));
+            messages.push(aicockpit_engine::ChatMessage::new(role, message.content));
         }
         if messages.is_empty() {
             return Err(jsonrpc::Error::invalid_params("`messages` is empty"));
@@ -325,7 +331,7 @@ impl Backend {
     pub(super) async fn suggest_command(
         &self,
         params: ext::SuggestCommandParams,
-    ) -> Result<aicockpit_engine::SuggestedCommand> {
+    ) -> Result<ext::SuggestedCommand> {
         let engine = self.engine()?;
         if params.description.trim().is_empty() {
             return Err(jsonrpc::Error::invalid_params("`description` is empty"));
@@ -339,6 +345,7 @@ impl Backend {
             ),
         )
         .await
+        .map(ext::SuggestedCommand::from)
     }
 
     pub(super) async fn did_show_completion(&self, _: ext::CompletionFeedback) {
@@ -412,7 +419,13 @@ impl Backend {
                 ..CodeAction::default()
             }));
         };
-        for diagnostic in &params.context.diagnostics {
+        // A viewer's session offers explanations only: they edit nothing.
+        let diagnostics = if self.inner.read_only() {
+            &[][..]
+        } else {
+            &params.context.diagnostics[..]
+        };
+        for diagnostic in diagnostics {
             let short: String = diagnostic
                 .message
                 .lines()
@@ -430,6 +443,9 @@ impl Backend {
         }
         // No kind: an explanation is no refactoring, and the empty kind is no kind.
         offer("AiCockpit: explain".into(), None, AiAction::Explain, None);
+        if self.inner.read_only() {
+            return actions;
+        }
         offer(
             "AiCockpit: refactor".into(),
             Some(CodeActionKind::REFACTOR_REWRITE),
@@ -447,6 +463,9 @@ impl Backend {
 
     /// Ask the AI for one action on the range in `data`.
     async fn run_ai_action(&self, data: &ext::CodeActionData) -> Result<AiActionOutcome> {
+        if self.inner.read_only() && data.action != AiAction::Explain {
+            return Err(read_only_error());
+        }
         let engine = self.engine()?;
         let path = from_proto::path(&data.uri)?;
         let unit = self.inner.unit();
@@ -462,7 +481,12 @@ impl Backend {
             .map_or(start, |(_, end)| end.max(start));
         self.with_ai_status(
             &engine,
-            engine.ai_action(data.action, &path, start..end, data.diagnostic.as_deref()),
+            engine.ai_action(
+                data.action.into(),
+                &path,
+                start..end,
+                data.diagnostic.as_deref(),
+            ),
         )
         .await
     }
@@ -473,7 +497,7 @@ impl Backend {
     fn workspace_edit(
         &self,
         uri: &Url,
-        span: aicockpit_syntax::Span,
+        span: aicockpit_engine::Span,
         version: Option<i32>,
         new_text: String,
     ) -> WorkspaceEdit {
@@ -577,6 +601,7 @@ impl Backend {
                 self.client.show_message(MessageType::INFO, text).await;
                 Ok(None)
             }
+            APPLY_COMMAND if self.inner.read_only() => Err(read_only_error()),
             EXPLAIN_COMMAND | APPLY_COMMAND => {
                 let data = data()?;
                 match self.run_ai_action(&data).await? {
@@ -616,11 +641,24 @@ impl Backend {
 }
 
 /// The one message a user sees when AI starts failing: what failed and how to fix it.
-fn failure_message(status: &ext::AiStatusNotification, paths: &aicockpit_config::Paths) -> String {
+/// A shared project's users are not its administrators: they are not shown
+/// the server's folders, and are told whom to ask.
+fn failure_message(
+    status: &ext::AiStatusNotification,
+    paths: &aicockpit_config::Paths,
+    shared: bool,
+) -> String {
     let service = status.service.as_deref().map_or_else(
         || "the AI service".to_string(),
         |name| format!("the AI service {name:?}"),
     );
+    if shared {
+        return format!(
+            "AiCockpit: {service} is failing: {}. The server's administrator configures its AI services. \
+             This message is shown again only after the service recovers and fails anew.",
+            status.message.as_deref().unwrap_or("no reason given"),
+        );
+    }
     format!(
         "AiCockpit: {service} is failing: {}. Check it with `aicockpit ai test`; \
          services are configured in {} (see `aicockpit ai list`). \
@@ -671,6 +709,15 @@ impl Drop for StatusReset {
     }
 }
 
+/// What a viewer's session answers a request for an AI edit.
+fn read_only_error() -> jsonrpc::Error {
+    jsonrpc::Error {
+        code: jsonrpc::ErrorCode::ServerError(-32003),
+        message: "this is a read-only session: AI edits are not available".into(),
+        data: None,
+    }
+}
+
 /// `$/progress` with a partial result of our own shape.
 enum PartialResult {}
 
@@ -685,8 +732,8 @@ impl tower_lsp::lsp_types::notification::Notification for PartialResult {
     const METHOD: &'static str = "$/progress";
 }
 
-fn completion_kind(kind: aicockpit_syntax::SymbolKind) -> CompletionItemKind {
-    use aicockpit_syntax::SymbolKind as K;
+fn completion_kind(kind: aicockpit_engine::SymbolKind) -> CompletionItemKind {
+    use aicockpit_engine::SymbolKind as K;
     match kind {
         K::Function | K::Macro => CompletionItemKind::FUNCTION,
         K::Method => CompletionItemKind::METHOD,

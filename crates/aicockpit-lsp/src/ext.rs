@@ -1,4 +1,7 @@
-//! AiCockpit's own LSP methods (namespaced `aicockpit/…`), documented in `docs/lsp.md`.
+//! AiCockpit's own LSP methods (namespaced `aicockpit/…`), documented in
+//! `docs/lsp.md`. Everything sent to a client is a type of this module,
+//! converted from the engine's plain types here: the engine's structs never
+//! go on the wire as they are, so changing one cannot change the protocol.
 
 use serde::{Deserialize, Serialize};
 use tower_lsp::lsp_types::{Range, SymbolKind, Url};
@@ -17,6 +20,9 @@ pub struct SearchParams {
     /// Only symbols of these kinds (`function`, `class`, `method`, …).
     #[serde(default)]
     pub kinds: Option<Vec<String>>,
+    /// `text`, `semantic` or `hybrid`; defaults to `search.mode`.
+    #[serde(default)]
+    pub mode: Option<String>,
 }
 
 /// One `aicockpit/search` hit.
@@ -29,6 +35,9 @@ pub struct SearchHit {
     pub snippet: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub symbol: Option<SearchSymbol>,
+    /// Which retrievers found the hit: `text`, `semantic`, or both.
+    #[serde(default)]
+    pub retrievers: Vec<String>,
 }
 
 /// The symbol a search hit is, or is inside.
@@ -49,6 +58,10 @@ pub struct SearchSymbol {
 #[serde(rename_all = "camelCase")]
 pub struct Status {
     pub version: String,
+    /// Why search is text-only, with the command to run; `null` when
+    /// semantic search has (or may have) vectors.
+    #[serde(default)]
+    pub semantic_unavailable: Option<String>,
     /// The project root, if the client sent one.
     pub root: Option<String>,
     pub index_dir: Option<String>,
@@ -67,10 +80,79 @@ pub struct Status {
     /// The last error the server met, if any.
     pub last_error: Option<String>,
     /// The active AI service, request and completion counters, the last AI error.
-    pub ai: aicockpit_engine::AiStats,
+    pub ai: AiStats,
     /// The names of the configured AI services, for a client's service picker.
     #[serde(default)]
     pub services: Vec<String>,
+    /// This session: shared with others, read-only, its open documents.
+    #[serde(default)]
+    pub session: SessionInfo,
+}
+
+/// The session a status is asked in.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionInfo {
+    /// The project is shared with other sessions (the web server's WebSockets).
+    pub shared: bool,
+    /// A viewer's session: edits are not applied and AI edits not offered.
+    pub read_only: bool,
+    /// Documents this session has open (`openDocuments` counts every session's).
+    pub documents: usize,
+}
+
+/// AI counters in `aicockpit/status`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AiStats {
+    /// The active service, if one is configured.
+    pub service: Option<String>,
+    pub model: Option<String>,
+    pub requests: u64,
+    pub failures: u64,
+    pub completions_shown: u64,
+    pub completions_accepted: u64,
+    pub accepted_chars: u64,
+    pub last_error: Option<String>,
+    /// How the last inline completion asked the model: `template`, `infill`, `suffix` or `chat`.
+    pub inline_method: Option<String>,
+    /// The context size the service says it serves (llama.cpp's `/props`).
+    pub served_context_tokens: Option<usize>,
+    /// The prompt budget (tokens) the last inline completion used.
+    pub prompt_budget_tokens: Option<usize>,
+    /// The last answered inline completion, in milliseconds…
+    pub last_inline_ms: Option<f64>,
+    /// …of which waiting for the service.
+    pub last_inline_service_ms: Option<f64>,
+}
+
+impl From<aicockpit_engine::AiStats> for AiStats {
+    fn from(stats: aicockpit_engine::AiStats) -> AiStats {
+        use aicockpit_engine::fim::FimMethod;
+        AiStats {
+            service: stats.service,
+            model: stats.model,
+            requests: stats.requests,
+            failures: stats.failures,
+            completions_shown: stats.completions_shown,
+            completions_accepted: stats.completions_accepted,
+            accepted_chars: stats.accepted_chars,
+            last_error: stats.last_error,
+            inline_method: stats.inline_method.map(|method| {
+                match method {
+                    FimMethod::Template => "template",
+                    FimMethod::Infill => "infill",
+                    FimMethod::Suffix => "suffix",
+                    FimMethod::Chat => "chat",
+                }
+                .to_string()
+            }),
+            served_context_tokens: stats.served_context_tokens,
+            prompt_budget_tokens: stats.prompt_budget_tokens,
+            last_inline_ms: stats.last_inline_ms,
+            last_inline_service_ms: stats.last_inline_service_ms,
+        }
+    }
 }
 
 /// `textDocument/inlineCompletion` parameters (LSP 3.18; lsp-types 0.94 lacks them).
@@ -134,6 +216,22 @@ pub struct ChatResult {
     pub sources: Vec<String>,
 }
 
+/// `aicockpit/suggestCommand` result: a shell command, never run by us.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct SuggestedCommand {
+    pub command: String,
+    pub explanation: String,
+}
+
+impl From<aicockpit_engine::SuggestedCommand> for SuggestedCommand {
+    fn from(suggested: aicockpit_engine::SuggestedCommand) -> SuggestedCommand {
+        SuggestedCommand {
+            command: suggested.command,
+            explanation: suggested.explanation,
+        }
+    }
+}
+
 /// `aicockpit/suggestCommand` parameters.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct SuggestCommandParams {
@@ -177,7 +275,29 @@ impl tower_lsp::lsp_types::notification::Notification for AiStatusNotification {
 pub struct CodeActionData {
     pub uri: Url,
     pub range: Range,
-    pub action: aicockpit_engine::AiAction,
+    pub action: AiActionKind,
     #[serde(default)]
     pub diagnostic: Option<String>,
+}
+
+/// What an AI code action does, as its `data` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AiActionKind {
+    Explain,
+    Refactor,
+    Document,
+    Fix,
+}
+
+impl From<AiActionKind> for aicockpit_engine::AiAction {
+    fn from(kind: AiActionKind) -> aicockpit_engine::AiAction {
+        use aicockpit_engine::AiAction;
+        match kind {
+            AiActionKind::Explain => AiAction::Explain,
+            AiActionKind::Refactor => AiAction::Refactor,
+            AiActionKind::Document => AiAction::Document,
+            AiActionKind::Fix => AiAction::Fix,
+        }
+    }
 }

@@ -9,9 +9,12 @@
 
 pub mod ext;
 pub mod from_proto;
+mod project;
 mod server;
 pub mod to_proto;
 mod transport;
 mod watch;
 
-pub use server::{build_service, serve, ServerOptions};
+pub use project::SharedEngine;
+pub use server::{build_service, serve, ServerOptions, MAX_MESSAGE_BYTES, SLOW_CLIENT_TIMEOUT};
+pub use transport::{serve_messages, SessionEnd};

@@ -9,11 +9,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use aicockpit_engine::Engine;
-use aicockpit_index::{IndexOptions, ProjectIndex};
 use tower_lsp::lsp_types::MessageType;
 
 use super::Backend;
-use crate::watch;
+use crate::project::SharedEngine;
 
 /// Files or folders that mark a version-control root: the nearest one wins
 /// over every other marker.
@@ -65,35 +64,22 @@ impl Backend {
         if !self.inner.root_pending.swap(false, Ordering::SeqCst) {
             return;
         }
-        let Some(old) = self.inner.engine.get() else {
+        let Some((old, _)) = self.inner.project.get() else {
             return;
         };
         let Some((root, marker)) = project_root_for(file) else {
             return;
         };
+        let old = old.engine();
         let config = old.config();
-        let options = IndexOptions {
-            root: root.clone(),
-            cache_dir: self.inner.options.paths.cache_dir.clone(),
-            max_file_bytes: config.index.max_file_bytes,
-            threads: config.index.threads,
-            read_only: false,
-            skip_folders: config.index.skip_folders.clone(),
-        };
-        let index = match ProjectIndex::open(options) {
-            Ok((index, report)) => {
-                if let Some(reason) = report.rebuilt {
-                    self.inner
-                        .record_error(format!("the index was unusable and is rebuilt: {reason}"));
-                }
-                if report.read_only_because_locked {
-                    self.inner.record_error(format!(
-                        "another AiCockpit process is writing the index of {}; serving it read-only",
-                        root.display()
-                    ));
-                }
-                Arc::new(index)
-            }
+        let opened = Engine::open(
+            &root,
+            &self.inner.options.paths.cache_dir,
+            old.file_config().clone(),
+            config,
+        );
+        let (engine, notes) = match opened {
+            Ok(opened) => opened,
             Err(error) => {
                 let message = format!(
                     "AiCockpit: the editor sent no root folder, and {} cannot be indexed: {error}",
@@ -104,14 +90,15 @@ impl Backend {
                 return;
             }
         };
-        let writable = !index.is_read_only();
-        let engine = Arc::new(Engine::new(old.file_config().clone(), Some(index)));
-        engine.set_config(config);
+        let engine = Arc::new(engine);
         if let Err(error) = engine.configure_ai(&self.inner.options.paths.data_dir) {
             self.inner.record_error(format!("AI service: {error}"));
         }
-        self.inner.indexing.store(writable, Ordering::SeqCst);
-        self.inner.engine.set(engine);
+        let project = SharedEngine::from_engine(engine, self.inner.options.paths.clone());
+        for message in notes.messages(&root) {
+            project.record_error(message);
+        }
+        self.inner.project.set(project);
         let why = match marker {
             Some(marker) => format!("the nearest folder above {} with {marker}", file.display()),
             None => format!(
@@ -143,31 +130,13 @@ impl Backend {
         {
             return;
         }
-        let Some(engine) = self.inner.engine.get() else {
+        let Some((project, _)) = self.inner.project.get() else {
             return;
         };
-        let Some(root) = engine.root().map(Path::to_path_buf) else {
-            return;
-        };
-        if engine.index().is_none_or(|index| index.is_read_only()) {
-            return;
-        }
-        // Weak: the watcher must not keep an ended session alive.
-        let inner = Arc::downgrade(&self.inner);
         let client = self.client.clone();
-        let stop = self.inner.watch_stop.subscribe();
-        watch::spawn(root, engine, stop, move |report| {
-            let Some(inner) = inner.upgrade() else { return };
-            match report {
-                watch::Report::Warning(message) => {
-                    inner.record_error(&message);
-                    let client = client.clone();
-                    tokio::spawn(async move {
-                        client.show_message(MessageType::WARNING, message).await
-                    });
-                }
-                watch::Report::Error(message) => inner.record_error(message),
-            }
+        project.start_watcher(move |message| {
+            let client = client.clone();
+            tokio::spawn(async move { client.show_message(MessageType::WARNING, message).await });
         });
     }
 

@@ -2,14 +2,14 @@
 //! progress and AiCockpit's custom requests.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use aicockpit_config::{Config, Paths};
-use aicockpit_engine::{ColumnUnit, Engine, EngineError};
-use aicockpit_index::{IndexOptions, ProjectIndex, SearchQuery};
-use aicockpit_syntax::{LanguageId, SymbolKind};
+use aicockpit_engine::{
+    ColumnUnit, Engine, EngineError, HolderId, LanguageId, SearchQuery, SymbolKind,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tower_lsp::jsonrpc::{self, Result};
 use tower_lsp::lsp_types::notification::Progress;
@@ -18,6 +18,7 @@ use tower_lsp::lsp_types::*;
 use tower_lsp::{Client, LanguageServer, LspService, Server};
 
 use crate::ext;
+use crate::project::{IndexPhase, SharedEngine};
 use crate::{from_proto, to_proto};
 
 #[path = "ai_methods.rs"]
@@ -31,14 +32,66 @@ const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The token of the first-index progress.
 const INDEX_PROGRESS_TOKEN: &str = "aicockpit/index";
 
+/// The largest message [`crate::serve_messages`] takes by default; larger
+/// ones are answered with an error and dropped.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// How long [`crate::serve_messages`] waits for a client to take a message by default.
+pub const SLOW_CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How the server is started.
 #[derive(Clone, Debug)]
 pub struct ServerOptions {
-    /// Config from the file and the environment; the client's settings go on top.
+    /// Config from the file and the environment; the client's settings go
+    /// on top (own engine only: a shared engine's config is the server's).
     pub config: Config,
     pub paths: Paths,
     /// Serve this folder whatever the client says its root is.
     pub root_override: Option<PathBuf>,
+    /// Serve this project, shared with other sessions, instead of opening
+    /// one at `initialize`: the root is the project's (the client's is
+    /// ignored) and client settings change nothing (see docs/lsp.md).
+    pub shared: Option<SharedEngine>,
+    /// A viewer's session: reads, navigation, search and AI answers work;
+    /// its text-sync notifications never reach the engine, and AI edits
+    /// are neither offered nor applied.
+    pub read_only: bool,
+    /// Messages larger than this are refused ([`crate::serve_messages`]).
+    pub max_message_bytes: usize,
+    /// A client that takes no message for this long while some wait is
+    /// dropped ([`crate::serve_messages`]; 30 s by default).
+    pub slow_client_timeout: Duration,
+    /// Set to `true` by the host when the server shuts down: the session
+    /// says so with `window/showMessage` and ends ([`crate::serve_messages`]).
+    pub shutdown: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
+impl ServerOptions {
+    /// A session that opens its own project at `initialize` (stdio).
+    pub fn new(config: Config, paths: Paths) -> ServerOptions {
+        ServerOptions {
+            config,
+            paths,
+            root_override: None,
+            shared: None,
+            read_only: false,
+            max_message_bytes: MAX_MESSAGE_BYTES,
+            slow_client_timeout: SLOW_CLIENT_TIMEOUT,
+            shutdown: None,
+        }
+    }
+
+    /// A session over a project shared with other sessions; `read_only` for viewers.
+    pub fn shared(engine: SharedEngine, read_only: bool) -> ServerOptions {
+        let config = engine.engine().file_config().clone();
+        let paths = engine.paths().clone();
+        ServerOptions {
+            root_override: engine.root(),
+            shared: Some(engine),
+            read_only,
+            ..ServerOptions::new(config, paths)
+        }
+    }
 }
 
 /// Serve LSP over a byte stream (stdin/stdout for `aicockpit-lsp`) until
@@ -67,6 +120,7 @@ where
         .serve(service)
         .await;
     let _ = pump.await;
+    inner.end_session().await;
     inner.shut_down.load(Ordering::SeqCst)
 }
 
@@ -98,21 +152,18 @@ pub struct Backend {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     options: ServerOptions,
-    engine: EngineSlot,
+    project: ProjectSlot,
     /// The client sent no root: the first opened file's project is served.
     root_pending: AtomicBool,
     /// A `window/showMessage` was sent for the current AI failure.
     ai_failure_shown: AtomicBool,
-    /// Set at `shutdown` (and dropped with the session): stops the server's own watcher.
-    watch_stop: tokio::sync::watch::Sender<bool>,
+    /// A `window/showMessage` was sent for ignored settings (shared engine).
+    settings_ignored_shown: AtomicBool,
     unit: Mutex<ColumnUnit>,
-    indexing: AtomicBool,
-    last_index_ms: Mutex<Option<f64>>,
-    last_error: Mutex<Option<String>>,
-    /// Bumped by every edit; a debounced flush runs only if no newer edit came.
-    edit_generation: AtomicU64,
+    /// This session's last error, with its sequence number.
+    last_error: Mutex<Option<(u64, String)>>,
     client_supports_progress: AtomicBool,
     client_supports_watch_registration: AtomicBool,
     /// Per document, the latest inline completion request (older ones are superseded).
@@ -124,23 +175,25 @@ struct Inner {
     /// What the client said it can take, from `initialize`.
     client_capabilities: OnceLock<ClientCapabilities>,
     /// Keeps requests behind the notifications received before them.
-    gate: crate::transport::Gate,
+    pub(crate) gate: crate::transport::Gate,
     /// `shutdown` was received.
-    shut_down: AtomicBool,
+    pub(crate) shut_down: AtomicBool,
 }
 
-/// The engine, set at `initialize` and replaced once when a client without a
-/// root opens its first file.
+/// The project, set at `initialize` and replaced once when a client without
+/// a root opens its first file; with the holder this session's documents
+/// are opened as.
 #[derive(Default)]
-struct EngineSlot(RwLock<Option<Arc<Engine>>>);
+struct ProjectSlot(RwLock<Option<(SharedEngine, HolderId)>>);
 
-impl EngineSlot {
-    fn get(&self) -> Option<Arc<Engine>> {
+impl ProjectSlot {
+    fn get(&self) -> Option<(SharedEngine, HolderId)> {
         self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn set(&self, engine: Arc<Engine>) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(engine);
+    fn set(&self, project: SharedEngine) {
+        let holder = project.engine().new_holder();
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some((project, holder));
     }
 }
 
@@ -148,15 +201,12 @@ impl Inner {
     fn new(options: ServerOptions) -> Inner {
         Inner {
             options,
-            engine: EngineSlot::default(),
+            project: ProjectSlot::default(),
             root_pending: AtomicBool::new(false),
             ai_failure_shown: AtomicBool::new(false),
-            watch_stop: tokio::sync::watch::channel(false).0,
+            settings_ignored_shown: AtomicBool::new(false),
             unit: Mutex::new(ColumnUnit::Utf16),
-            indexing: AtomicBool::new(false),
-            last_index_ms: Mutex::new(None),
             last_error: Mutex::new(None),
-            edit_generation: AtomicU64::new(0),
             client_supports_progress: AtomicBool::new(false),
             client_supports_watch_registration: AtomicBool::new(false),
             inline_generation: Mutex::new(std::collections::HashMap::new()),
@@ -172,6 +222,15 @@ impl Inner {
         *self.unit.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether this session serves a project shared with other sessions.
+    fn is_shared(&self) -> bool {
+        self.options.shared.is_some()
+    }
+
+    fn read_only(&self) -> bool {
+        self.options.read_only
+    }
+
     /// The client's capabilities (empty before `initialize`).
     fn capabilities(&self) -> &ClientCapabilities {
         static NONE: OnceLock<ClientCapabilities> = OnceLock::new();
@@ -183,17 +242,45 @@ impl Inner {
     fn record_error(&self, error: impl std::fmt::Display) {
         let message = error.to_string();
         tracing::warn!(%message);
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(message);
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(crate::project::stamp(message));
+    }
+
+    /// The session is over (the connection closed, `exit`, or the server
+    /// shuts down): the documents it held open are released, so the
+    /// project's index goes back to the disk for those no other session has open.
+    pub(crate) async fn end_session(&self) {
+        let Some((project, holder)) = self.project.get() else {
+            return;
+        };
+        if !self.is_shared() {
+            // An own engine ends with the session: nothing to give back.
+            return;
+        }
+        let engine = project.engine();
+        let released = tokio::task::spawn_blocking(move || engine.release_documents(holder)).await;
+        if let Ok(Err(error)) = released {
+            project.record_error(error);
+        }
     }
 }
 
 impl Backend {
-    fn engine(&self) -> Result<Arc<Engine>> {
-        self.inner.engine.get().ok_or_else(|| jsonrpc::Error {
+    /// The session's state, for the transports.
+    pub(crate) fn session(&self) -> Arc<Inner> {
+        self.inner.clone()
+    }
+
+    fn project(&self) -> Result<(SharedEngine, HolderId)> {
+        self.inner.project.get().ok_or_else(|| jsonrpc::Error {
             code: jsonrpc::ErrorCode::ServerError(-32002),
             message: "server not initialized".into(),
             data: None,
         })
+    }
+
+    fn engine(&self) -> Result<Arc<Engine>> {
+        self.project().map(|(project, _)| project.engine())
     }
 
     /// Run blocking engine work off the async threads.
@@ -207,27 +294,19 @@ impl Backend {
             .map_err(|error| internal(format!("worker failed: {error}")))
     }
 
-    fn schedule_flush(&self) {
-        let generation = self.inner.edit_generation.fetch_add(1, Ordering::SeqCst) + 1;
-        let Ok(engine) = self.engine() else { return };
-        let inner = self.inner.clone();
-        let debounce = Duration::from_millis(engine.config().index.update_debounce_ms);
-        tokio::spawn(async move {
-            tokio::time::sleep(debounce).await;
-            if inner.edit_generation.load(Ordering::SeqCst) != generation {
-                return;
-            }
-            let result = tokio::task::spawn_blocking(move || engine.flush()).await;
-            if let Ok(Err(error)) = result {
-                inner.record_error(error);
-            }
-        });
-    }
-
+    /// Start the project's first index run unless it runs already, and
+    /// follow it with `$/progress` (a session joining mid-run gets the
+    /// progress from where it is).
     async fn index_with_progress(&self) {
-        let Ok(engine) = self.engine() else { return };
-        if engine.index().is_none_or(|index| index.is_read_only()) {
-            self.inner.indexing.store(false, Ordering::SeqCst);
+        let Ok((project, _)) = self.project() else {
+            return;
+        };
+        project.ensure_indexing();
+        let mut phases = project.progress();
+        if matches!(
+            *phases.borrow_and_update(),
+            IndexPhase::Done { .. } | IndexPhase::Idle
+        ) {
             return;
         }
         let token = NumberOrString::String(INDEX_PROGRESS_TOKEN.to_string());
@@ -244,19 +323,14 @@ impl Backend {
                 .await,
                 Ok(Ok(()))
             );
+        if !progress {
+            return;
+        }
         let notify = |value: WorkDoneProgress| {
-            let client = self.client.clone();
-            let token = token.clone();
-            async move {
-                if progress {
-                    client
-                        .send_notification::<Progress>(ProgressParams {
-                            token,
-                            value: ProgressParamsValue::WorkDone(value),
-                        })
-                        .await;
-                }
-            }
+            self.client.send_notification::<Progress>(ProgressParams {
+                token: token.clone(),
+                value: ProgressParamsValue::WorkDone(value),
+            })
         };
         notify(WorkDoneProgress::Begin(WorkDoneProgressBegin {
             title: "AiCockpit: indexing".into(),
@@ -265,55 +339,34 @@ impl Backend {
             percentage: Some(0),
         }))
         .await;
-        self.inner.indexing.store(true, Ordering::SeqCst);
-        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<(u32, usize, usize)>();
-        let last_percent = Arc::new(AtomicUsize::new(usize::MAX));
-        let worker = tokio::task::spawn_blocking(move || {
-            engine.refresh(&|p| {
-                let percent = (p.done * 100).checked_div(p.total).unwrap_or(100);
-                if last_percent.swap(percent, Ordering::Relaxed) != percent {
-                    let _ = sender.send((percent as u32, p.done, p.total));
+        loop {
+            let phase = phases.borrow_and_update().clone();
+            match phase {
+                IndexPhase::Idle => {}
+                IndexPhase::Running { done, total } => {
+                    if total > 0 {
+                        let percent = (done * 100).checked_div(total).unwrap_or(100);
+                        notify(WorkDoneProgress::Report(WorkDoneProgressReport {
+                            cancellable: Some(false),
+                            message: Some(format!("{done}/{total} files")),
+                            percentage: Some(percent as u32),
+                        }))
+                        .await;
+                    }
                 }
-            })
-        });
-        while let Some((percent, done, total)) = receiver.recv().await {
-            notify(WorkDoneProgress::Report(WorkDoneProgressReport {
-                cancellable: Some(false),
-                message: Some(format!("{done}/{total} files")),
-                percentage: Some(percent),
-            }))
-            .await;
+                IndexPhase::Done { message } => {
+                    notify(WorkDoneProgress::End(WorkDoneProgressEnd {
+                        message: Some(message),
+                    }))
+                    .await;
+                    return;
+                }
+            }
+            if phases.changed().await.is_err() {
+                notify(WorkDoneProgress::End(WorkDoneProgressEnd { message: None })).await;
+                return;
+            }
         }
-        let message = match worker.await {
-            Ok(Ok(stats)) => {
-                *self
-                    .inner
-                    .last_index_ms
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()) =
-                    Some(stats.elapsed.as_secs_f64() * 1000.0);
-                format!(
-                    "{} files, {} symbols ({} parsed) in {:.1} s",
-                    stats.files,
-                    stats.symbols,
-                    stats.parsed,
-                    stats.elapsed.as_secs_f64()
-                )
-            }
-            Ok(Err(error)) => {
-                self.inner.record_error(&error);
-                format!("indexing failed: {error}")
-            }
-            Err(error) => {
-                self.inner.record_error(&error);
-                format!("indexing failed: {error}")
-            }
-        };
-        self.inner.indexing.store(false, Ordering::SeqCst);
-        notify(WorkDoneProgress::End(WorkDoneProgressEnd {
-            message: Some(message),
-        }))
-        .await;
     }
 
     async fn register_file_watcher(&self) {
@@ -380,6 +433,12 @@ impl Backend {
             .into_iter()
             .map(|p| scope_path(&engine, &p))
             .collect::<Result<Vec<String>>>()?;
+        let mode = match params.mode.as_deref() {
+            Some(mode) => mode
+                .parse::<aicockpit_config::SearchMode>()
+                .map_err(jsonrpc::Error::invalid_params)?,
+            None => config.search.mode,
+        };
         let query = SearchQuery {
             text: params.query,
             limit: params.limit.unwrap_or(config.search.max_results),
@@ -387,15 +446,26 @@ impl Backend {
             kinds,
         };
         let unit = self.inner.unit();
-        let hits = self
-            .blocking(move |engine| engine.search(&query))
+        let ranked = self
+            .blocking(move |engine| engine.search_ranked(&query, mode))
             .await?
             .map_err(engine_error)?;
         let root = engine.root().map(Path::to_path_buf).unwrap_or_default();
-        Ok(hits
+        Ok(ranked
+            .hits
             .into_iter()
-            .filter_map(|hit| {
+            .filter_map(|ranked| {
+                let retrievers = ranked
+                    .retrievers
+                    .iter()
+                    .map(|r| match r {
+                        aicockpit_engine::Retriever::Text => "text".to_string(),
+                        aicockpit_engine::Retriever::Semantic => "semantic".to_string(),
+                    })
+                    .collect();
+                let hit = ranked.hit;
                 Some(ext::SearchHit {
+                    retrievers,
                     uri: to_proto::url(&root.join(&hit.path))?,
                     range: to_proto::range(hit.span, unit),
                     score: hit.score,
@@ -414,27 +484,39 @@ impl Backend {
 
     async fn status(&self) -> Result<ext::Status> {
         let inner = &self.inner;
+        let session_error = inner
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let mut status = ext::Status {
             version: env!("CARGO_PKG_VERSION").to_string(),
-            indexing: inner.indexing.load(Ordering::SeqCst),
             position_encoding: match inner.unit() {
                 ColumnUnit::Utf8 => "utf-8".into(),
                 ColumnUnit::Utf16 => "utf-16".into(),
             },
-            last_index_ms: *inner
-                .last_index_ms
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-            last_error: inner
-                .last_error
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
+            last_error: session_error.clone().map(|(_, message)| message),
+            session: ext::SessionInfo {
+                shared: inner.is_shared(),
+                read_only: inner.read_only(),
+                documents: 0,
+            },
             ..ext::Status::default()
         };
-        if let Some(engine) = inner.engine.get() {
+        if let Some((project, holder)) = inner.project.get() {
+            let engine = project.engine();
+            status.indexing = project.is_indexing();
+            status.last_index_ms = project.last_index_ms();
+            // The latest of this session's errors and the project's.
+            status.last_error = [session_error, project.last_error()]
+                .into_iter()
+                .flatten()
+                .max_by_key(|(sequence, _)| *sequence)
+                .map(|(_, message)| message);
             status.open_documents = engine.open_document_count();
-            status.ai = engine.ai_stats();
+            status.session.documents = engine.documents_open_by(holder);
+            status.ai = ext::AiStats::from(engine.ai_stats());
+            status.semantic_unavailable = engine.semantic_unavailable();
             status.services = engine
                 .config()
                 .ai
@@ -442,8 +524,7 @@ impl Backend {
                 .iter()
                 .map(|service| service.name.clone())
                 .collect();
-            if let Some(index) = engine.index() {
-                let stats = index.stats();
+            if let Some(stats) = engine.index_stats() {
                 status.root = Some(stats.root.display().to_string());
                 status.index_dir = Some(stats.index_dir.display().to_string());
                 status.files = stats.files;
@@ -462,14 +543,20 @@ impl LanguageServer for Backend {
         let inner = &self.inner;
         let mut config = inner.options.config.clone();
         if let Some(settings) = &params.initialization_options {
-            let before = config.clone();
-            if let Err(error) = config
-                .apply_overlay(settings)
-                .and_then(|()| before.check_client_overlay(&config))
-            {
-                return Err(jsonrpc::Error::invalid_params(format!(
-                    "initializationOptions: {error}"
-                )));
+            if inner.is_shared() {
+                // The shared engine's config is the server's: one session's
+                // settings must not redirect another's AI or index.
+                tracing::info!("initializationOptions ignored: the project is shared");
+            } else {
+                let before = config.clone();
+                if let Err(error) = config
+                    .apply_overlay(settings)
+                    .and_then(|()| before.check_client_overlay(&config))
+                {
+                    return Err(jsonrpc::Error::invalid_params(format!(
+                        "initializationOptions: {error}"
+                    )));
+                }
             }
         }
         let capabilities = &params.capabilities;
@@ -492,72 +579,65 @@ impl LanguageServer for Backend {
         inner
             .client_supports_progress
             .store(window_progress, Ordering::SeqCst);
-        let watch = capabilities
-            .workspace
-            .as_ref()
-            .and_then(|workspace| workspace.did_change_watched_files.as_ref())
-            .and_then(|watched| watched.dynamic_registration)
-            .unwrap_or(false);
+        // A shared project has the server's own watcher: no session registers one.
+        let watch = !inner.is_shared()
+            && capabilities
+                .workspace
+                .as_ref()
+                .and_then(|workspace| workspace.did_change_watched_files.as_ref())
+                .and_then(|watched| watched.dynamic_registration)
+                .unwrap_or(false);
         inner
             .client_supports_watch_registration
             .store(watch, Ordering::SeqCst);
 
-        let root = inner
-            .options
-            .root_override
-            .clone()
-            .or_else(|| client_root(&params));
-        inner.root_pending.store(root.is_none(), Ordering::SeqCst);
-        let index = match root {
-            Some(root) => {
-                let options = IndexOptions {
-                    root: root.clone(),
-                    cache_dir: inner.options.paths.cache_dir.clone(),
-                    max_file_bytes: config.index.max_file_bytes,
-                    threads: config.index.threads,
-                    read_only: false,
-                    skip_folders: config.index.skip_folders.clone(),
-                };
-                let opened = tokio::task::spawn_blocking(move || ProjectIndex::open(options))
-                    .await
-                    .map_err(|error| internal(error.to_string()))?;
-                match opened {
-                    Ok((index, report)) => {
-                        if let Some(reason) = report.rebuilt {
-                            inner.record_error(format!(
-                                "the index was unusable and is rebuilt: {reason}"
-                            ));
-                        }
-                        if report.read_only_because_locked {
-                            inner.record_error(format!(
-                                "another AiCockpit process is writing the index of {}; serving it read-only",
-                                root.display()
-                            ));
-                        }
-                        Some(Arc::new(index))
-                    }
-                    Err(error) => {
-                        return Err(jsonrpc::Error::invalid_params(format!(
-                            "cannot index {}: {error}",
-                            root.display()
-                        )))
-                    }
+        if let Some(shared) = &inner.options.shared {
+            if let (Some(asked), Some(served)) = (client_root(&params), shared.root()) {
+                if asked != served {
+                    tracing::info!(asked = %asked.display(), served = %served.display(), "the client's root is ignored: the server decides the project");
                 }
             }
-            None => None,
-        };
-        // Mark indexing from now on, so a status request before `initialized` does not read "done".
-        let writable = index.as_ref().is_some_and(|index| !index.is_read_only());
-        inner.indexing.store(writable, Ordering::SeqCst);
-        // The engine keeps the file's config apart: editor settings are always
-        // checked against it, and it alone decides where keys may go.
-        let engine = Arc::new(Engine::new(inner.options.config.clone(), index));
-        engine.set_config(config);
-        // An AI service that is misconfigured must not stop the rest from working.
-        if let Err(error) = engine.configure_ai(&inner.options.paths.data_dir) {
-            inner.record_error(format!("AI service: {error}"));
+            inner.project.set(shared.clone());
+        } else {
+            let root = inner
+                .options
+                .root_override
+                .clone()
+                .or_else(|| client_root(&params));
+            inner.root_pending.store(root.is_none(), Ordering::SeqCst);
+            // The engine keeps the file's config apart: editor settings are always
+            // checked against it, and it alone decides where keys may go.
+            let file_config = inner.options.config.clone();
+            let cache_dir = inner.options.paths.cache_dir.clone();
+            let (engine, notes) = match root {
+                Some(root) => {
+                    let effective = config.clone();
+                    let opened = tokio::task::spawn_blocking(move || {
+                        Engine::open(&root, &cache_dir, file_config, effective)
+                            .map(|(engine, notes)| (engine, notes.messages(&root)))
+                    })
+                    .await
+                    .map_err(|error| internal(error.to_string()))?;
+                    opened.map_err(|error| jsonrpc::Error::invalid_params(error.to_string()))?
+                }
+                None => {
+                    let engine = Engine::new(file_config, None);
+                    engine.set_config(config);
+                    (engine, Vec::new())
+                }
+            };
+            let engine = Arc::new(engine);
+            // An AI service that is misconfigured must not stop the rest from working.
+            if let Err(error) = engine.configure_ai(&inner.options.paths.data_dir) {
+                inner.record_error(format!("AI service: {error}"));
+            }
+            let project = SharedEngine::from_engine(engine, inner.options.paths.clone());
+            for message in notes {
+                project.record_error(message);
+            }
+            inner.project.set(project);
         }
-        inner.engine.set(engine);
+        let read_only = inner.read_only();
         // From now on tower-lsp hands notifications to their handlers.
         inner.gate.arm(true);
 
@@ -594,37 +674,65 @@ impl LanguageServer for Backend {
                 }),
                 code_action_provider: Some(CodeActionProviderCapability::Options(
                     CodeActionOptions {
-                        code_action_kinds: Some(vec![
-                            CodeActionKind::QUICKFIX,
-                            CodeActionKind::REFACTOR_REWRITE,
-                        ]),
+                        // A viewer's session offers only explanations (no kind).
+                        code_action_kinds: (!read_only).then(|| {
+                            vec![CodeActionKind::QUICKFIX, CodeActionKind::REFACTOR_REWRITE]
+                        }),
                         resolve_provider: Some(true),
                         ..CodeActionOptions::default()
                     },
                 )),
                 execute_command_provider: Some(ExecuteCommandOptions {
-                    commands: vec![
-                        ai_methods::ACCEPT_COMMAND.into(),
-                        ai_methods::EXPLAIN_COMMAND.into(),
-                        ai_methods::APPLY_COMMAND.into(),
-                    ],
+                    // A viewer's session applies no AI edit.
+                    commands: [
+                        ai_methods::ACCEPT_COMMAND,
+                        ai_methods::EXPLAIN_COMMAND,
+                        ai_methods::APPLY_COMMAND,
+                    ]
+                    .into_iter()
+                    .filter(|command| !read_only || *command != ai_methods::APPLY_COMMAND)
+                    .map(String::from)
+                    .collect(),
                     ..ExecuteCommandOptions::default()
                 }),
-                experimental: Some(
-                    serde_json::json!({ "aicockpit": { "search": true, "status": true } }),
-                ),
+                experimental: Some(serde_json::json!({ "aicockpit": {
+                    "search": true,
+                    "status": true,
+                    "shared": inner.is_shared(),
+                    "readOnly": read_only,
+                    // A shared project's root is the server's: clients (the
+                    // web IDE) name documents under it.
+                    "rootUri": inner
+                        .options
+                        .shared
+                        .as_ref()
+                        .and_then(|shared| shared.root())
+                        .and_then(|root| to_proto::url(&root)),
+                } })),
                 ..ServerCapabilities::default()
             },
         })
     }
 
     async fn initialized(&self, _: InitializedParams) {
+        if self.inner.read_only() {
+            self.spawn_message(
+                MessageType::INFO,
+                "AiCockpit: this is a read-only session: your edits are not applied to the \
+                 project and AI edits are not offered. Navigation, search, completions and \
+                 chat work."
+                    .into(),
+            );
+        }
         // Index first: nothing waits on the client's answer to a registration.
-        let backend = Backend {
-            client: self.client.clone(),
-            inner: self.inner.clone(),
-        };
+        let backend = self.clone_handle();
         tokio::spawn(async move { backend.index_with_progress().await });
+        if self.inner.is_shared() {
+            if let Ok((project, _)) = self.project() {
+                project.start();
+            }
+            return;
+        }
         self.start_own_watcher();
         self.register_file_watcher().await;
     }
@@ -633,9 +741,12 @@ impl LanguageServer for Backend {
         self.inner.shut_down.store(true, Ordering::SeqCst);
         // tower-lsp drops notifications after `shutdown`: nothing to wait for.
         self.inner.gate.arm(false);
-        self.inner.watch_stop.send_replace(true);
-        if self.inner.engine.get().is_some() {
-            if let Ok(Err(error)) = self.blocking(|engine| engine.flush()).await {
+        if let Ok((project, _)) = self.project() {
+            // A shared project's watcher serves other sessions.
+            if !self.inner.is_shared() {
+                project.stop_watcher();
+            }
+            if let Err(error) = project.flush().await {
                 self.inner.record_error(error);
             }
         }
@@ -644,25 +755,36 @@ impl LanguageServer for Backend {
 
     async fn did_open(&self, params: DidOpenTextDocumentParams) {
         let _applied = self.inner.gate.applying();
+        if self.inner.read_only() {
+            return;
+        }
         let Ok(path) = from_proto::path(&params.text_document.uri) else {
             return;
         };
         self.adopt_root_for(&path);
-        let Ok(engine) = self.engine() else { return };
+        let Ok((project, holder)) = self.project() else {
+            return;
+        };
         let doc = params.text_document;
-        engine.open_document(
+        project.engine().open_document_as(
+            holder,
             &path,
             doc.version,
             LanguageId::from_name(&doc.language_id),
             doc.text,
         );
-        self.schedule_flush();
+        project.schedule_flush();
     }
 
     async fn did_change(&self, params: DidChangeTextDocumentParams) {
         let _applied = self.inner.gate.applying();
+        if self.inner.read_only() {
+            return;
+        }
         // No `.await` before the change is applied: changes apply in receive order.
-        let Ok(engine) = self.engine() else { return };
+        let Ok((project, holder)) = self.project() else {
+            return;
+        };
         let Ok(path) = from_proto::path(&params.text_document.uri) else {
             return;
         };
@@ -671,7 +793,8 @@ impl LanguageServer for Backend {
             .into_iter()
             .map(from_proto::change)
             .collect();
-        if let Err(error) = engine.change_document(
+        if let Err(error) = project.engine().change_document_as(
+            holder,
             &path,
             params.text_document.version,
             self.inner.unit(),
@@ -680,26 +803,39 @@ impl LanguageServer for Backend {
             self.inner.record_error(error);
             return;
         }
-        self.schedule_flush();
+        project.schedule_flush();
     }
 
     async fn did_save(&self, params: DidSaveTextDocumentParams) {
         let _applied = self.inner.gate.applying();
-        let Ok(engine) = self.engine() else { return };
+        if self.inner.read_only() {
+            return;
+        }
+        let Ok((project, holder)) = self.project() else {
+            return;
+        };
         let Ok(path) = from_proto::path(&params.text_document.uri) else {
             return;
         };
-        engine.save_document(&path, params.text);
-        self.schedule_flush();
+        project
+            .engine()
+            .save_document_as(holder, &path, params.text);
+        project.schedule_flush();
     }
 
     async fn did_close(&self, params: DidCloseTextDocumentParams) {
         let _applied = self.inner.gate.applying();
+        if self.inner.read_only() {
+            return;
+        }
         let Ok(path) = from_proto::path(&params.text_document.uri) else {
             return;
         };
+        let Ok((_, holder)) = self.project() else {
+            return;
+        };
         if let Ok(Err(error)) = self
-            .blocking(move |engine| engine.close_document(&path))
+            .blocking(move |engine| engine.close_document_as(holder, &path))
             .await
         {
             self.inner.record_error(error);
@@ -707,6 +843,10 @@ impl LanguageServer for Backend {
     }
 
     async fn did_change_watched_files(&self, params: DidChangeWatchedFilesParams) {
+        // A shared project is watched by the server itself.
+        if self.inner.is_shared() {
+            return;
+        }
         let Ok(engine) = self.engine() else { return };
         // Events for paths outside the served root are ignored.
         let paths: Vec<PathBuf> = params
@@ -731,6 +871,25 @@ impl LanguageServer for Backend {
 
     async fn did_change_configuration(&self, params: DidChangeConfigurationParams) {
         let _applied = self.inner.gate.applying();
+        if self.inner.is_shared() {
+            // The server's config is the administrator's; see docs/lsp.md.
+            self.inner.record_error(
+                "settings ignored: the project is shared, its settings are the server's",
+            );
+            if !self
+                .inner
+                .settings_ignored_shown
+                .swap(true, Ordering::SeqCst)
+            {
+                self.spawn_message(
+                    MessageType::WARNING,
+                    "AiCockpit: editor settings are ignored here: this project is shared, \
+                     and its settings (AI service, index) are the server's."
+                        .into(),
+                );
+            }
+            return;
+        }
         let Ok(engine) = self.engine() else { return };
         let mut config = engine.config();
         // Compared with the file's config, never with one earlier settings
@@ -804,14 +963,13 @@ impl LanguageServer for Backend {
             .and_then(|w| w.symbol.as_ref())
             .and_then(|s| s.symbol_kind.as_ref())
             .and_then(|k| k.value_set.clone());
+        // This session's edits as they are now, other sessions' as last
+        // parsed (within a moment), the rest from the index: no commit here.
+        let holder = self.inner.project.get().map(|(_, holder)| holder);
         let found = self
             .blocking(move |engine| {
-                // Every edit received before this request is searchable.
-                if let Err(error) = engine.flush() {
-                    tracing::warn!(%error, "flush before workspace/symbol");
-                }
                 let limit = engine.config().search.max_workspace_symbols;
-                engine.workspace_symbols(&query, limit)
+                engine.workspace_symbols_for(&query, limit, holder)
             })
             .await?;
         Ok(Some(
@@ -996,6 +1154,11 @@ fn engine_error(error: EngineError) -> jsonrpc::Error {
         EngineError::NoProject => jsonrpc::Error {
             code: jsonrpc::ErrorCode::InvalidRequest,
             message: "no project is open: the client sent no root folder".into(),
+            data: None,
+        },
+        EngineError::Search(message) => jsonrpc::Error {
+            code: jsonrpc::ErrorCode::InvalidRequest,
+            message: message.into(),
             data: None,
         },
         other => internal(other.to_string()),

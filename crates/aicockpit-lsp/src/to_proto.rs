@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use aicockpit_engine::ColumnUnit;
-use aicockpit_syntax::{Pos, Span, Symbol, SymbolKind};
+use aicockpit_engine::{Pos, Span, Symbol, SymbolKind};
 use tower_lsp::lsp_types::{self, DocumentSymbol, Position, Range, Url};
 
 /// Outline nesting deeper than this is flattened onto the deepest allowed parent,
@@ -212,7 +212,7 @@ pub fn document_symbols(symbols: &[Symbol], unit: ColumnUnit) -> Vec<DocumentSym
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aicockpit_syntax::{analyze, LanguageId};
+    use aicockpit_engine::{analyze, LanguageId};
 
     #[test]
     fn outline_nests_in_source_order() {

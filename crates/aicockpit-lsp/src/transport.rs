@@ -14,12 +14,19 @@
 //! with `$/` is answered "method not found" here, since tower-lsp ignores
 //! every `$/` message, requests included.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
 use serde_json::{json, Value};
 use tokio::io::{
     AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, DuplexStream,
 };
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::{self, error::SendTimeoutError, UnboundedSender};
 use tokio::sync::watch;
+use tower_lsp::Server;
+
+use crate::server::{build_service, ServerOptions};
 
 /// Bodies larger than this are discarded and answered with a parse error.
 const MAX_BODY_BYTES: usize = 256 * 1024 * 1024;
@@ -28,6 +35,17 @@ const MAX_HEADER_LINE: usize = 8 * 1024;
 /// A safety net: a gated notification the server never reports applied
 /// (a bug) holds the input back at most this long.
 const GATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Checked messages waiting for the gate, at most (more wait in the channel)…
+const MAX_HELD: usize = 256;
+/// …and their bytes at most (one larger message is still taken).
+const MAX_HELD_BYTES: usize = 32 * 1024 * 1024;
+/// Messages queued between the reader, the gate and tower-lsp.
+const INPUT_QUEUE: usize = 16;
+/// Messages queued for the client (before `outgoing`).
+const OUTPUT_QUEUE: usize = 64;
+/// After `exit` or the end of the input, what the server still sends is
+/// delivered for at most this long.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The notifications after which the transport waits until the server has
 /// applied them, so a request that follows sees their effect.
@@ -90,8 +108,7 @@ pub fn frame_input<R>(input: R, replies: UnboundedSender<String>, gate: Gate) ->
 where
     R: AsyncRead + Unpin + Send + 'static,
 {
-    let (mut writer, reader) = tokio::io::duplex(1 << 20);
-    let (checked_sender, mut checked) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let (checked_sender, checked) = mpsc::channel::<String>(INPUT_QUEUE);
     tokio::spawn(async move {
         let mut input = BufReader::new(input);
         loop {
@@ -104,21 +121,33 @@ where
                 Ok(body) => {
                     let body = normalize_params(body);
                     let is_exit = is_exit_notification(&body);
-                    if checked_sender.send(body).is_err() || is_exit {
+                    if checked_sender.send(body).await.is_err() || is_exit {
                         return; // Nothing is read after `exit`.
                     }
                 }
                 Err((id, code, message)) => {
                     tracing::warn!("bad LSP input: {message}");
-                    let error = json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}});
-                    let _ = replies.send(error.to_string());
+                    let _ = replies.send(error_response(id, code, &message));
                 }
             }
         }
     });
+    gate_input(checked, gate)
+}
+
+fn error_response(id: Value, code: i64, message: &str) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}).to_string()
+}
+
+/// Hand checked messages to tower-lsp as Content-Length frames, in order,
+/// holding requests and notifications back while a gated notification is
+/// being applied. The stream ends after `exit` or when `checked` ends.
+fn gate_input(mut checked: mpsc::Receiver<String>, gate: Gate) -> DuplexStream {
+    let (mut writer, reader) = tokio::io::duplex(1 << 20);
     tokio::spawn(async move {
         let mut applied = gate.applied.subscribe();
         let mut held: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+        let mut held_bytes = 0usize;
         // While set: the applied count a gated notification must raise.
         let mut waiting: Option<u64> = None;
         let mut input_ended = false;
@@ -126,6 +155,7 @@ where
         loop {
             if waiting.is_none() {
                 if let Some(body) = held.pop_front() {
+                    held_bytes -= body.len();
                     let is_exit = is_exit_notification(&body);
                     // Seen before the write: the handler may report applied at once.
                     let gated = gate.armed() && is_gated_notification(&body);
@@ -144,14 +174,19 @@ where
                 }
             }
             tokio::select! {
-                body = checked.recv(), if !input_ended => match body {
+                // Bounded: a client that floods while a notification is
+                // applied waits in the channel, then in its own socket.
+                body = checked.recv(), if !input_ended && held.len() < MAX_HELD && held_bytes < MAX_HELD_BYTES => match body {
                     // The client's responses never wait behind a notification.
                     Some(body) if waiting.is_some() && is_response(&body) => {
                         if write_frame(&mut writer, &body).await.is_err() {
                             return;
                         }
                     }
-                    Some(body) => held.push_back(body),
+                    Some(body) => {
+                        held_bytes += body.len();
+                        held.push_back(body);
+                    }
                     None => input_ended = true,
                 },
                 changed = applied.changed(), if waiting.is_some() => {
@@ -170,6 +205,210 @@ where
         }
     });
     reader
+}
+
+/// Why a session over messages ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// The client sent `exit`; `after_shutdown` is whether `shutdown` came first.
+    Exit { after_shutdown: bool },
+    /// The incoming channel ended (the connection closed) without `exit`.
+    Closed,
+    /// The host's shutdown signal ([`ServerOptions::shutdown`] or
+    /// [`crate::SharedEngine::shutdown`]): the client was told.
+    ServerShutdown,
+    /// The client took no message for [`ServerOptions::slow_client_timeout`]
+    /// while the server had some to send.
+    ClientTooSlow,
+    /// The receiver of `outgoing` was dropped.
+    OutputClosed,
+}
+
+/// Serve one language-server session over whole JSON-RPC messages (one
+/// message per item, no `Content-Length` framing), as a WebSocket carries
+/// them in text frames. The same handlers and ordering as [`crate::serve`]:
+/// requests wait for the notifications received before them, `didChange`
+/// applies in receive order.
+///
+/// Bad input never ends the session: a message that is not JSON is
+/// answered with a parse error (-32700), one that is not a JSON-RPC object
+/// or is over [`ServerOptions::max_message_bytes`] with an invalid-request
+/// error (-32600), with the message's id when it is known. Both channels are
+/// bounded: the session reads `incoming` only as fast as it handles it, and
+/// a client that takes nothing from `outgoing` for
+/// [`ServerOptions::slow_client_timeout`] while messages wait is dropped
+/// ([`SessionEnd::ClientTooSlow`]), so memory stays bounded. The host should
+/// read the socket and write it in two tasks (or one `select!`), so that a
+/// session waiting on one direction never stalls the other.
+///
+/// The session ends when `incoming` ends, after `exit`, when `outgoing` is
+/// dropped, or on the host's shutdown signal; in every case the documents
+/// it opened are released (for a shared project, the index goes back to
+/// the disk for those no other session has open).
+pub async fn serve_messages(
+    options: ServerOptions,
+    mut incoming: mpsc::Receiver<String>,
+    outgoing: mpsc::Sender<String>,
+) -> SessionEnd {
+    let max_bytes = options.max_message_bytes;
+    let slow_client_timeout = options.slow_client_timeout;
+    let host_signal = options.shutdown.clone();
+    let project_signal = options
+        .shared
+        .as_ref()
+        .map(|shared| shared.shutdown_signal());
+    let (service, socket) = build_service(options);
+    let inner = service.inner().session();
+    let (to_client, mut to_client_queue) = mpsc::channel::<String>(OUTPUT_QUEUE);
+    let (checked_sender, checked) = mpsc::channel::<String>(INPUT_QUEUE);
+    let exit_seen = Arc::new(AtomicBool::new(false));
+
+    // Read and check; errors go to the client, good messages to the gate.
+    let replies = to_client.clone();
+    let saw_exit = exit_seen.clone();
+    let reader = tokio::spawn(async move {
+        while let Some(message) = incoming.recv().await {
+            let checked_message = if message.len() > max_bytes {
+                Err((
+                    Value::Null,
+                    -32600,
+                    format!(
+                        "Invalid request: a {}-byte message is over the limit of {max_bytes} bytes",
+                        message.len()
+                    ),
+                ))
+            } else {
+                check(&message).map(|()| message)
+            };
+            match checked_message {
+                Ok(body) => {
+                    let body = normalize_params(body);
+                    let is_exit = is_exit_notification(&body);
+                    if checked_sender.send(body).await.is_err() {
+                        return;
+                    }
+                    if is_exit {
+                        saw_exit.store(true, Ordering::SeqCst);
+                        return; // Nothing is read after `exit`.
+                    }
+                }
+                Err((id, code, message)) => {
+                    tracing::warn!("bad LSP input: {message}");
+                    if replies
+                        .send(error_response(id, code, &message))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let server_input = gate_input(checked, inner.gate.clone());
+
+    // tower-lsp's framed output, split back into messages.
+    let (server_output, from_server) = tokio::io::duplex(1 << 20);
+    let from_server_sender = to_client.clone();
+    tokio::spawn(async move {
+        let mut from_server = BufReader::new(from_server);
+        let mut delivering = true;
+        // Read until tower-lsp ends, even once nothing can be delivered:
+        // tower-lsp panics when its output closes under it.
+        while let Ok(Some(body)) = read_message(&mut from_server).await {
+            delivering = delivering && from_server_sender.send(body).await.is_ok();
+        }
+    });
+    drop(to_client);
+
+    // To the client, never waiting on it for ever.
+    let client_out = outgoing.clone();
+    let (pump_end_sender, pump_end) = tokio::sync::oneshot::channel::<SessionEnd>();
+    let pump = tokio::spawn(async move {
+        while let Some(body) = to_client_queue.recv().await {
+            let body = advertise_inline_completion(body);
+            match client_out.send_timeout(body, slow_client_timeout).await {
+                Ok(()) => {}
+                Err(SendTimeoutError::Timeout(_)) => {
+                    tracing::warn!(
+                        "LSP session dropped: the client took no message for {slow_client_timeout:?}"
+                    );
+                    let _ = pump_end_sender.send(SessionEnd::ClientTooSlow);
+                    return;
+                }
+                Err(SendTimeoutError::Closed(_)) => {
+                    let _ = pump_end_sender.send(SessionEnd::OutputClosed);
+                    return;
+                }
+            }
+        }
+    });
+
+    let mut serve = Box::pin(
+        Server::new(server_input, server_output, socket)
+            .concurrency_level(64)
+            .serve(service),
+    );
+    let ended = tokio::select! {
+        () = &mut serve => None,
+        reason = pump_end => Some(reason.unwrap_or(SessionEnd::OutputClosed)),
+        () = signalled(host_signal, project_signal) => {
+            let notice = json!({
+                "jsonrpc": "2.0",
+                "method": "window/showMessage",
+                "params": {"type": 2, "message": "AiCockpit: the server is shutting down; this session ends."},
+            });
+            let _ = outgoing.send_timeout(notice.to_string(), Duration::from_secs(1)).await;
+            Some(SessionEnd::ServerShutdown)
+        }
+    };
+    drop(serve);
+    reader.abort();
+    let end = match ended {
+        Some(reason) => {
+            pump.abort();
+            reason
+        }
+        None => {
+            // What the server sent last (the answer to `shutdown`) still goes out.
+            if tokio::time::timeout(DRAIN_TIMEOUT, pump).await.is_err() {
+                tracing::warn!(
+                    "LSP session: the last messages were not taken in {DRAIN_TIMEOUT:?}"
+                );
+            }
+            if exit_seen.load(Ordering::SeqCst) {
+                SessionEnd::Exit {
+                    after_shutdown: inner.shut_down.load(Ordering::SeqCst),
+                }
+            } else {
+                SessionEnd::Closed
+            }
+        }
+    };
+    inner.end_session().await;
+    tracing::debug!(?end, "LSP session ended");
+    end
+}
+
+/// Resolves when either signal is set (never, if neither is given).
+async fn signalled(host: Option<watch::Receiver<bool>>, project: Option<watch::Receiver<bool>>) {
+    async fn one(signal: Option<watch::Receiver<bool>>) {
+        let Some(mut signal) = signal else {
+            return std::future::pending().await;
+        };
+        loop {
+            if *signal.borrow_and_update() {
+                return;
+            }
+            if signal.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+    tokio::select! {
+        () = one(host) => {}
+        () = one(project) => {}
+    }
 }
 
 async fn write_frame(writer: &mut DuplexStream, body: &str) -> std::io::Result<()> {
@@ -195,10 +434,11 @@ pub async fn pump_output<O>(
 {
     tokio::spawn(async move {
         let mut from_server = BufReader::new(from_server);
+        let mut delivering = true;
+        // Read until tower-lsp ends, even when nothing can be delivered:
+        // tower-lsp panics when its output closes under it.
         while let Ok(Some(body)) = read_message(&mut from_server).await {
-            if replies.send(body).is_err() {
-                return;
-            }
+            delivering = delivering && replies.send(body).is_ok();
         }
     });
     while let Some(body) = receiver.recv().await {

@@ -71,7 +71,7 @@ pub(crate) fn spawn(
         let mut warned = false;
         let (folders, truncated) = {
             let root = root.clone();
-            tokio::task::spawn_blocking(move || aicockpit_index::walk_folders(&root, limit))
+            tokio::task::spawn_blocking(move || aicockpit_engine::walk_folders(&root, limit))
                 .await
                 .unwrap_or_default()
         };
@@ -109,7 +109,7 @@ pub(crate) fn spawn(
                 for path in event.paths {
                     // Never through a symlink: a planted `x -> /` is not a folder to watch.
                     if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
-                        if aicockpit_index::is_walked_folder(&root, &path) {
+                        if aicockpit_engine::is_walked_folder(&root, &path) {
                             new_folders.push(path);
                         }
                         continue;
@@ -124,7 +124,7 @@ pub(crate) fn spawn(
             // it and everything below, and index what it holds.
             for folder in new_folders {
                 let (below, truncated) =
-                    aicockpit_index::walk_folders(&folder, limit.saturating_sub(watched));
+                    aicockpit_engine::walk_folders(&folder, limit.saturating_sub(watched));
                 if let Err(message) = add_watches(&mut watcher, &below, &mut watched, limit) {
                     warn(message, &mut warned);
                 } else if truncated {

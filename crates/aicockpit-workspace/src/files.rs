@@ -210,10 +210,63 @@ impl WorkspaceFiles {
         };
         match self.root.symlink_metadata(parent) {
             Ok(_) => Ok(()),
-            Err(error) if error.kind() == io::ErrorKind::NotFound => self
-                .root
-                .create_dir_all(parent)
-                .map_err(|e| classify(path, e)),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => self.make_dirs(parent, path),
+            Err(error) => Err(classify(path, error)),
+        }
+    }
+
+    /// Create the missing folders of `rel` one by one. Each new folder gets
+    /// the owner of the folder it is made in, as a written file does: a
+    /// server running as root must not leave root-owned folders the
+    /// workspace's user cannot write in.
+    fn make_dirs(&self, rel: &Path, path: &str) -> Result<(), FileError> {
+        use cap_std::fs::MetadataExt;
+        let mut done = PathBuf::new();
+        for component in rel.components() {
+            let above = if done.as_os_str().is_empty() {
+                self.root.dir_metadata()
+            } else {
+                self.root.symlink_metadata(&done)
+            }
+            .map_err(|e| classify(path, e))?;
+            done.push(component);
+            match self.root.create_dir(&done) {
+                Ok(()) => {
+                    // SAFETY: geteuid has no preconditions.
+                    if unsafe { libc::geteuid() } == 0 {
+                        // A real descriptor (a `Dir` may be `O_PATH`, which fchown refuses).
+                        use cap_std::fs::OpenOptionsExt;
+                        let mut options = cap_std::fs::OpenOptions::new();
+                        options
+                            .read(true)
+                            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW);
+                        let made = self
+                            .root
+                            .open_with(&done, &options)
+                            .map_err(|e| classify(path, e))?
+                            .into_std();
+                        std::os::unix::fs::fchown(&made, Some(above.uid()), Some(above.gid()))
+                            .map_err(|e| io_error(path, e))?;
+                    }
+                }
+                Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(error) => return Err(classify(path, error)),
+            }
+        }
+        Ok(())
+    }
+
+    /// What is at `path` (a symlink is reported as one, never followed), or `None`.
+    pub fn kind_of(&self, path: &str) -> Result<Option<EntryKind>, FileError> {
+        let rel = relative(path)?;
+        if rel.as_os_str().is_empty() {
+            return Ok(Some(EntryKind::Dir));
+        }
+        match self.root.symlink_metadata(&rel) {
+            Ok(metadata) if metadata.is_symlink() => Ok(Some(EntryKind::Symlink)),
+            Ok(metadata) if metadata.is_dir() => Ok(Some(EntryKind::Dir)),
+            Ok(_) => Ok(Some(EntryKind::File)),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(error) => Err(classify(path, error)),
         }
     }
@@ -221,9 +274,7 @@ impl WorkspaceFiles {
     /// Create a folder and its parents.
     pub fn create_dir(&self, path: &str) -> Result<(), FileError> {
         let rel = relative(path)?;
-        self.root
-            .create_dir_all(&rel)
-            .map_err(|e| classify(path, e))
+        self.make_dirs(&rel, path)
     }
 
     /// Rename (move) a file or folder within the workspace.

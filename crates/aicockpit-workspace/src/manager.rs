@@ -1243,7 +1243,8 @@ impl WorkspaceManager {
         tokio::spawn(async move {
             watched.closed().await;
             terminate().await;
-            let _ = exit_code.await;
+            let code = exit_code.await;
+            watched.set_exit_status(code);
         });
         Ok(session)
     }

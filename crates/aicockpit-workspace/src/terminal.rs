@@ -118,6 +118,7 @@ impl TerminalSession {
             resize: io.resize,
             closed: watch::channel(false).0,
             clients: watch::channel(0).0,
+            exit: watch::channel(None).0,
         });
         tokio::spawn(pump(Arc::clone(&inner), io.output));
         tokio::spawn(close_when_idle(Arc::clone(&inner), options.idle_timeout));
@@ -206,6 +207,23 @@ impl TerminalSession {
     /// then `None`, the process's input is dropped and its output no longer read.
     pub fn close(&self) {
         self.inner.mark_closed(&mut self.inner.state());
+    }
+
+    /// Record the process's exit status once it is known (`None` inside:
+    /// the code could not be learnt, e.g. the process was killed).
+    pub fn set_exit_status(&self, code: Option<i64>) {
+        self.inner.exit.send_replace(Some(code));
+    }
+
+    /// The process's exit status, waiting at most `wait` for it to be known
+    /// after the session closed. `None`: not known (yet).
+    pub async fn exit_status(&self, wait: Duration) -> Option<Option<i64>> {
+        let mut exit = self.inner.exit.subscribe();
+        let known = tokio::time::timeout(wait, exit.wait_for(Option::is_some)).await;
+        match known {
+            Ok(Ok(status)) => *status,
+            _ => None,
+        }
     }
 
     fn same_as(&self, other: &TerminalSession) -> bool {
@@ -489,6 +507,8 @@ struct Inner {
     closed: watch::Sender<bool>,
     /// The number of attached clients, for the idle watcher.
     clients: watch::Sender<usize>,
+    /// The process's exit status once known: `Some(None)` when it has no code.
+    exit: watch::Sender<Option<Option<i64>>>,
 }
 
 /// What output is published and attached under, behind one lock.

@@ -194,3 +194,27 @@ fn planted_fifos_and_links_neither_hang_nor_redirect() {
         .count();
     assert_eq!(leftovers, 0);
 }
+
+#[test]
+fn new_folders_belong_to_the_owner_of_the_folder_they_are_made_in() {
+    use std::os::unix::fs::MetadataExt;
+    let (dir, files) = workspace();
+    // As root (CI, and `aicockpit serve` in a container), hand the root to
+    // another user, as a workspace's folder belongs to the workspace's user.
+    // SAFETY: geteuid has no preconditions.
+    let (uid, gid) = if unsafe { libc::geteuid() } == 0 {
+        std::os::unix::fs::chown(dir.path(), Some(4242), Some(4243)).unwrap();
+        (4242, 4243)
+    } else {
+        let meta = std::fs::metadata(dir.path()).unwrap();
+        (meta.uid(), meta.gid())
+    };
+    files.write("a/b/c.txt", b"x").unwrap();
+    files.create_dir("x/y").unwrap();
+    files.write("m.txt", b"m").unwrap();
+    files.rename("m.txt", "p/q/m.txt").unwrap();
+    for made in ["a", "a/b", "a/b/c.txt", "x", "x/y", "p", "p/q", "p/q/m.txt"] {
+        let meta = std::fs::symlink_metadata(dir.path().join(made)).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (uid, gid), "{made}");
+    }
+}

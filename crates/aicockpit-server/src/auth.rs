@@ -1,0 +1,539 @@
+//! Who is calling: passwords (argon2id), API tokens (`acp_<id>_<secret>`,
+//! stored as SHA-256), browser sessions (a random id in an HttpOnly,
+//! SameSite cookie, stored as SHA-256), one-time login links, the login rate
+//! limiter, and the `Origin` check for cookie requests and WebSocket upgrades.
+//!
+//! Invariants: no secret is stored, logged or returned after it is made
+//! (only its hash is kept); every comparison of a secret is constant-time;
+//! a cookie never authenticates a state-changing request or a WebSocket
+//! upgrade whose `Origin` is not one of the server's own.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use axum::http::{header, HeaderMap, Method};
+use base64::Engine as _;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::db::{self, Db, User};
+use crate::error::ApiError;
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "aicockpit_session";
+/// How long a browser session lives.
+pub const SESSION_LIFETIME_SECS: i64 = 7 * 24 * 3600;
+/// How long a one-time login link lives.
+pub const LOGIN_LINK_LIFETIME_SECS: i64 = 15 * 60;
+/// Shortest password accepted.
+pub const MIN_PASSWORD_CHARS: usize = 10;
+
+/// How a request was authenticated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Credential {
+    /// A browser session; the hash of its id.
+    Session(Vec<u8>),
+    /// An API token, by its public id.
+    Token(String),
+}
+
+/// An authenticated caller.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    pub user: User,
+    pub credential: Credential,
+}
+
+/// `n` random bytes from the operating system's generator.
+pub fn random_bytes(n: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8; n];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes
+}
+
+/// A random URL-safe string of `n` random bytes.
+pub fn random_string(n: usize) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes(n))
+}
+
+pub fn sha256(bytes: &[u8]) -> Vec<u8> {
+    Sha256::digest(bytes).to_vec()
+}
+
+/// Hash a password with argon2id (the crate's defaults: 19 MiB, 2 passes).
+/// Slow by design: call it on the blocking pool.
+pub fn hash_password(password: &str) -> Result<String, ApiError> {
+    let salt = SaltString::encode_b64(&random_bytes(16)).map_err(ApiError::internal)?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(ApiError::internal)
+}
+
+/// Check a password against a stored hash (constant-time inside argon2).
+pub fn verify_password(password: &str, stored: &str) -> bool {
+    PasswordHash::new(stored)
+        .map(|hash| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &hash)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// Hash on the blocking pool, in a hashing slot.
+pub async fn hash_password_async(password: String) -> Result<String, ApiError> {
+    in_hashing_slot(move || hash_password(&password)).await?
+}
+
+/// Verify on the blocking pool, in a hashing slot.
+pub async fn verify_password_async(password: String, stored: String) -> Result<bool, ApiError> {
+    in_hashing_slot(move || verify_password(&password, &stored)).await
+}
+
+/// A password policy error, or nothing.
+pub fn check_password(password: &str) -> Result<(), ApiError> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(ApiError::bad_request(format!(
+            "the password must have at least {MIN_PASSWORD_CHARS} characters"
+        )));
+    }
+    if password.len() > 1024 {
+        return Err(ApiError::bad_request(
+            "the password is longer than 1024 bytes",
+        ));
+    }
+    Ok(())
+}
+
+/// A user name: 1–64 characters of letters, digits, `.`, `_`, `-`, `@`.
+pub fn check_user_name(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "a user name has 1 to 64 letters, digits, `.`, `_`, `-` or `@`",
+        ))
+    }
+}
+
+/// A new API token for a user: returns the full token (shown once) and stores its hash.
+pub fn create_token(
+    c: &rusqlite::Connection,
+    user_id: i64,
+    name: &str,
+) -> Result<(String, String), db::DbError> {
+    let id = hex::encode(random_bytes(6));
+    let secret = random_string(32);
+    db::insert_token(c, &id, user_id, name, &sha256(secret.as_bytes()))?;
+    Ok((format!("acp_{id}_{secret}"), id))
+}
+
+/// Split `acp_<id>_<secret>`.
+fn parse_token(token: &str) -> Option<(&str, &str)> {
+    let rest = token.strip_prefix("acp_")?;
+    let (id, secret) = rest.split_once('_')?;
+    (id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()) && !secret.is_empty())
+        .then_some((id, secret))
+}
+
+/// A new one-time login link's token for a user (the hash is stored).
+pub fn create_login_link(c: &rusqlite::Connection, user_id: i64) -> Result<String, db::DbError> {
+    let token = random_string(32);
+    db::insert_login_link(
+        c,
+        &sha256(token.as_bytes()),
+        user_id,
+        LOGIN_LINK_LIFETIME_SECS,
+    )?;
+    Ok(token)
+}
+
+/// A new browser session for a user; returns the cookie value.
+pub fn create_session(
+    c: &rusqlite::Connection,
+    user_id: i64,
+    address: Option<&str>,
+) -> Result<String, db::DbError> {
+    let id = random_string(32);
+    db::insert_session(
+        c,
+        &sha256(id.as_bytes()),
+        user_id,
+        SESSION_LIFETIME_SECS,
+        address,
+    )?;
+    Ok(id)
+}
+
+/// The `Set-Cookie` value for a session (Secure when served over TLS).
+pub fn session_cookie(value: &str, secure: bool) -> String {
+    format!(
+        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_LIFETIME_SECS}{}",
+        if secure { "; Secure" } else { "" }
+    )
+}
+
+/// The `Set-Cookie` value that removes the session cookie.
+pub fn clear_session_cookie(secure: bool) -> String {
+    format!(
+        "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
+        if secure { "; Secure" } else { "" }
+    )
+}
+
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+/// Authenticate a request from its headers: a bearer token first, else the
+/// session cookie. `Ok(None)` when it carries neither; an error when it
+/// carries a credential that is wrong (never silently anonymous).
+pub async fn authenticate(db: &Db, headers: &HeaderMap) -> Result<Option<Principal>, ApiError> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let value = value.to_str().map_err(|_| ApiError::unauthorized())?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .ok_or_else(ApiError::unauthorized)?
+            .trim()
+            .to_string();
+        let (id, secret) = parse_token(&token).ok_or_else(ApiError::unauthorized)?;
+        let (id, secret_hash) = (id.to_string(), sha256(secret.as_bytes()));
+        let found = db
+            .call(move |c| {
+                let found = db::token_lookup(c, &id)?;
+                if found.is_some() {
+                    db::touch_token(c, &id)?;
+                }
+                Ok(found.map(|f| (id, f)))
+            })
+            .await?;
+        return match found {
+            Some((id, (stored, user))) if bool::from(stored.ct_eq(&secret_hash)) => {
+                Ok(Some(Principal {
+                    user,
+                    credential: Credential::Token(id),
+                }))
+            }
+            _ => Err(ApiError::unauthorized()),
+        };
+    }
+    if let Some(value) = cookie_value(headers, SESSION_COOKIE) {
+        if value.is_empty() {
+            return Ok(None);
+        }
+        let hash = sha256(value.as_bytes());
+        let lookup = hash.clone();
+        let user = db.call(move |c| db::session_user(c, &lookup)).await?;
+        return match user {
+            Some(user) => Ok(Some(Principal {
+                user,
+                credential: Credential::Session(hash),
+            })),
+            None => Err(ApiError::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "session_expired",
+                "the session has expired or was revoked: log in again",
+            )),
+        };
+    }
+    Ok(None)
+}
+
+/// Whether a method changes state (and so needs the `Origin` check with cookies).
+pub fn is_state_changing(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Check `Origin` against the server's own origins. Browsers always send it
+/// on cross-origin requests, on non-GET fetches and on WebSocket upgrades;
+/// a missing header is refused too, since only a non-browser would omit it
+/// and those should use a token.
+pub fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), ApiError> {
+    let origin = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            ApiError::forbidden(
+                "this request uses the session cookie but has no Origin header; scripts should use an API token",
+            )
+        })?;
+    if allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "bad_origin",
+            format!(
+                "requests from {origin} may not use this server's session cookie; if the server is reached \
+                 under another address, start it with --public-url"
+            ),
+        ))
+    }
+}
+
+/// Login attempts allowed per window, per user name and per address.
+const LOGIN_ATTEMPTS: u32 = 10;
+const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// Failed logins counted per user name and per address in a sliding window.
+#[derive(Default)]
+pub struct LoginLimiter {
+    failures: Mutex<HashMap<String, (Instant, u32)>>,
+}
+
+impl LoginLimiter {
+    /// The budgets an attempt counts against: the user's (when it names
+    /// one) and the address's (an IPv6 address by its /64, which one
+    /// attacker usually holds whole).
+    fn keys(user: Option<&str>, address: Option<IpAddr>) -> Vec<String> {
+        let mut keys = Vec::new();
+        if let Some(user) = user {
+            keys.push(format!("user:{}", user.to_lowercase()));
+        }
+        match address {
+            Some(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+                let s = v6.segments();
+                keys.push(format!(
+                    "addr:{:x}:{:x}:{:x}:{:x}::/64",
+                    s[0], s[1], s[2], s[3]
+                ));
+            }
+            Some(address) => keys.push(format!("addr:{address}")),
+            None => {}
+        }
+        keys
+    }
+
+    /// Start a login attempt: `Err` with the seconds to wait when a budget
+    /// is spent; otherwise the attempt is counted against every budget at
+    /// once, under one lock, so concurrent guesses cannot all pass the check
+    /// before any of them fails. A success gives it back ([`Self::succeeded`]).
+    pub fn begin(&self, user: &str, address: Option<IpAddr>) -> Result<(), u64> {
+        self.begin_keys(Self::keys(Some(user), address))
+    }
+
+    /// Login links name no user: only the address's budget counts, so
+    /// guesses from one place cannot lock everyone out of the recovery link.
+    pub fn begin_link(&self, address: Option<IpAddr>) -> Result<(), u64> {
+        self.begin_keys(Self::keys(None, address))
+    }
+
+    fn begin_keys(&self, keys: Vec<String>) -> Result<(), u64> {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        failures.retain(|_, (start, _)| now.duration_since(*start) < LOGIN_WINDOW);
+        for key in &keys {
+            if let Some((start, count)) = failures.get(key) {
+                if *count >= LOGIN_ATTEMPTS {
+                    let left = LOGIN_WINDOW.saturating_sub(now.duration_since(*start));
+                    return Err(left.as_secs().max(1));
+                }
+            }
+        }
+        // Bounded: when full, forget budgets that are not spent; spent
+        // ones stay until their window ends, so spraying cannot unlock them.
+        if failures.len() > 100_000 {
+            failures.retain(|_, (_, count)| *count >= LOGIN_ATTEMPTS);
+        }
+        for key in keys {
+            failures.entry(key).or_insert((now, 0)).1 += 1;
+        }
+        Ok(())
+    }
+
+    /// The attempt succeeded: the user's budget is whole again and the
+    /// address gets its attempt back.
+    pub fn succeeded(&self, user: &str, address: Option<IpAddr>) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        failures.remove(&format!("user:{}", user.to_lowercase()));
+        for key in Self::keys(None, address) {
+            if let Some((_, count)) = failures.get_mut(&key) {
+                *count = count.saturating_sub(1);
+            }
+        }
+    }
+
+    /// A login link worked: the address gets its attempt back.
+    pub fn link_succeeded(&self, address: Option<IpAddr>) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        for key in Self::keys(None, address) {
+            if let Some((_, count)) = failures.get_mut(&key) {
+                *count = count.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Record a failure without an attempt begun (tests, and callers that
+    /// learn of a failure some other way).
+    pub fn failed(&self, user: &str, address: Option<IpAddr>) {
+        let _ = self.begin(user, address);
+    }
+
+    /// Whether an attempt would be refused now, without counting one.
+    pub fn check(&self, user: &str, address: Option<IpAddr>) -> Result<(), u64> {
+        let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        for key in Self::keys(Some(user), address) {
+            if let Some((start, count)) = failures.get(&key) {
+                if *count >= LOGIN_ATTEMPTS && now.duration_since(*start) < LOGIN_WINDOW {
+                    return Err(LOGIN_WINDOW
+                        .saturating_sub(now.duration_since(*start))
+                        .as_secs()
+                        .max(1));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// At most this many password hashes or checks run at once (each takes
+/// argon2's 19 MiB and a blocking thread); more wait briefly, then get 503.
+const HASHING_SLOTS: usize = 4;
+
+/// Run password hashing work in one of the [`HASHING_SLOTS`].
+pub async fn in_hashing_slot<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(HASHING_SLOTS);
+    let permit = tokio::time::timeout(Duration::from_secs(10), SLOTS.acquire())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "the server is checking too many passwords at once; try again in a moment",
+            )
+            .with_retry_after(2)
+        })?;
+    let result = tokio::task::spawn_blocking(work)
+        .await
+        .map_err(ApiError::internal);
+    drop(permit);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_round_trip_and_wrong_ones_fail() {
+        let hash = hash_password("correct horse battery").unwrap();
+        assert!(hash.starts_with("$argon2id$"), "{hash}");
+        assert!(verify_password("correct horse battery", &hash));
+        assert!(!verify_password("correct horse batterz", &hash));
+        assert!(!verify_password("x", "not a hash"));
+    }
+
+    #[test]
+    fn tokens_parse_only_in_their_shape() {
+        assert_eq!(
+            parse_token("acp_0123456789ab_sEcReT"),
+            Some(("0123456789ab", "sEcReT"))
+        );
+        for bad in [
+            "",
+            "acp_",
+            "acp_0123456789ab_",
+            "acp_short_x",
+            "xyz_0123456789ab_s",
+            "acp_0123456789zz_s",
+        ] {
+            assert_eq!(parse_token(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_limiter_blocks_after_the_budget_per_user_and_per_address() {
+        let limiter = LoginLimiter::default();
+        let address: IpAddr = "10.0.0.1".parse().unwrap();
+        for _ in 0..LOGIN_ATTEMPTS {
+            assert!(limiter.check("ada", Some(address)).is_ok());
+            limiter.failed("ada", Some(address));
+        }
+        assert!(limiter.check("ada", None).is_err(), "per user");
+        assert!(limiter.check("bob", Some(address)).is_err(), "per address");
+        assert!(limiter
+            .check("bob", Some("10.0.0.2".parse().unwrap()))
+            .is_ok());
+    }
+
+    #[test]
+    fn link_guesses_count_against_their_address_only() {
+        let limiter = LoginLimiter::default();
+        let guesser: IpAddr = "10.0.0.1".parse().unwrap();
+        for _ in 0..LOGIN_ATTEMPTS {
+            assert!(limiter.begin_link(Some(guesser)).is_ok());
+        }
+        assert!(limiter.begin_link(Some(guesser)).is_err());
+        assert!(limiter
+            .begin_link(Some("10.0.0.2".parse().unwrap()))
+            .is_ok());
+        // A user of the guesser's address is not locked by link guesses.
+        assert!(limiter
+            .check("ada", Some("10.0.0.3".parse().unwrap()))
+            .is_ok());
+    }
+
+    #[test]
+    fn attempts_count_when_they_begin_and_successes_give_them_back() {
+        let limiter = LoginLimiter::default();
+        let address: IpAddr = "10.0.0.9".parse().unwrap();
+        // Ten attempts in flight at once spend the whole budget.
+        for _ in 0..LOGIN_ATTEMPTS {
+            assert!(limiter.begin("ada", Some(address)).is_ok());
+        }
+        assert!(limiter.begin("ada", Some(address)).is_err());
+        let other: IpAddr = "10.0.0.10".parse().unwrap();
+        assert!(limiter.begin("bob", Some(other)).is_ok());
+        limiter.succeeded("bob", Some(other));
+        assert!(limiter.check("bob", Some(other)).is_ok());
+        // IPv6 addresses of one /64 share a budget.
+        let first: IpAddr = "2001:db8::1".parse().unwrap();
+        for n in 0..LOGIN_ATTEMPTS {
+            assert!(limiter.begin(&format!("u{n}"), Some(first)).is_ok());
+        }
+        let neighbour: IpAddr = "2001:db8::ffff".parse().unwrap();
+        assert!(limiter.begin("someone", Some(neighbour)).is_err());
+    }
+
+    #[test]
+    fn origins_must_match_exactly() {
+        let allowed = vec!["http://127.0.0.1:8080".to_string()];
+        let mut headers = HeaderMap::new();
+        assert!(check_origin(&headers, &allowed).is_err(), "missing");
+        headers.insert(header::ORIGIN, "http://127.0.0.1:8080".parse().unwrap());
+        assert!(check_origin(&headers, &allowed).is_ok());
+        for bad in [
+            "http://evil.example",
+            "http://127.0.0.1:8081",
+            "null",
+            "http://127.0.0.1:8080.evil",
+        ] {
+            headers.insert(header::ORIGIN, bad.parse().unwrap());
+            assert!(check_origin(&headers, &allowed).is_err(), "{bad}");
+        }
+    }
+}

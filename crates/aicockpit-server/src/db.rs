@@ -1,0 +1,885 @@
+//! The server's state in one SQLite file under the data folder: users,
+//! sessions, API tokens, one-time login links, workspace ownership and
+//! sharing, and the audit log.
+//!
+//! Invariants: the schema only moves forward through [`MIGRATIONS`] (the
+//! version is SQLite's `user_version`); secrets are stored only as SHA-256
+//! hashes (passwords as argon2id PHC strings); the audit table is
+//! append-only, enforced by triggers, so even a bug here cannot rewrite
+//! history. All access goes through [`Db::call`], which runs the closure on
+//! the blocking pool under one connection lock.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+pub use rusqlite::Connection;
+use rusqlite::{params, OptionalExtension};
+use serde::Serialize;
+
+/// The schema, one entry per version. Never edit an entry that has shipped:
+/// add a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    r#"
+    CREATE TABLE users(
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        password_hash TEXT,
+        role TEXT NOT NULL CHECK (role IN ('admin', 'member', 'auditor')),
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE sessions(
+        id_hash BLOB PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        address TEXT,
+        revoked INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE tokens(
+        id TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        secret_hash BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        last_used_at INTEGER,
+        revoked_at INTEGER
+    );
+    CREATE TABLE login_links(
+        token_hash BLOB PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        expires_at INTEGER NOT NULL,
+        used_at INTEGER
+    );
+    CREATE TABLE workspaces(
+        name TEXT PRIMARY KEY,
+        owner_id INTEGER NOT NULL REFERENCES users(id),
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE members(
+        workspace TEXT NOT NULL REFERENCES workspaces(name) ON DELETE CASCADE,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        role TEXT NOT NULL CHECK (role IN ('editor', 'viewer')),
+        PRIMARY KEY (workspace, user_id)
+    );
+    CREATE TABLE audit(
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        time_ms INTEGER NOT NULL,
+        user TEXT,
+        address TEXT,
+        action TEXT NOT NULL,
+        target TEXT,
+        result TEXT NOT NULL,
+        request_id TEXT,
+        detail TEXT
+    );
+    CREATE TRIGGER audit_append_only_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_append_only_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    "#,
+];
+
+/// A database failure, with what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "database {path} has schema version {found}, newer than this aicockpit ({known}): \
+         upgrade aicockpit, or restore the data folder's backup from before the upgrade"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("database worker failed: {0}")]
+    Worker(String),
+}
+
+/// Site-wide role of a user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SiteRole {
+    Admin,
+    Member,
+    Auditor,
+}
+
+impl SiteRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SiteRole::Admin => "admin",
+            SiteRole::Member => "member",
+            SiteRole::Auditor => "auditor",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<SiteRole> {
+        match text {
+            "admin" => Some(SiteRole::Admin),
+            "member" => Some(SiteRole::Member),
+            "auditor" => Some(SiteRole::Auditor),
+            _ => None,
+        }
+    }
+}
+
+/// A user's role in one workspace. Ordered: each role can do what the ones before it can.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkspaceRole {
+    Viewer,
+    Editor,
+    Owner,
+}
+
+impl WorkspaceRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkspaceRole::Viewer => "viewer",
+            WorkspaceRole::Editor => "editor",
+            WorkspaceRole::Owner => "owner",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<WorkspaceRole> {
+        match text {
+            "viewer" => Some(WorkspaceRole::Viewer),
+            "editor" => Some(WorkspaceRole::Editor),
+            "owner" => Some(WorkspaceRole::Owner),
+            _ => None,
+        }
+    }
+}
+
+/// A user as the API shows it (never the password hash).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct User {
+    pub id: i64,
+    pub name: String,
+    pub role: SiteRole,
+    pub created_at: i64,
+}
+
+/// An API token's public part.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct TokenInfo {
+    pub id: String,
+    pub name: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked: bool,
+}
+
+/// A workspace member.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Member {
+    pub user: String,
+    pub role: WorkspaceRole,
+}
+
+/// One audit record.
+#[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct AuditRecord {
+    pub seq: i64,
+    /// Unix milliseconds.
+    pub time_ms: i64,
+    pub user: Option<String>,
+    pub address: Option<String>,
+    pub action: String,
+    pub target: Option<String>,
+    pub result: String,
+    pub request_id: Option<String>,
+    /// Redacted request detail (JSON), if any.
+    pub detail: Option<String>,
+}
+
+/// Filters for reading the audit log.
+#[derive(Clone, Debug, Default)]
+pub struct AuditQuery {
+    pub after_seq: Option<i64>,
+    pub user: Option<String>,
+    pub action: Option<String>,
+    pub limit: usize,
+}
+
+/// The database handle; cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    connection: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+/// Current unix time in seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Db {
+    /// Open (creating if needed, mode 0600) and migrate the database at `path`.
+    pub fn open(path: &Path) -> Result<Db, DbError> {
+        let open_error = |source| DbError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| open_error(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
+        }
+        // The file holds hashes and the audit log: only its owner reads it.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let _ = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(path);
+        }
+        let mut connection = Connection::open(path).map_err(open_error)?;
+        connection
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(open_error)?;
+        connection
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+            )
+            .map_err(open_error)?;
+        migrate(&mut connection, path)?;
+        Ok(Db {
+            connection: Arc::new(Mutex::new(connection)),
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Run `work` with the connection on the blocking pool.
+    pub async fn call<T, F>(&self, work: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
+    {
+        let connection = self.connection.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = connection.lock().unwrap_or_else(|p| p.into_inner());
+            work(&mut guard)
+        })
+        .await
+        .map_err(|e| DbError::Worker(e.to_string()))?
+    }
+
+    /// Run `work` on the calling thread (CLI commands, start-up).
+    pub fn call_blocking<T>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        let mut guard = self.connection.lock().unwrap_or_else(|p| p.into_inner());
+        work(&mut guard)
+    }
+
+    /// Flush the write-ahead log into the main file (at shutdown).
+    pub fn checkpoint(&self) -> Result<(), DbError> {
+        self.call_blocking(|c| {
+            c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+            Ok(())
+        })
+    }
+}
+
+fn migrate(connection: &mut Connection, path: &Path) -> Result<(), DbError> {
+    let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(DbError::TooNew {
+            path: path.to_path_buf(),
+            found: version,
+            known,
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let transaction = connection.transaction()?;
+        transaction.execute_batch(sql)?;
+        transaction.execute_batch(&format!("PRAGMA user_version = {}", index + 1))?;
+        transaction.commit()?;
+        tracing::info!(version = index + 1, "database migrated");
+    }
+    Ok(())
+}
+
+fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+    let role: String = row.get(2)?;
+    Ok(User {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        role: SiteRole::parse(&role).unwrap_or(SiteRole::Member),
+        created_at: row.get(3)?,
+    })
+}
+
+// Queries. Each takes a connection so callers compose them in one `call`.
+
+pub fn user_count(c: &Connection) -> Result<i64, DbError> {
+    Ok(c.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?)
+}
+
+pub fn create_user(
+    c: &Connection,
+    name: &str,
+    password_hash: Option<&str>,
+    role: SiteRole,
+) -> Result<User, DbError> {
+    c.execute(
+        "INSERT INTO users(name, password_hash, role, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![name, password_hash, role.as_str(), now()],
+    )?;
+    let id = c.last_insert_rowid();
+    Ok(User {
+        id,
+        name: name.to_string(),
+        role,
+        created_at: now(),
+    })
+}
+
+pub fn user_by_name(c: &Connection, name: &str) -> Result<Option<User>, DbError> {
+    Ok(c.query_row(
+        "SELECT id, name, role, created_at FROM users WHERE name = ?1",
+        [name],
+        user_from_row,
+    )
+    .optional()?)
+}
+
+pub fn user_by_id(c: &Connection, id: i64) -> Result<Option<User>, DbError> {
+    Ok(c.query_row(
+        "SELECT id, name, role, created_at FROM users WHERE id = ?1",
+        [id],
+        user_from_row,
+    )
+    .optional()?)
+}
+
+pub fn first_admin(c: &Connection) -> Result<Option<User>, DbError> {
+    Ok(c.query_row(
+        "SELECT id, name, role, created_at FROM users WHERE role = 'admin' ORDER BY id LIMIT 1",
+        [],
+        user_from_row,
+    )
+    .optional()?)
+}
+
+pub fn list_users(c: &Connection) -> Result<Vec<User>, DbError> {
+    let mut statement = c.prepare("SELECT id, name, role, created_at FROM users ORDER BY id")?;
+    let rows = statement.query_map([], user_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn password_hash(c: &Connection, user_id: i64) -> Result<Option<String>, DbError> {
+    Ok(c.query_row(
+        "SELECT password_hash FROM users WHERE id = ?1",
+        [user_id],
+        |r| r.get::<_, Option<String>>(0),
+    )
+    .optional()?
+    .flatten())
+}
+
+pub fn set_password_hash(c: &Connection, user_id: i64, hash: &str) -> Result<(), DbError> {
+    c.execute(
+        "UPDATE users SET password_hash = ?1 WHERE id = ?2",
+        params![hash, user_id],
+    )?;
+    Ok(())
+}
+
+pub fn set_role(c: &Connection, user_id: i64, role: SiteRole) -> Result<(), DbError> {
+    c.execute(
+        "UPDATE users SET role = ?1 WHERE id = ?2",
+        params![role.as_str(), user_id],
+    )?;
+    Ok(())
+}
+
+pub fn delete_user(c: &Connection, user_id: i64) -> Result<bool, DbError> {
+    Ok(c.execute("DELETE FROM users WHERE id = ?1", [user_id])? > 0)
+}
+
+/// Revoke every session of a user (password reset, role change, deletion).
+pub fn revoke_sessions_of(c: &Connection, user_id: i64) -> Result<(), DbError> {
+    c.execute(
+        "UPDATE sessions SET revoked = 1 WHERE user_id = ?1",
+        [user_id],
+    )?;
+    Ok(())
+}
+
+pub fn insert_session(
+    c: &Connection,
+    id_hash: &[u8],
+    user_id: i64,
+    lifetime_secs: i64,
+    address: Option<&str>,
+) -> Result<(), DbError> {
+    c.execute(
+        "INSERT INTO sessions(id_hash, user_id, created_at, expires_at, address) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![id_hash, user_id, now(), now() + lifetime_secs, address],
+    )?;
+    Ok(())
+}
+
+/// The user of a live (unexpired, unrevoked) session.
+pub fn session_user(c: &Connection, id_hash: &[u8]) -> Result<Option<User>, DbError> {
+    Ok(c
+        .query_row(
+            "SELECT u.id, u.name, u.role, u.created_at FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.id_hash = ?1 AND s.revoked = 0 AND s.expires_at > ?2",
+            params![id_hash, now()],
+            user_from_row,
+        )
+        .optional()?)
+}
+
+pub fn revoke_session(c: &Connection, id_hash: &[u8]) -> Result<(), DbError> {
+    c.execute(
+        "UPDATE sessions SET revoked = 1 WHERE id_hash = ?1",
+        [id_hash],
+    )?;
+    Ok(())
+}
+
+pub fn insert_token(
+    c: &Connection,
+    id: &str,
+    user_id: i64,
+    name: &str,
+    secret_hash: &[u8],
+) -> Result<(), DbError> {
+    c.execute(
+        "INSERT INTO tokens(id, user_id, name, secret_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![id, user_id, name, secret_hash, now()],
+    )?;
+    Ok(())
+}
+
+/// A live token's stored hash and its user.
+pub fn token_lookup(c: &Connection, id: &str) -> Result<Option<(Vec<u8>, User)>, DbError> {
+    Ok(c
+        .query_row(
+            "SELECT t.secret_hash, u.id, u.name, u.role, u.created_at FROM tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.id = ?1 AND t.revoked_at IS NULL",
+            [id],
+            |row| {
+                let hash: Vec<u8> = row.get(0)?;
+                let role: String = row.get(3)?;
+                Ok((
+                    hash,
+                    User {
+                        id: row.get(1)?,
+                        name: row.get(2)?,
+                        role: SiteRole::parse(&role).unwrap_or(SiteRole::Member),
+                        created_at: row.get(4)?,
+                    },
+                ))
+            },
+        )
+        .optional()?)
+}
+
+pub fn touch_token(c: &Connection, id: &str) -> Result<(), DbError> {
+    c.execute(
+        "UPDATE tokens SET last_used_at = ?1 WHERE id = ?2",
+        params![now(), id],
+    )?;
+    Ok(())
+}
+
+pub fn list_tokens(c: &Connection, user_id: i64) -> Result<Vec<TokenInfo>, DbError> {
+    let mut statement = c.prepare(
+        "SELECT id, name, created_at, last_used_at, revoked_at IS NOT NULL FROM tokens WHERE user_id = ?1 ORDER BY created_at, id",
+    )?;
+    let rows = statement.query_map([user_id], |row| {
+        Ok(TokenInfo {
+            id: row.get(0)?,
+            name: row.get(1)?,
+            created_at: row.get(2)?,
+            last_used_at: row.get(3)?,
+            revoked: row.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Revoke a token of `user_id`; false when there is no such live token.
+pub fn revoke_token(c: &Connection, user_id: i64, id: &str) -> Result<bool, DbError> {
+    Ok(c.execute(
+        "UPDATE tokens SET revoked_at = ?1 WHERE id = ?2 AND user_id = ?3 AND revoked_at IS NULL",
+        params![now(), id, user_id],
+    )? > 0)
+}
+
+pub fn insert_login_link(
+    c: &Connection,
+    token_hash: &[u8],
+    user_id: i64,
+    lifetime_secs: i64,
+) -> Result<(), DbError> {
+    c.execute(
+        "INSERT INTO login_links(token_hash, user_id, expires_at) VALUES (?1, ?2, ?3)",
+        params![token_hash, user_id, now() + lifetime_secs],
+    )?;
+    Ok(())
+}
+
+/// Use a one-time login link: its user, if it is live; it is dead afterwards either way.
+pub fn consume_login_link(c: &mut Connection, token_hash: &[u8]) -> Result<Option<User>, DbError> {
+    let transaction = c.transaction()?;
+    let user_id: Option<i64> = transaction
+        .query_row(
+            "SELECT user_id FROM login_links WHERE token_hash = ?1 AND used_at IS NULL AND expires_at > ?2",
+            params![token_hash, now()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    transaction.execute(
+        "UPDATE login_links SET used_at = ?1 WHERE token_hash = ?2",
+        params![now(), token_hash],
+    )?;
+    let user = match user_id {
+        Some(id) => user_by_id(&transaction, id)?,
+        None => None,
+    };
+    transaction.commit()?;
+    Ok(user)
+}
+
+pub fn insert_workspace(c: &Connection, name: &str, owner_id: i64) -> Result<(), DbError> {
+    c.execute(
+        "INSERT OR IGNORE INTO workspaces(name, owner_id, created_at) VALUES (?1, ?2, ?3)",
+        params![name, owner_id, now()],
+    )?;
+    Ok(())
+}
+
+/// Record a workspace just created under `name`, owned by `owner_id`. Any
+/// row left by an earlier workspace of that name (removed behind the
+/// server's back, with `aicockpit workspace rm`) goes first, with its
+/// members: they must not inherit the new one.
+pub fn claim_workspace(c: &Connection, name: &str, owner_id: i64) -> Result<(), DbError> {
+    let transaction = c.unchecked_transaction()?;
+    transaction.execute("DELETE FROM workspaces WHERE name = ?1", [name])?;
+    transaction.execute(
+        "INSERT INTO workspaces(name, owner_id, created_at) VALUES (?1, ?2, ?3)",
+        params![name, owner_id, now()],
+    )?;
+    transaction.commit()?;
+    Ok(())
+}
+
+pub fn delete_workspace(c: &Connection, name: &str) -> Result<(), DbError> {
+    c.execute("DELETE FROM workspaces WHERE name = ?1", [name])?;
+    Ok(())
+}
+
+/// The owner's name of a workspace the server knows.
+pub fn workspace_owner(c: &Connection, name: &str) -> Result<Option<User>, DbError> {
+    Ok(c
+        .query_row(
+            "SELECT u.id, u.name, u.role, u.created_at FROM workspaces w JOIN users u ON u.id = w.owner_id WHERE w.name = ?1",
+            [name],
+            user_from_row,
+        )
+        .optional()?)
+}
+
+/// A user's role in a workspace: owner, a member's role, or none.
+pub fn workspace_role(
+    c: &Connection,
+    name: &str,
+    user_id: i64,
+) -> Result<Option<WorkspaceRole>, DbError> {
+    let owner: Option<i64> = c
+        .query_row(
+            "SELECT owner_id FROM workspaces WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if owner == Some(user_id) {
+        return Ok(Some(WorkspaceRole::Owner));
+    }
+    let role: Option<String> = c
+        .query_row(
+            "SELECT role FROM members WHERE workspace = ?1 AND user_id = ?2",
+            params![name, user_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(role.as_deref().and_then(WorkspaceRole::parse))
+}
+
+/// Names of workspaces a user owns or is a member of, with the role.
+pub fn workspaces_of(
+    c: &Connection,
+    user_id: i64,
+) -> Result<Vec<(String, WorkspaceRole)>, DbError> {
+    let mut statement = c.prepare(
+        "SELECT name, 'owner' FROM workspaces WHERE owner_id = ?1 \
+         UNION SELECT workspace, role FROM members WHERE user_id = ?1 ORDER BY 1",
+    )?;
+    let rows = statement.query_map([user_id], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (name, role) = row?;
+        if let Some(role) = WorkspaceRole::parse(&role) {
+            out.push((name, role));
+        }
+    }
+    Ok(out)
+}
+
+pub fn members(c: &Connection, workspace: &str) -> Result<Vec<Member>, DbError> {
+    let mut statement = c.prepare(
+        "SELECT u.name, m.role FROM members m JOIN users u ON u.id = m.user_id WHERE m.workspace = ?1 ORDER BY u.name",
+    )?;
+    let rows = statement.query_map([workspace], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (user, role) = row?;
+        if let Some(role) = WorkspaceRole::parse(&role) {
+            out.push(Member { user, role });
+        }
+    }
+    Ok(out)
+}
+
+/// Replace a workspace's member list in one transaction.
+pub fn set_members(
+    c: &mut Connection,
+    workspace: &str,
+    members: &[(i64, WorkspaceRole)],
+) -> Result<(), DbError> {
+    let transaction = c.transaction()?;
+    transaction.execute("DELETE FROM members WHERE workspace = ?1", [workspace])?;
+    for (user_id, role) in members {
+        transaction.execute(
+            "INSERT INTO members(workspace, user_id, role) VALUES (?1, ?2, ?3)",
+            params![workspace, user_id, role.as_str()],
+        )?;
+    }
+    transaction.commit()?;
+    Ok(())
+}
+
+pub fn meta_get(c: &Connection, key: &str) -> Result<Option<String>, DbError> {
+    Ok(
+        c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?,
+    )
+}
+
+pub fn meta_set(c: &Connection, key: &str, value: &str) -> Result<(), DbError> {
+    c.execute(
+        "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        params![key, value],
+    )?;
+    Ok(())
+}
+
+pub fn append_audit(c: &Connection, record: &AuditRecord) -> Result<i64, DbError> {
+    c.execute(
+        "INSERT INTO audit(time_ms, user, address, action, target, result, request_id, detail) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            if record.time_ms > 0 {
+                record.time_ms
+            } else {
+                now_ms()
+            },
+            record.user,
+            record.address,
+            record.action,
+            record.target,
+            record.result,
+            record.request_id,
+            record.detail,
+        ],
+    )?;
+    Ok(c.last_insert_rowid())
+}
+
+pub fn read_audit(c: &Connection, query: &AuditQuery) -> Result<Vec<AuditRecord>, DbError> {
+    let mut statement = c.prepare(
+        "SELECT seq, time_ms, user, address, action, target, result, request_id, detail FROM audit \
+         WHERE seq > ?1 AND (?2 IS NULL OR user = ?2) AND (?3 IS NULL OR action = ?3) \
+         ORDER BY seq LIMIT ?4",
+    )?;
+    let rows = statement.query_map(
+        params![
+            query.after_seq.unwrap_or(0),
+            query.user,
+            query.action,
+            query.limit.clamp(1, 10_000) as i64
+        ],
+        |row| {
+            Ok(AuditRecord {
+                seq: row.get(0)?,
+                time_ms: row.get(1)?,
+                user: row.get(2)?,
+                address: row.get(3)?,
+                action: row.get(4)?,
+                target: row.get(5)?,
+                result: row.get(6)?,
+                request_id: row.get(7)?,
+                detail: row.get(8)?,
+            })
+        },
+    )?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_run_once_and_the_audit_log_is_append_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.db");
+        let db = Db::open(&path).unwrap();
+        db.call_blocking(|c| {
+            let user = create_user(c, "ada", None, SiteRole::Admin)?;
+            append_audit(
+                c,
+                &AuditRecord {
+                    user: Some(user.name),
+                    action: "test".into(),
+                    result: "ok".into(),
+                    ..AuditRecord::default()
+                },
+            )?;
+            Ok(())
+        })
+        .unwrap();
+        drop(db);
+        // Reopening does not migrate again, and keeps the data.
+        let db = Db::open(&path).unwrap();
+        let (users, update, delete) = db
+            .call_blocking(|c| {
+                Ok((
+                    user_count(c)?,
+                    c.execute("UPDATE audit SET result = 'forged'", []).is_err(),
+                    c.execute("DELETE FROM audit", []).is_err(),
+                ))
+            })
+            .unwrap();
+        assert_eq!(users, 1);
+        assert!(update, "an UPDATE of the audit log must fail");
+        assert!(delete, "a DELETE from the audit log must fail");
+        let records = db
+            .call_blocking(|c| {
+                read_audit(
+                    c,
+                    &AuditQuery {
+                        limit: 10,
+                        ..AuditQuery::default()
+                    },
+                )
+            })
+            .unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].result, "ok");
+    }
+
+    #[test]
+    fn a_database_from_a_newer_version_is_refused_with_advice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("PRAGMA user_version = 999")
+            .unwrap();
+        let error = Db::open(&path).err().unwrap().to_string();
+        assert!(error.contains("newer than this aicockpit"), "{error}");
+    }
+
+    #[test]
+    fn a_claimed_name_drops_the_old_owner_and_members() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("s.db")).unwrap();
+        let (owner, members, old_role) = db
+            .call_blocking(|c| {
+                let old = create_user(c, "old", None, SiteRole::Member)?;
+                let guest = create_user(c, "guest", None, SiteRole::Member)?;
+                let new = create_user(c, "new", None, SiteRole::Member)?;
+                insert_workspace(c, "w", old.id)?;
+                c.execute(
+                    "INSERT INTO members(workspace, user_id, role) VALUES ('w', ?1, 'editor')",
+                    [guest.id],
+                )?;
+                claim_workspace(c, "w", new.id)?;
+                Ok((
+                    workspace_owner(c, "w")?.map(|u| u.name),
+                    members(c, "w")?,
+                    workspace_role(c, "w", old.id)?,
+                ))
+            })
+            .unwrap();
+        assert_eq!(owner.as_deref(), Some("new"));
+        assert!(members.is_empty(), "{members:?}");
+        assert_eq!(old_role, None);
+    }
+
+    #[test]
+    fn a_login_link_works_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("s.db")).unwrap();
+        let (first, second) = db
+            .call_blocking(|c| {
+                let user = create_user(c, "ada", None, SiteRole::Admin)?;
+                insert_login_link(c, b"hash", user.id, 60)?;
+                Ok((
+                    consume_login_link(c, b"hash")?,
+                    consume_login_link(c, b"hash")?,
+                ))
+            })
+            .unwrap();
+        assert_eq!(first.map(|u| u.name).as_deref(), Some("ada"));
+        assert!(second.is_none());
+    }
+}

@@ -1,0 +1,427 @@
+//! `aicockpit-server`: `aicockpit serve`, a multi-user HTTP and WebSocket
+//! server over workspaces, the language server and AI.
+//!
+//! Map: [`routes`] holds the route table (every route, its requirement and
+//! its OpenAPI description in one place) and the request guard; [`authz`]
+//! the one authorisation function; [`auth`] passwords, tokens, sessions and
+//! the `Origin` check; [`db`] the SQLite state; [`engines`] the shared
+//! language-server engine of each workspace.
+//!
+//! Architecture invariant: handlers are thin. Workspaces are the workspace
+//! manager's, language features the engine's through the LSP crate; this
+//! crate adds who may do what, and the wire. It binds loopback unless told
+//! otherwise with TLS or an explicit opt-out, and no secret (password, API
+//! token, session id, service key) is ever logged, returned after creation,
+//! put in a URL after the one-time login link, or written to the audit log.
+
+pub mod auth;
+pub mod authz;
+pub mod db;
+pub mod engines;
+pub mod error;
+pub mod metrics;
+pub mod routes;
+pub mod state;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use aicockpit_config::{Config, Paths};
+use aicockpit_workspace::{
+    BackendKind, DockerBackend, LocalBackend, ManagerOptions, WorkspaceManager,
+};
+pub use tokio_util::sync::CancellationToken;
+
+use crate::db::{Db, SiteRole};
+use crate::state::{AppState, StateInner};
+
+/// How long a stopping server waits for requests still running before it
+/// ends them (a long `exec`, a slow download).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// How long a client may take to send a request's head (and a new
+/// connection its first request): slow clients cannot hold connections.
+pub const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The database file's name under the data folder.
+pub const DATABASE_FILE: &str = "server.db";
+
+/// How `aicockpit serve` is started.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub bind: SocketAddr,
+    pub paths: Paths,
+    pub config: Config,
+    /// PEM certificate chain and key: serve HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Allow a non-loopback bind without TLS (behind a TLS proxy).
+    pub insecure_bind_public: bool,
+    /// The URL people open, when it is not the bind address (behind a proxy).
+    pub public_url: Option<String>,
+    /// Serve `/metrics` without authentication on this (loopback) address too.
+    pub metrics_bind: Option<SocketAddr>,
+}
+
+/// A start-up or serving failure, with what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "refusing to listen on {0} without TLS: give --tls-cert and --tls-key, or put the server \
+         behind a TLS proxy and pass --insecure-bind-public (see docs/deployment.md)"
+    )]
+    PublicWithoutTls(SocketAddr),
+    #[error(
+        "listening on {0} needs --public-url (the https://host[:port] people open), so the \
+         server can tell its own pages from foreign ones"
+    )]
+    NoPublicUrl(SocketAddr),
+    #[error(
+        "--metrics-bind {0} is not a loopback address, and /metrics there needs no sign-in: \
+         keep it on 127.0.0.1 (scrape through a tunnel or the proxy), or pass --insecure-bind-public"
+    )]
+    PublicMetrics(SocketAddr),
+    #[error("--public-url {0:?} is not an http(s) URL such as https://cockpit.example.com")]
+    BadPublicUrl(String),
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+    #[error(transparent)]
+    Workspace(#[from] aicockpit_workspace::WorkspaceError),
+    #[error("cannot listen on {address}: {source} (is another server using the port? pick one with --bind)")]
+    Bind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("server: {0}")]
+    Serve(std::io::Error),
+}
+
+/// What a starting server tells its caller once it listens.
+#[derive(Clone, Debug)]
+pub struct Started {
+    pub url: String,
+    /// The one-time login URL, on first start only.
+    pub login_url: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+fn is_loopback(address: &SocketAddr) -> bool {
+    match address.ip() {
+        IpAddr::V4(ip) => ip.is_loopback(),
+        IpAddr::V6(ip) => ip.is_loopback(),
+    }
+}
+
+/// The origin (`scheme://host[:port]`) of a URL.
+fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let host = rest.split('/').next()?;
+    (!host.is_empty() && !host.contains('@')).then(|| format!("{scheme}://{host}"))
+}
+
+/// Open the database under the data folder (for the server and `aicockpit admin`).
+pub fn open_db(paths: &Paths) -> Result<Db, db::DbError> {
+    Db::open(&paths.data_dir.join(DATABASE_FILE))
+}
+
+/// Open the workspace manager: Docker when it answers, else the local backend with a warning.
+pub async fn open_manager(
+    config: &Config,
+    paths: &Paths,
+    warnings: &mut Vec<String>,
+) -> Result<WorkspaceManager, ServeError> {
+    let mut options = ManagerOptions::from_config(&config.workspaces, &paths.data_dir)?;
+    options.protected_dirs.extend(paths.protected_dirs());
+    let backend: Arc<dyn aicockpit_workspace::Backend> = match options.backend {
+        BackendKind::Docker => match DockerBackend::connect(options.docker.clone()).await {
+            Ok(docker) => Arc::new(docker),
+            Err(error) => {
+                let warning = format!(
+                    "Docker does not answer ({error}); using the local backend: workspaces are \
+                     plain folders and commands run on this host without isolation, so terminals \
+                     and commands are for admins only"
+                );
+                tracing::warn!("{warning}");
+                warnings.push(warning);
+                options.backend = BackendKind::Local;
+                Arc::new(LocalBackend::new())
+            }
+        },
+        BackendKind::Local => {
+            let warning = "workspaces.backend is \"local\": commands run on this host without \
+                           isolation, so terminals and commands are for admins only"
+                .to_string();
+            tracing::warn!("{warning}");
+            warnings.push(warning);
+            Arc::new(LocalBackend::new())
+        }
+    };
+    Ok(WorkspaceManager::with_backend(options, backend))
+}
+
+/// First start: make the admin and a one-time login link. Also imports the
+/// workspace records made before the server existed, once, owned by the first admin.
+fn first_start(db: &Db, manager: &WorkspaceManager) -> Result<Option<String>, db::DbError> {
+    db.call_blocking(|c| {
+        let mut link = None;
+        if db::user_count(c)? == 0 {
+            let admin = db::create_user(c, "admin", None, SiteRole::Admin)?;
+            link = Some(auth::create_login_link(c, admin.id)?);
+            tracing::info!("first start: created the user `admin`");
+        }
+        if db::meta_get(c, "workspaces_imported")?.is_none() {
+            if let Some(admin) = db::first_admin(c)? {
+                let records = manager.list().unwrap_or_default();
+                for workspace in &records {
+                    db::insert_workspace(c, &workspace.name, admin.id)?;
+                }
+                tracing::info!(count = records.len(), "imported existing workspace records");
+            }
+            db::meta_set(c, "workspaces_imported", "1")?;
+        }
+        Ok(link)
+    })
+}
+
+/// Run the server until SIGINT/SIGTERM or `stop` is cancelled. `on_start` is
+/// called once the server listens.
+pub async fn serve(
+    options: ServeOptions,
+    stop: CancellationToken,
+    on_start: impl FnOnce(Started),
+) -> Result<(), ServeError> {
+    if !is_loopback(&options.bind) && options.tls.is_none() && !options.insecure_bind_public {
+        return Err(ServeError::PublicWithoutTls(options.bind));
+    }
+    if let Some(url) = &options.public_url {
+        if origin_of(url).is_none() {
+            return Err(ServeError::BadPublicUrl(url.clone()));
+        }
+    } else if !is_loopback(&options.bind) {
+        return Err(ServeError::NoPublicUrl(options.bind));
+    }
+    let db = open_db(&options.paths)?;
+    let mut warnings = Vec::new();
+    let manager = open_manager(&options.config, &options.paths, &mut warnings).await?;
+    match manager.reconcile().await {
+        Ok(report) if report != Default::default() => {
+            tracing::info!(?report, "reconciled workspaces")
+        }
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "cannot reconcile workspaces with the engine"),
+    }
+    let link = first_start(&db, &manager)?;
+    let manager = Arc::new(manager);
+    if let Some(idle) = manager.options().idle_stop {
+        let _ = idle;
+        manager.spawn_idle_stopper(Duration::from_secs(60));
+    }
+
+    let listener = tokio::net::TcpListener::bind(options.bind)
+        .await
+        .map_err(|source| ServeError::Bind {
+            address: options.bind,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(ServeError::Serve)?;
+    let scheme = if options.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let url = options
+        .public_url
+        .clone()
+        .map(|u| u.trim_end_matches('/').to_string())
+        .unwrap_or_else(|| format!("{scheme}://{local}"));
+    let mut allowed_origins: Vec<String> = Vec::new();
+    if let Some(origin) = options.public_url.as_deref().and_then(origin_of) {
+        allowed_origins.push(origin);
+    }
+    if is_loopback(&local) {
+        let port = local.port();
+        for host in [
+            "127.0.0.1".to_string(),
+            "localhost".to_string(),
+            "[::1]".to_string(),
+        ] {
+            allowed_origins.push(format!("{scheme}://{host}:{port}"));
+        }
+    }
+    let secure_cookies = options.tls.is_some()
+        || options
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"));
+    let shutdown = CancellationToken::new();
+    let state = AppState(Arc::new(StateInner {
+        db: db.clone(),
+        manager: manager.clone(),
+        paths: options.paths.clone(),
+        config: RwLock::new(options.config.clone()),
+        limiter: auth::LoginLimiter::default(),
+        allowed_origins,
+        public_url: url.clone(),
+        secure_cookies,
+        warnings: warnings.clone(),
+        metrics: metrics::Metrics::default(),
+        shutdown: shutdown.clone(),
+        started: Instant::now(),
+        sessions: engines::Engines::new(options.config.clone(), options.paths.clone()),
+    }));
+    let app = routes::app(state.clone());
+
+    if let Some(metrics_bind) = options.metrics_bind.filter(|a| !is_loopback(a)) {
+        if !options.insecure_bind_public {
+            return Err(ServeError::PublicMetrics(metrics_bind));
+        }
+    }
+    if let Some(metrics_bind) = options.metrics_bind {
+        let metrics_state = state.clone();
+        let metrics_listener =
+            tokio::net::TcpListener::bind(metrics_bind)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    address: metrics_bind,
+                    source,
+                })?;
+        let stop_metrics = shutdown.clone();
+        tokio::spawn(async move {
+            let app = axum::Router::new()
+                .route("/metrics", axum::routing::get(routes::meta::metrics))
+                .with_state(metrics_state);
+            let _ = axum::serve(metrics_listener, app)
+                .with_graceful_shutdown(stop_metrics.cancelled_owned())
+                .await;
+        });
+    }
+
+    on_start(Started {
+        url: url.clone(),
+        login_url: link.map(|token| format!("{url}/login?token={token}")),
+        warnings,
+    });
+    tracing::info!(%url, "listening");
+
+    // Stop on a signal or when the caller says so; then tell every live
+    // connection and give them a moment to say goodbye.
+    let signal_stop = stop.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        signal_stop.cancel();
+    });
+    let graceful = {
+        let shutdown = shutdown.clone();
+        let stop = stop.clone();
+        let state = state.clone();
+        async move {
+            stop.cancelled().await;
+            tracing::info!("shutting down: telling open terminals and language-server sessions");
+            shutdown.cancel();
+            // Sessions are told and edits flushed before the listener closes.
+            state.sessions.shutdown_all().await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    // Graceful, within bounds: a command may be given an hour and a download
+    // may crawl, but a stop waits for them at most SHUTDOWN_GRACE.
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        graceful.await;
+        stopper.graceful_shutdown(Some(SHUTDOWN_GRACE));
+    });
+    let listener = listener.into_std().map_err(ServeError::Serve)?;
+    let mut server = axum_server::from_tcp(listener)
+        .map_err(ServeError::Serve)?
+        .first_request_timeout(REQUEST_HEAD_TIMEOUT);
+    server
+        .http_builder()
+        .http1()
+        .header_read_timeout(REQUEST_HEAD_TIMEOUT);
+    let server = server.handle(handle);
+    let result = match &options.tls {
+        // Small frames (an LSP answer right after a notification, a
+        // terminal's echo) go out at once: with Nagle's algorithm they wait
+        // for the client's delayed ACK, up to 40 ms on Linux.
+        None => {
+            server
+                .acceptor(axum_server::accept::NoDelayAcceptor::new())
+                .serve(service)
+                .await
+        }
+        Some((cert, key)) => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .map_err(|e| {
+                    ServeError::Tls(format!(
+                        "cannot load {} / {}: {e}",
+                        cert.display(),
+                        key.display()
+                    ))
+                })?;
+            server
+                .acceptor(
+                    axum_server::tls_rustls::RustlsAcceptor::new(config)
+                        .acceptor(axum_server::accept::NoDelayAcceptor::new()),
+                )
+                .serve(service)
+                .await
+        }
+    }
+    .map_err(ServeError::Serve);
+    if let Err(error) = db.checkpoint() {
+        tracing::warn!(%error, "cannot checkpoint the database");
+    }
+    tracing::info!("stopped");
+    result
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut terminate = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_scheme_host_and_port() {
+        assert_eq!(
+            origin_of("https://c.example.com/ide").as_deref(),
+            Some("https://c.example.com")
+        );
+        assert_eq!(
+            origin_of("http://127.0.0.1:8080").as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        assert_eq!(origin_of("ftp://x"), None);
+        assert_eq!(origin_of("https://user@evil"), None);
+    }
+}

@@ -1,0 +1,410 @@
+//! Signing in and out, the caller's own identity, API tokens, and the
+//! one-time login link's exchange for a session cookie.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::Extension;
+use serde::{Deserialize, Serialize};
+
+use super::{noted, schema, AuditNote, Body, Peer, Route};
+use crate::auth::{self, Credential};
+use crate::authz::{Access, Need};
+use crate::db::{self, TokenInfo, User};
+use crate::error::{ApiError, Json};
+use crate::state::AppState;
+
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route {
+            method: Method::POST,
+            path: "/api/v1/auth/login",
+            need: Need::Public,
+            audit: Some("auth.login"),
+            summary: "Log in with a name and password, or a one-time login token; sets the session cookie.",
+            tag: "auth",
+            query: &[],
+            body: Body::Json(schema::<LoginRequest>),
+            response: Body::Json(schema::<User>),
+            // A login body is small: a few KiB is plenty.
+            handler: post(login).layer(axum::extract::DefaultBodyLimit::max(8 * 1024)),
+        },
+        Route {
+            method: Method::GET,
+            path: "/login",
+            need: Need::Public,
+            audit: Some("auth.login_link"),
+            summary: "Exchange a one-time login link for a session cookie and go to the home page.",
+            tag: "auth",
+            query: &[("token", true, "the one-time token printed at first start or by `aicockpit admin login-link`")],
+            body: Body::None,
+            response: Body::Text,
+            handler: get(login_link),
+        },
+        Route {
+            method: Method::POST,
+            path: "/api/v1/auth/logout",
+            need: Need::User,
+            audit: Some("auth.logout"),
+            summary: "End the current browser session (its cookie stops working at once).",
+            tag: "auth",
+            query: &[],
+            body: Body::None,
+            response: Body::None,
+            handler: post(logout),
+        },
+        Route {
+            method: Method::GET,
+            path: "/api/v1/me",
+            need: Need::User,
+            audit: None,
+            summary: "The signed-in user.",
+            tag: "auth",
+            query: &[],
+            body: Body::None,
+            response: Body::Json(schema::<User>),
+            handler: get(me),
+        },
+        Route {
+            method: Method::GET,
+            path: "/api/v1/tokens",
+            need: Need::User,
+            audit: None,
+            summary: "Your API tokens (ids and names; the secrets are never shown again).",
+            tag: "auth",
+            query: &[],
+            body: Body::None,
+            response: Body::Json(schema::<Vec<TokenInfo>>),
+            handler: get(list_tokens),
+        },
+        Route {
+            method: Method::POST,
+            path: "/api/v1/tokens",
+            need: Need::User,
+            audit: Some("token.create"),
+            summary: "Create an API token; the response is the only time its secret is shown.",
+            tag: "auth",
+            query: &[],
+            body: Body::Json(schema::<NewToken>),
+            response: Body::Json(schema::<CreatedToken>),
+            handler: post(create_token),
+        },
+        Route {
+            method: Method::DELETE,
+            path: "/api/v1/tokens/{token_id}",
+            need: Need::User,
+            audit: Some("token.revoke"),
+            summary: "Revoke one of your API tokens.",
+            tag: "auth",
+            query: &[],
+            body: Body::None,
+            response: Body::None,
+            handler: delete(revoke_token),
+        },
+    ]
+}
+
+/// Either `name` and `password`, or `token` (a one-time login token).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub name: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    /// What the token is for, e.g. `ci`.
+    pub name: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CreatedToken {
+    pub id: String,
+    pub name: String,
+    /// `acp_<id>_<secret>`: shown once, store it now.
+    pub token: String,
+}
+
+fn with_cookie(state: &AppState, response: impl IntoResponse, cookie: &str) -> Response {
+    let mut response = response.into_response();
+    if let Ok(value) = cookie.parse() {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    let _ = state;
+    response
+}
+
+async fn start_session(state: &AppState, user: &User, peer: Peer) -> Result<String, ApiError> {
+    let user_id = user.id;
+    let address = peer.0.map(|a| a.ip().to_string());
+    let id = state
+        .db
+        .call(move |c| auth::create_session(c, user_id, address.as_deref()))
+        .await?;
+    Ok(auth::session_cookie(&id, state.secure_cookies))
+}
+
+async fn login(
+    State(state): State<AppState>,
+    Extension(peer): Extension<Peer>,
+    Json(request): Json<LoginRequest>,
+) -> Response {
+    let address = peer.0.map(|a| a.ip());
+    // Only a well-formed name is recorded (and counted): an anonymous caller
+    // cannot write arbitrary text into the audit log or the limiter.
+    let attempted = request
+        .name
+        .clone()
+        .filter(|name| auth::check_user_name(name).is_ok());
+    let note = |detail: serde_json::Value| AuditNote {
+        user: attempted.clone(),
+        detail: Some(detail),
+        ..AuditNote::default()
+    };
+    let result: Result<User, ApiError> = async {
+        match (request.name, request.password, request.token) {
+            (Some(name), Some(password), None) => {
+                if auth::check_user_name(&name).is_err() || password.len() > 1024 {
+                    return Err(ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "bad_credentials",
+                        "wrong name or password",
+                    ));
+                }
+                if let Err(wait) = state.limiter.begin(&name, address) {
+                    return Err(ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "rate_limited",
+                        format!("too many failed logins; try again in {wait} s"),
+                    )
+                    .with_retry_after(wait));
+                }
+                let lookup = name.clone();
+                let found = state
+                    .db
+                    .call(move |c| {
+                        Ok(match db::user_by_name(c, &lookup)? {
+                            Some(user) => {
+                                let hash = db::password_hash(c, user.id)?;
+                                Some((user, hash))
+                            }
+                            None => None,
+                        })
+                    })
+                    .await?;
+                // Verify against a dummy hash for unknown users, so timing does not tell names apart.
+                let (user, stored) = match found {
+                    Some((user, Some(hash))) => (Some(user), hash),
+                    _ => (None, dummy_hash().to_string()),
+                };
+                let ok = auth::verify_password_async(password, stored).await?;
+                match user {
+                    Some(user) if ok => {
+                        state.limiter.succeeded(&name, address);
+                        Ok(user)
+                    }
+                    // The attempt was counted when it began.
+                    _ => Err(ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "bad_credentials",
+                        "wrong name or password",
+                    )),
+                }
+            }
+            (None, None, Some(token)) => consume_link(&state, &token, address).await,
+            _ => Err(ApiError::bad_request(
+                "send {\"name\", \"password\"} or {\"token\"}",
+            )),
+        }
+    }
+    .await;
+    match result {
+        Ok(user) => match start_session(&state, &user, peer).await {
+            Ok(cookie) => {
+                let body = axum::Json(user.clone());
+                noted(
+                    with_cookie(&state, body, &cookie),
+                    AuditNote {
+                        user: Some(user.name.clone()),
+                        ..AuditNote::default()
+                    },
+                )
+            }
+            Err(error) => error.into_response(),
+        },
+        Err(error) => {
+            let code = error.code;
+            noted(error, note(serde_json::json!({ "error": code })))
+        }
+    }
+}
+
+async fn consume_link(
+    state: &AppState,
+    token: &str,
+    address: Option<std::net::IpAddr>,
+) -> Result<User, ApiError> {
+    // Guessing links is rate-limited like passwords, per address.
+    if token.len() > 256 {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_link",
+            "this is not a login link's token",
+        ));
+    }
+    if let Err(wait) = state.limiter.begin_link(address) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many failed logins; try again in {wait} s"),
+        )
+        .with_retry_after(wait));
+    }
+    let hash = auth::sha256(token.as_bytes());
+    match state
+        .db
+        .call(move |c| db::consume_login_link(c, &hash))
+        .await?
+    {
+        Some(user) => {
+            state.limiter.link_succeeded(address);
+            Ok(user)
+        }
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_link",
+            "this login link was already used or has expired: print a new one with \
+                 `aicockpit admin login-link` on the server",
+        )),
+    }
+}
+
+/// A valid argon2id hash of a random password, computed once.
+fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| auth::hash_password(&auth::random_string(16)).unwrap_or_default())
+}
+
+#[derive(Deserialize)]
+struct LinkQuery {
+    token: String,
+}
+
+async fn login_link(
+    State(state): State<AppState>,
+    Extension(peer): Extension<Peer>,
+    query: Result<Query<LinkQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return ApiError::bad_request("this URL needs ?token=").into_response();
+    };
+    match consume_link(&state, &query.token, peer.0.map(|a| a.ip())).await {
+        Ok(user) => match start_session(&state, &user, peer).await {
+            Ok(cookie) => {
+                // 303 to the home page: the token leaves the address bar and history.
+                let response = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]);
+                noted(
+                    with_cookie(&state, response, &cookie),
+                    AuditNote {
+                        user: Some(user.name),
+                        ..AuditNote::default()
+                    },
+                )
+            }
+            Err(error) => error.into_response(),
+        },
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn logout(State(state): State<AppState>, Extension(access): Extension<Access>) -> Response {
+    let principal = match access.principal() {
+        Ok(p) => p.clone(),
+        Err(e) => return e.into_response(),
+    };
+    if let Credential::Session(hash) = principal.credential {
+        if let Err(error) = state.db.call(move |c| db::revoke_session(c, &hash)).await {
+            return ApiError::from(error).into_response();
+        }
+    }
+    with_cookie(
+        &state,
+        StatusCode::NO_CONTENT,
+        &auth::clear_session_cookie(state.secure_cookies),
+    )
+}
+
+async fn me(Extension(access): Extension<Access>) -> Result<axum::Json<User>, ApiError> {
+    Ok(axum::Json(access.principal()?.user.clone()))
+}
+
+async fn list_tokens(
+    State(state): State<AppState>,
+    Extension(access): Extension<Access>,
+) -> Result<axum::Json<Vec<TokenInfo>>, ApiError> {
+    let user_id = access.principal()?.user.id;
+    Ok(axum::Json(
+        state.db.call(move |c| db::list_tokens(c, user_id)).await?,
+    ))
+}
+
+async fn create_token(
+    State(state): State<AppState>,
+    Extension(access): Extension<Access>,
+    Json(request): Json<NewToken>,
+) -> Result<Response, ApiError> {
+    let user_id = access.principal()?.user.id;
+    let name = request.name.trim().to_string();
+    if name.is_empty() || name.len() > 100 {
+        return Err(ApiError::bad_request(
+            "a token needs a name of 1 to 100 bytes",
+        ));
+    }
+    let label = name.clone();
+    let (token, id) = state
+        .db
+        .call(move |c| auth::create_token(c, user_id, &label))
+        .await?;
+    Ok(noted(
+        (
+            StatusCode::CREATED,
+            axum::Json(CreatedToken {
+                id: id.clone(),
+                name,
+                token,
+            }),
+        ),
+        AuditNote {
+            target: Some(format!("token:{id}")),
+            ..AuditNote::default()
+        },
+    ))
+}
+
+async fn revoke_token(
+    State(state): State<AppState>,
+    Extension(access): Extension<Access>,
+    Path(token_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let user_id = access.principal()?.user.id;
+    let id = token_id.clone();
+    if state
+        .db
+        .call(move |c| db::revoke_token(c, user_id, &id))
+        .await?
+    {
+        Ok(noted(
+            StatusCode::NO_CONTENT,
+            AuditNote {
+                target: Some(format!("token:{token_id}")),
+                ..AuditNote::default()
+            },
+        ))
+    } else {
+        Err(ApiError::not_found("you have no live token with that id"))
+    }
+}

@@ -1,0 +1,222 @@
+//! User administration (admins only): list, create, change role or
+//! password, delete. A password change or deletion ends the user's sessions.
+
+use axum::extract::{Path, State};
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, patch, post};
+use serde::Deserialize;
+
+use super::{noted, schema, AuditNote, Body, Route};
+use crate::auth;
+use crate::authz::Need;
+use crate::db::{self, SiteRole, User};
+use crate::error::{ApiError, Json};
+use crate::state::AppState;
+
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route {
+            method: Method::GET,
+            path: "/api/v1/users",
+            need: Need::Admin,
+            audit: None,
+            summary: "Every user.",
+            tag: "users",
+            query: &[],
+            body: Body::None,
+            response: Body::Json(schema::<Vec<User>>),
+            handler: get(list),
+        },
+        Route {
+            method: Method::POST,
+            path: "/api/v1/users",
+            need: Need::Admin,
+            audit: Some("user.create"),
+            summary: "Create a user with a password and a site role.",
+            tag: "users",
+            query: &[],
+            body: Body::Json(schema::<NewUser>),
+            response: Body::Json(schema::<User>),
+            handler: post(create),
+        },
+        Route {
+            method: Method::PATCH,
+            path: "/api/v1/users/{name}",
+            need: Need::Admin,
+            audit: Some("user.update"),
+            summary: "Change a user's role or password (ends their sessions).",
+            tag: "users",
+            query: &[],
+            body: Body::Json(schema::<UserUpdate>),
+            response: Body::Json(schema::<User>),
+            handler: patch(update),
+        },
+        Route {
+            method: Method::DELETE,
+            path: "/api/v1/users/{name}",
+            need: Need::Admin,
+            audit: Some("user.delete"),
+            summary: "Delete a user (their workspaces must be deleted or given away first).",
+            tag: "users",
+            query: &[],
+            body: Body::None,
+            response: Body::None,
+            handler: axum::routing::delete(remove),
+        },
+    ]
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub name: String,
+    pub password: String,
+    pub role: SiteRole,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserUpdate {
+    pub role: Option<SiteRole>,
+    pub password: Option<String>,
+}
+
+async fn list(State(state): State<AppState>) -> Result<axum::Json<Vec<User>>, ApiError> {
+    Ok(axum::Json(state.db.call(|c| db::list_users(c)).await?))
+}
+
+/// Create a user (the API and `aicockpit admin create-user` share this).
+pub async fn create_user(
+    db_handle: &db::Db,
+    name: String,
+    password: String,
+    role: SiteRole,
+) -> Result<User, ApiError> {
+    auth::check_user_name(&name)?;
+    auth::check_password(&password)?;
+    let hash = auth::hash_password_async(password).await?;
+    db_handle
+        .call(move |c| {
+            if db::user_by_name(c, &name)?.is_some() {
+                return Ok(Err(ApiError::conflict(format!(
+                    "a user named {name:?} exists"
+                ))));
+            }
+            Ok(Ok(db::create_user(c, &name, Some(&hash), role)?))
+        })
+        .await?
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Json(request): Json<NewUser>,
+) -> Result<Response, ApiError> {
+    let user = create_user(&state.db, request.name, request.password, request.role).await?;
+    Ok(noted(
+        (StatusCode::CREATED, axum::Json(user.clone())),
+        AuditNote {
+            target: Some(format!("user:{}", user.name)),
+            detail: Some(serde_json::json!({ "role": user.role })),
+            ..AuditNote::default()
+        },
+    ))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Json(request): Json<UserUpdate>,
+) -> Result<Response, ApiError> {
+    let hash = match request.password {
+        Some(password) => {
+            auth::check_password(&password)?;
+            Some(auth::hash_password_async(password).await?)
+        }
+        None => None,
+    };
+    let role = request.role;
+    let password_changed = hash.is_some();
+    let lookup = name.clone();
+    let user = state
+        .db
+        .call(move |c| {
+            let Some(user) = db::user_by_name(c, &lookup)? else {
+                return Ok(Ok(None));
+            };
+            if let Some(hash) = &hash {
+                db::set_password_hash(c, user.id, hash)?;
+            }
+            if let Some(role) = role {
+                if user.role == SiteRole::Admin && role != SiteRole::Admin && admins(c)? <= 1 {
+                    return Ok(Err(ApiError::conflict(
+                        "this is the last admin: make another user admin first",
+                    )));
+                }
+                db::set_role(c, user.id, role)?;
+            }
+            // New credentials or powers: old sessions end.
+            db::revoke_sessions_of(c, user.id)?;
+            Ok(Ok(db::user_by_id(c, user.id)?))
+        })
+        .await??
+        .ok_or_else(|| ApiError::not_found(format!("no user named {name:?}")))?;
+    Ok(noted(
+        axum::Json(user),
+        AuditNote {
+            target: Some(format!("user:{name}")),
+            detail: Some(serde_json::json!({ "role": role, "password_changed": password_changed })),
+            ..AuditNote::default()
+        },
+    ))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let lookup = name.clone();
+    let outcome = state
+        .db
+        .call(move |c| {
+            let Some(user) = db::user_by_name(c, &lookup)? else {
+                return Ok(Err(ApiError::not_found(format!(
+                    "no user named {lookup:?}"
+                ))));
+            };
+            let owned: i64 = c.query_row(
+                "SELECT count(*) FROM workspaces WHERE owner_id = ?1",
+                [user.id],
+                |r| r.get(0),
+            )?;
+            if user.role == SiteRole::Admin && admins(c)? <= 1 {
+                return Ok(Err(ApiError::conflict(
+                    "this is the last admin: make another user admin first",
+                )));
+            }
+            if owned > 0 {
+                return Ok(Err(ApiError::conflict(format!(
+                    "{lookup} owns {owned} workspace(s): delete them first"
+                ))));
+            }
+            db::delete_user(c, user.id)?;
+            Ok(Ok(()))
+        })
+        .await?;
+    outcome?;
+    Ok(noted(
+        StatusCode::NO_CONTENT,
+        AuditNote {
+            target: Some(format!("user:{name}")),
+            ..AuditNote::default()
+        },
+    ))
+}
+
+fn admins(c: &db::Connection) -> Result<i64, db::DbError> {
+    Ok(
+        c.query_row("SELECT count(*) FROM users WHERE role = 'admin'", [], |r| {
+            r.get(0)
+        })?,
+    )
+}

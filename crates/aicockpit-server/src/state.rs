@@ -1,0 +1,65 @@
+//! The server's shared state: the database, the workspace manager, the
+//! configuration, the login limiter, the origins cookies are accepted
+//! from, metrics, and the shutdown signal every long-lived connection
+//! watches.
+
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use aicockpit_config::{Config, Paths};
+use aicockpit_workspace::WorkspaceManager;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::LoginLimiter;
+use crate::db::Db;
+use crate::metrics::Metrics;
+
+/// Cheap to clone; every handler gets one.
+#[derive(Clone)]
+pub struct AppState(pub Arc<StateInner>);
+
+pub struct StateInner {
+    pub db: Db,
+    pub manager: Arc<WorkspaceManager>,
+    pub paths: Paths,
+    /// The config file plus environment overrides, reloaded when the services API changes it.
+    pub config: RwLock<Config>,
+    pub limiter: LoginLimiter,
+    /// Origins (`scheme://host:port`) whose requests may use the session cookie.
+    pub allowed_origins: Vec<String>,
+    /// The URL people open (for messages and the login link).
+    pub public_url: String,
+    /// Cookies get `Secure` (the server speaks TLS, or sits behind a TLS proxy).
+    pub secure_cookies: bool,
+    /// Why the server is not at full strength (the local backend in use, …), for `/status`.
+    pub warnings: Vec<String>,
+    pub metrics: Metrics,
+    /// Cancelled at shutdown: terminals and LSP sessions tell their clients and end.
+    pub shutdown: CancellationToken,
+    pub started: Instant,
+    pub sessions: crate::engines::Engines,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = StateInner;
+    fn deref(&self) -> &StateInner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn config(&self) -> Config {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Reload the config after the services API wrote the file.
+    pub async fn reload_config(&self) -> Result<Config, aicockpit_config::ConfigError> {
+        let config = Config::load(&self.paths)?;
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = config.clone();
+        self.sessions.set_config(&config).await;
+        Ok(config)
+    }
+}

