@@ -40,12 +40,21 @@ pub struct NameTable {
     /// The lower-cased names, then the same names as written (ranking reads
     /// them here rather than chasing each symbol's own allocation).
     bytes: Vec<u8>,
+    /// The byte classes of all names together: a file whose names lack one
+    /// of the query's classes is skipped without reading its entries.
+    any_mask: u64,
+    /// The byte classes the names start with: once the subsequence bucket
+    /// is full only prefixes count, and a file none of whose names starts
+    /// like the query is skipped.
+    first_mask: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct NameEntry {
     /// Which byte classes the name holds (see [`byte_mask`]): a name that
-    /// lacks one of the query's cannot match it at all.
+    /// lacks one of the query's cannot match it at all. The top byte holds
+    /// the name's first byte, lower-cased ([`FIRST_SHIFT`]), so a prefix
+    /// test needs no read of the name.
     mask: u64,
     /// End of the lower-cased name in `bytes`.
     end: u32,
@@ -61,8 +70,12 @@ impl NameTable {
                 table
                     .bytes
                     .extend(symbol.name.bytes().map(|b| b.to_ascii_lowercase()));
+                let classes = byte_mask(symbol.name.as_bytes());
+                let first = symbol.name.bytes().next().unwrap_or(0);
+                table.any_mask |= classes;
+                table.first_mask |= byte_mask(&[first]);
                 table.entries.push(NameEntry {
-                    mask: byte_mask(symbol.name.as_bytes()),
+                    mask: classes | u64::from(first.to_ascii_lowercase()) << FIRST_SHIFT,
                     end: table.bytes.len() as u32,
                     ordinal: ordinal as u32,
                 });
@@ -80,6 +93,10 @@ impl NameTable {
         self.entries.last().map_or(0, |entry| entry.end as usize)
     }
 }
+
+/// Where a [`NameEntry`]'s mask keeps the name's first byte (the classes
+/// take the low 38 bits).
+const FIRST_SHIFT: u32 = 56;
 
 /// One bit per byte class of a case-insensitive name: letters, digits, `_`,
 /// and one bit shared by everything else.
@@ -282,15 +299,26 @@ fn scan(
     // names before their bytes are read; exact and prefix matches are all
     // kept, subsequence matches up to the cap.
     let needle_mask = byte_mask(needle);
+    let needle_first = needle[0];
+    let first_class = byte_mask(&needle[..1]);
     let mut subsequences = 0usize;
     for (n, (_, record)) in records.iter().enumerate() {
         let table = &record.names;
+        if table.any_mask & needle_mask != needle_mask
+            || (subsequences >= cap && table.first_mask & first_class == 0)
+        {
+            continue;
+        }
         let original = table.original_offset();
         let mut start = 0usize;
         for entry in &table.entries {
             let range = start..entry.end as usize;
             start = entry.end as usize;
             if entry.mask & needle_mask != needle_mask || range.len() < needle.len() {
+                continue;
+            }
+            // With the subsequence bucket full only a prefix can still count.
+            if subsequences >= cap && (entry.mask >> FIRST_SHIFT) as u8 != needle_first {
                 continue;
             }
             let name = &table.bytes[range.clone()];

@@ -18,13 +18,13 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tantivy::schema::Field;
 use tantivy::{
     Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, SingleSegmentIndexWriter,
     TantivyDocument, Term,
 };
 
-use crate::schema;
+use crate::schema::{self, Fields};
+use crate::FileRecord;
 
 /// The disk index gets the pending files once the oldest is this old…
 pub(crate) const PERSIST_AFTER: Duration = Duration::from_secs(5);
@@ -36,7 +36,16 @@ pub(crate) const PERSIST_FILES: usize = 16;
 const OVERLAY_MEMORY_BYTES: usize = 2_000_000;
 
 /// A file's docs waiting for the disk index, or `None` for a removal.
-type Docs = Option<Arc<Vec<TantivyDocument>>>;
+type Docs = Option<Arc<Staged>>;
+
+/// One edited file: its symbol and chunk docs, which the overlay indexes,
+/// and its record, which only the disk index gets (as the file doc, written
+/// by [`persist`]: the overlay's segment is rebuilt on every commit and
+/// nothing searches it for records).
+pub(crate) struct Staged {
+    pub docs: Vec<TantivyDocument>,
+    pub record: Arc<FileRecord>,
+}
 
 pub(crate) struct Overlay {
     state: RwLock<State>,
@@ -50,6 +59,9 @@ struct State {
     /// What to write to the disk index for each path. A refresh that
     /// re-reads a path from disk takes it out.
     pending: HashMap<String, Docs>,
+    /// What a persist under way is writing to the disk index: still served
+    /// from the overlay (and rebuilt into it by commits) until it is there.
+    in_flight: HashMap<String, Docs>,
     /// Bumped by every stage; the searcher below was built at `built`.
     generation: u64,
     built: u64,
@@ -85,7 +97,7 @@ impl Overlay {
     }
 
     /// Replace a path's docs (`None`: remove the path). Searchable after [`Self::commit`].
-    pub fn stage(&self, rel: &str, docs: Option<Vec<TantivyDocument>>) {
+    pub fn stage(&self, rel: &str, docs: Option<Staged>) {
         let mut state = self.state();
         state.pending.insert(rel.to_string(), docs.map(Arc::new));
         state.generation += 1;
@@ -139,8 +151,10 @@ impl Overlay {
                 return Ok(());
             }
             let files: Vec<(String, Docs)> = state
-                .pending
+                .in_flight
                 .iter()
+                .filter(|(rel, _)| !state.pending.contains_key(*rel))
+                .chain(state.pending.iter())
                 .map(|(rel, docs)| (rel.clone(), docs.clone()))
                 .collect();
             (state.generation, files)
@@ -148,8 +162,8 @@ impl Overlay {
         let index = Index::create_in_ram(schema::schema().0);
         crate::project::register_tokenizer(&index);
         let mut writer = SingleSegmentIndexWriter::new(index, OVERLAY_MEMORY_BYTES)?;
-        for docs in files.iter().filter_map(|(_, docs)| docs.as_ref()) {
-            for doc in docs.iter() {
+        for staged in files.iter().filter_map(|(_, docs)| docs.as_ref()) {
+            for doc in &staged.docs {
                 writer.add_document(doc.clone())?;
             }
         }
@@ -169,20 +183,34 @@ impl Overlay {
     }
 
     /// The files to write to the disk index, taken out of the overlay (which
-    /// keeps shadowing them until [`Self::clear`]).
+    /// keeps serving them until [`Self::persisted`]).
     fn take_pending(&self) -> HashMap<String, Docs> {
         let mut state = self.state();
         state.since = None;
-        state.generation += 1;
-        std::mem::take(&mut state.pending)
+        let taken = std::mem::take(&mut state.pending);
+        state.in_flight = taken.clone();
+        taken
     }
 
-    /// Empty the overlay once the disk index holds everything it held.
-    fn clear(&self) {
+    /// The disk index now holds what [`Self::take_pending`] took: stop
+    /// shadowing it. Returns whether edits were staged meanwhile (edits do
+    /// not wait for a persist): then the overlay must be rebuilt from them
+    /// alone, as its segment may still hold the persisted files.
+    fn persisted(&self) -> bool {
         let mut state = self.state();
-        state.stale.clear();
-        state.searcher = None;
-        state.built = state.generation;
+        state.in_flight.clear();
+        if state.pending.is_empty() {
+            state.stale.clear();
+            state.searcher = None;
+            state.built = state.generation;
+            return false;
+        }
+        let State { pending, stale, .. } = &mut *state;
+        stale.retain(|rel| pending.contains_key(rel));
+        // Not built: the next commit rebuilds.
+        state.built = 0;
+        state.generation += 1;
+        true
     }
 
     /// The overlay's searcher and the paths it shadows, or `None` when it is empty.
@@ -203,7 +231,7 @@ impl Overlay {
 pub(crate) struct Disk {
     pub writer: Arc<RwLock<IndexWriter>>,
     pub reader: IndexReader,
-    pub path: Field,
+    pub fields: Fields,
 }
 
 /// Write every pending edit to the disk index, commit it, reload its reader
@@ -211,19 +239,27 @@ pub(crate) struct Disk {
 pub(crate) fn persist(disk: &Disk, overlay: &Overlay) -> tantivy::Result<()> {
     let mut writer = disk.writer.write().unwrap_or_else(|p| p.into_inner());
     for (rel, docs) in overlay.take_pending() {
-        writer.delete_term(Term::from_field_text(disk.path, &rel));
-        if let Some(docs) = docs {
-            let docs = Arc::try_unwrap(docs).unwrap_or_else(|shared| (*shared).clone());
+        writer.delete_term(Term::from_field_text(disk.fields.path, &rel));
+        if let Some(staged) = docs {
+            let file_doc = schema::file_doc(&disk.fields, &rel, &staged.record)
+                .map_err(|error| tantivy::TantivyError::InternalError(error.to_string()))?;
+            let docs = match Arc::try_unwrap(staged) {
+                Ok(staged) => staged.docs,
+                Err(shared) => shared.docs.clone(),
+            };
             for doc in docs {
                 writer.add_document(doc)?;
             }
+            writer.add_document(file_doc)?;
         }
     }
     writer.commit()?;
     disk.reader.reload()?;
-    // Still under the writer lock: no edit can be staged in between.
-    overlay.clear();
+    let staged_meanwhile = overlay.persisted();
     drop(writer);
+    if staged_meanwhile {
+        overlay.commit()?;
+    }
     Ok(())
 }
 
@@ -290,5 +326,68 @@ fn run_persister(disk: &Disk, overlay: &Overlay) {
                     .unwrap_or_else(|p| p.into_inner());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aicockpit_syntax::LanguageId;
+    use tantivy::collector::Count;
+    use tantivy::query::TermQuery;
+    use tantivy::schema::IndexRecordOption;
+
+    fn staged(fields: &Fields, rel: &str) -> Option<Staged> {
+        let mut doc = TantivyDocument::default();
+        doc.add_text(fields.path, rel);
+        Some(Staged {
+            docs: vec![doc],
+            record: Arc::new(FileRecord::of_symbols(LanguageId::Rust, Vec::new())),
+        })
+    }
+
+    /// Whether the overlay serves `rel`: shadows the disk's docs and holds its own.
+    fn serves(overlay: &Overlay, fields: &Fields, rel: &str) -> bool {
+        let Some(view) = overlay.view() else {
+            return false;
+        };
+        let query = TermQuery::new(
+            Term::from_field_text(fields.path, rel),
+            IndexRecordOption::Basic,
+        );
+        view.stale.contains(rel) && view.searcher.search(&query, &Count).unwrap() == 1
+    }
+
+    #[test]
+    fn edits_staged_during_a_persist_stay_searchable_and_pending() {
+        let (_, fields) = schema::schema();
+        let overlay = Overlay::new();
+        overlay.stage("a.rs", staged(&fields, "a.rs"));
+        overlay.commit().unwrap();
+        // A persist starts writing a.rs to the disk index…
+        let taken = overlay.take_pending();
+        assert!(taken.contains_key("a.rs"));
+        // …and an edit arrives meanwhile (edits do not wait for it).
+        overlay.stage("b.rs", staged(&fields, "b.rs"));
+        overlay.commit().unwrap();
+        assert!(
+            serves(&overlay, &fields, "a.rs"),
+            "a file being persisted is still served"
+        );
+        assert!(serves(&overlay, &fields, "b.rs"));
+        assert!(overlay.persisted(), "b.rs was staged meanwhile");
+        overlay.commit().unwrap();
+        assert!(serves(&overlay, &fields, "b.rs"));
+        assert!(
+            !serves(&overlay, &fields, "a.rs"),
+            "the disk index serves a.rs now"
+        );
+        assert!(overlay.has_pending("b.rs"));
+        assert!(!overlay.has_pending("a.rs"));
+        // With nothing staged meanwhile, a persist empties the overlay.
+        overlay.take_pending();
+        assert!(!overlay.persisted());
+        assert!(overlay.view().is_none());
+        assert!(overlay.is_empty());
     }
 }

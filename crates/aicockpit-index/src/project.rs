@@ -15,8 +15,8 @@ use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, TantivyError, Term};
 
 use crate::directory::CacheDirectory;
-use crate::overlay::{Disk, Overlay, Persister};
-use crate::schema::{self, Fields, FORMAT_VERSION, KIND_CHUNK, KIND_FILE, KIND_SYMBOL, NO_SYMBOL};
+use crate::overlay::{Disk, Overlay, Persister, Staged};
+use crate::schema::{self, Fields, FORMAT_VERSION, KIND_FILE, NO_SYMBOL};
 use crate::source::read_project_file;
 use crate::tokenizer::{CodeTokenizer, CODE_TOKENIZER};
 use crate::walk::{self, SkipReason, WalkEntry};
@@ -259,7 +259,7 @@ impl ProjectIndex {
                 let disk = Disk {
                     writer: Arc::clone(writer),
                     reader: reader.clone(),
-                    path: fields.path,
+                    fields,
                 };
                 let persister = Persister::start(disk, Arc::clone(&overlay)).map_err(|source| {
                     IndexError::Io {
@@ -540,13 +540,14 @@ impl ProjectIndex {
         if let Some(overlay) = &self.overlay {
             overlay.discard(&entry.rel);
         }
-        match self.add_docs(
-            &mut self.to_writer(writer),
-            &entry.rel,
-            record,
-            syntax,
-            &text,
-        ) {
+        let mut sink = self.to_writer(writer);
+        let added = self
+            .add_docs(&mut sink, &entry.rel, record, syntax, &text)
+            .and_then(|record| {
+                self.add_file_doc(&mut sink, &entry.rel, &record)?;
+                Ok(record)
+            });
+        match added {
             Ok(record) => Outcome::Parsed(record),
             Err(error) => Outcome::Failed(error),
         }
@@ -564,9 +565,11 @@ impl ProjectIndex {
         {
             return Ok(false);
         }
-        // Parse before taking the writer lock, so a commit never waits on a parse.
+        self.writable()?;
         let syntax = analyze(lang, text);
-        let writer = self.writer()?;
+        // The path lock only: an edit goes to the overlay, so it never waits
+        // for the disk index's writer (a background persist holds it while
+        // it commits, for a hundred milliseconds on a large project).
         let _path = self.path_lock(rel);
         // Another update of this path may have landed while this one parsed.
         if self
@@ -586,7 +589,7 @@ impl ProjectIndex {
             names: Default::default(),
         };
         let mut docs = Vec::new();
-        let record = self.add_docs(
+        let record = Arc::new(self.add_docs(
             &mut |doc| {
                 docs.push(doc);
                 Ok(())
@@ -595,9 +598,14 @@ impl ProjectIndex {
             record,
             syntax,
             text,
+        )?);
+        self.stage(
+            rel,
+            Some(Staged {
+                docs,
+                record: Arc::clone(&record),
+            }),
         )?;
-        self.stage(rel, Some(docs))?;
-        drop(writer);
         self.editor_texts
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -605,7 +613,7 @@ impl ProjectIndex {
         self.files
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(rel.to_string(), Arc::new(record));
+            .insert(rel.to_string(), record);
         Ok(true)
     }
 
@@ -636,8 +644,7 @@ impl ProjectIndex {
 
     /// Drop a file from the index. Returns whether it was there.
     pub fn remove_file(&self, rel: &str) -> Result<bool, IndexError> {
-        // Held so that no persist runs between staging and the record update.
-        let _writer = self.writer()?;
+        self.writable()?;
         let _path = self.path_lock(rel);
         self.stage(rel, None)?;
         self.forget_editor_text(rel);
@@ -649,7 +656,7 @@ impl ProjectIndex {
             .is_some())
     }
 
-    /// The lock of one path's stripe (taken after the writer lock).
+    /// The lock of one path's stripe (taken after the writer lock, if that is taken).
     fn path_lock(&self, rel: &str) -> MutexGuard<'_, ()> {
         let stripe = xxhash_rust::xxh3::xxh3_64(rel.as_bytes()) as usize % self.path_locks.len();
         self.path_locks[stripe]
@@ -692,7 +699,7 @@ impl ProjectIndex {
     }
 
     /// Hand a path's new docs (`None`: its removal) to the overlay.
-    fn stage(&self, rel: &str, docs: Option<Vec<TantivyDocument>>) -> Result<(), IndexError> {
+    fn stage(&self, rel: &str, docs: Option<Staged>) -> Result<(), IndexError> {
         let Some(overlay) = &self.overlay else {
             return Err(IndexError::ReadOnly {
                 path: self.dir.clone(),
@@ -727,7 +734,7 @@ impl ProjectIndex {
         let disk = Disk {
             writer: Arc::clone(writer),
             reader: self.reader.clone(),
-            path: self.fields.path,
+            fields: self.fields,
         };
         crate::overlay::persist(&disk, overlay).map_err(|error| self.tantivy_error(error))
     }
@@ -768,6 +775,15 @@ impl ProjectIndex {
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
+    fn writable(&self) -> Result<(), IndexError> {
+        match &self.writer {
+            Some(_) => Ok(()),
+            None => Err(IndexError::ReadOnly {
+                path: self.dir.clone(),
+            }),
+        }
+    }
+
     fn writer(&self) -> Result<RwLockReadGuard<'_, IndexWriter>, IndexError> {
         match &self.writer {
             Some(lock) => Ok(lock.read().unwrap_or_else(|p| p.into_inner())),
@@ -803,14 +819,8 @@ impl ProjectIndex {
         rel: &str,
         record: &FileRecord,
     ) -> Result<(), IndexError> {
-        let f = &self.fields;
-        let mut doc = TantivyDocument::default();
-        doc.add_text(f.doc_kind, KIND_FILE);
-        doc.add_text(f.path, rel);
-        doc.add_text(f.file_path, rel);
-        let json = serde_json::to_string(record)
+        let doc = schema::file_doc(&self.fields, rel, record)
             .map_err(|error| io_error(&self.dir, error.to_string()))?;
-        doc.add_text(f.record, &json);
         sink(doc)
     }
 
@@ -823,18 +833,15 @@ impl ProjectIndex {
         text: &str,
     ) -> Result<FileRecord, IndexError> {
         let f = &self.fields;
-        let dirs = ancestors(rel);
-        let base = |kind: &str| {
+        // Only file docs carry `doc_kind` (opening reads them by it); the
+        // others are told apart by their fields.
+        let base = || {
             let mut doc = TantivyDocument::default();
-            doc.add_text(f.doc_kind, kind);
             doc.add_text(f.path, rel);
-            for dir in &dirs {
-                doc.add_text(f.dir, dir);
-            }
             doc
         };
         for (ordinal, symbol) in syntax.symbols.iter().enumerate() {
-            let mut doc = base(KIND_SYMBOL);
+            let mut doc = base();
             doc.add_text(f.name, &symbol.name);
             doc.add_text(f.name_exact, &symbol.name);
             doc.add_text(f.kind, symbol.kind.name());
@@ -846,7 +853,7 @@ impl ProjectIndex {
             sink(doc)?;
         }
         for chunk in &syntax.chunks {
-            let mut doc = base(KIND_CHUNK);
+            let mut doc = base();
             if let Some(symbol) = chunk.symbol.and_then(|s| syntax.symbols.get(s as usize)) {
                 doc.add_text(f.chunk_name, &symbol.name);
             }
@@ -858,7 +865,6 @@ impl ProjectIndex {
         }
         record.names = crate::fuzzy::NameTable::new(&syntax.symbols);
         record.symbols = syntax.symbols;
-        self.add_file_doc(sink, rel, &record)?;
         Ok(record)
     }
 }
@@ -899,7 +905,15 @@ pub(crate) fn register_tokenizer(index: &Index) {
 
 fn load_records(index: &Index) -> Result<BTreeMap<String, Arc<FileRecord>>, String> {
     let (_, fields) = schema::schema();
-    let reader = index.reader().map_err(|error| error.to_string())?;
+    // Records are read once, in order: a decompressed block is never read
+    // again, and the default cache of 100 blocks per segment holds big
+    // blocks (a record is one document of up to megabytes).
+    let reader = index
+        .reader_builder()
+        .reload_policy(ReloadPolicy::Manual)
+        .doc_store_cache_num_blocks(1)
+        .try_into()
+        .map_err(|error: TantivyError| error.to_string())?;
     let searcher = reader.searcher();
     let query = TermQuery::new(
         Term::from_field_text(fields.doc_kind, KIND_FILE),
@@ -923,10 +937,29 @@ fn load_records(index: &Index) -> Result<BTreeMap<String, Arc<FileRecord>>, Stri
             .ok_or("a file doc has no record")?;
         let mut record: FileRecord = serde_json::from_str(json)
             .map_err(|error| format!("the record of {path} is unreadable: {error}"))?;
+        // The sequence grew by doubling while it was read.
+        record.symbols.shrink_to_fit();
         record.names = crate::fuzzy::NameTable::new(&record.symbols);
         files.insert(path.to_string(), Arc::new(record));
     }
+    drop(searcher);
+    drop(reader);
+    release_free_memory();
     Ok(files)
+}
+
+/// Hand the pages freed after a bulk read back to the system. Reading the
+/// records allocates a JSON string and a document per file between the
+/// records that stay, and glibc keeps the freed space in its heap.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: malloc_trim only walks the allocator's own free lists; it
+        // takes the allocator's locks and touches no memory the program owns.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    }
 }
 
 /// `<cache_dir>/index/<hash of the canonical root>`.
@@ -944,12 +977,6 @@ pub fn index_dir(cache_dir: &Path, root: &Path) -> PathBuf {
         })
         .collect();
     cache_dir.join("index").join(format!("{safe}-{hash:016x}"))
-}
-
-fn ancestors(rel: &str) -> Vec<&str> {
-    rel.match_indices('/')
-        .map(|(index, _)| &rel[..index])
-        .collect()
 }
 
 fn default_threads() -> usize {

@@ -4,28 +4,28 @@ use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, STORED, STRING,
 };
 
+use tantivy::TantivyDocument;
+
 use crate::tokenizer::CODE_TOKENIZER;
 
 /// Bumped whenever the schema or the meaning of stored data changes; an index
 /// with another version is rebuilt.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 
 pub const KIND_FILE: &str = "file";
-pub const KIND_SYMBOL: &str = "symbol";
-pub const KIND_CHUNK: &str = "chunk";
 /// Stored in `ordinal` when a chunk belongs to no symbol.
 pub const NO_SYMBOL: u64 = u64::MAX;
 
 #[derive(Clone, Copy)]
 pub struct Fields {
-    /// `file`, `symbol` or `chunk`.
+    /// `file`, on file docs only (symbol and chunk docs are told apart by
+    /// their fields: a term per doc for nothing to search by is not free).
     pub doc_kind: Field,
-    /// Relative path of the file the doc belongs to (all kinds).
+    /// Relative path of the file the doc belongs to (all kinds). Folder
+    /// filters are ranges over its terms.
     pub path: Field,
     /// Relative path, on file docs only (to replace a file doc alone).
     pub file_path: Field,
-    /// Every ancestor folder of the path, for path filters.
-    pub dir: Field,
     /// The file's record as JSON (file docs).
     pub record: Field,
     /// Symbol name (symbol docs).
@@ -64,7 +64,6 @@ pub fn schema() -> (Schema, Fields) {
         doc_kind: builder.add_text_field("doc_kind", STRING),
         path: builder.add_text_field("path", STRING | STORED),
         file_path: builder.add_text_field("file_path", STRING),
-        dir: builder.add_text_field("dir", STRING),
         record: builder.add_text_field("record", STORED),
         name: builder.add_text_field("name", code()),
         chunk_name: builder.add_text_field("chunk_name", code()),
@@ -79,4 +78,18 @@ pub fn schema() -> (Schema, Fields) {
         end_line: builder.add_u64_field("end_line", STORED),
     };
     (builder.build(), fields)
+}
+
+/// The doc of a file: its record as JSON, read back when the index opens.
+pub fn file_doc(
+    fields: &Fields,
+    rel: &str,
+    record: &crate::FileRecord,
+) -> Result<TantivyDocument, serde_json::Error> {
+    let mut doc = TantivyDocument::default();
+    doc.add_text(fields.doc_kind, KIND_FILE);
+    doc.add_text(fields.path, rel);
+    doc.add_text(fields.file_path, rel);
+    doc.add_text(fields.record, serde_json::to_string(record)?);
+    Ok(doc)
 }

@@ -1,11 +1,12 @@
 //! Full-text and symbol search over the tantivy index.
 
 use std::collections::{HashMap, HashSet};
+use std::ops::Bound;
 use std::sync::Arc;
 
 use aicockpit_syntax::{Pos, Span, Symbol, SymbolKind};
 use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
+use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, Value};
 use tantivy::{Searcher, TantivyDocument, Term};
 
@@ -114,7 +115,7 @@ impl ProjectIndex {
                 .iter()
                 .flat_map(|p| {
                     [
-                        (Occur::Should, term_query(f.dir, p)),
+                        (Occur::Should, folder_query(f.path, p)),
                         (Occur::Should, term_query(f.path, p)),
                     ]
                 })
@@ -309,6 +310,16 @@ fn line_slice(text: &str, first: u32, last: u32) -> &str {
         Some(start) => text[start..offset].trim_end_matches(['\n', '\r']),
         None => "",
     }
+}
+
+/// Docs of the files under a folder: the paths from `folder/` up to (not
+/// including) `folder0`, `0` being the byte after `/`. A range over the
+/// path terms instead of a term per ancestor folder on every doc.
+fn folder_query(path: Field, folder: &str) -> Box<dyn Query> {
+    Box::new(RangeQuery::new(
+        Bound::Included(Term::from_field_text(path, &format!("{folder}/"))),
+        Bound::Excluded(Term::from_field_text(path, &format!("{folder}0"))),
+    ))
 }
 
 fn term_query(field: Field, text: &str) -> Box<dyn Query> {

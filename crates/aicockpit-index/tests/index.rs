@@ -707,3 +707,40 @@ fn edits_are_searchable_at_once_and_reach_the_disk_index_on_persist_and_on_drop(
     assert_eq!(names(&reopened, "written_on_drop"), ["written_on_drop"]);
     assert!(names(&reopened, "UserAccount").is_empty());
 }
+
+#[test]
+fn path_filters_keep_a_folder_and_its_subfolders_only() {
+    let fixture = Fixture::new();
+    let body = |name: &str| format!("pub fn shared_{name}() {{}}\n");
+    fixture.write("lib/sub/a.rs", &body("a"));
+    fixture.write("lib/sub/deep/b.rs", &body("b"));
+    fixture.write("lib/sub-x/c.rs", &body("c"));
+    fixture.write("lib/sub0/d.rs", &body("d"));
+    fixture.write("lib/subway.rs", &body("e"));
+    let index = fixture.open();
+    index.refresh(&|_| {}).unwrap();
+    let found = |paths: &[&str]| {
+        let query = SearchQuery {
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+            limit: 50,
+            ..SearchQuery::new("shared")
+        };
+        let mut files: Vec<String> = index
+            .search(&query)
+            .unwrap()
+            .into_iter()
+            .map(|hit| hit.path)
+            .collect();
+        files.sort();
+        files.dedup();
+        files
+    };
+    assert_eq!(found(&["lib/sub"]), ["lib/sub/a.rs", "lib/sub/deep/b.rs"]);
+    assert_eq!(found(&["/lib/sub/"]), ["lib/sub/a.rs", "lib/sub/deep/b.rs"]);
+    assert_eq!(found(&["lib/subway.rs"]), ["lib/subway.rs"]);
+    assert_eq!(
+        found(&["lib/sub/deep", "lib/sub0"]),
+        ["lib/sub/deep/b.rs", "lib/sub0/d.rs"]
+    );
+    assert_eq!(found(&[]).len(), 5);
+}
