@@ -83,6 +83,10 @@ const RECALL_KINDS: &[&str] = &[
     "macro",
     "union",
 ];
+/// With the parse list: run the index's whole syntax step (`analyze`) instead
+/// of the parse alone (a diagnostic: `AICOCKPIT_BENCH_PARSE_LIST=<list>
+/// AICOCKPIT_BENCH_PARSE_ANALYZE=1 <bench binary>`).
+const ANALYZE_ENV: &str = "AICOCKPIT_BENCH_PARSE_ANALYZE";
 /// Set on a re-executed copy of this binary that runs and measures one command.
 const MEASURE_ENV: &str = "AICOCKPIT_BENCH_MEASURE";
 
@@ -684,8 +688,12 @@ fn parse_worker(list_file: &Path) -> Result<(), String> {
         .map_err(|error| format!("cannot read {}: {error}", list_file.display()))?;
     let paths: Vec<&str> = list.lines().filter(|l| !l.is_empty()).collect();
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // A diagnostic, not part of the report: the whole syntax step of the
+    // index (parse, tags query, chunks, docs) instead of the parse alone.
+    let analyze = std::env::var_os(ANALYZE_ENV).is_some_and(|v| v == "1");
     let next = AtomicUsize::new(0);
     let parsed = AtomicUsize::new(0);
+    let symbols = AtomicUsize::new(0);
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| loop {
@@ -698,13 +706,23 @@ fn parse_worker(list_file: &Path) -> Result<(), String> {
                 let Ok(text) = std::fs::read_to_string(path) else {
                     continue;
                 };
-                if aicockpit_syntax::parse_only(lang, &text) {
+                let ok = if analyze {
+                    let syntax = aicockpit_syntax::analyze(lang, &text);
+                    symbols.fetch_add(syntax.symbols.len(), Ordering::Relaxed);
+                    !syntax.symbols.is_empty() || !syntax.chunks.is_empty()
+                } else {
+                    aicockpit_syntax::parse_only(lang, &text)
+                };
+                if ok {
                     parsed.fetch_add(1, Ordering::Relaxed);
                 }
             });
         }
     });
     println!("{} of {} files parsed", parsed.into_inner(), paths.len());
+    if analyze {
+        println!("{} symbols", symbols.into_inner());
+    }
     Ok(())
 }
 
