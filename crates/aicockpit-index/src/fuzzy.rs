@@ -64,7 +64,14 @@ struct NameEntry {
 
 impl NameTable {
     pub fn new(symbols: &[Symbol]) -> NameTable {
-        let mut table = NameTable::default();
+        // Sized exactly: a project's tables live as long as its index.
+        let definitions = symbols.iter().filter(|s| s.kind.is_definition());
+        let bytes: usize = definitions.clone().map(|s| s.name.len()).sum();
+        let mut table = NameTable {
+            entries: Vec::with_capacity(definitions.count()),
+            bytes: Vec::with_capacity(bytes * 2),
+            ..NameTable::default()
+        };
         for (ordinal, symbol) in symbols.iter().enumerate() {
             if symbol.kind.is_definition() {
                 table
