@@ -32,28 +32,91 @@ pub struct SymbolHit {
 
 /// The lower-cased names of a file's definitions in one buffer, so a scan
 /// over hundreds of thousands of symbols reads a few megabytes, not the
-/// symbol structs.
+/// symbol structs: two allocations per file, read front to back.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NameTable {
-    lower: Vec<u8>,
-    ends: Vec<u32>,
-    ordinals: Vec<u32>,
+    /// One entry per definition, in source order.
+    entries: Vec<NameEntry>,
+    /// The lower-cased names, then the same names as written (ranking reads
+    /// them here rather than chasing each symbol's own allocation).
+    bytes: Vec<u8>,
+    /// The byte classes of all names together: a file whose names lack one
+    /// of the query's classes is skipped without reading its entries.
+    any_mask: u64,
+    /// The byte classes the names start with: once the subsequence bucket
+    /// is full only prefixes count, and a file none of whose names starts
+    /// like the query is skipped.
+    first_mask: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct NameEntry {
+    /// Which byte classes the name holds (see [`byte_mask`]): a name that
+    /// lacks one of the query's cannot match it at all. The top byte holds
+    /// the name's first byte, lower-cased ([`FIRST_SHIFT`]), so a prefix
+    /// test needs no read of the name.
+    mask: u64,
+    /// End of the lower-cased name in `bytes`.
+    end: u32,
+    /// Index of the symbol in the file's record.
+    ordinal: u32,
 }
 
 impl NameTable {
     pub fn new(symbols: &[Symbol]) -> NameTable {
-        let mut table = NameTable::default();
+        // Sized exactly: a project's tables live as long as its index.
+        let definitions = symbols.iter().filter(|s| s.kind.is_definition());
+        let bytes: usize = definitions.clone().map(|s| s.name.len()).sum();
+        let mut table = NameTable {
+            entries: Vec::with_capacity(definitions.count()),
+            bytes: Vec::with_capacity(bytes * 2),
+            ..NameTable::default()
+        };
         for (ordinal, symbol) in symbols.iter().enumerate() {
             if symbol.kind.is_definition() {
                 table
-                    .lower
+                    .bytes
                     .extend(symbol.name.bytes().map(|b| b.to_ascii_lowercase()));
-                table.ends.push(table.lower.len() as u32);
-                table.ordinals.push(ordinal as u32);
+                let classes = byte_mask(symbol.name.as_bytes());
+                let first = symbol.name.bytes().next().unwrap_or(0);
+                table.any_mask |= classes;
+                table.first_mask |= byte_mask(&[first]);
+                table.entries.push(NameEntry {
+                    mask: classes | u64::from(first.to_ascii_lowercase()) << FIRST_SHIFT,
+                    end: table.bytes.len() as u32,
+                    ordinal: ordinal as u32,
+                });
             }
+        }
+        for entry in &table.entries {
+            let name = &symbols[entry.ordinal as usize].name;
+            table.bytes.extend_from_slice(name.as_bytes());
         }
         table
     }
+
+    /// Where the names as written start in `bytes`.
+    fn original_offset(&self) -> usize {
+        self.entries.last().map_or(0, |entry| entry.end as usize)
+    }
+}
+
+/// Where a [`NameEntry`]'s mask keeps the name's first byte (the classes
+/// take the low 38 bits).
+const FIRST_SHIFT: u32 = 56;
+
+/// One bit per byte class of a case-insensitive name: letters, digits, `_`,
+/// and one bit shared by everything else.
+fn byte_mask(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0u64, |mask, &b| {
+        let bit = match b.to_ascii_lowercase() {
+            c @ b'a'..=b'z' => c - b'a',
+            c @ b'0'..=b'9' => 26 + (c - b'0'),
+            b'_' => 36,
+            _ => 37,
+        };
+        mask | 1 << bit
+    })
 }
 
 /// A candidate: (class, score, file number, symbol ordinal); class 0 exact, 1 prefix, 2 subsequence.
@@ -142,18 +205,27 @@ impl ProjectIndex {
             Term::from_field_text(f.name_exact, name),
             IndexRecordOption::Basic,
         );
-        let searcher = self.reader.searcher();
-        // A few more than asked for: `impl` blocks share their type's name.
-        let Ok(top) = searcher.search(&query, &TopDocs::with_limit(limit.saturating_mul(2).max(4)))
-        else {
-            return self.definitions_by_scan(name, limit);
-        };
+        let mut docs: Vec<TantivyDocument> = Vec::new();
+        for (searcher, shadowed) in self.searchers() {
+            // A few more than asked for: `impl` blocks share their type's name.
+            let Ok(top) =
+                searcher.search(&query, &TopDocs::with_limit(limit.saturating_mul(2).max(4)))
+            else {
+                return self.definitions_by_scan(name, limit);
+            };
+            for (_, address) in top {
+                let Ok(doc) = searcher.doc::<TantivyDocument>(address) else {
+                    continue;
+                };
+                let path = doc.get_first(f.path).and_then(|v| v.as_str());
+                if path.is_some_and(|path| !shadowed.contains(path)) {
+                    docs.push(doc);
+                }
+            }
+        }
         let files = self.files_read();
         let mut out: Vec<SymbolHit> = Vec::new();
-        for (_, address) in top {
-            let Ok(doc) = searcher.doc::<TantivyDocument>(address) else {
-                continue;
-            };
+        for doc in docs {
             let Some(path) = doc.get_first(f.path).and_then(|v| v.as_str()) else {
                 continue;
             };
@@ -217,38 +289,60 @@ fn scan(
     limit: usize,
 ) -> Vec<Candidate> {
     let mut found: Vec<Candidate> = Vec::new();
+    if needle.is_empty() {
+        for (n, (_, record)) in records.iter().enumerate() {
+            for ordinal in record.names.entries.iter().map(|entry| entry.ordinal) {
+                if found.len() >= limit {
+                    return found;
+                }
+                if record.symbols[ordinal as usize].parent.is_none() {
+                    found.push((0, 0, first + n as u32, ordinal));
+                }
+            }
+        }
+        return found;
+    }
+    // One pass over the packed names: the byte-class masks reject most
+    // names before their bytes are read; exact and prefix matches are all
+    // kept, subsequence matches up to the cap.
+    let needle_mask = byte_mask(needle);
+    let needle_first = needle[0];
+    let first_class = byte_mask(&needle[..1]);
     let mut subsequences = 0usize;
     for (n, (_, record)) in records.iter().enumerate() {
-        let file_no = first + n as u32;
         let table = &record.names;
+        if table.any_mask & needle_mask != needle_mask
+            || (subsequences >= cap && table.first_mask & first_class == 0)
+        {
+            continue;
+        }
+        let original = table.original_offset();
         let mut start = 0usize;
-        for (slot, &end) in table.ends.iter().enumerate() {
-            let name = &table.lower[start..end as usize];
-            start = end as usize;
-            let ordinal = table.ordinals[slot];
-            if needle.is_empty() {
-                if found.len() < limit && record.symbols[ordinal as usize].parent.is_none() {
-                    found.push((0, 0, file_no, ordinal));
-                }
+        for entry in &table.entries {
+            let range = start..entry.end as usize;
+            start = entry.end as usize;
+            if entry.mask & needle_mask != needle_mask || range.len() < needle.len() {
                 continue;
             }
-            if name.len() < needle.len() {
+            // With the subsequence bucket full only a prefix can still count.
+            if subsequences >= cap && (entry.mask >> FIRST_SHIFT) as u8 != needle_first {
                 continue;
             }
+            let name = &table.bytes[range.clone()];
+            let as_written = &table.bytes[original + range.start..original + range.end];
             if name.starts_with(needle) {
                 let class = if name.len() == needle.len() { 0 } else { 1 };
-                let exact_case = record.symbols[ordinal as usize].name.starts_with(trimmed);
+                let exact_case = as_written.starts_with(trimmed.as_bytes());
                 found.push((
                     class,
                     i64::from(exact_case) * 100 - name.len() as i64,
-                    file_no,
-                    ordinal,
+                    first + n as u32,
+                    entry.ordinal,
                 ));
             } else if subsequences < cap && is_subsequence(name, needle) {
-                let original = record.symbols[ordinal as usize].name.as_bytes();
-                if let Some(score) = subsequence_score(original, needle) {
+                if let Some(score) = subsequence_score(as_written, needle) {
                     subsequences += 1;
-                    found.push((2, score, file_no, ordinal));
+                    found.push((2, score, first + n as u32, entry.ordinal));
                 }
             }
         }

@@ -24,6 +24,7 @@ mod directory;
 mod fuzzy;
 mod ignore_rules;
 mod listing;
+mod overlay;
 mod project;
 mod schema;
 mod search;

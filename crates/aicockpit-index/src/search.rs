@@ -1,12 +1,14 @@
 //! Full-text and symbol search over the tantivy index.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::ops::Bound;
+use std::sync::Arc;
 
 use aicockpit_syntax::{Pos, Span, Symbol, SymbolKind};
 use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
+use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, Value};
-use tantivy::{TantivyDocument, Term};
+use tantivy::{Searcher, TantivyDocument, Term};
 
 use crate::schema::NO_SYMBOL;
 use crate::tokenizer::tokenize;
@@ -113,7 +115,7 @@ impl ProjectIndex {
                 .iter()
                 .flat_map(|p| {
                     [
-                        (Occur::Should, term_query(f.dir, p)),
+                        (Occur::Should, folder_query(f.path, p)),
                         (Occur::Should, term_query(f.path, p)),
                     ]
                 })
@@ -127,19 +129,32 @@ impl ProjectIndex {
             Box::new(BooleanQuery::new(filters))
         };
 
-        let searcher = self.reader.searcher();
         let tantivy_error = |source| IndexError::Tantivy {
             path: self.dir().to_path_buf(),
             source,
         };
-        let top = searcher
-            .search(tantivy_query.as_ref(), &TopDocs::with_limit(limit * 3 + 8))
-            .map_err(tantivy_error)?;
+        // The overlay's hits (recent edits) and the disk index's, best first.
+        let mut top: Vec<(f32, TantivyDocument)> = Vec::new();
+        for (searcher, shadowed) in self.searchers() {
+            let found = searcher
+                .search(tantivy_query.as_ref(), &TopDocs::with_limit(limit * 3 + 8))
+                .map_err(tantivy_error)?;
+            for (score, address) in found {
+                let doc: TantivyDocument = searcher.doc(address).map_err(tantivy_error)?;
+                let path = doc.get_first(f.path).and_then(|v| v.as_str());
+                if path.is_some_and(|path| !shadowed.contains(path)) {
+                    top.push((score, doc));
+                }
+            }
+        }
+        top.sort_by(|a, b| b.0.total_cmp(&a.0));
         let files = self.files_read();
         let mut seen = HashSet::new();
         let mut hits = Vec::new();
-        for (score, address) in top {
-            let doc: TantivyDocument = searcher.doc(address).map_err(tantivy_error)?;
+        // Texts of the files hit, read once per search: the index does not store chunk text.
+        let mut texts: HashMap<String, Option<Arc<str>>> = HashMap::new();
+        for (score, doc) in &top {
+            let score = *score;
             let Some(path) = doc.get_first(f.path).and_then(|v| v.as_str()) else {
                 continue;
             };
@@ -149,8 +164,18 @@ impl ProjectIndex {
                 .unwrap_or(NO_SYMBOL);
             let record = files.get(path);
             let symbol = record.and_then(|record| record.symbols.get(ordinal as usize));
-            let content = doc.get_first(f.content).and_then(|v| v.as_str());
-            let hit = match content {
+            // Only chunk docs have a line range.
+            let lines = doc
+                .get_first(f.start_line)
+                .and_then(|v| v.as_u64())
+                .map(|start| {
+                    let end = doc
+                        .get_first(f.end_line)
+                        .and_then(|v| v.as_u64())
+                        .unwrap_or(start);
+                    (start as u32, end as u32)
+                });
+            let hit = match lines {
                 None => {
                     // A symbol doc: its record must still be there.
                     let Some(symbol) = symbol else { continue };
@@ -165,11 +190,7 @@ impl ProjectIndex {
                         symbol: Some(symbol.clone()),
                     }
                 }
-                Some(content) => {
-                    let start_line = doc
-                        .get_first(f.start_line)
-                        .and_then(|v| v.as_u64())
-                        .unwrap_or(0) as u32;
+                Some((start_line, end_line)) => {
                     let key = if symbol.is_some() {
                         ordinal
                     } else {
@@ -178,6 +199,12 @@ impl ProjectIndex {
                     if !seen.insert((path.to_string(), key)) {
                         continue;
                     }
+                    let text = texts
+                        .entry(path.to_string())
+                        .or_insert_with(|| self.indexed_text(path));
+                    let content = text
+                        .as_deref()
+                        .map_or("", |text| line_slice(text, start_line, end_line));
                     let (span, snippet) = best_lines(content, start_line, &tokens);
                     SearchHit {
                         path: path.to_string(),
@@ -214,31 +241,85 @@ impl ProjectIndex {
             Term::from_field_text(f.content, &identifier.to_lowercase()),
             IndexRecordOption::Basic,
         );
-        let searcher = self.reader.searcher();
         let tantivy_error = |source| IndexError::Tantivy {
             path: self.dir().to_path_buf(),
             source,
         };
-        let top = searcher
-            .search(
-                &query,
-                &TopDocs::with_limit(limit.saturating_mul(4).max(16)),
-            )
-            .map_err(tantivy_error)?;
         let mut paths: Vec<String> = Vec::new();
-        for (_, address) in top {
-            let doc: TantivyDocument = searcher.doc(address).map_err(tantivy_error)?;
-            if let Some(path) = doc.get_first(f.path).and_then(|v| v.as_str()) {
-                if !paths.iter().any(|p| p == path) {
-                    paths.push(path.to_string());
+        for (searcher, shadowed) in self.searchers() {
+            let top = searcher
+                .search(
+                    &query,
+                    &TopDocs::with_limit(limit.saturating_mul(4).max(16)),
+                )
+                .map_err(tantivy_error)?;
+            for (_, address) in top {
+                if paths.len() >= limit {
+                    break;
                 }
-            }
-            if paths.len() >= limit {
-                break;
+                let doc: TantivyDocument = searcher.doc(address).map_err(tantivy_error)?;
+                if let Some(path) = doc.get_first(f.path).and_then(|v| v.as_str()) {
+                    if !shadowed.contains(path) && !paths.iter().any(|p| p == path) {
+                        paths.push(path.to_string());
+                    }
+                }
             }
         }
         Ok(paths)
     }
+}
+
+impl ProjectIndex {
+    /// The searchers to query and, for each, the paths whose hits to drop:
+    /// the overlay's when it holds edits, then the disk index's without the
+    /// paths the overlay holds. (The overlay is looked at first: a persist
+    /// reloads the disk reader before it empties the overlay.)
+    pub(crate) fn searchers(&self) -> Vec<(Searcher, HashSet<String>)> {
+        let view = self.overlay.as_ref().and_then(|overlay| overlay.view());
+        let disk = self.reader.searcher();
+        match view {
+            Some(view) => vec![(view.searcher, HashSet::new()), (disk, view.stale)],
+            None => vec![(disk, HashSet::new())],
+        }
+    }
+
+    /// The text a file was indexed from: the editor's when it came from one,
+    /// the file on disk otherwise (which a watcher keeps in step with the index).
+    fn indexed_text(&self, rel: &str) -> Option<Arc<str>> {
+        if let Some(text) = self.editor_text(rel) {
+            return Some(text);
+        }
+        self.read(rel).ok().map(Arc::from)
+    }
+}
+
+/// Lines `first..=last` (zero-based) of a text, without the last newline.
+fn line_slice(text: &str, first: u32, last: u32) -> &str {
+    let mut start = None;
+    let mut offset = 0usize;
+    for (line, piece) in (0u32..).zip(text.split_inclusive('\n')) {
+        if line == first {
+            start = Some(offset);
+        }
+        offset += piece.len();
+        if line == last {
+            break;
+        }
+    }
+    match start {
+        Some(start) => text[start..offset].trim_end_matches(['\n', '\r']),
+        None => "",
+    }
+}
+
+/// Docs of the files under a folder: the paths from `folder/` up to (not
+/// including) `folder0`, `0` being the byte after `/`. A range over the
+/// path terms instead of a term per ancestor folder on every doc.
+fn folder_query(path: Field, folder: &str) -> Box<dyn Query> {
+    Box::new(RangeQuery::new(
+        Bound::Included(Term::from_field_text(path, &format!("{folder}/"))),
+        Bound::Excluded(Term::from_field_text(path, &format!("{folder}0"))),
+    ))
 }
 
 fn term_query(field: Field, text: &str) -> Box<dyn Query> {

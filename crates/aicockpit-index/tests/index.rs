@@ -638,3 +638,109 @@ fn watched_folders_are_the_walked_ones_within_the_bound() {
         "{folders:?}"
     );
 }
+
+#[test]
+fn edits_are_searchable_at_once_and_reach_the_disk_index_on_persist_and_on_drop() {
+    let fixture = Fixture::new();
+    let index = fixture.open();
+    index.refresh(&|_| {}).unwrap();
+    let read_only = || {
+        let options = IndexOptions {
+            read_only: true,
+            ..fixture.options()
+        };
+        ProjectIndex::open(options).unwrap().0
+    };
+    // Snippets of files indexed from disk are read back from the file.
+    let hits = index.search(&SearchQuery::new("line len")).unwrap();
+    assert!(
+        hits.iter().any(|hit| hit.snippet.contains("line.len()")),
+        "{hits:#?}"
+    );
+
+    // Served from the in-memory overlay: searchable here, not yet on disk.
+    let text = "fn overlay_only() {\n    let unsaved_marker_word = 1;\n}\n";
+    index
+        .update_file("src/http.rs", aicockpit_syntax::LanguageId::Rust, text)
+        .unwrap();
+    index.commit().unwrap();
+    assert_eq!(names(&index, "overlay_only"), ["overlay_only"]);
+    // The disk index's docs of the edited file are shadowed, not merged in.
+    assert!(names(&index, "parse_http_request").is_empty());
+    assert_eq!(index.definitions("overlay_only", 5).len(), 1);
+    assert!(index.definitions("parse_http_request", 5).is_empty());
+    assert_eq!(
+        index.files_containing("unsaved_marker_word", 5).unwrap(),
+        ["src/http.rs"]
+    );
+    // A chunk snippet is cut from the editor's text (not stored in the index).
+    let hits = index
+        .search(&SearchQuery::new("unsaved_marker_word"))
+        .unwrap();
+    let chunk = hits
+        .iter()
+        .find(|hit| hit.snippet.contains("unsaved_marker_word"));
+    assert!(chunk.is_some(), "{hits:#?}");
+    assert!(names(&read_only(), "overlay_only").is_empty());
+
+    // A removal is shadowed the same way.
+    index.remove_file("web/main.ts").unwrap();
+    index.commit().unwrap();
+    assert!(names(&index, "renderPage").is_empty());
+
+    index.persist().unwrap();
+    assert_eq!(names(&index, "overlay_only"), ["overlay_only"]);
+    assert_eq!(names(&read_only(), "overlay_only"), ["overlay_only"]);
+    assert!(names(&read_only(), "renderPage").is_empty());
+
+    // Dropping the index writes what is still pending.
+    index
+        .update_file(
+            "app/models.py",
+            aicockpit_syntax::LanguageId::Python,
+            "def written_on_drop():\n    pass\n",
+        )
+        .unwrap();
+    index.commit().unwrap();
+    drop(index);
+    let reopened = read_only();
+    assert_eq!(names(&reopened, "written_on_drop"), ["written_on_drop"]);
+    assert!(names(&reopened, "UserAccount").is_empty());
+}
+
+#[test]
+fn path_filters_keep_a_folder_and_its_subfolders_only() {
+    let fixture = Fixture::new();
+    let body = |name: &str| format!("pub fn shared_{name}() {{}}\n");
+    fixture.write("lib/sub/a.rs", &body("a"));
+    fixture.write("lib/sub/deep/b.rs", &body("b"));
+    fixture.write("lib/sub-x/c.rs", &body("c"));
+    fixture.write("lib/sub0/d.rs", &body("d"));
+    fixture.write("lib/subway.rs", &body("e"));
+    let index = fixture.open();
+    index.refresh(&|_| {}).unwrap();
+    let found = |paths: &[&str]| {
+        let query = SearchQuery {
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+            limit: 50,
+            ..SearchQuery::new("shared")
+        };
+        let mut files: Vec<String> = index
+            .search(&query)
+            .unwrap()
+            .into_iter()
+            .map(|hit| hit.path)
+            .collect();
+        files.sort();
+        files.dedup();
+        files
+    };
+    assert_eq!(found(&["lib/sub"]), ["lib/sub/a.rs", "lib/sub/deep/b.rs"]);
+    assert_eq!(found(&["/lib/sub/"]), ["lib/sub/a.rs", "lib/sub/deep/b.rs"]);
+    assert_eq!(found(&["lib/subway.rs"]), ["lib/subway.rs"]);
+    assert_eq!(
+        found(&["lib/sub/deep", "lib/sub0"]),
+        ["lib/sub/deep/b.rs", "lib/sub0/d.rs"]
+    );
+    assert_eq!(found(&[]).len(), 5);
+}

@@ -33,6 +33,141 @@ struct LanguageRow {
     extensions: &'static [&'static str],
     grammar: fn() -> Language,
     tags: &'static str,
+    /// When set, the tags query runs only on the nodes reached by a walk
+    /// that descends into these kinds (bodies of modules, classes, impls,
+    /// functions, blocks), never into expressions; see [`TagsWalk`]. `None`:
+    /// the query runs over the whole tree.
+    descend: Option<&'static [&'static str]>,
+}
+
+/// Where a language's definitions can sit (see `LanguageRow::descend`).
+const RUST_DESCEND: &[&str] = &[
+    "source_file",
+    "declaration_list",
+    "mod_item",
+    "impl_item",
+    "trait_item",
+    "foreign_mod_item",
+    "function_item",
+    "block",
+    "unsafe_block",
+    "expression_statement",
+    "let_declaration",
+    "const_item",
+    "static_item",
+    "const_block",
+    "async_block",
+    "closure_expression",
+    "if_expression",
+    "else_clause",
+    "match_expression",
+    "match_block",
+    "match_arm",
+    "loop_expression",
+    "while_expression",
+    "for_expression",
+    "struct_item",
+    "union_item",
+    "enum_item",
+    "enum_variant_list",
+    "enum_variant",
+    "field_declaration_list",
+];
+const PYTHON_DESCEND: &[&str] = &[
+    "module",
+    "block",
+    "class_definition",
+    "function_definition",
+    "decorated_definition",
+    "if_statement",
+    "elif_clause",
+    "else_clause",
+    "try_statement",
+    "except_clause",
+    "finally_clause",
+    "with_statement",
+    "for_statement",
+    "while_statement",
+    "match_statement",
+    "case_clause",
+];
+
+/// A language's walk for the tags query, by node kind id.
+pub(crate) struct TagsWalk {
+    /// Kinds whose children the walk visits.
+    pub descend: Vec<bool>,
+    /// Kinds some pattern of the query starts at: the query runs on these
+    /// nodes only, matching from the node itself.
+    pub roots: Vec<bool>,
+}
+
+impl TagsWalk {
+    fn new(grammar: &Language, tags: &str, descend: &[&str]) -> TagsWalk {
+        let roots = pattern_roots(tags);
+        let count = grammar.node_kind_count();
+        let mut walk = TagsWalk {
+            descend: vec![false; count],
+            roots: vec![false; count],
+        };
+        // A kind name can have several ids (aliases): mark them all.
+        for id in 0..count as u16 {
+            if !grammar.node_kind_is_named(id) {
+                continue;
+            }
+            let Some(kind) = grammar.node_kind_for_id(id) else {
+                continue;
+            };
+            walk.descend[id as usize] = descend.contains(&kind);
+            walk.roots[id as usize] = roots.contains(&kind);
+        }
+        walk
+    }
+
+    pub fn descends(&self, kind: u16) -> bool {
+        self.descend.get(kind as usize).copied().unwrap_or(false)
+    }
+
+    pub fn is_root(&self, kind: u16) -> bool {
+        self.roots.get(kind as usize).copied().unwrap_or(false)
+    }
+}
+
+/// The node kinds the top-level patterns of a query start with: `(kind` at
+/// nesting depth zero, outside strings and comments.
+fn pattern_roots(query: &str) -> Vec<&str> {
+    let mut roots = Vec::new();
+    let mut depth = 0usize;
+    let bytes = query.as_bytes();
+    let mut at = 0;
+    while at < bytes.len() {
+        match bytes[at] {
+            b';' => {
+                while at < bytes.len() && bytes[at] != b'\n' {
+                    at += 1;
+                }
+            }
+            b'"' => {
+                at += 1;
+                while at < bytes.len() && bytes[at] != b'"' {
+                    at += if bytes[at] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'(' | b'[' => {
+                if depth == 0 && bytes[at] == b'(' {
+                    let start = at + 1;
+                    let end = query[start..]
+                        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                        .map_or(query.len(), |n| start + n);
+                    roots.push(&query[start..end]);
+                }
+                depth += 1;
+            }
+            b')' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        at += 1;
+    }
+    roots
 }
 
 const TABLE: &[LanguageRow] = &[
@@ -43,6 +178,7 @@ const TABLE: &[LanguageRow] = &[
         extensions: &["rs"],
         grammar: || tree_sitter_rust::LANGUAGE.into(),
         tags: include_str!("../../../queries/rust/tags.scm"),
+        descend: Some(RUST_DESCEND),
     },
     LanguageRow {
         id: LanguageId::Python,
@@ -51,6 +187,7 @@ const TABLE: &[LanguageRow] = &[
         extensions: &["py", "pyi"],
         grammar: || tree_sitter_python::LANGUAGE.into(),
         tags: include_str!("../../../queries/python/tags.scm"),
+        descend: Some(PYTHON_DESCEND),
     },
     LanguageRow {
         id: LanguageId::JavaScript,
@@ -59,6 +196,7 @@ const TABLE: &[LanguageRow] = &[
         extensions: &["js", "mjs", "cjs", "jsx"],
         grammar: || tree_sitter_javascript::LANGUAGE.into(),
         tags: include_str!("../../../queries/javascript/tags.scm"),
+        descend: None,
     },
     LanguageRow {
         id: LanguageId::TypeScript,
@@ -67,6 +205,7 @@ const TABLE: &[LanguageRow] = &[
         extensions: &["ts", "mts", "cts"],
         grammar: || tree_sitter_typescript::LANGUAGE_TYPESCRIPT.into(),
         tags: include_str!("../../../queries/typescript/tags.scm"),
+        descend: None,
     },
     LanguageRow {
         id: LanguageId::Tsx,
@@ -75,6 +214,7 @@ const TABLE: &[LanguageRow] = &[
         extensions: &["tsx"],
         grammar: || tree_sitter_typescript::LANGUAGE_TSX.into(),
         tags: include_str!("../../../queries/typescript/tags.scm"),
+        descend: None,
     },
     LanguageRow {
         id: LanguageId::Go,
@@ -83,6 +223,7 @@ const TABLE: &[LanguageRow] = &[
         extensions: &["go"],
         grammar: || tree_sitter_go::LANGUAGE.into(),
         tags: include_str!("../../../queries/go/tags.scm"),
+        descend: None,
     },
     LanguageRow {
         id: LanguageId::Java,
@@ -91,6 +232,7 @@ const TABLE: &[LanguageRow] = &[
         extensions: &["java"],
         grammar: || tree_sitter_java::LANGUAGE.into(),
         tags: include_str!("../../../queries/java/tags.scm"),
+        descend: None,
     },
     LanguageRow {
         id: LanguageId::C,
@@ -99,6 +241,7 @@ const TABLE: &[LanguageRow] = &[
         extensions: &["c", "h"],
         grammar: || tree_sitter_c::LANGUAGE.into(),
         tags: include_str!("../../../queries/c/tags.scm"),
+        descend: None,
     },
     LanguageRow {
         id: LanguageId::Cpp,
@@ -107,6 +250,7 @@ const TABLE: &[LanguageRow] = &[
         extensions: &["cc", "cpp", "cxx", "c++", "hh", "hpp", "hxx", "h++", "ipp"],
         grammar: || tree_sitter_cpp::LANGUAGE.into(),
         tags: include_str!("../../../queries/cpp/tags.scm"),
+        descend: None,
     },
 ];
 
@@ -189,6 +333,22 @@ impl LanguageId {
         queries[self as usize].as_ref().map_err(String::as_str)
     }
 
+    /// The walk the tags query runs along, for languages that have one.
+    pub(crate) fn tags_walk(self) -> Option<&'static TagsWalk> {
+        static WALKS: OnceLock<Vec<Option<TagsWalk>>> = OnceLock::new();
+        let walks = WALKS.get_or_init(|| {
+            LanguageId::ALL
+                .iter()
+                .map(|lang| {
+                    let row = lang.row();
+                    row.descend
+                        .map(|descend| TagsWalk::new(&lang.grammar(), row.tags, descend))
+                })
+                .collect()
+        });
+        walks[self as usize].as_ref()
+    }
+
     /// The folder under `queries/` holding this language's query files.
     pub fn query_dir(self) -> &'static str {
         match self {
@@ -223,6 +383,25 @@ mod tests {
                 panic!("{lang}: {error}");
             }
         }
+    }
+
+    #[test]
+    fn walks_know_every_kind_they_name() {
+        for lang in LanguageId::ALL {
+            let row = lang.row();
+            let Some(descend) = row.descend else { continue };
+            let grammar = lang.grammar();
+            for kind in descend.iter().chain(pattern_roots(row.tags).iter()) {
+                assert!(
+                    grammar.id_for_node_kind(kind, true) != 0,
+                    "{lang}: no node kind {kind}"
+                );
+            }
+        }
+        assert_eq!(
+            pattern_roots("; (x)\n(a b: (c)) @d\n[(e) (f)]\n(g \"(h\")"),
+            vec!["a", "g"]
+        );
     }
 
     #[test]

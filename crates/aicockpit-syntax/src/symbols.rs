@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
+
 use tree_sitter::{Node, ParseOptions, Parser, QueryCursor, QueryCursorOptions, StreamingIterator};
 
 use crate::chunks::{self, Chunk};
@@ -165,6 +167,32 @@ pub fn symbols(lang: LanguageId, text: &str) -> Vec<Symbol> {
     analyze(lang, text).symbols
 }
 
+/// Parse a text and nothing else, the way [`analyze`] parses it (same
+/// grammar, same time limit): the floor an index built from syntax trees is
+/// measured against. Returns whether a tree came out.
+pub fn parse_only(lang: LanguageId, text: &str) -> bool {
+    let mut parser = Parser::new();
+    if parser.set_language(&lang.grammar()).is_err() {
+        return false;
+    }
+    let started = Instant::now();
+    let bytes = text.as_bytes();
+    let mut over_time = |_: &tree_sitter::ParseState| started.elapsed() > TIME_LIMIT;
+    parser
+        .parse_with_options(
+            &mut |offset, _| {
+                if offset < bytes.len() {
+                    &bytes[offset..]
+                } else {
+                    &[]
+                }
+            },
+            None,
+            Some(ParseOptions::new().progress_callback(&mut over_time)),
+        )
+        .is_some()
+}
+
 /// Parse a text once and extract its symbols and chunks. Never panics on
 /// user text: what cannot be parsed is reported in `notes`.
 pub fn analyze(lang: LanguageId, text: &str) -> FileSyntax {
@@ -211,7 +239,7 @@ pub fn analyze(lang: LanguageId, text: &str) -> FileSyntax {
     }
 
     let lines = LineIndex::new(text);
-    let found = definitions(lang, query, root, text, &mut result.notes);
+    let (found, mut links) = definitions(lang, query, root, text, &mut result.notes);
     let mut symbols: Vec<Symbol> = Vec::with_capacity(found.len());
     let mut byte_ranges = Vec::with_capacity(found.len());
     // Open definitions enclosing the current one, innermost last.
@@ -236,7 +264,6 @@ pub fn analyze(lang: LanguageId, text: &str) -> FileSyntax {
         {
             kind = SymbolKind::Constant;
         }
-        let node = definition.node(root);
         let container = definition
             .container
             .or_else(|| parent.map(|p| symbols[p].name.clone()));
@@ -248,7 +275,7 @@ pub fn analyze(lang: LanguageId, text: &str) -> FileSyntax {
             container,
             parent: parent.map(|p| p as u32),
             signature: signature(text, definition.node_start, definition.node_end),
-            doc: node.and_then(|node| doc_comment(lang, node, text)),
+            doc: doc_comment(lang, definition.node, text, &mut links),
         });
         byte_ranges.push((definition.node_start, definition.node_end));
         stack.push(symbols.len() - 1);
@@ -259,7 +286,8 @@ pub fn analyze(lang: LanguageId, text: &str) -> FileSyntax {
 }
 
 /// One `@definition` match, before nesting is worked out.
-struct Definition {
+struct Definition<'tree> {
+    node: Node<'tree>,
     name: String,
     kind: SymbolKind,
     container: Option<String>,
@@ -268,48 +296,157 @@ struct Definition {
     name_start: usize,
     name_end: usize,
     pattern: usize,
-    node_id: usize,
 }
 
-impl Definition {
-    /// Find the definition node again for doc comments (nodes cannot outlive the cursor loop).
-    fn node<'tree>(&self, root: Node<'tree>) -> Option<Node<'tree>> {
-        let mut node = root
-            .descendant_for_byte_range(self.node_start, self.node_end.max(self.node_start + 1))?;
-        // descendant_for_byte_range returns the smallest node spanning the range; walk up to the exact one.
-        loop {
-            if node.id() == self.node_id {
-                return Some(node);
-            }
-            if node.start_byte() < self.node_start || node.end_byte() > self.node_end + 2 {
-                return None;
-            }
-            node = node.parent()?;
+/// Parents and previous siblings of a tree's nodes, for doc comments.
+/// tree-sitter finds a node's parent and previous sibling by walking down
+/// from the root, which costs as much as the siblings before it: quadratic
+/// over a file of a thousand definitions. The tags walk records the parents
+/// it passes, and each parent's children are listed once.
+struct Links<'tree> {
+    /// Parents by node id, as the walk met them; `None`: ask the tree.
+    parents: Option<HashMap<usize, Node<'tree>>>,
+    /// Listed parents' children, by parent id.
+    children: HashMap<usize, Vec<Node<'tree>>>,
+    /// A listed child's parent id and index.
+    position: HashMap<usize, (usize, usize)>,
+}
+
+impl<'tree> Links<'tree> {
+    fn new() -> Links<'tree> {
+        Links {
+            parents: None,
+            children: HashMap::new(),
+            position: HashMap::new(),
         }
+    }
+
+    fn parent(&self, node: Node<'tree>) -> Option<Node<'tree>> {
+        match &self.parents {
+            Some(parents) => parents.get(&node.id()).copied().or_else(|| node.parent()),
+            None => node.parent(),
+        }
+    }
+
+    /// The previous sibling (named only, or any).
+    fn prev(&mut self, node: Node<'tree>, named: bool) -> Option<Node<'tree>> {
+        let from_tree = |node: Node<'tree>| {
+            if named {
+                node.prev_named_sibling()
+            } else {
+                node.prev_sibling()
+            }
+        };
+        if self.parents.is_none() {
+            return from_tree(node);
+        }
+        if !self.position.contains_key(&node.id()) {
+            let parent = self.parent(node)?;
+            if !self.children.contains_key(&parent.id()) {
+                let mut cursor = parent.walk();
+                let list: Vec<Node<'tree>> = parent.children(&mut cursor).collect();
+                for (index, child) in list.iter().enumerate() {
+                    self.position.insert(child.id(), (parent.id(), index));
+                }
+                self.children.insert(parent.id(), list);
+            }
+        }
+        let Some(&(parent, index)) = self.position.get(&node.id()) else {
+            return from_tree(node);
+        };
+        self.children[&parent][..index]
+            .iter()
+            .rev()
+            .find(|sibling| !named || sibling.is_named())
+            .copied()
     }
 }
 
-fn definitions(
+fn definitions<'tree>(
     lang: LanguageId,
     query: &tree_sitter::Query,
-    root: Node<'_>,
+    root: Node<'tree>,
     text: &str,
     notes: &mut Vec<SyntaxNote>,
-) -> Vec<Definition> {
-    let capture_names = query.capture_names();
+) -> (Vec<Definition<'tree>>, Links<'tree>) {
     let started = Instant::now();
-    let mut over_time = |_: &tree_sitter::QueryCursorState| started.elapsed() > TIME_LIMIT;
     let mut cursor = QueryCursor::new();
     cursor.set_match_limit(4096);
+    // Keyed by the name node's start: the earliest pattern wins (see queries/README.md).
+    let mut by_name: HashMap<usize, Definition<'tree>> = HashMap::new();
+    let mut links = Links::new();
+    match lang.tags_walk() {
+        None => collect(&mut cursor, query, root, text, started, &mut by_name),
+        Some(walk) => {
+            // Most of a tree is expressions, where no definition sits: walk
+            // the containers only and match the query from each node a
+            // pattern can start at, rather than letting the query cursor
+            // visit every node.
+            cursor.set_max_start_depth(Some(0));
+            let mut parents = HashMap::new();
+            // The ancestors of the cursor's node.
+            let mut stack: Vec<Node<'tree>> = Vec::new();
+            let mut nodes = root.walk();
+            'walk: loop {
+                let node = nodes.node();
+                if let Some(&parent) = stack.last() {
+                    parents.insert(node.id(), parent);
+                }
+                let kind = node.kind_id();
+                if walk.is_root(kind) {
+                    collect(&mut cursor, query, node, text, started, &mut by_name);
+                }
+                if walk.descends(kind) && nodes.goto_first_child() {
+                    stack.push(node);
+                    continue;
+                }
+                while !nodes.goto_next_sibling() {
+                    if !nodes.goto_parent() {
+                        break 'walk;
+                    }
+                    stack.pop();
+                }
+                if started.elapsed() > TIME_LIMIT {
+                    break;
+                }
+            }
+            links.parents = Some(parents);
+        }
+    }
+    if started.elapsed() > TIME_LIMIT {
+        notes.push(SyntaxNote::TimedOut);
+    }
+    if cursor.did_exceed_match_limit() {
+        notes.push(SyntaxNote::MatchLimitExceeded);
+    }
+    let mut definitions: Vec<Definition<'tree>> = by_name.into_values().collect();
+    // Outer definitions before the ones they enclose.
+    definitions.sort_by(|a, b| {
+        a.node_start
+            .cmp(&b.node_start)
+            .then(b.node_end.cmp(&a.node_end))
+            .then(a.name_start.cmp(&b.name_start))
+    });
+    (definitions, links)
+}
+
+/// Run the tags query from `node` and keep its definitions in `by_name`.
+fn collect<'tree>(
+    cursor: &mut QueryCursor,
+    query: &tree_sitter::Query,
+    node: Node<'tree>,
+    text: &str,
+    started: Instant,
+    by_name: &mut HashMap<usize, Definition<'tree>>,
+) {
+    let capture_names = query.capture_names();
+    let mut over_time = |_: &tree_sitter::QueryCursorState| started.elapsed() > TIME_LIMIT;
     let mut matches = cursor.matches_with_options(
         query,
-        root,
+        node,
         text.as_bytes(),
         QueryCursorOptions::new().progress_callback(&mut over_time),
     );
-    // Keyed by the name node's start: the earliest pattern wins (see queries/README.md).
-    let mut by_name: std::collections::HashMap<usize, Definition> =
-        std::collections::HashMap::new();
     while let Some(found) = matches.next() {
         let mut definition_node = None;
         let mut kind = None;
@@ -339,6 +476,10 @@ fn definitions(
         if name.is_empty() {
             continue;
         }
+        match by_name.get(&name_node.start_byte()) {
+            Some(existing) if existing.pattern <= found.pattern_index => continue,
+            _ => {}
+        }
         // Some nodes (a C `#define`) end with their line's newline; the range should not.
         let mut node_end = node.end_byte();
         while node_end > node.start_byte() && matches!(text.as_bytes()[node_end - 1], b'\n' | b'\r')
@@ -346,6 +487,7 @@ fn definitions(
             node_end -= 1;
         }
         let definition = Definition {
+            node,
             name: name.to_string(),
             kind,
             container,
@@ -354,31 +496,9 @@ fn definitions(
             name_start: name_node.start_byte(),
             name_end: name_node.end_byte(),
             pattern: found.pattern_index,
-            node_id: node.id(),
         };
-        match by_name.get(&definition.name_start) {
-            Some(existing) if existing.pattern <= definition.pattern => {}
-            _ => {
-                by_name.insert(definition.name_start, definition);
-            }
-        }
+        by_name.insert(definition.name_start, definition);
     }
-    if started.elapsed() > TIME_LIMIT {
-        notes.push(SyntaxNote::TimedOut);
-    }
-    if cursor.did_exceed_match_limit() {
-        notes.push(SyntaxNote::MatchLimitExceeded);
-    }
-    let _ = lang;
-    let mut definitions: Vec<Definition> = by_name.into_values().collect();
-    // Outer definitions before the ones they enclose.
-    definitions.sort_by(|a, b| {
-        a.node_start
-            .cmp(&b.node_start)
-            .then(b.node_end.cmp(&a.node_end))
-            .then(a.name_start.cmp(&b.name_start))
-    });
-    definitions
 }
 
 /// The zero-based line of the first error or missing node, found without recursion.
@@ -421,7 +541,12 @@ fn is_upper_case(name: &str) -> bool {
 }
 
 /// The doc of a definition: a Python docstring, or the comments right above it.
-fn doc_comment(lang: LanguageId, node: Node<'_>, text: &str) -> Option<String> {
+fn doc_comment<'tree>(
+    lang: LanguageId,
+    node: Node<'tree>,
+    text: &str,
+    links: &mut Links<'tree>,
+) -> Option<String> {
     if lang == LanguageId::Python {
         if let Some(doc) = python_docstring(node, text) {
             return Some(doc);
@@ -438,9 +563,9 @@ fn doc_comment(lang: LanguageId, node: Node<'_>, text: &str) -> Option<String> {
         "var_declaration",
     ];
     let mut anchor = node;
-    while let Some(parent) = anchor.parent() {
-        let first_part = anchor
-            .prev_named_sibling()
+    while let Some(parent) = links.parent(anchor) {
+        let first_part = links
+            .prev(anchor, true)
             .is_none_or(|before| before.kind() == "decorator");
         if WRAPPERS.contains(&parent.kind()) && first_part {
             anchor = parent;
@@ -450,7 +575,7 @@ fn doc_comment(lang: LanguageId, node: Node<'_>, text: &str) -> Option<String> {
     }
     let mut comments: Vec<&str> = Vec::new();
     let mut next_row = anchor.start_position().row;
-    let mut sibling = anchor.prev_sibling();
+    let mut sibling = links.prev(anchor, false);
     while let Some(current) = sibling {
         if comments.len() >= DOC_MAX_COMMENTS {
             break;
@@ -458,14 +583,14 @@ fn doc_comment(lang: LanguageId, node: Node<'_>, text: &str) -> Option<String> {
         let kind = current.kind();
         if kind == "attribute_item" || kind == "decorator" {
             next_row = current.start_position().row;
-            sibling = current.prev_sibling();
+            sibling = links.prev(current, false);
             continue;
         }
         if !kind.contains("comment") || current.end_position().row + 1 < next_row {
             break;
         }
         // A comment trailing code on the same line belongs to that code.
-        if let Some(before) = current.prev_sibling() {
+        if let Some(before) = links.prev(current, false) {
             if before.end_position().row == current.start_position().row
                 && !before.kind().contains("comment")
             {
@@ -480,7 +605,7 @@ fn doc_comment(lang: LanguageId, node: Node<'_>, text: &str) -> Option<String> {
         }
         comments.push(comment);
         next_row = current.start_position().row;
-        sibling = current.prev_sibling();
+        sibling = links.prev(current, false);
     }
     if comments.is_empty() {
         return None;
@@ -600,6 +725,42 @@ mod tests {
                 ("P".into(), SymbolKind::Impl, None),
                 ("new".into(), SymbolKind::Method, Some("P".into())),
             ]
+        );
+    }
+
+    #[test]
+    fn the_tags_walk_reaches_nested_definitions_and_their_docs() {
+        let rust = "mod outer {\n    /// Inner.\n    pub mod inner {\n        #[derive(Debug)]\n        /// A point.\n        pub struct P { x: i32 }\n        impl P {\n            /// Makes one.\n            fn new() -> P { fn helper() {} let _ = if true { struct InIf; }; P { x: 0 } }\n        }\n    }\n}\nconst _: () = { fn in_const() {} };\nfn main() { call(|| { fn in_closure_arg() {} }); }\n";
+        let found = symbols(LanguageId::Rust, rust);
+        let named = |name: &str| found.iter().find(|s| s.name == name);
+        for name in [
+            "outer", "inner", "P", "x", "new", "helper", "InIf", "in_const", "main",
+        ] {
+            assert!(named(name).is_some(), "{name} in {found:#?}");
+        }
+        assert_eq!(named("new").map(|s| s.kind), Some(SymbolKind::Method));
+        assert_eq!(
+            named("inner").and_then(|s| s.doc.as_deref()),
+            Some("Inner.")
+        );
+        assert_eq!(named("P").and_then(|s| s.doc.as_deref()), Some("A point."));
+        assert_eq!(
+            named("new").and_then(|s| s.doc.as_deref()),
+            Some("Makes one.")
+        );
+        // Definitions inside call arguments are expressions: not walked.
+        assert!(named("in_closure_arg").is_none());
+
+        let python = "X = 1\nif True:\n    def in_if(): pass\nclass A:\n    y = 2\n    class B:\n        @property\n        def deep(self):\n            \"\"\"Deep.\"\"\"\n            def local(): pass\n";
+        let found = symbols(LanguageId::Python, python);
+        let named = |name: &str| found.iter().find(|s| s.name == name);
+        for name in ["X", "in_if", "A", "y", "B", "deep", "local"] {
+            assert!(named(name).is_some(), "{name} in {found:#?}");
+        }
+        assert_eq!(named("deep").and_then(|s| s.doc.as_deref()), Some("Deep."));
+        assert_eq!(
+            named("deep").and_then(|s| s.container.as_deref()),
+            Some("B")
         );
     }
 
