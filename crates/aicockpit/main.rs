@@ -510,6 +510,11 @@ fn chat(paths: &Paths, config: &Config, question: &str, scope: Option<PathBuf>) 
     if engine.configure_ai(&paths.data_dir)?.is_none() {
         bail!("no AI service is active: add one with `aicockpit ai add` and choose it with `aicockpit ai use NAME`");
     }
+    // The project's vectors, if it has any, so the question finds code by
+    // meaning as well as by words.
+    if let Some(why) = engine.open_semantic() {
+        tracing::debug!(%why, "chat context from the text index alone");
+    }
     let params = aicockpit_engine::ChatParams {
         messages: vec![aicockpit_ai::ChatMessage::new(
             aicockpit_ai::Role::User,

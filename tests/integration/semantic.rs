@@ -276,6 +276,18 @@ fn the_service_provider_embeds_through_the_active_service() {
     ]));
     assert_eq!(result["hits"][0]["path"], "src/transfer.py", "{result}");
 
+    // `aicockpit chat` embeds the question too: its context is hybrid.
+    mock.set_reply("In transfer.py.");
+    let before = mock.requests().len();
+    let output = project.cli(&["chat", "session backoff attempt"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        mock.requests()[before..]
+            .iter()
+            .any(|r| r.path == "/v1/embeddings" && r.body["input"][0] == "session backoff attempt"),
+        "the question was embedded"
+    );
+
     // The language server's `aicockpit/search` takes the same modes.
     let root = project.root();
     let mut client = LspClient::spawn(&project, &[]);

@@ -183,6 +183,17 @@ impl Engine {
         state.opened.clone()
     }
 
+    /// Open the embedder and the project's vectors now (blocking: a model
+    /// load or a probe of the service), for a caller that is about to use
+    /// them and runs no background embedding (the CLI's `chat`). Returns
+    /// why semantic search is unavailable, if it is.
+    pub fn open_semantic(&self) -> Option<String> {
+        if self.config().search.embeddings == EmbeddingsSource::Off {
+            return Some("search.embeddings is \"off\"".into());
+        }
+        self.semantic_opened(true)?.err()
+    }
+
     /// Why search is text-only for this project, with the command to run,
     /// or `None` when vectors are (or may be) there. Cheap: it loads no
     /// model (a service's answer is only known after the first search).
