@@ -6,6 +6,7 @@
 //! one-letter query costs one pass over the names and no more.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use aicockpit_syntax::Symbol;
@@ -158,15 +159,17 @@ impl ProjectIndex {
             .len()
             .div_ceil(self.pool.current_num_threads() * 4)
             .max(256);
+        let found_so_far = Found::default();
         let mut found: Vec<Candidate> = if needle.is_empty() {
-            scan(&records, 0, &needle, &trimmed, cap, limit)
+            scan(&records, 0, &needle, &trimmed, cap, limit, &found_so_far)
         } else {
             self.pool.install(|| {
                 records
                     .par_chunks(slice)
                     .enumerate()
                     .map(|(n, chunk)| {
-                        scan(chunk, (n * slice) as u32, &needle, &trimmed, cap, limit)
+                        let first = (n * slice) as u32;
+                        scan(chunk, first, &needle, &trimmed, cap, limit, &found_so_far)
                     })
                     .reduce(Vec::new, |mut a, b| {
                         a.extend(b);
@@ -277,9 +280,24 @@ impl ProjectIndex {
     }
 }
 
+/// Exact and prefix matches found so far by all the scan's slices together.
+/// Exact matches rank before prefixes and prefixes before subsequences, so
+/// once `limit` of a better class are found no weaker candidate can make the
+/// results, and the slices stop reading names that could only be one: a
+/// query such as `__init__` (ten thousand exact matches in the Python
+/// library) then costs a length comparison per name.
+#[derive(Default)]
+struct Found {
+    exact: AtomicUsize,
+    /// Exact and prefix matches.
+    strong: AtomicUsize,
+}
+
 /// Candidates among `records` (numbered from `first`): exact and prefix
-/// matches all, subsequence matches up to `cap`; with an empty needle, the
-/// first `limit` top-level symbols.
+/// matches all (but only exact ones once `limit` are found anywhere),
+/// subsequence matches up to `cap` (none once `limit` exact or prefix
+/// matches are found anywhere); with an empty needle, the first `limit`
+/// top-level symbols.
 fn scan(
     records: &[(&String, &FileRecord)],
     first: u32,
@@ -287,6 +305,7 @@ fn scan(
     trimmed: &str,
     cap: usize,
     limit: usize,
+    so_far: &Found,
 ) -> Vec<Candidate> {
     let mut found: Vec<Candidate> = Vec::new();
     if needle.is_empty() {
@@ -309,10 +328,19 @@ fn scan(
     let needle_first = needle[0];
     let first_class = byte_mask(&needle[..1]);
     let mut subsequences = 0usize;
+    // What this slice found and has not yet added to `so_far`.
+    let (mut exact, mut strong) = (0usize, 0usize);
     for (n, (_, record)) in records.iter().enumerate() {
         let table = &record.names;
+        if exact > 0 || strong > 0 {
+            so_far.exact.fetch_add(exact, Ordering::Relaxed);
+            so_far.strong.fetch_add(strong, Ordering::Relaxed);
+            (exact, strong) = (0, 0);
+        }
+        let exact_only = so_far.exact.load(Ordering::Relaxed) >= limit;
+        let no_subsequences = subsequences >= cap || so_far.strong.load(Ordering::Relaxed) >= limit;
         if table.any_mask & needle_mask != needle_mask
-            || (subsequences >= cap && table.first_mask & first_class == 0)
+            || (no_subsequences && table.first_mask & first_class == 0)
         {
             continue;
         }
@@ -321,17 +349,22 @@ fn scan(
         for entry in &table.entries {
             let range = start..entry.end as usize;
             start = entry.end as usize;
-            if entry.mask & needle_mask != needle_mask || range.len() < needle.len() {
+            if range.len() < needle.len()
+                || (exact_only && range.len() != needle.len())
+                || entry.mask & needle_mask != needle_mask
+            {
                 continue;
             }
-            // With the subsequence bucket full only a prefix can still count.
-            if subsequences >= cap && (entry.mask >> FIRST_SHIFT) as u8 != needle_first {
+            // With no room for subsequences only a prefix can still count.
+            if no_subsequences && (entry.mask >> FIRST_SHIFT) as u8 != needle_first {
                 continue;
             }
             let name = &table.bytes[range.clone()];
             let as_written = &table.bytes[original + range.start..original + range.end];
             if name.starts_with(needle) {
                 let class = if name.len() == needle.len() { 0 } else { 1 };
+                exact += usize::from(class == 0);
+                strong += 1;
                 let exact_case = as_written.starts_with(trimmed.as_bytes());
                 found.push((
                     class,
@@ -339,7 +372,7 @@ fn scan(
                     first + n as u32,
                     entry.ordinal,
                 ));
-            } else if subsequences < cap && is_subsequence(name, needle) {
+            } else if !no_subsequences && subsequences < cap && is_subsequence(name, needle) {
                 if let Some(score) = subsequence_score(as_written, needle) {
                     subsequences += 1;
                     found.push((2, score, first + n as u32, entry.ordinal));

@@ -137,6 +137,39 @@ fn workspace_symbols_rank_exact_then_prefix_then_subsequence() {
     );
 }
 
+/// The scan stops reading weaker candidates once enough better ones are
+/// found across all its slices: the results must be those of a full scan.
+#[test]
+fn workspace_symbols_with_many_exact_matches_keep_the_full_ranking() {
+    let fixture = Fixture::new();
+    // More files than one scan slice (256), so several slices race.
+    for n in 0..700 {
+        fixture.write(
+            &format!("many/f{n:03}.rs"),
+            "fn i_n_i_t() {}\nfn init_state() {}\nfn init() {}\n",
+        );
+    }
+    fixture.write("many/zz_only_prefix.rs", "fn initial() {}\n");
+    let index = fixture.open();
+    index.refresh(&|_| {}).unwrap();
+    let found: Vec<(String, String)> = index
+        .workspace_symbols("init", 5)
+        .into_iter()
+        .map(|hit| (hit.path, hit.symbol.name))
+        .collect();
+    let expected: Vec<(String, String)> = (0..5)
+        .map(|n| (format!("many/f{n:03}.rs"), "init".to_string()))
+        .collect();
+    assert_eq!(found, expected, "exact matches first, in path order");
+    // Asking for more than there are exact matches: then every prefix
+    // match ranks before any subsequence, the shortest first.
+    let all = index.workspace_symbols("init", 702);
+    assert!(all[..700].iter().all(|hit| hit.symbol.name == "init"));
+    assert_eq!(all[700].symbol.name, "initial");
+    assert_eq!(all[701].symbol.name, "init_state");
+    assert_eq!(all[701].path, "many/f000.rs");
+}
+
 #[test]
 fn reopening_reparses_only_changed_files() {
     let fixture = Fixture::new();
