@@ -208,22 +208,32 @@ impl ProjectIndex {
             Term::from_field_text(f.name_exact, name),
             IndexRecordOption::Basic,
         );
+        // A few more than asked for: `impl` blocks share their type's name.
+        let depth = limit.saturating_mul(2).max(4);
+        let (overlay, disk) = self.searchers();
         let mut docs: Vec<TantivyDocument> = Vec::new();
-        for (searcher, shadowed) in self.searchers() {
-            // A few more than asked for: `impl` blocks share their type's name.
-            let Ok(top) =
-                searcher.search(&query, &TopDocs::with_limit(limit.saturating_mul(2).max(4)))
-            else {
-                return self.definitions_by_scan(name, limit);
+        if let Some(view) = &overlay {
+            docs.extend(
+                view.docs_with(f.name_exact, name, depth)
+                    .into_iter()
+                    .cloned(),
+            );
+        }
+        let Ok(top) = disk.search(&query, &TopDocs::with_limit(depth)) else {
+            return self.definitions_by_scan(name, limit);
+        };
+        for (_, address) in top {
+            let Ok(doc) = disk.doc::<TantivyDocument>(address) else {
+                continue;
             };
-            for (_, address) in top {
-                let Ok(doc) = searcher.doc::<TantivyDocument>(address) else {
-                    continue;
-                };
-                let path = doc.get_first(f.path).and_then(|v| v.as_str());
-                if path.is_some_and(|path| !shadowed.contains(path)) {
-                    docs.push(doc);
-                }
+            let path = doc.get_first(f.path).and_then(|v| v.as_str());
+            let shadowed = |path| {
+                overlay
+                    .as_ref()
+                    .is_some_and(|view| view.stale.contains(path))
+            };
+            if path.is_some_and(|path| !shadowed(path)) {
+                docs.push(doc);
             }
         }
         let files = self.files_read();

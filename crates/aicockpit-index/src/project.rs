@@ -599,13 +599,8 @@ impl ProjectIndex {
             syntax,
             text,
         )?);
-        self.stage(
-            rel,
-            Some(Staged {
-                docs,
-                record: Arc::clone(&record),
-            }),
-        )?;
+        let staged = Staged::new(&self.fields, docs, Arc::clone(&record));
+        self.stage(rel, Some(staged))?;
         self.editor_texts
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -720,7 +715,8 @@ impl ProjectIndex {
                 path: self.dir.clone(),
             });
         };
-        overlay.commit().map_err(|error| self.tantivy_error(error))
+        overlay.commit();
+        Ok(())
     }
 
     /// Write every pending edit to the index on disk, commit it and empty

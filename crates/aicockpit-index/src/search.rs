@@ -6,10 +6,13 @@ use std::sync::Arc;
 
 use aicockpit_syntax::{Pos, Span, Symbol, SymbolKind};
 use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, RangeQuery, TermQuery};
+use tantivy::query::{
+    BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, RangeQuery, TermQuery,
+};
 use tantivy::schema::{Field, IndexRecordOption, Value};
 use tantivy::{Searcher, TantivyDocument, Term};
 
+use crate::overlay::{Combined, OverlayView};
 use crate::schema::NO_SYMBOL;
 use crate::tokenizer::tokenize;
 use crate::{IndexError, ProjectIndex};
@@ -94,7 +97,17 @@ impl ProjectIndex {
             should.extend(terms(f.content, BOOST_CONTENT));
             should.extend(terms(f.chunk_name, BOOST_CHUNK_NAME));
         }
+        let mut clauses = vec![
+            (f.name, BOOST_NAME),
+            (f.signature, BOOST_SIGNATURE),
+            (f.doc, BOOST_DOC),
+        ];
+        if query.kinds.is_empty() {
+            clauses.extend([(f.content, BOOST_CONTENT), (f.chunk_name, BOOST_CHUNK_NAME)]);
+        }
         let disjunction: Box<dyn Query> = Box::new(BooleanQuery::new(should));
+        // Filters add nothing to the score: a hit scores by its text alone,
+        // as the overlay scores its docs.
         let mut filters: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         if !query.kinds.is_empty() {
             let kinds = query
@@ -102,7 +115,7 @@ impl ProjectIndex {
                 .iter()
                 .map(|kind| (Occur::Should, term_query(f.kind, kind.name())))
                 .collect();
-            filters.push((Occur::Must, Box::new(BooleanQuery::new(kinds))));
+            filters.push((Occur::Must, unscored(BooleanQuery::new(kinds))));
         }
         let paths: Vec<String> = query
             .paths
@@ -120,7 +133,7 @@ impl ProjectIndex {
                     ]
                 })
                 .collect();
-            filters.push((Occur::Must, Box::new(BooleanQuery::new(scopes))));
+            filters.push((Occur::Must, unscored(BooleanQuery::new(scopes))));
         }
         let tantivy_query: Box<dyn Query> = if filters.is_empty() {
             disjunction
@@ -133,18 +146,47 @@ impl ProjectIndex {
             path: self.dir().to_path_buf(),
             source,
         };
-        // The overlay's hits (recent edits) and the disk index's, best first.
+        // The overlay's hits (recent edits) and the disk index's, best first,
+        // scored with the statistics of both together.
+        let depth = limit * 3 + 8;
+        let (overlay, disk) = self.searchers();
         let mut top: Vec<(f32, TantivyDocument)> = Vec::new();
-        for (searcher, shadowed) in self.searchers() {
-            let found = searcher
-                .search(tantivy_query.as_ref(), &TopDocs::with_limit(limit * 3 + 8))
-                .map_err(tantivy_error)?;
-            for (score, address) in found {
-                let doc: TantivyDocument = searcher.doc(address).map_err(tantivy_error)?;
-                let path = doc.get_first(f.path).and_then(|v| v.as_str());
-                if path.is_some_and(|path| !shadowed.contains(path)) {
-                    top.push((score, doc));
-                }
+        let found = match &overlay {
+            Some(view) => {
+                let stats = Combined {
+                    disk: &disk,
+                    overlay: view,
+                };
+                let kinds: Vec<&str> = query.kinds.iter().map(|kind| kind.name()).collect();
+                let keep = |doc: &TantivyDocument| {
+                    let text = |field| doc.get_first(field).and_then(|v| v.as_str());
+                    (kinds.is_empty() || text(f.kind).is_some_and(|kind| kinds.contains(&kind)))
+                        && (paths.is_empty()
+                            || text(f.path)
+                                .is_some_and(|path| paths.iter().any(|scope| within(path, scope))))
+                };
+                top = view
+                    .search(&clauses, &tokens, &stats, &keep, depth)
+                    .map_err(tantivy_error)?;
+                disk.search_with_statistics_provider(
+                    tantivy_query.as_ref(),
+                    &TopDocs::with_limit(depth),
+                    &stats,
+                )
+            }
+            None => disk.search(tantivy_query.as_ref(), &TopDocs::with_limit(depth)),
+        }
+        .map_err(tantivy_error)?;
+        for (score, address) in found {
+            let doc: TantivyDocument = disk.doc(address).map_err(tantivy_error)?;
+            let path = doc.get_first(f.path).and_then(|v| v.as_str());
+            let shadowed = |path| {
+                overlay
+                    .as_ref()
+                    .is_some_and(|view| view.stale.contains(path))
+            };
+            if path.is_some_and(|path| !shadowed(path)) {
+                top.push((score, doc));
             }
         }
         top.sort_by(|a, b| b.0.total_cmp(&a.0));
@@ -245,42 +287,44 @@ impl ProjectIndex {
             path: self.dir().to_path_buf(),
             source,
         };
+        let depth = limit.saturating_mul(4).max(16);
         let mut paths: Vec<String> = Vec::new();
-        for (searcher, shadowed) in self.searchers() {
-            let top = searcher
-                .search(
-                    &query,
-                    &TopDocs::with_limit(limit.saturating_mul(4).max(16)),
-                )
-                .map_err(tantivy_error)?;
-            for (_, address) in top {
-                if paths.len() >= limit {
-                    break;
-                }
-                let doc: TantivyDocument = searcher.doc(address).map_err(tantivy_error)?;
-                if let Some(path) = doc.get_first(f.path).and_then(|v| v.as_str()) {
-                    if !shadowed.contains(path) && !paths.iter().any(|p| p == path) {
-                        paths.push(path.to_string());
-                    }
+        let mut add = |doc: &TantivyDocument, shadowed: &dyn Fn(&str) -> bool| {
+            if let Some(path) = doc.get_first(f.path).and_then(|v| v.as_str()) {
+                if paths.len() < limit && !shadowed(path) && !paths.iter().any(|p| p == path) {
+                    paths.push(path.to_string());
                 }
             }
+        };
+        let (overlay, disk) = self.searchers();
+        if let Some(view) = &overlay {
+            for doc in view.docs_with(f.content, &identifier.to_lowercase(), depth) {
+                add(doc, &|_| false);
+            }
+        }
+        let top = disk
+            .search(&query, &TopDocs::with_limit(depth))
+            .map_err(tantivy_error)?;
+        for (_, address) in top {
+            let doc: TantivyDocument = disk.doc(address).map_err(tantivy_error)?;
+            add(&doc, &|path| {
+                overlay
+                    .as_ref()
+                    .is_some_and(|view| view.stale.contains(path))
+            });
         }
         Ok(paths)
     }
 }
 
 impl ProjectIndex {
-    /// The searchers to query and, for each, the paths whose hits to drop:
-    /// the overlay's when it holds edits, then the disk index's without the
-    /// paths the overlay holds. (The overlay is looked at first: a persist
-    /// reloads the disk reader before it empties the overlay.)
-    pub(crate) fn searchers(&self) -> Vec<(Searcher, HashSet<String>)> {
+    /// What to search: the overlay when it holds edits (its view names
+    /// the paths whose disk hits to drop), and the disk index. (The overlay
+    /// is looked at first: a persist reloads the disk reader before it
+    /// empties the overlay.)
+    pub(crate) fn searchers(&self) -> (Option<OverlayView>, Searcher) {
         let view = self.overlay.as_ref().and_then(|overlay| overlay.view());
-        let disk = self.reader.searcher();
-        match view {
-            Some(view) => vec![(view.searcher, HashSet::new()), (disk, view.stale)],
-            None => vec![(disk, HashSet::new())],
-        }
+        (view, self.reader.searcher())
     }
 
     /// The text a file was indexed from: the editor's when it came from one,
@@ -320,6 +364,18 @@ fn folder_query(path: Field, folder: &str) -> Box<dyn Query> {
         Bound::Included(Term::from_field_text(path, &format!("{folder}/"))),
         Bound::Excluded(Term::from_field_text(path, &format!("{folder}0"))),
     ))
+}
+
+/// Whether a relative path is a scope or lies under it (what the folder
+/// and path filters of a search select).
+fn within(path: &str, scope: &str) -> bool {
+    path.strip_prefix(scope)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// A filter that matches as `query` does and scores nothing.
+fn unscored(query: impl Query) -> Box<dyn Query> {
+    Box::new(ConstScoreQuery::new(Box::new(query), 0.0))
 }
 
 fn term_query(field: Field, text: &str) -> Box<dyn Query> {

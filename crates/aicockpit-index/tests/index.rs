@@ -218,6 +218,75 @@ fn reopening_reparses_only_changed_files() {
     );
 }
 
+/// An edited file is searched in memory, not in a tantivy segment: its
+/// hits must score exactly as the same text's hits from the index on disk,
+/// with filters, and name lookups and reference candidates must see it.
+#[test]
+fn edits_in_memory_score_like_the_index_on_disk() {
+    let fixture = Fixture::new();
+    let text = "/// Retries a failed upload.\npub fn retry_upload(attempts: u32) -> bool {\n    attempts > 0 // retry later\n}\n\npub struct UploadQueue;\n";
+    fixture.write("disk/a.rs", text);
+    fixture.write("edit/a.rs", "fn unrelated() {}\n");
+    let index = fixture.open();
+    index.refresh(&|_| {}).unwrap();
+    index
+        .update_file("edit/a.rs", aicockpit_syntax::LanguageId::Rust, text)
+        .unwrap();
+    index.commit().unwrap();
+    for (query, kinds, paths) in [
+        ("retry upload", vec![], vec![]),
+        ("upload queue attempts", vec![], vec![]),
+        ("upload", vec![SymbolKind::Struct], vec![]),
+        (
+            "retry",
+            vec![],
+            vec!["edit".to_string(), "disk/a.rs".to_string()],
+        ),
+    ] {
+        let hits = index
+            .search(&SearchQuery {
+                kinds: kinds.clone(),
+                paths: paths.clone(),
+                limit: 50,
+                ..SearchQuery::new(query)
+            })
+            .unwrap();
+        let of = |path: &str| -> Vec<(String, u32, f32)> {
+            hits.iter()
+                .filter(|hit| hit.path == path)
+                .map(|hit| (hit.snippet.clone(), hit.span.start.line, hit.score))
+                .collect()
+        };
+        let (disk, edited) = (of("disk/a.rs"), of("edit/a.rs"));
+        assert!(!disk.is_empty(), "{query:?} {kinds:?} {paths:?}: {hits:?}");
+        assert_eq!(disk.len(), edited.len(), "{query:?}: {hits:?}");
+        for (d, e) in disk.iter().zip(&edited) {
+            assert_eq!((&d.0, d.1), (&e.0, e.1), "{query:?}");
+            assert!((d.2 - e.2).abs() < 1e-4, "{query:?}: {} vs {}", d.2, e.2);
+        }
+        assert!(
+            hits.iter().all(|hit| hit
+                .symbol
+                .as_ref()
+                .map_or(kinds.is_empty(), |s| kinds.is_empty()
+                    || kinds.contains(&s.kind))),
+            "{query:?}: the kind filter holds for both"
+        );
+    }
+    // The disk's stale docs of the edited path are gone.
+    assert!(names(&index, "unrelated").is_empty());
+    let defs: Vec<String> = index
+        .definitions("retry_upload", 10)
+        .into_iter()
+        .map(|hit| hit.path)
+        .collect();
+    assert_eq!(defs, ["disk/a.rs", "edit/a.rs"]);
+    let mut files = index.files_containing("attempts", 10).unwrap();
+    files.sort();
+    assert_eq!(files, ["disk/a.rs", "edit/a.rs"]);
+    assert!(index.files_containing("unrelated", 10).unwrap().is_empty());
+}
+
 #[test]
 fn one_file_updates_create_edit_rename_delete() {
     let fixture = Fixture::new();
