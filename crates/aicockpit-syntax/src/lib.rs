@@ -23,5 +23,8 @@ mod text;
 
 pub use chunks::{Chunk, CHUNK_MAX_LINES};
 pub use language::LanguageId;
-pub use symbols::{analyze, parse_only, symbols, FileSyntax, Symbol, SymbolKind, SyntaxNote};
+pub use symbols::{
+    analyze, analyze_edit, parse_only, symbols, FileSyntax, Symbol, SymbolKind, SyntaxNote,
+    SyntaxTree,
+};
 pub use text::{is_identifier_byte, word_at, LineIndex, Pos, Span};

@@ -196,6 +196,37 @@ pub fn parse_only(lang: LanguageId, text: &str) -> bool {
 /// Parse a text once and extract its symbols and chunks. Never panics on
 /// user text: what cannot be parsed is reported in `notes`.
 pub fn analyze(lang: LanguageId, text: &str) -> FileSyntax {
+    analyze_edit(lang, text, None).0
+}
+
+/// A file's syntax tree, kept to parse the file's next version: tree-sitter
+/// reuses every part of it that an edit did not touch, so an editor's
+/// keystroke re-parses a few nodes, not the file.
+#[derive(Clone)]
+pub struct SyntaxTree {
+    lang: LanguageId,
+    tree: tree_sitter::Tree,
+}
+
+impl std::fmt::Debug for SyntaxTree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyntaxTree")
+            .field("lang", &self.lang)
+            .finish()
+    }
+}
+
+/// [`analyze`], parsing incrementally from `previous` (the text a tree was
+/// parsed from, and the tree) when given and of the same language. Returns
+/// the tree of `text` for the next edit (none when the parse timed out or
+/// the language is unavailable). Where the text has syntax errors,
+/// tree-sitter's error recovery may place them differently than a parse from
+/// scratch would.
+pub fn analyze_edit(
+    lang: LanguageId,
+    text: &str,
+    previous: Option<(&str, &SyntaxTree)>,
+) -> (FileSyntax, Option<SyntaxTree>) {
     let mut result = FileSyntax::default();
     let query = match lang.tags_query() {
         Ok(query) => query,
@@ -203,7 +234,7 @@ pub fn analyze(lang: LanguageId, text: &str) -> FileSyntax {
             result
                 .notes
                 .push(SyntaxNote::LanguageUnavailable(error.to_string()));
-            return result;
+            return (result, None);
         }
     };
     let mut parser = Parser::new();
@@ -211,8 +242,16 @@ pub fn analyze(lang: LanguageId, text: &str) -> FileSyntax {
         result
             .notes
             .push(SyntaxNote::LanguageUnavailable(error.to_string()));
-        return result;
+        return (result, None);
     }
+    let old_tree =
+        previous
+            .filter(|(_, previous)| previous.lang == lang)
+            .map(|(old_text, previous)| {
+                let mut tree = previous.tree.clone();
+                tree.edit(&edit_between(old_text.as_bytes(), text.as_bytes()));
+                tree
+            });
     let started = Instant::now();
     let bytes = text.as_bytes();
     let mut over_time = |_: &tree_sitter::ParseState| started.elapsed() > TIME_LIMIT;
@@ -224,12 +263,12 @@ pub fn analyze(lang: LanguageId, text: &str) -> FileSyntax {
                 &[]
             }
         },
-        None,
+        old_tree.as_ref(),
         Some(ParseOptions::new().progress_callback(&mut over_time)),
     );
     let Some(tree) = tree else {
         result.notes.push(SyntaxNote::TimedOut);
-        return result;
+        return (result, None);
     };
     let root = tree.root_node();
     if root.has_error() {
@@ -282,7 +321,44 @@ pub fn analyze(lang: LanguageId, text: &str) -> FileSyntax {
     }
     result.chunks = chunks::chunks(text, &lines, &symbols);
     result.symbols = symbols;
-    result
+    (result, Some(SyntaxTree { lang, tree }))
+}
+
+/// The edit that turns `old` into `new`: everything between their common
+/// prefix and their common suffix was replaced.
+fn edit_between(old: &[u8], new: &[u8]) -> tree_sitter::InputEdit {
+    let prefix = old.iter().zip(new).take_while(|(a, b)| a == b).count();
+    let room = old.len().min(new.len()) - prefix;
+    let suffix = old
+        .iter()
+        .rev()
+        .zip(new.iter().rev())
+        .take(room)
+        .take_while(|(a, b)| a == b)
+        .count();
+    let (old_end, new_end) = (old.len() - suffix, new.len() - suffix);
+    tree_sitter::InputEdit {
+        start_byte: prefix,
+        old_end_byte: old_end,
+        new_end_byte: new_end,
+        start_position: point_at(old, prefix),
+        old_end_position: point_at(old, old_end),
+        new_end_position: point_at(new, new_end),
+    }
+}
+
+/// The row and byte column of a byte offset.
+fn point_at(text: &[u8], offset: usize) -> tree_sitter::Point {
+    let before = &text[..offset];
+    let row = before.iter().filter(|&&b| b == b'\n').count();
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |at| at + 1);
+    tree_sitter::Point {
+        row,
+        column: offset - line_start,
+    }
 }
 
 /// One `@definition` match, before nesting is worked out.

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use aicockpit_syntax::{analyze, LanguageId, Symbol};
+use aicockpit_syntax::{analyze, analyze_edit, LanguageId, Symbol};
 
 fn depth(symbols: &[Symbol], mut index: usize) -> usize {
     let mut depth = 0;
@@ -85,4 +85,104 @@ fn every_language_has_a_fixture() {
             dir.display()
         );
     }
+}
+
+/// Editing a file and parsing it from its previous tree gives what a parse
+/// from scratch gives, edit after edit, for every language: lines moved,
+/// deleted and duplicated, text typed mid-line (multi-byte characters too),
+/// the file emptied and refilled. Where an edit leaves a syntax error,
+/// tree-sitter's recovery may differ between the two parses, so only error-free
+/// versions are compared (and the others must still not fail).
+#[test]
+fn incremental_parses_match_parses_from_scratch() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut compared = 0;
+    for entry in std::fs::read_dir(&dir).expect("fixtures dir") {
+        let path = entry.expect("fixture").path();
+        let Some(lang) = LanguageId::from_path(&path) else {
+            continue;
+        };
+        let original = std::fs::read_to_string(&path).expect("fixture is UTF-8");
+        let lines: Vec<&str> = original.split_inclusive('\n').collect();
+        // A fixed pseudo-random walk of edits (xorshift), the same every run.
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ original.len() as u64;
+        let mut next = move |below: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % below.max(1) as u64) as usize
+        };
+        let mut text = original.clone();
+        let (_, mut tree) = analyze_edit(lang, &text, None);
+        for step in 0..120 {
+            let mut current: Vec<String> = text.split_inclusive('\n').map(str::to_string).collect();
+            match step % 6 {
+                // Delete a line.
+                0 if !current.is_empty() => {
+                    current.remove(next(current.len()));
+                }
+                // Duplicate a line of the original somewhere.
+                1 => {
+                    let line = lines[next(lines.len())].to_string();
+                    current.insert(next(current.len() + 1), line);
+                }
+                // Type into a line, at a character boundary.
+                2 if !current.is_empty() => {
+                    let at = next(current.len());
+                    let line = &mut current[at];
+                    let boundaries: Vec<usize> = (0..=line.len())
+                        .filter(|i| line.is_char_boundary(*i))
+                        .collect();
+                    let cut = boundaries[next(boundaries.len())];
+                    line.insert_str(cut, ["x", "_é", " ", "(", "ü1"][next(5)]);
+                }
+                // Move a block of lines.
+                3 if current.len() > 4 => {
+                    let from = next(current.len() - 3);
+                    let block: Vec<String> = current.drain(from..from + 3).collect();
+                    let to = next(current.len() + 1);
+                    for (k, line) in block.into_iter().enumerate() {
+                        current.insert(to + k, line);
+                    }
+                }
+                // Empty the file, then restore the original.
+                4 if step == 28 => current.clear(),
+                5 if step == 29 || step == 89 => {
+                    current = lines.iter().map(|l| l.to_string()).collect();
+                }
+                _ => {
+                    let line = lines[next(lines.len())].to_string();
+                    current.push(line);
+                }
+            }
+            let edited = current.concat();
+            let previous = tree.as_ref().map(|tree| (text.as_str(), tree));
+            let (incremental, new_tree) = analyze_edit(lang, &edited, previous);
+            let fresh = analyze(lang, &edited);
+            assert!(
+                new_tree.is_some(),
+                "{}: step {step} gave no tree",
+                path.display()
+            );
+            let clean = !fresh
+                .notes
+                .iter()
+                .any(|note| matches!(note, aicockpit_syntax::SyntaxNote::SyntaxError { .. }));
+            if clean {
+                assert_eq!(
+                    incremental,
+                    fresh,
+                    "{}: step {step} parsed incrementally differs",
+                    path.display()
+                );
+                compared += 1;
+            }
+            text = edited;
+            tree = new_tree;
+        }
+    }
+    assert!(
+        compared > 100,
+        "only {compared} error-free versions compared"
+    );
 }
