@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
-use aicockpit_syntax::{analyze, FileSyntax, LanguageId, Symbol};
+use aicockpit_syntax::{analyze, FileSyntax, LanguageId, Symbol, SyntaxTree};
 use rayon::prelude::*;
 use tantivy::collector::DocSetCollector;
 use tantivy::query::TermQuery;
@@ -167,6 +167,10 @@ pub struct ProjectIndex {
     /// record's `mtime` is 0): search snippets are cut from the text that was
     /// indexed, and the index stores no copy of it.
     pub(crate) editor_texts: RwLock<std::collections::HashMap<String, Arc<str>>>,
+    /// The syntax trees of the files edited last, with the text each was
+    /// parsed from: an editor's next version of such a file is parsed
+    /// incrementally from it.
+    trees: Mutex<RecentTrees>,
     /// Edits not yet in the index on disk (writable indexes only).
     pub(crate) overlay: Option<Arc<Overlay>>,
     persister: Option<Persister>,
@@ -182,6 +186,39 @@ impl Drop for ProjectIndex {
                 tracing::warn!(%error, "could not write the last edits to the index");
             }
         }
+    }
+}
+
+/// How many files' syntax trees [`ProjectIndex::update_file`] keeps for
+/// incremental parsing (a tree takes a few times its text's size).
+const RECENT_TREES: usize = 8;
+
+/// The syntax trees of the files edited last, each with its text and when
+/// it was last used.
+#[derive(Default)]
+struct RecentTrees {
+    trees: std::collections::HashMap<String, (u64, Arc<str>, SyntaxTree)>,
+    clock: u64,
+}
+
+impl RecentTrees {
+    fn take(&mut self, rel: &str) -> Option<(Arc<str>, SyntaxTree)> {
+        self.trees.remove(rel).map(|(_, text, tree)| (text, tree))
+    }
+
+    fn keep(&mut self, rel: &str, text: Arc<str>, tree: SyntaxTree) {
+        self.clock += 1;
+        if self.trees.len() >= RECENT_TREES && !self.trees.contains_key(rel) {
+            let oldest = self
+                .trees
+                .iter()
+                .min_by_key(|(_, (used, _, _))| *used)
+                .map(|(path, _)| path.clone());
+            if let Some(oldest) = oldest {
+                self.trees.remove(&oldest);
+            }
+        }
+        self.trees.insert(rel.to_string(), (self.clock, text, tree));
     }
 }
 
@@ -282,6 +319,7 @@ impl ProjectIndex {
             pool,
             path_locks: (0..PATH_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             editor_texts: RwLock::new(std::collections::HashMap::new()),
+            trees: Mutex::default(),
             overlay,
             persister,
         };
@@ -566,7 +604,18 @@ impl ProjectIndex {
             return Ok(false);
         }
         self.writable()?;
-        let syntax = analyze(lang, text);
+        // Parse from this file's last tree when there is one (taken out: a
+        // concurrent update of the path parses from scratch).
+        let previous = self.recent_trees().take(rel);
+        let (syntax, tree) = aicockpit_syntax::analyze_edit(
+            lang,
+            text,
+            previous.as_ref().map(|(old, tree)| (&**old, tree)),
+        );
+        let text_arc: Arc<str> = Arc::from(text);
+        if let Some(tree) = tree {
+            self.recent_trees().keep(rel, Arc::clone(&text_arc), tree);
+        }
         // The path lock only: an edit goes to the overlay, so it never waits
         // for the disk index's writer (a background persist holds it while
         // it commits, for a hundred milliseconds on a large project).
@@ -604,7 +653,7 @@ impl ProjectIndex {
         self.editor_texts
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(rel.to_string(), Arc::from(text));
+            .insert(rel.to_string(), text_arc);
         self.files
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -621,7 +670,12 @@ impl ProjectIndex {
             .cloned()
     }
 
+    fn recent_trees(&self) -> std::sync::MutexGuard<'_, RecentTrees> {
+        self.trees.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn forget_editor_text(&self, rel: &str) {
+        self.recent_trees().take(rel);
         let mut texts = self.editor_texts.write().unwrap_or_else(|p| p.into_inner());
         if !texts.is_empty() {
             texts.remove(rel);
