@@ -88,19 +88,37 @@ fn is_word_char(c: char) -> bool {
 /// Calls `emit(from, to, write_lowercase)` for every token; `write_lowercase`
 /// appends the token's lower-cased text to a buffer.
 fn for_each_token(text: &str, mut emit: impl FnMut(usize, usize, &dyn Fn(&mut String))) {
+    let bytes = text.as_bytes();
+    let mut parts = Vec::new();
     let mut start = None;
-    for (index, c) in text
-        .char_indices()
-        .chain(std::iter::once((text.len(), ' ')))
-    {
-        match (start, is_word_char(c)) {
+    let mut index = 0;
+    while index < bytes.len() {
+        // ASCII, most of code, is classified by its byte; anything else by
+        // its character.
+        let byte = bytes[index];
+        let (word, width) = if byte.is_ascii() {
+            (
+                byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'$',
+                1,
+            )
+        } else {
+            text[index..]
+                .chars()
+                .next()
+                .map_or((false, 1), |c| (is_word_char(c), c.len_utf8()))
+        };
+        match (start, word) {
             (None, true) => start = Some(index),
             (Some(from), false) => {
-                word_tokens(&text[from..index], from, &mut emit);
+                word_tokens(&text[from..index], from, &mut parts, &mut emit);
                 start = None;
             }
             _ => {}
         }
+        index += width;
+    }
+    if let Some(from) = start {
+        word_tokens(&text[from..], from, &mut parts, &mut emit);
     }
 }
 
@@ -116,6 +134,7 @@ fn push_lowercase(piece: &str, out: &mut String) {
 fn word_tokens(
     word: &str,
     offset: usize,
+    parts: &mut Vec<(usize, usize)>,
     emit: &mut impl FnMut(usize, usize, &dyn Fn(&mut String)),
 ) {
     // Most words in code are plain lower-case: one token, nothing to split.
@@ -123,9 +142,9 @@ fn word_tokens(
         emit(offset, offset + word.len(), &|out| out.push_str(word));
         return;
     }
-    let parts = split_identifier(word);
+    split_identifier(word, parts);
     let whole_is_a_part = parts.len() == 1 && parts[0] == (0, word.len());
-    if word.len() <= MAX_TOKEN_BYTES && !word.chars().all(|c| c == '_' || c == '$') {
+    if word.len() <= MAX_TOKEN_BYTES && !word.bytes().all(|b| b == b'_' || b == b'$') {
         emit(offset, offset + word.len(), &|out| {
             push_lowercase(word, out)
         });
@@ -133,7 +152,7 @@ fn word_tokens(
     if whole_is_a_part {
         return;
     }
-    for (start, end) in parts {
+    for &(start, end) in parts.iter() {
         if end - start <= MAX_TOKEN_BYTES {
             let piece = &word[start..end];
             emit(offset + start, offset + end, &|out| {
@@ -143,9 +162,13 @@ fn word_tokens(
     }
 }
 
-/// Byte ranges of the parts of an identifier.
-fn split_identifier(word: &str) -> Vec<(usize, usize)> {
-    let mut parts = Vec::new();
+/// Byte ranges of the parts of an identifier, into `parts` (cleared first).
+fn split_identifier(word: &str, parts: &mut Vec<(usize, usize)>) {
+    parts.clear();
+    if word.is_ascii() {
+        split_ascii_identifier(word.as_bytes(), parts);
+        return;
+    }
     let chars: Vec<(usize, char)> = word.char_indices().collect();
     let mut part_start: Option<usize> = None;
     for (i, &(index, c)) in chars.iter().enumerate() {
@@ -175,7 +198,38 @@ fn split_identifier(word: &str) -> Vec<(usize, usize)> {
     if let Some(start) = part_start {
         parts.push((start, word.len()));
     }
-    parts
+}
+
+/// [`split_identifier`] for an ASCII word, by its bytes (the same rules).
+fn split_ascii_identifier(word: &[u8], parts: &mut Vec<(usize, usize)>) {
+    let mut part_start: Option<usize> = None;
+    for (index, &c) in word.iter().enumerate() {
+        if c == b'_' || c == b'$' {
+            if let Some(start) = part_start.take() {
+                parts.push((start, index));
+            }
+            continue;
+        }
+        if let Some(start) = part_start {
+            let prev = word[index - 1];
+            let next = word.get(index + 1).copied();
+            let boundary = (prev.is_ascii_lowercase() && c.is_ascii_uppercase())
+                || (prev.is_ascii_uppercase()
+                    && c.is_ascii_uppercase()
+                    && next.is_some_and(|n| n.is_ascii_lowercase()))
+                || (prev.is_ascii_alphabetic() && c.is_ascii_digit())
+                || (prev.is_ascii_digit() && c.is_ascii_alphabetic());
+            if boundary {
+                parts.push((start, index));
+                part_start = Some(index);
+            }
+        } else {
+            part_start = Some(index);
+        }
+    }
+    if let Some(start) = part_start {
+        parts.push((start, word.len()));
+    }
 }
 
 #[cfg(test)]
@@ -201,6 +255,41 @@ mod tests {
         assert_eq!(tokenize("__init__ ___"), ["__init__", "init"]);
         assert_eq!(tokenize("Grüße größe"), ["grüße", "größe"]);
         assert!(tokenize("").is_empty());
+    }
+
+    /// The ASCII fast path splits as the character path does: the same
+    /// words with a non-ASCII digit appended (a part of its own after a
+    /// letter, and no letter's neighbour) take the character path.
+    #[test]
+    fn ascii_and_unicode_words_split_alike() {
+        let words = [
+            "parseHttpRequest",
+            "HTTPServer2",
+            "utf8Decode",
+            "__init__",
+            "$scope_Value9x",
+            "ABCdef",
+            "a1b2C3",
+            "XMLHttpRequestV2Beta",
+            "_",
+            "SNDRV_PCM_IOCTL_PVERSION",
+        ];
+        for word in words {
+            let mut ascii = Vec::new();
+            split_identifier(word, &mut ascii);
+            let wide = format!("{word}\u{663}");
+            let mut unicode = Vec::new();
+            split_identifier(&wide, &mut unicode);
+            // The appended digit ends the last part.
+            let last_end = unicode.last().map_or(0, |part| part.1);
+            assert_eq!(last_end, wide.len(), "{word}");
+            let trimmed: Vec<(usize, usize)> = unicode
+                .iter()
+                .map(|&(start, end)| (start, end.min(word.len())))
+                .filter(|(start, end)| start < end)
+                .collect();
+            assert_eq!(ascii, trimmed, "{word}");
+        }
     }
 
     #[test]
