@@ -23,6 +23,7 @@
 //! the overlay together ([`Combined`]), which the disk index's search uses
 //! too: a hit ranks the same before and after its file reaches the disk.
 
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -83,8 +84,10 @@ fn indexed_fields(fields: &Fields) -> [Field; 6] {
 const EXACT_SLOT: usize = 5;
 const SLOTS: usize = 6;
 
-/// One field's terms: term → (doc, term frequency), docs ascending.
-type Postings = HashMap<Box<str>, Vec<(u32, u32)>>;
+/// One field's terms: term → (doc, term frequency), docs ascending. A fast
+/// hash with a per-process random seed: the text is the user's (or a
+/// container's), so a fixed seed would let it choose colliding terms.
+type Postings = foldhash::HashMap<Box<str>, Vec<(u32, u32)>>;
 
 /// One file's docs as an inverted map, per field: term → (doc, term
 /// frequency), docs ascending; and each doc's token count per field (what
@@ -264,29 +267,60 @@ impl OverlayView {
 }
 
 /// BM25 statistics of the disk index and the overlay together, as if the
-/// overlay's docs were one more segment of the disk index.
+/// overlay's docs were one more segment of the disk index. Each figure is
+/// looked up once per search (the overlay's scoring and the disk index's
+/// query ask for the same terms; each lookup reads every segment's term
+/// dictionary).
 pub(crate) struct Combined<'a> {
-    pub disk: &'a Searcher,
-    pub overlay: &'a OverlayView,
+    disk: &'a Searcher,
+    overlay: &'a OverlayView,
+    tokens: RefCell<HashMap<Field, u64>>,
+    docs: Cell<Option<u64>>,
+    doc_freqs: RefCell<HashMap<Term, u64>>,
+}
+
+impl<'a> Combined<'a> {
+    pub fn new(disk: &'a Searcher, overlay: &'a OverlayView) -> Combined<'a> {
+        Combined {
+            disk,
+            overlay,
+            tokens: RefCell::default(),
+            docs: Cell::default(),
+            doc_freqs: RefCell::default(),
+        }
+    }
 }
 
 impl Bm25StatisticsProvider for Combined<'_> {
     fn total_num_tokens(&self, field: Field) -> tantivy::Result<u64> {
+        if let Some(&known) = self.tokens.borrow().get(&field) {
+            return Ok(known);
+        }
         let overlay: u64 = self
             .overlay
             .files
             .iter()
             .filter_map(|file| Some(file.terms.totals[file.terms.slot(field)?]))
             .sum();
-        Ok(self.disk.total_num_tokens(field)? + overlay)
+        let total = self.disk.total_num_tokens(field)? + overlay;
+        self.tokens.borrow_mut().insert(field, total);
+        Ok(total)
     }
 
     fn total_num_docs(&self) -> tantivy::Result<u64> {
+        if let Some(known) = self.docs.get() {
+            return Ok(known);
+        }
         let overlay: usize = self.overlay.files.iter().map(|file| file.docs.len()).sum();
-        Ok(Bm25StatisticsProvider::total_num_docs(self.disk)? + overlay as u64)
+        let total = Bm25StatisticsProvider::total_num_docs(self.disk)? + overlay as u64;
+        self.docs.set(Some(total));
+        Ok(total)
     }
 
     fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
+        if let Some(&known) = self.doc_freqs.borrow().get(term) {
+            return Ok(known);
+        }
         let value = term.value();
         let text = value.as_str().unwrap_or_default();
         let overlay: usize = self
@@ -295,7 +329,9 @@ impl Bm25StatisticsProvider for Combined<'_> {
             .iter()
             .map(|file| file.terms.postings(term.field(), text).len())
             .sum();
-        Ok(self.disk.doc_freq(term)? + overlay as u64)
+        let total = self.disk.doc_freq(term)? + overlay as u64;
+        self.doc_freqs.borrow_mut().insert(term.clone(), total);
+        Ok(total)
     }
 }
 

@@ -153,10 +153,7 @@ impl ProjectIndex {
         let mut top: Vec<(f32, TantivyDocument)> = Vec::new();
         let found = match &overlay {
             Some(view) => {
-                let stats = Combined {
-                    disk: &disk,
-                    overlay: view,
-                };
+                let stats = Combined::new(&disk, view);
                 let kinds: Vec<&str> = query.kinds.iter().map(|kind| kind.name()).collect();
                 let keep = |doc: &TantivyDocument| {
                     let text = |field| doc.get_first(field).and_then(|v| v.as_str());

@@ -42,6 +42,12 @@ use std::time::{Duration, Instant};
 use aicockpit_index::{IndexOptions, ProjectIndex, SearchQuery};
 use aicockpit_syntax::LanguageId;
 
+/// The allocator of the shipped binaries (`aicockpit`, `aicockpit-lsp`), so
+/// the in-process latencies are theirs (the parse-only worker, a re-executed
+/// copy of this binary, uses it too, as the indexer does).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The command that produces this report.
 const BENCH_COMMAND: &str = "cargo bench --bench index_corpus";
 /// The index's default per-file size limit.
@@ -1508,7 +1514,7 @@ fn header(w: &mut String, ctags_version: &str, indexer: Indexer) {
          with a fresh empty `AICOCKPIT_CACHE_DIR` and `RUST_LOG=warn`, parsing on all cores. \
          Wall time is spawn to exit; peak RSS is the child's `ru_maxrss` from `wait4` \
          (started by a small launcher process, so the bench's own memory does not count). \
-         Latencies are measured in-process through `aicockpit-index`. Load average when the \
+         Latencies are measured in-process through `aicockpit-index`, with the binaries' allocator (mimalloc). Load average when the \
          run started: {load} (other processes on the machine compete for the same cores; \
          the ratios compare runs taken back to back under the same load).\n",
         indexer.describe()
