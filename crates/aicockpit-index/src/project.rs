@@ -190,8 +190,11 @@ impl Drop for ProjectIndex {
 }
 
 /// How many files' syntax trees [`ProjectIndex::update_file`] keeps for
-/// incremental parsing (a tree takes a few times its text's size).
+/// incremental parsing…
 const RECENT_TREES: usize = 8;
+/// …and how much text they may have been parsed from together: a tree takes
+/// ten to twenty times its text's size, and editors may send any file.
+const RECENT_TREE_BYTES: usize = 2 * 1024 * 1024;
 
 /// The syntax trees of the files edited last, each with its text and when
 /// it was last used.
@@ -207,18 +210,30 @@ impl RecentTrees {
     }
 
     fn keep(&mut self, rel: &str, text: Arc<str>, tree: SyntaxTree) {
+        if text.len() > RECENT_TREE_BYTES {
+            return;
+        }
         self.clock += 1;
-        if self.trees.len() >= RECENT_TREES && !self.trees.contains_key(rel) {
+        self.trees.insert(rel.to_string(), (self.clock, text, tree));
+        // Drop the least recently used trees until both bounds hold.
+        while self.trees.len() > RECENT_TREES
+            || self
+                .trees
+                .values()
+                .map(|(_, text, _)| text.len())
+                .sum::<usize>()
+                > RECENT_TREE_BYTES
+        {
             let oldest = self
                 .trees
                 .iter()
                 .min_by_key(|(_, (used, _, _))| *used)
                 .map(|(path, _)| path.clone());
-            if let Some(oldest) = oldest {
-                self.trees.remove(&oldest);
-            }
+            match oldest {
+                Some(oldest) => self.trees.remove(&oldest),
+                None => break,
+            };
         }
-        self.trees.insert(rel.to_string(), (self.clock, text, tree));
     }
 }
 
@@ -1037,5 +1052,36 @@ fn io_error(dir: &Path, message: String) -> IndexError {
     IndexError::Io {
         path: dir.to_path_buf(),
         source: std::io::Error::other(message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_trees_are_bounded_in_count_and_text_size() {
+        let tree = aicockpit_syntax::analyze_edit(LanguageId::Rust, "fn a() {}\n", None)
+            .1
+            .expect("a tree");
+        let mut trees = RecentTrees::default();
+        for n in 0..RECENT_TREES + 3 {
+            trees.keep(&format!("f{n}.rs"), Arc::from("fn a() {}\n"), tree.clone());
+        }
+        assert_eq!(trees.trees.len(), RECENT_TREES);
+        assert!(trees.take("f0.rs").is_none(), "the oldest went first");
+        assert!(trees.take(&format!("f{}.rs", RECENT_TREES + 2)).is_some());
+        // Large texts: the total stays under the budget, the newest kept.
+        let big: Arc<str> = Arc::from("x".repeat(RECENT_TREE_BYTES / 2 + 1));
+        trees.keep("big1.rs", Arc::clone(&big), tree.clone());
+        trees.keep("big2.rs", Arc::clone(&big), tree.clone());
+        let total: usize = trees.trees.values().map(|(_, text, _)| text.len()).sum();
+        assert!(total <= RECENT_TREE_BYTES, "{total}");
+        assert!(trees.take("big2.rs").is_some());
+        assert!(trees.take("big1.rs").is_none());
+        // A text over the budget is never kept.
+        let huge: Arc<str> = Arc::from("x".repeat(RECENT_TREE_BYTES + 1));
+        trees.keep("huge.rs", huge, tree);
+        assert!(trees.take("huge.rs").is_none());
     }
 }
