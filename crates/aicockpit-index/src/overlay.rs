@@ -21,7 +21,8 @@
 //! a small inverted map ([`FileTerms`]), and [`OverlayView::search`] scores
 //! them with tantivy's own BM25 over the statistics of the disk index and
 //! the overlay together ([`Combined`]), which the disk index's search uses
-//! too: a hit ranks the same before and after its file reaches the disk.
+//! too: a hit scores the same (to float rounding) before and after its
+//! file reaches the disk.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
@@ -180,6 +181,10 @@ struct State {
     /// What a persist under way is writing to the disk index: still served
     /// from the overlay (and taken into its view by commits) until it is there.
     in_flight: HashMap<String, Docs>,
+    /// Paths a refresh is writing to the disk index itself: nothing to
+    /// persist, but still served (their disk docs are stale) until the
+    /// refresh's commit, which is a persist.
+    discarded: HashMap<String, Docs>,
     /// Bumped by every stage; the view below was taken at `built`.
     generation: u64,
     built: u64,
@@ -187,9 +192,44 @@ struct State {
     /// since its last commit) as of the last overlay commit: search drops
     /// the disk index's hits on them.
     stale: HashSet<String>,
-    /// The files searched, as of the last commit.
+    /// The files searched, as of the last commit, in path order.
     files: Arc<Vec<Arc<Staged>>>,
     since: Option<Instant>,
+}
+
+impl State {
+    /// Make the pending, in-flight and discarded files (the newest version
+    /// of each path) the ones searched, in path order, and shadow their
+    /// paths in the disk index.
+    fn rebuild(&mut self) {
+        let State {
+            pending,
+            in_flight,
+            discarded,
+            stale,
+            ..
+        } = self;
+        let mut newest: Vec<(&String, &Docs)> =
+            pending
+                .iter()
+                .chain(
+                    in_flight
+                        .iter()
+                        .filter(|(rel, _)| !pending.contains_key(*rel)),
+                )
+                .chain(discarded.iter().filter(|(rel, _)| {
+                    !pending.contains_key(*rel) && !in_flight.contains_key(*rel)
+                }))
+                .collect();
+        newest.sort_by(|a, b| a.0.cmp(b.0));
+        stale.extend(newest.iter().map(|(rel, _)| (*rel).clone()));
+        let files: Vec<Arc<Staged>> = newest
+            .into_iter()
+            .filter_map(|(_, docs)| docs.clone())
+            .collect();
+        self.files = Arc::new(files);
+        self.built = self.generation;
+    }
 }
 
 /// A consistent view for one search: the overlay's files and the paths it
@@ -202,8 +242,9 @@ pub(crate) struct OverlayView {
 impl OverlayView {
     /// Docs holding any of `tokens` in the weighted fields, scored as the
     /// sum over the matching (field, token) pairs of tantivy's BM25 times the
-    /// field's weight, with `stats`; only docs `keep` accepts, best first, at
-    /// most `limit`.
+    /// field's weight, with `stats`; only docs `keep` accepts, best first
+    /// (ties in path and doc order, as tantivy breaks them by address), at
+    /// most `limit`; each with the record its ordinals refer to.
     pub fn search(
         &self,
         clauses: &[(Field, f32)],
@@ -211,7 +252,7 @@ impl OverlayView {
         stats: &dyn Bm25StatisticsProvider,
         keep: &dyn Fn(&TantivyDocument) -> bool,
         limit: usize,
-    ) -> tantivy::Result<Vec<(f32, TantivyDocument)>> {
+    ) -> tantivy::Result<Vec<(f32, TantivyDocument, Arc<FileRecord>)>> {
         let mut weights = Vec::new();
         for &(field, boost) in clauses {
             for token in tokens {
@@ -220,11 +261,12 @@ impl OverlayView {
                 weights.push((field, token.as_str(), weight));
             }
         }
-        let mut scored: Vec<(f32, &TantivyDocument)> = Vec::new();
-        let mut scores: HashMap<u32, f32> = HashMap::new();
+        let mut scored: Vec<(f32, &Arc<Staged>, u32)> = Vec::new();
+        let mut scores: Vec<Option<f32>> = Vec::new();
         for file in self.files.iter() {
             let terms = &file.terms;
             scores.clear();
+            scores.resize(file.docs.len(), None);
             for (field, token, weight) in &weights {
                 let Some(slot) = terms.slot(*field) else {
                     continue;
@@ -232,21 +274,29 @@ impl OverlayView {
                 for &(doc, freq) in terms.postings(*field, token) {
                     let norm = terms.norms[doc as usize * SLOTS + slot];
                     let id = tantivy::fieldnorm::FieldNormReader::fieldnorm_to_id(norm);
-                    *scores.entry(doc).or_default() += weight.score(id, freq);
+                    *scores[doc as usize].get_or_insert(0.0) += weight.score(id, freq);
                 }
             }
-            for (&doc, &score) in &scores {
-                let doc = &file.docs[doc as usize];
-                if keep(doc) {
-                    scored.push((score, doc));
+            for (doc, score) in scores.iter().enumerate() {
+                if let Some(score) = *score {
+                    if keep(&file.docs[doc]) {
+                        scored.push((score, file, doc as u32));
+                    }
                 }
             }
         }
+        // Stable: equal scores keep path and doc order.
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));
         scored.truncate(limit);
         Ok(scored
             .into_iter()
-            .map(|(score, doc)| (score, doc.clone()))
+            .map(|(score, file, doc)| {
+                (
+                    score,
+                    file.docs[doc as usize].clone(),
+                    Arc::clone(&file.record),
+                )
+            })
             .collect())
     }
 
@@ -311,7 +361,13 @@ impl Bm25StatisticsProvider for Combined<'_> {
         if let Some(known) = self.docs.get() {
             return Ok(known);
         }
-        let overlay: usize = self.overlay.files.iter().map(|file| file.docs.len()).sum();
+        // Each file also has its file doc on disk (written by the persist).
+        let overlay: usize = self
+            .overlay
+            .files
+            .iter()
+            .map(|file| file.docs.len() + 1)
+            .sum();
         let total = Bm25StatisticsProvider::total_num_docs(self.disk)? + overlay as u64;
         self.docs.set(Some(total));
         Ok(total)
@@ -380,10 +436,12 @@ impl Overlay {
     }
 
     /// A refresh wrote this path to the disk index itself: nothing to persist
-    /// for it (the overlay still shadows it until the refresh's commit).
+    /// for it. The overlay keeps serving its last edit (the disk docs are
+    /// shadowed) until the refresh's commit.
     pub fn discard(&self, rel: &str) {
         let mut state = self.state();
-        if state.pending.remove(rel).is_some() {
+        if let Some(docs) = state.pending.remove(rel) {
+            state.discarded.insert(rel.to_string(), docs);
             state.generation += 1;
         }
     }
@@ -402,24 +460,9 @@ impl Overlay {
     /// current files (their terms were built when they were staged).
     pub fn commit(&self) {
         let mut state = self.state();
-        if state.generation == state.built {
-            return;
+        if state.generation != state.built {
+            state.rebuild();
         }
-        let State {
-            pending,
-            in_flight,
-            stale,
-            ..
-        } = &mut *state;
-        let files: Vec<Arc<Staged>> = in_flight
-            .iter()
-            .filter(|(rel, _)| !pending.contains_key(*rel))
-            .chain(pending.iter())
-            .filter_map(|(_, docs)| docs.clone())
-            .collect();
-        stale.extend(in_flight.keys().chain(pending.keys()).cloned());
-        state.files = Arc::new(files);
-        state.built = state.generation;
     }
 
     /// The files to write to the disk index, taken out of the overlay (which
@@ -432,28 +475,34 @@ impl Overlay {
         taken
     }
 
-    /// The disk index now holds what [`Self::take_pending`] took: stop
-    /// shadowing it. Returns whether edits were staged meanwhile (edits do
-    /// not wait for a persist): then the overlay must be rebuilt from them
-    /// alone, as its segment may still hold the persisted files.
-    fn persisted(&self) -> bool {
+    /// A persist failed: what it was writing is pending again (behind any
+    /// newer edit of the same paths), to be retried.
+    fn persist_failed(&self) {
+        let mut state = self.state();
+        let in_flight = std::mem::take(&mut state.in_flight);
+        for (rel, docs) in in_flight {
+            state.pending.entry(rel).or_insert(docs);
+        }
+        state.since.get_or_insert_with(Instant::now);
+        state.generation += 1;
+        state.rebuild();
+    }
+
+    /// The disk index now holds what [`Self::take_pending`] took (and what
+    /// a refresh wrote): stop shadowing it. Edits staged meanwhile (edits do
+    /// not wait for a persist) stay served, in the same step, so no search
+    /// sees a path twice or not at all.
+    fn persisted(&self) {
         let mut state = self.state();
         state.in_flight.clear();
-        if state.pending.is_empty() {
-            state.stale.clear();
-            state.files = Arc::default();
-            state.built = state.generation;
-            return false;
-        }
+        state.discarded.clear();
         let State { pending, stale, .. } = &mut *state;
         stale.retain(|rel| pending.contains_key(rel));
-        // Not built: the next commit rebuilds.
-        state.built = 0;
-        state.generation += 1;
-        true
+        state.rebuild();
     }
 
     /// The overlay's files and the paths it shadows, or `None` when it is empty.
+    /// (A path shadowed with no files is a removal.)
     pub fn view(&self) -> Option<OverlayView> {
         let state = self.read_state();
         if state.stale.is_empty() {
@@ -478,28 +527,36 @@ pub(crate) struct Disk {
 /// and empty the overlay.
 pub(crate) fn persist(disk: &Disk, overlay: &Overlay) -> tantivy::Result<()> {
     let mut writer = disk.writer.write().unwrap_or_else(|p| p.into_inner());
-    for (rel, docs) in overlay.take_pending() {
+    let written = write_pending(disk, &mut writer, overlay.take_pending());
+    if let Err(error) = written {
+        drop(writer);
+        overlay.persist_failed();
+        return Err(error);
+    }
+    overlay.persisted();
+    Ok(())
+}
+
+fn write_pending(
+    disk: &Disk,
+    writer: &mut IndexWriter,
+    pending: HashMap<String, Docs>,
+) -> tantivy::Result<()> {
+    for (rel, docs) in pending {
         writer.delete_term(Term::from_field_text(disk.fields.path, &rel));
         if let Some(staged) = docs {
             let file_doc = schema::file_doc(&disk.fields, &rel, &staged.record)
                 .map_err(|error| tantivy::TantivyError::InternalError(error.to_string()))?;
-            let docs = match Arc::try_unwrap(staged) {
-                Ok(staged) => staged.docs,
-                Err(shared) => shared.docs.clone(),
-            };
-            for doc in docs {
-                writer.add_document(doc)?;
+            // One doc copied at a time: the overlay keeps serving these
+            // until the disk index has them.
+            for doc in &staged.docs {
+                writer.add_document(doc.clone())?;
             }
             writer.add_document(file_doc)?;
         }
     }
     writer.commit()?;
     disk.reader.reload()?;
-    let staged_meanwhile = overlay.persisted();
-    drop(writer);
-    if staged_meanwhile {
-        overlay.commit();
-    }
     Ok(())
 }
 
@@ -598,6 +655,54 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_persist_keeps_its_files_pending_and_served() {
+        let (_, fields) = schema::schema();
+        let overlay = Overlay::new();
+        overlay.stage("a.rs", staged(&fields, "a.rs"));
+        overlay.stage("b.rs", staged(&fields, "b.rs"));
+        overlay.commit();
+        let taken = overlay.take_pending();
+        assert_eq!(taken.len(), 2);
+        // A newer edit of b.rs arrives while the persist fails.
+        overlay.stage("b.rs", None);
+        overlay.persist_failed();
+        assert!(overlay.has_pending("a.rs"), "retried later");
+        assert!(overlay.has_pending("b.rs"));
+        assert!(serves(&overlay, &fields, "a.rs"));
+        assert!(
+            !serves(&overlay, &fields, "b.rs"),
+            "the newer edit (a removal) wins"
+        );
+        assert!(overlay.view().unwrap().stale.contains("b.rs"));
+        assert_eq!(
+            overlay.until_due().map(|due| due <= PERSIST_AFTER),
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn a_path_a_refresh_rewrites_stays_served_until_its_commit() {
+        let (_, fields) = schema::schema();
+        let overlay = Overlay::new();
+        overlay.stage("a.rs", staged(&fields, "a.rs"));
+        overlay.commit();
+        // A refresh writes a.rs to the disk index itself…
+        overlay.discard("a.rs");
+        assert!(!overlay.has_pending("a.rs"), "nothing to persist");
+        // …and an editor commits meanwhile: a.rs must not vanish.
+        overlay.stage("b.rs", staged(&fields, "b.rs"));
+        overlay.commit();
+        assert!(serves(&overlay, &fields, "a.rs"));
+        assert!(serves(&overlay, &fields, "b.rs"));
+        // The refresh ends with a persist: the disk index serves a.rs.
+        let taken = overlay.take_pending();
+        assert!(!taken.contains_key("a.rs"));
+        overlay.persisted();
+        assert!(!serves(&overlay, &fields, "a.rs"));
+        assert!(overlay.view().is_none(), "b.rs was persisted too");
+    }
+
+    #[test]
     fn edits_staged_during_a_persist_stay_searchable_and_pending() {
         let (_, fields) = schema::schema();
         let overlay = Overlay::new();
@@ -614,8 +719,7 @@ mod tests {
             "a file being persisted is still served"
         );
         assert!(serves(&overlay, &fields, "b.rs"));
-        assert!(overlay.persisted(), "b.rs was staged meanwhile");
-        overlay.commit();
+        overlay.persisted();
         assert!(serves(&overlay, &fields, "b.rs"));
         assert!(
             !serves(&overlay, &fields, "a.rs"),
@@ -625,7 +729,7 @@ mod tests {
         assert!(!overlay.has_pending("a.rs"));
         // With nothing staged meanwhile, a persist empties the overlay.
         overlay.take_pending();
-        assert!(!overlay.persisted());
+        overlay.persisted();
         assert!(overlay.view().is_none());
         assert!(overlay.is_empty());
     }

@@ -609,7 +609,19 @@ impl ProjectIndex {
     /// Index one file's text as the editor has it (unsaved text wins over the
     /// file on disk). Parses on the calling thread; call [`Self::commit`] to
     /// make the change searchable. Returns false when the content is unchanged.
+    /// A text over the size limit ([`IndexOptions::max_file_bytes`]) removes
+    /// the file from the index, as the walk leaves such files out.
     pub fn update_file(&self, rel: &str, lang: LanguageId, text: &str) -> Result<bool, IndexError> {
+        // The disk walk's size rule holds for an editor's text too: a file
+        // over the limit is not indexed, whoever sends it.
+        if text.len() as u64 > self.options.max_file_bytes {
+            let reason = SkipReason::TooLarge {
+                size: text.len() as u64,
+                limit: self.options.max_file_bytes,
+            };
+            tracing::info!(path = %rel, %reason, "skipped");
+            return self.remove_file(rel);
+        }
         let hash = xxhash_rust::xxh3::xxh3_64(text.as_bytes());
         if self
             .files_read()

@@ -15,7 +15,7 @@ use tantivy::{Searcher, TantivyDocument, Term};
 use crate::overlay::{Combined, OverlayView};
 use crate::schema::NO_SYMBOL;
 use crate::tokenizer::tokenize;
-use crate::{IndexError, ProjectIndex};
+use crate::{FileRecord, IndexError, ProjectIndex};
 
 /// Boosts: a hit on a symbol's name counts most, then its signature, its doc, chunk text.
 const BOOST_NAME: f32 = 4.0;
@@ -25,6 +25,8 @@ const BOOST_CHUNK_NAME: f32 = 2.0;
 const BOOST_CONTENT: f32 = 1.0;
 /// The most hits one search returns, whatever the caller asks for.
 pub const MAX_LIMIT: usize = 1000;
+/// The most distinct query tokens a search uses (the first ones).
+const MAX_QUERY_TOKENS: usize = 64;
 /// Lines of context in a snippet around the best line.
 const SNIPPET_CONTEXT: usize = 1;
 
@@ -67,7 +69,10 @@ pub struct SearchHit {
 impl ProjectIndex {
     /// Search symbols and chunks, best first, at most `query.limit` hits.
     pub fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, IndexError> {
-        let tokens = tokenize(&query.text);
+        let mut tokens = tokenize(&query.text);
+        // Each token is a term per field on both sides; a pasted page of
+        // text must not become thousands of them.
+        tokens.truncate(MAX_QUERY_TOKENS);
         let limit = query.limit.min(MAX_LIMIT);
         if tokens.is_empty() || limit == 0 {
             return Ok(Vec::new());
@@ -150,7 +155,9 @@ impl ProjectIndex {
         // scored with the statistics of both together.
         let depth = limit * 3 + 8;
         let (overlay, disk) = self.searchers();
-        let mut top: Vec<(f32, TantivyDocument)> = Vec::new();
+        // Overlay hits carry the record their ordinals refer to (the index's
+        // record of the path may already be a newer edit's).
+        let mut top: Vec<(f32, TantivyDocument, Option<Arc<FileRecord>>)> = Vec::new();
         let found = match &overlay {
             Some(view) => {
                 let stats = Combined::new(&disk, view);
@@ -164,7 +171,10 @@ impl ProjectIndex {
                 };
                 top = view
                     .search(&clauses, &tokens, &stats, &keep, depth)
-                    .map_err(tantivy_error)?;
+                    .map_err(tantivy_error)?
+                    .into_iter()
+                    .map(|(score, doc, record)| (score, doc, Some(record)))
+                    .collect();
                 disk.search_with_statistics_provider(
                     tantivy_query.as_ref(),
                     &TopDocs::with_limit(depth),
@@ -183,7 +193,7 @@ impl ProjectIndex {
                     .is_some_and(|view| view.stale.contains(path))
             };
             if path.is_some_and(|path| !shadowed(path)) {
-                top.push((score, doc));
+                top.push((score, doc, None));
             }
         }
         top.sort_by(|a, b| b.0.total_cmp(&a.0));
@@ -192,7 +202,7 @@ impl ProjectIndex {
         let mut hits = Vec::new();
         // Texts of the files hit, read once per search: the index does not store chunk text.
         let mut texts: HashMap<String, Option<Arc<str>>> = HashMap::new();
-        for (score, doc) in &top {
+        for (score, doc, own) in &top {
             let score = *score;
             let Some(path) = doc.get_first(f.path).and_then(|v| v.as_str()) else {
                 continue;
@@ -201,7 +211,7 @@ impl ProjectIndex {
                 .get_first(f.ordinal)
                 .and_then(|v| v.as_u64())
                 .unwrap_or(NO_SYMBOL);
-            let record = files.get(path);
+            let record = own.as_ref().or_else(|| files.get(path));
             let symbol = record.and_then(|record| record.symbols.get(ordinal as usize));
             // Only chunk docs have a line range.
             let lines = doc

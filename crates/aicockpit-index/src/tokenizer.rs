@@ -71,10 +71,11 @@ impl TokenStream for CodeTokenStream<'_> {
 /// The distinct tokens of a query, in order of first appearance.
 pub fn tokenize(text: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for_each_token(text, |_, _, lower_into| {
         let mut token = String::new();
         lower_into(&mut token);
-        if !out.contains(&token) {
+        if seen.insert(token.clone()) {
             out.push(token);
         }
     });

@@ -287,6 +287,145 @@ fn edits_in_memory_score_like_the_index_on_disk() {
     assert!(index.files_containing("unrelated", 10).unwrap().is_empty());
 }
 
+fn ranked(index: &ProjectIndex, query: &str, limit: usize) -> Vec<(String, u32, f32)> {
+    index
+        .search(&SearchQuery {
+            limit,
+            ..SearchQuery::new(query)
+        })
+        .unwrap()
+        .into_iter()
+        .map(|hit| (hit.path, hit.span.start.line, hit.score))
+        .collect()
+}
+
+/// Hits of equal score come in the same order every time, the order the
+/// index on disk gives them (tantivy: by document), and a hit scores the
+/// same before and after its file reaches the disk.
+#[test]
+fn edited_hits_rank_stably_and_as_on_disk() {
+    let fixture = Fixture::new();
+    let text: String = (0..400)
+        .map(|n| format!("pub const FOO_{n}: u32 = {n};\n"))
+        .collect();
+    fixture.write("big/consts.rs", &text);
+    let index = fixture.open();
+    index.refresh(&|_| {}).unwrap();
+    let lines = |hits: &[(String, u32, f32)]| hits.iter().map(|hit| hit.1).collect::<Vec<_>>();
+    let disk = ranked(&index, "foo", 5);
+    assert_eq!(disk.len(), 5);
+    let edited = format!("{text}// edit\n");
+    index
+        .update_file("big/consts.rs", aicockpit_syntax::LanguageId::Rust, &edited)
+        .unwrap();
+    index.commit().unwrap();
+    let first = ranked(&index, "foo", 5);
+    for _ in 0..5 {
+        assert_eq!(
+            lines(&ranked(&index, "foo", 5)),
+            lines(&first),
+            "same order every time"
+        );
+    }
+    assert_eq!(lines(&first), lines(&disk), "ties ordered as on disk");
+    // (Which of several exactly tied hits fills the last place may differ
+    // between the overlay and the disk, where the order of the traversal
+    // decides: compare the scores.)
+    let before = ranked(&index, "foo 17", 3);
+    index.persist().unwrap();
+    let after = ranked(&index, "foo 17", 3);
+    assert_eq!(before[0].1, after[0].1);
+    assert_eq!(before.len(), after.len());
+    for (b, a) in before.iter().zip(&after) {
+        assert!((b.2 - a.2).abs() < 1e-4, "{before:?} vs {after:?}");
+    }
+}
+
+/// An editor's text over the size limit is not indexed, as a file on disk
+/// over it is not: the file leaves the index.
+#[test]
+fn editor_text_over_the_size_limit_is_not_indexed() {
+    let fixture = Fixture::new();
+    let mut options = fixture.options();
+    options.max_file_bytes = 4096;
+    let index = ProjectIndex::open(options).unwrap().0;
+    index.refresh(&|_| {}).unwrap();
+    assert!(index.file("src/http.rs").is_some());
+    let huge = format!("fn too_big() {{}}\n{}", "// padding\n".repeat(1000));
+    assert!(index
+        .update_file("src/http.rs", aicockpit_syntax::LanguageId::Rust, &huge)
+        .unwrap());
+    index.commit().unwrap();
+    assert!(index.file("src/http.rs").is_none());
+    assert!(names(&index, "too_big").is_empty());
+    assert!(names(&index, "parse_http_request").is_empty());
+}
+
+/// The symbol scan's early exit against a full scan, over random names in
+/// more files than one scan slice, for many queries and limits: wherever
+/// exact and prefix matches fill the results (subsequence matches are
+/// capped per slice by design, so only those results are exact).
+#[test]
+fn workspace_symbols_early_exit_matches_a_full_scan() {
+    let fixture = Fixture::new();
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let syllables = ["in", "it", "In", "IT", "_", "ab", "x", "i", "t", "n"];
+    for f in 0..900 {
+        let mut text = String::new();
+        for s in 0..next() % 6 {
+            let parts = 1 + next() % 4;
+            let name: String = (0..parts)
+                .map(|_| syllables[(next() % syllables.len() as u64) as usize])
+                .collect();
+            let name = format!("a{name}");
+            text.push_str(&format!("fn {name}_{s}() {{}}\nfn {name}() {{}}\n"));
+        }
+        fixture.write(&format!("r/f{f:04}.rs"), &text);
+    }
+    let index = fixture.open();
+    index.refresh(&|_| {}).unwrap();
+    let key = |hit: &aicockpit_index::SymbolHit| {
+        (
+            hit.path.clone(),
+            hit.symbol.name.clone(),
+            hit.symbol.range.start.line,
+        )
+    };
+    let mut compared = 0;
+    for query in ["ain", "ait", "a", "aab", "ainIT", "ax", "ai_0", "ii", "at"] {
+        let full = index.workspace_symbols(query, 1_000_000);
+        let strong = full
+            .iter()
+            .filter(|hit| {
+                hit.symbol
+                    .name
+                    .to_ascii_lowercase()
+                    .starts_with(&query.to_ascii_lowercase())
+            })
+            .count();
+        for limit in [1, 2, 5, 10, 50, 200, 1000] {
+            if strong < limit {
+                continue;
+            }
+            let got: Vec<_> = index
+                .workspace_symbols(query, limit)
+                .iter()
+                .map(key)
+                .collect();
+            let want: Vec<_> = full[..limit].iter().map(key).collect();
+            assert_eq!(got, want, "{query} {limit}");
+            compared += 1;
+        }
+    }
+    assert!(compared > 30, "only {compared} comparisons");
+}
+
 #[test]
 fn one_file_updates_create_edit_rename_delete() {
     let fixture = Fixture::new();
