@@ -226,13 +226,7 @@ impl ProjectIndex {
             let Ok(doc) = disk.doc::<TantivyDocument>(address) else {
                 continue;
             };
-            let path = doc.get_first(f.path).and_then(|v| v.as_str());
-            let shadowed = |path| {
-                overlay
-                    .as_ref()
-                    .is_some_and(|view| view.stale.contains(path))
-            };
-            if path.is_some_and(|path| !shadowed(path)) {
+            if crate::search::live_on_disk(overlay.as_ref(), &doc, f.path) {
                 docs.push(doc);
             }
         }

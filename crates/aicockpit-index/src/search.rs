@@ -186,13 +186,7 @@ impl ProjectIndex {
         .map_err(tantivy_error)?;
         for (score, address) in found {
             let doc: TantivyDocument = disk.doc(address).map_err(tantivy_error)?;
-            let path = doc.get_first(f.path).and_then(|v| v.as_str());
-            let shadowed = |path| {
-                overlay
-                    .as_ref()
-                    .is_some_and(|view| view.stale.contains(path))
-            };
-            if path.is_some_and(|path| !shadowed(path)) {
+            if live_on_disk(overlay.as_ref(), &doc, f.path) {
                 top.push((score, doc, None));
             }
         }
@@ -296,9 +290,9 @@ impl ProjectIndex {
         };
         let depth = limit.saturating_mul(4).max(16);
         let mut paths: Vec<String> = Vec::new();
-        let mut add = |doc: &TantivyDocument, shadowed: &dyn Fn(&str) -> bool| {
+        let mut add = |doc: &TantivyDocument| {
             if let Some(path) = doc.get_first(f.path).and_then(|v| v.as_str()) {
-                if paths.len() < limit && !shadowed(path) && !paths.iter().any(|p| p == path) {
+                if paths.len() < limit && !paths.iter().any(|p| p == path) {
                     paths.push(path.to_string());
                 }
             }
@@ -306,7 +300,7 @@ impl ProjectIndex {
         let (overlay, disk) = self.searchers();
         if let Some(view) = &overlay {
             for doc in view.docs_with(f.content, &identifier.to_lowercase(), depth) {
-                add(doc, &|_| false);
+                add(doc);
             }
         }
         let top = disk
@@ -314,11 +308,9 @@ impl ProjectIndex {
             .map_err(tantivy_error)?;
         for (_, address) in top {
             let doc: TantivyDocument = disk.doc(address).map_err(tantivy_error)?;
-            add(&doc, &|path| {
-                overlay
-                    .as_ref()
-                    .is_some_and(|view| view.stale.contains(path))
-            });
+            if live_on_disk(overlay.as_ref(), &doc, f.path) {
+                add(&doc);
+            }
         }
         Ok(paths)
     }
@@ -342,6 +334,18 @@ impl ProjectIndex {
         }
         self.read(rel).ok().map(Arc::from)
     }
+}
+
+/// Whether a doc of the disk index is still current: it names its path and
+/// the overlay does not hold a newer version (or the removal) of that path.
+pub(crate) fn live_on_disk(
+    overlay: Option<&OverlayView>,
+    doc: &TantivyDocument,
+    path: Field,
+) -> bool {
+    doc.get_first(path)
+        .and_then(|v| v.as_str())
+        .is_some_and(|path| !overlay.is_some_and(|view| view.stale.contains(path)))
 }
 
 /// Lines `first..=last` (zero-based) of a text, without the last newline.
