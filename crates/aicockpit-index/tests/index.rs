@@ -312,7 +312,7 @@ fn ranked(index: &ProjectIndex, query: &str, limit: usize) -> Vec<(String, u32, 
 /// overlay's scores against the disk's are, in
 /// `edits_in_memory_score_like_the_index_on_disk`.)
 #[test]
-fn edited_hits_rank_stably_and_as_on_disk() {
+fn edited_hits_rank_stably_and_score_alike_after_persist() {
     let fixture = Fixture::new();
     let text: String = (0..400)
         .map(|n| format!("pub const FOO_{n}: u32 = {n};\n"))
