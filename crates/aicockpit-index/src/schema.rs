@@ -10,7 +10,7 @@ use crate::tokenizer::CODE_TOKENIZER;
 
 /// Bumped whenever the schema or the meaning of stored data changes; an index
 /// with another version is rebuilt.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 
 pub const KIND_FILE: &str = "file";
 /// Stored in `ordinal` when a chunk belongs to no symbol.
@@ -38,7 +38,11 @@ pub struct Fields {
     pub chunk_name: Field,
     /// Symbol kind name (symbol docs).
     pub kind: Field,
+    /// The first line of a symbol that has chunks of its own (a field's or
+    /// a constant's line is searched in its enclosing chunk).
     pub signature: Field,
+    /// The first paragraph of the symbol's doc comment (the whole comment
+    /// is in the chunk that holds the definition).
     pub doc: Field,
     /// Chunk text (chunk docs), indexed only: snippets re-read the file
     /// (or the editor's text) by the stored line range, so the index does

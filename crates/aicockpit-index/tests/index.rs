@@ -110,6 +110,71 @@ fn search_finds_identifiers_by_their_parts_and_whole_names() {
 }
 
 #[test]
+fn doc_comments_are_found_by_their_summary_and_their_details() {
+    let fixture = Fixture::new();
+    fixture.write(
+        "src/upload.rs",
+        "/// Retries a failed upload.\n///\n/// Waits with exponential backoff between attempts.\n\
+         #[inline]\npub fn send_again() {}\n\npub fn unrelated() {}\n",
+    );
+    let index = fixture.open();
+    index.refresh(&|_| {}).unwrap();
+    // The whole comment is in the chunk that holds the definition (it
+    // starts at the comment), so any of its words lead to the symbol.
+    for words in ["failed upload", "exponential backoff"] {
+        let hits = index.search(&SearchQuery::new(words)).unwrap();
+        assert_eq!(
+            hits[0].symbol.as_ref().unwrap().name,
+            "send_again",
+            "{hits:?}"
+        );
+    }
+    let hits = index
+        .search(&SearchQuery::new("exponential backoff"))
+        .unwrap();
+    assert_eq!(
+        hits[0].span.start.line, 2,
+        "the best line of the chunk: {hits:?}"
+    );
+    // Kind-filtered search reads symbol docs only: they hold the summary,
+    // not the details.
+    let mut query = SearchQuery::new("failed upload");
+    query.kinds = vec![SymbolKind::Function];
+    let hits = index.search(&query).unwrap();
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0].span.start.line, 4, "at the symbol's name: {hits:?}");
+    query.text = "exponential backoff".into();
+    assert!(index.search(&query).unwrap().is_empty());
+}
+
+#[test]
+fn a_field_is_found_by_its_name_and_its_line_by_the_rest() {
+    let fixture = Fixture::new();
+    fixture.write(
+        "src/config.rs",
+        "pub struct Settings {\n    pub name: String,\n    pub retry_after: Deadline,\n}\n",
+    );
+    let index = fixture.open();
+    index.refresh(&|_| {}).unwrap();
+    let mut query = SearchQuery::new("retry after");
+    query.kinds = vec![SymbolKind::Field];
+    let hits = index.search(&query).unwrap();
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0].symbol.as_ref().unwrap().name, "retry_after");
+    // Its type is only in the struct's chunk: the hit is the struct, at
+    // the field's line.
+    query.text = "deadline".into();
+    assert!(index.search(&query).unwrap().is_empty());
+    let hits = index.search(&SearchQuery::new("deadline")).unwrap();
+    assert_eq!(
+        hits[0].symbol.as_ref().unwrap().name,
+        "Settings",
+        "{hits:?}"
+    );
+    assert_eq!(hits[0].span.start.line, 2, "{hits:?}");
+}
+
+#[test]
 fn workspace_symbols_rank_exact_then_prefix_then_subsequence() {
     let fixture = Fixture::new();
     fixture.write(

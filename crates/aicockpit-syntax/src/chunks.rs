@@ -83,6 +83,9 @@ pub(crate) fn chunks(text: &str, lines: &LineIndex, symbols: &[Symbol]) -> Vec<C
             if start > end || range.start.line < cursor {
                 continue; // Shares a line with the previous member.
             }
+            // The comments, attributes and decorators right above a
+            // definition belong to its chunk: its doc is searched there.
+            let start = leading_lines(text, lines, cursor, start);
             if start > cursor {
                 windows(
                     text,
@@ -112,6 +115,36 @@ pub(crate) fn chunks(text: &str, lines: &LineIndex, symbols: &[Symbol]) -> Vec<C
     }
     out.sort_by_key(|chunk| chunk.bytes.start);
     out
+}
+
+/// The most lines of comments and attributes a chunk takes in above its definition.
+const LEADING_MAX_LINES: u32 = 60;
+
+/// The first line of the run of comment, attribute and decorator lines
+/// that ends right above line `start` (no blank line between), not above
+/// `floor`; `start` when there is none. Inner docs (`//!`, `#![…]`) belong
+/// to the enclosing module, not to the next definition.
+fn leading_lines(text: &str, lines: &LineIndex, floor: u32, start: u32) -> u32 {
+    let mut first = start;
+    while first > floor && start - first < LEADING_MAX_LINES {
+        let Some(range) = lines.line_range(text, first as usize - 1) else {
+            break;
+        };
+        let line = text[range].trim();
+        let leading = (line.starts_with("//") && !line.starts_with("//!"))
+            || line.starts_with("/*")
+            || line.starts_with('*')
+            || line.starts_with("#[")
+            || line.starts_with('@')
+            || line == "#"
+            || line.starts_with("# ")
+            || line.starts_with("--");
+        if !leading {
+            break;
+        }
+        first -= 1;
+    }
+    first
 }
 
 fn windows(
@@ -170,6 +203,39 @@ mod tests {
             vec!["use std::io;\n", "fn a() {\n    1;\n}", "fn b() {}"]
         );
         assert_eq!(file.chunks[1].symbol, Some(0));
+    }
+
+    #[test]
+    fn comments_and_attributes_above_a_definition_join_its_chunk() {
+        let text = "//! The module.\nuse std::io;\n\n// Unrelated, then a blank line.\n\n\
+                    /// Adds one.\n///\n/// Long details.\n#[inline]\nfn a() {}\n\n\
+                    @decorator_lookalike\nfn b() {}\n";
+        let file = analyze(LanguageId::Rust, text);
+        let pieces: Vec<(&str, Option<u32>)> = file
+            .chunks
+            .iter()
+            .map(|c| (&text[c.bytes.clone()], c.symbol))
+            .collect();
+        assert_eq!(
+            pieces,
+            vec![
+                (
+                    "//! The module.\nuse std::io;\n\n// Unrelated, then a blank line.\n",
+                    None
+                ),
+                (
+                    "/// Adds one.\n///\n/// Long details.\n#[inline]\nfn a() {}",
+                    Some(0)
+                ),
+                ("@decorator_lookalike\nfn b() {}", Some(1)),
+            ]
+        );
+        // A run of comments longer than the cap stays partly in a window.
+        let long: String = (0..100).map(|i| format!("// line {i}\n")).collect();
+        let text = format!("{long}fn c() {{}}\n");
+        let file = analyze(LanguageId::Rust, &text);
+        let own = file.chunks.iter().find(|c| c.symbol == Some(0)).unwrap();
+        assert_eq!(own.span.start.line, 100 - super::LEADING_MAX_LINES);
     }
 
     #[test]
