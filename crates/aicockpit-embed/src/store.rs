@@ -436,7 +436,8 @@ impl VectorStore {
     }
 
     /// Write the store if it changed: to a new temporary file with a
-    /// random name in the same folder, then renamed over the old one.
+    /// random name in the same folder, synced, then renamed over the old
+    /// one (and the folder synced).
     pub fn save(&self) -> Result<(), EmbedError> {
         if !self.dirty.swap(false, Ordering::AcqRel) {
             return Ok(());
@@ -473,9 +474,17 @@ impl VectorStore {
         .and_then(|()| out.flush())
         .map_err(io)?;
         drop(out);
+        // On disk before the rename, and the rename on disk before this
+        // returns: a crash leaves the old store or the new one, never a
+        // renamed file whose blocks were not written yet.
+        temporary.as_file().sync_all().map_err(io)?;
         temporary
             .persist(&self.path)
             .map_err(|error| io(error.error))?;
+        #[cfg(unix)]
+        std::fs::File::open(folder)
+            .and_then(|dir| dir.sync_all())
+            .map_err(io)?;
         Ok(())
     }
 
