@@ -103,6 +103,8 @@ pub enum ServeError {
 #[derive(Clone, Debug)]
 pub struct Started {
     pub url: String,
+    /// The address the server listens on (the bound port, when it was 0).
+    pub address: SocketAddr,
     /// The one-time login URL, on first start only.
     pub login_url: Option<String>,
     pub warnings: Vec<String>,
@@ -304,6 +306,7 @@ pub async fn serve(
 
     on_start(Started {
         url: url.clone(),
+        address: local,
         login_url: link.map(|token| format!("{url}/login?token={token}")),
         warnings,
     });
