@@ -1,6 +1,7 @@
 //! Who is calling: passwords (argon2id), API tokens (`acp_<id>_<secret>`,
 //! stored as SHA-256), browser sessions (a random id in an HttpOnly,
-//! SameSite cookie, stored as SHA-256), one-time login links, the login rate limiter, the `Host` check every request
+//! SameSite cookie, stored as SHA-256; `__Host-` named over https), one-time
+//! login links, the login rate limiter, the `Host` check every request
 //! passes, and the `Origin` check for cookie requests and WebSocket upgrades.
 //!
 //! Invariants: no secret is stored, logged or returned after it is made
@@ -25,8 +26,24 @@ use subtle::ConstantTimeEq;
 use crate::db::{self, Db, User};
 use crate::error::ApiError;
 
-/// The session cookie's name.
+/// The session cookie's name over plain HTTP (loopback).
 pub const SESSION_COOKIE: &str = "aicockpit_session";
+/// The session cookie's name when cookies are `Secure` (https): the
+/// `__Host-` prefix makes browsers accept it only with `Secure`, `Path=/`
+/// and no `Domain`, set by this very host, so a sibling subdomain can
+/// neither set nor shadow it.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-aicockpit_session";
+
+/// The one session cookie name of a mode: [`SECURE_SESSION_COOKIE`] when
+/// cookies are `Secure`, else [`SESSION_COOKIE`] (browsers refuse a
+/// `__Host-` cookie without `Secure`).
+pub fn session_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        SECURE_SESSION_COOKIE
+    } else {
+        SESSION_COOKIE
+    }
+}
 /// How long a browser session lives.
 pub const SESSION_LIFETIME_SECS: i64 = 7 * 24 * 3600;
 /// How long a one-time login link lives.
@@ -177,10 +194,12 @@ pub fn create_session(
     Ok(id)
 }
 
-/// The `Set-Cookie` value for a session (Secure when served over TLS).
+/// The `Set-Cookie` value for a session: `Secure` and `__Host-` named when
+/// served over https, never a `Domain`.
 pub fn session_cookie(value: &str, secure: bool) -> String {
     format!(
-        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_LIFETIME_SECS}{}",
+        "{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_LIFETIME_SECS}{}",
+        session_cookie_name(secure),
         if secure { "; Secure" } else { "" }
     )
 }
@@ -188,7 +207,8 @@ pub fn session_cookie(value: &str, secure: bool) -> String {
 /// The `Set-Cookie` value that removes the session cookie.
 pub fn clear_session_cookie(secure: bool) -> String {
     format!(
-        "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
+        "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
+        session_cookie_name(secure),
         if secure { "; Secure" } else { "" }
     )
 }
@@ -205,9 +225,15 @@ fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// Authenticate a request from its headers: a bearer token first, else the
-/// session cookie. `Ok(None)` when it carries neither; an error when it
-/// carries a credential that is wrong (never silently anonymous).
-pub async fn authenticate(db: &Db, headers: &HeaderMap) -> Result<Option<Principal>, ApiError> {
+/// session cookie of the server's mode (`secure`: the `__Host-` name; a
+/// cookie of the other name is not read at all). `Ok(None)` when it carries
+/// neither; an error when it carries a credential that is wrong (never
+/// silently anonymous).
+pub async fn authenticate(
+    db: &Db,
+    headers: &HeaderMap,
+    secure: bool,
+) -> Result<Option<Principal>, ApiError> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         let value = value.to_str().map_err(|_| ApiError::unauthorized())?;
         let token = value
@@ -237,7 +263,7 @@ pub async fn authenticate(db: &Db, headers: &HeaderMap) -> Result<Option<Princip
             _ => Err(ApiError::unauthorized()),
         };
     }
-    if let Some(value) = cookie_value(headers, SESSION_COOKIE) {
+    if let Some(value) = cookie_value(headers, session_cookie_name(secure)) {
         if value.is_empty() {
             return Ok(None);
         }
@@ -672,6 +698,24 @@ mod tests {
         assert_eq!(split_host("[::1]"), Some(("::1", None)));
         assert_eq!(split_host("a.example:http"), None);
         assert_eq!(split_host("[::1]x"), None);
+    }
+
+    #[test]
+    fn the_cookie_is_host_prefixed_exactly_when_secure() {
+        let secure = session_cookie("v", true);
+        assert!(
+            secure.starts_with("__Host-aicockpit_session=v; Path=/;"),
+            "{secure}"
+        );
+        assert!(
+            secure.ends_with("; Secure") && !secure.contains("Domain"),
+            "{secure}"
+        );
+        let plain = session_cookie("v", false);
+        assert!(plain.starts_with("aicockpit_session=v; Path=/;"), "{plain}");
+        assert!(!plain.contains("Secure"), "{plain}");
+        assert!(clear_session_cookie(true).starts_with("__Host-aicockpit_session=;"));
+        assert!(clear_session_cookie(false).starts_with("aicockpit_session=;"));
     }
 
     #[test]

@@ -352,14 +352,15 @@ async fn decide(
     };
     let audit_action = audit.or(auth::is_state_changing(method).then_some("request"));
     let fail = |error: ApiError| (error, audit_action);
-    let principal = match auth::authenticate(&state.db, request.headers()).await {
-        Ok(principal) => principal,
-        // A public route (logging in above all) works with an ended
-        // session's cookie or a revoked token still in the browser: there
-        // the caller is simply anonymous, or nobody could log in again.
-        Err(error) if need == Need::Public && error.status == StatusCode::UNAUTHORIZED => None,
-        Err(error) => return Err(fail(error)),
-    };
+    let principal =
+        match auth::authenticate(&state.db, request.headers(), state.secure_cookies).await {
+            Ok(principal) => principal,
+            // A public route (logging in above all) works with an ended
+            // session's cookie or a revoked token still in the browser: there
+            // the caller is simply anonymous, or nobody could log in again.
+            Err(error) if need == Need::Public && error.status == StatusCode::UNAUTHORIZED => None,
+            Err(error) => return Err(fail(error)),
+        };
     let websocket = is_websocket_upgrade(request);
     if let Some(principal) = &principal {
         if matches!(principal.credential, Credential::Session(_))
