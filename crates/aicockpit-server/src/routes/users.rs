@@ -201,7 +201,7 @@ async fn update(
                 let how = if user.id == caller.user.id {
                     db::PasswordChange::Own {
                         session: match &caller.credential {
-                            Credential::Session(hash) => Some(hash.as_slice()),
+                            Credential::Session(session) => Some(session.as_slice()),
                             Credential::Token(_) => None,
                         },
                     }
