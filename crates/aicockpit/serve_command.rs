@@ -50,7 +50,7 @@ pub enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Set a new password (read from stdin when piped, else a random one is printed); ends the user's sessions.
+    /// Set a new password (read from stdin when piped, else a random one is printed); ends the user's sessions, API tokens and login links.
     ResetPassword {
         /// The user whose password is set.
         name: String,
@@ -236,17 +236,10 @@ pub fn admin(paths: Paths, data_dir: Option<PathBuf>, command: AdminCommand) -> 
             auth::check_password(&password).map_err(|e| anyhow::anyhow!("{}", e.message))?;
             let hash =
                 auth::hash_password(&password).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            // A reset: the user's sessions, API tokens and login links end too.
             db.call_blocking(|c| {
-                let user = db::user_by_name(c, &name)?;
-                if let Some(user) = user {
-                    db::set_password_hash(c, user.id, &hash)?;
-                    db::revoke_sessions_of(c, user.id)?;
-                    Ok(true)
-                } else {
-                    Ok(false)
-                }
+                aicockpit_server::routes::users::reset_password_on_host(c, &name, &hash)
             })?
-            .then_some(())
             .with_context(|| format!("no user named {name:?} (see `aicockpit admin users`)"))?;
             if json {
                 println!(
@@ -254,7 +247,9 @@ pub fn admin(paths: Paths, data_dir: Option<PathBuf>, command: AdminCommand) -> 
                     serde_json::json!({ "user": name, "password": generated.then_some(&password) })
                 );
             } else {
-                println!("New password set for {name}; their sessions were ended.");
+                println!(
+                    "New password set for {name}; their sessions, API tokens and login links were ended."
+                );
                 if generated {
                     println!("Password: {password}");
                 }

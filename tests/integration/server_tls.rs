@@ -1,8 +1,9 @@
 //! `aicockpit serve` over HTTPS: `--tls-cert/--tls-key` with a throw-away
 //! certificate made by `openssl`, spoken to by `curl` (both Debian
 //! packages, installed by `.ci/run`): the server listens on https, the login
-//! link's cookie is `Secure`, a non-loopback bind is allowed with TLS, and
-//! plain HTTP to the TLS port gets no answer.
+//! link's cookie is `Secure` and named `__Host-aicockpit_session`, a
+//! non-loopback bind is allowed with TLS, and plain HTTP to the TLS port
+//! gets no answer.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -130,13 +131,18 @@ fn serve_speaks_https_with_a_given_certificate() {
         head.starts_with("http/1.1 303") || head.starts_with("http/2 303"),
         "{head}"
     );
+    // Over https the cookie is Secure and `__Host-` named (the head is lower-cased here).
     let cookie = head
         .lines()
-        .find(|l| l.starts_with("set-cookie: aicockpit_session="))
-        .unwrap_or_else(|| panic!("no session cookie: {head}"));
+        .find(|l| l.starts_with("set-cookie: __host-aicockpit_session="))
+        .unwrap_or_else(|| panic!("no __Host- session cookie: {head}"));
     assert!(
         cookie.contains("secure"),
         "over https the cookie is Secure: {cookie}"
+    );
+    assert!(
+        cookie.contains("path=/") && !cookie.contains("domain"),
+        "{cookie}"
     );
     // Plain HTTP to the TLS port is not served.
     let plain = Command::new("curl")

@@ -1,12 +1,14 @@
 //! Who is calling: passwords (argon2id), API tokens (`acp_<id>_<secret>`,
 //! stored as SHA-256), browser sessions (a random id in an HttpOnly,
-//! SameSite cookie, stored as SHA-256), one-time login links, the login rate
-//! limiter, and the `Origin` check for cookie requests and WebSocket upgrades.
+//! SameSite cookie, stored as SHA-256; `__Host-` named over https), one-time
+//! login links, the login rate limiter, the `Host` check every request
+//! passes, and the `Origin` check for cookie requests and WebSocket upgrades.
 //!
 //! Invariants: no secret is stored, logged or returned after it is made
 //! (only its hash is kept); every comparison of a secret is constant-time;
 //! a cookie never authenticates a state-changing request or a WebSocket
-//! upgrade whose `Origin` is not one of the server's own.
+//! upgrade whose `Origin` is not one of the server's own; no request under a
+//! `Host` name that is not the server's reaches a route.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -24,8 +26,24 @@ use subtle::ConstantTimeEq;
 use crate::db::{self, Db, User};
 use crate::error::ApiError;
 
-/// The session cookie's name.
+/// The session cookie's name over plain HTTP (loopback).
 pub const SESSION_COOKIE: &str = "aicockpit_session";
+/// The session cookie's name when cookies are `Secure` (https): the
+/// `__Host-` prefix makes browsers accept it only with `Secure`, `Path=/`
+/// and no `Domain`, set by this very host, so a sibling subdomain can
+/// neither set nor shadow it.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-aicockpit_session";
+
+/// The one session cookie name of a mode: [`SECURE_SESSION_COOKIE`] when
+/// cookies are `Secure`, else [`SESSION_COOKIE`] (browsers refuse a
+/// `__Host-` cookie without `Secure`).
+pub fn session_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        SECURE_SESSION_COOKIE
+    } else {
+        SESSION_COOKIE
+    }
+}
 /// How long a browser session lives.
 pub const SESSION_LIFETIME_SECS: i64 = 7 * 24 * 3600;
 /// How long a one-time login link lives.
@@ -176,10 +194,12 @@ pub fn create_session(
     Ok(id)
 }
 
-/// The `Set-Cookie` value for a session (Secure when served over TLS).
+/// The `Set-Cookie` value for a session: `Secure` and `__Host-` named when
+/// served over https, never a `Domain`.
 pub fn session_cookie(value: &str, secure: bool) -> String {
     format!(
-        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_LIFETIME_SECS}{}",
+        "{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_LIFETIME_SECS}{}",
+        session_cookie_name(secure),
         if secure { "; Secure" } else { "" }
     )
 }
@@ -187,7 +207,8 @@ pub fn session_cookie(value: &str, secure: bool) -> String {
 /// The `Set-Cookie` value that removes the session cookie.
 pub fn clear_session_cookie(secure: bool) -> String {
     format!(
-        "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
+        "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
+        session_cookie_name(secure),
         if secure { "; Secure" } else { "" }
     )
 }
@@ -204,9 +225,15 @@ fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// Authenticate a request from its headers: a bearer token first, else the
-/// session cookie. `Ok(None)` when it carries neither; an error when it
-/// carries a credential that is wrong (never silently anonymous).
-pub async fn authenticate(db: &Db, headers: &HeaderMap) -> Result<Option<Principal>, ApiError> {
+/// session cookie of the server's mode (`secure`: the `__Host-` name; a
+/// cookie of the other name is not read at all). `Ok(None)` when it carries
+/// neither; an error when it carries a credential that is wrong (never
+/// silently anonymous).
+pub async fn authenticate(
+    db: &Db,
+    headers: &HeaderMap,
+    secure: bool,
+) -> Result<Option<Principal>, ApiError> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         let value = value.to_str().map_err(|_| ApiError::unauthorized())?;
         let token = value
@@ -236,7 +263,7 @@ pub async fn authenticate(db: &Db, headers: &HeaderMap) -> Result<Option<Princip
             _ => Err(ApiError::unauthorized()),
         };
     }
-    if let Some(value) = cookie_value(headers, SESSION_COOKIE) {
+    if let Some(value) = cookie_value(headers, session_cookie_name(secure)) {
         if value.is_empty() {
             return Ok(None);
         }
@@ -288,6 +315,110 @@ pub fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), ApiEr
             ),
         ))
     }
+}
+
+/// The `Host` names the server answers to: the DNS-rebinding defence. A
+/// page that points its own DNS name at this server's address (127.0.0.1)
+/// talks to it same-origin, but under its own name; every request under a
+/// name that is not one of these is refused before any route sees it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AllowedHosts {
+    /// Exact `host[:port]` values, lower case (`127.0.0.1:8080`,
+    /// `cockpit.example.com`, `cockpit.example.com:443`).
+    pub names: Vec<String>,
+    /// Also `localhost` or any IP address literal at this port: for a
+    /// listener reached by addresses not known in advance (a metrics
+    /// listener on 0.0.0.0). A literal address cannot be rebound.
+    pub literals_at_port: Option<u16>,
+}
+
+impl AllowedHosts {
+    /// Whether a `Host` value (or an HTTP/2 `:authority`) is one of the server's.
+    pub fn allows(&self, host: &str) -> bool {
+        if self.names.iter().any(|n| n.eq_ignore_ascii_case(host)) {
+            return true;
+        }
+        let Some(port) = self.literals_at_port else {
+            return false;
+        };
+        match split_host(host) {
+            Some((name, Some(p))) if p == port => {
+                name.eq_ignore_ascii_case("localhost")
+                    || if host.starts_with('[') {
+                        name.parse::<std::net::Ipv6Addr>().is_ok()
+                    } else {
+                        name.parse::<std::net::Ipv4Addr>().is_ok()
+                    }
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Split `host[:port]` (`[v6]:port` for IPv6, brackets removed); `None`
+/// when the port is not a number.
+pub fn split_host(host: &str) -> Option<(&str, Option<u16>)> {
+    if let Some(rest) = host.strip_prefix('[') {
+        let (address, after) = rest.split_once(']')?;
+        return match after {
+            "" => Some((address, None)),
+            _ => Some((address, Some(after.strip_prefix(':')?.parse().ok()?))),
+        };
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) => Some((name, Some(port.parse().ok()?))),
+        None => Some((host, None)),
+    }
+}
+
+/// Check the name a request was sent to (its `Host`, and the authority of
+/// an absolute or HTTP/2 request target) against the server's own. A
+/// foreign name is `421 wrong_host`, saying what to start the server with
+/// if that name is really its; a request without any, or with two `Host`
+/// headers, is `400 no_host`.
+pub fn check_host(
+    headers: &HeaderMap,
+    uri: &axum::http::Uri,
+    allowed: &AllowedHosts,
+) -> Result<(), ApiError> {
+    let no_host = |message: &str| {
+        ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "no_host",
+            message.to_string(),
+        )
+    };
+    let mut names = Vec::new();
+    let mut host_headers = headers.get_all(header::HOST).iter();
+    if let Some(value) = host_headers.next() {
+        names.push(value.to_str().unwrap_or("(not text)"));
+    }
+    if host_headers.next().is_some() {
+        return Err(no_host("this request has more than one Host header"));
+    }
+    if let Some(authority) = uri.authority() {
+        names.push(authority.as_str());
+    }
+    if names.is_empty() {
+        return Err(no_host(
+            "this request has no Host header: send the server's address in it (HTTP/1.1 does)",
+        ));
+    }
+    for name in names {
+        if !allowed.allows(name) {
+            let shown: String = name.chars().take(100).collect();
+            return Err(ApiError::new(
+                axum::http::StatusCode::MISDIRECTED_REQUEST,
+                "wrong_host",
+                format!(
+                    "this server does not answer to the name {shown:?}; if that is the address \
+                     people open (a DNS name or a proxy in front of the server), start the server \
+                     with --public-url set to it, e.g. --public-url https://{shown}"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Login attempts allowed per window, per user name and per address.
@@ -517,6 +648,74 @@ mod tests {
         }
         let neighbour: IpAddr = "2001:db8::ffff".parse().unwrap();
         assert!(limiter.begin("someone", Some(neighbour)).is_err());
+    }
+
+    #[test]
+    fn hosts_must_be_the_servers_own() {
+        let allowed = AllowedHosts {
+            names: vec!["127.0.0.1:8080".into(), "localhost:8080".into()],
+            literals_at_port: None,
+        };
+        let uri: axum::http::Uri = "/healthz".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        let missing = check_host(&headers, &uri, &allowed).unwrap_err();
+        assert_eq!((missing.status.as_u16(), missing.code), (400, "no_host"));
+        for good in ["127.0.0.1:8080", "LOCALHOST:8080"] {
+            headers.insert(header::HOST, good.parse().unwrap());
+            assert!(check_host(&headers, &uri, &allowed).is_ok(), "{good}");
+        }
+        for bad in [
+            "evil.example:8080",
+            "127.0.0.1:8081",
+            "127.0.0.1",
+            "localhost:8080.evil.example",
+            "",
+        ] {
+            headers.insert(header::HOST, bad.parse().unwrap());
+            let error = check_host(&headers, &uri, &allowed).unwrap_err();
+            assert_eq!(
+                (error.status.as_u16(), error.code),
+                (421, "wrong_host"),
+                "{bad}"
+            );
+            assert!(error.message.contains("--public-url"), "{}", error.message);
+        }
+        // An absolute target's authority must be ours too, whatever Host says.
+        headers.insert(header::HOST, "127.0.0.1:8080".parse().unwrap());
+        let absolute: axum::http::Uri = "http://evil.example/healthz".parse().unwrap();
+        assert!(check_host(&headers, &absolute, &allowed).is_err());
+        let own: axum::http::Uri = "http://localhost:8080/healthz".parse().unwrap();
+        assert!(check_host(&headers, &own, &allowed).is_ok());
+        // HTTP/2 has no Host header: the :authority alone decides.
+        assert!(check_host(&HeaderMap::new(), &own, &allowed).is_ok());
+    }
+
+    #[test]
+    fn host_names_split_from_their_port() {
+        assert_eq!(split_host("a.example:80"), Some(("a.example", Some(80))));
+        assert_eq!(split_host("a.example"), Some(("a.example", None)));
+        assert_eq!(split_host("[::1]:8080"), Some(("::1", Some(8080))));
+        assert_eq!(split_host("[::1]"), Some(("::1", None)));
+        assert_eq!(split_host("a.example:http"), None);
+        assert_eq!(split_host("[::1]x"), None);
+    }
+
+    #[test]
+    fn the_cookie_is_host_prefixed_exactly_when_secure() {
+        let secure = session_cookie("v", true);
+        assert!(
+            secure.starts_with("__Host-aicockpit_session=v; Path=/;"),
+            "{secure}"
+        );
+        assert!(
+            secure.ends_with("; Secure") && !secure.contains("Domain"),
+            "{secure}"
+        );
+        let plain = session_cookie("v", false);
+        assert!(plain.starts_with("aicockpit_session=v; Path=/;"), "{plain}");
+        assert!(!plain.contains("Secure"), "{plain}");
+        assert!(clear_session_cookie(true).starts_with("__Host-aicockpit_session=;"));
+        assert!(clear_session_cookie(false).starts_with("aicockpit_session=;"));
     }
 
     #[test]

@@ -436,13 +436,101 @@ pub fn delete_user(c: &Connection, user_id: i64) -> Result<bool, DbError> {
     Ok(c.execute("DELETE FROM users WHERE id = ?1", [user_id])? > 0)
 }
 
-/// Revoke every session of a user (password reset, role change, deletion).
-pub fn revoke_sessions_of(c: &Connection, user_id: i64) -> Result<(), DbError> {
-    c.execute(
-        "UPDATE sessions SET revoked = 1 WHERE user_id = ?1",
-        [user_id],
+/// Revoke every live session of a user (password reset, role change,
+/// deletion); how many were live.
+pub fn revoke_sessions_of(c: &Connection, user_id: i64) -> Result<usize, DbError> {
+    Ok(c.execute(
+        "UPDATE sessions SET revoked = 1 WHERE user_id = ?1 AND revoked = 0 AND expires_at > ?2",
+        params![user_id, now()],
+    )?)
+}
+
+/// Revoke every live session of a user but one (the one that changed the
+/// password); how many were live.
+pub fn revoke_other_sessions_of(
+    c: &Connection,
+    user_id: i64,
+    keep: &[u8],
+) -> Result<usize, DbError> {
+    Ok(c.execute(
+        "UPDATE sessions SET revoked = 1 \
+         WHERE user_id = ?1 AND id_hash != ?2 AND revoked = 0 AND expires_at > ?3",
+        params![user_id, keep, now()],
+    )?)
+}
+
+/// Revoke every live API token of a user; how many were live.
+pub fn revoke_tokens_of(c: &Connection, user_id: i64) -> Result<usize, DbError> {
+    Ok(c.execute(
+        "UPDATE tokens SET revoked_at = ?1 WHERE user_id = ?2 AND revoked_at IS NULL",
+        params![now(), user_id],
+    )?)
+}
+
+/// Forget every one-time login link of a user; how many could still have been used.
+pub fn revoke_login_links_of(c: &Connection, user_id: i64) -> Result<usize, DbError> {
+    let live: i64 = c.query_row(
+        "SELECT count(*) FROM login_links WHERE user_id = ?1 AND used_at IS NULL AND expires_at > ?2",
+        params![user_id, now()],
+        |r| r.get(0),
     )?;
-    Ok(())
+    c.execute("DELETE FROM login_links WHERE user_id = ?1", [user_id])?;
+    Ok(live as usize)
+}
+
+/// Who changes a password, which decides what else ends with the old one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PasswordChange<'a> {
+    /// The user themselves: their other sessions and login links end; the
+    /// session that made the change (if it was one) and their API tokens,
+    /// which they manage themselves, stay.
+    Own { session: Option<&'a [u8]> },
+    /// Someone else (an admin, `aicockpit admin reset-password`), which
+    /// signals a compromised or lost account: every session, API token and
+    /// login link of the user ends, so nothing an intruder made survives.
+    Reset,
+}
+
+/// What ended with a password change or a deletion (for the audit log).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Revoked {
+    pub sessions: usize,
+    pub tokens: usize,
+    pub login_links: usize,
+}
+
+/// Set a user's password and end what [`PasswordChange`] says, in one transaction.
+pub fn change_password(
+    c: &Connection,
+    user_id: i64,
+    hash: &str,
+    how: PasswordChange<'_>,
+) -> Result<Revoked, DbError> {
+    let transaction = c.unchecked_transaction()?;
+    set_password_hash(&transaction, user_id, hash)?;
+    let revoked = match how {
+        PasswordChange::Own { session } => Revoked {
+            sessions: match session {
+                Some(keep) => revoke_other_sessions_of(&transaction, user_id, keep)?,
+                None => revoke_sessions_of(&transaction, user_id)?,
+            },
+            tokens: 0,
+            login_links: revoke_login_links_of(&transaction, user_id)?,
+        },
+        PasswordChange::Reset => revoke_credentials_of(&transaction, user_id)?,
+    };
+    transaction.commit()?;
+    Ok(revoked)
+}
+
+/// End every session, API token and login link of a user (an admin's
+/// password reset, a deletion).
+pub fn revoke_credentials_of(c: &Connection, user_id: i64) -> Result<Revoked, DbError> {
+    Ok(Revoked {
+        sessions: revoke_sessions_of(c, user_id)?,
+        tokens: revoke_tokens_of(c, user_id)?,
+        login_links: revoke_login_links_of(c, user_id)?,
+    })
 }
 
 pub fn insert_session(

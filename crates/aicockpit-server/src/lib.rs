@@ -103,6 +103,8 @@ pub enum ServeError {
 #[derive(Clone, Debug)]
 pub struct Started {
     pub url: String,
+    /// The address the server listens on (the bound port, when it was 0).
+    pub address: SocketAddr,
     /// The one-time login URL, on first start only.
     pub login_url: Option<String>,
     pub warnings: Vec<String>,
@@ -123,6 +125,88 @@ fn origin_of(url: &str) -> Option<String> {
     }
     let host = rest.split('/').next()?;
     (!host.is_empty() && !host.contains('@')).then(|| format!("{scheme}://{host}"))
+}
+
+/// The loopback names, as they appear in a URL's host.
+const LOOPBACK_NAMES: [&str; 3] = ["127.0.0.1", "localhost", "[::1]"];
+
+/// The port a scheme implies when a URL or `Host` leaves it out.
+fn default_port(scheme: &str) -> u16 {
+    if scheme == "https" {
+        443
+    } else {
+        80
+    }
+}
+
+/// `host:port`, and `host` alone when the port is the scheme's default
+/// (what a browser sends as `Host` then), lower case.
+fn host_names(host: &str, port: u16, scheme: &str) -> Vec<String> {
+    let host = host.to_ascii_lowercase();
+    let mut names = vec![format!("{host}:{port}")];
+    if port == default_port(scheme) {
+        names.push(host);
+    }
+    names
+}
+
+/// The server's own addresses, from one source: the origins whose pages
+/// may use the session cookie (the `Origin` rule) and the `Host` names it
+/// answers to (the DNS-rebinding defence). Both are the `--public-url`'s,
+/// and, when listening on loopback, `127.0.0.1`, `localhost` and `[::1]`
+/// at the bound port. Listening on every address (0.0.0.0, ::), the
+/// loopback names at the bound port are hosts too (checks on the host
+/// itself), though not origins.
+fn own_addresses(
+    public_url: Option<&str>,
+    local: SocketAddr,
+    scheme: &str,
+) -> (Vec<String>, auth::AllowedHosts) {
+    let mut origins = Vec::new();
+    let mut hosts = auth::AllowedHosts::default();
+    if let Some(origin) = public_url.and_then(origin_of) {
+        if let Some((url_scheme, authority)) = origin.split_once("://") {
+            match auth::split_host(authority) {
+                Some((host, port)) => {
+                    let host = if authority.starts_with('[') {
+                        format!("[{host}]")
+                    } else {
+                        host.to_string()
+                    };
+                    let port = port.unwrap_or_else(|| default_port(url_scheme));
+                    hosts.names.extend(host_names(&host, port, url_scheme));
+                }
+                None => hosts.names.push(authority.to_ascii_lowercase()),
+            }
+        }
+        origins.push(origin);
+    }
+    let port = local.port();
+    if is_loopback(&local) {
+        for host in LOOPBACK_NAMES {
+            origins.push(format!("{scheme}://{host}:{port}"));
+        }
+    }
+    if is_loopback(&local) || local.ip().is_unspecified() {
+        for host in LOOPBACK_NAMES {
+            hosts.names.extend(host_names(host, port, scheme));
+        }
+    }
+    (origins, hosts)
+}
+
+/// The `Host` names the metrics listener answers to: the loopback names at
+/// its port, and, when it listens beyond loopback (`--insecure-bind-public`),
+/// any address literal at its port, since a scraper reaches it by address.
+fn metrics_hosts(local: SocketAddr) -> auth::AllowedHosts {
+    let mut hosts = auth::AllowedHosts::default();
+    for host in LOOPBACK_NAMES {
+        hosts.names.extend(host_names(host, local.port(), "http"));
+    }
+    if !is_loopback(&local) {
+        hosts.literals_at_port = Some(local.port());
+    }
+    hosts
 }
 
 /// Open the database under the data folder (for the server and `aicockpit admin`).
@@ -240,20 +324,8 @@ pub async fn serve(
         .clone()
         .map(|u| u.trim_end_matches('/').to_string())
         .unwrap_or_else(|| format!("{scheme}://{local}"));
-    let mut allowed_origins: Vec<String> = Vec::new();
-    if let Some(origin) = options.public_url.as_deref().and_then(origin_of) {
-        allowed_origins.push(origin);
-    }
-    if is_loopback(&local) {
-        let port = local.port();
-        for host in [
-            "127.0.0.1".to_string(),
-            "localhost".to_string(),
-            "[::1]".to_string(),
-        ] {
-            allowed_origins.push(format!("{scheme}://{host}:{port}"));
-        }
-    }
+    let (allowed_origins, allowed_hosts) =
+        own_addresses(options.public_url.as_deref(), local, scheme);
     let secure_cookies = options.tls.is_some()
         || options
             .public_url
@@ -267,6 +339,7 @@ pub async fn serve(
         config: RwLock::new(options.config.clone()),
         limiter: auth::LoginLimiter::default(),
         allowed_origins,
+        allowed_hosts,
         public_url: url.clone(),
         secure_cookies,
         warnings: warnings.clone(),
@@ -292,9 +365,16 @@ pub async fn serve(
                     source,
                 })?;
         let stop_metrics = shutdown.clone();
+        let metrics_hosts = Arc::new(metrics_hosts(
+            metrics_listener.local_addr().unwrap_or(metrics_bind),
+        ));
         tokio::spawn(async move {
             let app = axum::Router::new()
                 .route("/metrics", axum::routing::get(routes::meta::metrics))
+                .layer(axum::middleware::from_fn_with_state(
+                    metrics_hosts,
+                    routes::host_guard,
+                ))
                 .with_state(metrics_state);
             let _ = axum::serve(metrics_listener, app)
                 .with_graceful_shutdown(stop_metrics.cancelled_owned())
@@ -304,6 +384,7 @@ pub async fn serve(
 
     on_start(Started {
         url: url.clone(),
+        address: local,
         login_url: link.map(|token| format!("{url}/login?token={token}")),
         warnings,
     });
@@ -423,5 +504,69 @@ mod tests {
         );
         assert_eq!(origin_of("ftp://x"), None);
         assert_eq!(origin_of("https://user@evil"), None);
+    }
+
+    #[test]
+    fn origins_and_hosts_come_from_one_source() {
+        let loopback: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let (origins, hosts) = own_addresses(None, loopback, "http");
+        assert_eq!(
+            origins,
+            [
+                "http://127.0.0.1:8080",
+                "http://localhost:8080",
+                "http://[::1]:8080"
+            ]
+        );
+        assert_eq!(
+            hosts.names,
+            ["127.0.0.1:8080", "localhost:8080", "[::1]:8080"]
+        );
+        assert_eq!(hosts.literals_at_port, None);
+
+        let (origins, hosts) =
+            own_addresses(Some("https://Cockpit.Example.com/ide"), loopback, "http");
+        assert_eq!(origins[0], "https://Cockpit.Example.com");
+        assert!(hosts.allows("cockpit.example.com"));
+        assert!(hosts.allows("cockpit.example.com:443"));
+        assert!(hosts.allows("localhost:8080"));
+        assert!(!hosts.allows("cockpit.example.com:80"));
+        assert!(!hosts.allows("localhost"));
+
+        // Direct TLS on every address: the public name, and loopback names
+        // at the bound port for checks on the host (hosts, not origins).
+        let everywhere: SocketAddr = "0.0.0.0:8443".parse().unwrap();
+        let (origins, hosts) = own_addresses(
+            Some("https://cockpit.example.com:8443"),
+            everywhere,
+            "https",
+        );
+        assert_eq!(origins, ["https://cockpit.example.com:8443"]);
+        assert!(hosts.allows("cockpit.example.com:8443"));
+        assert!(!hosts.allows("cockpit.example.com"));
+        assert!(hosts.allows("127.0.0.1:8443"));
+        assert!(!hosts.allows("10.0.0.5:8443"));
+
+        // Behind a proxy on another host: only the public name.
+        let private: SocketAddr = "10.0.0.5:8080".parse().unwrap();
+        let (_, hosts) = own_addresses(Some("https://[2001:db8::1]"), private, "http");
+        assert_eq!(hosts.names, ["[2001:db8::1]:443", "[2001:db8::1]"]);
+        assert!(!hosts.allows("10.0.0.5:8080"));
+
+        // Port 80 over http: browsers leave it out of Host.
+        let (_, hosts) = own_addresses(None, "127.0.0.1:80".parse().unwrap(), "http");
+        assert!(hosts.allows("localhost") && hosts.allows("localhost:80"));
+    }
+
+    #[test]
+    fn the_metrics_listener_takes_address_literals_only_beyond_loopback() {
+        let hosts = metrics_hosts("127.0.0.1:9100".parse().unwrap());
+        assert!(hosts.allows("127.0.0.1:9100") && hosts.allows("localhost:9100"));
+        assert!(!hosts.allows("10.0.0.5:9100"));
+        let hosts = metrics_hosts("0.0.0.0:9100".parse().unwrap());
+        assert!(hosts.allows("10.0.0.5:9100") && hosts.allows("[fd00::5]:9100"));
+        assert!(!hosts.allows("10.0.0.5:9101"));
+        assert!(!hosts.allows("scrape.example:9100"));
+        assert!(!hosts.allows("10.0.0.5"));
     }
 }

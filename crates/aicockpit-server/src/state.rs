@@ -1,6 +1,6 @@
 //! The server's shared state: the database, the workspace manager, the
 //! configuration, the login limiter, the origins cookies are accepted
-//! from, metrics, and the shutdown signal every long-lived connection
+//! from and the host names requests are accepted under, metrics, and the shutdown signal every long-lived connection
 //! watches.
 
 use std::sync::{Arc, RwLock};
@@ -27,6 +27,8 @@ pub struct StateInner {
     pub limiter: LoginLimiter,
     /// Origins (`scheme://host:port`) whose requests may use the session cookie.
     pub allowed_origins: Vec<String>,
+    /// The `Host` names the server answers to (from the same source as the origins).
+    pub allowed_hosts: crate::auth::AllowedHosts,
     /// The URL people open (for messages and the login link).
     pub public_url: String,
     /// Cookies get `Secure` (the server speaks TLS, or sits behind a TLS proxy).

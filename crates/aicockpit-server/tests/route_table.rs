@@ -17,6 +17,9 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use tower::ServiceExt;
 
+/// The name the fixture's server answers to (requests under others are refused).
+const HOST: &str = "127.0.0.1:1";
+
 /// Who may call each route, as the specification says (docs/api.md).
 fn specification() -> BTreeMap<(&'static str, &'static str), &'static str> {
     let rows: &[(&str, &str, &str)] = &[
@@ -151,6 +154,10 @@ async fn fixture(dir: &std::path::Path) -> (AppState, BTreeMap<&'static str, Str
         config: RwLock::new(config.clone()),
         limiter: auth::LoginLimiter::default(),
         allowed_origins: vec!["http://127.0.0.1:1".into()],
+        allowed_hosts: auth::AllowedHosts {
+            names: vec![HOST.into()],
+            literals_at_port: None,
+        },
         public_url: "http://127.0.0.1:1".into(),
         secure_cookies: false,
         warnings,
@@ -209,7 +216,10 @@ async fn every_route_by_every_role_matches_the_specification() {
             None,
         )]);
         for (name, site, role) in callers {
-            let mut request = Request::builder().method(*method).uri(concrete(path));
+            let mut request = Request::builder()
+                .method(*method)
+                .uri(concrete(path))
+                .header("host", HOST);
             if let Some(name) = name {
                 request = request.header("authorization", format!("Bearer {}", tokens[name]));
             }
@@ -282,6 +292,7 @@ async fn a_wrong_or_revoked_token_is_refused_everywhere() {
             let request = Request::builder()
                 .method(route.method.clone())
                 .uri(concrete(route.path))
+                .header("host", HOST)
                 .header("authorization", format!("Bearer {token}"))
                 .body(Body::empty())
                 .unwrap();

@@ -241,8 +241,10 @@ pub fn openapi() -> OpenApi {
         )
         .security_scheme(
             "session",
-            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
                 crate::auth::SESSION_COOKIE,
+                "`aicockpit_session` over plain HTTP; `__Host-aicockpit_session` when the \
+                 server is served over https (only that name is read then)",
             ))),
         );
     for (name, schema) in schemas {

@@ -3,8 +3,9 @@
 //! Invariant: [`table`] is the only place a route is defined. The axum
 //! router, the authorisation requirement of each route and the OpenAPI
 //! description (`/api/v1/openapi.json`) are all generated from it, so no
-//! route can exist undescribed or unguarded. The guard ([`guard`])
-//! authenticates, checks `Origin` for cookie requests that change state and
+//! route can exist undescribed or unguarded. Every request first passes
+//! the `Host` check ([`host_guard`], a layer over the whole router); then
+//! the guard ([`guard`]) authenticates, checks `Origin` for cookie requests that change state and
 //! for every WebSocket upgrade, calls [`crate::authz::authorize`], records
 //! metrics, and appends the audit record of every state-changing call.
 
@@ -137,6 +138,7 @@ pub fn app_from(state: AppState, table: Vec<Route>) -> Router {
     for route in table {
         router = router.route(route.path, route.handler);
     }
+    let hosts = std::sync::Arc::new(state.allowed_hosts.clone());
     router
         .fallback(|| async {
             ApiError::not_found("no such route; the API is described at /api/v1/openapi.json")
@@ -144,7 +146,34 @@ pub fn app_from(state: AppState, table: Vec<Route>) -> Router {
         // A route layer runs after routing, so the guard sees the matched route.
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
+        // Outermost: every request, matched or not, WebSocket upgrades
+        // included, passes the Host check before anything else.
+        .layer(axum::middleware::from_fn_with_state(hosts, host_guard))
         .with_state(state)
+}
+
+/// Refuse a request sent under a name that is not the server's own
+/// ([`auth::check_host`]): the DNS-rebinding defence. A layer over a whole
+/// router (the API's and the metrics listener's), so no route can miss it.
+pub async fn host_guard(
+    State(allowed): State<std::sync::Arc<auth::AllowedHosts>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match auth::check_host(request.headers(), request.uri(), &allowed) {
+        Ok(()) => next.run(request).await,
+        Err(error) => {
+            tracing::debug!(code = error.code, "refused a request under a foreign Host");
+            let mut response = error.into_response();
+            let headers = response.headers_mut();
+            headers.insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+    }
 }
 
 /// Find the table entry of a matched route. A `HEAD` is the route's `GET`:
@@ -323,14 +352,15 @@ async fn decide(
     };
     let audit_action = audit.or(auth::is_state_changing(method).then_some("request"));
     let fail = |error: ApiError| (error, audit_action);
-    let principal = match auth::authenticate(&state.db, request.headers()).await {
-        Ok(principal) => principal,
-        // A public route (logging in above all) works with an ended
-        // session's cookie or a revoked token still in the browser: there
-        // the caller is simply anonymous, or nobody could log in again.
-        Err(error) if need == Need::Public && error.status == StatusCode::UNAUTHORIZED => None,
-        Err(error) => return Err(fail(error)),
-    };
+    let principal =
+        match auth::authenticate(&state.db, request.headers(), state.secure_cookies).await {
+            Ok(principal) => principal,
+            // A public route (logging in above all) works with an ended
+            // session's cookie or a revoked token still in the browser: there
+            // the caller is simply anonymous, or nobody could log in again.
+            Err(error) if need == Need::Public && error.status == StatusCode::UNAUTHORIZED => None,
+            Err(error) => return Err(fail(error)),
+        };
     let websocket = is_websocket_upgrade(request);
     if let Some(principal) = &principal {
         if matches!(principal.credential, Credential::Session(_))

@@ -1,15 +1,23 @@
 //! User administration (admins only): list, create, change role or
-//! password, delete. A password change or deletion ends the user's sessions.
+//! password, delete.
+//!
+//! What ends with a change: an admin setting someone else's password is a
+//! reset and ends every session, API token and login link of that user; an
+//! admin setting their own ends their other sessions and login links but
+//! keeps the session they used and their tokens; a role change ends the
+//! user's sessions; a deletion ends everything. The counts go to the audit
+//! record.
 
 use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, patch, post};
+use axum::Extension;
 use serde::Deserialize;
 
 use super::{noted, schema, AuditNote, Body, Route};
-use crate::auth;
-use crate::authz::Need;
+use crate::auth::{self, Credential};
+use crate::authz::{Access, Need};
 use crate::db::{self, SiteRole, User};
 use crate::error::{ApiError, Json};
 use crate::state::AppState;
@@ -45,7 +53,7 @@ pub fn routes() -> Vec<Route> {
             path: "/api/v1/users/{name}",
             need: Need::Admin,
             audit: Some("user.update"),
-            summary: "Change a user's role or password (ends their sessions).",
+            summary: "Change a user's role or password (ends their sessions; a reset of someone else's password also their API tokens and login links).",
             tag: "users",
             query: &[],
             body: Body::Json(schema::<UserUpdate>),
@@ -108,6 +116,39 @@ pub async fn create_user(
         .await?
 }
 
+/// `aicockpit admin reset-password` on the server's host: a reset like an
+/// admin's through the API (every session, API token and login link of the
+/// user ends), recorded in the audit log as `user.update`. `None` when
+/// there is no such user.
+pub fn reset_password_on_host(
+    c: &db::Connection,
+    name: &str,
+    hash: &str,
+) -> Result<Option<db::Revoked>, db::DbError> {
+    let Some(user) = db::user_by_name(c, name)? else {
+        return Ok(None);
+    };
+    let revoked = db::change_password(c, user.id, hash, db::PasswordChange::Reset)?;
+    db::append_audit(
+        c,
+        &db::AuditRecord {
+            action: "user.update".into(),
+            target: Some(format!("user:{}", user.name)),
+            result: "ok".into(),
+            detail: Some(
+                serde_json::json!({
+                    "password_changed": true,
+                    "via": "aicockpit admin reset-password",
+                    "revoked": revoked,
+                })
+                .to_string(),
+            ),
+            ..db::AuditRecord::default()
+        },
+    )?;
+    Ok(Some(revoked))
+}
+
 async fn create(
     State(state): State<AppState>,
     Json(request): Json<NewUser>,
@@ -125,6 +166,7 @@ async fn create(
 
 async fn update(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(name): Path<String>,
     Json(request): Json<UserUpdate>,
 ) -> Result<Response, ApiError> {
@@ -137,27 +179,43 @@ async fn update(
     };
     let role = request.role;
     let password_changed = hash.is_some();
+    let caller = access.principal()?.clone();
     let lookup = name.clone();
-    let user = state
+    let (user, revoked) = state
         .db
         .call(move |c| {
             let Some(user) = db::user_by_name(c, &lookup)? else {
                 return Ok(Ok(None));
             };
-            if let Some(hash) = &hash {
-                db::set_password_hash(c, user.id, hash)?;
-            }
             if let Some(role) = role {
                 if user.role == SiteRole::Admin && role != SiteRole::Admin && admins(c)? <= 1 {
                     return Ok(Err(ApiError::conflict(
                         "this is the last admin: make another user admin first",
                     )));
                 }
-                db::set_role(c, user.id, role)?;
             }
-            // New credentials or powers: old sessions end.
-            db::revoke_sessions_of(c, user.id)?;
-            Ok(Ok(db::user_by_id(c, user.id)?))
+            let mut revoked = db::Revoked::default();
+            if let Some(hash) = &hash {
+                // An admin setting their own password changes their own;
+                // anyone else's is a reset.
+                let how = if user.id == caller.user.id {
+                    db::PasswordChange::Own {
+                        session: match &caller.credential {
+                            Credential::Session(session) => Some(session.as_slice()),
+                            Credential::Token(_) => None,
+                        },
+                    }
+                } else {
+                    db::PasswordChange::Reset
+                };
+                revoked = db::change_password(c, user.id, hash, how)?;
+            }
+            if let Some(role) = role {
+                db::set_role(c, user.id, role)?;
+                // New powers: old sessions end (tokens act with the new role).
+                revoked.sessions += db::revoke_sessions_of(c, user.id)?;
+            }
+            Ok(Ok(db::user_by_id(c, user.id)?.map(|user| (user, revoked))))
         })
         .await??
         .ok_or_else(|| ApiError::not_found(format!("no user named {name:?}")))?;
@@ -165,7 +223,11 @@ async fn update(
         axum::Json(user),
         AuditNote {
             target: Some(format!("user:{name}")),
-            detail: Some(serde_json::json!({ "role": role, "password_changed": password_changed })),
+            detail: Some(serde_json::json!({
+                "role": role,
+                "password_changed": password_changed,
+                "revoked": revoked,
+            })),
             ..AuditNote::default()
         },
     ))
@@ -199,15 +261,22 @@ async fn remove(
                     "{lookup} owns {owned} workspace(s): delete them first"
                 ))));
             }
-            db::delete_user(c, user.id)?;
-            Ok(Ok(()))
+            // Their credentials end with them. The rows would go with the
+            // user (ON DELETE CASCADE) anyway; ending them first does not
+            // depend on that, and says what ended in the audit log.
+            let transaction = c.unchecked_transaction()?;
+            let revoked = db::revoke_credentials_of(&transaction, user.id)?;
+            db::delete_user(&transaction, user.id)?;
+            transaction.commit()?;
+            Ok(Ok(revoked))
         })
         .await?;
-    outcome?;
+    let revoked = outcome?;
     Ok(noted(
         StatusCode::NO_CONTENT,
         AuditNote {
             target: Some(format!("user:{name}")),
+            detail: Some(serde_json::json!({ "revoked": revoked })),
             ..AuditNote::default()
         },
     ))

@@ -1,0 +1,236 @@
+//! What ends with a password change, a reset and a deletion (security
+//! review of `aicockpit serve`, "server lows"): played over real HTTP
+//! against a real server and its SQLite file.
+//!
+//! The rules: an admin resetting someone's password (API or `aicockpit
+//! admin reset-password`) ends every session, API token and login link of
+//! that user, since a reset is what one does to a compromised account and
+//! nothing an intruder made may survive it; a user setting their own
+//! password ends their other sessions and login links but keeps the session
+//! they did it from and their API tokens; a deleted user's credentials stop
+//! at once. Each is in the audit log with what it ended.
+
+mod support;
+
+use aicockpit_server::db::{self, SiteRole};
+use serde_json::{json, Value};
+use support::TestServer;
+
+const OLD: &str = "old-password-1";
+const NEW: &str = "new-password-2";
+
+/// The `revoked` counts of an audit record's detail.
+fn revoked(detail: Option<&str>) -> Value {
+    let detail: Value = serde_json::from_str(detail.expect("the record has a detail")).unwrap();
+    detail["revoked"].clone()
+}
+
+#[test]
+fn an_admin_reset_ends_every_session_token_and_login_link_of_the_user() {
+    let server = TestServer::start(None);
+    let root = server.user("root", "root-password-1", SiteRole::Admin);
+    let admin = server.token(&root);
+    let ada = server.user("ada", OLD, SiteRole::Member);
+    let laptop = server.login("ada", OLD);
+    let phone = server.login("ada", OLD);
+    let ada_token = server.token(&ada);
+    let ada_link = server.link(&ada);
+    server
+        .api(&ada_token, "GET", "/api/v1/me", None)
+        .expect(200);
+
+    server
+        .api(
+            &admin,
+            "PATCH",
+            "/api/v1/users/ada",
+            Some(&json!({ "password": NEW })),
+        )
+        .expect(200);
+
+    for cookie in [&laptop, &phone] {
+        let reply = server
+            .browser(cookie, "GET", "/api/v1/me", None)
+            .expect(401);
+        assert_eq!(reply.json()["error"], "session_expired");
+    }
+    server
+        .api(&ada_token, "GET", "/api/v1/me", None)
+        .expect(401);
+    let link = server.use_link(&ada_link).expect(401);
+    assert_eq!(link.json()["error"], "bad_link");
+    server.try_login("ada", OLD).expect(401);
+    server.login("ada", NEW);
+    // The admin's own credentials are untouched.
+    server.api(&admin, "GET", "/api/v1/me", None).expect(200);
+
+    let record = server
+        .audit("user.update")
+        .pop()
+        .expect("the reset is audited");
+    assert_eq!(record.user.as_deref(), Some("root"));
+    assert_eq!(record.target.as_deref(), Some("user:ada"));
+    assert_eq!(
+        revoked(record.detail.as_deref()),
+        json!({"sessions": 2, "tokens": 1, "login_links": 1}),
+        "{record:?}"
+    );
+}
+
+#[test]
+fn setting_your_own_password_keeps_that_session_and_your_tokens() {
+    let server = TestServer::start(None);
+    let root = server.user("root", OLD, SiteRole::Admin);
+    let here = server.login("root", OLD);
+    let elsewhere = server.login("root", OLD);
+    let token = server.token(&root);
+    let link = server.link(&root);
+
+    server
+        .browser(
+            &here,
+            "PATCH",
+            "/api/v1/users/root",
+            Some(&json!({ "password": NEW })),
+        )
+        .expect(200);
+
+    server.browser(&here, "GET", "/api/v1/me", None).expect(200);
+    let other = server
+        .browser(&elsewhere, "GET", "/api/v1/me", None)
+        .expect(401);
+    assert_eq!(other.json()["error"], "session_expired");
+    server.api(&token, "GET", "/api/v1/me", None).expect(200);
+    server.use_link(&link).expect(401);
+    server.try_login("root", OLD).expect(401);
+    let record = server.audit("user.update").pop().unwrap();
+    assert_eq!(
+        revoked(record.detail.as_deref()),
+        json!({"sessions": 1, "tokens": 0, "login_links": 1}),
+        "{record:?}"
+    );
+
+    // Done with a token, no session is the caller's: all of them end, the tokens stay.
+    let again = server.login("root", NEW);
+    server
+        .api(
+            &token,
+            "PATCH",
+            "/api/v1/users/root",
+            Some(&json!({ "password": OLD })),
+        )
+        .expect(200);
+    for cookie in [&here, &again] {
+        server
+            .browser(cookie, "GET", "/api/v1/me", None)
+            .expect(401);
+    }
+    server.api(&token, "GET", "/api/v1/me", None).expect(200);
+}
+
+#[test]
+fn a_reset_on_the_host_ends_everything_too_and_is_audited() {
+    let server = TestServer::start(None);
+    let ada = server.user("ada", OLD, SiteRole::Member);
+    let cookie = server.login("ada", OLD);
+    let token = server.token(&ada);
+    let link = server.link(&ada);
+
+    // What `aicockpit admin reset-password ada` does, on its own connection.
+    let hash = aicockpit_server::auth::hash_password(NEW).unwrap();
+    let ended = server
+        .db
+        .call_blocking(|c| aicockpit_server::routes::users::reset_password_on_host(c, "ada", &hash))
+        .unwrap()
+        .expect("ada exists");
+    assert_eq!((ended.sessions, ended.tokens, ended.login_links), (1, 1, 1));
+
+    server
+        .browser(&cookie, "GET", "/api/v1/me", None)
+        .expect(401);
+    server.api(&token, "GET", "/api/v1/me", None).expect(401);
+    server.use_link(&link).expect(401);
+    server.login("ada", NEW);
+    let record = server.audit("user.update").pop().expect("audited");
+    assert_eq!(record.target.as_deref(), Some("user:ada"));
+    assert_eq!(
+        revoked(record.detail.as_deref()),
+        json!({"sessions": 1, "tokens": 1, "login_links": 1})
+    );
+    let none = server
+        .db
+        .call_blocking(|c| {
+            aicockpit_server::routes::users::reset_password_on_host(c, "nobody", &hash)
+        })
+        .unwrap();
+    assert!(none.is_none());
+}
+
+#[test]
+fn a_deleted_user_is_signed_out_everywhere_at_once() {
+    let server = TestServer::start(None);
+    let root = server.user("root", "root-password-1", SiteRole::Admin);
+    let admin = server.token(&root);
+    let gone = server.user("gone", OLD, SiteRole::Member);
+    let cookie = server.login("gone", OLD);
+    let token = server.token(&gone);
+    let link = server.link(&gone);
+
+    server
+        .api(&admin, "DELETE", "/api/v1/users/gone", None)
+        .expect(204);
+
+    server
+        .browser(&cookie, "GET", "/api/v1/me", None)
+        .expect(401);
+    server.api(&token, "GET", "/api/v1/me", None).expect(401);
+    server.use_link(&link).expect(401);
+    let record = server.audit("user.delete").pop().expect("audited");
+    assert_eq!(
+        revoked(record.detail.as_deref()),
+        json!({"sessions": 1, "tokens": 1, "login_links": 1})
+    );
+
+    // SQLite may give the next user the deleted one's id: nothing of the
+    // old user's carries over to them.
+    let next = server.user("next", NEW, SiteRole::Member);
+    assert_eq!(
+        next.id, gone.id,
+        "the id is reused (else this part proves nothing)"
+    );
+    server
+        .browser(&cookie, "GET", "/api/v1/me", None)
+        .expect(401);
+    server.api(&token, "GET", "/api/v1/me", None).expect(401);
+    server.use_link(&link).expect(401);
+}
+
+#[test]
+fn a_role_change_refused_for_the_last_admin_changes_no_password() {
+    let server = TestServer::start(None);
+    let root = server.user("root", OLD, SiteRole::Admin);
+    // Without the first start's `admin`, root is the last admin.
+    server
+        .db
+        .call_blocking(|c| {
+            let first = db::user_by_name(c, "admin")?.unwrap();
+            db::delete_user(c, first.id)
+        })
+        .unwrap();
+    let token = server.token(&root);
+    let cookie = server.login("root", OLD);
+    let refused = server
+        .api(
+            &token,
+            "PATCH",
+            "/api/v1/users/root",
+            Some(&json!({ "role": "member", "password": NEW })),
+        )
+        .expect(409);
+    assert_eq!(refused.json()["error"], "conflict");
+    server.login("root", OLD);
+    server.try_login("root", NEW).expect(401);
+    server
+        .browser(&cookie, "GET", "/api/v1/me", None)
+        .expect(200);
+}
