@@ -170,7 +170,7 @@ fn dense_hit(index: &ProjectIndex, found: DenseHit, score: f32) -> SearchHit {
             record
                 .symbols
                 .iter()
-                .filter(|s| &s.name == name)
+                .filter(|s| *s.name == **name)
                 .min_by_key(|s| s.range.start.line.abs_diff(found.span.start.line))
                 .cloned()
         })

@@ -365,7 +365,7 @@ impl VectorStore {
                 let symbol = chunk
                     .symbol
                     .and_then(|s| syntax.symbols.get(s as usize))
-                    .map(|s| s.name.clone());
+                    .map(|s| s.name.to_string());
                 if !self.vectors.contains_key(&hash) && queued.insert(hash) {
                     plan.pending.push((hash, embedded));
                 }

@@ -121,7 +121,7 @@ impl Engine {
         if let Some(index) = self.index() {
             for name in identifiers.iter().take(12) {
                 for hit in index.definitions(name, 3) {
-                    let mut snippet_text = hit.symbol.signature.clone();
+                    let mut snippet_text = hit.symbol.signature.to_string();
                     if let Some(doc) = &hit.symbol.doc {
                         let first = doc.lines().next().unwrap_or("");
                         snippet_text = format!("{first}\n{snippet_text}");

@@ -43,7 +43,7 @@ impl Engine {
             .map(|symbols| {
                 symbols
                     .iter()
-                    .filter(|s| s.name == name && s.kind.is_definition())
+                    .filter(|s| *s.name == *name && s.kind.is_definition())
                     .map(|s| (path.to_path_buf(), s.clone()))
                     .collect()
             })
@@ -155,7 +155,7 @@ impl Engine {
                     .map(|symbols| {
                         symbols
                             .iter()
-                            .filter(|s| s.name == name)
+                            .filter(|s| *s.name == *name)
                             .map(|s| s.selection_range)
                             .collect()
                     })
@@ -247,16 +247,19 @@ mod tests {
         engine
             .change_document(&lib, 2, ColumnUnit::Utf16, &[change])
             .unwrap();
-        assert_eq!(engine.document_symbols(&lib)[0].name, "increment_value");
+        assert_eq!(&*engine.document_symbols(&lib)[0].name, "increment_value");
         let hits = engine.search(&SearchQuery::new("increment value")).unwrap();
-        assert_eq!(hits[0].symbol.as_ref().unwrap().name, "increment_value");
+        assert_eq!(&*hits[0].symbol.as_ref().unwrap().name, "increment_value");
         assert_eq!(
-            engine.workspace_symbols("increment", 5)[0].1.name,
+            &*engine.workspace_symbols("increment", 5)[0].1.name,
             "increment_value"
         );
         // Closing without saving: the disk's version comes back.
         engine.close_document(&lib).unwrap();
-        assert_eq!(engine.workspace_symbols("add_one", 5)[0].1.name, "add_one");
+        assert_eq!(
+            &*engine.workspace_symbols("add_one", 5)[0].1.name,
+            "add_one"
+        );
         assert!(engine.workspace_symbols("increment_value", 5).is_empty());
     }
 }

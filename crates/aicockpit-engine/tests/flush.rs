@@ -32,7 +32,7 @@ fn function_hits(engine: &Engine, name: &str) -> usize {
         .search(&query)
         .unwrap()
         .into_iter()
-        .filter(|hit| hit.symbol.as_ref().is_some_and(|s| s.name == name))
+        .filter(|hit| hit.symbol.as_ref().is_some_and(|s| *s.name == *name))
         .count()
 }
 
@@ -158,7 +158,7 @@ fn flood_once() {
     assert_eq!(index.stats().files, 1, "one file record");
     let record = index.file("flood.rs").unwrap();
     assert_eq!(
-        record.symbols[0].name, last,
+        &*record.symbols[0].name, last,
         "the record is the last text's"
     );
     assert_eq!(record.symbols.len(), text.matches("fn ").count());
@@ -180,7 +180,7 @@ fn workspace_symbols_see_unsaved_edits_without_indexing_them() {
         let mut names: Vec<String> = engine
             .workspace_symbols_for("marker", 10, Some(holder))
             .into_iter()
-            .map(|(_, s)| s.name)
+            .map(|(_, s)| s.name.into())
             .collect();
         names.sort();
         names

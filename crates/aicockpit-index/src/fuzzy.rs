@@ -245,7 +245,7 @@ impl ProjectIndex {
             else {
                 continue;
             };
-            if symbol.name == name && symbol.kind.is_definition() {
+            if *symbol.name == *name && symbol.kind.is_definition() {
                 out.push(SymbolHit {
                     path: path.to_string(),
                     symbol: symbol.clone(),
@@ -269,7 +269,7 @@ impl ProjectIndex {
         let mut out = Vec::new();
         for (path, record) in files.iter() {
             for symbol in &record.symbols {
-                if symbol.name == name && symbol.kind.is_definition() {
+                if *symbol.name == *name && symbol.kind.is_definition() {
                     out.push(SymbolHit {
                         path: path.clone(),
                         symbol: symbol.clone(),

@@ -229,7 +229,7 @@ impl ProjectIndex {
                         path: path.to_string(),
                         span: symbol.selection_range,
                         score,
-                        snippet: symbol.signature.clone(),
+                        snippet: symbol.signature.to_string(),
                         symbol: Some(symbol.clone()),
                     }
                 }

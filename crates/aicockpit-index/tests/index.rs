@@ -64,7 +64,7 @@ fn names(index: &ProjectIndex, query: &str) -> Vec<String> {
         .search(&SearchQuery::new(query))
         .unwrap()
         .into_iter()
-        .filter_map(|hit| hit.symbol.map(|s| s.name))
+        .filter_map(|hit| hit.symbol.map(|s| s.name.into()))
         .collect()
 }
 
@@ -105,7 +105,7 @@ fn search_finds_identifiers_by_their_parts_and_whole_names() {
     query.kinds = vec![SymbolKind::Class];
     let hits = index.search(&query).unwrap();
     assert_eq!(hits.len(), 1);
-    assert_eq!(hits[0].symbol.as_ref().unwrap().name, "UserAccount");
+    assert_eq!(&*hits[0].symbol.as_ref().unwrap().name, "UserAccount");
     assert!(index.search(&SearchQuery::new("  ++ ")).unwrap().is_empty());
 }
 
@@ -124,7 +124,7 @@ fn doc_comments_are_found_by_their_summary_and_their_details() {
     for words in ["failed upload", "exponential backoff"] {
         let hits = index.search(&SearchQuery::new(words)).unwrap();
         assert_eq!(
-            hits[0].symbol.as_ref().unwrap().name,
+            &*hits[0].symbol.as_ref().unwrap().name,
             "send_again",
             "{hits:?}"
         );
@@ -160,14 +160,14 @@ fn a_field_is_found_by_its_name_and_its_line_by_the_rest() {
     query.kinds = vec![SymbolKind::Field];
     let hits = index.search(&query).unwrap();
     assert_eq!(hits.len(), 1, "{hits:?}");
-    assert_eq!(hits[0].symbol.as_ref().unwrap().name, "retry_after");
+    assert_eq!(&*hits[0].symbol.as_ref().unwrap().name, "retry_after");
     // Its type is only in the struct's chunk: the hit is the struct, at
     // the field's line.
     query.text = "deadline".into();
     assert!(index.search(&query).unwrap().is_empty());
     let hits = index.search(&SearchQuery::new("deadline")).unwrap();
     assert_eq!(
-        hits[0].symbol.as_ref().unwrap().name,
+        &*hits[0].symbol.as_ref().unwrap().name,
         "Settings",
         "{hits:?}"
     );
@@ -186,7 +186,7 @@ fn workspace_symbols_rank_exact_then_prefix_then_subsequence() {
     let found: Vec<String> = index
         .workspace_symbols("parse", 10)
         .into_iter()
-        .map(|hit| hit.symbol.name)
+        .map(|hit| hit.symbol.name.into())
         .collect();
     assert_eq!(
         found,
@@ -220,7 +220,7 @@ fn workspace_symbols_with_many_exact_matches_keep_the_full_ranking() {
     let found: Vec<(String, String)> = index
         .workspace_symbols("init", 5)
         .into_iter()
-        .map(|hit| (hit.path, hit.symbol.name))
+        .map(|hit| (hit.path, hit.symbol.name.into()))
         .collect();
     let expected: Vec<(String, String)> = (0..5)
         .map(|n| (format!("many/f{n:03}.rs"), "init".to_string()))
@@ -229,9 +229,9 @@ fn workspace_symbols_with_many_exact_matches_keep_the_full_ranking() {
     // Asking for more than there are exact matches: then every prefix
     // match ranks before any subsequence, the shortest first.
     let all = index.workspace_symbols("init", 702);
-    assert!(all[..700].iter().all(|hit| hit.symbol.name == "init"));
-    assert_eq!(all[700].symbol.name, "initial");
-    assert_eq!(all[701].symbol.name, "init_state");
+    assert!(all[..700].iter().all(|hit| &*hit.symbol.name == "init"));
+    assert_eq!(&*all[700].symbol.name, "initial");
+    assert_eq!(&*all[701].symbol.name, "init_state");
     assert_eq!(all[701].path, "many/f000.rs");
 }
 
@@ -245,11 +245,11 @@ fn reopening_reparses_only_changed_files() {
     let index = fixture.open();
     assert_eq!(index.stats().files, 3, "records load from disk");
     assert_eq!(
-        index.workspace_symbols("parse_http", 5)[0].symbol.name,
+        &*index.workspace_symbols("parse_http", 5)[0].symbol.name,
         "parse_http_request"
     );
     assert_eq!(
-        index.workspace_symbols("usracc", 5)[0].symbol.name,
+        &*index.workspace_symbols("usracc", 5)[0].symbol.name,
         "UserAccount"
     );
     let stats = index.refresh(&|_| {}).unwrap();
@@ -741,7 +741,7 @@ fn function_hits(index: &ProjectIndex, name: &str) -> usize {
         .search(&query)
         .unwrap()
         .into_iter()
-        .filter(|hit| hit.symbol.as_ref().is_some_and(|s| s.name == name))
+        .filter(|hit| hit.symbol.as_ref().is_some_and(|s| *s.name == *name))
         .count()
 }
 
@@ -789,7 +789,7 @@ fn concurrent_updates_of_one_path_leave_exactly_one_version() {
     }
     index.commit().unwrap();
     let record = index.file("src/flood.rs").unwrap();
-    let last = record.symbols[0].name.clone();
+    let last = record.symbols[0].name.to_string();
     assert_eq!(function_hits(&index, &last), 1, "{last}: one version, once");
     let survivors: Vec<String> = (0..THREADS * ROUNDS)
         .map(marker)

@@ -195,10 +195,13 @@ impl Backend {
                     && seen.insert(symbol.name.clone())
                 {
                     items.push(CompletionItem {
-                        label: symbol.name.clone(),
+                        label: symbol.name.to_string(),
                         kind: Some(completion_kind(symbol.kind)),
-                        detail: Some(symbol.signature.clone()),
-                        documentation: symbol.doc.clone().map(Documentation::String),
+                        detail: Some(symbol.signature.to_string()),
+                        documentation: symbol
+                            .doc
+                            .as_deref()
+                            .map(|doc| Documentation::String(doc.into())),
                         ..CompletionItem::default()
                     });
                 }

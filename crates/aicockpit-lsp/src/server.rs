@@ -616,9 +616,9 @@ impl Backend {
                     symbol: hit.symbol.map(|symbol| ext::SearchSymbol {
                         kind: to_proto::symbol_kind(symbol.kind),
                         kind_name: symbol.kind.name().to_string(),
-                        name: symbol.name,
-                        container: symbol.container,
-                        signature: symbol.signature,
+                        name: symbol.name.into(),
+                        container: symbol.container.map(Into::into),
+                        signature: symbol.signature.into(),
                     }),
                 })
             })
@@ -1123,7 +1123,7 @@ impl LanguageServer for Backend {
                 .into_iter()
                 .filter_map(|(path, symbol)| {
                     Some(SymbolInformation {
-                        name: symbol.name,
+                        name: symbol.name.into(),
                         kind: to_proto::symbol_kind_within(
                             to_proto::symbol_kind(symbol.kind),
                             value_set.as_deref(),
@@ -1134,7 +1134,7 @@ impl LanguageServer for Backend {
                             uri: to_proto::url(&path)?,
                             range: to_proto::range(symbol.selection_range, unit),
                         },
-                        container_name: symbol.container,
+                        container_name: symbol.container.map(Into::into),
                     })
                 })
                 .collect(),

@@ -171,12 +171,12 @@ pub fn document_symbols(symbols: &[Symbol], unit: ColumnUnit) -> Vec<DocumentSym
         .iter()
         .map(|symbol| {
             let detail = match (&symbol.container, symbol.signature.is_empty()) {
-                (_, false) => Some(symbol.signature.clone()),
-                (Some(container), true) => Some(container.clone()),
+                (_, false) => Some(symbol.signature.to_string()),
+                (Some(container), true) => Some(container.to_string()),
                 (None, true) => None,
             };
             Some(DocumentSymbol {
-                name: symbol.name.clone(),
+                name: symbol.name.to_string(),
                 detail,
                 kind: symbol_kind(symbol.kind),
                 tags: None,

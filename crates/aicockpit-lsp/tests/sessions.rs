@@ -727,7 +727,7 @@ async fn an_ended_session_releases_its_documents_and_shutdown_is_announced() {
         engine
             .workspace_symbols("format_name", 10)
             .into_iter()
-            .map(|(_, symbol)| symbol.name)
+            .map(|(_, symbol)| symbol.name.into())
             .collect()
     })
     .await

@@ -247,7 +247,7 @@ mod tests {
         let names: Vec<Option<&str>> = file
             .chunks
             .iter()
-            .map(|c| c.symbol.map(|s| file.symbols[s as usize].name.as_str()))
+            .map(|c| c.symbol.map(|s| file.symbols[s as usize].name.as_ref()))
             .collect();
         // The class header, `one` in two windows, then `two`.
         assert_eq!(

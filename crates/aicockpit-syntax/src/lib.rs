@@ -10,10 +10,10 @@
 //!
 //! let file = analyze(LanguageId::Rust, "/// Adds.\nfn add(a: i32) -> i32 { a }\n");
 //! let add = &file.symbols[0];
-//! assert_eq!(add.name, "add");
+//! assert_eq!(&*add.name, "add");
 //! assert_eq!(add.kind, SymbolKind::Function);
 //! assert_eq!(add.doc.as_deref(), Some("Adds."));
-//! assert_eq!(add.signature, "fn add(a: i32) -> i32 { a }");
+//! assert_eq!(&*add.signature, "fn add(a: i32) -> i32 { a }");
 //! ```
 
 mod chunks;

@@ -50,7 +50,7 @@ fn render(path: &Path, text: &str) -> String {
     for chunk in &file.chunks {
         let owner = chunk
             .symbol
-            .map_or("-", |s| file.symbols[s as usize].name.as_str());
+            .map_or("-", |s| file.symbols[s as usize].name.as_ref());
         let _ = writeln!(
             out,
             "lines {}-{} {owner}",

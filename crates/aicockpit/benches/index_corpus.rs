@@ -655,7 +655,7 @@ fn symbol_recall(index: &ProjectIndex, list: &FileList, ctags: &CtagsRun) -> Rec
         let held = names.entry(rel).or_insert_with(|| {
             index
                 .file(rel)
-                .map(|record| record.symbols.iter().map(|s| s.name.clone()).collect())
+                .map(|record| record.symbols.iter().map(|s| s.name.to_string()).collect())
                 .unwrap_or_default()
         });
         let hit = held.contains(name);
@@ -975,7 +975,7 @@ fn measure_reindex(index: &ProjectIndex, file: &ListedFile) -> Result<Reindex, S
                 .map_err(|error| format!("search({marker}): {error}"))?;
             let found = hits.iter().any(|hit| {
                 hit.path == file.rel
-                    && (hit.symbol.as_ref().is_some_and(|s| s.name == marker)
+                    && (hit.symbol.as_ref().is_some_and(|s| *s.name == *marker)
                         || hit.snippet.contains(&marker))
             });
             if found {

@@ -302,10 +302,10 @@ async fn search(
                 score: hit.score,
                 snippet: hit.snippet,
                 symbol: hit.symbol.map(|s| SymbolView {
-                    name: s.name,
+                    name: s.name.into(),
                     kind: s.kind.name().to_string(),
-                    container: s.container,
-                    signature: s.signature,
+                    container: s.container.map(Into::into),
+                    signature: s.signature.into(),
                 }),
             })
             .collect(),
