@@ -67,6 +67,53 @@ pub struct Principal {
     pub credential: Credential,
 }
 
+/// Whether the credential a request was authenticated with is still live,
+/// read now (not when the request's headers arrived): its session unrevoked
+/// and unexpired, or its token unrevoked, and its user still there under the
+/// same name and role. A row of a deleted user goes with the user, so a
+/// later user given the same id does not inherit it.
+pub fn credential_is_live(
+    c: &rusqlite::Connection,
+    principal: &Principal,
+) -> Result<bool, db::DbError> {
+    match &principal.credential {
+        Credential::Session(hash) => db::session_is_live(c, hash, &principal.user),
+        Credential::Token(id) => db::token_is_live(c, id, &principal.user),
+    }
+}
+
+/// Run `work`, which mints a credential or changes users or roles, in one
+/// `IMMEDIATE` transaction that first re-checks the caller's credential
+/// ([`credential_is_live`]): the guard checked it when the headers came,
+/// but the body may come much later, after a password reset or deletion
+/// ended that credential. Refused with 401 then; an error (or a refusal
+/// from `work`) rolls everything back.
+pub async fn call_as_live<T: Send + 'static>(
+    db: &Db,
+    principal: &Principal,
+    work: impl FnOnce(&rusqlite::Connection) -> Result<Result<T, ApiError>, db::DbError>
+        + Send
+        + 'static,
+) -> Result<T, ApiError> {
+    let principal = principal.clone();
+    db.call(move |c| {
+        let transaction = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        if !credential_is_live(&transaction, &principal)? {
+            return Ok(Err(ApiError::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "session_expired",
+                "the session or API token of this request was revoked or has expired: log in again",
+            )));
+        }
+        let outcome = work(&transaction)?;
+        if outcome.is_ok() {
+            transaction.commit()?;
+        }
+        Ok(outcome)
+    })
+    .await?
+}
+
 /// `n` random bytes from the operating system's generator.
 pub fn random_bytes(n: usize) -> Vec<u8> {
     let mut bytes = vec![0u8; n];

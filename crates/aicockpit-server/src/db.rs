@@ -499,28 +499,47 @@ pub struct Revoked {
     pub login_links: usize,
 }
 
-/// Set a user's password and end what [`PasswordChange`] says, in one transaction.
+/// Run `work` all or nothing, in a savepoint: unlike a transaction it
+/// nests, so it also works inside a caller's transaction (a handler's
+/// [`crate::auth::call_as_live`]).
+pub fn atomically<T>(
+    c: &Connection,
+    work: impl FnOnce(&Connection) -> Result<T, DbError>,
+) -> Result<T, DbError> {
+    c.execute_batch("SAVEPOINT atomically")?;
+    match work(c) {
+        Ok(value) => {
+            c.execute_batch("RELEASE atomically")?;
+            Ok(value)
+        }
+        Err(error) => {
+            let _ = c.execute_batch("ROLLBACK TO atomically; RELEASE atomically");
+            Err(error)
+        }
+    }
+}
+
+/// Set a user's password and end what [`PasswordChange`] says, all or nothing.
 pub fn change_password(
     c: &Connection,
     user_id: i64,
     hash: &str,
     how: PasswordChange<'_>,
 ) -> Result<Revoked, DbError> {
-    let transaction = c.unchecked_transaction()?;
-    set_password_hash(&transaction, user_id, hash)?;
-    let revoked = match how {
-        PasswordChange::Own { session } => Revoked {
-            sessions: match session {
-                Some(keep) => revoke_other_sessions_of(&transaction, user_id, keep)?,
-                None => revoke_sessions_of(&transaction, user_id)?,
+    atomically(c, |c| {
+        set_password_hash(c, user_id, hash)?;
+        Ok(match how {
+            PasswordChange::Own { session } => Revoked {
+                sessions: match session {
+                    Some(keep) => revoke_other_sessions_of(c, user_id, keep)?,
+                    None => revoke_sessions_of(c, user_id)?,
+                },
+                tokens: 0,
+                login_links: revoke_login_links_of(c, user_id)?,
             },
-            tokens: 0,
-            login_links: revoke_login_links_of(&transaction, user_id)?,
-        },
-        PasswordChange::Reset => revoke_credentials_of(&transaction, user_id)?,
-    };
-    transaction.commit()?;
-    Ok(revoked)
+            PasswordChange::Reset => revoke_credentials_of(c, user_id)?,
+        })
+    })
 }
 
 /// End every session, API token and login link of a user (an admin's
@@ -557,6 +576,34 @@ pub fn session_user(c: &Connection, id_hash: &[u8]) -> Result<Option<User>, DbEr
             user_from_row,
         )
         .optional()?)
+}
+
+/// Whether a session is still live (unexpired, unrevoked) for a user who
+/// still exists under the same name and role.
+pub fn session_is_live(c: &Connection, id_hash: &[u8], user: &User) -> Result<bool, DbError> {
+    Ok(c.query_row(
+        "SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.id_hash = ?1 AND s.user_id = ?2 AND s.revoked = 0 AND s.expires_at > ?3 \
+             AND u.name = ?4 AND u.role = ?5",
+        params![id_hash, user.id, now(), user.name, user.role.as_str()],
+        |_| Ok(()),
+    )
+    .optional()?
+    .is_some())
+}
+
+/// Whether an API token is still live (unrevoked) for a user who still
+/// exists under the same name and role.
+pub fn token_is_live(c: &Connection, id: &str, user: &User) -> Result<bool, DbError> {
+    Ok(c.query_row(
+        "SELECT 1 FROM tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.id = ?1 AND t.user_id = ?2 AND t.revoked_at IS NULL \
+             AND u.name = ?3 AND u.role = ?4",
+        params![id, user.id, user.name, user.role.as_str()],
+        |_| Ok(()),
+    )
+    .optional()?
+    .is_some())
 }
 
 pub fn revoke_session(c: &Connection, id_hash: &[u8]) -> Result<(), DbError> {
@@ -776,22 +823,22 @@ pub fn members(c: &Connection, workspace: &str) -> Result<Vec<Member>, DbError> 
     Ok(out)
 }
 
-/// Replace a workspace's member list in one transaction.
+/// Replace a workspace's member list, all or nothing.
 pub fn set_members(
-    c: &mut Connection,
+    c: &Connection,
     workspace: &str,
     members: &[(i64, WorkspaceRole)],
 ) -> Result<(), DbError> {
-    let transaction = c.transaction()?;
-    transaction.execute("DELETE FROM members WHERE workspace = ?1", [workspace])?;
-    for (user_id, role) in members {
-        transaction.execute(
-            "INSERT INTO members(workspace, user_id, role) VALUES (?1, ?2, ?3)",
-            params![workspace, user_id, role.as_str()],
-        )?;
-    }
-    transaction.commit()?;
-    Ok(())
+    atomically(c, |c| {
+        c.execute("DELETE FROM members WHERE workspace = ?1", [workspace])?;
+        for (user_id, role) in members {
+            c.execute(
+                "INSERT INTO members(workspace, user_id, role) VALUES (?1, ?2, ?3)",
+                params![workspace, user_id, role.as_str()],
+            )?;
+        }
+        Ok(())
+    })
 }
 
 pub fn meta_get(c: &Connection, key: &str) -> Result<Option<String>, DbError> {

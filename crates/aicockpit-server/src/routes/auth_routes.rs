@@ -357,7 +357,8 @@ async fn create_token(
     Extension(access): Extension<Access>,
     Json(request): Json<NewToken>,
 ) -> Result<Response, ApiError> {
-    let user_id = access.principal()?.user.id;
+    let caller = access.principal()?;
+    let user_id = caller.user.id;
     let name = request.name.trim().to_string();
     if name.is_empty() || name.len() > 100 {
         return Err(ApiError::bad_request(
@@ -365,10 +366,12 @@ async fn create_token(
         ));
     }
     let label = name.clone();
-    let (token, id) = state
-        .db
-        .call(move |c| auth::create_token(c, user_id, &label))
-        .await?;
+    // Minted only if the caller's credential still stands now: the body
+    // may have come after a reset that ended it.
+    let (token, id) = auth::call_as_live(&state.db, caller, move |c| {
+        Ok(Ok(auth::create_token(c, user_id, &label)?))
+    })
+    .await?;
     Ok(noted(
         (
             StatusCode::CREATED,
