@@ -224,21 +224,45 @@ pub fn create_login_link(c: &rusqlite::Connection, user_id: i64) -> Result<Strin
     Ok(token)
 }
 
-/// A new browser session for a user; returns the cookie value.
-pub fn create_session(
+/// A new browser session after a password login, started only while the
+/// user's password hash is still `verified_hash` (the one the password was
+/// checked against: a reset in between starts nothing). The session id for
+/// the cookie, or `None`.
+pub fn start_session_after_password(
     c: &rusqlite::Connection,
     user_id: i64,
+    verified_hash: &str,
     address: Option<&str>,
-) -> Result<String, db::DbError> {
+) -> Result<Option<String>, db::DbError> {
     let id = random_string(32);
-    db::insert_session(
+    let started = db::insert_session_if_password(
         c,
         &sha256(id.as_bytes()),
         user_id,
+        verified_hash,
         SESSION_LIFETIME_SECS,
         address,
     )?;
-    Ok(id)
+    Ok(started.then_some(id))
+}
+
+/// Use a one-time login link (its token) and start a browser session, in
+/// one transaction: its user and the session id for the cookie, or `None`
+/// when the link is not live.
+pub fn start_session_by_link(
+    c: &mut rusqlite::Connection,
+    token: &str,
+    address: Option<&str>,
+) -> Result<Option<(User, String)>, db::DbError> {
+    let id = random_string(32);
+    let user = db::consume_login_link(
+        c,
+        &sha256(token.as_bytes()),
+        &sha256(id.as_bytes()),
+        SESSION_LIFETIME_SECS,
+        address,
+    )?;
+    Ok(user.map(|user| (user, id)))
 }
 
 /// The `Set-Cookie` value for a session: `Secure` and `__Host-` named when

@@ -566,6 +566,32 @@ pub fn insert_session(
     Ok(())
 }
 
+/// Start a session only while the user's password hash is still
+/// `verified_hash`, the one a login just checked the password against: a
+/// reset that lands between the check and this finds nothing to start.
+/// False when no session was started.
+pub fn insert_session_if_password(
+    c: &Connection,
+    id_hash: &[u8],
+    user_id: i64,
+    verified_hash: &str,
+    lifetime_secs: i64,
+    address: Option<&str>,
+) -> Result<bool, DbError> {
+    Ok(c.execute(
+        "INSERT INTO sessions(id_hash, user_id, created_at, expires_at, address) \
+         SELECT ?1, id, ?3, ?4, ?5 FROM users WHERE id = ?2 AND password_hash = ?6",
+        params![
+            id_hash,
+            user_id,
+            now(),
+            now() + lifetime_secs,
+            address,
+            verified_hash
+        ],
+    )? > 0)
+}
+
 /// The user of a live (unexpired, unrevoked) session.
 pub fn session_user(c: &Connection, id_hash: &[u8]) -> Result<Option<User>, DbError> {
     Ok(c
@@ -697,9 +723,18 @@ pub fn insert_login_link(
     Ok(())
 }
 
-/// Use a one-time login link: its user, if it is live; it is dead afterwards either way.
-pub fn consume_login_link(c: &mut Connection, token_hash: &[u8]) -> Result<Option<User>, DbError> {
-    let transaction = c.transaction()?;
+/// Use a one-time login link and start its session (`session_hash`, the
+/// hash of the new session's id) in the same transaction, so a reset or
+/// deletion either ends the link first or ends the session it started: its
+/// user, if the link was live; it is dead afterwards either way.
+pub fn consume_login_link(
+    c: &mut Connection,
+    token_hash: &[u8],
+    session_hash: &[u8],
+    lifetime_secs: i64,
+    address: Option<&str>,
+) -> Result<Option<User>, DbError> {
+    let transaction = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let user_id: Option<i64> = transaction
         .query_row(
             "SELECT user_id FROM login_links WHERE token_hash = ?1 AND used_at IS NULL AND expires_at > ?2",
@@ -715,6 +750,9 @@ pub fn consume_login_link(c: &mut Connection, token_hash: &[u8]) -> Result<Optio
         Some(id) => user_by_id(&transaction, id)?,
         None => None,
     };
+    if let Some(user) = &user {
+        insert_session(&transaction, session_hash, user.id, lifetime_secs, address)?;
+    }
     transaction.commit()?;
     Ok(user)
 }
@@ -1009,12 +1047,64 @@ mod tests {
                 let user = create_user(c, "ada", None, SiteRole::Admin)?;
                 insert_login_link(c, b"hash", user.id, 60)?;
                 Ok((
-                    consume_login_link(c, b"hash")?,
-                    consume_login_link(c, b"hash")?,
+                    consume_login_link(c, b"hash", b"s1", 60, None)?,
+                    consume_login_link(c, b"hash", b"s2", 60, None)?,
                 ))
             })
             .unwrap();
         assert_eq!(first.map(|u| u.name).as_deref(), Some("ada"));
         assert!(second.is_none());
+        let (started, not_started) = db
+            .call_blocking(|c| Ok((session_user(c, b"s1")?, session_user(c, b"s2")?)))
+            .unwrap();
+        assert_eq!(started.map(|u| u.name).as_deref(), Some("ada"));
+        assert!(not_started.is_none());
+    }
+
+    /// A login checks the password against the hash it read, slowly; a
+    /// reset may land before it starts the session. Then no session starts.
+    #[test]
+    fn a_login_checked_against_a_hash_a_reset_replaced_starts_no_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("s.db")).unwrap();
+        let (before, after, live) = db
+            .call_blocking(|c| {
+                let user = create_user(c, "ada", Some("old-hash"), SiteRole::Member)?;
+                // The login read "old-hash" and verified the password against it.
+                let verified = password_hash(c, user.id)?.unwrap();
+                let before = insert_session_if_password(c, b"first", user.id, &verified, 60, None)?;
+                change_password(c, user.id, "new-hash", PasswordChange::Reset)?;
+                let after = insert_session_if_password(c, b"second", user.id, &verified, 60, None)?;
+                Ok((before, after, session_user(c, b"second")?))
+            })
+            .unwrap();
+        assert!(before, "with the hash unchanged the session starts");
+        assert!(!after, "after the reset it must not");
+        assert!(live.is_none());
+    }
+
+    /// A login link consumed after a reset starts nothing; one consumed
+    /// before it started a session the reset then ended.
+    #[test]
+    fn a_login_link_and_its_session_end_together_with_a_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("s.db")).unwrap();
+        let (used_before, after_reset, late) = db
+            .call_blocking(|c| {
+                let user = create_user(c, "ada", Some("old-hash"), SiteRole::Member)?;
+                insert_login_link(c, b"early", user.id, 60)?;
+                insert_login_link(c, b"late", user.id, 60)?;
+                consume_login_link(c, b"early", b"s-early", 60, None)?;
+                change_password(c, user.id, "new-hash", PasswordChange::Reset)?;
+                Ok((
+                    session_user(c, b"s-early")?,
+                    consume_login_link(c, b"late", b"s-late", 60, None)?,
+                    session_user(c, b"s-late")?,
+                ))
+            })
+            .unwrap();
+        assert!(used_before.is_none(), "the reset ended the link's session");
+        assert!(after_reset.is_none(), "the reset ended the link");
+        assert!(late.is_none());
     }
 }
