@@ -436,27 +436,42 @@ pub fn delete_user(c: &Connection, user_id: i64) -> Result<bool, DbError> {
     Ok(c.execute("DELETE FROM users WHERE id = ?1", [user_id])? > 0)
 }
 
-/// Revoke every live session of a user (password reset, role change,
-/// deletion); how many were live.
+/// Revoke every session of a user (password reset, role change, deletion),
+/// expired ones too, so none is left unrevoked; how many were live (for the
+/// audit record).
 pub fn revoke_sessions_of(c: &Connection, user_id: i64) -> Result<usize, DbError> {
-    Ok(c.execute(
-        "UPDATE sessions SET revoked = 1 WHERE user_id = ?1 AND revoked = 0 AND expires_at > ?2",
-        params![user_id, now()],
-    )?)
+    revoke_sessions_where(c, user_id, None)
 }
 
-/// Revoke every live session of a user but one (the one that changed the
-/// password); how many were live.
+/// Revoke every session of a user but one (the one that changed the
+/// password), expired ones too; how many were live.
 pub fn revoke_other_sessions_of(
     c: &Connection,
     user_id: i64,
     keep: &[u8],
 ) -> Result<usize, DbError> {
-    Ok(c.execute(
-        "UPDATE sessions SET revoked = 1 \
-         WHERE user_id = ?1 AND id_hash != ?2 AND revoked = 0 AND expires_at > ?3",
-        params![user_id, keep, now()],
-    )?)
+    revoke_sessions_where(c, user_id, Some(keep))
+}
+
+fn revoke_sessions_where(
+    c: &Connection,
+    user_id: i64,
+    keep: Option<&[u8]>,
+) -> Result<usize, DbError> {
+    atomically(c, |c| {
+        let live: i64 = c.query_row(
+            "SELECT count(*) FROM sessions WHERE user_id = ?1 AND revoked = 0 AND expires_at > ?2 \
+             AND (?3 IS NULL OR id_hash != ?3)",
+            params![user_id, now(), keep],
+            |r| r.get(0),
+        )?;
+        c.execute(
+            "UPDATE sessions SET revoked = 1 WHERE user_id = ?1 AND revoked = 0 \
+             AND (?2 IS NULL OR id_hash != ?2)",
+            params![user_id, keep],
+        )?;
+        Ok(live as usize)
+    })
 }
 
 /// Revoke every live API token of a user; how many were live.
@@ -1059,6 +1074,29 @@ mod tests {
             .unwrap();
         assert_eq!(started.map(|u| u.name).as_deref(), Some("ada"));
         assert!(not_started.is_none());
+    }
+
+    /// A reset marks every session revoked, expired ones too, and counts
+    /// only the live ones.
+    #[test]
+    fn a_reset_revokes_expired_sessions_too_and_counts_the_live_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("s.db")).unwrap();
+        let (revoked, unrevoked) = db
+            .call_blocking(|c| {
+                let user = create_user(c, "ada", Some("old-hash"), SiteRole::Member)?;
+                insert_session(c, b"live", user.id, 60, None)?;
+                insert_session(c, b"expired", user.id, -60, None)?;
+                let revoked = change_password(c, user.id, "new-hash", PasswordChange::Reset)?;
+                let unrevoked: i64 =
+                    c.query_row("SELECT count(*) FROM sessions WHERE revoked = 0", [], |r| {
+                        r.get(0)
+                    })?;
+                Ok((revoked, unrevoked))
+            })
+            .unwrap();
+        assert_eq!(revoked.sessions, 1, "only the live session is counted");
+        assert_eq!(unrevoked, 0, "the expired session is marked revoked too");
     }
 
     /// A login checks the password against the hash it read, slowly; a
