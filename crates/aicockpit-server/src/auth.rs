@@ -481,10 +481,13 @@ pub fn check_host(
             return Err(ApiError::new(
                 axum::http::StatusCode::MISDIRECTED_REQUEST,
                 "wrong_host",
+                // The refused name is shown (cut short) as what was refused,
+                // never inside the advice: it is the sender's text, and a
+                // page could otherwise write the command an admin copies.
                 format!(
-                    "this server does not answer to the name {shown:?}; if that is the address \
-                     people open (a DNS name or a proxy in front of the server), start the server \
-                     with --public-url set to it, e.g. --public-url https://{shown}"
+                    "this server does not answer to the name {shown:?}; if it is reached under \
+                     another address (a DNS name or a proxy in front of the server), start the \
+                     server with --public-url <the URL people open>"
                 ),
             ));
         }
@@ -749,7 +752,16 @@ mod tests {
                 (421, "wrong_host"),
                 "{bad}"
             );
-            assert!(error.message.contains("--public-url"), "{}", error.message);
+            assert!(
+                error.message.contains("--public-url <the URL people open>"),
+                "{}",
+                error.message
+            );
+            assert!(
+                !error.message.contains("://"),
+                "no URL built from the Host: {}",
+                error.message
+            );
         }
         // An absolute target's authority must be ours too, whatever Host says.
         headers.insert(header::HOST, "127.0.0.1:8080".parse().unwrap());
