@@ -67,6 +67,53 @@ pub struct Principal {
     pub credential: Credential,
 }
 
+/// Whether the credential a request was authenticated with is still live,
+/// read now (not when the request's headers arrived): its session unrevoked
+/// and unexpired, or its token unrevoked, and its user still there under the
+/// same name and role. A row of a deleted user goes with the user, so a
+/// later user given the same id does not inherit it.
+pub fn credential_is_live(
+    c: &rusqlite::Connection,
+    principal: &Principal,
+) -> Result<bool, db::DbError> {
+    match &principal.credential {
+        Credential::Session(hash) => db::session_is_live(c, hash, &principal.user),
+        Credential::Token(id) => db::token_is_live(c, id, &principal.user),
+    }
+}
+
+/// Run `work`, which mints a credential or changes users or roles, in one
+/// `IMMEDIATE` transaction that first re-checks the caller's credential
+/// ([`credential_is_live`]): the guard checked it when the headers came,
+/// but the body may come much later, after a password reset or deletion
+/// ended that credential. Refused with 401 then; an error (or a refusal
+/// from `work`) rolls everything back.
+pub async fn call_as_live<T: Send + 'static>(
+    db: &Db,
+    principal: &Principal,
+    work: impl FnOnce(&rusqlite::Connection) -> Result<Result<T, ApiError>, db::DbError>
+        + Send
+        + 'static,
+) -> Result<T, ApiError> {
+    let principal = principal.clone();
+    db.call(move |c| {
+        let transaction = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        if !credential_is_live(&transaction, &principal)? {
+            return Ok(Err(ApiError::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "session_expired",
+                "the session or API token of this request was revoked or has expired: log in again",
+            )));
+        }
+        let outcome = work(&transaction)?;
+        if outcome.is_ok() {
+            transaction.commit()?;
+        }
+        Ok(outcome)
+    })
+    .await?
+}
+
 /// `n` random bytes from the operating system's generator.
 pub fn random_bytes(n: usize) -> Vec<u8> {
     let mut bytes = vec![0u8; n];
@@ -177,21 +224,45 @@ pub fn create_login_link(c: &rusqlite::Connection, user_id: i64) -> Result<Strin
     Ok(token)
 }
 
-/// A new browser session for a user; returns the cookie value.
-pub fn create_session(
+/// A new browser session after a password login, started only while the
+/// user's password hash is still `verified_hash` (the one the password was
+/// checked against: a reset in between starts nothing). The session id for
+/// the cookie, or `None`.
+pub fn start_session_after_password(
     c: &rusqlite::Connection,
     user_id: i64,
+    verified_hash: &str,
     address: Option<&str>,
-) -> Result<String, db::DbError> {
+) -> Result<Option<String>, db::DbError> {
     let id = random_string(32);
-    db::insert_session(
+    let started = db::insert_session_if_password(
         c,
         &sha256(id.as_bytes()),
         user_id,
+        verified_hash,
         SESSION_LIFETIME_SECS,
         address,
     )?;
-    Ok(id)
+    Ok(started.then_some(id))
+}
+
+/// Use a one-time login link (its token) and start a browser session, in
+/// one transaction: its user and the session id for the cookie, or `None`
+/// when the link is not live.
+pub fn start_session_by_link(
+    c: &mut rusqlite::Connection,
+    token: &str,
+    address: Option<&str>,
+) -> Result<Option<(User, String)>, db::DbError> {
+    let id = random_string(32);
+    let user = db::consume_login_link(
+        c,
+        &sha256(token.as_bytes()),
+        &sha256(id.as_bytes()),
+        SESSION_LIFETIME_SECS,
+        address,
+    )?;
+    Ok(user.map(|user| (user, id)))
 }
 
 /// The `Set-Cookie` value for a session: `Secure` and `__Host-` named when
@@ -410,10 +481,13 @@ pub fn check_host(
             return Err(ApiError::new(
                 axum::http::StatusCode::MISDIRECTED_REQUEST,
                 "wrong_host",
+                // The refused name is shown (cut short) as what was refused,
+                // never inside the advice: it is the sender's text, and a
+                // page could otherwise write the command an admin copies.
                 format!(
-                    "this server does not answer to the name {shown:?}; if that is the address \
-                     people open (a DNS name or a proxy in front of the server), start the server \
-                     with --public-url set to it, e.g. --public-url https://{shown}"
+                    "this server does not answer to the name {shown:?}; if it is reached under \
+                     another address (a DNS name or a proxy in front of the server), start the \
+                     server with --public-url <the URL people open>"
                 ),
             ));
         }
@@ -678,7 +752,16 @@ mod tests {
                 (421, "wrong_host"),
                 "{bad}"
             );
-            assert!(error.message.contains("--public-url"), "{}", error.message);
+            assert!(
+                error.message.contains("--public-url <the URL people open>"),
+                "{}",
+                error.message
+            );
+            assert!(
+                !error.message.contains("://"),
+                "no URL built from the Host: {}",
+                error.message
+            );
         }
         // An absolute target's authority must be ours too, whatever Host says.
         headers.insert(header::HOST, "127.0.0.1:8080".parse().unwrap());

@@ -436,27 +436,42 @@ pub fn delete_user(c: &Connection, user_id: i64) -> Result<bool, DbError> {
     Ok(c.execute("DELETE FROM users WHERE id = ?1", [user_id])? > 0)
 }
 
-/// Revoke every live session of a user (password reset, role change,
-/// deletion); how many were live.
+/// Revoke every session of a user (password reset, role change, deletion),
+/// expired ones too, so none is left unrevoked; how many were live (for the
+/// audit record).
 pub fn revoke_sessions_of(c: &Connection, user_id: i64) -> Result<usize, DbError> {
-    Ok(c.execute(
-        "UPDATE sessions SET revoked = 1 WHERE user_id = ?1 AND revoked = 0 AND expires_at > ?2",
-        params![user_id, now()],
-    )?)
+    revoke_sessions_where(c, user_id, None)
 }
 
-/// Revoke every live session of a user but one (the one that changed the
-/// password); how many were live.
+/// Revoke every session of a user but one (the one that changed the
+/// password), expired ones too; how many were live.
 pub fn revoke_other_sessions_of(
     c: &Connection,
     user_id: i64,
     keep: &[u8],
 ) -> Result<usize, DbError> {
-    Ok(c.execute(
-        "UPDATE sessions SET revoked = 1 \
-         WHERE user_id = ?1 AND id_hash != ?2 AND revoked = 0 AND expires_at > ?3",
-        params![user_id, keep, now()],
-    )?)
+    revoke_sessions_where(c, user_id, Some(keep))
+}
+
+fn revoke_sessions_where(
+    c: &Connection,
+    user_id: i64,
+    keep: Option<&[u8]>,
+) -> Result<usize, DbError> {
+    atomically(c, |c| {
+        let live: i64 = c.query_row(
+            "SELECT count(*) FROM sessions WHERE user_id = ?1 AND revoked = 0 AND expires_at > ?2 \
+             AND (?3 IS NULL OR id_hash != ?3)",
+            params![user_id, now(), keep],
+            |r| r.get(0),
+        )?;
+        c.execute(
+            "UPDATE sessions SET revoked = 1 WHERE user_id = ?1 AND revoked = 0 \
+             AND (?2 IS NULL OR id_hash != ?2)",
+            params![user_id, keep],
+        )?;
+        Ok(live as usize)
+    })
 }
 
 /// Revoke every live API token of a user; how many were live.
@@ -499,28 +514,47 @@ pub struct Revoked {
     pub login_links: usize,
 }
 
-/// Set a user's password and end what [`PasswordChange`] says, in one transaction.
+/// Run `work` all or nothing, in a savepoint: unlike a transaction it
+/// nests, so it also works inside a caller's transaction (a handler's
+/// [`crate::auth::call_as_live`]).
+pub fn atomically<T>(
+    c: &Connection,
+    work: impl FnOnce(&Connection) -> Result<T, DbError>,
+) -> Result<T, DbError> {
+    c.execute_batch("SAVEPOINT atomically")?;
+    match work(c) {
+        Ok(value) => {
+            c.execute_batch("RELEASE atomically")?;
+            Ok(value)
+        }
+        Err(error) => {
+            let _ = c.execute_batch("ROLLBACK TO atomically; RELEASE atomically");
+            Err(error)
+        }
+    }
+}
+
+/// Set a user's password and end what [`PasswordChange`] says, all or nothing.
 pub fn change_password(
     c: &Connection,
     user_id: i64,
     hash: &str,
     how: PasswordChange<'_>,
 ) -> Result<Revoked, DbError> {
-    let transaction = c.unchecked_transaction()?;
-    set_password_hash(&transaction, user_id, hash)?;
-    let revoked = match how {
-        PasswordChange::Own { session } => Revoked {
-            sessions: match session {
-                Some(keep) => revoke_other_sessions_of(&transaction, user_id, keep)?,
-                None => revoke_sessions_of(&transaction, user_id)?,
+    atomically(c, |c| {
+        set_password_hash(c, user_id, hash)?;
+        Ok(match how {
+            PasswordChange::Own { session } => Revoked {
+                sessions: match session {
+                    Some(keep) => revoke_other_sessions_of(c, user_id, keep)?,
+                    None => revoke_sessions_of(c, user_id)?,
+                },
+                tokens: 0,
+                login_links: revoke_login_links_of(c, user_id)?,
             },
-            tokens: 0,
-            login_links: revoke_login_links_of(&transaction, user_id)?,
-        },
-        PasswordChange::Reset => revoke_credentials_of(&transaction, user_id)?,
-    };
-    transaction.commit()?;
-    Ok(revoked)
+            PasswordChange::Reset => revoke_credentials_of(c, user_id)?,
+        })
+    })
 }
 
 /// End every session, API token and login link of a user (an admin's
@@ -547,6 +581,32 @@ pub fn insert_session(
     Ok(())
 }
 
+/// Start a session only while the user's password hash is still
+/// `verified_hash`, the one a login just checked the password against: a
+/// reset that lands between the check and this finds nothing to start.
+/// False when no session was started.
+pub fn insert_session_if_password(
+    c: &Connection,
+    id_hash: &[u8],
+    user_id: i64,
+    verified_hash: &str,
+    lifetime_secs: i64,
+    address: Option<&str>,
+) -> Result<bool, DbError> {
+    Ok(c.execute(
+        "INSERT INTO sessions(id_hash, user_id, created_at, expires_at, address) \
+         SELECT ?1, id, ?3, ?4, ?5 FROM users WHERE id = ?2 AND password_hash = ?6",
+        params![
+            id_hash,
+            user_id,
+            now(),
+            now() + lifetime_secs,
+            address,
+            verified_hash
+        ],
+    )? > 0)
+}
+
 /// The user of a live (unexpired, unrevoked) session.
 pub fn session_user(c: &Connection, id_hash: &[u8]) -> Result<Option<User>, DbError> {
     Ok(c
@@ -557,6 +617,34 @@ pub fn session_user(c: &Connection, id_hash: &[u8]) -> Result<Option<User>, DbEr
             user_from_row,
         )
         .optional()?)
+}
+
+/// Whether a session is still live (unexpired, unrevoked) for a user who
+/// still exists under the same name and role.
+pub fn session_is_live(c: &Connection, id_hash: &[u8], user: &User) -> Result<bool, DbError> {
+    Ok(c.query_row(
+        "SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.id_hash = ?1 AND s.user_id = ?2 AND s.revoked = 0 AND s.expires_at > ?3 \
+             AND u.name = ?4 AND u.role = ?5",
+        params![id_hash, user.id, now(), user.name, user.role.as_str()],
+        |_| Ok(()),
+    )
+    .optional()?
+    .is_some())
+}
+
+/// Whether an API token is still live (unrevoked) for a user who still
+/// exists under the same name and role.
+pub fn token_is_live(c: &Connection, id: &str, user: &User) -> Result<bool, DbError> {
+    Ok(c.query_row(
+        "SELECT 1 FROM tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.id = ?1 AND t.user_id = ?2 AND t.revoked_at IS NULL \
+             AND u.name = ?3 AND u.role = ?4",
+        params![id, user.id, user.name, user.role.as_str()],
+        |_| Ok(()),
+    )
+    .optional()?
+    .is_some())
 }
 
 pub fn revoke_session(c: &Connection, id_hash: &[u8]) -> Result<(), DbError> {
@@ -650,9 +738,18 @@ pub fn insert_login_link(
     Ok(())
 }
 
-/// Use a one-time login link: its user, if it is live; it is dead afterwards either way.
-pub fn consume_login_link(c: &mut Connection, token_hash: &[u8]) -> Result<Option<User>, DbError> {
-    let transaction = c.transaction()?;
+/// Use a one-time login link and start its session (`session_hash`, the
+/// hash of the new session's id) in the same transaction, so a reset or
+/// deletion either ends the link first or ends the session it started: its
+/// user, if the link was live; it is dead afterwards either way.
+pub fn consume_login_link(
+    c: &mut Connection,
+    token_hash: &[u8],
+    session_hash: &[u8],
+    lifetime_secs: i64,
+    address: Option<&str>,
+) -> Result<Option<User>, DbError> {
+    let transaction = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let user_id: Option<i64> = transaction
         .query_row(
             "SELECT user_id FROM login_links WHERE token_hash = ?1 AND used_at IS NULL AND expires_at > ?2",
@@ -668,6 +765,9 @@ pub fn consume_login_link(c: &mut Connection, token_hash: &[u8]) -> Result<Optio
         Some(id) => user_by_id(&transaction, id)?,
         None => None,
     };
+    if let Some(user) = &user {
+        insert_session(&transaction, session_hash, user.id, lifetime_secs, address)?;
+    }
     transaction.commit()?;
     Ok(user)
 }
@@ -776,22 +876,22 @@ pub fn members(c: &Connection, workspace: &str) -> Result<Vec<Member>, DbError> 
     Ok(out)
 }
 
-/// Replace a workspace's member list in one transaction.
+/// Replace a workspace's member list, all or nothing.
 pub fn set_members(
-    c: &mut Connection,
+    c: &Connection,
     workspace: &str,
     members: &[(i64, WorkspaceRole)],
 ) -> Result<(), DbError> {
-    let transaction = c.transaction()?;
-    transaction.execute("DELETE FROM members WHERE workspace = ?1", [workspace])?;
-    for (user_id, role) in members {
-        transaction.execute(
-            "INSERT INTO members(workspace, user_id, role) VALUES (?1, ?2, ?3)",
-            params![workspace, user_id, role.as_str()],
-        )?;
-    }
-    transaction.commit()?;
-    Ok(())
+    atomically(c, |c| {
+        c.execute("DELETE FROM members WHERE workspace = ?1", [workspace])?;
+        for (user_id, role) in members {
+            c.execute(
+                "INSERT INTO members(workspace, user_id, role) VALUES (?1, ?2, ?3)",
+                params![workspace, user_id, role.as_str()],
+            )?;
+        }
+        Ok(())
+    })
 }
 
 pub fn meta_get(c: &Connection, key: &str) -> Result<Option<String>, DbError> {
@@ -962,12 +1062,87 @@ mod tests {
                 let user = create_user(c, "ada", None, SiteRole::Admin)?;
                 insert_login_link(c, b"hash", user.id, 60)?;
                 Ok((
-                    consume_login_link(c, b"hash")?,
-                    consume_login_link(c, b"hash")?,
+                    consume_login_link(c, b"hash", b"s1", 60, None)?,
+                    consume_login_link(c, b"hash", b"s2", 60, None)?,
                 ))
             })
             .unwrap();
         assert_eq!(first.map(|u| u.name).as_deref(), Some("ada"));
         assert!(second.is_none());
+        let (started, not_started) = db
+            .call_blocking(|c| Ok((session_user(c, b"s1")?, session_user(c, b"s2")?)))
+            .unwrap();
+        assert_eq!(started.map(|u| u.name).as_deref(), Some("ada"));
+        assert!(not_started.is_none());
+    }
+
+    /// A reset marks every session revoked, expired ones too, and counts
+    /// only the live ones.
+    #[test]
+    fn a_reset_revokes_expired_sessions_too_and_counts_the_live_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("s.db")).unwrap();
+        let (revoked, unrevoked) = db
+            .call_blocking(|c| {
+                let user = create_user(c, "ada", Some("old-hash"), SiteRole::Member)?;
+                insert_session(c, b"live", user.id, 60, None)?;
+                insert_session(c, b"expired", user.id, -60, None)?;
+                let revoked = change_password(c, user.id, "new-hash", PasswordChange::Reset)?;
+                let unrevoked: i64 =
+                    c.query_row("SELECT count(*) FROM sessions WHERE revoked = 0", [], |r| {
+                        r.get(0)
+                    })?;
+                Ok((revoked, unrevoked))
+            })
+            .unwrap();
+        assert_eq!(revoked.sessions, 1, "only the live session is counted");
+        assert_eq!(unrevoked, 0, "the expired session is marked revoked too");
+    }
+
+    /// A login checks the password against the hash it read, slowly; a
+    /// reset may land before it starts the session. Then no session starts.
+    #[test]
+    fn a_login_checked_against_a_hash_a_reset_replaced_starts_no_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("s.db")).unwrap();
+        let (before, after, live) = db
+            .call_blocking(|c| {
+                let user = create_user(c, "ada", Some("old-hash"), SiteRole::Member)?;
+                // The login read "old-hash" and verified the password against it.
+                let verified = password_hash(c, user.id)?.unwrap();
+                let before = insert_session_if_password(c, b"first", user.id, &verified, 60, None)?;
+                change_password(c, user.id, "new-hash", PasswordChange::Reset)?;
+                let after = insert_session_if_password(c, b"second", user.id, &verified, 60, None)?;
+                Ok((before, after, session_user(c, b"second")?))
+            })
+            .unwrap();
+        assert!(before, "with the hash unchanged the session starts");
+        assert!(!after, "after the reset it must not");
+        assert!(live.is_none());
+    }
+
+    /// A login link consumed after a reset starts nothing; one consumed
+    /// before it started a session the reset then ended.
+    #[test]
+    fn a_login_link_and_its_session_end_together_with_a_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("s.db")).unwrap();
+        let (used_before, after_reset, late) = db
+            .call_blocking(|c| {
+                let user = create_user(c, "ada", Some("old-hash"), SiteRole::Member)?;
+                insert_login_link(c, b"early", user.id, 60)?;
+                insert_login_link(c, b"late", user.id, 60)?;
+                consume_login_link(c, b"early", b"s-early", 60, None)?;
+                change_password(c, user.id, "new-hash", PasswordChange::Reset)?;
+                Ok((
+                    session_user(c, b"s-early")?,
+                    consume_login_link(c, b"late", b"s-late", 60, None)?,
+                    session_user(c, b"s-late")?,
+                ))
+            })
+            .unwrap();
+        assert!(used_before.is_none(), "the reset ended the link's session");
+        assert!(after_reset.is_none(), "the reset ended the link");
+        assert!(late.is_none());
     }
 }

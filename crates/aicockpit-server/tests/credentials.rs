@@ -234,3 +234,110 @@ fn a_role_change_refused_for_the_last_admin_changes_no_password() {
         .browser(&cookie, "GET", "/api/v1/me", None)
         .expect(200);
 }
+
+/// Tokens of a user, revoked or not, straight from the database.
+fn tokens_of(server: &TestServer, name: &str) -> usize {
+    let name = name.to_string();
+    server
+        .db
+        .call_blocking(|c| {
+            let user = db::user_by_name(c, &name)?.expect("the user exists");
+            db::list_tokens(c, user.id)
+        })
+        .unwrap()
+        .len()
+}
+
+/// The guard checks a credential when the headers arrive; the handler reads
+/// the body later. A request begun with a stolen session, its body held back
+/// until after an admin's reset, must not mint a token then.
+#[test]
+fn a_token_request_begun_before_a_reset_is_refused_after_it() {
+    let server = TestServer::start(None);
+    let root = server.user("root", "root-password-1", SiteRole::Admin);
+    let admin = server.token(&root);
+    server.user("ada", OLD, SiteRole::Member);
+    let stolen = server.login("ada", OLD);
+
+    let origin = format!("http://{}", server.address);
+    let body = json!({ "name": "backdoor" }).to_string();
+    let held = support::HeldRequest::start(
+        server.address,
+        "POST",
+        "/api/v1/tokens",
+        &[
+            ("Cookie", stolen.as_str()),
+            ("Origin", origin.as_str()),
+            ("Content-Type", "application/json"),
+        ],
+        body.as_bytes(),
+    );
+    // Let the guard authenticate the headers before the reset.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    server
+        .api(
+            &admin,
+            "PATCH",
+            "/api/v1/users/ada",
+            Some(&json!({ "password": NEW })),
+        )
+        .expect(200);
+
+    let reply = held.finish().expect(401);
+    assert_eq!(reply.json()["error"], "session_expired");
+    assert_eq!(tokens_of(&server, "ada"), 0, "no token was minted");
+    let refused = server.audit("token.create").pop().expect("audited");
+    assert_eq!(refused.result, "401", "{refused:?}");
+}
+
+/// The same with a stolen admin token and `POST /api/v1/users`: no backdoor
+/// admin once the token's owner has been reset.
+#[test]
+fn a_user_creation_begun_before_a_reset_is_refused_after_it() {
+    let server = TestServer::start(None);
+    let root = server.user("root", "root-password-1", SiteRole::Admin);
+    let admin = server.token(&root);
+    let eve = server.user("eve", OLD, SiteRole::Admin);
+    let stolen = server.token(&eve);
+
+    let auth = format!("Bearer {stolen}");
+    let body =
+        json!({ "name": "backdoor", "password": "backdoor-password", "role": "admin" }).to_string();
+    let held = support::HeldRequest::start(
+        server.address,
+        "POST",
+        "/api/v1/users",
+        &[
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/json"),
+        ],
+        body.as_bytes(),
+    );
+    // The guard marks a token used when it authenticates it: wait for that.
+    let started = std::time::Instant::now();
+    while server
+        .db
+        .call_blocking(|c| db::list_tokens(c, eve.id))
+        .unwrap()
+        .iter()
+        .all(|t| t.last_used_at.is_none())
+    {
+        assert!(started.elapsed() < support::DEADLINE, "the guard never ran");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    server
+        .api(
+            &admin,
+            "PATCH",
+            "/api/v1/users/eve",
+            Some(&json!({ "password": NEW })),
+        )
+        .expect(200);
+
+    held.finish().expect(401);
+    let backdoor = server
+        .db
+        .call_blocking(|c| db::user_by_name(c, "backdoor"))
+        .unwrap();
+    assert!(backdoor.is_none(), "{backdoor:?}");
+}

@@ -46,6 +46,10 @@ fn assert_wrong_host(reply: Reply, what: &str) {
     assert_eq!(body["error"], "wrong_host", "{what}: {body}");
     let message = body["message"].as_str().unwrap();
     assert!(message.contains("--public-url"), "{what}: {message}");
+    // The refused name is never part of the advice (the command to run).
+    assert!(!message.contains("://"), "{what}: {message}");
+    let advice = message.split("--public-url").nth(1).unwrap_or_default();
+    assert!(!advice.contains("attacker"), "{what}: {message}");
     assert!(reply.header("set-cookie").is_none(), "{what}");
 }
 

@@ -138,16 +138,6 @@ fn with_cookie(state: &AppState, response: impl IntoResponse, cookie: &str) -> R
     response
 }
 
-async fn start_session(state: &AppState, user: &User, peer: Peer) -> Result<String, ApiError> {
-    let user_id = user.id;
-    let address = peer.0.map(|a| a.ip().to_string());
-    let id = state
-        .db
-        .call(move |c| auth::create_session(c, user_id, address.as_deref()))
-        .await?;
-    Ok(auth::session_cookie(&id, state.secure_cookies))
-}
-
 async fn login(
     State(state): State<AppState>,
     Extension(peer): Extension<Peer>,
@@ -165,7 +155,9 @@ async fn login(
         detail: Some(detail),
         ..AuditNote::default()
     };
-    let result: Result<User, ApiError> = async {
+    let session_address = peer.0.map(|a| a.ip().to_string());
+    // The user and the new session's id.
+    let result: Result<(User, String), ApiError> = async {
         match (request.name, request.password, request.token) {
             (Some(name), Some(password), None) => {
                 if auth::check_user_name(&name).is_err() || password.len() > 1024 {
@@ -201,21 +193,40 @@ async fn login(
                     Some((user, Some(hash))) => (Some(user), hash),
                     _ => (None, dummy_hash().to_string()),
                 };
+                let verified = stored.clone();
                 let ok = auth::verify_password_async(password, stored).await?;
-                match user {
-                    Some(user) if ok => {
-                        state.limiter.succeeded(&name, address);
-                        Ok(user)
-                    }
-                    // The attempt was counted when it began.
-                    _ => Err(ApiError::new(
+                let wrong = || {
+                    ApiError::new(
                         StatusCode::UNAUTHORIZED,
                         "bad_credentials",
                         "wrong name or password",
-                    )),
+                    )
+                };
+                match user {
+                    Some(user) if ok => {
+                        // Only while the hash is still the one just checked:
+                        // a reset during the (slow) check starts nothing.
+                        let user_id = user.id;
+                        let session = state
+                            .db
+                            .call(move |c| {
+                                auth::start_session_after_password(
+                                    c,
+                                    user_id,
+                                    &verified,
+                                    session_address.as_deref(),
+                                )
+                            })
+                            .await?
+                            .ok_or_else(wrong)?;
+                        state.limiter.succeeded(&name, address);
+                        Ok((user, session))
+                    }
+                    // The attempt was counted when it began.
+                    _ => Err(wrong()),
                 }
             }
-            (None, None, Some(token)) => consume_link(&state, &token, address).await,
+            (None, None, Some(token)) => consume_link(&state, &token, peer).await,
             _ => Err(ApiError::bad_request(
                 "send {\"name\", \"password\"} or {\"token\"}",
             )),
@@ -223,19 +234,17 @@ async fn login(
     }
     .await;
     match result {
-        Ok(user) => match start_session(&state, &user, peer).await {
-            Ok(cookie) => {
-                let body = axum::Json(user.clone());
-                noted(
-                    with_cookie(&state, body, &cookie),
-                    AuditNote {
-                        user: Some(user.name.clone()),
-                        ..AuditNote::default()
-                    },
-                )
-            }
-            Err(error) => error.into_response(),
-        },
+        Ok((user, session)) => {
+            let cookie = auth::session_cookie(&session, state.secure_cookies);
+            let body = axum::Json(user.clone());
+            noted(
+                with_cookie(&state, body, &cookie),
+                AuditNote {
+                    user: Some(user.name.clone()),
+                    ..AuditNote::default()
+                },
+            )
+        }
         Err(error) => {
             let code = error.code;
             noted(error, note(serde_json::json!({ "error": code })))
@@ -243,11 +252,14 @@ async fn login(
     }
 }
 
+/// Use a login link and start its session in one transaction: the user
+/// and the session's id.
 async fn consume_link(
     state: &AppState,
     token: &str,
-    address: Option<std::net::IpAddr>,
-) -> Result<User, ApiError> {
+    peer: Peer,
+) -> Result<(User, String), ApiError> {
+    let address = peer.0.map(|a| a.ip());
     // Guessing links is rate-limited like passwords, per address.
     if token.len() > 256 {
         return Err(ApiError::new(
@@ -264,15 +276,16 @@ async fn consume_link(
         )
         .with_retry_after(wait));
     }
-    let hash = auth::sha256(token.as_bytes());
+    let token = token.to_string();
+    let session_address = address.map(|a| a.to_string());
     match state
         .db
-        .call(move |c| db::consume_login_link(c, &hash))
+        .call(move |c| auth::start_session_by_link(c, &token, session_address.as_deref()))
         .await?
     {
-        Some(user) => {
+        Some(started) => {
             state.limiter.link_succeeded(address);
-            Ok(user)
+            Ok(started)
         }
         None => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -302,21 +315,19 @@ async fn login_link(
     let Ok(Query(query)) = query else {
         return ApiError::bad_request("this URL needs ?token=").into_response();
     };
-    match consume_link(&state, &query.token, peer.0.map(|a| a.ip())).await {
-        Ok(user) => match start_session(&state, &user, peer).await {
-            Ok(cookie) => {
-                // 303 to the home page: the token leaves the address bar and history.
-                let response = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]);
-                noted(
-                    with_cookie(&state, response, &cookie),
-                    AuditNote {
-                        user: Some(user.name),
-                        ..AuditNote::default()
-                    },
-                )
-            }
-            Err(error) => error.into_response(),
-        },
+    match consume_link(&state, &query.token, peer).await {
+        Ok((user, session)) => {
+            let cookie = auth::session_cookie(&session, state.secure_cookies);
+            // 303 to the home page: the token leaves the address bar and history.
+            let response = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]);
+            noted(
+                with_cookie(&state, response, &cookie),
+                AuditNote {
+                    user: Some(user.name),
+                    ..AuditNote::default()
+                },
+            )
+        }
         Err(error) => error.into_response(),
     }
 }
@@ -357,7 +368,8 @@ async fn create_token(
     Extension(access): Extension<Access>,
     Json(request): Json<NewToken>,
 ) -> Result<Response, ApiError> {
-    let user_id = access.principal()?.user.id;
+    let caller = access.principal()?;
+    let user_id = caller.user.id;
     let name = request.name.trim().to_string();
     if name.is_empty() || name.len() > 100 {
         return Err(ApiError::bad_request(
@@ -365,10 +377,12 @@ async fn create_token(
         ));
     }
     let label = name.clone();
-    let (token, id) = state
-        .db
-        .call(move |c| auth::create_token(c, user_id, &label))
-        .await?;
+    // Minted only if the caller's credential still stands now: the body
+    // may have come after a reset that ended it.
+    let (token, id) = auth::call_as_live(&state.db, caller, move |c| {
+        Ok(Ok(auth::create_token(c, user_id, &label)?))
+    })
+    .await?;
     Ok(noted(
         (
             StatusCode::CREATED,

@@ -146,10 +146,30 @@ pub fn app_from(state: AppState, table: Vec<Route>) -> Router {
         // A route layer runs after routing, so the guard sees the matched route.
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
+        .layer(axum::middleware::from_fn(body_timeout))
         // Outermost: every request, matched or not, WebSocket upgrades
         // included, passes the Host check before anything else.
         .layer(axum::middleware::from_fn_with_state(hosts, host_guard))
         .with_state(state)
+}
+
+/// How long a request body may stall: at most this long between two of
+/// its pieces (not for the whole body, so a large upload that keeps moving
+/// is fine). A body held back is refused rather than waited for forever.
+pub const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Give every request body [`BODY_IDLE_TIMEOUT`]. A WebSocket upgrade has
+/// no body (its frames come over the upgraded connection, not through
+/// this), and server-sent event streams are response bodies, so neither is
+/// cut.
+async fn body_timeout(request: Request, next: Next) -> Response {
+    let request = request.map(|body| {
+        axum::body::Body::new(tower_http::timeout::TimeoutBody::new(
+            BODY_IDLE_TIMEOUT,
+            body,
+        ))
+    });
+    next.run(request).await
 }
 
 /// Refuse a request sent under a name that is not the server's own

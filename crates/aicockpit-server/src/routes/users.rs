@@ -105,15 +105,22 @@ pub async fn create_user(
     auth::check_password(&password)?;
     let hash = auth::hash_password_async(password).await?;
     db_handle
-        .call(move |c| {
-            if db::user_by_name(c, &name)?.is_some() {
-                return Ok(Err(ApiError::conflict(format!(
-                    "a user named {name:?} exists"
-                ))));
-            }
-            Ok(Ok(db::create_user(c, &name, Some(&hash), role)?))
-        })
+        .call(move |c| insert_user(c, &name, &hash, role))
         .await?
+}
+
+fn insert_user(
+    c: &db::Connection,
+    name: &str,
+    hash: &str,
+    role: SiteRole,
+) -> Result<Result<User, ApiError>, db::DbError> {
+    if db::user_by_name(c, name)?.is_some() {
+        return Ok(Err(ApiError::conflict(format!(
+            "a user named {name:?} exists"
+        ))));
+    }
+    Ok(Ok(db::create_user(c, name, Some(hash), role)?))
 }
 
 /// `aicockpit admin reset-password` on the server's host: a reset like an
@@ -151,9 +158,23 @@ pub fn reset_password_on_host(
 
 async fn create(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
     Json(request): Json<NewUser>,
 ) -> Result<Response, ApiError> {
-    let user = create_user(&state.db, request.name, request.password, request.role).await?;
+    let NewUser {
+        name,
+        password,
+        role,
+    } = request;
+    auth::check_user_name(&name)?;
+    auth::check_password(&password)?;
+    let hash = auth::hash_password_async(password).await?;
+    // Only if the admin's credential still stands now, not just when the
+    // request began: a reset may have ended it while the body was coming.
+    let user = auth::call_as_live(&state.db, access.principal()?, move |c| {
+        insert_user(c, &name, &hash, role)
+    })
+    .await?;
     Ok(noted(
         (StatusCode::CREATED, axum::Json(user.clone())),
         AuditNote {
@@ -181,44 +202,42 @@ async fn update(
     let password_changed = hash.is_some();
     let caller = access.principal()?.clone();
     let lookup = name.clone();
-    let (user, revoked) = state
-        .db
-        .call(move |c| {
-            let Some(user) = db::user_by_name(c, &lookup)? else {
-                return Ok(Ok(None));
-            };
-            if let Some(role) = role {
-                if user.role == SiteRole::Admin && role != SiteRole::Admin && admins(c)? <= 1 {
-                    return Ok(Err(ApiError::conflict(
-                        "this is the last admin: make another user admin first",
-                    )));
+    let (user, revoked) = auth::call_as_live(&state.db, &caller.clone(), move |c| {
+        let Some(user) = db::user_by_name(c, &lookup)? else {
+            return Ok(Ok(None));
+        };
+        if let Some(role) = role {
+            if user.role == SiteRole::Admin && role != SiteRole::Admin && admins(c)? <= 1 {
+                return Ok(Err(ApiError::conflict(
+                    "this is the last admin: make another user admin first",
+                )));
+            }
+        }
+        let mut revoked = db::Revoked::default();
+        if let Some(hash) = &hash {
+            // An admin setting their own password changes their own;
+            // anyone else's is a reset.
+            let how = if user.id == caller.user.id {
+                db::PasswordChange::Own {
+                    session: match &caller.credential {
+                        Credential::Session(session) => Some(session.as_slice()),
+                        Credential::Token(_) => None,
+                    },
                 }
-            }
-            let mut revoked = db::Revoked::default();
-            if let Some(hash) = &hash {
-                // An admin setting their own password changes their own;
-                // anyone else's is a reset.
-                let how = if user.id == caller.user.id {
-                    db::PasswordChange::Own {
-                        session: match &caller.credential {
-                            Credential::Session(session) => Some(session.as_slice()),
-                            Credential::Token(_) => None,
-                        },
-                    }
-                } else {
-                    db::PasswordChange::Reset
-                };
-                revoked = db::change_password(c, user.id, hash, how)?;
-            }
-            if let Some(role) = role {
-                db::set_role(c, user.id, role)?;
-                // New powers: old sessions end (tokens act with the new role).
-                revoked.sessions += db::revoke_sessions_of(c, user.id)?;
-            }
-            Ok(Ok(db::user_by_id(c, user.id)?.map(|user| (user, revoked))))
-        })
-        .await??
-        .ok_or_else(|| ApiError::not_found(format!("no user named {name:?}")))?;
+            } else {
+                db::PasswordChange::Reset
+            };
+            revoked = db::change_password(c, user.id, hash, how)?;
+        }
+        if let Some(role) = role {
+            db::set_role(c, user.id, role)?;
+            // New powers: old sessions end (tokens act with the new role).
+            revoked.sessions += db::revoke_sessions_of(c, user.id)?;
+        }
+        Ok(Ok(db::user_by_id(c, user.id)?.map(|user| (user, revoked))))
+    })
+    .await?
+    .ok_or_else(|| ApiError::not_found(format!("no user named {name:?}")))?;
     Ok(noted(
         axum::Json(user),
         AuditNote {
@@ -235,43 +254,39 @@ async fn update(
 
 async fn remove(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let lookup = name.clone();
-    let outcome = state
-        .db
-        .call(move |c| {
-            let Some(user) = db::user_by_name(c, &lookup)? else {
-                return Ok(Err(ApiError::not_found(format!(
-                    "no user named {lookup:?}"
-                ))));
-            };
-            let owned: i64 = c.query_row(
-                "SELECT count(*) FROM workspaces WHERE owner_id = ?1",
-                [user.id],
-                |r| r.get(0),
-            )?;
-            if user.role == SiteRole::Admin && admins(c)? <= 1 {
-                return Ok(Err(ApiError::conflict(
-                    "this is the last admin: make another user admin first",
-                )));
-            }
-            if owned > 0 {
-                return Ok(Err(ApiError::conflict(format!(
-                    "{lookup} owns {owned} workspace(s): delete them first"
-                ))));
-            }
-            // Their credentials end with them. The rows would go with the
-            // user (ON DELETE CASCADE) anyway; ending them first does not
-            // depend on that, and says what ended in the audit log.
-            let transaction = c.unchecked_transaction()?;
-            let revoked = db::revoke_credentials_of(&transaction, user.id)?;
-            db::delete_user(&transaction, user.id)?;
-            transaction.commit()?;
-            Ok(Ok(revoked))
-        })
-        .await?;
-    let revoked = outcome?;
+    let revoked = auth::call_as_live(&state.db, access.principal()?, move |c| {
+        let Some(user) = db::user_by_name(c, &lookup)? else {
+            return Ok(Err(ApiError::not_found(format!(
+                "no user named {lookup:?}"
+            ))));
+        };
+        let owned: i64 = c.query_row(
+            "SELECT count(*) FROM workspaces WHERE owner_id = ?1",
+            [user.id],
+            |r| r.get(0),
+        )?;
+        if user.role == SiteRole::Admin && admins(c)? <= 1 {
+            return Ok(Err(ApiError::conflict(
+                "this is the last admin: make another user admin first",
+            )));
+        }
+        if owned > 0 {
+            return Ok(Err(ApiError::conflict(format!(
+                "{lookup} owns {owned} workspace(s): delete them first"
+            ))));
+        }
+        // Their credentials end with them. The rows would go with the
+        // user (ON DELETE CASCADE) anyway; ending them first does not
+        // depend on that, and says what ended in the audit log.
+        let revoked = db::revoke_credentials_of(c, user.id)?;
+        db::delete_user(c, user.id)?;
+        Ok(Ok(revoked))
+    })
+    .await?;
     Ok(noted(
         StatusCode::NO_CONTENT,
         AuditNote {

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
 use super::{noted, schema, AuditNote, Body, Route};
+use crate::auth;
 use crate::authz::{Access, Need};
 use crate::db::{self, Member, SiteRole, WorkspaceRole};
 use crate::error::{ApiError, Json};
@@ -699,6 +700,7 @@ async fn members(
 
 async fn set_members(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(id): Path<String>,
     Json(list): Json<Vec<Member>>,
 ) -> Result<Response, ApiError> {
@@ -712,36 +714,35 @@ async fn set_members(
     }
     let name = id.clone();
     let members = list.clone();
-    let outcome = state
-        .db
-        .call(move |c| {
-            // Workspaces made by the CLI have no row yet: the first admin owns them.
-            if db::workspace_owner(c, &name)?.is_none() {
-                if let Some(admin) = db::first_admin(c)? {
-                    db::insert_workspace(c, &name, admin.id)?;
-                }
+    // Roles change only if the caller's credential still stands now.
+    let outcome = auth::call_as_live(&state.db, access.principal()?, move |c| {
+        // Workspaces made by the CLI have no row yet: the first admin owns them.
+        if db::workspace_owner(c, &name)?.is_none() {
+            if let Some(admin) = db::first_admin(c)? {
+                db::insert_workspace(c, &name, admin.id)?;
             }
-            let owner = db::workspace_owner(c, &name)?;
-            let mut resolved = Vec::new();
-            for member in &members {
-                let Some(user) = db::user_by_name(c, &member.user)? else {
-                    return Ok(Err(ApiError::bad_request(format!(
-                        "no user named {:?}",
-                        member.user
-                    ))));
-                };
-                if owner.as_ref().is_some_and(|o| o.id == user.id) {
-                    return Ok(Err(ApiError::bad_request(format!(
-                        "{} owns the workspace",
-                        user.name
-                    ))));
-                }
-                resolved.push((user.id, member.role));
+        }
+        let owner = db::workspace_owner(c, &name)?;
+        let mut resolved = Vec::new();
+        for member in &members {
+            let Some(user) = db::user_by_name(c, &member.user)? else {
+                return Ok(Err(ApiError::bad_request(format!(
+                    "no user named {:?}",
+                    member.user
+                ))));
+            };
+            if owner.as_ref().is_some_and(|o| o.id == user.id) {
+                return Ok(Err(ApiError::bad_request(format!(
+                    "{} owns the workspace",
+                    user.name
+                ))));
             }
-            db::set_members(c, &name, &resolved)?;
-            Ok(Ok(db::members(c, &name)?))
-        })
-        .await??;
+            resolved.push((user.id, member.role));
+        }
+        db::set_members(c, &name, &resolved)?;
+        Ok(Ok(db::members(c, &name)?))
+    })
+    .await?;
     let mut note = target(&id);
     note.detail = Some(serde_json::to_value(&list).unwrap_or_default());
     Ok(noted(axum::Json(outcome), note))

@@ -75,6 +75,50 @@ pub fn raw(address: SocketAddr, request: &[u8]) -> Reply {
     let mut stream = TcpStream::connect(address).expect("connect to the server");
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
     stream.write_all(request).unwrap();
+    read_reply(stream)
+}
+
+/// A request whose head is sent but whose body is held back: the server
+/// has its headers (and has authenticated them) and waits for the body.
+pub struct HeldRequest {
+    stream: TcpStream,
+    body: Vec<u8>,
+}
+
+impl HeldRequest {
+    /// Send the head of a request with `Content-Length` for `body`, not the body.
+    pub fn start(
+        address: SocketAddr,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> HeldRequest {
+        let mut head =
+            format!("{method} {target} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        let mut stream = TcpStream::connect(address).expect("connect to the server");
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.flush().unwrap();
+        HeldRequest {
+            stream,
+            body: body.to_vec(),
+        }
+    }
+
+    /// Send the body now and read the response.
+    pub fn finish(mut self) -> Reply {
+        self.stream.write_all(&self.body).unwrap();
+        read_reply(self.stream)
+    }
+}
+
+/// Read one response from a connection.
+pub fn read_reply(stream: TcpStream) -> Reply {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line).expect("status line");
