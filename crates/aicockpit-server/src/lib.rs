@@ -182,13 +182,24 @@ fn own_addresses(
         origins.push(origin);
     }
     let port = local.port();
+    // The loopback names, and the bound address itself when it is another
+    // loopback address (127.0.0.2): the URL the server prints. An address
+    // literal cannot be rebound.
+    let mut loopback: Vec<String> = LOOPBACK_NAMES.iter().map(|n| n.to_string()).collect();
+    let bound = match local.ip() {
+        IpAddr::V4(ip) => ip.to_string(),
+        IpAddr::V6(ip) => format!("[{ip}]"),
+    };
+    if is_loopback(&local) && !loopback.contains(&bound) {
+        loopback.push(bound);
+    }
     if is_loopback(&local) {
-        for host in LOOPBACK_NAMES {
+        for host in &loopback {
             origins.push(format!("{scheme}://{host}:{port}"));
         }
     }
     if is_loopback(&local) || local.ip().is_unspecified() {
-        for host in LOOPBACK_NAMES {
+        for host in &loopback {
             hosts.names.extend(host_names(host, port, scheme));
         }
     }
@@ -532,6 +543,16 @@ mod tests {
         assert!(hosts.allows("localhost:8080"));
         assert!(!hosts.allows("cockpit.example.com:80"));
         assert!(!hosts.allows("localhost"));
+
+        // Another loopback address: the URL the server prints works too.
+        let other: SocketAddr = "127.0.0.2:8080".parse().unwrap();
+        let (origins, hosts) = own_addresses(None, other, "http");
+        assert!(
+            origins.iter().any(|o| o == "http://127.0.0.2:8080"),
+            "{origins:?}"
+        );
+        assert!(hosts.allows("127.0.0.2:8080") && hosts.allows("localhost:8080"));
+        assert!(!hosts.allows("127.0.0.3:8080"));
 
         // Direct TLS on every address: the public name, and loopback names
         // at the bound port for checks on the host (hosts, not origins).
