@@ -1265,5 +1265,72 @@ pub(crate) async fn viewer_session(admin: &Client, viewer: &Client, port: u16) -
             "a viewer's keystrokes reached the shell (status {exists}):\n{shown}"
         ));
     }
+
+    // She changes her password on her account page: a wrong current one is
+    // refused and changes nothing, the right one works.
+    viewer
+        .goto(&format!("http://127.0.0.1:{port}/#/account"))
+        .await
+        .map_err(fail("open the account page"))?;
+    let current = element(
+        viewer,
+        "input[name=current-password]",
+        "the current password field",
+    )
+    .await?;
+    current
+        .send_keys("not-her-password")
+        .await
+        .map_err(fail("type a wrong current password"))?;
+    for (name, text) in [
+        ("new-password", "viewer-password-2"),
+        ("repeat-password", "viewer-password-2"),
+    ] {
+        element(viewer, &format!("input[name={name}]"), name)
+            .await?
+            .send_keys(text)
+            .await
+            .map_err(fail("type the new password"))?;
+    }
+    element(
+        viewer,
+        "form[aria-label='change your password'] button",
+        "Change password",
+    )
+    .await?
+    .click()
+    .await
+    .map_err(fail("submit the password change"))?;
+    wait_for_script(
+        viewer,
+        "const t = document.getElementById('toasts');          return t && t.textContent.includes('current password is wrong')",
+        "the refusal of a wrong current password",
+    )
+    .await?;
+    current.clear().await.map_err(fail("clear the field"))?;
+    current
+        .send_keys(&format!("viewer-password-1{ENTER}"))
+        .await
+        .map_err(fail("type the current password"))?;
+    wait_for_script(
+        viewer,
+        "const t = document.getElementById('toasts');          return t && t.textContent.includes('password changed')",
+        "the password change",
+    )
+    .await?;
+    let logins = run_script(
+        viewer,
+        "const login = (password) => fetch('/api/v1/auth/login', { method: 'POST', \
+           headers: { 'content-type': 'application/json' }, \
+           body: JSON.stringify({ name: 'vera', password }) }).then(r => r.status); \
+         return [await login('viewer-password-1'), await login('viewer-password-2')];",
+        "log in with the old and the new password",
+    )
+    .await?;
+    if logins != json!([401, 200]) {
+        return Err(format!(
+            "after the change, the old and new passwords logged in with {logins} (want [401, 200])"
+        ));
+    }
     Ok(())
 }

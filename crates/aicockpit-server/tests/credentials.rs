@@ -80,20 +80,20 @@ fn an_admin_reset_ends_every_session_token_and_login_link_of_the_user() {
 #[test]
 fn setting_your_own_password_keeps_that_session_and_your_tokens() {
     let server = TestServer::start(None);
-    let root = server.user("root", OLD, SiteRole::Admin);
-    let here = server.login("root", OLD);
-    let elsewhere = server.login("root", OLD);
-    let token = server.token(&root);
-    let link = server.link(&root);
+    let ada = server.user("ada", OLD, SiteRole::Member);
+    let here = server.login("ada", OLD);
+    let elsewhere = server.login("ada", OLD);
+    let token = server.token(&ada);
+    let link = server.link(&ada);
 
     server
         .browser(
             &here,
-            "PATCH",
-            "/api/v1/users/root",
-            Some(&json!({ "password": NEW })),
+            "POST",
+            "/api/v1/me/password",
+            Some(&json!({ "current_password": OLD, "new_password": NEW })),
         )
-        .expect(200);
+        .expect(204);
 
     server.browser(&here, "GET", "/api/v1/me", None).expect(200);
     let other = server
@@ -102,8 +102,10 @@ fn setting_your_own_password_keeps_that_session_and_your_tokens() {
     assert_eq!(other.json()["error"], "session_expired");
     server.api(&token, "GET", "/api/v1/me", None).expect(200);
     server.use_link(&link).expect(401);
-    server.try_login("root", OLD).expect(401);
-    let record = server.audit("user.update").pop().unwrap();
+    server.try_login("ada", OLD).expect(401);
+    let record = server.audit("user.password").pop().unwrap();
+    assert_eq!(record.user.as_deref(), Some("ada"));
+    assert_eq!(record.target.as_deref(), Some("user:ada"));
     assert_eq!(
         revoked(record.detail.as_deref()),
         json!({"sessions": 1, "tokens": 0, "login_links": 1}),
@@ -111,21 +113,183 @@ fn setting_your_own_password_keeps_that_session_and_your_tokens() {
     );
 
     // Done with a token, no session is the caller's: all of them end, the tokens stay.
-    let again = server.login("root", NEW);
+    let again = server.login("ada", NEW);
     server
         .api(
             &token,
-            "PATCH",
-            "/api/v1/users/root",
-            Some(&json!({ "password": OLD })),
+            "POST",
+            "/api/v1/me/password",
+            Some(&json!({ "current_password": NEW, "new_password": OLD })),
         )
-        .expect(200);
+        .expect(204);
     for cookie in [&here, &again] {
         server
             .browser(cookie, "GET", "/api/v1/me", None)
             .expect(401);
     }
     server.api(&token, "GET", "/api/v1/me", None).expect(200);
+    server.login("ada", OLD);
+}
+
+#[test]
+fn your_own_password_changes_only_with_the_current_one() {
+    let server = TestServer::start(None);
+    let root = server.user("root", OLD, SiteRole::Admin);
+    let here = server.login("root", OLD);
+    let elsewhere = server.login("root", OLD);
+    let token = server.token(&root);
+
+    // A stolen session or token alone cannot set a password the owner
+    // does not know, nor sign the owner out.
+    let wrong = server
+        .browser(
+            &here,
+            "POST",
+            "/api/v1/me/password",
+            Some(&json!({ "current_password": "not-the-password", "new_password": NEW })),
+        )
+        .expect(403);
+    assert_eq!(wrong.json()["error"], "wrong_password");
+    let missing = server
+        .api(
+            &token,
+            "POST",
+            "/api/v1/me/password",
+            Some(&json!({ "new_password": NEW })),
+        )
+        .expect(400);
+    assert!(
+        missing.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("current_password"),
+        "{}",
+        missing.text()
+    );
+    // Nor through the admin route, even an admin's own.
+    for (who, reply) in [
+        (
+            "session",
+            server.browser(
+                &here,
+                "PATCH",
+                "/api/v1/users/root",
+                Some(&json!({ "password": NEW })),
+            ),
+        ),
+        (
+            "token",
+            server.api(
+                &token,
+                "PATCH",
+                "/api/v1/users/root",
+                Some(&json!({ "password": NEW })),
+            ),
+        ),
+    ] {
+        let reply = reply.expect(400);
+        assert!(
+            reply.json()["message"]
+                .as_str()
+                .unwrap()
+                .contains("/api/v1/me/password"),
+            "{who}: {}",
+            reply.text()
+        );
+    }
+    // A new password outside the rules is refused before anything is checked.
+    server
+        .browser(
+            &here,
+            "POST",
+            "/api/v1/me/password",
+            Some(&json!({ "current_password": OLD, "new_password": "short" })),
+        )
+        .expect(400);
+    server.try_login("root", NEW).expect(401);
+    server.login("root", OLD);
+    server
+        .browser(&elsewhere, "GET", "/api/v1/me", None)
+        .expect(200);
+    // Every refusal is in the audit log as one.
+    let results: Vec<String> = server
+        .audit("user.password")
+        .into_iter()
+        .map(|r| r.result)
+        .collect();
+    assert_eq!(results, ["403", "400", "400"], "{results:?}");
+}
+
+#[test]
+fn guessing_the_current_password_is_rate_limited_like_a_login() {
+    let server = TestServer::start(None);
+    server.user("ada", OLD, SiteRole::Member);
+    let cookie = server.login("ada", OLD);
+    let mut limited = None;
+    for attempt in 0..20 {
+        let reply = server.browser(
+            &cookie,
+            "POST",
+            "/api/v1/me/password",
+            Some(
+                &json!({ "current_password": format!("guess-{attempt:04}"), "new_password": NEW }),
+            ),
+        );
+        match reply.status {
+            403 => continue,
+            429 => {
+                limited = Some((attempt, reply));
+                break;
+            }
+            other => panic!("attempt {attempt}: {other} {}", reply.text()),
+        }
+    }
+    let (attempt, reply) = limited.expect("wrong current passwords are never limited");
+    assert!(attempt <= 10, "limited only after {attempt} guesses");
+    assert!(reply.header("retry-after").is_some(), "{}", reply.text());
+    // Even the right one waits now: the guesses cannot be told apart from it.
+    server
+        .browser(
+            &cookie,
+            "POST",
+            "/api/v1/me/password",
+            Some(&json!({ "current_password": OLD, "new_password": NEW })),
+        )
+        .expect(429);
+    server.try_login("ada", NEW).expect(429);
+}
+
+#[test]
+fn a_user_without_a_password_sets_a_first_one_without_a_current_one() {
+    let server = TestServer::start(None);
+    // The first start made `admin` with no password and a login link.
+    let url = server
+        .login_url
+        .clone()
+        .expect("a first start prints a login link");
+    let link = url.split("token=").nth(1).expect("the link has a token");
+    let cookie = server.use_link(link).expect(200).cookie();
+    server
+        .browser(
+            &cookie,
+            "POST",
+            "/api/v1/me/password",
+            Some(&json!({ "new_password": NEW })),
+        )
+        .expect(204);
+    server.login("admin", NEW);
+    server
+        .browser(&cookie, "GET", "/api/v1/me", None)
+        .expect(200);
+    // From now on the current one is needed.
+    server
+        .browser(
+            &cookie,
+            "POST",
+            "/api/v1/me/password",
+            Some(&json!({ "new_password": OLD })),
+        )
+        .expect(400);
 }
 
 #[test]

@@ -32,6 +32,7 @@ fn specification() -> BTreeMap<(&'static str, &'static str), &'static str> {
         ("GET", "/login", "public"),
         ("POST", "/api/v1/auth/logout", "user"),
         ("GET", "/api/v1/me", "user"),
+        ("POST", "/api/v1/me/password", "user"),
         ("GET", "/api/v1/tokens", "user"),
         ("POST", "/api/v1/tokens", "user"),
         ("DELETE", "/api/v1/tokens/{token_id}", "user"),

@@ -1,7 +1,7 @@
 // The dashboard: workspaces (state, live CPU and memory, create, start,
 // stop, restart, delete, backup, restore, share), AI services (add, edit,
 // test, activate; the key is write-only) and, for admins and auditors,
-// users, tokens and the audit log. Every action disables its button while
+// users, your account (password, API tokens) and the audit log. Every action disables its button while
 // it runs and reports a clear error.
 
 import { call, json, ws, type Member, type ServiceView, type StatsView, type User, type WorkspaceView } from "./api.js";
@@ -25,7 +25,7 @@ export function showDashboard(root: HTMLElement, user: User, section: string): (
     {},
     h("a", { href: "#/", class: section === "" ? "active" : "" }, "Workspaces"),
     h("a", { href: "#/services", class: section === "services" ? "active" : "" }, "AI services"),
-    h("a", { href: "#/tokens", class: section === "tokens" ? "active" : "" }, "API tokens"),
+    h("a", { href: "#/account", class: section === "account" || section === "tokens" ? "active" : "" }, "Account"),
     user.role === "admin" ? h("a", { href: "#/users", class: section === "users" ? "active" : "" }, "Users") : null,
     user.role !== "member" ? h("a", { href: "#/audit", class: section === "audit" ? "active" : "" }, "Audit log") : null,
   );
@@ -44,10 +44,11 @@ export function showDashboard(root: HTMLElement, user: User, section: string): (
   switch (section) {
     case "services":
       return services(body, user);
+    case "account":
     case "tokens":
-      return tokens(body);
+      return account(body, user);
     case "users":
-      return users(body);
+      return users(body, user);
     case "audit":
       return audit(body);
     default:
@@ -292,6 +293,41 @@ function services(body: HTMLElement, user: User): () => void {
   return () => undefined;
 }
 
+/** Your own password: the current one is needed (a user without one yet, the
+ * first admin signed in by a link, leaves it empty). */
+function passwordForm(): HTMLElement {
+  const current = input("current-password", { type: "password", autocomplete: "current-password", placeholder: "current password" });
+  const next = input("new-password", { type: "password", autocomplete: "new-password", placeholder: "new password", required: "" });
+  const again = input("repeat-password", { type: "password", autocomplete: "new-password", placeholder: "new password again", required: "" });
+  const change = h("button.primary", { type: "submit" }, "Change password");
+  const form = <HTMLFormElement>h("form.row", { "aria-label": "change your password" }, current, next, again, change);
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    if (next.value !== again.value) {
+      toast("the two new passwords differ: type the same one twice", "error");
+      return;
+    }
+    const body: Record<string, string> = { new_password: next.value };
+    if (current.value) body.current_password = current.value;
+    void busy(change, () => json("/api/v1/me/password", "POST", body), "password changed: your other sessions are signed out").then((ok) => {
+      if (ok) form.reset();
+    });
+  });
+  return h(
+    "section",
+    {},
+    h("h2", {}, "Password"),
+    h("p.muted", {}, "Changing it signs out your other sessions and ends your unused login links; this session and your API tokens stay."),
+    form,
+  );
+}
+
+function account(body: HTMLElement, user: User): () => void {
+  const teardown = tokens(body);
+  body.prepend(h("h1", {}, `Account: ${user.name}`), passwordForm());
+  return teardown;
+}
+
 function tokens(body: HTMLElement): () => void {
   const table = h("table.list", { "aria-label": "API tokens" });
   const shown = h("div.token-shown", { role: "status" });
@@ -324,12 +360,12 @@ function tokens(body: HTMLElement): () => void {
       name.value = "";
     }).then(refresh);
   });
-  body.replaceChildren(h("h1", {}, "API tokens"), form, shown, table);
+  body.replaceChildren(h("h2", {}, "API tokens"), form, shown, table);
   void refresh();
   return () => undefined;
 }
 
-function users(body: HTMLElement): () => void {
+function users(body: HTMLElement, me: User): () => void {
   const table = h("table.list", { "aria-label": "users" });
   const refresh = async (): Promise<void> => {
     const list = await json<User[]>("/api/v1/users").catch((e: unknown) => (toast(String(e), "error"), []));
@@ -348,7 +384,8 @@ function users(body: HTMLElement): () => void {
           h(
             "td.actions",
             {},
-            h("button", { onclick: async (e: Event) => {
+            // Your own password changes on the account page, with the current one.
+            u.name === me.name ? h("a.button", { href: "#/account" }, "Password") : h("button", { onclick: async (e: Event) => {
               const password = input("new-password", { type: "password", autocomplete: "new-password" });
               if ((await dialog(`New password for ${u.name}`, field("Password", password), [{ label: "Set", value: "set", primary: true }])) !== "set") return;
               await busy(e.target as HTMLElement, () => json(`/api/v1/users/${encodeURIComponent(u.name)}`, "PATCH", { password: password.value }), "password changed");

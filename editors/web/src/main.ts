@@ -1,5 +1,6 @@
 // The web IDE's entry: who is signed in, then the page the URL's hash
-// names: `#/` (workspaces), `#/services`, `#/tokens`, `#/users`, `#/audit`
+// names: `#/` (workspaces), `#/services`, `#/account` (password and API
+// tokens; `#/tokens` is the same page), `#/users`, `#/audit`
 // or `#/w/<workspace>` (the IDE).
 
 import "@xterm/xterm/css/xterm.css";

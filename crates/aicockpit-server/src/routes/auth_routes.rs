@@ -67,6 +67,19 @@ pub fn routes() -> Vec<Route> {
             handler: get(me),
         },
         Route {
+            method: Method::POST,
+            path: "/api/v1/me/password",
+            need: Need::User,
+            audit: Some("user.password"),
+            summary: "Change your own password; needs the current one. Your other sessions and login links end, this session and your API tokens stay.",
+            tag: "auth",
+            query: &[],
+            body: Body::Json(schema::<OwnPasswordChange>),
+            response: Body::None,
+            // Two passwords: a few KiB is plenty.
+            handler: post(change_own_password).layer(axum::extract::DefaultBodyLimit::max(8 * 1024)),
+        },
+        Route {
             method: Method::GET,
             path: "/api/v1/tokens",
             need: Need::User,
@@ -112,6 +125,17 @@ pub struct LoginRequest {
     pub name: Option<String>,
     pub password: Option<String>,
     pub token: Option<String>,
+}
+
+/// A change of one's own password.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OwnPasswordChange {
+    /// The password you sign in with now. Left out only by a user who has
+    /// none yet (the first `admin`, signed in by a login link).
+    pub current_password: Option<String>,
+    /// The new password (the same rules as any password).
+    pub new_password: String,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -351,6 +375,97 @@ async fn logout(State(state): State<AppState>, Extension(access): Extension<Acce
 
 async fn me(Extension(access): Extension<Access>) -> Result<axum::Json<User>, ApiError> {
     Ok(axum::Json(access.principal()?.user.clone()))
+}
+
+/// `POST /api/v1/me/password`. The current password is checked like a
+/// login (counted by the same limiter, under the user's name and the
+/// caller's address), so a stolen session or token cannot take over the
+/// account for good: it would need the password too. The new hash is
+/// stored only while the stored one is still the one just checked and the
+/// caller's credential still stands.
+async fn change_own_password(
+    State(state): State<AppState>,
+    Extension(access): Extension<Access>,
+    Extension(peer): Extension<Peer>,
+    Json(request): Json<OwnPasswordChange>,
+) -> Result<Response, ApiError> {
+    let caller = access.principal()?.clone();
+    let address = peer.0.map(|a| a.ip());
+    let OwnPasswordChange {
+        current_password,
+        new_password,
+    } = request;
+    auth::check_password(&new_password)?;
+    let user_id = caller.user.id;
+    let stored = state
+        .db
+        .call(move |c| db::password_hash(c, user_id))
+        .await?;
+    let wrong = || {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "wrong_password",
+            "the current password is wrong",
+        )
+    };
+    match (&stored, current_password) {
+        (Some(stored), Some(current)) => {
+            if current.len() > 1024 {
+                return Err(wrong());
+            }
+            if let Err(wait) = state.limiter.begin(&caller.user.name, address) {
+                return Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!("too many wrong passwords; try again in {wait} s"),
+                )
+                .with_retry_after(wait));
+            }
+            if !auth::verify_password_async(current, stored.clone()).await? {
+                // The attempt was counted when it began.
+                return Err(wrong());
+            }
+            state.limiter.succeeded(&caller.user.name, address);
+        }
+        (Some(_), None) => {
+            return Err(ApiError::bad_request(
+                "send your current password as `current_password`",
+            ))
+        }
+        // No password yet (a login-link-only account): nothing to check.
+        (None, _) => {}
+    }
+    let hash = auth::hash_password_async(new_password).await?;
+    let keep = match &caller.credential {
+        Credential::Session(session) => Some(session.clone()),
+        Credential::Token(_) => None,
+    };
+    let revoked = auth::call_as_live(&state.db, &caller, move |c| {
+        // A reset or another change since the check wins: this one is
+        // refused rather than undoing it.
+        if db::password_hash(c, user_id)? != stored {
+            return Ok(Err(ApiError::conflict(
+                "your password was changed meanwhile: sign in again and retry",
+            )));
+        }
+        Ok(Ok(db::change_password(
+            c,
+            user_id,
+            &hash,
+            db::PasswordChange::Own {
+                session: keep.as_deref(),
+            },
+        )?))
+    })
+    .await?;
+    Ok(noted(
+        StatusCode::NO_CONTENT,
+        AuditNote {
+            target: Some(format!("user:{}", caller.user.name)),
+            detail: Some(serde_json::json!({ "revoked": revoked })),
+            ..AuditNote::default()
+        },
+    ))
 }
 
 async fn list_tokens(

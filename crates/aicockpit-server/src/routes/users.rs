@@ -2,11 +2,10 @@
 //! password, delete.
 //!
 //! What ends with a change: an admin setting someone else's password is a
-//! reset and ends every session, API token and login link of that user; an
-//! admin setting their own ends their other sessions and login links but
-//! keeps the session they used and their tokens; a role change ends the
-//! user's sessions; a deletion ends everything. The counts go to the audit
-//! record.
+//! reset and ends every session, API token and login link of that user
+//! (one's own password changes at `POST /api/v1/me/password`, with the
+//! current one); a role change ends the user's sessions; a deletion ends
+//! everything. The counts go to the audit record.
 
 use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode};
@@ -16,7 +15,7 @@ use axum::Extension;
 use serde::Deserialize;
 
 use super::{noted, schema, AuditNote, Body, Route};
-use crate::auth::{self, Credential};
+use crate::auth;
 use crate::authz::{Access, Need};
 use crate::db::{self, SiteRole, User};
 use crate::error::{ApiError, Json};
@@ -53,7 +52,7 @@ pub fn routes() -> Vec<Route> {
             path: "/api/v1/users/{name}",
             need: Need::Admin,
             audit: Some("user.update"),
-            summary: "Change a user's role or password (ends their sessions; a reset of someone else's password also their API tokens and login links).",
+            summary: "Change a user's role, or reset someone else's password (a role change ends their sessions; a reset also their API tokens and login links). Your own password changes at POST /api/v1/me/password.",
             tag: "users",
             query: &[],
             body: Body::Json(schema::<UserUpdate>),
@@ -213,21 +212,18 @@ async fn update(
                 )));
             }
         }
+        if hash.is_some() && user.id == caller.user.id {
+            // One's own password changes only with the current one, so a
+            // stolen session or token cannot keep the account.
+            return Ok(Err(ApiError::bad_request(
+                "to change your own password, use POST /api/v1/me/password \
+                 with your current password",
+            )));
+        }
         let mut revoked = db::Revoked::default();
         if let Some(hash) = &hash {
-            // An admin setting their own password changes their own;
-            // anyone else's is a reset.
-            let how = if user.id == caller.user.id {
-                db::PasswordChange::Own {
-                    session: match &caller.credential {
-                        Credential::Session(session) => Some(session.as_slice()),
-                        Credential::Token(_) => None,
-                    },
-                }
-            } else {
-                db::PasswordChange::Reset
-            };
-            revoked = db::change_password(c, user.id, hash, how)?;
+            // Someone else's password: a reset.
+            revoked = db::change_password(c, user.id, hash, db::PasswordChange::Reset)?;
         }
         if let Some(role) = role {
             db::set_role(c, user.id, role)?;
