@@ -117,14 +117,27 @@ fn is_loopback(address: &SocketAddr) -> bool {
     }
 }
 
-/// The origin (`scheme://host[:port]`) of a URL.
+/// The origin of a URL as a browser serialises it in `Origin`:
+/// `scheme://host[:port]`, lower case, without the scheme's default port
+/// (`https://Cockpit.Example.com:443/ide` → `https://cockpit.example.com`).
 fn origin_of(url: &str) -> Option<String> {
     let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
     if scheme != "http" && scheme != "https" {
         return None;
     }
-    let host = rest.split('/').next()?;
-    (!host.is_empty() && !host.contains('@')).then(|| format!("{scheme}://{host}"))
+    let authority = rest.split(['/', '?', '#']).next()?.to_ascii_lowercase();
+    if authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    let default = format!(":{}", default_port(&scheme));
+    let authority = match authority.strip_suffix(&default) {
+        // Only a port: `[::1]:443` loses it, `host:8443` keeps it.
+        Some(host) if !host.is_empty() && !host.ends_with(':') => host.to_string(),
+        _ => authority,
+    };
+    auth::split_host(&authority)?;
+    Some(format!("{scheme}://{authority}"))
 }
 
 /// The loopback names, as they appear in a URL's host.
@@ -515,6 +528,21 @@ mod tests {
         );
         assert_eq!(origin_of("ftp://x"), None);
         assert_eq!(origin_of("https://user@evil"), None);
+        assert_eq!(origin_of("https://host:port"), None);
+        // As browsers send `Origin`: lower case, no default port.
+        for (url, origin) in [
+            (
+                "https://Cockpit.Example.com:443/ide",
+                "https://cockpit.example.com",
+            ),
+            ("HTTP://localhost:80", "http://localhost"),
+            ("http://c.example.com:8443?x", "http://c.example.com:8443"),
+            ("https://c.example.com:4430", "https://c.example.com:4430"),
+            ("https://[2001:DB8::1]:443", "https://[2001:db8::1]"),
+            ("https://c.example.com:80", "https://c.example.com:80"),
+        ] {
+            assert_eq!(origin_of(url).as_deref(), Some(origin), "{url}");
+        }
     }
 
     #[test]
@@ -537,7 +565,7 @@ mod tests {
 
         let (origins, hosts) =
             own_addresses(Some("https://Cockpit.Example.com/ide"), loopback, "http");
-        assert_eq!(origins[0], "https://Cockpit.Example.com");
+        assert_eq!(origins[0], "https://cockpit.example.com");
         assert!(hosts.allows("cockpit.example.com"));
         assert!(hosts.allows("cockpit.example.com:443"));
         assert!(hosts.allows("localhost:8080"));
@@ -573,6 +601,12 @@ mod tests {
         let (_, hosts) = own_addresses(Some("https://[2001:db8::1]"), private, "http");
         assert_eq!(hosts.names, ["[2001:db8::1]:443", "[2001:db8::1]"]);
         assert!(!hosts.allows("10.0.0.5:8080"));
+
+        // An explicit default port: the origin a browser sends, both hosts.
+        let (origins, hosts) =
+            own_addresses(Some("https://cockpit.example.com:443/"), loopback, "http");
+        assert_eq!(origins[0], "https://cockpit.example.com");
+        assert!(hosts.allows("cockpit.example.com") && hosts.allows("cockpit.example.com:443"));
 
         // Port 80 over http: browsers leave it out of Host.
         let (_, hosts) = own_addresses(None, "127.0.0.1:80".parse().unwrap(), "http");

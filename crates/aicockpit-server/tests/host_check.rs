@@ -153,6 +153,50 @@ fn the_public_url_names_the_server_too() {
 }
 
 #[test]
+fn a_public_url_with_its_default_port_accepts_the_origin_browsers_send() {
+    // Browsers never put the default port in `Origin`: a `--public-url`
+    // written with `:443` must still let its own pages use the cookie.
+    let server = TestServer::start(Some("https://cockpit.example.com:443/"));
+    server.user("root", "root-password-1", SiteRole::Admin);
+    let login = http(
+        server.address,
+        "POST",
+        "/api/v1/auth/login",
+        &[
+            ("Host", "cockpit.example.com"),
+            ("Content-Type", "application/json"),
+        ],
+        br#"{"name":"root","password":"root-password-1"}"#,
+    )
+    .expect(200);
+    let cookie = login.cookie();
+    // A state-changing cookie request: the Origin rule applies.
+    let make_token = |origin: &str| {
+        http(
+            server.address,
+            "POST",
+            "/api/v1/tokens",
+            &[
+                ("Host", "cockpit.example.com"),
+                ("Cookie", cookie.as_str()),
+                ("Origin", origin),
+                ("Content-Type", "application/json"),
+            ],
+            br#"{"name":"ci"}"#,
+        )
+    };
+    make_token("https://cockpit.example.com").expect(201);
+    for foreign in [
+        "https://cockpit.example.com.attacker.example",
+        "http://cockpit.example.com",
+        "https://cockpit.example.com:8443",
+    ] {
+        let refused = make_token(foreign).expect(403);
+        assert_eq!(refused.json()["error"], "bad_origin", "{foreign}");
+    }
+}
+
+#[test]
 fn the_metrics_listener_checks_the_host_too() {
     // A free port for the metrics listener (it reports none of its own).
     let port = std::net::TcpListener::bind("127.0.0.1:0")
