@@ -219,6 +219,17 @@ pub fn admin(paths: Paths, data_dir: Option<PathBuf>, command: AdminCommand) -> 
                     role,
                 ))
                 .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            let (target, role) = (format!("user:{}", user.name), user.role);
+            db.call_blocking(move |c| {
+                db::append_host_audit(
+                    c,
+                    "user.create",
+                    target,
+                    "aicockpit admin create-user",
+                    serde_json::json!({ "role": role }),
+                )
+            })
+            .context("the user was created, but the audit log could not record it")?;
             if json {
                 println!(
                     "{}",
@@ -259,7 +270,18 @@ pub fn admin(paths: Paths, data_dir: Option<PathBuf>, command: AdminCommand) -> 
             let (user, token, id) = db.call_blocking(|c| {
                 let user = user_or_first_admin(c, user.as_deref())
                     .map_err(|e| db::DbError::Worker(e.to_string()))?;
-                let (token, id) = auth::create_token(c, user.id, &name)?;
+                // Made and recorded together, or not at all.
+                let (token, id) = db::atomically(c, |c| {
+                    let (token, id) = auth::create_token(c, user.id, &name)?;
+                    db::append_host_audit(
+                        c,
+                        "token.create",
+                        format!("token:{id}"),
+                        "aicockpit admin token",
+                        serde_json::json!({ "user": user.name }),
+                    )?;
+                    Ok((token, id))
+                })?;
                 Ok((user, token, id))
             })?;
             if json {
@@ -275,7 +297,17 @@ pub fn admin(paths: Paths, data_dir: Option<PathBuf>, command: AdminCommand) -> 
             let (user, token) = db.call_blocking(|c| {
                 let user = user_or_first_admin(c, user.as_deref())
                     .map_err(|e| db::DbError::Worker(e.to_string()))?;
-                let token = auth::create_login_link(c, user.id)?;
+                let token = db::atomically(c, |c| {
+                    let token = auth::create_login_link(c, user.id)?;
+                    db::append_host_audit(
+                        c,
+                        "login_link.create",
+                        format!("user:{}", user.name),
+                        "aicockpit admin login-link",
+                        serde_json::json!({}),
+                    )?;
+                    Ok(token)
+                })?;
                 Ok((user, token))
             })?;
             let link = format!("{}/login?token={token}", url.trim_end_matches('/'));

@@ -996,6 +996,16 @@ fn logins_tokens_and_sessions() {
     let output = project.cli(&["admin", "login-link", "--url", &server.url]);
     assert!(output.status.success(), "{}", stderr(&output));
     let fresh = stdout(&output).trim().to_string();
+    // Recorded as made on the host (each link so far), without its token.
+    let made: Vec<Value> = audit_cli(&project)
+        .into_iter()
+        .filter(|r| r["action"] == "login_link.create")
+        .collect();
+    assert!(made.len() >= 2, "{made:#?}");
+    let last = made.last().unwrap();
+    assert_eq!(last["target"], "user:admin", "{last:#?}");
+    let secret = fresh.split("token=").nth(1).unwrap();
+    assert!(!last.to_string().contains(secret), "{last:#?}");
     session_cookie(&server.call("GET", &path_of(&fresh), &[], b"").expect(303));
 
     // 10 wrong passwords from one address: the 11th try is refused with
@@ -1934,11 +1944,54 @@ fn terminals_reattach_viewers_watch_and_everything_is_audited() {
 
     // Item 9: the audit log says who did what, from where, with what result.
     let records = audit_cli(&project);
+    // What `aicockpit admin` did on the host is there too, by command: no
+    // user, address or request id, since no request made it.
+    let on_host = |action: &str, target: &str, via: &str| {
+        records
+            .iter()
+            .find(|r| {
+                r["action"] == action
+                    && r["target"] == target
+                    && r["detail"]
+                        .as_str()
+                        .is_some_and(|d| serde_json::from_str::<Value>(d).unwrap()["via"] == via)
+            })
+            .unwrap_or_else(|| panic!("no {action} {target} by `{via}` in {records:#?}"))
+            .clone()
+    };
+    let made = on_host("user.create", "user:vic", "aicockpit admin create-user");
+    assert!(
+        made["user"].is_null() && made["address"].is_null(),
+        "{made}"
+    );
+    let vic_token_id = vic.split('_').nth(1).unwrap();
+    let minted = on_host(
+        "token.create",
+        &format!("token:{vic_token_id}"),
+        "aicockpit admin token",
+    );
+    assert!(
+        minted["detail"]
+            .as_str()
+            .unwrap()
+            .contains("\"user\":\"vic\""),
+        "{minted}"
+    );
+    assert!(
+        !minted.to_string().contains(&vic),
+        "the token's secret is not in its record: {minted}"
+    );
     for record in &records {
         assert!(
             record["time_ms"].as_i64().unwrap() > 1_600_000_000_000,
             "{record}"
         );
+        if record["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("\"via\":\"aicockpit admin"))
+        {
+            continue;
+        }
         assert!(
             record["request_id"]
                 .as_str()

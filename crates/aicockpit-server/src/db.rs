@@ -909,6 +909,32 @@ pub fn meta_set(c: &Connection, key: &str, value: &str) -> Result<(), DbError> {
     Ok(())
 }
 
+/// The audit record of something done with `aicockpit admin` on the
+/// server's host (no signed-in user, no address): `via` names the command.
+pub fn append_host_audit(
+    c: &Connection,
+    action: &str,
+    target: String,
+    via: &str,
+    mut detail: serde_json::Value,
+) -> Result<i64, DbError> {
+    if let Some(fields) = detail.as_object_mut() {
+        fields.insert("via".into(), via.into());
+    } else {
+        detail = serde_json::json!({ "via": via });
+    }
+    append_audit(
+        c,
+        &AuditRecord {
+            action: action.into(),
+            target: Some(target),
+            result: "ok".into(),
+            detail: Some(detail.to_string()),
+            ..AuditRecord::default()
+        },
+    )
+}
+
 pub fn append_audit(c: &Connection, record: &AuditRecord) -> Result<i64, DbError> {
     c.execute(
         "INSERT INTO audit(time_ms, user, address, action, target, result, request_id, detail) \

@@ -134,25 +134,17 @@ pub fn reset_password_on_host(
     let Some(user) = db::user_by_name(c, name)? else {
         return Ok(None);
     };
-    let revoked = db::change_password(c, user.id, hash, db::PasswordChange::Reset)?;
-    db::append_audit(
-        c,
-        &db::AuditRecord {
-            action: "user.update".into(),
-            target: Some(format!("user:{}", user.name)),
-            result: "ok".into(),
-            detail: Some(
-                serde_json::json!({
-                    "password_changed": true,
-                    "via": "aicockpit admin reset-password",
-                    "revoked": revoked,
-                })
-                .to_string(),
-            ),
-            ..db::AuditRecord::default()
-        },
-    )?;
-    Ok(Some(revoked))
+    db::atomically(c, |c| {
+        let revoked = db::change_password(c, user.id, hash, db::PasswordChange::Reset)?;
+        db::append_host_audit(
+            c,
+            "user.update",
+            format!("user:{}", user.name),
+            "aicockpit admin reset-password",
+            serde_json::json!({ "password_changed": true, "revoked": revoked }),
+        )?;
+        Ok(Some(revoked))
+    })
 }
 
 async fn create(
