@@ -130,6 +130,7 @@ pub fn serve(paths: Paths, config: Config, args: ServeArgs) -> Result<()> {
         insecure_bind_public: args.insecure_bind_public,
         public_url: args.public_url,
         metrics_bind: args.metrics_bind,
+        body_idle_timeout: aicockpit_server::routes::BODY_IDLE_TIMEOUT,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -181,11 +181,35 @@ where
     async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
         match axum::Json::<T>::from_request(request, state).await {
             Ok(axum::Json(value)) => Ok(Json(value)),
+            Err(rejection) if stalled(&rejection) => Err(ApiError::body_stalled()),
             Err(rejection) => Err(ApiError::new(
                 rejection.status(),
                 "bad_body",
                 rejection.body_text(),
             )),
         }
+    }
+}
+
+/// Whether a body error is the request body's idle timeout.
+pub fn stalled(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if error.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        next = error.source();
+    }
+    false
+}
+
+impl ApiError {
+    /// `408 body_timeout`: the request body stopped coming.
+    pub fn body_stalled() -> ApiError {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            "the request body stopped coming before it was complete: send it without long pauses, or retry",
+        )
     }
 }

@@ -62,6 +62,9 @@ pub struct ServeOptions {
     pub public_url: Option<String>,
     /// Serve `/metrics` without authentication on this (loopback) address too.
     pub metrics_bind: Option<SocketAddr>,
+    /// How long a request body may stall between two of its pieces
+    /// ([`routes::BODY_IDLE_TIMEOUT`]; tests set less).
+    pub body_idle_timeout: Duration,
 }
 
 /// A start-up or serving failure, with what to do about it.
@@ -366,6 +369,7 @@ pub async fn serve(
         allowed_hosts,
         public_url: url.clone(),
         secure_cookies,
+        body_idle_timeout: options.body_idle_timeout,
         warnings: warnings.clone(),
         metrics: metrics::Metrics::default(),
         shutdown: shutdown.clone(),

@@ -33,6 +33,8 @@ pub struct StateInner {
     pub public_url: String,
     /// Cookies get `Secure` (the server speaks TLS, or sits behind a TLS proxy).
     pub secure_cookies: bool,
+    /// How long a request body may stall between two of its pieces.
+    pub body_idle_timeout: std::time::Duration,
     /// Why the server is not at full strength (the local backend in use, …), for `/status`.
     pub warnings: Vec<String>,
     pub metrics: Metrics,

@@ -454,6 +454,40 @@ fn a_token_request_begun_before_a_reset_is_refused_after_it() {
     assert_eq!(refused.result, "401", "{refused:?}");
 }
 
+/// A body held back is not waited for: the request is refused once the
+/// body has stalled for the idle timeout, and nothing is made.
+#[test]
+fn a_stalled_body_is_refused_after_the_idle_timeout() {
+    let idle = std::time::Duration::from_secs(1);
+    let server = TestServer::start_with(|options| options.body_idle_timeout = idle);
+    let ada = server.user("ada", OLD, SiteRole::Member);
+    let token = server.token(&ada);
+    let body = json!({ "name": "slow" }).to_string();
+    let auth = format!("Bearer {token}");
+    let started = std::time::Instant::now();
+    let reply = support::HeldRequest::start(
+        server.address,
+        "POST",
+        "/api/v1/tokens",
+        &[
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/json"),
+        ],
+        body.as_bytes(),
+    )
+    .stall(3);
+    let waited = started.elapsed();
+    assert!(
+        waited >= idle && waited < idle * 10,
+        "answered after {waited:?} (idle timeout {idle:?})"
+    );
+    assert_eq!(reply.status, 408, "{}", reply.text());
+    assert_eq!(reply.json()["error"], "body_timeout", "{}", reply.text());
+    assert_eq!(tokens_of(&server, "ada"), 1, "only the test's own token");
+    // The server is fine afterwards.
+    server.api(&token, "GET", "/api/v1/me", None).expect(200);
+}
+
 /// The same with a stolen admin token and `POST /api/v1/users`: no backdoor
 /// admin once the token's owner has been reset.
 #[test]

@@ -161,6 +161,7 @@ async fn fixture(dir: &std::path::Path) -> (AppState, BTreeMap<&'static str, Str
         },
         public_url: "http://127.0.0.1:1".into(),
         secure_cookies: false,
+        body_idle_timeout: routes::BODY_IDLE_TIMEOUT,
         warnings,
         metrics: Default::default(),
         shutdown: Default::default(),

@@ -146,7 +146,10 @@ pub fn app_from(state: AppState, table: Vec<Route>) -> Router {
         // A route layer runs after routing, so the guard sees the matched route.
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
-        .layer(axum::middleware::from_fn(body_timeout))
+        .layer(axum::middleware::from_fn_with_state(
+            state.body_idle_timeout,
+            body_timeout,
+        ))
         // Outermost: every request, matched or not, WebSocket upgrades
         // included, passes the Host check before anything else.
         .layer(axum::middleware::from_fn_with_state(hosts, host_guard))
@@ -158,17 +161,17 @@ pub fn app_from(state: AppState, table: Vec<Route>) -> Router {
 /// is fine). A body held back is refused rather than waited for forever.
 pub const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Give every request body [`BODY_IDLE_TIMEOUT`]. A WebSocket upgrade has
-/// no body (its frames come over the upgraded connection, not through
-/// this), and server-sent event streams are response bodies, so neither is
-/// cut.
-async fn body_timeout(request: Request, next: Next) -> Response {
-    let request = request.map(|body| {
-        axum::body::Body::new(tower_http::timeout::TimeoutBody::new(
-            BODY_IDLE_TIMEOUT,
-            body,
-        ))
-    });
+/// Give every request body an idle timeout ([`BODY_IDLE_TIMEOUT`] unless
+/// the server was started with another). A WebSocket upgrade has no body
+/// (its frames come over the upgraded connection, not through this), and
+/// server-sent event streams are response bodies, so neither is cut.
+async fn body_timeout(
+    State(timeout): State<std::time::Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let request = request
+        .map(|body| axum::body::Body::new(tower_http::timeout::TimeoutBody::new(timeout, body)));
     next.run(request).await
 }
 

@@ -110,6 +110,14 @@ impl HeldRequest {
         }
     }
 
+    /// Send part of the body only, and read the response the server gives
+    /// when it stops waiting for the rest.
+    pub fn stall(mut self, part: usize) -> Reply {
+        self.stream.write_all(&self.body[..part]).unwrap();
+        self.stream.flush().unwrap();
+        read_reply(self.stream)
+    }
+
     /// Send the body now and read the response.
     pub fn finish(mut self) -> Reply {
         self.stream.write_all(&self.body).unwrap();
@@ -235,6 +243,7 @@ impl TestServer {
             insecure_bind_public: false,
             public_url: None,
             metrics_bind: None,
+            body_idle_timeout: aicockpit_server::routes::BODY_IDLE_TIMEOUT,
         };
         adjust(&mut options);
         let stop = CancellationToken::new();
