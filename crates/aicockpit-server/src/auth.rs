@@ -536,6 +536,29 @@ impl LoginLimiter {
         self.begin_keys(Self::keys(Some(user), address))
     }
 
+    /// Start a check of a signed-in user's current password (to change it):
+    /// counted like a login under the address, but under the user's own
+    /// budget for this, apart from the login budget, so failed logins by
+    /// anyone cannot stop the owner from changing a password, and guesses
+    /// here cannot lock the owner out of logging in.
+    pub fn begin_own_password(&self, user: &str, address: Option<IpAddr>) -> Result<(), u64> {
+        let mut keys = Self::keys(None, address);
+        keys.push(format!("own:{}", user.to_lowercase()));
+        self.begin_keys(keys)
+    }
+
+    /// The current password was right: that budget is whole again and the
+    /// address gets its attempt back.
+    pub fn own_password_succeeded(&self, user: &str, address: Option<IpAddr>) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        failures.remove(&format!("own:{}", user.to_lowercase()));
+        for key in Self::keys(None, address) {
+            if let Some((_, count)) = failures.get_mut(&key) {
+                *count = count.saturating_sub(1);
+            }
+        }
+    }
+
     /// Login links name no user: only the address's budget counts, so
     /// guesses from one place cannot lock everyone out of the recovery link.
     pub fn begin_link(&self, address: Option<IpAddr>) -> Result<(), u64> {

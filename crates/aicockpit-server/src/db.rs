@@ -440,35 +440,19 @@ pub fn delete_user(c: &Connection, user_id: i64) -> Result<bool, DbError> {
 /// expired ones too, so none is left unrevoked; how many were live (for the
 /// audit record).
 pub fn revoke_sessions_of(c: &Connection, user_id: i64) -> Result<usize, DbError> {
-    revoke_sessions_where(c, user_id, None)
+    revoke_sessions_where(c, user_id)
 }
 
-/// Revoke every session of a user but one (the one that changed the
-/// password), expired ones too; how many were live.
-pub fn revoke_other_sessions_of(
-    c: &Connection,
-    user_id: i64,
-    keep: &[u8],
-) -> Result<usize, DbError> {
-    revoke_sessions_where(c, user_id, Some(keep))
-}
-
-fn revoke_sessions_where(
-    c: &Connection,
-    user_id: i64,
-    keep: Option<&[u8]>,
-) -> Result<usize, DbError> {
+fn revoke_sessions_where(c: &Connection, user_id: i64) -> Result<usize, DbError> {
     atomically(c, |c| {
         let live: i64 = c.query_row(
-            "SELECT count(*) FROM sessions WHERE user_id = ?1 AND revoked = 0 AND expires_at > ?2 \
-             AND (?3 IS NULL OR id_hash != ?3)",
-            params![user_id, now(), keep],
+            "SELECT count(*) FROM sessions WHERE user_id = ?1 AND revoked = 0 AND expires_at > ?2",
+            params![user_id, now()],
             |r| r.get(0),
         )?;
         c.execute(
-            "UPDATE sessions SET revoked = 1 WHERE user_id = ?1 AND revoked = 0 \
-             AND (?2 IS NULL OR id_hash != ?2)",
-            params![user_id, keep],
+            "UPDATE sessions SET revoked = 1 WHERE user_id = ?1 AND revoked = 0",
+            params![user_id],
         )?;
         Ok(live as usize)
     })
@@ -495,11 +479,12 @@ pub fn revoke_login_links_of(c: &Connection, user_id: i64) -> Result<usize, DbEr
 
 /// Who changes a password, which decides what else ends with the old one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PasswordChange<'a> {
-    /// The user themselves: their other sessions and login links end; the
-    /// session that made the change (if it was one) and their API tokens,
-    /// which they manage themselves, stay.
-    Own { session: Option<&'a [u8]> },
+pub enum PasswordChange {
+    /// The user themselves: every session and login link of theirs ends
+    /// (the caller's browser gets a new session: a thief's copy of its
+    /// cookie dies with the old one); their API tokens, which they manage
+    /// themselves, only if they ask.
+    Own { end_tokens: bool },
     /// Someone else (an admin, `aicockpit admin reset-password`), which
     /// signals a compromised or lost account: every session, API token and
     /// login link of the user ends, so nothing an intruder made survives.
@@ -539,17 +524,18 @@ pub fn change_password(
     c: &Connection,
     user_id: i64,
     hash: &str,
-    how: PasswordChange<'_>,
+    how: PasswordChange,
 ) -> Result<Revoked, DbError> {
     atomically(c, |c| {
         set_password_hash(c, user_id, hash)?;
         Ok(match how {
-            PasswordChange::Own { session } => Revoked {
-                sessions: match session {
-                    Some(keep) => revoke_other_sessions_of(c, user_id, keep)?,
-                    None => revoke_sessions_of(c, user_id)?,
+            PasswordChange::Own { end_tokens } => Revoked {
+                sessions: revoke_sessions_of(c, user_id)?,
+                tokens: if end_tokens {
+                    revoke_tokens_of(c, user_id)?
+                } else {
+                    0
                 },
-                tokens: 0,
                 login_links: revoke_login_links_of(c, user_id)?,
             },
             PasswordChange::Reset => revoke_credentials_of(c, user_id)?,

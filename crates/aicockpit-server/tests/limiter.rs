@@ -51,3 +51,43 @@ fn spraying_other_names_does_not_unlock_a_locked_user() {
          at their password are free (auth.rs fail_keys clears the whole table when it is full)"
     );
 }
+
+/// Checks of the current password (to change it) and logins have budgets
+/// of their own per user: failed logins by anyone cannot stop the owner
+/// from changing their password, and guesses there by someone holding the
+/// owner's session cannot lock the owner out of logging in. Both count
+/// against the guessing address.
+#[test]
+fn own_password_checks_and_logins_have_their_own_budgets() {
+    let limiter = LoginLimiter::default();
+    let attacker: IpAddr = "10.0.0.1".parse().unwrap();
+    let owner: IpAddr = "10.0.0.9".parse().unwrap();
+    for _ in 0..BUDGET {
+        limiter.begin("ada", Some(attacker)).unwrap();
+    }
+    assert!(
+        limiter.begin("ada", Some(owner)).is_err(),
+        "logins are locked"
+    );
+    assert!(
+        limiter.begin_own_password("ada", Some(owner)).is_ok(),
+        "the owner can still change the password"
+    );
+
+    let limiter = LoginLimiter::default();
+    for _ in 0..BUDGET {
+        limiter.begin_own_password("bob", Some(attacker)).unwrap();
+    }
+    assert!(limiter.begin_own_password("bob", Some(owner)).is_err());
+    assert!(
+        limiter.begin("bob", Some(owner)).is_ok(),
+        "bob can still log in"
+    );
+    assert!(
+        limiter.begin("carol", Some(attacker)).is_err(),
+        "the guessing address is spent for everything"
+    );
+    // A right current password gives the budget back.
+    limiter.own_password_succeeded("bob", Some(owner));
+    assert!(limiter.begin_own_password("bob", Some(owner)).is_ok());
+}

@@ -299,25 +299,30 @@ function passwordForm(): HTMLElement {
   const current = input("current-password", { type: "password", autocomplete: "current-password", placeholder: "current password" });
   const next = input("new-password", { type: "password", autocomplete: "new-password", placeholder: "new password", required: "" });
   const again = input("repeat-password", { type: "password", autocomplete: "new-password", placeholder: "new password again", required: "" });
+  const endTokens = h("input", { type: "checkbox", name: "end-tokens" }) as HTMLInputElement;
   const change = h("button.primary", { type: "submit" }, "Change password");
-  const form = <HTMLFormElement>h("form.row", { "aria-label": "change your password" }, current, next, again, change);
+  const form = <HTMLFormElement>h("form.row", { "aria-label": "change your password" }, current, next, again, h("label", {}, endTokens, " also end my API tokens"), change);
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     if (next.value !== again.value) {
       toast("the two new passwords differ: type the same one twice", "error");
       return;
     }
-    const body: Record<string, string> = { new_password: next.value };
+    const body: Record<string, string | boolean> = { new_password: next.value, end_tokens: endTokens.checked };
     if (current.value) body.current_password = current.value;
     void busy(change, () => json("/api/v1/me/password", "POST", body), "password changed: your other sessions are signed out").then((ok) => {
-      if (ok) form.reset();
+      if (!ok) return;
+      const ended = endTokens.checked;
+      form.reset();
+      // The token list shows what ended.
+      if (ended) location.reload();
     });
   });
   return h(
     "section",
     {},
     h("h2", {}, "Password"),
-    h("p.muted", {}, "Changing it signs out your other sessions and ends your unused login links; this session and your API tokens stay."),
+    h("p.muted", {}, "Changing it signs out all your other sessions (this one goes on) and ends your unused login links. If someone else may have used your account, also end your API tokens."),
     form,
   );
 }

@@ -71,7 +71,7 @@ pub fn routes() -> Vec<Route> {
             path: "/api/v1/me/password",
             need: Need::User,
             audit: Some("user.password"),
-            summary: "Change your own password; needs the current one. Your other sessions and login links end, this session and your API tokens stay.",
+            summary: "Change your own password; needs the current one. Every session and login link of yours ends (this browser gets a new session cookie); your API tokens too with end_tokens.",
             tag: "auth",
             query: &[],
             body: Body::Json(schema::<OwnPasswordChange>),
@@ -136,6 +136,9 @@ pub struct OwnPasswordChange {
     pub current_password: Option<String>,
     /// The new password (the same rules as any password).
     pub new_password: String,
+    /// End all your API tokens too (default: they stay).
+    #[serde(default)]
+    pub end_tokens: bool,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -378,11 +381,12 @@ async fn me(Extension(access): Extension<Access>) -> Result<axum::Json<User>, Ap
 }
 
 /// `POST /api/v1/me/password`. The current password is checked like a
-/// login (counted by the same limiter, under the user's name and the
-/// caller's address), so a stolen session or token cannot take over the
-/// account for good: it would need the password too. The new hash is
-/// stored only while the stored one is still the one just checked and the
-/// caller's credential still stands.
+/// login (rate-limited per address and per user), so a stolen session or
+/// token cannot set a password its owner does not know. Every session of
+/// the user ends, the caller's too: a browser caller gets a new session
+/// in the answer, so a stolen copy of its cookie stops working. The new
+/// hash is stored only while the stored one is still the one just checked
+/// and the caller's credential still stands.
 async fn change_own_password(
     State(state): State<AppState>,
     Extension(access): Extension<Access>,
@@ -394,6 +398,7 @@ async fn change_own_password(
     let OwnPasswordChange {
         current_password,
         new_password,
+        end_tokens,
     } = request;
     auth::check_password(&new_password)?;
     let user_id = caller.user.id;
@@ -413,7 +418,7 @@ async fn change_own_password(
             if current.len() > 1024 {
                 return Err(wrong());
             }
-            if let Err(wait) = state.limiter.begin(&caller.user.name, address) {
+            if let Err(wait) = state.limiter.begin_own_password(&caller.user.name, address) {
                 return Err(ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "rate_limited",
@@ -425,7 +430,9 @@ async fn change_own_password(
                 // The attempt was counted when it began.
                 return Err(wrong());
             }
-            state.limiter.succeeded(&caller.user.name, address);
+            state
+                .limiter
+                .own_password_succeeded(&caller.user.name, address);
         }
         (Some(_), None) => {
             return Err(ApiError::bad_request(
@@ -436,11 +443,9 @@ async fn change_own_password(
         (None, _) => {}
     }
     let hash = auth::hash_password_async(new_password).await?;
-    let keep = match &caller.credential {
-        Credential::Session(session) => Some(session.clone()),
-        Credential::Token(_) => None,
-    };
-    let revoked = auth::call_as_live(&state.db, &caller, move |c| {
+    let in_browser = matches!(caller.credential, Credential::Session(_));
+    let session_address = address.map(|a| a.to_string());
+    let (revoked, session) = auth::call_as_live(&state.db, &caller, move |c| {
         // A reset or another change since the check wins: this one is
         // refused rather than undoing it.
         if db::password_hash(c, user_id)? != stored {
@@ -448,18 +453,27 @@ async fn change_own_password(
                 "your password was changed meanwhile: sign in again and retry",
             )));
         }
-        Ok(Ok(db::change_password(
-            c,
-            user_id,
-            &hash,
-            db::PasswordChange::Own {
-                session: keep.as_deref(),
-            },
-        )?))
+        let revoked =
+            db::change_password(c, user_id, &hash, db::PasswordChange::Own { end_tokens })?;
+        // The browser that made the change stays signed in, on a new session.
+        let session = if in_browser {
+            auth::start_session_after_password(c, user_id, &hash, session_address.as_deref())?
+        } else {
+            None
+        };
+        Ok(Ok((revoked, session)))
     })
     .await?;
+    let response = match session {
+        Some(session) => with_cookie(
+            &state,
+            StatusCode::NO_CONTENT,
+            &auth::session_cookie(&session, state.secure_cookies),
+        ),
+        None => StatusCode::NO_CONTENT.into_response(),
+    };
     Ok(noted(
-        StatusCode::NO_CONTENT,
+        response,
         AuditNote {
             target: Some(format!("user:{}", caller.user.name)),
             detail: Some(serde_json::json!({ "revoked": revoked })),
