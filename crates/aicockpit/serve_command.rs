@@ -35,6 +35,14 @@ pub struct ServeArgs {
     /// Also serve /metrics without authentication on this address (keep it loopback or firewalled).
     #[arg(long)]
     pub metrics_bind: Option<SocketAddr>,
+    /// Seconds after a user proves their password (logging in, or confirming it when asked) during which their browser session may create API tokens, create, change or delete users and add or change AI services; later the web IDE asks for the password again. 0 asks every time; API tokens are never asked.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 900,
+        env = "AICOCKPIT_REAUTH_AFTER"
+    )]
+    pub reauth_after: u64,
 }
 
 #[derive(Subcommand)]
@@ -131,6 +139,7 @@ pub fn serve(paths: Paths, config: Config, args: ServeArgs) -> Result<()> {
         public_url: args.public_url,
         metrics_bind: args.metrics_bind,
         body_idle_timeout: aicockpit_server::routes::BODY_IDLE_TIMEOUT,
+        reauth_after: std::time::Duration::from_secs(args.reauth_after),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -335,7 +335,7 @@ fn ide_in_chromium() {
             None
         };
         if let Some(viewer) = &viewer {
-            outcome = viewer_session(&admin, viewer, port).await;
+            outcome = viewer_session(&admin, viewer, port, &rig.home).await;
         }
         if outcome.is_ok() {
             outcome = survive_a_restart(&admin, &mut rig).await;
@@ -1070,7 +1070,12 @@ pub(crate) async fn survive_a_restart(client: &Client, rig: &mut Rig) -> Step<()
     Ok(())
 }
 
-pub(crate) async fn viewer_session(admin: &Client, viewer: &Client, port: u16) -> Step<()> {
+pub(crate) async fn viewer_session(
+    admin: &Client,
+    viewer: &Client,
+    port: u16,
+    home: &Path,
+) -> Step<()> {
     let ws = workspace_name();
     // The admin makes a user on the Users page and shares the workspace with
     // them as a viewer from the dashboard.
@@ -1331,6 +1336,68 @@ pub(crate) async fn viewer_session(admin: &Client, viewer: &Client, port: u16) -
         return Err(format!(
             "after the change, the old and new passwords logged in with {logins} (want [401, 200])"
         ));
+    }
+
+    // Past the recent-password window, making an API token asks for her
+    // password first, then goes on. (The window is 15 minutes: her
+    // sessions' last proof is moved back in the server's database.)
+    age_password_proofs(home, "vera")?;
+    element(viewer, "input[name=token-name]", "the token name field")
+        .await?
+        .send_keys(&format!("from-the-browser{ENTER}"))
+        .await
+        .map_err(fail("ask for a token"))?;
+    element(
+        viewer,
+        ".modal input[name=confirm-password]",
+        "the password confirmation dialog",
+    )
+    .await?
+    .send_keys(&format!("viewer-password-2{ENTER}"))
+    .await
+    .map_err(fail("confirm the password"))?;
+    let token = wait_for_script(
+        viewer,
+        "const c = document.querySelector('.token-shown code.secret'); \
+         return c && c.textContent.startsWith('acp_') ? c.textContent : null",
+        "the new token, after the confirmation",
+    )
+    .await?;
+    if run_script(
+        viewer,
+        "return document.querySelectorAll('.modal').length",
+        "count dialogs",
+    )
+    .await?
+        != json!(0)
+    {
+        return Err(format!("the dialog stayed open after {token}"));
+    }
+    Ok(())
+}
+
+/// Move the last password proof of a user's sessions far into the past,
+/// in the server's database, as if the recent-password window had passed.
+fn age_password_proofs(home: &Path, user: &str) -> Step<()> {
+    let paths = aicockpit_config::Paths::from_vars(|name| match name {
+        "AICOCKPIT_CONFIG" => Some(home.join("config.toml")),
+        "AICOCKPIT_CACHE_DIR" => Some(home.join("cache")),
+        "AICOCKPIT_DATA_DIR" => Some(home.join("data")),
+        _ => None,
+    });
+    let db = aicockpit_server::open_db(&paths).map_err(fail("open the server's database"))?;
+    let user = user.to_string();
+    let aged = db
+        .call_blocking(move |c| {
+            Ok(c.execute(
+                "UPDATE sessions SET confirmed_at = 1 \
+                 WHERE user_id = (SELECT id FROM users WHERE name = ?1)",
+                [user],
+            )?)
+        })
+        .map_err(fail("age the sessions"))?;
+    if aged == 0 {
+        return Err("no session to age".into());
     }
     Ok(())
 }

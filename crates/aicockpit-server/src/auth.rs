@@ -356,6 +356,29 @@ pub async fn authenticate(
     Ok(None)
 }
 
+/// How long after a user proved their password in a session (logging in,
+/// or confirming it when asked) that session may call the routes marked
+/// `recent_password` (`aicockpit serve --reauth-after`).
+pub const RECENT_PASSWORD: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// `403 reauth_required` unless a session's password was proved at
+/// `confirmed_at` (Unix seconds) within `window` of now.
+pub fn check_recent_password(
+    confirmed_at: i64,
+    window: std::time::Duration,
+) -> Result<(), ApiError> {
+    let age = db::now().saturating_sub(confirmed_at);
+    if confirmed_at > 0 && (age as u64) < window.as_secs() {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        axum::http::StatusCode::FORBIDDEN,
+        "reauth_required",
+        "confirm your password first (POST /api/v1/auth/confirm with {\"password\"}): \
+         this needs a password proved recently in this session",
+    ))
+}
+
 /// Whether a method changes state (and so needs the `Origin` check with cookies).
 pub fn is_state_changing(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)

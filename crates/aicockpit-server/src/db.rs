@@ -79,6 +79,11 @@ const MIGRATIONS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
     "#,
+    // 2: when a session's user last proved their password (or used a login
+    // link): the recent-password rule. Sessions from before have not.
+    r#"
+    ALTER TABLE sessions ADD COLUMN confirmed_at INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// A database failure, with what was being done.
@@ -561,7 +566,8 @@ pub fn insert_session(
     address: Option<&str>,
 ) -> Result<(), DbError> {
     c.execute(
-        "INSERT INTO sessions(id_hash, user_id, created_at, expires_at, address) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO sessions(id_hash, user_id, created_at, expires_at, address, confirmed_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?3)",
         params![id_hash, user_id, now(), now() + lifetime_secs, address],
     )?;
     Ok(())
@@ -580,8 +586,8 @@ pub fn insert_session_if_password(
     address: Option<&str>,
 ) -> Result<bool, DbError> {
     Ok(c.execute(
-        "INSERT INTO sessions(id_hash, user_id, created_at, expires_at, address) \
-         SELECT ?1, id, ?3, ?4, ?5 FROM users WHERE id = ?2 AND password_hash = ?6",
+        "INSERT INTO sessions(id_hash, user_id, created_at, expires_at, address, confirmed_at) \
+         SELECT ?1, id, ?3, ?4, ?5, ?3 FROM users WHERE id = ?2 AND password_hash = ?6",
         params![
             id_hash,
             user_id,
@@ -590,6 +596,31 @@ pub fn insert_session_if_password(
             address,
             verified_hash
         ],
+    )? > 0)
+}
+
+/// When the user of a live session last proved their password (or used a
+/// login link) in it, in Unix seconds; `None` for no live session.
+pub fn session_confirmed_at(c: &Connection, id_hash: &[u8]) -> Result<Option<i64>, DbError> {
+    Ok(c.query_row(
+        "SELECT confirmed_at FROM sessions WHERE id_hash = ?1 AND revoked = 0 AND expires_at > ?2",
+        params![id_hash, now()],
+        |r| r.get(0),
+    )
+    .optional()?)
+}
+
+/// Record that the user of a live session has just proved their password
+/// again, if that password is still `verified_hash`; whether it was.
+pub fn confirm_session(
+    c: &Connection,
+    id_hash: &[u8],
+    verified_hash: &str,
+) -> Result<bool, DbError> {
+    Ok(c.execute(
+        "UPDATE sessions SET confirmed_at = ?2 WHERE id_hash = ?1 AND revoked = 0 AND expires_at > ?2 \
+         AND user_id IN (SELECT id FROM users WHERE password_hash = ?3)",
+        params![id_hash, now(), verified_hash],
     )? > 0)
 }
 

@@ -65,6 +65,10 @@ pub struct ServeOptions {
     /// How long a request body may stall between two of its pieces
     /// ([`routes::BODY_IDLE_TIMEOUT`]; tests set less).
     pub body_idle_timeout: Duration,
+    /// How long after a user proved their password a browser session may
+    /// make tokens, create or change users and change AI services
+    /// ([`auth::RECENT_PASSWORD`] by default; zero asks every time).
+    pub reauth_after: Duration,
 }
 
 /// A start-up or serving failure, with what to do about it.
@@ -370,6 +374,7 @@ pub async fn serve(
         public_url: url.clone(),
         secure_cookies,
         body_idle_timeout: options.body_idle_timeout,
+        reauth_after: options.reauth_after,
         warnings: warnings.clone(),
         metrics: metrics::Metrics::default(),
         shutdown: shutdown.clone(),

@@ -35,6 +35,8 @@ pub struct StateInner {
     pub secure_cookies: bool,
     /// How long a request body may stall between two of its pieces.
     pub body_idle_timeout: std::time::Duration,
+    /// How long a proved password lets a session call `recent_password` routes.
+    pub reauth_after: std::time::Duration,
     /// Why the server is not at full strength (the local backend in use, …), for `/status`.
     pub warnings: Vec<String>,
     pub metrics: Metrics,

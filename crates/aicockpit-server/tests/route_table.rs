@@ -31,6 +31,7 @@ fn specification() -> BTreeMap<(&'static str, &'static str), &'static str> {
         ("POST", "/api/v1/auth/login", "public"),
         ("GET", "/login", "public"),
         ("POST", "/api/v1/auth/logout", "user"),
+        ("POST", "/api/v1/auth/confirm", "user"),
         ("GET", "/api/v1/me", "user"),
         ("POST", "/api/v1/me/password", "user"),
         ("GET", "/api/v1/tokens", "user"),
@@ -162,6 +163,7 @@ async fn fixture(dir: &std::path::Path) -> (AppState, BTreeMap<&'static str, Str
         public_url: "http://127.0.0.1:1".into(),
         secure_cookies: false,
         body_idle_timeout: routes::BODY_IDLE_TIMEOUT,
+        reauth_after: auth::RECENT_PASSWORD,
         warnings,
         metrics: Default::default(),
         shutdown: Default::default(),
@@ -184,6 +186,32 @@ fn stubbed(state: AppState) -> axum::Router {
         })
         .collect();
     routes::app_from(state, table)
+}
+
+/// The routes a browser session may call only with a recently proved
+/// password (docs/api.md, "Recent password"): they make credentials or
+/// users, or change where code and keys are sent.
+#[test]
+fn the_routes_that_ask_for_a_recent_password_are_the_specified_ones() {
+    let expected = [
+        ("POST", "/api/v1/tokens"),
+        ("POST", "/api/v1/users"),
+        ("PATCH", "/api/v1/users/{name}"),
+        ("DELETE", "/api/v1/users/{name}"),
+        ("POST", "/api/v1/services"),
+        ("PUT", "/api/v1/services/{name}"),
+        ("POST", "/api/v1/services/{name}/activate"),
+    ];
+    let in_code: Vec<(String, String)> = routes::table()
+        .iter()
+        .filter(|r| r.recent_password)
+        .map(|r| (r.method.to_string(), r.path.to_string()))
+        .collect();
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(in_code, expected);
 }
 
 #[tokio::test]

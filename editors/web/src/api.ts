@@ -85,6 +85,13 @@ export function onUnauthorized(handler: () => Promise<void>): void {
   reauthenticate = handler;
 }
 
+/** Called on a 403 `reauth_required`: asks for the password, true once confirmed. */
+let confirmPassword: (() => Promise<boolean>) | null = null;
+
+export function onReauthRequired(handler: () => Promise<boolean>): void {
+  confirmPassword = handler;
+}
+
 async function errorOf(response: Response): Promise<ApiError> {
   let code = "http_" + String(response.status);
   let message = `${response.status} ${response.statusText}`;
@@ -109,6 +116,15 @@ export async function call(path: string, init: RequestInit = {}, retry = true): 
   if (response.status === 401 && retry && reauthenticate && !path.startsWith("/api/v1/auth/")) {
     await reauthenticate();
     return call(path, init, false);
+  }
+  // Making tokens or users, or changing AI services, needs a password
+  // proved recently in this session: ask for it, then try again once.
+  if (response.status === 403 && retry && confirmPassword) {
+    const error = await errorOf(response.clone());
+    if (error.code === "reauth_required") {
+      if (!(await confirmPassword())) throw error;
+      return call(path, init, false);
+    }
   }
   if (!response.ok) throw await errorOf(response);
   return response;

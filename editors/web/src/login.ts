@@ -1,8 +1,8 @@
 // The login page, and the same form as an overlay when a session expires
 // mid-work (the page underneath, with its unsaved text, stays as it is).
 
-import { json, type User } from "./api.js";
-import { h } from "./dom.js";
+import { call, json, type User } from "./api.js";
+import { dialog, h, toast } from "./dom.js";
 
 function form(onDone: (user: User) => void, note?: string): HTMLElement {
   const name = h("input", { name: "name", autocomplete: "username", required: true, "aria-label": "user name" }) as HTMLInputElement;
@@ -58,4 +58,33 @@ export function loginOverlay(): Promise<void> {
     document.body.append(overlay);
   });
   return pending;
+}
+
+let confirming: Promise<boolean> | null = null;
+
+/** A recent password is needed (403 `reauth_required`): ask for it and
+ * confirm it in this session. True once confirmed; false if cancelled. */
+export function confirmPasswordDialog(): Promise<boolean> {
+  confirming ??= (async () => {
+    try {
+      for (;;) {
+        const password = h("input", { name: "confirm-password", type: "password", autocomplete: "current-password", "aria-label": "your password" }) as HTMLInputElement;
+        setTimeout(() => password.focus(), 0);
+        password.addEventListener("keydown", (e) => {
+          if (e.key === "Enter") (password.closest(".modal")?.querySelector("button.primary") as HTMLButtonElement | null)?.click();
+        });
+        const body = h("div", {}, h("p.muted", {}, "This needs your password again (it was last entered a while ago in this session)."), h("label.field", {}, "Password", password));
+        if ((await dialog("Confirm your password", body, [{ label: "Confirm", value: "confirm", primary: true }])) !== "confirm") return false;
+        try {
+          await call("/api/v1/auth/confirm", { method: "POST", body: JSON.stringify({ password: password.value }), headers: { "content-type": "application/json" } }, false);
+          return true;
+        } catch (error) {
+          toast(error instanceof Error ? error.message : String(error), "error");
+        }
+      }
+    } finally {
+      confirming = null;
+    }
+  })();
+  return confirming;
 }

@@ -5,12 +5,12 @@
 
 import "@xterm/xterm/css/xterm.css";
 import "./app.css";
-import { me, onUnauthorized, type User } from "./api.js";
+import { me, onReauthRequired, onUnauthorized, type User } from "./api.js";
 import { h, toast } from "./dom.js";
 import { showDashboard } from "./dashboard.js";
 import { showHelp } from "./help.js";
 import { showIde } from "./ide/ide.js";
-import { loginOverlay, showLogin } from "./login.js";
+import { confirmPasswordDialog, loginOverlay, showLogin } from "./login.js";
 
 const root = document.getElementById("app") ?? document.body;
 let user: User | null = null;
@@ -39,6 +39,7 @@ async function route(): Promise<void> {
 
 async function boot(): Promise<void> {
   onUnauthorized(loginOverlay);
+  onReauthRequired(confirmPasswordDialog);
   try {
     user = await me();
   } catch (error) {

@@ -16,6 +16,7 @@ pub fn routes() -> Vec<Route> {
         method: Method::GET,
         path: "/api/v1/audit",
         need: Need::AuditReader,
+        recent_password: false,
         audit: None,
         summary: "Audit records, oldest first, after `after` (a record's `seq`).",
         tag: "audit",

@@ -21,6 +21,7 @@ pub fn routes() -> Vec<Route> {
             method: Method::POST,
             path: "/api/v1/auth/login",
             need: Need::Public,
+            recent_password: false,
             audit: Some("auth.login"),
             summary: "Log in with a name and password, or a one-time login token; sets the session cookie.",
             tag: "auth",
@@ -34,6 +35,7 @@ pub fn routes() -> Vec<Route> {
             method: Method::GET,
             path: "/login",
             need: Need::Public,
+            recent_password: false,
             audit: Some("auth.login_link"),
             summary: "Exchange a one-time login link for a session cookie and go to the home page.",
             tag: "auth",
@@ -46,6 +48,7 @@ pub fn routes() -> Vec<Route> {
             method: Method::POST,
             path: "/api/v1/auth/logout",
             need: Need::User,
+            recent_password: false,
             audit: Some("auth.logout"),
             summary: "End the current browser session (its cookie stops working at once).",
             tag: "auth",
@@ -55,9 +58,23 @@ pub fn routes() -> Vec<Route> {
             handler: post(logout),
         },
         Route {
+            method: Method::POST,
+            path: "/api/v1/auth/confirm",
+            need: Need::User,
+            recent_password: false,
+            audit: Some("auth.confirm"),
+            summary: "Prove your password again in this browser session, for the routes that ask for a recent one (403 reauth_required).",
+            tag: "auth",
+            query: &[],
+            body: Body::Json(schema::<ConfirmRequest>),
+            response: Body::None,
+            handler: post(confirm).layer(axum::extract::DefaultBodyLimit::max(8 * 1024)),
+        },
+        Route {
             method: Method::GET,
             path: "/api/v1/me",
             need: Need::User,
+            recent_password: false,
             audit: None,
             summary: "The signed-in user.",
             tag: "auth",
@@ -70,6 +87,7 @@ pub fn routes() -> Vec<Route> {
             method: Method::POST,
             path: "/api/v1/me/password",
             need: Need::User,
+            recent_password: false,
             audit: Some("user.password"),
             summary: "Change your own password; needs the current one. Every session and login link of yours ends (this browser gets a new session cookie); your API tokens too with end_tokens.",
             tag: "auth",
@@ -83,6 +101,7 @@ pub fn routes() -> Vec<Route> {
             method: Method::GET,
             path: "/api/v1/tokens",
             need: Need::User,
+            recent_password: false,
             audit: None,
             summary: "Your API tokens (ids and names; the secrets are never shown again).",
             tag: "auth",
@@ -95,6 +114,7 @@ pub fn routes() -> Vec<Route> {
             method: Method::POST,
             path: "/api/v1/tokens",
             need: Need::User,
+            recent_password: true,
             audit: Some("token.create"),
             summary: "Create an API token; the response is the only time its secret is shown.",
             tag: "auth",
@@ -107,6 +127,7 @@ pub fn routes() -> Vec<Route> {
             method: Method::DELETE,
             path: "/api/v1/tokens/{token_id}",
             need: Need::User,
+            recent_password: false,
             audit: Some("token.revoke"),
             summary: "Revoke one of your API tokens.",
             tag: "auth",
@@ -125,6 +146,13 @@ pub struct LoginRequest {
     pub name: Option<String>,
     pub password: Option<String>,
     pub token: Option<String>,
+}
+
+/// Your password, to confirm it in this session.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmRequest {
+    pub password: String,
 }
 
 /// A change of one's own password.
@@ -374,6 +402,73 @@ async fn logout(State(state): State<AppState>, Extension(access): Extension<Acce
         StatusCode::NO_CONTENT,
         &auth::clear_session_cookie(state.secure_cookies),
     )
+}
+
+/// `POST /api/v1/auth/confirm`: the password checked like a login
+/// (rate-limited per address and per user, as for a password change), and
+/// the session marked as having proved it now, if the password is still
+/// the one checked.
+async fn confirm(
+    State(state): State<AppState>,
+    Extension(access): Extension<Access>,
+    Extension(peer): Extension<Peer>,
+    Json(request): Json<ConfirmRequest>,
+) -> Result<Response, ApiError> {
+    let caller = access.principal()?.clone();
+    let Credential::Session(session) = caller.credential.clone() else {
+        return Err(ApiError::bad_request(
+            "only a browser session confirms a password; API tokens are never asked to",
+        ));
+    };
+    let address = peer.0.map(|a| a.ip());
+    let user_id = caller.user.id;
+    let Some(stored) = state
+        .db
+        .call(move |c| db::password_hash(c, user_id))
+        .await?
+    else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "no_password",
+            "your account has no password yet: set one on your Account page (POST /api/v1/me/password), then confirm it",
+        ));
+    };
+    let wrong = || {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "wrong_password",
+            "the password is wrong",
+        )
+    };
+    if request.password.len() > 1024 {
+        return Err(wrong());
+    }
+    if let Err(wait) = state.limiter.begin_own_password(&caller.user.name, address) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many wrong passwords; try again in {wait} s"),
+        )
+        .with_retry_after(wait));
+    }
+    if !auth::verify_password_async(request.password, stored.clone()).await? {
+        return Err(wrong());
+    }
+    state
+        .limiter
+        .own_password_succeeded(&caller.user.name, address);
+    let confirmed = state
+        .db
+        .call(move |c| db::confirm_session(c, &session, &stored))
+        .await?;
+    if !confirmed {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "session_expired",
+            "the session ended or the password changed meanwhile: log in again",
+        ));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn me(Extension(access): Extension<Access>) -> Result<axum::Json<User>, ApiError> {

@@ -27,6 +27,7 @@ pub fn routes() -> Vec<Route> {
             method: Method::GET,
             path: "/healthz",
             need: Need::Public,
+            recent_password: false,
             audit: None,
             summary: "Liveness: 200 and `ok` while the server runs (no authentication).",
             tag: "meta",
@@ -39,6 +40,7 @@ pub fn routes() -> Vec<Route> {
             method: Method::GET,
             path: "/metrics",
             need: Need::AuditReader,
+            recent_password: false,
             audit: None,
             summary:
                 "Prometheus metrics (admins and auditors, or unauthenticated on --metrics-bind).",
@@ -52,6 +54,7 @@ pub fn routes() -> Vec<Route> {
             method: Method::GET,
             path: "/api/v1/openapi.json",
             need: Need::Public,
+            recent_password: false,
             audit: None,
             summary: "This description of the API, generated from the route table.",
             tag: "meta",
@@ -64,6 +67,7 @@ pub fn routes() -> Vec<Route> {
             method: Method::GET,
             path: "/api/v1/status",
             need: Need::User,
+            recent_password: false,
             audit: None,
             summary:
                 "Server status: version, backend, warnings (such as the local backend being used).",

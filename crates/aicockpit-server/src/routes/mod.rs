@@ -42,6 +42,12 @@ pub struct Route {
     /// The axum path template, e.g. `/api/v1/workspaces/{id}`.
     pub path: &'static str,
     pub need: Need,
+    /// Called with the session cookie, the user must have proved their
+    /// password in that session within the last few minutes
+    /// ([`crate::auth::RECENT_PASSWORD`]): routes that make credentials or
+    /// users, or point the AI at another endpoint, so a stolen cookie alone
+    /// cannot keep or widen its hold. API tokens are not asked.
+    pub recent_password: bool,
     /// The audit action name, for routes whose calls are recorded.
     pub audit: Option<&'static str>,
     pub summary: &'static str,
@@ -201,25 +207,25 @@ pub async fn host_guard(
 
 /// Find the table entry of a matched route. A `HEAD` is the route's `GET`:
 /// axum runs the `GET` handler for it, so it must meet the same requirement.
-fn find(method: &Method, path: &str) -> Option<(Need, Option<&'static str>)> {
+fn find(method: &Method, path: &str) -> Option<(Need, Option<&'static str>, bool)> {
     let method = if *method == Method::HEAD {
         &Method::GET
     } else {
         method
     };
     // Built once: the table's handlers are not needed here.
-    type Spec = (Method, &'static str, Need, Option<&'static str>);
+    type Spec = (Method, &'static str, Need, Option<&'static str>, bool);
     static SPECS: std::sync::OnceLock<Vec<Spec>> = std::sync::OnceLock::new();
     SPECS
         .get_or_init(|| {
             table()
                 .into_iter()
-                .map(|r| (r.method, r.path, r.need, r.audit))
+                .map(|r| (r.method, r.path, r.need, r.audit, r.recent_password))
                 .collect()
         })
         .iter()
-        .find(|(m, p, _, _)| m == method && *p == path)
-        .map(|(_, _, need, audit)| (*need, *audit))
+        .find(|(m, p, _, _, _)| m == method && *p == path)
+        .map(|(_, _, need, audit, recent)| (*need, *audit, *recent))
 }
 
 fn is_websocket_upgrade(request: &Request) -> bool {
@@ -362,7 +368,7 @@ async fn decide(
             },
         ));
     };
-    let Some((need, audit)) = find(method, path) else {
+    let Some((need, audit, recent_password)) = find(method, path) else {
         // Fail closed: a method the table does not list never reaches a handler.
         return Err((
             ApiError::new(
@@ -419,6 +425,19 @@ async fn decide(
     };
     let _ = peer;
     let access = authorize(principal, need, workspace_role, exists).map_err(fail)?;
+    if recent_password {
+        if let Some(Credential::Session(session)) = access.principal.as_ref().map(|p| &p.credential)
+        {
+            let session = session.clone();
+            let confirmed = state
+                .db
+                .call(move |c| db::session_confirmed_at(c, &session))
+                .await
+                .map_err(|e| fail(e.into()))?
+                .unwrap_or(0);
+            auth::check_recent_password(confirmed, state.reauth_after).map_err(fail)?;
+        }
+    }
     Ok((audit_action, access))
 }
 
@@ -517,7 +536,7 @@ mod tests {
     fn a_head_request_needs_what_its_get_needs() {
         for route in table().into_iter().filter(|r| r.method == Method::GET) {
             assert_eq!(
-                find(&Method::HEAD, route.path).map(|(need, _)| need),
+                find(&Method::HEAD, route.path).map(|(need, _, _)| need),
                 Some(route.need),
                 "HEAD {}",
                 route.path

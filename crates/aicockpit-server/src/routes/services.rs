@@ -26,6 +26,7 @@ pub fn routes() -> Vec<Route> {
         method,
         path,
         need,
+        recent_password: false,
         audit,
         summary,
         tag: "services",
@@ -45,26 +46,34 @@ pub fn routes() -> Vec<Route> {
             Body::Json(schema::<Vec<ServiceView>>),
             get(list),
         ),
-        route(
-            Method::POST,
-            "/api/v1/services",
-            Need::Admin,
-            Some("service.add"),
-            "Add an AI service; `api_key` is stored with mode 0600 and never returned.",
-            Body::Json(schema::<NewService>),
-            Body::Json(schema::<ServiceView>),
-            post(add),
-        ),
-        route(
-            Method::PUT,
-            "/api/v1/services/{name}",
-            Need::Admin,
-            Some("service.update"),
-            "Change an AI service (fields left out stay as they are).",
-            Body::Json(schema::<ServiceUpdate>),
-            Body::Json(schema::<ServiceView>),
-            put(update),
-        ),
+        // Adds or changes where code and keys are sent: a recent password.
+        Route {
+            recent_password: true,
+            ..route(
+                Method::POST,
+                "/api/v1/services",
+                Need::Admin,
+                Some("service.add"),
+                "Add an AI service; `api_key` is stored with mode 0600 and never returned.",
+                Body::Json(schema::<NewService>),
+                Body::Json(schema::<ServiceView>),
+                post(add),
+            )
+        },
+        // Adds or changes where code and keys are sent: a recent password.
+        Route {
+            recent_password: true,
+            ..route(
+                Method::PUT,
+                "/api/v1/services/{name}",
+                Need::Admin,
+                Some("service.update"),
+                "Change an AI service (fields left out stay as they are).",
+                Body::Json(schema::<ServiceUpdate>),
+                Body::Json(schema::<ServiceView>),
+                put(update),
+            )
+        },
         route(
             Method::DELETE,
             "/api/v1/services/{name}",
@@ -85,16 +94,20 @@ pub fn routes() -> Vec<Route> {
             Body::AnyJson,
             post(test),
         ),
-        route(
-            Method::POST,
-            "/api/v1/services/{name}/activate",
-            Need::Admin,
-            Some("service.activate"),
-            "Make a service the active one for completion and chat.",
-            Body::None,
-            Body::Json(schema::<Vec<ServiceView>>),
-            post(activate),
-        ),
+        // Adds or changes where code and keys are sent: a recent password.
+        Route {
+            recent_password: true,
+            ..route(
+                Method::POST,
+                "/api/v1/services/{name}/activate",
+                Need::Admin,
+                Some("service.activate"),
+                "Make a service the active one for completion and chat.",
+                Body::None,
+                Body::Json(schema::<Vec<ServiceView>>),
+                post(activate),
+            )
+        },
     ]
 }
 

@@ -54,6 +54,7 @@ pub fn routes() -> Vec<Route> {
             method: Method::GET,
             path: "/",
             need: Need::Public,
+            recent_password: false,
             audit: None,
             summary: "The web IDE (login, dashboard, editor); see docs/web-ide.md.",
             tag: "web",
@@ -66,6 +67,7 @@ pub fn routes() -> Vec<Route> {
             method: Method::GET,
             path: "/assets/{file}",
             need: Need::Public,
+            recent_password: false,
             audit: None,
             summary:
                 "The web IDE's script and styles (`app.js`, `app.css`), embedded in the binary.",

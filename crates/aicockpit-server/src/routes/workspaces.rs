@@ -39,6 +39,7 @@ pub fn routes() -> Vec<Route> {
         method,
         path,
         need,
+        recent_password: false,
         audit,
         summary,
         tag: "workspaces",

@@ -244,6 +244,7 @@ impl TestServer {
             public_url: None,
             metrics_bind: None,
             body_idle_timeout: aicockpit_server::routes::BODY_IDLE_TIMEOUT,
+            reauth_after: aicockpit_server::auth::RECENT_PASSWORD,
         };
         adjust(&mut options);
         let stop = CancellationToken::new();
