@@ -127,10 +127,15 @@ fn a_session_past_the_window_confirms_its_password_before_making_credentials() {
         .map(|r| r.result)
         .collect();
     assert_eq!(results, ["403", "ok"]);
-    assert!(server
-        .audit("token.create")
-        .iter()
-        .any(|r| r.result == "403"));
+    // A refusal by the guard names whose session was refused.
+    assert!(
+        server
+            .audit("token.create")
+            .iter()
+            .any(|r| r.result == "403" && r.user.as_deref() == Some("root")),
+        "{:?}",
+        server.audit("token.create")
+    );
 }
 
 #[test]

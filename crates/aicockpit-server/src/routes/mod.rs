@@ -260,7 +260,7 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
                 request.extensions_mut().insert(access.clone());
                 (next.run(request).await, audit_action, Some(access))
             }
-            Err((error, audit_action)) => (error.into_response(), audit_action, None),
+            Err((refusal, audit_action)) => (refusal, audit_action, None),
         };
     let status = response.status();
     // Labels from a fixed set: a client cannot make new series with odd methods.
@@ -357,7 +357,7 @@ async fn decide(
     method: &Method,
     matched: Option<&str>,
     peer: Option<SocketAddr>,
-) -> Result<(Option<&'static str>, Access), (ApiError, Option<&'static str>)> {
+) -> Result<(Option<&'static str>, Access), (Response, Option<&'static str>)> {
     let Some(path) = matched else {
         // No route matched: the fallback answers 404 to anyone.
         return Ok((
@@ -375,12 +375,13 @@ async fn decide(
                 axum::http::StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 format!("{method} is not allowed on {path}; see /api/v1/openapi.json"),
-            ),
+            )
+            .into_response(),
             None,
         ));
     };
     let audit_action = audit.or(auth::is_state_changing(method).then_some("request"));
-    let fail = |error: ApiError| (error, audit_action);
+    let fail = |error: ApiError| (error.into_response(), audit_action);
     let principal =
         match auth::authenticate(&state.db, request.headers(), state.secure_cookies).await {
             Ok(principal) => principal,
@@ -390,6 +391,16 @@ async fn decide(
             Err(error) if need == Need::Public && error.status == StatusCode::UNAUTHORIZED => None,
             Err(error) => return Err(fail(error)),
         };
+    // Refused from here on, the record names who was refused (a stolen
+    // cookie's use shows under its user).
+    let who = principal.as_ref().map(|p| p.user.name.clone());
+    let fail = |error: ApiError| {
+        let note = AuditNote {
+            user: who.clone(),
+            ..AuditNote::default()
+        };
+        (noted(error, note), audit_action)
+    };
     let websocket = is_websocket_upgrade(request);
     if let Some(principal) = &principal {
         if matches!(principal.credential, Credential::Session(_))
