@@ -60,6 +60,20 @@ pub enum Credential {
     Token(String),
 }
 
+impl Credential {
+    /// A name of the credential for the limiter's budgets (never the secret:
+    /// a session by a prefix of its id's hash, a token by its public id).
+    pub fn budget_key(&self) -> String {
+        match self {
+            Credential::Session(hash) => {
+                let hex: String = hash.iter().take(12).map(|b| format!("{b:02x}")).collect();
+                format!("session:{hex}")
+            }
+            Credential::Token(id) => format!("token:{id}"),
+        }
+    }
+}
+
 /// An authenticated caller.
 #[derive(Clone, Debug)]
 pub struct Principal {
@@ -559,22 +573,25 @@ impl LoginLimiter {
         self.begin_keys(Self::keys(Some(user), address))
     }
 
-    /// Start a check of a signed-in user's current password (to change it):
-    /// counted like a login under the address, but under the user's own
-    /// budget for this, apart from the login budget, so failed logins by
-    /// anyone cannot stop the owner from changing a password, and guesses
-    /// here cannot lock the owner out of logging in.
-    pub fn begin_own_password(&self, user: &str, address: Option<IpAddr>) -> Result<(), u64> {
+    /// Start a check of a signed-in caller's password (to change it or to
+    /// confirm it): counted like a login under the address, and under a
+    /// budget of the caller's credential (`credential` names the session or
+    /// token), apart from the login budget by name. So failed logins by
+    /// anyone cannot stop the owner from changing a password, guesses here
+    /// cannot lock the owner out of logging in, and a thief burning the
+    /// budget of a credential they hold does not block the owner's others
+    /// (a fresh login is a fresh budget).
+    pub fn begin_own_password(&self, credential: &str, address: Option<IpAddr>) -> Result<(), u64> {
         let mut keys = Self::keys(None, address);
-        keys.push(format!("own:{}", user.to_lowercase()));
+        keys.push(format!("own:{credential}"));
         self.begin_keys(keys)
     }
 
-    /// The current password was right: that budget is whole again and the
-    /// address gets its attempt back.
-    pub fn own_password_succeeded(&self, user: &str, address: Option<IpAddr>) {
+    /// The password was right: that credential's budget is whole again and
+    /// the address gets its attempt back.
+    pub fn own_password_succeeded(&self, credential: &str, address: Option<IpAddr>) {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        failures.remove(&format!("own:{}", user.to_lowercase()));
+        failures.remove(&format!("own:{credential}"));
         for key in Self::keys(None, address) {
             if let Some((_, count)) = failures.get_mut(&key) {
                 *count = count.saturating_sub(1);

@@ -52,11 +52,12 @@ fn spraying_other_names_does_not_unlock_a_locked_user() {
     );
 }
 
-/// Checks of the current password (to change it) and logins have budgets
-/// of their own per user: failed logins by anyone cannot stop the owner
-/// from changing their password, and guesses there by someone holding the
-/// owner's session cannot lock the owner out of logging in. Both count
-/// against the guessing address.
+/// Checks of a signed-in caller's password (to change or confirm it) and
+/// logins have budgets of their own: failed logins by anyone cannot stop
+/// the owner from changing their password; guesses by someone holding one
+/// of the owner's credentials burn that credential's budget only, not the
+/// owner's login nor their other sessions. Both count against the
+/// guessing address.
 #[test]
 fn own_password_checks_and_logins_have_their_own_budgets() {
     let limiter = LoginLimiter::default();
@@ -70,15 +71,27 @@ fn own_password_checks_and_logins_have_their_own_budgets() {
         "logins are locked"
     );
     assert!(
-        limiter.begin_own_password("ada", Some(owner)).is_ok(),
+        limiter
+            .begin_own_password("session:ada-laptop", Some(owner))
+            .is_ok(),
         "the owner can still change the password"
     );
 
     let limiter = LoginLimiter::default();
     for _ in 0..BUDGET {
-        limiter.begin_own_password("bob", Some(attacker)).unwrap();
+        limiter
+            .begin_own_password("session:stolen", Some(attacker))
+            .unwrap();
     }
-    assert!(limiter.begin_own_password("bob", Some(owner)).is_err());
+    assert!(limiter
+        .begin_own_password("session:stolen", Some(owner))
+        .is_err());
+    assert!(
+        limiter
+            .begin_own_password("session:bob-new-login", Some(owner))
+            .is_ok(),
+        "another session of the owner is not blocked"
+    );
     assert!(
         limiter.begin("bob", Some(owner)).is_ok(),
         "bob can still log in"
@@ -87,7 +100,9 @@ fn own_password_checks_and_logins_have_their_own_budgets() {
         limiter.begin("carol", Some(attacker)).is_err(),
         "the guessing address is spent for everything"
     );
-    // A right current password gives the budget back.
-    limiter.own_password_succeeded("bob", Some(owner));
-    assert!(limiter.begin_own_password("bob", Some(owner)).is_ok());
+    // A right password gives the credential's budget back.
+    limiter.own_password_succeeded("session:stolen", Some(owner));
+    assert!(limiter
+        .begin_own_password("session:stolen", Some(owner))
+        .is_ok());
 }

@@ -208,3 +208,99 @@ fn sessions_from_before_the_rule_are_asked() {
         .expect(403);
     assert_eq!(asked.json()["error"], "reauth_required");
 }
+
+#[test]
+fn a_first_password_is_set_only_right_after_a_login_link() {
+    let window = Duration::from_secs(1);
+    let server = server(window);
+    let url = server
+        .login_url
+        .clone()
+        .expect("a first start prints a link");
+    let link = url.split("token=").nth(1).unwrap();
+    let cookie = server.use_link(link).expect(200).cookie();
+    // A stale (or stolen) link session cannot give the account a password,
+    // which would prove the session again.
+    std::thread::sleep(window + Duration::from_millis(300));
+    let refused = server
+        .browser(
+            &cookie,
+            "POST",
+            "/api/v1/me/password",
+            Some(&json!({ "new_password": "first-password-1" })),
+        )
+        .expect(403);
+    assert_eq!(
+        refused.json()["error"],
+        "link_required",
+        "{}",
+        refused.text()
+    );
+    server.try_login("admin", "first-password-1").expect(401);
+    // Nor can a token of that account.
+    let admin = server
+        .db
+        .call_blocking(|c| aicockpit_server::db::user_by_name(c, "admin"))
+        .unwrap()
+        .unwrap();
+    let token = server.token(&admin);
+    server
+        .api(
+            &token,
+            "POST",
+            "/api/v1/me/password",
+            Some(&json!({ "new_password": "first-password-1" })),
+        )
+        .expect(403);
+    // A new link, used now, can.
+    let fresh = server.link(&admin);
+    let cookie = server.use_link(&fresh).expect(200).cookie();
+    server
+        .browser(
+            &cookie,
+            "POST",
+            "/api/v1/me/password",
+            Some(&json!({ "new_password": "first-password-1" })),
+        )
+        .expect(204);
+    server.login("admin", "first-password-1");
+}
+
+#[test]
+fn on_the_local_backend_terminals_and_commands_need_a_recent_password() {
+    // The test server runs the local backend: a terminal there is a shell
+    // on the server's host.
+    let window = Duration::from_secs(2);
+    let server = server(window);
+    let root = server.user("root", PASSWORD, SiteRole::Admin);
+    let token = server.token(&root);
+    server
+        .api(
+            &token,
+            "POST",
+            "/api/v1/workspaces",
+            Some(&json!({ "name": "here" })),
+        )
+        .expect(201);
+    let cookie = server.login("root", PASSWORD);
+    let exec = json!({ "command": ["true"] });
+    std::thread::sleep(window + Duration::from_millis(300));
+    for (method, target, body) in [
+        ("POST", "/api/v1/workspaces/here/exec", Some(&exec)),
+        ("GET", "/api/v1/workspaces/here/terminal", None),
+    ] {
+        let reply = server.browser(&cookie, method, target, body).expect(403);
+        assert_eq!(reply.json()["error"], "reauth_required", "{target}");
+    }
+    // Other workspace routes go on; a token is never asked.
+    server
+        .browser(&cookie, "GET", "/api/v1/workspaces/here", None)
+        .expect(200);
+    let by_token = server.api(&token, "POST", "/api/v1/workspaces/here/exec", Some(&exec));
+    assert_ne!(
+        by_token.json()["error"],
+        "reauth_required",
+        "{}",
+        by_token.text()
+    );
+}

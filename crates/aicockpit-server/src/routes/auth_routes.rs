@@ -430,7 +430,8 @@ async fn confirm(
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "no_password",
-            "your account has no password yet: set one on your Account page (POST /api/v1/me/password), then confirm it",
+            "your account has no password yet: open a new login link (`aicockpit admin login-link` \
+             on the server) and set a password on your Account page right after",
         ));
     };
     let wrong = || {
@@ -443,7 +444,10 @@ async fn confirm(
     if request.password.len() > 1024 {
         return Err(wrong());
     }
-    if let Err(wait) = state.limiter.begin_own_password(&caller.user.name, address) {
+    if let Err(wait) = state
+        .limiter
+        .begin_own_password(&caller.credential.budget_key(), address)
+    {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
@@ -456,7 +460,7 @@ async fn confirm(
     }
     state
         .limiter
-        .own_password_succeeded(&caller.user.name, address);
+        .own_password_succeeded(&caller.credential.budget_key(), address);
     let confirmed = state
         .db
         .call(move |c| db::confirm_session(c, &session, &stored))
@@ -513,7 +517,10 @@ async fn change_own_password(
             if current.len() > 1024 {
                 return Err(wrong());
             }
-            if let Err(wait) = state.limiter.begin_own_password(&caller.user.name, address) {
+            if let Err(wait) = state
+                .limiter
+                .begin_own_password(&caller.credential.budget_key(), address)
+            {
                 return Err(ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "rate_limited",
@@ -527,15 +534,38 @@ async fn change_own_password(
             }
             state
                 .limiter
-                .own_password_succeeded(&caller.user.name, address);
+                .own_password_succeeded(&caller.credential.budget_key(), address);
         }
         (Some(_), None) => {
             return Err(ApiError::bad_request(
                 "send your current password as `current_password`",
             ))
         }
-        // No password yet (a login-link-only account): nothing to check.
-        (None, _) => {}
+        // No password yet (a login-link-only account): nothing to check,
+        // so only a browser session that used its link recently may set
+        // the first one, not a stale or stolen session, nor a token.
+        (None, _) => {
+            let fresh = match &caller.credential {
+                Credential::Session(session) => {
+                    let session = session.clone();
+                    let confirmed = state
+                        .db
+                        .call(move |c| db::session_confirmed_at(c, &session))
+                        .await?
+                        .unwrap_or(0);
+                    auth::check_recent_password(confirmed, state.reauth_after).is_ok()
+                }
+                Credential::Token(_) => false,
+            };
+            if !fresh {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "link_required",
+                    "your account has no password yet: open a new login link \
+                     (`aicockpit admin login-link` on the server) and set one right after",
+                ));
+            }
+        }
     }
     let hash = auth::hash_password_async(new_password).await?;
     let in_browser = matches!(caller.credential, Credential::Session(_));

@@ -350,6 +350,13 @@ fn bounded(mut text: String, max: usize) -> String {
     text
 }
 
+/// The routes that run a shell or a command in a workspace: on the local
+/// backend, on the server's own host.
+const HOST_SHELL_ROUTES: [&str; 2] = [
+    "/api/v1/workspaces/{id}/terminal",
+    "/api/v1/workspaces/{id}/exec",
+];
+
 /// The decision for one request: the audit action to record and the access granted.
 async fn decide(
     state: &AppState,
@@ -436,7 +443,12 @@ async fn decide(
     };
     let _ = peer;
     let access = authorize(principal, need, workspace_role, exists).map_err(fail)?;
-    if recent_password {
+    // On the local backend a terminal or a command runs on the server's
+    // host, as the server's user (its database and `aicockpit admin` in
+    // reach): as much as any credential, so the same rule.
+    let host_shell = HOST_SHELL_ROUTES.contains(&path)
+        && state.manager.backend().kind() == aicockpit_workspace::BackendKind::Local;
+    if recent_password || host_shell {
         if let Some(Credential::Session(session)) = access.principal.as_ref().map(|p| &p.credential)
         {
             let session = session.clone();

@@ -74,16 +74,20 @@ pub fn routes() -> Vec<Route> {
                 put(update),
             )
         },
-        route(
-            Method::DELETE,
-            "/api/v1/services/{name}",
-            Need::Admin,
-            Some("service.remove"),
-            "Remove an AI service and its stored key.",
-            Body::None,
-            Body::None,
-            delete(remove),
-        ),
+        // Removing the active service makes another one active.
+        Route {
+            recent_password: true,
+            ..route(
+                Method::DELETE,
+                "/api/v1/services/{name}",
+                Need::Admin,
+                Some("service.remove"),
+                "Remove an AI service and its stored key.",
+                Body::None,
+                Body::None,
+                delete(remove),
+            )
+        },
         route(
             Method::POST,
             "/api/v1/services/{name}/test",

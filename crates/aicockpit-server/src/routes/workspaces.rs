@@ -192,17 +192,21 @@ pub fn routes() -> Vec<Route> {
             Body::Json(schema::<Vec<Member>>),
             get(members),
         ),
-        route(
-            Method::PUT,
-            "/api/v1/workspaces/{id}/members",
-            Need::Workspace(Owner),
-            Some("workspace.share"),
-            "Replace the member list: each user becomes `viewer` or `editor`.",
-            &[],
-            Body::Json(schema::<Vec<Member>>),
-            Body::Json(schema::<Vec<Member>>),
-            put(set_members),
-        ),
+        // Sharing lets another account in, for good: a recent password.
+        Route {
+            recent_password: true,
+            ..route(
+                Method::PUT,
+                "/api/v1/workspaces/{id}/members",
+                Need::Workspace(Owner),
+                Some("workspace.share"),
+                "Replace the member list: each user becomes `viewer` or `editor`.",
+                &[],
+                Body::Json(schema::<Vec<Member>>),
+                Body::Json(schema::<Vec<Member>>),
+                put(set_members),
+            )
+        },
     ]
 }
 

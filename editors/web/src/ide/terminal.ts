@@ -6,7 +6,7 @@
 
 import { Terminal } from "@xterm/xterm";
 import { FitAddon } from "@xterm/addon-fit";
-import { json, socketUrl, ws } from "../api.js";
+import { call, json, socketUrl, ws } from "../api.js";
 import { h, prompt, toast } from "../dom.js";
 import { TerminalAttach, type Effect } from "./terminal-attach.js";
 
@@ -66,18 +66,37 @@ class TerminalView {
   }
 
   connect(): void {
-    const socket = new WebSocket(socketUrl(this.machine.path(ws(this.owner.options.workspace))));
+    const path = this.machine.path(ws(this.owner.options.workspace));
+    const socket = new WebSocket(socketUrl(path));
     socket.binaryType = "arraybuffer";
     this.socket = socket;
-    socket.onopen = () => this.run(this.machine.opened());
+    let opened = false;
+    socket.onopen = () => {
+      opened = true;
+      this.asked = false;
+      this.run(this.machine.opened());
+    };
     socket.onmessage = (event: MessageEvent) => {
       if (typeof event.data === "string") this.run(this.machine.text(event.data));
       else this.run(this.machine.binary(new Uint8Array(event.data as ArrayBuffer)));
     };
     socket.onclose = () => {
-      if (this.socket === socket) this.run(this.machine.closed());
+      if (this.socket !== socket) return;
+      if (opened || this.asked) {
+        this.run(this.machine.closed());
+        return;
+      }
+      // A refused upgrade shows no status to a WebSocket. Ask once over
+      // plain HTTP: a 401 brings up the sign-in form and a 403
+      // reauth_required the password dialog (a terminal on the local
+      // backend is a shell on the server's host); then reconnect.
+      this.asked = true;
+      void call(path).catch(() => undefined).finally(() => this.run(this.machine.closed()));
     };
   }
+
+  /** A failed open was looked into over HTTP since the last open. */
+  private asked = false;
 
   private run(effects: Effect[]): void {
     for (const effect of effects) {
