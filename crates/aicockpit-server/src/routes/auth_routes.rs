@@ -434,33 +434,15 @@ async fn confirm(
              on the server) and set a password on your Account page right after",
         ));
     };
-    let wrong = || {
-        ApiError::new(
-            StatusCode::FORBIDDEN,
-            "wrong_password",
-            "the password is wrong",
-        )
-    };
-    if request.password.len() > 1024 {
-        return Err(wrong());
-    }
-    if let Err(wait) = state
-        .limiter
-        .begin_own_password(&caller.credential.budget_key(), address)
-    {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!("too many wrong passwords; try again in {wait} s"),
-        )
-        .with_retry_after(wait));
-    }
-    if !auth::verify_password_async(request.password, stored.clone()).await? {
-        return Err(wrong());
-    }
-    state
-        .limiter
-        .own_password_succeeded(&caller.credential.budget_key(), address);
+    check_own_password(
+        &state,
+        &caller,
+        address,
+        request.password,
+        &stored,
+        "the password is wrong",
+    )
+    .await?;
     let confirmed = state
         .db
         .call(move |c| db::confirm_session(c, &session, &stored))
@@ -477,6 +459,37 @@ async fn confirm(
 
 async fn me(Extension(access): Extension<Access>) -> Result<axum::Json<User>, ApiError> {
     Ok(axum::Json(access.principal()?.user.clone()))
+}
+
+/// Check a signed-in caller's password against the stored hash, counted
+/// by the limiter under the caller's credential and address (the attempt
+/// is counted when it begins; a right password gives it back).
+async fn check_own_password(
+    state: &AppState,
+    caller: &auth::Principal,
+    address: Option<std::net::IpAddr>,
+    password: String,
+    stored: &str,
+    wrong: &'static str,
+) -> Result<(), ApiError> {
+    let wrong = || ApiError::new(StatusCode::FORBIDDEN, "wrong_password", wrong);
+    if password.len() > 1024 {
+        return Err(wrong());
+    }
+    let budget = caller.credential.budget_key();
+    if let Err(wait) = state.limiter.begin_own_password(&budget, address) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many wrong passwords; try again in {wait} s"),
+        )
+        .with_retry_after(wait));
+    }
+    if !auth::verify_password_async(password, stored.to_string()).await? {
+        return Err(wrong());
+    }
+    state.limiter.own_password_succeeded(&budget, address);
+    Ok(())
 }
 
 /// `POST /api/v1/me/password`. The current password is checked like a
@@ -505,36 +518,17 @@ async fn change_own_password(
         .db
         .call(move |c| db::password_hash(c, user_id))
         .await?;
-    let wrong = || {
-        ApiError::new(
-            StatusCode::FORBIDDEN,
-            "wrong_password",
-            "the current password is wrong",
-        )
-    };
     match (&stored, current_password) {
         (Some(stored), Some(current)) => {
-            if current.len() > 1024 {
-                return Err(wrong());
-            }
-            if let Err(wait) = state
-                .limiter
-                .begin_own_password(&caller.credential.budget_key(), address)
-            {
-                return Err(ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    format!("too many wrong passwords; try again in {wait} s"),
-                )
-                .with_retry_after(wait));
-            }
-            if !auth::verify_password_async(current, stored.clone()).await? {
-                // The attempt was counted when it began.
-                return Err(wrong());
-            }
-            state
-                .limiter
-                .own_password_succeeded(&caller.credential.budget_key(), address);
+            check_own_password(
+                &state,
+                &caller,
+                address,
+                current,
+                stored,
+                "the current password is wrong",
+            )
+            .await?;
         }
         (Some(_), None) => {
             return Err(ApiError::bad_request(
