@@ -393,6 +393,24 @@ pub fn check_recent_password(
     ))
 }
 
+/// The recent-password rule for one caller: a browser session must have
+/// proved its password within `window`; an API token is never asked.
+pub async fn require_recent_password(
+    db: &Db,
+    principal: &Principal,
+    window: std::time::Duration,
+) -> Result<(), ApiError> {
+    let Credential::Session(session) = &principal.credential else {
+        return Ok(());
+    };
+    let session = session.clone();
+    let confirmed = db
+        .call(move |c| db::session_confirmed_at(c, &session))
+        .await?
+        .unwrap_or(0);
+    check_recent_password(confirmed, window)
+}
+
 /// Whether a method changes state (and so needs the `Origin` check with cookies).
 pub fn is_state_changing(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)

@@ -292,10 +292,29 @@ fn on_the_local_backend_terminals_and_commands_need_a_recent_password() {
         let reply = server.browser(&cookie, method, target, body).expect(403);
         assert_eq!(reply.json()["error"], "reauth_required", "{target}");
     }
+    // So does mounting a folder of the host (any backend).
+    let host_dir = tempfile::tempdir().unwrap();
+    let mounted = server
+        .browser(
+            &cookie,
+            "POST",
+            "/api/v1/workspaces",
+            Some(&json!({ "name": "mounted", "dir": host_dir.path(), "start": false })),
+        )
+        .expect(403);
+    assert_eq!(mounted.json()["error"], "reauth_required");
     // Other workspace routes go on; a token is never asked.
     server
         .browser(&cookie, "GET", "/api/v1/workspaces/here", None)
         .expect(200);
+    server
+        .browser(
+            &cookie,
+            "POST",
+            "/api/v1/workspaces",
+            Some(&json!({ "name": "plain", "start": false })),
+        )
+        .expect(201);
     let by_token = server.api(&token, "POST", "/api/v1/workspaces/here/exec", Some(&exec));
     assert_ne!(
         by_token.json()["error"],

@@ -539,18 +539,11 @@ async fn change_own_password(
         // so only a browser session that used its link recently may set
         // the first one, not a stale or stolen session, nor a token.
         (None, _) => {
-            let fresh = match &caller.credential {
-                Credential::Session(session) => {
-                    let session = session.clone();
-                    let confirmed = state
-                        .db
-                        .call(move |c| db::session_confirmed_at(c, &session))
-                        .await?
-                        .unwrap_or(0);
-                    auth::check_recent_password(confirmed, state.reauth_after).is_ok()
-                }
-                Credential::Token(_) => false,
-            };
+            // (Fails closed: an error reading the session is "not fresh".)
+            let fresh = matches!(caller.credential, Credential::Session(_))
+                && auth::require_recent_password(&state.db, &caller, state.reauth_after)
+                    .await
+                    .is_ok();
             if !fresh {
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,

@@ -449,16 +449,10 @@ async fn decide(
     let host_shell = HOST_SHELL_ROUTES.contains(&path)
         && state.manager.backend().kind() == aicockpit_workspace::BackendKind::Local;
     if recent_password || host_shell {
-        if let Some(Credential::Session(session)) = access.principal.as_ref().map(|p| &p.credential)
-        {
-            let session = session.clone();
-            let confirmed = state
-                .db
-                .call(move |c| db::session_confirmed_at(c, &session))
+        if let Some(principal) = &access.principal {
+            auth::require_recent_password(&state.db, principal, state.reauth_after)
                 .await
-                .map_err(|e| fail(e.into()))?
-                .unwrap_or(0);
-            auth::check_recent_password(confirmed, state.reauth_after).map_err(fail)?;
+                .map_err(fail)?;
         }
     }
     Ok((audit_action, access))

@@ -392,7 +392,17 @@ async fn create(
                 "{dir}: give the folder's absolute path on the server's host"
             )))
         }
-        Some(dir) => Some(std::path::PathBuf::from(dir)),
+        Some(dir) => {
+            // Mounting a host folder reaches the host's files for good
+            // (its writes land there): a recent password, as for tokens.
+            crate::auth::require_recent_password(
+                &state.db,
+                access.principal()?,
+                state.reauth_after,
+            )
+            .await?;
+            Some(std::path::PathBuf::from(dir))
+        }
         None => None,
     };
     let _creating = CREATING.lock().await;
