@@ -724,6 +724,12 @@ impl WorkspaceManager {
         &self.backend
     }
 
+    /// Whether a removed workspace of this name left its files behind
+    /// (`remove` without purge): a `create` of the name would take them.
+    pub fn has_kept_files(&self, name: &str) -> Result<bool, WorkspaceError> {
+        Ok(self.store.get(name)?.is_none() && self.store.workspace_dir(name).exists())
+    }
+
     pub fn options(&self) -> &ManagerOptions {
         &self.options
     }

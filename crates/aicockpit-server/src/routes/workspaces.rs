@@ -407,6 +407,15 @@ async fn create(
     };
     let _creating = CREATING.lock().await;
     sweep_stale_rows(&state).await?;
+    // The files a removed workspace left behind are not handed to whoever
+    // creates the next one of that name: only an admin may take them up.
+    if dir.is_none() && user.role != SiteRole::Admin && state.manager.has_kept_files(&name)? {
+        return Err(ApiError::conflict(format!(
+            "the files of a removed workspace named {name:?} are kept on the server: \
+             choose another name, or ask an admin to create it (taking up those files) \
+             or to delete its folder (workspaces/{name} in the server's data folder)"
+        )));
+    }
     let workspace = state
         .manager
         .create(CreateRequest {
