@@ -154,7 +154,8 @@ pub fn serve(paths: Paths, config: Config, args: ServeArgs) -> Result<()> {
             }
             match &started.login_url {
                 Some(url) => println!(
-                    "First start: open this one-time login URL (valid 15 minutes) to sign in as `admin`:\n{url}"
+                    "First start: open this one-time login URL (valid 15 minutes) to sign in as `admin`:\n{url}\n\
+                     Then set a password on the Account page right away: making tokens or users later asks for it."
                 ),
                 None => println!(
                     "Sign in at {}/ (lost access? `aicockpit admin login-link` prints a new one-time URL)",

@@ -60,16 +60,18 @@ pub enum Credential {
     Token(String),
 }
 
-impl Credential {
-    /// A name of the credential for the limiter's budgets (never the secret:
-    /// a session by a prefix of its id's hash, a token by its public id).
-    pub fn budget_key(&self) -> String {
-        match self {
+impl Principal {
+    /// The limiter's budget for this caller's password checks (never a
+    /// secret): a session by a prefix of its id's hash; all API tokens of
+    /// the user together, since a token holder can mint more tokens
+    /// without a password, and sessions cannot be made without one.
+    pub fn password_budget(&self) -> String {
+        match &self.credential {
             Credential::Session(hash) => {
                 let hex: String = hash.iter().take(12).map(|b| format!("{b:02x}")).collect();
                 format!("session:{hex}")
             }
-            Credential::Token(id) => format!("token:{id}"),
+            Credential::Token(_) => format!("tokens-of:{}", self.user.id),
         }
     }
 }
@@ -382,7 +384,9 @@ pub fn check_recent_password(
     window: std::time::Duration,
 ) -> Result<(), ApiError> {
     let age = db::now().saturating_sub(confirmed_at);
-    if confirmed_at > 0 && (age as u64) < window.as_secs() {
+    // Whole seconds: a window of 0 lets through what comes in the same
+    // second as the proof (the retry right after a confirmation).
+    if confirmed_at > 0 && (0..=window.as_secs() as i64).contains(&age) {
         return Ok(());
     }
     Err(ApiError::new(
@@ -592,25 +596,35 @@ impl LoginLimiter {
     }
 
     /// Start a check of a signed-in caller's password (to change it or to
-    /// confirm it): counted like a login under the address, and under a
-    /// budget of the caller's credential (`credential` names the session or
-    /// token), apart from the login budget by name. So failed logins by
-    /// anyone cannot stop the owner from changing a password, guesses here
-    /// cannot lock the owner out of logging in, and a thief burning the
-    /// budget of a credential they hold does not block the owner's others
-    /// (a fresh login is a fresh budget).
-    pub fn begin_own_password(&self, credential: &str, address: Option<IpAddr>) -> Result<(), u64> {
-        let mut keys = Self::keys(None, address);
-        keys.push(format!("own:{credential}"));
-        self.begin_keys(keys)
+    /// confirm it), under the caller's budget (`budget`:
+    /// [`Principal::password_budget`]) and the address's, both apart from
+    /// the login budgets. So failed logins by anyone (behind a proxy, from
+    /// the same address) cannot stop the owner from changing a password,
+    /// guesses here cannot lock the owner out of logging in, and a thief
+    /// burning a stolen session's budget does not block the owner's next
+    /// login.
+    pub fn begin_own_password(&self, budget: &str, address: Option<IpAddr>) -> Result<(), u64> {
+        self.begin_keys(Self::own_keys(budget, address))
     }
 
-    /// The password was right: that credential's budget is whole again and
-    /// the address gets its attempt back.
-    pub fn own_password_succeeded(&self, credential: &str, address: Option<IpAddr>) {
+    fn own_keys(budget: &str, address: Option<IpAddr>) -> Vec<String> {
+        let mut keys: Vec<String> = Self::keys(None, address)
+            .into_iter()
+            .map(|key| format!("own-{key}"))
+            .collect();
+        keys.push(format!("own:{budget}"));
+        keys
+    }
+
+    /// The password was right: that budget is whole again and the address
+    /// gets its attempt back.
+    pub fn own_password_succeeded(&self, budget: &str, address: Option<IpAddr>) {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        failures.remove(&format!("own:{credential}"));
-        for key in Self::keys(None, address) {
+        failures.remove(&format!("own:{budget}"));
+        for key in Self::own_keys(budget, address)
+            .into_iter()
+            .filter(|key| key.starts_with("own-"))
+        {
             if let Some((_, count)) = failures.get_mut(&key) {
                 *count = count.saturating_sub(1);
             }

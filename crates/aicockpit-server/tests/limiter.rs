@@ -53,34 +53,35 @@ fn spraying_other_names_does_not_unlock_a_locked_user() {
 }
 
 /// Checks of a signed-in caller's password (to change or confirm it) and
-/// logins have budgets of their own: failed logins by anyone cannot stop
-/// the owner from changing their password; guesses by someone holding one
-/// of the owner's credentials burn that credential's budget only, not the
-/// owner's login nor their other sessions. Both count against the
-/// guessing address.
+/// logins have budgets of their own, by name and by address: failed logins
+/// by anyone, even from the owner's own address (a proxy), cannot stop the
+/// owner from changing their password; guesses by someone holding one of
+/// the owner's sessions burn that session's budget only, not the owner's
+/// logins nor their other sessions.
 #[test]
 fn own_password_checks_and_logins_have_their_own_budgets() {
     let limiter = LoginLimiter::default();
-    let attacker: IpAddr = "10.0.0.1".parse().unwrap();
-    let owner: IpAddr = "10.0.0.9".parse().unwrap();
+    let proxy: IpAddr = "10.0.0.1".parse().unwrap();
     for _ in 0..BUDGET {
-        limiter.begin("ada", Some(attacker)).unwrap();
+        limiter.begin("ada", Some(proxy)).unwrap();
     }
     assert!(
-        limiter.begin("ada", Some(owner)).is_err(),
+        limiter.begin("ada", Some(proxy)).is_err(),
         "logins are locked"
     );
     assert!(
         limiter
-            .begin_own_password("session:ada-laptop", Some(owner))
+            .begin_own_password("session:ada-laptop", Some(proxy))
             .is_ok(),
-        "the owner can still change the password"
+        "the owner can still change the password, from the same address"
     );
 
     let limiter = LoginLimiter::default();
+    let thief: IpAddr = "10.0.0.7".parse().unwrap();
+    let owner: IpAddr = "10.0.0.9".parse().unwrap();
     for _ in 0..BUDGET {
         limiter
-            .begin_own_password("session:stolen", Some(attacker))
+            .begin_own_password("session:stolen", Some(thief))
             .unwrap();
     }
     assert!(limiter
@@ -97,10 +98,16 @@ fn own_password_checks_and_logins_have_their_own_budgets() {
         "bob can still log in"
     );
     assert!(
-        limiter.begin("carol", Some(attacker)).is_err(),
-        "the guessing address is spent for everything"
+        limiter.begin("carol", Some(thief)).is_ok(),
+        "these guesses do not spend the address's login budget"
     );
-    // A right password gives the credential's budget back.
+    assert!(
+        limiter
+            .begin_own_password("session:another-stolen", Some(thief))
+            .is_err(),
+        "but its budget for these checks"
+    );
+    // A right password gives the session's budget back.
     limiter.own_password_succeeded("session:stolen", Some(owner));
     assert!(limiter
         .begin_own_password("session:stolen", Some(owner))

@@ -36,7 +36,7 @@ fn a_session_past_the_window_confirms_its_password_before_making_credentials() {
         )
         .expect(201);
 
-    std::thread::sleep(window + Duration::from_millis(300));
+    std::thread::sleep(window + Duration::from_millis(1200));
     let asked = server
         .browser(
             &cookie,
@@ -164,7 +164,8 @@ fn only_a_session_with_a_password_confirms_one() {
         .expect("a first start prints a link");
     let link = url.split("token=").nth(1).unwrap();
     let cookie = server.use_link(link).expect(200).cookie();
-    // With a window of zero, even a fresh session is asked.
+    // With a window of zero, a session is asked once its second is over.
+    std::thread::sleep(Duration::from_millis(1200));
     server
         .browser(
             &cookie,
@@ -221,7 +222,7 @@ fn a_first_password_is_set_only_right_after_a_login_link() {
     let cookie = server.use_link(link).expect(200).cookie();
     // A stale (or stolen) link session cannot give the account a password,
     // which would prove the session again.
-    std::thread::sleep(window + Duration::from_millis(300));
+    std::thread::sleep(window + Duration::from_millis(1200));
     let refused = server
         .browser(
             &cookie,
@@ -284,7 +285,7 @@ fn on_the_local_backend_terminals_and_commands_need_a_recent_password() {
         .expect(201);
     let cookie = server.login("root", PASSWORD);
     let exec = json!({ "command": ["true"] });
-    std::thread::sleep(window + Duration::from_millis(300));
+    std::thread::sleep(window + Duration::from_millis(1200));
     for (method, target, body) in [
         ("POST", "/api/v1/workspaces/here/exec", Some(&exec)),
         ("GET", "/api/v1/workspaces/here/terminal", None),

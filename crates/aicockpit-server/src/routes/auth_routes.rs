@@ -476,7 +476,7 @@ async fn check_own_password(
     if password.len() > 1024 {
         return Err(wrong());
     }
-    let budget = caller.credential.budget_key();
+    let budget = caller.password_budget();
     if let Err(wait) = state.limiter.begin_own_password(&budget, address) {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,

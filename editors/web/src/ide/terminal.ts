@@ -6,7 +6,7 @@
 
 import { Terminal } from "@xterm/xterm";
 import { FitAddon } from "@xterm/addon-fit";
-import { call, json, socketUrl, ws } from "../api.js";
+import { ApiError, call, json, socketUrl, ws } from "../api.js";
 import { h, prompt, toast } from "../dom.js";
 import { TerminalAttach, type Effect } from "./terminal-attach.js";
 
@@ -91,7 +91,19 @@ class TerminalView {
       // reauth_required the password dialog (a terminal on the local
       // backend is a shell on the server's host); then reconnect.
       this.asked = true;
-      void call(path).catch(() => undefined).finally(() => this.run(this.machine.closed()));
+      void call(path).then(
+        () => this.run(this.machine.closed()),
+        (error: unknown) => {
+          // Refused for good (the dialog was cancelled, no password, no
+          // access): say so and stop, rather than knock every few seconds.
+          if (error instanceof ApiError && (error.status === 403 || error.status === 404)) {
+            this.machine.dispose();
+            this.run([{ kind: "notice", text: `${error.message}: close this terminal and open a new one to try again` }]);
+            return;
+          }
+          this.run(this.machine.closed());
+        },
+      );
     };
   }
 
