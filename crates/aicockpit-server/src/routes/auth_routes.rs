@@ -405,7 +405,7 @@ async fn logout(State(state): State<AppState>, Extension(access): Extension<Acce
 }
 
 /// `POST /api/v1/auth/confirm`: the password checked like a login
-/// (rate-limited per address and per user, as for a password change), and
+/// (rate-limited as for a password change: [`check_own_password`]), and
 /// the session marked as having proved it now, if the password is still
 /// the one checked.
 async fn confirm(
@@ -462,8 +462,10 @@ async fn me(Extension(access): Extension<Access>) -> Result<axum::Json<User>, Ap
 }
 
 /// Check a signed-in caller's password against the stored hash, counted
-/// by the limiter under the caller's credential and address (the attempt
-/// is counted when it begins; a right password gives it back).
+/// by the limiter under the caller's budget
+/// ([`auth::Principal::password_budget`]) and address, apart from the
+/// login budgets (the attempt is counted when it begins; a right password
+/// gives it back).
 async fn check_own_password(
     state: &AppState,
     caller: &auth::Principal,
@@ -493,7 +495,7 @@ async fn check_own_password(
 }
 
 /// `POST /api/v1/me/password`. The current password is checked like a
-/// login (rate-limited per address and per user), so a stolen session or
+/// login ([`check_own_password`]), so a stolen session or
 /// token cannot set a password its owner does not know. Every session of
 /// the user ends, the caller's too: a browser caller gets a new session
 /// in the answer, so a stolen copy of its cookie stops working. The new
