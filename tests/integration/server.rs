@@ -7,7 +7,7 @@
 //! bytes on the wire are exactly the test's: a percent-encoded path stays
 //! encoded, a missing `Origin` stays missing, a source address can be chosen.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
@@ -28,49 +28,10 @@ const ORIGIN_EVIL: &str = "http://evil.example";
 // A tiny HTTP/1.1 client.
 
 /// A response: status, headers (names lower-cased) and the whole body.
-#[derive(Debug)]
-pub(crate) struct Reply {
-    pub(crate) status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
+#[path = "../support/http1.rs"]
+mod http1;
+pub(crate) use http1::Reply;
 
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub(crate) fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    pub(crate) fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.text()))
-    }
-
-    /// Everything the client saw, for "does this secret appear anywhere".
-    fn everything(&self) -> String {
-        let mut all = String::new();
-        for (name, value) in &self.headers {
-            all.push_str(&format!("{name}: {value}\n"));
-        }
-        all.push_str(&self.text());
-        all
-    }
-
-    #[track_caller]
-    pub(crate) fn expect(self, status: u16) -> Reply {
-        assert_eq!(self.status, status, "{}", self.everything());
-        self
-    }
-}
-
-/// A TCP connection to `target` from a chosen loopback address (127.0.0.0/8
-/// is all local on Linux), so rate limits per address can be told apart.
 fn connect_from(source: Ipv4Addr, target: SocketAddr) -> TcpStream {
     use std::os::fd::FromRawFd;
     let SocketAddr::V4(target) = target else {
@@ -122,70 +83,10 @@ pub(crate) fn http(
         None => TcpStream::connect(address).expect("connect to the server"),
     };
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
-    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {address}\r\n");
-    if !headers
-        .iter()
-        .any(|(n, _)| n.eq_ignore_ascii_case("connection"))
-    {
-        head.push_str("Connection: close\r\n");
-    }
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let head = http1::request_head(address, method, target, headers, body.len());
     stream.write_all(head.as_bytes()).unwrap();
     stream.write_all(body).unwrap();
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line).expect("status line");
-    let status: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {line:?} for {method} {target}"));
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).expect("header line");
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        let (name, value) = line.split_once(':').expect("header");
-        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-    }
-    let find = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-    };
-    let mut body = Vec::new();
-    if status == 101 || method == "HEAD" || status == 204 || status == 304 {
-        // No HTTP body follows (whatever Content-Length says, for HEAD).
-    } else if let Some(length) = find("content-length") {
-        body.resize(length.parse().unwrap(), 0);
-        reader.read_exact(&mut body).unwrap();
-    } else if find("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-        loop {
-            let mut size = String::new();
-            reader.read_line(&mut size).unwrap();
-            let size = usize::from_str_radix(size.trim(), 16).unwrap();
-            let mut chunk = vec![0; size + 2];
-            reader.read_exact(&mut chunk).unwrap();
-            if size == 0 {
-                break;
-            }
-            body.extend_from_slice(&chunk[..size]);
-        }
-    } else {
-        reader.read_to_end(&mut body).unwrap();
-    }
-    Reply {
-        status,
-        headers,
-        body,
-    }
+    http1::read_reply(stream, method == "HEAD")
 }
 
 // ---------------------------------------------------------------------------

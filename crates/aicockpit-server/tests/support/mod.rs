@@ -7,7 +7,7 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -20,55 +20,9 @@ use serde_json::Value;
 /// How long any one step may take.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
-/// A response: status, headers (names lower-cased) and the whole body.
-pub struct Reply {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl std::fmt::Debug for Reply {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.status)?;
-        for (name, value) in &self.headers {
-            write!(f, "\n{name}: {value}")?;
-        }
-        write!(f, "\n\n{}", self.text())
-    }
-}
-
-impl Reply {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.text()))
-    }
-
-    #[track_caller]
-    pub fn expect(self, status: u16) -> Reply {
-        assert_eq!(self.status, status, "{self:?}");
-        self
-    }
-
-    /// The `name=value` of the response's one `Set-Cookie`.
-    #[track_caller]
-    pub fn cookie(&self) -> String {
-        let set = self
-            .header("set-cookie")
-            .unwrap_or_else(|| panic!("no Set-Cookie: {self:?}"));
-        set.split(';').next().unwrap().trim().to_string()
-    }
-}
+#[path = "../../../../tests/support/http1.rs"]
+mod http1;
+pub use http1::Reply;
 
 /// Send raw bytes (a whole request) and read the response.
 pub fn raw(address: SocketAddr, request: &[u8]) -> Reply {
@@ -94,12 +48,7 @@ impl HeldRequest {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> HeldRequest {
-        let mut head =
-            format!("{method} {target} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
-        for (name, value) in headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        let head = http1::request_head(address, method, target, headers, body.len());
         let mut stream = TcpStream::connect(address).expect("connect to the server");
         stream.set_read_timeout(Some(DEADLINE)).unwrap();
         stream.write_all(head.as_bytes()).unwrap();
@@ -127,57 +76,7 @@ impl HeldRequest {
 
 /// Read one response from a connection.
 pub fn read_reply(stream: TcpStream) -> Reply {
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line).expect("status line");
-    let status: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {line:?}"));
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).expect("header line");
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        let (name, value) = line.split_once(':').expect("header");
-        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-    }
-    let find = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-    };
-    let mut body = Vec::new();
-    if status == 101 || status == 204 || status == 304 {
-        // No body follows.
-    } else if let Some(length) = find("content-length") {
-        body.resize(length.parse().unwrap(), 0);
-        reader.read_exact(&mut body).unwrap();
-    } else if find("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-        loop {
-            let mut size = String::new();
-            reader.read_line(&mut size).unwrap();
-            let size = usize::from_str_radix(size.trim(), 16).unwrap();
-            let mut chunk = vec![0; size + 2];
-            reader.read_exact(&mut chunk).unwrap();
-            if size == 0 {
-                break;
-            }
-            body.extend_from_slice(&chunk[..size]);
-        }
-    } else {
-        reader.read_to_end(&mut body).unwrap();
-    }
-    Reply {
-        status,
-        headers,
-        body,
-    }
+    http1::read_reply(stream, false)
 }
 
 /// One HTTP/1.1 request. `Host` is the server's address unless `headers`
@@ -189,15 +88,7 @@ pub fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Reply {
-    let mut head = format!("{method} {target} HTTP/1.1\r\n");
-    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
-        head.push_str(&format!("Host: {address}\r\n"));
-    }
-    head.push_str("Connection: close\r\n");
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let head = http1::request_head(address, method, target, headers, body.len());
     let mut request = head.into_bytes();
     request.extend_from_slice(body);
     raw(address, &request)
