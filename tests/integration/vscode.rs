@@ -1038,11 +1038,13 @@ async fn explain_and_refactor(client: &Client, mock: &MockServer) -> Step<()> {
     .map(|_| ())
 }
 
-/// A suggested command is typed into the terminal and not run.
+/// A suggested command is typed into the terminal and not run, even when the
+/// service's answer breaks it over lines (a terminal runs what follows a CR
+/// or LF): it arrives as one line.
 async fn suggest_command(client: &Client, mock: &MockServer, project: &Path) -> Step<()> {
     let marker = project.join("suggested-command-ran");
     mock.set_reply(format!(
-        "{{\"command\": \"touch {}\", \"explanation\": \"Creates the marker file.\"}}",
+        "{{\"command\": \"true\\ntouch {}\\r\", \"explanation\": \"Creates the marker file.\"}}",
         marker.display()
     ));
     palette(client, "AiCockpit: Suggest a Terminal Command").await?;
@@ -1052,7 +1054,7 @@ async fn suggest_command(client: &Client, mock: &MockServer, project: &Path) -> 
         client,
         &format!(
             "return [...document.querySelectorAll('.xterm-rows')].some(r => r.textContent.includes({}))",
-            json!(format!("touch {}", marker.display()))
+            json!(format!("true && touch {}", marker.display()))
         ),
         "the suggested command typed into the terminal",
     )

@@ -953,9 +953,10 @@ pub(crate) async fn ai_actions(client: &Client, mock: &MockServer) -> Step<()> {
     )
     .await?;
 
-    // A suggested command lands at the prompt without running.
+    // A suggested command lands at the prompt without running, even when the
+    // service's answer puts CRs in it (a terminal runs what follows one).
     mock.set_reply(
-        "{\"command\": \"touch suggested-ran\", \"explanation\": \"Creates the marker file.\"}",
+        "{\"command\": \"true\\rtouch suggested-ran\\r\", \"explanation\": \"Creates the marker file.\"}",
     );
     client
         .find(Locator::XPath("//button[contains(., 'Suggest command')]"))
@@ -971,7 +972,7 @@ pub(crate) async fn ai_actions(client: &Client, mock: &MockServer) -> Step<()> {
         .map_err(fail("describe the command"))?;
     wait_for_script(
         client,
-        &format!("{TERMINAL_TEXT_IS} r.includes('$ touch suggested-ran')"),
+        &format!("{TERMINAL_TEXT_IS} r.includes('$ true && touch suggested-ran')"),
         "the suggested command typed at the prompt",
     )
     .await?;

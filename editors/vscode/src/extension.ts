@@ -571,8 +571,16 @@ class Cockpit implements vscode.Disposable {
           token,
         ),
     );
+    // Typed into the terminal, never run: the user presses Enter. A terminal
+    // runs whatever follows a line break (sendText turns LF into CR), so a
+    // command with any control character is refused here too, not only
+    // made one line by the server.
+    // eslint-disable-next-line no-control-regex -- control characters are what it refuses
+    if (/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(suggestion.command)) {
+      void vscode.window.showErrorMessage("AiCockpit: the suggested command has line breaks or control characters; it was not typed.");
+      return;
+    }
     terminal.show();
-    // Typed into the terminal, never run: the user presses Enter.
     terminal.sendText(suggestion.command, false);
     if (suggestion.explanation) {
       void vscode.window.showInformationMessage(`AiCockpit: ${suggestion.explanation}`);

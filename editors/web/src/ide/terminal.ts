@@ -143,9 +143,11 @@ class TerminalView {
     }
   }
 
-  /** Put text at the prompt (not run: no newline). */
+  /** Put text at the prompt, not run: a terminal runs what follows a CR or
+   * LF, and ESC starts a sequence, so every control character becomes a space. */
   type(text: string): void {
-    this.input(text.replace(/\r?\n/g, " "));
+    // eslint-disable-next-line no-control-regex -- control characters are what it removes
+    this.input(text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, " "));
     this.term.focus();
   }
 
