@@ -625,6 +625,7 @@ fn open_index(paths: &Paths, config: &Config, root: &Path) -> Result<ProjectInde
         threads: config.index.threads,
         read_only: false,
         skip_folders: config.index.skip_folders.clone(),
+        owner: None,
     };
     let (index, report) = ProjectIndex::open(options)
         .with_context(|| format!("cannot open the index of {}", root.display()))?;

@@ -151,6 +151,7 @@ impl Engine {
         cache_dir: &Path,
         file_config: Config,
         config: Config,
+        owner: Option<&str>,
     ) -> Result<(Engine, OpenNotes), EngineError> {
         let options = IndexOptions {
             root: root.to_path_buf(),
@@ -159,6 +160,7 @@ impl Engine {
             threads: config.index.threads,
             read_only: false,
             skip_folders: config.index.skip_folders.clone(),
+            owner: owner.map(str::to_string),
         };
         let (index, report) =
             ProjectIndex::open(options).map_err(|source| EngineError::CannotIndex {

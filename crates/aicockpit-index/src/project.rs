@@ -43,6 +43,13 @@ pub struct IndexOptions {
     pub read_only: bool,
     /// Folders skipped wherever they are (`index.skip_folders`).
     pub skip_folders: Vec<String>,
+    /// Whose index this is, when a folder can change hands: the server
+    /// passes the workspace record's id. The index of the same folder made
+    /// for another owner (or for none) is rebuilt, never reused: a
+    /// workspace made under a removed one's name gets the same folder and
+    /// must not be answered from its predecessor's symbols and chunks while
+    /// its first refresh runs.
+    pub owner: Option<String>,
 }
 
 impl IndexOptions {
@@ -54,6 +61,7 @@ impl IndexOptions {
             threads: 0,
             read_only: false,
             skip_folders: walk::default_skip_folders(),
+            owner: None,
         }
     }
 }
@@ -367,6 +375,13 @@ impl ProjectIndex {
                 marker["format"]
             )));
         }
+        if let Some(owner) = &options.owner {
+            if marker["owner"].as_str() != Some(owner.as_str()) {
+                return Err(OpenFailure::Broken(
+                    "the index was made for another workspace of this folder".into(),
+                ));
+            }
+        }
         let broken = |error: TantivyError| OpenFailure::Broken(error.to_string());
         let directory =
             CacheDirectory::open(dir).map_err(|error| OpenFailure::Broken(error.to_string()))?;
@@ -392,7 +407,8 @@ impl ProjectIndex {
             path: dir.to_path_buf(),
             source,
         })?;
-        let marker = serde_json::json!({ "format": FORMAT_VERSION, "root": root });
+        let marker =
+            serde_json::json!({ "format": FORMAT_VERSION, "root": root, "owner": options.owner });
         std::fs::write(dir.join(MARKER_FILE), marker.to_string()).map_err(|source| {
             IndexError::Io {
                 path: dir.to_path_buf(),

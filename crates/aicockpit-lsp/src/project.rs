@@ -113,9 +113,16 @@ impl SharedEngine {
     /// do not stop serving (an index rebuilt, a read-only fallback, an AI
     /// service that cannot be used) are kept for `aicockpit/status`.
     /// Blocks (opening an index reads it): call it from a blocking thread.
-    /// Call [`Self::start`] next, from within the tokio runtime.
-    pub fn open(root: &Path, config: Config, paths: Paths) -> Result<SharedEngine, EngineError> {
-        let (engine, notes) = Engine::open(root, &paths.cache_dir, config.clone(), config)?;
+    /// Call [`Self::start`] next, from within the tokio runtime. `owner`
+    /// names whose index it is when the folder can change hands (see
+    /// `IndexOptions::owner`).
+    pub fn open(
+        root: &Path,
+        config: Config,
+        paths: Paths,
+        owner: Option<&str>,
+    ) -> Result<SharedEngine, EngineError> {
+        let (engine, notes) = Engine::open(root, &paths.cache_dir, config.clone(), config, owner)?;
         let shared = SharedEngine::from_engine(Arc::new(engine), paths);
         for message in notes.messages(root) {
             shared.record_error(message);

@@ -77,6 +77,7 @@ impl Backend {
             &self.inner.options.paths.cache_dir,
             old.file_config().clone(),
             config,
+            None,
         );
         let (engine, notes) = match opened {
             Ok(opened) => opened,

@@ -757,7 +757,7 @@ impl LanguageServer for Backend {
                 Some(root) => {
                     let effective = config.clone();
                     let opened = tokio::task::spawn_blocking(move || {
-                        Engine::open(&root, &cache_dir, file_config, effective)
+                        Engine::open(&root, &cache_dir, file_config, effective, None)
                             .map(|(engine, notes)| (engine, notes.messages(&root)))
                     })
                     .await

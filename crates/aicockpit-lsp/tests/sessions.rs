@@ -66,10 +66,11 @@ impl Fixture {
 
     async fn shared(&self, config: Config) -> SharedEngine {
         let (root, paths) = (self.root.clone(), self.paths.clone());
-        let shared =
-            tokio::task::spawn_blocking(move || SharedEngine::open(&root, config, paths).unwrap())
-                .await
-                .unwrap();
+        let shared = tokio::task::spawn_blocking(move || {
+            SharedEngine::open(&root, config, paths, None).unwrap()
+        })
+        .await
+        .unwrap();
         shared.start();
         shared
     }
@@ -786,7 +787,7 @@ async fn a_session_joining_during_the_first_index_follows_the_same_run() {
     let (root, paths) = (fixture.root.clone(), fixture.paths.clone());
     // Not started: the first session's `initialized` starts the one run.
     let shared = tokio::task::spawn_blocking(move || {
-        SharedEngine::open(&root, Config::default(), paths).unwrap()
+        SharedEngine::open(&root, Config::default(), paths, None).unwrap()
     })
     .await
     .unwrap();

@@ -84,6 +84,14 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE sessions ADD COLUMN confirmed_at INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 3: which workspace record a row of ownership and sharing is about.
+    // Names come back: a workspace removed and made again outside the API
+    // (`aicockpit workspace rm` / `create`) is another workspace, and its
+    // predecessor's owner and members must not reach it. Rows from before
+    // are adopted by the record of their name at the next start.
+    r#"
+    ALTER TABLE workspaces ADD COLUMN record_id TEXT;
+    "#,
 ];
 
 /// A database failure, with what was being done.
@@ -789,27 +797,77 @@ pub fn consume_login_link(
     Ok(user)
 }
 
-pub fn insert_workspace(c: &Connection, name: &str, owner_id: i64) -> Result<(), DbError> {
+/// Give a workspace with no row (made outside the API) an owner; a row that
+/// is already there stays.
+pub fn insert_workspace(
+    c: &Connection,
+    name: &str,
+    owner_id: i64,
+    record_id: &str,
+) -> Result<(), DbError> {
     c.execute(
-        "INSERT OR IGNORE INTO workspaces(name, owner_id, created_at) VALUES (?1, ?2, ?3)",
-        params![name, owner_id, now()],
+        "INSERT OR IGNORE INTO workspaces(name, owner_id, created_at, record_id) VALUES (?1, ?2, ?3, ?4)",
+        params![name, owner_id, now(), record_id],
     )?;
     Ok(())
 }
 
-/// Record a workspace just created under `name`, owned by `owner_id`. Any
-/// row left by an earlier workspace of that name (removed behind the
-/// server's back, with `aicockpit workspace rm`) goes first, with its
-/// members: they must not inherit the new one.
-pub fn claim_workspace(c: &Connection, name: &str, owner_id: i64) -> Result<(), DbError> {
+/// Record a workspace just created under `name` (record `record_id`), owned
+/// by `owner_id`. Any row left by an earlier workspace of that name
+/// (removed behind the server's back, with `aicockpit workspace rm`) goes
+/// first, with its members: they must not inherit the new one.
+pub fn claim_workspace(
+    c: &Connection,
+    name: &str,
+    owner_id: i64,
+    record_id: &str,
+) -> Result<(), DbError> {
     let transaction = c.unchecked_transaction()?;
     transaction.execute("DELETE FROM workspaces WHERE name = ?1", [name])?;
     transaction.execute(
-        "INSERT INTO workspaces(name, owner_id, created_at) VALUES (?1, ?2, ?3)",
-        params![name, owner_id, now()],
+        "INSERT INTO workspaces(name, owner_id, created_at, record_id) VALUES (?1, ?2, ?3, ?4)",
+        params![name, owner_id, now(), record_id],
     )?;
     transaction.commit()?;
     Ok(())
+}
+
+/// Make the rows agree with the workspace records there are now (`live`:
+/// name → record id): rows of names without a record, or of another record
+/// of the name (a workspace removed and made again outside the API), go
+/// with their members; a row from before record ids were kept is adopted
+/// by its name's record. Run where no workspace is being created (at start,
+/// and under the creation lock). Returns the names whose rows went.
+pub fn reconcile_workspaces(
+    c: &Connection,
+    live: &std::collections::HashMap<String, String>,
+) -> Result<Vec<String>, DbError> {
+    let transaction = c.unchecked_transaction()?;
+    let rows: Vec<(String, Option<String>)> = {
+        let mut statement = transaction.prepare("SELECT name, record_id FROM workspaces")?;
+        let rows = statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        rows
+    };
+    let mut gone = Vec::new();
+    for (name, record_id) in rows {
+        match (live.get(&name), record_id) {
+            (Some(id), None) => {
+                transaction.execute(
+                    "UPDATE workspaces SET record_id = ?2 WHERE name = ?1",
+                    params![name, id],
+                )?;
+            }
+            (Some(id), Some(record_id)) if *id == record_id => {}
+            _ => {
+                transaction.execute("DELETE FROM workspaces WHERE name = ?1", [&name])?;
+                gone.push(name);
+            }
+        }
+    }
+    transaction.commit()?;
+    Ok(gone)
 }
 
 pub fn delete_workspace(c: &Connection, name: &str) -> Result<(), DbError> {
@@ -817,31 +875,48 @@ pub fn delete_workspace(c: &Connection, name: &str) -> Result<(), DbError> {
     Ok(())
 }
 
-/// The owner's name of a workspace the server knows.
-pub fn workspace_owner(c: &Connection, name: &str) -> Result<Option<User>, DbError> {
+/// The SQL condition that a `workspaces` row (as `w`) is about record `?2`:
+/// a row of a predecessor of the name grants nothing (rows from before
+/// record ids were kept, none after the first start, count as the name's).
+const SAME_RECORD: &str = "(w.record_id IS NULL OR w.record_id = ?2)";
+
+/// The owner of the workspace record `record_id` named `name`.
+pub fn workspace_owner(
+    c: &Connection,
+    name: &str,
+    record_id: &str,
+) -> Result<Option<User>, DbError> {
     Ok(c
         .query_row(
-            "SELECT u.id, u.name, u.role, u.created_at FROM workspaces w JOIN users u ON u.id = w.owner_id WHERE w.name = ?1",
-            [name],
+            &format!(
+                "SELECT u.id, u.name, u.role, u.created_at FROM workspaces w JOIN users u ON u.id = w.owner_id \
+                 WHERE w.name = ?1 AND {SAME_RECORD}"
+            ),
+            params![name, record_id],
             user_from_row,
         )
         .optional()?)
 }
 
-/// A user's role in a workspace: owner, a member's role, or none.
+/// A user's role in the workspace record `record_id` named `name`: owner,
+/// a member's role, or none (also when the rows are a predecessor's).
 pub fn workspace_role(
     c: &Connection,
     name: &str,
+    record_id: &str,
     user_id: i64,
 ) -> Result<Option<WorkspaceRole>, DbError> {
     let owner: Option<i64> = c
         .query_row(
-            "SELECT owner_id FROM workspaces WHERE name = ?1",
-            [name],
+            &format!("SELECT owner_id FROM workspaces w WHERE w.name = ?1 AND {SAME_RECORD}"),
+            params![name, record_id],
             |r| r.get(0),
         )
         .optional()?;
-    if owner == Some(user_id) {
+    let Some(owner) = owner else {
+        return Ok(None);
+    };
+    if owner == user_id {
         return Ok(Some(WorkspaceRole::Owner));
     }
     let role: Option<String> = c
@@ -854,23 +929,29 @@ pub fn workspace_role(
     Ok(role.as_deref().and_then(WorkspaceRole::parse))
 }
 
-/// Names of workspaces a user owns or is a member of, with the role.
+/// Workspaces a user owns or is a member of: name, the record id of the
+/// row (none from before ids were kept) and the role.
 pub fn workspaces_of(
     c: &Connection,
     user_id: i64,
-) -> Result<Vec<(String, WorkspaceRole)>, DbError> {
+) -> Result<Vec<(String, Option<String>, WorkspaceRole)>, DbError> {
     let mut statement = c.prepare(
-        "SELECT name, 'owner' FROM workspaces WHERE owner_id = ?1 \
-         UNION SELECT workspace, role FROM members WHERE user_id = ?1 ORDER BY 1",
+        "SELECT name, record_id, 'owner' FROM workspaces WHERE owner_id = ?1 \
+         UNION SELECT m.workspace, w.record_id, m.role FROM members m \
+         JOIN workspaces w ON w.name = m.workspace WHERE m.user_id = ?1 ORDER BY 1",
     )?;
     let rows = statement.query_map([user_id], |row| {
-        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, Option<String>>(1)?,
+            row.get::<_, String>(2)?,
+        ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (name, role) = row?;
+        let (name, record_id, role) = row?;
         if let Some(role) = WorkspaceRole::parse(&role) {
-            out.push((name, role));
+            out.push((name, record_id, role));
         }
     }
     Ok(out)
@@ -1078,22 +1159,73 @@ mod tests {
                 let old = create_user(c, "old", None, SiteRole::Member)?;
                 let guest = create_user(c, "guest", None, SiteRole::Member)?;
                 let new = create_user(c, "new", None, SiteRole::Member)?;
-                insert_workspace(c, "w", old.id)?;
+                insert_workspace(c, "w", old.id, "rec-1")?;
                 c.execute(
                     "INSERT INTO members(workspace, user_id, role) VALUES ('w', ?1, 'editor')",
                     [guest.id],
                 )?;
-                claim_workspace(c, "w", new.id)?;
+                claim_workspace(c, "w", new.id, "rec-2")?;
                 Ok((
-                    workspace_owner(c, "w")?.map(|u| u.name),
+                    workspace_owner(c, "w", "rec-2")?.map(|u| u.name),
                     members(c, "w")?,
-                    workspace_role(c, "w", old.id)?,
+                    workspace_role(c, "w", "rec-2", old.id)?,
                 ))
             })
             .unwrap();
         assert_eq!(owner.as_deref(), Some("new"));
         assert!(members.is_empty(), "{members:?}");
         assert_eq!(old_role, None);
+    }
+
+    /// Rows are about one record of a name: another record of it (made
+    /// again outside the API) gets no role from them, and reconciling with
+    /// the records there are drops them, adopts rows from before record
+    /// ids, and keeps the rest.
+    #[test]
+    fn rows_of_another_record_of_the_name_grant_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("s.db")).unwrap();
+        db.call_blocking(|c| {
+            let ada = create_user(c, "ada", None, SiteRole::Member)?;
+            let vic = create_user(c, "vic", None, SiteRole::Member)?;
+            insert_workspace(c, "w", ada.id, "rec-1")?;
+            set_members(c, "w", &[(vic.id, WorkspaceRole::Viewer)])?;
+            assert_eq!(
+                workspace_role(c, "w", "rec-1", ada.id)?,
+                Some(WorkspaceRole::Owner)
+            );
+            assert_eq!(
+                workspace_role(c, "w", "rec-1", vic.id)?,
+                Some(WorkspaceRole::Viewer)
+            );
+            assert_eq!(workspace_role(c, "w", "rec-2", ada.id)?, None);
+            assert_eq!(workspace_role(c, "w", "rec-2", vic.id)?, None);
+            assert!(workspace_owner(c, "w", "rec-2")?.is_none());
+
+            // A row from before record ids: the name's record adopts it.
+            insert_workspace(c, "legacy", ada.id, "x")?;
+            insert_workspace(c, "gone", ada.id, "rec-9")?;
+            c.execute(
+                "UPDATE workspaces SET record_id = NULL WHERE name = 'legacy'",
+                [],
+            )?;
+            let live: std::collections::HashMap<String, String> = [
+                ("w".to_string(), "rec-2".to_string()),
+                ("legacy".to_string(), "rec-3".to_string()),
+            ]
+            .into();
+            let mut gone = reconcile_workspaces(c, &live)?;
+            gone.sort();
+            assert_eq!(gone, ["gone", "w"]);
+            assert!(members(c, "w")?.is_empty());
+            assert_eq!(
+                workspace_role(c, "legacy", "rec-3", ada.id)?,
+                Some(WorkspaceRole::Owner)
+            );
+            assert_eq!(workspace_role(c, "legacy", "rec-4", ada.id)?, None);
+            Ok(())
+        })
+        .unwrap();
     }
 
     #[test]

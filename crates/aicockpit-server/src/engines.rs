@@ -57,16 +57,22 @@ impl Engines {
             None => {}
         }
         let (config, paths) = (self.config(), self.paths.clone());
-        let engine = tokio::task::spawn_blocking(move || SharedEngine::open(&dir, config, paths))
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(|error| {
-                ApiError::new(
-                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                    "index_unavailable",
-                    format!("the workspace's index cannot be opened: {error}"),
-                )
-            })?;
+        // The record's id owns the index: a folder that held a removed
+        // workspace of the same name is indexed afresh, not answered from
+        // the old index while the first refresh runs.
+        let owner = record.id.clone();
+        let engine = tokio::task::spawn_blocking(move || {
+            SharedEngine::open(&dir, config, paths, Some(&owner))
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|error| {
+            ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "index_unavailable",
+                format!("the workspace's index cannot be opened: {error}"),
+            )
+        })?;
         engine.start();
         map.insert(name.to_string(), (record.id, engine.clone()));
         Ok(engine)
@@ -89,6 +95,21 @@ impl Engines {
         let engine = self.map.lock().await.remove(name);
         if let Some((_, engine)) = engine {
             let _ = engine.shutdown().await;
+        }
+    }
+
+    /// A removed workspace's index (and its vectors) is deleted: nothing of
+    /// its files stays in the cache. `root` is the workspace's folder as it
+    /// was before the removal (canonical, as the index names it).
+    pub async fn discard_index(&self, root: std::path::PathBuf) {
+        let dir = aicockpit_index::index_dir(&self.paths.cache_dir, &root);
+        let removed = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err((dir, error)),
+            _ => Ok(()),
+        })
+        .await;
+        if let Ok(Err((dir, error))) = removed {
+            tracing::warn!(index = %dir.display(), %error, "cannot delete a removed workspace's index");
         }
     }
 

@@ -290,15 +290,25 @@ fn first_start(db: &Db, manager: &WorkspaceManager) -> Result<Option<String>, db
             link = Some(auth::create_login_link(c, admin.id)?);
             tracing::info!("first start: created the user `admin`");
         }
+        let listed = manager.list();
+        let records = listed.as_ref().map(Vec::as_slice).unwrap_or_default();
         if db::meta_get(c, "workspaces_imported")?.is_none() {
             if let Some(admin) = db::first_admin(c)? {
-                let records = manager.list().unwrap_or_default();
-                for workspace in &records {
-                    db::insert_workspace(c, &workspace.name, admin.id)?;
+                for workspace in records {
+                    db::insert_workspace(c, &workspace.name, admin.id, &workspace.id)?;
                 }
                 tracing::info!(count = records.len(), "imported existing workspace records");
             }
             db::meta_set(c, "workspaces_imported", "1")?;
+        }
+        // Workspaces removed (or removed and made again) with the CLI while
+        // the server was down: their owners and members go.
+        // (Not when the records cannot be read: that is no evidence of removal.)
+        if let Ok(records) = &listed {
+            let live = records.iter().map(|w| (w.name.clone(), w.id.clone())).collect();
+            for name in db::reconcile_workspaces(c, &live)? {
+                tracing::info!(workspace = %name, "forgot the rows of a workspace removed outside the server");
+            }
         }
         Ok(link)
     })

@@ -425,17 +425,18 @@ async fn decide(
             let name = workspace_param(request)
                 .await
                 .ok_or_else(|| fail(ApiError::internal(format!("route {path} has no {{id}}"))))?;
-            let exists = state.manager.get(&name).is_ok();
-            let role = match &principal {
-                Some(principal) => {
+            let record_id = state.manager.get(&name).ok().map(|w| w.id);
+            let exists = record_id.is_some();
+            let role = match (&principal, record_id) {
+                (Some(principal), Some(record_id)) => {
                     let user_id = principal.user.id;
                     state
                         .db
-                        .call(move |c| db::workspace_role(c, &name, user_id))
+                        .call(move |c| db::workspace_role(c, &name, &record_id, user_id))
                         .await
                         .map_err(|e| fail(e.into()))?
                 }
-                None => None,
+                _ => None,
             };
             (role, exists)
         }
@@ -488,6 +489,12 @@ pub fn watch_access(
     };
     let writable = access.can_write();
     let signal = revoked.clone();
+    // The workspace record the connection was made for: one made again
+    // under the name is another workspace.
+    let Ok(record_id) = state.manager.get(&workspace).map(|w| w.id) else {
+        revoked.cancel();
+        return revoked;
+    };
     tokio::spawn(async move {
         let mut every = tokio::time::interval(REVALIDATE_EVERY);
         every.tick().await;
@@ -496,7 +503,7 @@ pub fn watch_access(
                 _ = done.cancelled() => return,
                 _ = every.tick() => {}
             }
-            match still_allowed(&state, &principal, &workspace, writable).await {
+            match still_allowed(&state, &principal, &workspace, &record_id, writable).await {
                 Ok(true) => {}
                 Ok(false) => {
                     tracing::info!(user = %principal.user.name, %workspace, "access withdrawn: closing the connection");
@@ -515,13 +522,18 @@ async fn still_allowed(
     state: &AppState,
     principal: &auth::Principal,
     workspace: &str,
+    record_id: &str,
     writable: bool,
 ) -> Result<bool, ApiError> {
-    if state.manager.get(workspace).is_err() {
+    if state.manager.get(workspace).map(|w| w.id).ok().as_deref() != Some(record_id) {
         return Ok(false);
     }
     let credential = principal.credential.clone();
-    let (user_id, name) = (principal.user.id, workspace.to_string());
+    let (user_id, name, record_id) = (
+        principal.user.id,
+        workspace.to_string(),
+        record_id.to_string(),
+    );
     let verdict = state
         .db
         .call(move |c| {
@@ -535,7 +547,7 @@ async fn still_allowed(
             if user.role == db::SiteRole::Admin {
                 return Ok(true);
             }
-            let role = db::workspace_role(c, &name, user.id)?;
+            let role = db::workspace_role(c, &name, &record_id, user.id)?;
             Ok(match role {
                 None => false,
                 Some(role) => !writable || role >= WorkspaceRole::Editor,

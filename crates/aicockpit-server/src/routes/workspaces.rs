@@ -338,10 +338,10 @@ async fn view(
     workspace: &Workspace,
     role: Option<WorkspaceRole>,
 ) -> Result<WorkspaceView, ApiError> {
-    let name = workspace.name.clone();
+    let (name, record_id) = (workspace.name.clone(), workspace.id.clone());
     let owner = state
         .db
-        .call(move |c| db::workspace_owner(c, &name))
+        .call(move |c| db::workspace_owner(c, &name, &record_id))
         .await?;
     Ok(WorkspaceView::new(workspace, owner.map(|u| u.name), role))
 }
@@ -359,10 +359,14 @@ async fn list(
         .await?;
     let mut out = Vec::new();
     for workspace in all {
+        // A row of a predecessor of the name (removed and made again
+        // outside the API) grants nothing.
         let role = mine
             .iter()
-            .find(|(name, _)| *name == workspace.name)
-            .map(|(_, role)| *role)
+            .find(|(name, record_id, _)| {
+                *name == workspace.name && record_id.as_ref().is_none_or(|id| *id == workspace.id)
+            })
+            .map(|(_, _, role)| *role)
             .or((user.role == SiteRole::Admin).then_some(WorkspaceRole::Owner));
         if role.is_some() {
             out.push(view(&state, &workspace, role).await?);
@@ -430,10 +434,10 @@ async fn create(
             start: request.start.unwrap_or(true),
         })
         .await?;
-    let (record, user_id) = (name.clone(), user.id);
+    let (record, record_id, user_id) = (name.clone(), workspace.id.clone(), user.id);
     state
         .db
-        .call(move |c| db::claim_workspace(c, &record, user_id))
+        .call(move |c| db::claim_workspace(c, &record, user_id, &record_id))
         .await?;
     let body = view(&state, &workspace, Some(WorkspaceRole::Owner)).await?;
     Ok(noted(
@@ -451,21 +455,15 @@ static CREATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// a new workspace of the same name never inherits them, not even while it
 /// is still being made.
 async fn sweep_stale_rows(state: &AppState) -> Result<(), ApiError> {
-    let live: std::collections::HashSet<String> =
-        state.manager.list()?.into_iter().map(|w| w.name).collect();
+    let live: std::collections::HashMap<String, String> = state
+        .manager
+        .list()?
+        .into_iter()
+        .map(|w| (w.name, w.id))
+        .collect();
     let stale = state
         .db
-        .call(move |c| {
-            let mut statement = c.prepare("SELECT name FROM workspaces")?;
-            let names: Vec<String> = statement
-                .query_map([], |row| row.get::<_, String>(0))?
-                .collect::<Result<_, _>>()?;
-            let stale: Vec<String> = names.into_iter().filter(|n| !live.contains(n)).collect();
-            for name in &stale {
-                db::delete_workspace(c, name)?;
-            }
-            Ok(stale)
-        })
+        .call(move |c| db::reconcile_workspaces(c, &live))
         .await?;
     for name in stale {
         tracing::info!(workspace = %name, "forgot the rows of a workspace removed outside the server");
@@ -501,9 +499,19 @@ async fn remove(
     Query(query): Query<PurgeQuery>,
 ) -> Result<Response, ApiError> {
     state.sessions.forget(&id).await;
+    // The index is named by the folder's canonical path, known only while
+    // the folder is there.
+    let root = state
+        .manager
+        .get(&id)
+        .ok()
+        .and_then(|record| record.dir.canonicalize().ok());
     let report = state.manager.remove(&id, query.purge).await?;
     // Again after the removal: a session opened meanwhile made a new engine.
     state.sessions.forget(&id).await;
+    if let Some(root) = root {
+        state.sessions.discard_index(root).await;
+    }
     let name = id.clone();
     state
         .db
@@ -701,10 +709,10 @@ async fn restore(
             .manager
             .restore(&upload, query.name.clone(), query.start.unwrap_or(true))
             .await?;
-        let (name, owner) = (workspace.name.clone(), user_id);
+        let (name, record_id, owner) = (workspace.name.clone(), workspace.id.clone(), user_id);
         state
             .db
-            .call(move |c| db::claim_workspace(c, &name, owner))
+            .call(move |c| db::claim_workspace(c, &name, owner, &record_id))
             .await?;
         Ok(workspace)
     }
@@ -722,8 +730,18 @@ async fn members(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Vec<Member>>, ApiError> {
+    let record_id = state.manager.get(&id)?.id;
     Ok(axum::Json(
-        state.db.call(move |c| db::members(c, &id)).await?,
+        state
+            .db
+            .call(move |c| {
+                // The members of a predecessor of the name are not this one's.
+                if db::workspace_owner(c, &id, &record_id)?.is_none() {
+                    return Ok(Vec::new());
+                }
+                db::members(c, &id)
+            })
+            .await?,
     ))
 }
 
@@ -743,15 +761,17 @@ async fn set_members(
     }
     let name = id.clone();
     let members = list.clone();
+    let record_id = state.manager.get(&id)?.id;
     // Roles change only if the caller's credential still stands now.
     let outcome = auth::call_as_live(&state.db, access.principal()?, move |c| {
-        // Workspaces made by the CLI have no row yet: the first admin owns them.
-        if db::workspace_owner(c, &name)?.is_none() {
+        // Workspaces made by the CLI have no row yet, or a predecessor's of
+        // the name (which goes, with its members): the first admin owns them.
+        if db::workspace_owner(c, &name, &record_id)?.is_none() {
             if let Some(admin) = db::first_admin(c)? {
-                db::insert_workspace(c, &name, admin.id)?;
+                db::claim_workspace(c, &name, admin.id, &record_id)?;
             }
         }
-        let owner = db::workspace_owner(c, &name)?;
+        let owner = db::workspace_owner(c, &name, &record_id)?;
         let mut resolved = Vec::new();
         for member in &members {
             let Some(user) = db::user_by_name(c, &member.user)? else {
