@@ -277,13 +277,42 @@ impl WorkspaceFiles {
         self.make_dirs(&rel, path)
     }
 
-    /// Rename (move) a file or folder within the workspace.
+    /// Rename (move) a file or folder within the workspace. Never replaces
+    /// what is at `to`, not even something made there a moment ago (by the
+    /// container, or by another rename): that is an `AlreadyExists` error.
     pub fn rename(&self, from: &str, to: &str) -> Result<(), FileError> {
         let (source, target) = (relative(from)?, relative(to)?);
+        let (Some(source_name), Some(target_name)) = (source.file_name(), target.file_name())
+        else {
+            return Err(FileError::Escape {
+                path: if source.file_name().is_none() {
+                    from
+                } else {
+                    to
+                }
+                .to_string(),
+            });
+        };
         self.create_parent(&target, to)?;
-        self.root
-            .rename(&source, &self.root, &target)
-            .map_err(|e| classify(from, e))
+        let parent = |rel: &Path, path: &str| -> Result<Option<Dir>, FileError> {
+            match rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+                Some(parent) => self
+                    .root
+                    .open_dir(parent)
+                    .map(Some)
+                    .map_err(|e| classify(path, e)),
+                None => Ok(None),
+            }
+        };
+        let (source_dir, target_dir) = (parent(&source, from)?, parent(&target, to)?);
+        rustix::fs::renameat_with(
+            source_dir.as_ref().unwrap_or(&self.root),
+            source_name,
+            target_dir.as_ref().unwrap_or(&self.root),
+            target_name,
+            rustix::fs::RenameFlags::NOREPLACE,
+        )
+        .map_err(|e| classify(from, e.into()))
     }
 
     /// Delete a file, a symlink (not what it points at), or a folder with its contents.
@@ -305,6 +334,14 @@ impl WorkspaceFiles {
         }
         .map_err(|e| classify(path, e))
     }
+}
+
+/// A user path in one spelling (`./a//b/` is `a/b`), for whatever must
+/// tell two requests for the same file apart from two for different ones
+/// (the server's per-path locks). Paths that would leave the root are refused.
+pub fn normalized_path(path: &str) -> Result<String, FileError> {
+    let rel = relative(path)?;
+    Ok(rel.to_string_lossy().into_owned())
 }
 
 /// A user path as a relative path: absolute paths and `..` are refused here

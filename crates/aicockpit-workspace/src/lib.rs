@@ -30,7 +30,7 @@ pub mod terminal;
 pub use backend::{Backend, ExecIo, Observed, OutputKind};
 pub use docker::{DockerBackend, DockerOptions};
 pub use error::WorkspaceError;
-pub use files::{EntryKind, FileEntry, FileError, WorkspaceFiles};
+pub use files::{normalized_path, EntryKind, FileEntry, FileError, WorkspaceFiles};
 pub use local::LocalBackend;
 pub use manager::{
     CreateRequest, ManagerOptions, ReconcileReport, RemoveReport, WorkspaceManager, DEFAULT_UID,

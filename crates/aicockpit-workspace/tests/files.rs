@@ -218,3 +218,42 @@ fn new_folders_belong_to_the_owner_of_the_folder_they_are_made_in() {
         assert_eq!((meta.uid(), meta.gid()), (uid, gid), "{made}");
     }
 }
+
+/// A rename never replaces what is at its target (a file the container or
+/// another request put there after any check), and a symlink at the target
+/// is not followed either; nor can the root be renamed.
+#[test]
+fn a_rename_never_replaces_its_target() {
+    let (dir, files) = workspace();
+    files.write("a.txt", b"a").unwrap();
+    files.write("sub/t.txt", b"target").unwrap();
+    let error = files.rename("a.txt", "sub/t.txt").unwrap_err();
+    assert!(
+        matches!(&error, FileError::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists),
+        "{error}"
+    );
+    assert_eq!(files.read("sub/t.txt").unwrap(), b"target");
+    assert_eq!(files.read("a.txt").unwrap(), b"a");
+    std::os::unix::fs::symlink("/etc/passwd", dir.path().join("link")).unwrap();
+    assert!(files.rename("a.txt", "link").is_err());
+    assert_eq!(
+        std::fs::read_link(dir.path().join("link")).unwrap(),
+        std::path::Path::new("/etc/passwd")
+    );
+    assert!(files.rename("", "x").is_err());
+    assert!(files.rename("a.txt", ".").is_err());
+    // A plain move into a new folder still works.
+    files.rename("a.txt", "new/dir/a.txt").unwrap();
+    assert_eq!(files.read("new/dir/a.txt").unwrap(), b"a");
+}
+
+#[test]
+fn a_path_has_one_spelling() {
+    use aicockpit_workspace::normalized_path;
+    for spelling in ["f.txt", "./f.txt", "f.txt/", ".//f.txt", "./f.txt/."] {
+        assert_eq!(normalized_path(spelling).unwrap(), "f.txt", "{spelling}");
+    }
+    assert_eq!(normalized_path("a//b/./c").unwrap(), "a/b/c");
+    assert!(normalized_path("../f.txt").is_err());
+    assert!(normalized_path("/etc/passwd").is_err());
+}

@@ -159,17 +159,19 @@ pub fn version_of(bytes: &[u8]) -> String {
 /// One lock per (workspace, path), so a check and its write are one step for API writers.
 type PathLocks = HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>;
 
-fn path_lock(workspace: &str, path: &str) -> Arc<tokio::sync::Mutex<()>> {
+/// The lock of a path, by its one spelling: `f.txt`, `./f.txt`, `f.txt/`
+/// and `.//f.txt` are one file and one lock, so two writers with the same
+/// `If-Match` cannot both win by spelling the path apart.
+fn path_lock(workspace: &str, path: &str) -> Result<Arc<tokio::sync::Mutex<()>>, ApiError> {
     static LOCKS: Mutex<Option<PathLocks>> = Mutex::new(None);
+    let key = aicockpit_workspace::normalized_path(path)?;
     let mut guard = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
     let map = guard.get_or_insert_with(HashMap::new);
     // Drop locks nobody holds, so the map stays small.
     if map.len() > 4096 {
         map.retain(|_, lock| Arc::strong_count(lock) > 1);
     }
-    map.entry((workspace.to_string(), path.to_string()))
-        .or_default()
-        .clone()
+    Ok(map.entry((workspace.to_string(), key)).or_default().clone())
 }
 
 async fn with_files<T: Send + 'static>(
@@ -303,7 +305,7 @@ async fn write(
     if path.trim_matches('/').is_empty() {
         return Err(ApiError::bad_request("`path` names no file"));
     }
-    let lock = path_lock(&id, &path);
+    let lock = path_lock(&id, &path)?;
     let _held = lock.lock().await;
     let written = with_files(&state, &id, move |files| {
         let current = match files.kind_of(&path)? {
@@ -353,7 +355,7 @@ async fn remove(
             "the workspace's root folder cannot be deleted",
         ));
     }
-    let lock = path_lock(&id, &path);
+    let lock = path_lock(&id, &path)?;
     let _held = lock.lock().await;
     with_files(&state, &id, move |files| {
         if let Some(Expect::Version(want)) = &expect {
@@ -378,19 +380,44 @@ async fn rename(
     Json(body): Json<RenameBody>,
 ) -> Result<Response, ApiError> {
     let (from, to) = (body.from.clone(), body.to.clone());
+    // Both paths' locks, in one order (no deadlock with a rename the other
+    // way): a write checked against either waits for the move.
+    let mut locks = [
+        (
+            aicockpit_workspace::normalized_path(&from)?,
+            path_lock(&id, &from)?,
+        ),
+        (
+            aicockpit_workspace::normalized_path(&to)?,
+            path_lock(&id, &to)?,
+        ),
+    ];
+    locks.sort_by(|a, b| a.0.cmp(&b.0));
+    let _first = locks[0].1.lock().await;
+    let _second = if locks[0].0 == locks[1].0 {
+        None
+    } else {
+        Some(locks[1].1.lock().await)
+    };
     with_files(&state, &id, move |files| {
         if files.kind_of(&from)?.is_none() {
             return Err(ApiError::not_found(format!(
                 "{from}: no such file or folder"
             )));
         }
+        let exists = || ApiError::conflict(format!("{to} exists already; delete it first"));
         if files.kind_of(&to)?.is_some() {
-            return Err(ApiError::conflict(format!(
-                "{to} exists already; delete it first"
-            )));
+            return Err(exists());
         }
-        files.rename(&from, &to)?;
-        Ok(())
+        // Made meanwhile (by the container): still never replaced.
+        match files.rename(&from, &to) {
+            Err(aicockpit_workspace::FileError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::AlreadyExists =>
+            {
+                Err(exists())
+            }
+            other => Ok(other?),
+        }
     })
     .await?;
     let mut audit = note(&id, &body.from);
