@@ -256,7 +256,8 @@ function services(body: HTMLElement, user: User): () => void {
       base_url: input("base_url", { value: existing?.base_url ?? "", placeholder: "http://127.0.0.1:8080/v1" }),
       completion_model: input("completion_model", { value: existing?.completion_model ?? "" }),
       chat_model: input("chat_model", { value: existing?.chat_model ?? "" }),
-      api_key_env: input("api_key_env", { value: existing?.api_key_env ?? "", placeholder: "OPENAI_API_KEY" }),
+      // Chosen on the server's host only (the API refuses to name one): shown, not sent.
+      api_key_env: input("api_key_env", { value: existing?.api_key_env ?? "", placeholder: "set in the server's config file", disabled: "" }),
       api_key: input("api_key", { type: "password", autocomplete: "off", placeholder: existing?.key_stored ? "stored: type to replace" : "optional" }),
     };
     if (existing) inputs.name.setAttribute("disabled", "");
@@ -278,7 +279,6 @@ function services(body: HTMLElement, user: User): () => void {
       base_url: value(inputs.base_url),
       completion_model: value(inputs.completion_model),
       chat_model: value(inputs.chat_model),
-      api_key_env: value(inputs.api_key_env),
       api_key: value(inputs.api_key),
     };
     await busy(

@@ -268,10 +268,29 @@ fn one(state: &AppState, config: &Config, name: &str) -> Result<ServiceView, Api
         .ok_or_else(|| ApiError::not_found(format!("no service named {name:?}")))
 }
 
+/// A key variable is chosen on the server's host, never over the network:
+/// the service's URL comes with the request, so naming any variable of the
+/// server's environment (`AWS_SECRET_ACCESS_KEY`, a database password)
+/// would send its value to a host of the caller's choosing.
+fn env_key_refused(variable: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "key_variable_on_host",
+        format!(
+            "a service's key variable (api_key_env = {variable:?}) is set on the server's host, \
+             in its config file or with `aicockpit ai add`, not over the API: send the key \
+             itself as `api_key` (stored for this service's URL only)"
+        ),
+    )
+}
+
 async fn add(
     State(state): State<AppState>,
     Json(body): Json<NewService>,
 ) -> Result<Response, ApiError> {
+    if let Some(variable) = &body.api_key_env {
+        return Err(env_key_refused(variable));
+    }
     let _edit = EDITS.lock().await;
     let mut config = file_config(&state)?;
     if config.ai.services.iter().any(|s| {
@@ -347,8 +366,12 @@ async fn update(
     if body.api_version.is_some() {
         service.api_version = body.api_version;
     }
-    if body.api_key_env.is_some() {
-        service.api_key_env = body.api_key_env;
+    // The same variable again (a form sends back what it showed) is no change.
+    if let Some(variable) = body
+        .api_key_env
+        .filter(|v| service.api_key_env.as_ref() != Some(v))
+    {
+        return Err(env_key_refused(&variable));
     }
     let moved = before
         != (
@@ -356,6 +379,24 @@ async fn update(
             service.base_url.clone(),
             service.deployment.clone(),
         );
+    if let Some(variable) = &service.api_key_env {
+        if body.api_key.is_some() {
+            // A key typed for the service replaces the host's variable.
+            service.api_key_env = None;
+        } else if moved {
+            // The variable was set on the host for the service's old
+            // destination: it goes nowhere else.
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "key_variable_on_host",
+                format!(
+                    "{name} sends the server's ${variable} as its key: its kind, URL or \
+                     deployment changes only with a new `api_key` (which replaces the variable), \
+                     or on the server's host"
+                ),
+            ));
+        }
+    }
     config
         .validate()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
