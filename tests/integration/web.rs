@@ -829,8 +829,13 @@ pub(crate) async fn admin_session(
     )
     .await?;
 
-    // The chat streams the answer and names its sources.
-    mock.set_reply("The greeting trims the name before showing it.");
+    // The chat streams the answer and names its sources. An image in the
+    // answer is not rendered: a same-origin `src` would be a request the
+    // AI (or a prompt injection in the code it read) makes with the user's
+    // cookie, `/login?token=…` one that signs the browser in as someone else.
+    mock.set_reply(
+        "The greeting trims the name before showing it. ![pixel](/login?token=planted)",
+    );
     element(client, ".chat-input", "the chat input")
         .await?
         .send_keys(&format!("What does greeting do?{ENTER}"))
@@ -840,6 +845,7 @@ pub(crate) async fn admin_session(
         client,
         "const a = document.querySelector('.chat-message.assistant.done'); \
          return a ? {text: a.textContent, deltas: Number(a.dataset.deltas || 0), \
+         images: a.querySelectorAll('img, svg image, picture, video, audio').length, \
          sources: [...a.querySelectorAll('a.source-link')].map(s => s.textContent)} : null",
         "the chat answer",
     )
@@ -859,6 +865,9 @@ pub(crate) async fn admin_session(
     }
     if answer["deltas"].as_u64().unwrap_or(0) < 1 {
         return Err(format!("the answer did not stream: {answer}"));
+    }
+    if answer["images"] != json!(0) {
+        return Err(format!("the answer's image was rendered: {answer}"));
     }
     screenshot(client, "web-chat.png").await?;
     Ok(())
