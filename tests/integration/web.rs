@@ -833,9 +833,7 @@ pub(crate) async fn admin_session(
     // answer is not rendered: a same-origin `src` would be a request the
     // AI (or a prompt injection in the code it read) makes with the user's
     // cookie, `/login?token=…` one that signs the browser in as someone else.
-    mock.set_reply(
-        "The greeting trims the name before showing it. ![pixel](/login?token=planted)",
-    );
+    mock.set_reply("The greeting trims the name before showing it. ![pixel](/login?token=planted)");
     element(client, ".chat-input", "the chat input")
         .await?
         .send_keys(&format!("What does greeting do?{ENTER}"))

@@ -164,3 +164,27 @@ fn a_rename_never_replaces_its_target() {
         assert_eq!(names.len(), 2, "round {round}: {names:?}");
     }
 }
+
+/// A folder the container filled with entries is listed in part, and the
+/// answer says so.
+#[test]
+fn a_huge_folder_is_listed_in_part() {
+    let (server, token) = setup();
+    let folder = server.paths.data_dir.join("workspaces/w/files/many");
+    std::fs::create_dir_all(&folder).unwrap();
+    let limit = aicockpit_server::routes::files::MAX_LISTING;
+    for n in 0..limit + 5 {
+        std::fs::write(folder.join(format!("f{n}")), b"").unwrap();
+    }
+    let listing = server
+        .api(&token, "GET", "/api/v1/workspaces/w/files?path=many", None)
+        .expect(200)
+        .json();
+    assert_eq!(listing["entries"].as_array().unwrap().len(), limit);
+    assert_eq!(listing["truncated"], json!(true));
+    let small = server
+        .api(&token, "GET", "/api/v1/workspaces/w/files?path=.", None)
+        .expect(200)
+        .json();
+    assert_eq!(small.get("truncated"), None, "{small}");
+}

@@ -65,6 +65,19 @@ impl WorkspaceFiles {
 
     /// The entries of a folder (`""` or `"."` is the root), sorted by name.
     pub fn list(&self, path: &str) -> Result<Vec<FileEntry>, FileError> {
+        Ok(self.list_bounded(path, usize::MAX)?.0)
+    }
+
+    /// At most `max` entries of a folder, sorted by name, and whether there
+    /// were more: a container can fill a folder with millions of entries,
+    /// and a listing for a viewer must not hold them all. Past `max` the
+    /// folder is read no further, so which entries come is the folder's
+    /// order, not the names'.
+    pub fn list_bounded(
+        &self,
+        path: &str,
+        max: usize,
+    ) -> Result<(Vec<FileEntry>, bool), FileError> {
         let rel = relative(path)?;
         let entries = if rel.as_os_str().is_empty() {
             self.root.entries()
@@ -72,7 +85,12 @@ impl WorkspaceFiles {
             self.root.read_dir(&rel)
         };
         let mut out = Vec::new();
+        let mut more = false;
         for entry in entries.map_err(|e| classify(path, e))? {
+            if out.len() == max {
+                more = true;
+                break;
+            }
             let entry = entry.map_err(|e| classify(path, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             let file_type = entry.file_type().map_err(|e| classify(path, e))?;
@@ -91,7 +109,7 @@ impl WorkspaceFiles {
             out.push(FileEntry { name, kind, size });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        Ok((out, more))
     }
 
     /// A file's bytes. Only regular files are read: a FIFO or device planted

@@ -257,3 +257,20 @@ fn a_path_has_one_spelling() {
     assert!(normalized_path("../f.txt").is_err());
     assert!(normalized_path("/etc/passwd").is_err());
 }
+
+/// A folder the container filled with entries is listed in part: the
+/// listing holds at most the bound and says there were more.
+#[test]
+fn a_huge_folder_is_listed_in_part() {
+    let (dir, files) = workspace();
+    for n in 0..300 {
+        std::fs::write(dir.path().join(format!("f{n:04}")), b"").unwrap();
+    }
+    let (entries, more) = files.list_bounded("", 100).unwrap();
+    assert_eq!(entries.len(), 100);
+    assert!(more);
+    assert!(entries.windows(2).all(|w| w[0].name < w[1].name), "sorted");
+    let (entries, more) = files.list_bounded("", 300).unwrap();
+    assert_eq!((entries.len(), more), (300, false));
+    assert_eq!(files.list("").unwrap().len(), 300);
+}

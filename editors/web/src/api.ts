@@ -54,6 +54,8 @@ export interface FileView {
   path: string;
   kind: "file" | "dir";
   entries?: FileEntry[];
+  /** A folder of more entries than the server lists (10,000). */
+  truncated?: boolean;
   encoding?: "utf-8" | "base64";
   content?: string;
   size?: number;

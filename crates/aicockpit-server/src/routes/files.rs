@@ -123,7 +123,14 @@ pub struct FileView {
     pub size: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// For folders of more than [`MAX_LISTING`] entries: `true`, and
+    /// `entries` holds that many of them.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
+
+/// The most entries a folder listing returns.
+pub const MAX_LISTING: usize = 10_000;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Written {
@@ -202,15 +209,19 @@ async fn read(
         None => Err(ApiError::not_found(format!(
             "{path}: no such file or folder"
         ))),
-        Some(EntryKind::Dir) => Ok(FileView {
-            path: path.clone(),
-            kind: "dir".into(),
-            entries: Some(files.list(&path)?),
-            encoding: None,
-            content: None,
-            size: None,
-            version: None,
-        }),
+        Some(EntryKind::Dir) => {
+            let (entries, truncated) = files.list_bounded(&path, MAX_LISTING)?;
+            Ok(FileView {
+                path: path.clone(),
+                kind: "dir".into(),
+                entries: Some(entries),
+                encoding: None,
+                content: None,
+                size: None,
+                version: None,
+                truncated,
+            })
+        }
         Some(EntryKind::Symlink) => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "symlink",
@@ -235,6 +246,7 @@ async fn read(
                 content: Some(content),
                 size: Some(size),
                 version: Some(version),
+                truncated: false,
             })
         }
     })

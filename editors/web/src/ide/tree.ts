@@ -20,6 +20,8 @@ export class FileTree {
   readonly el = h("div.tree", { role: "tree", "aria-label": "files" });
   private expanded = new Set<string>([""]);
   private listings = new Map<string, FileEntry[]>();
+  /** Folders the server listed in part (over its limit). */
+  private truncated = new Set<string>();
   selected: { path: string; kind: string } | null = null;
 
   constructor(private options: TreeOptions) {}
@@ -47,6 +49,11 @@ export class FileTree {
         const before = JSON.stringify(this.listings.get(folder));
         if (before !== JSON.stringify(entries)) {
           this.listings.set(folder, entries);
+          changed = true;
+        }
+        if (this.truncated.has(folder) !== Boolean(view.truncated)) {
+          if (view.truncated) this.truncated.add(folder);
+          else this.truncated.delete(folder);
           changed = true;
         }
       } catch {
@@ -103,6 +110,9 @@ export class FileTree {
         });
         rows.push(row);
         if (isDir && open) rows.push(...build(path, depth + 1));
+      }
+      if (this.truncated.has(folder)) {
+        rows.push(h("div.tree-row.muted", { style: `padding-left:${8 + depth * 14}px` }, "… more entries than the server lists; use search or the terminal"));
       }
       return rows;
     };
