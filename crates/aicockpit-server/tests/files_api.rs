@@ -188,3 +188,39 @@ fn a_huge_folder_is_listed_in_part() {
         .json();
     assert_eq!(small.get("truncated"), None, "{small}");
 }
+
+/// A file over the size limit is refused, and nothing is written.
+#[test]
+fn a_file_over_the_limit_is_refused() {
+    let (server, token) = setup();
+    let body = vec![b'x'; (16 << 20) + 1];
+    let reply = server.call(
+        "PUT",
+        "/api/v1/workspaces/w/files?path=big.bin",
+        &[
+            ("Authorization", &format!("Bearer {token}")),
+            ("If-None-Match", "*"),
+        ],
+        &body,
+    );
+    assert_eq!(reply.status, 413, "{}", reply.text());
+    assert_eq!(reply.json()["error"], "too_large");
+    server
+        .api(
+            &token,
+            "GET",
+            "/api/v1/workspaces/w/files?path=big.bin",
+            None,
+        )
+        .expect(404);
+    assert_eq!(
+        put(
+            &server,
+            &token,
+            "ok.bin",
+            ("If-None-Match", "*"),
+            &body[..16 << 20]
+        ),
+        200
+    );
+}

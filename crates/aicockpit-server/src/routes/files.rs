@@ -299,12 +299,39 @@ fn conflict(path: &str, current: Option<String>) -> ApiError {
     )
 }
 
+/// A file's new bytes, read no further than the file size limit: a body
+/// over it is `413` as soon as it is, not after the server held the whole
+/// request (up to the 64 MiB every route allows).
+async fn read_file_body(body: axum::body::Body, limit: u64) -> Result<Bytes, ApiError> {
+    use futures_util::StreamExt as _;
+    let mut stream = body.into_data_stream();
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            if crate::error::stalled(&e) {
+                ApiError::body_stalled()
+            } else {
+                ApiError::bad_request(format!("the body broke off: {e}"))
+            }
+        })?;
+        if (out.len() + chunk.len()) as u64 > limit {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("the file is over the files API's {limit}-byte limit"),
+            ));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(out))
+}
+
 async fn write(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<PathQuery>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let expect = expectation(&headers)?.ok_or_else(|| {
         ApiError::new(
@@ -317,6 +344,7 @@ async fn write(
     if path.trim_matches('/').is_empty() {
         return Err(ApiError::bad_request("`path` names no file"));
     }
+    let body = read_file_body(body, state.manager.options().max_file_bytes).await?;
     let lock = path_lock(&id, &path)?;
     let _held = lock.lock().await;
     let written = with_files(&state, &id, move |files| {
