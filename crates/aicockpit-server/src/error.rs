@@ -205,6 +205,16 @@ pub fn stalled(error: &(dyn std::error::Error + 'static)) -> bool {
 
 impl ApiError {
     /// `408 body_timeout`: the request body stopped coming.
+    /// A request body that could not be read to its end: stalled (`408`)
+    /// or broken off (`400`).
+    pub fn body_broke(error: axum::Error) -> ApiError {
+        if stalled(&error) {
+            ApiError::body_stalled()
+        } else {
+            ApiError::bad_request(format!("the request body broke off: {error}"))
+        }
+    }
+
     pub fn body_stalled() -> ApiError {
         ApiError::new(
             StatusCode::REQUEST_TIMEOUT,

@@ -307,13 +307,7 @@ async fn read_file_body(body: axum::body::Body, limit: u64) -> Result<Bytes, Api
     let mut stream = body.into_data_stream();
     let mut out = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            if crate::error::stalled(&e) {
-                ApiError::body_stalled()
-            } else {
-                ApiError::bad_request(format!("the body broke off: {e}"))
-            }
-        })?;
+        let chunk = chunk.map_err(ApiError::body_broke)?;
         if (out.len() + chunk.len()) as u64 > limit {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -680,13 +680,7 @@ async fn restore(
         let mut stream = request.into_body().into_data_stream();
         let mut written: u64 = 0;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| {
-                if crate::error::stalled(&e) {
-                    ApiError::body_stalled()
-                } else {
-                    ApiError::bad_request(format!("the upload broke off: {e}"))
-                }
-            })?;
+            let chunk = chunk.map_err(ApiError::body_broke)?;
             written += chunk.len() as u64;
             if written > limit {
                 return Err(ApiError::new(
