@@ -6,10 +6,10 @@
 //! Ollama's native `/api/embed`), Azure's deployment paths,
 //! and OpenAI-style error bodies. It records every request and can
 //! misbehave: answer slowly, split SSE frames across writes, rate-limit
-//! with `Retry-After`, fail with 500s, send garbage, fail mid-stream, send
-//! answers, streamed replies or error messages of any size (written piece by
-//! piece, never held whole, and counted), or never answer. It notices when a
-//! client drops a request.
+//! with `Retry-After`, fail with 500s or any status and message, send
+//! garbage, fail mid-stream, send answers, streamed replies or error
+//! messages of any size (written piece by piece, never held whole, and
+//! counted), or never answer. It notices when a client drops a request.
 //!
 //! Like llama.cpp it can serve `/props` (a context size) and `/infill`; and
 //! it can stand in for a fill-in-the-middle model ([`MockServer::set_fim`]):
@@ -57,6 +57,12 @@ pub enum Behavior {
     /// Stream a chat reply of this many bytes of text, in pieces of 16 KiB
     /// (other requests are answered normally).
     HugeReply(u64),
+    /// Answer every request with this status and an OpenAI-style error
+    /// carrying this message.
+    Refuse {
+        status: u16,
+        message: String,
+    },
     /// Answer every request 400 with an OpenAI-style error whose message is
     /// this many bytes long, until the connection closes; a streamed chat
     /// gets it as an error event after its first piece.
@@ -97,6 +103,7 @@ impl RecordedRequest {
 struct State {
     behavior: Behavior,
     reply: String,
+    models: Vec<String>,
     requests: Vec<RecordedRequest>,
     fim: bool,
     context_tokens: Option<u64>,
@@ -127,6 +134,7 @@ impl MockServer {
         let state = Arc::new(Mutex::new(State {
             behavior: Behavior::Normal,
             reply: "Hello from the mock.".to_string(),
+            models: vec!["mock-chat".to_string(), "mock-coder".to_string()],
             requests: Vec::new(),
             fim: false,
             context_tokens: None,
@@ -161,6 +169,12 @@ impl MockServer {
     /// The text chat and completion replies carry.
     pub fn set_reply(&self, reply: impl Into<String>) {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).reply = reply.into();
+    }
+
+    /// The models `/models` lists (`mock-chat` and `mock-coder` at first).
+    pub fn set_models(&self, models: &[&str]) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).models =
+            models.iter().map(|m| m.to_string()).collect();
     }
 
     /// Behave as a fill-in-the-middle model: a completion with a `suffix`
@@ -205,7 +219,7 @@ async fn serve_connection(mut socket: TcpStream, state: Arc<Mutex<State>>) {
             return;
         };
         let body_json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        let (index, behavior, reply, fim, context_tokens) = {
+        let (index, behavior, reply, models, fim, context_tokens) = {
             let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
             state.requests.push(RecordedRequest {
                 method: method.clone(),
@@ -232,6 +246,7 @@ async fn serve_connection(mut socket: TcpStream, state: Arc<Mutex<State>>) {
                 state.requests.len() - 1,
                 behavior,
                 state.reply.clone(),
+                state.models.clone(),
                 state.fim,
                 state.context_tokens,
             )
@@ -299,6 +314,16 @@ async fn serve_connection(mut socket: TcpStream, state: Arc<Mutex<State>>) {
                 }
                 continue;
             }
+            Behavior::Refuse { status, message } => {
+                let body = json!({"error": {"message": message, "type": "invalid_request_error"}});
+                if write_json(&mut socket, status, "Refused", "", &body)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                continue;
+            }
             Behavior::HugeBody { bytes, declared } => {
                 let result = write_huge_body(&mut socket, bytes, declared, &count_written).await;
                 finish_huge(result, &state, index);
@@ -321,7 +346,11 @@ async fn serve_connection(mut socket: TcpStream, state: Arc<Mutex<State>>) {
             _ => {}
         }
         let result = if method == "GET" && route.ends_with("/models") {
-            let body = json!({"object": "list", "data": [{"id": "mock-chat", "object": "model"}, {"id": "mock-coder", "object": "model"}]});
+            let data: Vec<Value> = models
+                .iter()
+                .map(|id| json!({"id": id, "object": "model"}))
+                .collect();
+            let body = json!({"object": "list", "data": data});
             write_json(&mut socket, 200, "OK", "", &body).await
         } else if method == "GET" && route == "/props" {
             match context_tokens {
