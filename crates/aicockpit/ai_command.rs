@@ -12,6 +12,8 @@ use aicockpit_engine::fim::{self, FimMethod};
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 
+use crate::terminal_text::printable;
+
 #[derive(Subcommand)]
 pub enum AiCommand {
     /// List the configured services (keys are never shown, only where they come from).
@@ -364,7 +366,8 @@ fn test(paths: &Paths, config: &Config, name: Option<String>, json: bool) -> Res
             if report.models.is_empty() {
                 "(none listed)".to_string()
             } else {
-                report.models.join(", ")
+                // Model names are the service's to choose, escape sequences included.
+                printable(&report.models.join(", ")).into_owned()
             }
         );
         if discovers && service.completion_model.is_none() && service.chat_model.is_none() {
@@ -386,7 +389,10 @@ fn test(paths: &Paths, config: &Config, name: Option<String>, json: bool) -> Res
                     method(probe.inline_completion)
                 ),
                 Some(warning) => {
-                    println!("warning: {name}: not fill-in-the-middle capable: {warning}");
+                    println!(
+                        "warning: {name}: not fill-in-the-middle capable: {}",
+                        printable(warning)
+                    );
                     println!(
                         "{name}: inline completion uses {}",
                         method(probe.inline_completion)

@@ -14,6 +14,8 @@ mod semantic_command;
 mod serve_command;
 #[path = "terminal_mode.rs"]
 mod terminal_mode;
+#[path = "terminal_text.rs"]
+mod terminal_text;
 #[path = "workspace_command.rs"]
 mod workspace_command;
 
@@ -28,6 +30,7 @@ use aicockpit_index::{index_dir, IndexOptions, ProjectIndex, RefreshStats, Searc
 use aicockpit_syntax::SymbolKind;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use terminal_text::printable;
 
 /// Indexing allocates many small objects on several threads; mimalloc is
 /// markedly faster than the system allocator at that.
@@ -162,7 +165,7 @@ fn main() -> ExitCode {
             Some(name) => match workspace_command::workspace_dir(&Paths::from_env(), &name) {
                 Ok(dir) => Some(dir),
                 Err(error) => {
-                    eprintln!("error: {error:#}");
+                    eprintln!("error: {}", printable(&format!("{error:#}")));
                     return ExitCode::FAILURE;
                 }
             },
@@ -180,7 +183,7 @@ fn main() -> ExitCode {
     let config = match Config::load(&paths) {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", printable(&format!("{error:#}")));
             return ExitCode::FAILURE;
         }
     };
@@ -196,8 +199,9 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => ExitCode::from(code),
+        // Errors carry services' messages and file names: shown, never obeyed.
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", printable(&format!("{error:#}")));
             ExitCode::FAILURE
         }
     }
@@ -317,7 +321,7 @@ fn index(paths: &Paths, config: &Config, path: &Path, json: bool) -> Result<()> 
             );
         }
         if let Some(why) = &semantic.why {
-            println!("Semantic search: {why}");
+            println!("Semantic search: {}", printable(why));
         }
     }
     Ok(())
@@ -407,7 +411,7 @@ fn search(paths: &Paths, config: &Config, options: SearchOptions<'_>) -> Result<
     }
     if used != mode {
         if let Some(why) = &why {
-            eprintln!("text search only: {why}");
+            eprintln!("text search only: {}", printable(why));
         }
     }
     if hits.is_empty() {
@@ -428,16 +432,18 @@ fn search(paths: &Paths, config: &Config, options: SearchOptions<'_>) -> Result<
             .as_ref()
             .map(|s| format!("  {} {}", s.kind, s.name))
             .unwrap_or_default();
+        // Paths, names and snippets are the repository's: a file may hold escape sequences.
         println!(
-            "{}:{}:{}{what}  ({:.3}, {})",
-            hit.path,
+            "{}:{}:{}{}  ({:.3}, {})",
+            printable(&hit.path),
             hit.span.start.line + 1,
             hit.span.start.col + 1,
+            printable(&what),
             hit.score,
             found_by.join("+")
         );
         for line in hit.snippet.lines() {
-            println!("    {line}");
+            println!("    {}", printable(line));
         }
     }
     Ok(())
@@ -487,10 +493,11 @@ fn symbols(
             .map(|c| format!(" in {c}"))
             .unwrap_or_default();
         println!(
-            "{:<11} {}{container}  {}:{}:{}",
+            "{:<11} {}{}  {}:{}:{}",
             s.kind.name(),
-            s.name,
-            hit.path,
+            printable(&s.name),
+            printable(&container),
+            printable(&hit.path),
             s.selection_range.start.line + 1,
             s.selection_range.start.col + 1
         );
@@ -530,8 +537,9 @@ fn chat(paths: &Paths, config: &Config, question: &str, scope: Option<PathBuf>) 
         .enable_all()
         .build()?;
     let mut stdout = std::io::stdout();
+    // The answer is the service's text: its control characters are shown, not obeyed.
     runtime.block_on(engine.chat(params, |delta| {
-        let _ = stdout.write_all(delta.as_bytes());
+        let _ = stdout.write_all(printable(delta).as_bytes());
         let _ = stdout.flush();
     }))?;
     println!();

@@ -16,6 +16,8 @@ use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use futures_util::StreamExt;
 
+use crate::terminal_text::printable;
+
 /// Workspace verbs.
 #[derive(Subcommand)]
 pub enum WorkspaceCommand {
@@ -278,7 +280,7 @@ pub fn run(paths: &Paths, config: &Config, command: WorkspaceCommand) -> Result<
         // Scripts that asked for JSON get the error as JSON on stdout too.
         Err(error) if json => {
             println!("{}", serde_json::json!({ "error": format!("{error:#}") }));
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", printable(&format!("{error:#}")));
             Ok(1)
         }
         other => other,
@@ -486,7 +488,7 @@ async fn run_with(
             return match exec(manager, &name, command, timeout, json, interactive).await {
                 Ok(code) => Ok(code),
                 Err(error) => {
-                    eprintln!("error: {error:#}");
+                    eprintln!("error: {}", printable(&format!("{error:#}")));
                     Ok(125)
                 }
             };

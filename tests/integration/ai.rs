@@ -1,6 +1,6 @@
 //! `aicockpit ai …` against the mock OpenAI-compatible server.
 
-use aicockpit_ai::mock::MockServer;
+use aicockpit_ai::mock::{Behavior, MockServer};
 use serde_json::Value;
 
 use crate::support::{stderr, stdout, Project};
@@ -492,4 +492,67 @@ fn chat_path_never_follows_a_planted_symlink() {
             .all(|r| !r.body.to_string().contains("topsecret123")),
         "the secret never reached the service"
     );
+}
+
+/// What a service writes reaches the terminal as text, never as commands to
+/// it: escape sequences in an answer, in model names and in an error message
+/// are shown escaped (`\u{1b}`); `--json` output stays JSON.
+#[test]
+fn escape_sequences_from_a_service_are_shown_not_obeyed() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mock = runtime.block_on(MockServer::start());
+    let project = Project::new(&[("lib.rs", "pub fn answer() -> u32 { 42 }\n")]);
+    std::fs::write(
+        project.home.path().join("config.toml"),
+        format!("[ai]\nactive = \"mock\"\n\n[[ai.services]]\nname = \"mock\"\nkind = \"custom\"\nbase_url = \"{}\"\nchat_model = \"mock-chat\"\n", mock.url()),
+    )
+    .unwrap();
+    let raw = |output: &std::process::Output| {
+        let both = format!("{}{}", stdout(output), stderr(output));
+        both.contains(['\u{1b}', '\u{7}', '\u{9b}', '\r'])
+    };
+
+    // A title change, a screen clear and a C1 CSI in the answer.
+    mock.set_reply("\u{1b}]0;owned\u{7}Hello \u{1b}[2Jthere\r\u{9b}31m");
+    let output = project.cli(&["chat", "hi"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(!raw(&output), "{:?}", stdout(&output));
+    assert!(
+        stdout(&output).starts_with("\\u{1b}]0;owned\\u{7}Hello \\u{1b}[2Jthere\\u{d}\\u{9b}31m"),
+        "{:?}",
+        stdout(&output)
+    );
+
+    // Model names are the service's to choose.
+    mock.set_models(&["evil\u{1b}[8mhidden", "fine"]);
+    let output = project.cli(&["ai", "test"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(!raw(&output), "{:?} {:?}", stdout(&output), stderr(&output));
+    assert!(
+        stdout(&output).contains("mock: OK in ")
+            && stdout(&output).contains("models: evil\\u{1b}[8mhidden, fine"),
+        "{:?}",
+        stdout(&output)
+    );
+    let report = json(&project.cli(&["ai", "test", "--json"]));
+    assert_eq!(
+        report["test"]["models"][0], "evil\u{1b}[8mhidden",
+        "JSON carries the name as it is, escaped by JSON"
+    );
+
+    // The service's own error message, on stderr.
+    mock.set_behavior(Behavior::Refuse {
+        status: 400,
+        message: "bad \u{1b}[2Jrequest".into(),
+    });
+    for args in [&["chat", "hi"][..], &["ai", "test"]] {
+        let output = project.cli(args);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert!(!raw(&output), "{args:?}: {:?}", stderr(&output));
+        assert!(
+            stderr(&output).contains("mock: HTTP 400: bad \\u{1b}[2Jrequest"),
+            "{args:?}: {:?}",
+            stderr(&output)
+        );
+    }
 }

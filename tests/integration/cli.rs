@@ -170,3 +170,38 @@ fn a_first_search_says_it_is_indexing_even_when_not_on_a_terminal() {
     let again = project.cli(&["search", "session"]);
     assert!(!stderr(&again).contains("indexing"), "{}", stderr(&again));
 }
+
+/// A repository's files may hold escape sequences, in their text or their
+/// names: search and symbols show them escaped, never send them to the
+/// terminal; `--json` output stays JSON.
+#[test]
+fn escape_sequences_in_files_are_shown_not_obeyed() {
+    let project = Project::new(&[(
+        "src/\u{1b}[2Jevil.py",
+        "def evil_title():  # Sets the \u{1b}]0;owned\u{7} title.\n    return 1\n",
+    )]);
+    let raw = |text: &str| text.contains(['\u{1b}', '\u{7}']);
+
+    let output = project.cli(&["search", "evil_title"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(!raw(&text), "{text:?}");
+    assert!(text.starts_with("src/\\u{1b}[2Jevil.py:1:"), "{text:?}");
+    assert!(
+        text.contains("Sets the \\u{1b}]0;owned\\u{7} title."),
+        "{text:?}"
+    );
+
+    let output = project.cli(&["symbols", "evil_title"]);
+    let text = stdout(&output);
+    assert!(!raw(&text), "{text:?}");
+    assert!(
+        text.contains("evil_title  src/\\u{1b}[2Jevil.py:1:5"),
+        "{text:?}"
+    );
+
+    let output = project.cli(&["search", "evil_title", "--json"]);
+    assert!(!raw(&stdout(&output)), "serde escapes them");
+    let result: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(result["hits"][0]["path"], "src/\u{1b}[2Jevil.py");
+}

@@ -12,6 +12,31 @@ use crate::{
     AiError, ApiKey, ChatMessage, ChatReply, ChatRequest, CompletionReply, CompletionRequest,
 };
 
+/// The largest JSON answer read (chat, completions, `/infill`, `/models`,
+/// `/props`, embeddings); reading stops there, whatever the service sends.
+/// The largest legitimate answer is a batch of embeddings:
+/// `search.embedding_batch` (64 by default) vectors of up to 4096 numbers
+/// (3072 for OpenAI's largest model), each printed in up to ~31 bytes when a
+/// service pretty-prints them one per line, as OpenAI does: 64 × 4096 × 31
+/// ≈ 8 MB. 32 MiB leaves four times that (a batch of 256 such vectors), and
+/// stops a service that streams gigabytes long before memory runs out.
+pub const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
+
+/// The most of an error answer (a non-2xx status) read: only its message is
+/// kept, and that is cut to [`MAX_ERROR_MESSAGE_CHARS`].
+pub const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+
+/// The longest service error message passed on (in characters): room for
+/// any real one (they run to a few hundred), while a message of megabytes
+/// never reaches an error, a status notification or an editor's popup.
+pub const MAX_ERROR_MESSAGE_CHARS: usize = 1000;
+
+/// The longest streamed chat reply (in bytes of text): about a million
+/// tokens, more than any model writes in one answer. A reply that goes on
+/// past it is a runaway model or a misbehaving service; the stream ends
+/// there with [`AiError::TooLarge`], after the text received before it.
+pub const MAX_REPLY_BYTES: usize = 4 * 1024 * 1024;
+
 /// Timeouts and retries.
 #[derive(Clone, Debug)]
 pub struct ClientOptions {
@@ -273,6 +298,14 @@ impl Client {
                         }
                         let choice = &chunk["choices"][0];
                         if let Some(piece) = choice["delta"]["content"].as_str() {
+                            if reply.content.len() + piece.len() > MAX_REPLY_BYTES {
+                                // Dropping the stream closes the connection: nothing more is read.
+                                return Err(self.too_large(
+                                    "streamed reply",
+                                    MAX_REPLY_BYTES,
+                                    "; the reply ends there, unfinished",
+                                ));
+                            }
                             if !piece.is_empty() {
                                 on_delta(piece);
                                 reply.content.push_str(piece);
@@ -401,7 +434,17 @@ impl Client {
                 Some(json!({"model": model, "input": inputs})),
             )
             .await?;
-        let body = self.json_body(response).await?;
+        let body = self
+            .json_body(response)
+            .await
+            .map_err(|error| match error {
+                AiError::TooLarge { .. } => self.too_large(
+                    "answer",
+                    MAX_ANSWER_BYTES,
+                    "; lower `search.embedding_batch` so that a batch's vectors fit",
+                ),
+                error => error,
+            })?;
         if self.service().kind == ServiceKind::Ollama {
             // `/api/embed`: `{"embeddings": [[…], …]}` in input order.
             let lists = body["embeddings"]
@@ -554,11 +597,16 @@ impl Client {
                         .map(|seconds| {
                             Duration::try_from_secs_f64(seconds.max(0.0)).unwrap_or(Duration::MAX)
                         });
-                    let text = tokio::time::timeout(self.options.idle_timeout, response.text())
-                        .await
-                        .ok()
-                        .and_then(Result::ok)
-                        .unwrap_or_default();
+                    // Only the start of an error answer is read: its message is all we keep.
+                    let text = tokio::time::timeout(
+                        self.options.idle_timeout,
+                        read_limited(response, MAX_ERROR_BODY_BYTES),
+                    )
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .map(|body| String::from_utf8_lossy(&body.bytes).into_owned())
+                    .unwrap_or_default();
                     let message = serde_json::from_str::<Value>(&text)
                         .ok()
                         .map(|body| error_message(body.get("error").unwrap_or(&body)))
@@ -588,17 +636,43 @@ impl Client {
         }
     }
 
+    /// The JSON of a successful answer, read up to [`MAX_ANSWER_BYTES`]: a
+    /// longer one is refused as soon as it says so (`Content-Length`) or
+    /// goes past the limit, without reading the rest.
     async fn json_body(&self, response: reqwest::Response) -> Result<Value, AiError> {
-        let text = tokio::time::timeout(self.options.idle_timeout, response.text())
-            .await
-            .map_err(|_| AiError::Timeout {
-                service: self.name(),
-                phase: "reading the response",
-                after: self.options.idle_timeout,
-            })?
-            .map_err(|error| self.protocol(root_cause(&error)))?;
+        let too_large = || self.too_large("answer", MAX_ANSWER_BYTES, "");
+        if response
+            .content_length()
+            .is_some_and(|length| length > MAX_ANSWER_BYTES as u64)
+        {
+            return Err(too_large());
+        }
+        let body = tokio::time::timeout(
+            self.options.idle_timeout,
+            read_limited(response, MAX_ANSWER_BYTES),
+        )
+        .await
+        .map_err(|_| AiError::Timeout {
+            service: self.name(),
+            phase: "reading the response",
+            after: self.options.idle_timeout,
+        })?
+        .map_err(|error| self.protocol(root_cause(&error)))?;
+        if body.over {
+            return Err(too_large());
+        }
+        let text = String::from_utf8_lossy(&body.bytes);
         serde_json::from_str(&text)
             .map_err(|_| self.protocol(format!("not JSON: {}", snippet(&text))))
+    }
+
+    fn too_large(&self, what: &'static str, limit: usize, hint: &'static str) -> AiError {
+        AiError::TooLarge {
+            service: self.name(),
+            what,
+            limit_mib: limit / (1024 * 1024),
+            hint,
+        }
     }
 
     fn protocol(&self, message: String) -> AiError {
@@ -616,13 +690,40 @@ impl Client {
     }
 }
 
+/// A body read up to a limit.
+struct LimitedBody {
+    /// The body, or its first `limit` bytes.
+    bytes: Vec<u8>,
+    /// Whether the body went on past the limit (the rest was not read).
+    over: bool,
+}
+
+/// Read a body piece by piece, stopping at `limit` bytes: what is past it is
+/// never read (dropping the response closes its connection). The body is
+/// read as sent: the client asks for no compression, so nothing expands.
+async fn read_limited(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<LimitedBody, reqwest::Error> {
+    let mut bytes = Vec::new();
+    while let Some(piece) = response.chunk().await? {
+        let room = limit - bytes.len();
+        if piece.len() > room {
+            bytes.extend_from_slice(&piece[..room]);
+            return Ok(LimitedBody { bytes, over: true });
+        }
+        bytes.extend_from_slice(&piece);
+    }
+    Ok(LimitedBody { bytes, over: false })
+}
+
 /// The message of an error object: `{"message": …}` (OpenAI, Azure), a
-/// string (Ollama), or the JSON itself.
+/// string (Ollama), or the JSON itself; at most [`MAX_ERROR_MESSAGE_CHARS`].
 fn error_message(error: &Value) -> String {
     error["message"]
         .as_str()
         .or_else(|| error.as_str())
-        .map(str::to_string)
+        .map(|message| cut(message, MAX_ERROR_MESSAGE_CHARS))
         .unwrap_or_else(|| snippet(&error.to_string()))
 }
 
@@ -640,9 +741,15 @@ fn pick_model(models: &[String]) -> Option<String> {
         .map(|m| m.to_string())
 }
 
+/// The start of a text, for an error message.
 fn snippet(text: &str) -> String {
+    cut(text, 300)
+}
+
+/// `text` trimmed and cut to `chars` characters, with `…` where it was cut.
+fn cut(text: &str, chars: usize) -> String {
     let text = text.trim();
-    match text.char_indices().nth(300) {
+    match text.char_indices().nth(chars) {
         Some((end, _)) => format!("{}…", &text[..end]),
         None => text.to_string(),
     }

@@ -9,8 +9,11 @@
 //! `Debug` and `Display` never show the key, and they are never logged or
 //! returned; every request has a connect timeout and an idle timeout, retries
 //! 429 and 5xx with backoff honouring `Retry-After`, and is cancelled by
-//! dropping its future (the HTTP connection is dropped with it). Errors name
-//! the service, the HTTP status and the service's own message.
+//! dropping its future (the HTTP connection is dropped with it); every answer
+//! is read up to a size limit ([`MAX_ANSWER_BYTES`], [`MAX_REPLY_BYTES`],
+//! [`MAX_ERROR_BODY_BYTES`]) and no further, so a service cannot fill memory.
+//! Errors name the service, the HTTP status and the service's own message
+//! (cut to [`MAX_ERROR_MESSAGE_CHARS`]).
 //!
 //! With the `test-support` feature, [`mock::MockServer`] is an in-process
 //! OpenAI-compatible server for tests that records requests and misbehaves
@@ -26,7 +29,10 @@ pub mod sse;
 
 use std::time::Duration;
 
-pub use client::{Client, ClientOptions, ServiceTest};
+pub use client::{
+    Client, ClientOptions, ServiceTest, MAX_ANSWER_BYTES, MAX_ERROR_BODY_BYTES,
+    MAX_ERROR_MESSAGE_CHARS, MAX_REPLY_BYTES,
+};
 pub use keys::{
     client_for, key_file, remove_keys, require_key, resolve_key, store_key, ApiKey, KeySource,
 };
@@ -123,6 +129,16 @@ pub enum AiError {
     Protocol { service: String, message: String },
     #[error("{service}: the stream failed: {message}")]
     Stream { service: String, message: String },
+    /// An answer past a size limit: reading stopped there, the rest was never read.
+    #[error("{service}: the AI service's {what} is over {limit_mib} MiB, more than AiCockpit accepts, so it stopped reading{hint}")]
+    TooLarge {
+        service: String,
+        /// "answer" or "streamed reply".
+        what: &'static str,
+        limit_mib: usize,
+        /// What to do about it, if anything: `; …` or empty.
+        hint: &'static str,
+    },
 }
 
 impl AiError {

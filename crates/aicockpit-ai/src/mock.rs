@@ -6,8 +6,10 @@
 //! Ollama's native `/api/embed`), Azure's deployment paths,
 //! and OpenAI-style error bodies. It records every request and can
 //! misbehave: answer slowly, split SSE frames across writes, rate-limit
-//! with `Retry-After`, fail with 500s, send garbage, fail mid-stream, or
-//! never answer. It notices when a client drops a request.
+//! with `Retry-After`, fail with 500s or any status and message, send
+//! garbage, fail mid-stream, send answers, streamed replies or error
+//! messages of any size (written piece by piece, never held whole, and
+//! counted), or never answer. It notices when a client drops a request.
 //!
 //! Like llama.cpp it can serve `/props` (a context size) and `/infill`; and
 //! it can stand in for a fill-in-the-middle model ([`MockServer::set_fim`]):
@@ -44,6 +46,27 @@ pub enum Behavior {
     ErrorMidStream,
     /// Accept the request and never answer.
     Hang,
+    /// Answer every request 200 with a JSON body of this many bytes (a
+    /// `/models` list padded with a long string), written in pieces, with
+    /// `Content-Length` when `declared` and otherwise until the connection
+    /// closes.
+    HugeBody {
+        bytes: u64,
+        declared: bool,
+    },
+    /// Stream a chat reply of this many bytes of text, in pieces of 16 KiB
+    /// (other requests are answered normally).
+    HugeReply(u64),
+    /// Answer every request with this status and an OpenAI-style error
+    /// carrying this message.
+    Refuse {
+        status: u16,
+        message: String,
+    },
+    /// Answer every request 400 with an OpenAI-style error whose message is
+    /// this many bytes long, until the connection closes; a streamed chat
+    /// gets it as an error event after its first piece.
+    HugeError(u64),
 }
 
 /// A request as the mock received it.
@@ -61,6 +84,10 @@ pub struct RecordedRequest {
     pub received_at: std::time::Instant,
     /// When the last byte of the answer was written.
     pub answered_at: Option<std::time::Instant>,
+    /// Bytes of the answer's body written so far, for the huge answers
+    /// ([`Behavior::HugeBody`], [`Behavior::HugeReply`], [`Behavior::HugeError`]);
+    /// 0 for the others.
+    pub written: u64,
 }
 
 impl RecordedRequest {
@@ -76,6 +103,7 @@ impl RecordedRequest {
 struct State {
     behavior: Behavior,
     reply: String,
+    models: Vec<String>,
     requests: Vec<RecordedRequest>,
     fim: bool,
     context_tokens: Option<u64>,
@@ -106,6 +134,7 @@ impl MockServer {
         let state = Arc::new(Mutex::new(State {
             behavior: Behavior::Normal,
             reply: "Hello from the mock.".to_string(),
+            models: vec!["mock-chat".to_string(), "mock-coder".to_string()],
             requests: Vec::new(),
             fim: false,
             context_tokens: None,
@@ -140,6 +169,12 @@ impl MockServer {
     /// The text chat and completion replies carry.
     pub fn set_reply(&self, reply: impl Into<String>) {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).reply = reply.into();
+    }
+
+    /// The models `/models` lists (`mock-chat` and `mock-coder` at first).
+    pub fn set_models(&self, models: &[&str]) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).models =
+            models.iter().map(|m| m.to_string()).collect();
     }
 
     /// Behave as a fill-in-the-middle model: a completion with a `suffix`
@@ -184,7 +219,7 @@ async fn serve_connection(mut socket: TcpStream, state: Arc<Mutex<State>>) {
             return;
         };
         let body_json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        let (index, behavior, reply, fim, context_tokens) = {
+        let (index, behavior, reply, models, fim, context_tokens) = {
             let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
             state.requests.push(RecordedRequest {
                 method: method.clone(),
@@ -194,6 +229,7 @@ async fn serve_connection(mut socket: TcpStream, state: Arc<Mutex<State>>) {
                 dropped: false,
                 received_at: std::time::Instant::now(),
                 answered_at: None,
+                written: 0,
             });
             let behavior = state.behavior.clone();
             // Count down the limited misbehaviours.
@@ -210,12 +246,18 @@ async fn serve_connection(mut socket: TcpStream, state: Arc<Mutex<State>>) {
                 state.requests.len() - 1,
                 behavior,
                 state.reply.clone(),
+                state.models.clone(),
                 state.fim,
                 state.context_tokens,
             )
         };
         let mark_dropped =
             || state.lock().unwrap_or_else(|p| p.into_inner()).requests[index].dropped = true;
+        let count_written = |bytes: usize| {
+            state.lock().unwrap_or_else(|p| p.into_inner()).requests[index].written += bytes as u64;
+        };
+        let route = path.split('?').next().unwrap_or("").to_string();
+        let streaming = body_json["stream"] == json!(true);
         match behavior {
             Behavior::Hang => {
                 let mut probe = [0u8; 1];
@@ -272,12 +314,43 @@ async fn serve_connection(mut socket: TcpStream, state: Arc<Mutex<State>>) {
                 }
                 continue;
             }
+            Behavior::Refuse { status, message } => {
+                let body = json!({"error": {"message": message, "type": "invalid_request_error"}});
+                if write_json(&mut socket, status, "Refused", "", &body)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                continue;
+            }
+            Behavior::HugeBody { bytes, declared } => {
+                let result = write_huge_body(&mut socket, bytes, declared, &count_written).await;
+                finish_huge(result, &state, index);
+                return;
+            }
+            Behavior::HugeError(bytes) => {
+                let result = if streaming && route.ends_with("/chat/completions") {
+                    write_stream_with_huge_error(&mut socket, bytes, &count_written).await
+                } else {
+                    write_huge_error(&mut socket, bytes, &count_written).await
+                };
+                finish_huge(result, &state, index);
+                return;
+            }
+            Behavior::HugeReply(bytes) if streaming && route.ends_with("/chat/completions") => {
+                let result = write_huge_reply(&mut socket, bytes, &count_written).await;
+                finish_huge(result, &state, index);
+                return;
+            }
             _ => {}
         }
-        let route = path.split('?').next().unwrap_or("").to_string();
-        let streaming = body_json["stream"] == json!(true);
         let result = if method == "GET" && route.ends_with("/models") {
-            let body = json!({"object": "list", "data": [{"id": "mock-chat", "object": "model"}, {"id": "mock-coder", "object": "model"}]});
+            let data: Vec<Value> = models
+                .iter()
+                .map(|id| json!({"id": id, "object": "model"}))
+                .collect();
+            let body = json!({"object": "list", "data": data});
             write_json(&mut socket, 200, "OK", "", &body).await
         } else if method == "GET" && route == "/props" {
             match context_tokens {
@@ -497,8 +570,7 @@ async fn write_stream(
         events.push_str(&format!("data: {}\n\n", chunk(json!({}), json!("stop"))));
         events.push_str("data: [DONE]\n\n");
     }
-    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n";
-    socket.write_all(head.as_bytes()).await?;
+    socket.write_all(SSE_HEAD.as_bytes()).await?;
     match behavior {
         Behavior::SplitFrames(size) => {
             for piece in events.as_bytes().chunks((*size).max(1)) {
@@ -509,6 +581,151 @@ async fn write_stream(
         }
         _ => socket.write_all(events.as_bytes()).await?,
     }
+    socket.shutdown().await
+}
+
+/// The pieces the huge answers are written in.
+const PIECE: usize = 16 * 1024;
+
+/// Record how a huge answer ended: answered in full, or dropped by the client.
+fn finish_huge(result: std::io::Result<()>, state: &Mutex<State>, index: usize) {
+    let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+    match result {
+        Ok(()) => state.requests[index].answered_at = Some(std::time::Instant::now()),
+        Err(_) => state.requests[index].dropped = true,
+    }
+}
+
+/// Write `count` bytes of `byte` in pieces, counting each one written.
+async fn write_filler(
+    socket: &mut TcpStream,
+    byte: u8,
+    count: u64,
+    count_written: &impl Fn(usize),
+) -> std::io::Result<()> {
+    let piece = [byte; PIECE];
+    let mut left = count;
+    while left > 0 {
+        let size = usize::try_from(left).unwrap_or(PIECE).min(PIECE);
+        socket.write_all(&piece[..size]).await?;
+        count_written(size);
+        left -= size as u64;
+    }
+    Ok(())
+}
+
+/// Write `text`, counting it.
+async fn write_counted(
+    socket: &mut TcpStream,
+    text: &str,
+    count_written: &impl Fn(usize),
+) -> std::io::Result<()> {
+    socket.write_all(text.as_bytes()).await?;
+    count_written(text.len());
+    Ok(())
+}
+
+async fn write_huge_body(
+    socket: &mut TcpStream,
+    bytes: u64,
+    declared: bool,
+    count_written: &impl Fn(usize),
+) -> std::io::Result<()> {
+    // A valid `/models` answer, however long: a client that read it all would accept it.
+    let (start, end) = (
+        r#"{"object": "list", "data": [{"id": "mock-chat", "object": "model"}], "padding": ""#,
+        r#""}"#,
+    );
+    let padding = bytes.saturating_sub((start.len() + end.len()) as u64);
+    let length = if declared {
+        format!(
+            "Content-Length: {}\r\n",
+            start.len() as u64 + padding + end.len() as u64
+        )
+    } else {
+        String::new()
+    };
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{length}Connection: close\r\n\r\n"
+    );
+    socket.write_all(head.as_bytes()).await?;
+    write_counted(socket, start, count_written).await?;
+    write_filler(socket, b'x', padding, count_written).await?;
+    write_counted(socket, end, count_written).await?;
+    socket.shutdown().await
+}
+
+async fn write_huge_error(
+    socket: &mut TcpStream,
+    bytes: u64,
+    count_written: &impl Fn(usize),
+) -> std::io::Result<()> {
+    let head =
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n";
+    socket.write_all(head.as_bytes()).await?;
+    write_counted(socket, r#"{"error": {"message": ""#, count_written).await?;
+    write_filler(socket, b'x', bytes, count_written).await?;
+    write_counted(
+        socket,
+        r#"", "type": "invalid_request_error"}}"#,
+        count_written,
+    )
+    .await?;
+    socket.shutdown().await
+}
+
+const SSE_HEAD: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n";
+
+async fn write_stream_with_huge_error(
+    socket: &mut TcpStream,
+    bytes: u64,
+    count_written: &impl Fn(usize),
+) -> std::io::Result<()> {
+    socket.write_all(SSE_HEAD.as_bytes()).await?;
+    let first =
+        json!({"choices": [{"index": 0, "delta": {"content": "Partly "}, "finish_reason": null}]});
+    write_counted(socket, &format!("data: {first}\n\n"), count_written).await?;
+    write_counted(socket, r#"data: {"error": {"message": ""#, count_written).await?;
+    write_filler(socket, b'x', bytes, count_written).await?;
+    write_counted(
+        socket,
+        "\", \"type\": \"server_error\"}}\n\n",
+        count_written,
+    )
+    .await?;
+    socket.shutdown().await
+}
+
+async fn write_huge_reply(
+    socket: &mut TcpStream,
+    bytes: u64,
+    count_written: &impl Fn(usize),
+) -> std::io::Result<()> {
+    socket.write_all(SSE_HEAD.as_bytes()).await?;
+    let words = "many words ".repeat(PIECE / "many words ".len());
+    let event = |content: &str| {
+        let chunk = json!({"choices": [{"index": 0, "delta": {"content": content}, "finish_reason": null}]});
+        format!("data: {chunk}\n\n")
+    };
+    let full = event(&words);
+    let mut left = bytes;
+    while left > 0 {
+        if left >= words.len() as u64 {
+            write_counted(socket, &full, count_written).await?;
+            left -= words.len() as u64;
+        } else {
+            let size = usize::try_from(left).unwrap_or(0);
+            write_counted(socket, &event(&words[..size]), count_written).await?;
+            left = 0;
+        }
+    }
+    let last = json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
+    write_counted(
+        socket,
+        &format!("data: {last}\n\ndata: [DONE]\n\n"),
+        count_written,
+    )
+    .await?;
     socket.shutdown().await
 }
 

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use aicockpit_ai::mock::{Behavior, MockServer};
 use aicockpit_ai::{
     AiError, ApiKey, ChatMessage, ChatRequest, Client, ClientOptions, CompletionRequest, Role,
+    MAX_ANSWER_BYTES, MAX_ERROR_BODY_BYTES, MAX_ERROR_MESSAGE_CHARS, MAX_REPLY_BYTES,
 };
 use aicockpit_config::{ServiceConfig, ServiceKind};
 
@@ -443,4 +444,164 @@ async fn a_local_service_without_a_model_uses_one_it_lists() {
     let client = Client::new(service, Some(ApiKey::new("k")), options()).unwrap();
     let error = client.chat(&question()).await.unwrap_err();
     assert!(error.to_string().contains("no model"), "{error}");
+}
+
+/// A service that answers with more than any real answer holds (a broken or
+/// malicious endpoint) gets a clear error as soon as the limit is passed,
+/// and the rest is never read: memory stays bounded whatever it sends.
+#[tokio::test]
+async fn a_huge_answer_is_refused_at_the_limit_and_the_rest_never_read() {
+    let mock = MockServer::start().await;
+    let client = client(&mock);
+    let total = 4 * MAX_ANSWER_BYTES as u64;
+    mock.set_behavior(Behavior::HugeBody {
+        bytes: total,
+        declared: false,
+    });
+    let error = client.list_models().await.unwrap_err();
+    assert!(matches!(error, AiError::TooLarge { .. }), "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        "mock: the AI service's answer is over 32 MiB, more than AiCockpit accepts, so it stopped reading"
+    );
+    wait_until(|| mock.requests().last().is_some_and(|r| r.dropped)).await;
+    let written = mock.requests().last().unwrap().written;
+    assert!(
+        written < 2 * MAX_ANSWER_BYTES as u64,
+        "stopped near the limit, not at the end: {written} of {total} bytes written"
+    );
+
+    // Embeddings, the largest answers there are, say which setting to lower.
+    let error = client
+        .embed(Some("embedder"), &["a".into()])
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().ends_with(
+            "so it stopped reading; lower `search.embedding_batch` so that a batch's vectors fit"
+        ),
+        "{error}"
+    );
+    let error = client.chat(&question()).await.unwrap_err();
+    assert!(matches!(error, AiError::TooLarge { .. }), "{error:?}");
+
+    // An answer that declares its size is refused before any of it is read.
+    mock.set_behavior(Behavior::HugeBody {
+        bytes: total,
+        declared: true,
+    });
+    let error = client.list_models().await.unwrap_err();
+    assert!(matches!(error, AiError::TooLarge { .. }), "{error:?}");
+    wait_until(|| mock.requests().last().is_some_and(|r| r.dropped)).await;
+    let written = mock.requests().last().unwrap().written;
+    assert!(
+        written < MAX_ANSWER_BYTES as u64 / 2,
+        "refused on its Content-Length: {written} bytes written"
+    );
+
+    // Just under the limit is still an answer.
+    mock.set_behavior(Behavior::HugeBody {
+        bytes: MAX_ANSWER_BYTES as u64 - 1024,
+        declared: false,
+    });
+    assert_eq!(client.list_models().await.unwrap(), ["mock-chat"]);
+}
+
+/// A streamed reply that never ends ends at the reply limit with a clear
+/// error, after the text that came before it.
+#[tokio::test]
+async fn a_runaway_streamed_reply_ends_at_the_limit() {
+    let mock = MockServer::start().await;
+    let total = 16 * MAX_REPLY_BYTES as u64;
+    mock.set_behavior(Behavior::HugeReply(total));
+    let mut shown = 0;
+    let Err(error) = client(&mock)
+        .chat_stream(&question(), |piece| shown += piece.len())
+        .await
+    else {
+        panic!("a reply of {total} bytes was accepted whole");
+    };
+    assert!(matches!(error, AiError::TooLarge { .. }), "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        "mock: the AI service's streamed reply is over 4 MiB, more than AiCockpit accepts, so it stopped reading; the reply ends there, unfinished"
+    );
+    assert!(
+        shown <= MAX_REPLY_BYTES && shown > MAX_REPLY_BYTES - 32 * 1024,
+        "the text up to the limit was passed on: {shown} bytes"
+    );
+    wait_until(|| mock.requests()[0].dropped).await;
+    let written = mock.requests()[0].written;
+    assert!(
+        written < total / 4,
+        "stopped near the limit, not at the end: {written} of {total} bytes written"
+    );
+
+    // A long reply under the limit streams whole.
+    mock.set_behavior(Behavior::HugeReply(MAX_REPLY_BYTES as u64 - 1024));
+    let reply = client(&mock)
+        .chat_stream(&question(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(reply.content.len(), MAX_REPLY_BYTES - 1024);
+}
+
+/// A service's error message is passed on cut to a bounded length, and of
+/// an error body only the start is read.
+#[tokio::test]
+async fn huge_error_messages_are_cut_and_huge_error_bodies_not_read() {
+    let mock = MockServer::start().await;
+    let client = client(&mock);
+    // A message that fits the error body's limit is cut to MAX_ERROR_MESSAGE_CHARS.
+    mock.set_behavior(Behavior::HugeError(MAX_ERROR_BODY_BYTES as u64 - 1024));
+    let error = client.chat(&question()).await.unwrap_err();
+    let AiError::Status {
+        status: 400,
+        message,
+        ..
+    } = &error
+    else {
+        panic!("{error:?}");
+    };
+    assert_eq!(
+        message.chars().count(),
+        MAX_ERROR_MESSAGE_CHARS + 1,
+        "cut, with an ellipsis"
+    );
+    assert!(
+        message.starts_with("xxxx") && message.ends_with("x…"),
+        "{message}"
+    );
+
+    // A body of megabytes: only its start is read, and shown as a snippet.
+    let total = 64 * 1024 * 1024;
+    mock.set_behavior(Behavior::HugeError(total));
+    let error = client.chat(&question()).await.unwrap_err();
+    assert!(
+        matches!(error, AiError::Status { status: 400, .. }),
+        "{error:?}"
+    );
+    let shown = error.to_string();
+    assert!(shown.len() < 1024, "{} bytes", shown.len());
+    assert!(
+        shown.starts_with("mock: HTTP 400: {\"error\": {\"message\": \"xxx")
+            && shown.ends_with("x…"),
+        "a snippet of the body's start: {shown}"
+    );
+    wait_until(|| mock.requests().last().is_some_and(|r| r.dropped)).await;
+    let written = mock.requests().last().unwrap().written;
+    assert!(
+        written < total / 4,
+        "only the start was read: {written} of {total} bytes written"
+    );
+
+    // In a stream, an error event's message is cut as well.
+    mock.set_behavior(Behavior::HugeError(1024 * 1024));
+    let error = client.chat_stream(&question(), |_| {}).await.unwrap_err();
+    assert!(matches!(error, AiError::Stream { .. }), "{error:?}");
+    assert!(
+        error.to_string().chars().count() < MAX_ERROR_MESSAGE_CHARS + 100,
+        "{} characters",
+        error.to_string().chars().count()
+    );
 }
