@@ -63,7 +63,16 @@ pub fn model(paths: &Paths, config: &Config, command: ModelCommand) -> Result<()
 }
 
 fn from_hub(base: &str, dest: &Path) -> Result<()> {
-    let scratch = tempfile_dir(dest)?;
+    // A folder of its own beside the model (same file system), removed
+    // however the download ends.
+    let parent = dest.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("cannot create {}", parent.display()))?;
+    let scratch_dir = tempfile::Builder::new()
+        .prefix(".download-")
+        .tempdir_in(parent)
+        .with_context(|| format!("cannot make a download folder in {}", parent.display()))?;
+    let scratch = scratch_dir.path();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -84,16 +93,7 @@ fn from_hub(base: &str, dest: &Path) -> Result<()> {
                 )
             })?;
     }
-    let installed = install::from_dir(&scratch, dest);
-    let _ = std::fs::remove_dir_all(&scratch);
-    Ok(installed?)
-}
-
-fn tempfile_dir(dest: &Path) -> Result<PathBuf> {
-    let parent = dest.parent().unwrap_or(Path::new("."));
-    let dir = parent.join(".download");
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    Ok(dir)
+    Ok(install::from_dir(scratch, dest)?)
 }
 
 /// The semantic side of a project: the embedder and its vectors, or why not.

