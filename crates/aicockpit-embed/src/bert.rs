@@ -127,6 +127,15 @@ impl BertEmbedder {
                 message: "hidden_size is not a multiple of num_attention_heads".into(),
             });
         }
+        // Room for the special tokens and some text: a smaller table is no
+        // real model (BERT's is 512), and the tokenizer's truncation would
+        // subtract its special tokens from it.
+        if config.max_position_embeddings < 16 {
+            return Err(EmbedError::Model {
+                path: config_path,
+                message: "max_position_embeddings is under 16".into(),
+            });
+        }
         let max_tokens = MAX_TOKENS.min(config.max_position_embeddings);
         let tokenizer = load_tokenizer(dir, max_tokens, true)?;
         let weights_path = dir.join("model.safetensors");
@@ -746,6 +755,19 @@ pub(crate) fn load_tokenizer(
     })?;
     tokenizer.with_padding(None);
     if truncate {
+        // Truncation keeps room for the special tokens the post-processor
+        // adds, and subtracts them from the length unchecked.
+        let special = tokenizer.get_post_processor().map_or(0, |post| {
+            tokenizers::PostProcessor::added_tokens(post, true)
+        });
+        if special >= max_tokens / 2 {
+            return Err(EmbedError::Model {
+                path,
+                message: format!(
+                    "the post-processor adds {special} special tokens, too many for texts of {max_tokens} tokens"
+                ),
+            });
+        }
         tokenizer
             .with_truncation(Some(TruncationParams {
                 max_length: max_tokens,
@@ -761,6 +783,27 @@ pub(crate) fn load_tokenizer(
 
 #[cfg(test)]
 mod tests {
+    /// A config whose position table leaves no room for text is refused with
+    /// a clear error (the tokenizer's truncation would otherwise underflow).
+    #[test]
+    fn a_position_table_too_small_for_text_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"model_type":"bert","hidden_size":8,"num_hidden_layers":1,"num_attention_heads":2,
+               "intermediate_size":16,"vocab_size":10,"max_position_embeddings":1,"type_vocab_size":2}"#,
+        )
+        .unwrap();
+        let error = super::BertEmbedder::load(dir.path())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.contains("max_position_embeddings is under 16"),
+            "{error}"
+        );
+    }
+
     #[test]
     fn the_fast_exp_stays_within_its_bound() {
         let mut x = -87.0f32;
