@@ -43,6 +43,10 @@ pub enum ConfigError {
     Parse { origin: String, message: String },
     #[error("invalid config key `{key}`: {message}")]
     Invalid { key: String, message: String },
+    /// No home folder to put a path under: `HOME` is unset, empty or
+    /// relative, and the password database has none for this user.
+    #[error("cannot tell where {what} goes: HOME is not set (or not an absolute path) and the password database gives no home folder for this user; set HOME, or AICOCKPIT_CONFIG, AICOCKPIT_CACHE_DIR and AICOCKPIT_DATA_DIR")]
+    NoHome { what: &'static str },
 }
 
 /// All settings. Every section has defaults, so an empty file is valid.
