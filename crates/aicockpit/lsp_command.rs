@@ -8,7 +8,15 @@ use aicockpit_lsp::ServerOptions;
 
 /// Serve LSP on stdin/stdout until the client sends `exit` or closes stdin.
 pub fn run(root: Option<PathBuf>) -> ExitCode {
-    let paths = Paths::from_env();
+    // Without a home folder there is no safe place for the index or the
+    // config: refuse to start, saying what to set (on stderr, the editor's log).
+    let paths = match Paths::from_env() {
+        Ok(paths) => paths,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let config = Config::load(&paths).unwrap_or_else(|error| {
         // An editor cannot show a server that refuses to start; serve with defaults and say why.
         tracing::error!("{error}; using the default settings");

@@ -69,8 +69,14 @@ fn main() -> ExitCode {
         None => None,
         Some((flag, dir)) if flag == "--root" => Some(dir.into()),
         Some((_, name)) => {
-            let store =
-                aicockpit_workspace::WorkspaceManager::store_for(&Paths::from_env().data_dir);
+            let paths = match Paths::from_env() {
+                Ok(paths) => paths,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let store = aicockpit_workspace::WorkspaceManager::store_for(&paths.data_dir);
             match store.get(&name) {
                 Ok(Some(workspace)) => Some(workspace.dir),
                 Ok(None) | Err(aicockpit_workspace::WorkspaceError::NotFound { .. }) => {

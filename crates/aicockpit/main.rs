@@ -162,7 +162,10 @@ fn main() -> ExitCode {
     {
         logging::init("warn");
         let root = match workspace {
-            Some(name) => match workspace_command::workspace_dir(&Paths::from_env(), &name) {
+            Some(name) => match Paths::from_env()
+                .map_err(anyhow::Error::from)
+                .and_then(|paths| workspace_command::workspace_dir(&paths, &name))
+            {
                 Ok(dir) => Some(dir),
                 Err(error) => {
                     eprintln!("error: {}", printable(&format!("{error:#}")));
@@ -179,7 +182,13 @@ fn main() -> ExitCode {
     } else {
         "warn"
     });
-    let paths = Paths::from_env();
+    let paths = match Paths::from_env() {
+        Ok(paths) => paths,
+        Err(error) => {
+            eprintln!("error: {}", printable(&format!("{error:#}")));
+            return ExitCode::FAILURE;
+        }
+    };
     let config = match Config::load(&paths) {
         Ok(config) => config,
         Err(error) => {
@@ -208,7 +217,7 @@ fn main() -> ExitCode {
 }
 
 fn run(command: Command) -> Result<()> {
-    let paths = Paths::from_env();
+    let paths = Paths::from_env()?;
     let config = Config::load(&paths)?;
     match command {
         Command::Index { path, json } => index(&paths, &config, &path, json),

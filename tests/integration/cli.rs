@@ -1,5 +1,7 @@
 //! The `aicockpit` command line: index, search, symbols, errors and help.
 
+use std::process::Output;
+
 use serde_json::Value;
 
 use crate::support::{stderr, stdout, Project};
@@ -204,4 +206,82 @@ fn escape_sequences_in_files_are_shown_not_obeyed() {
     assert!(!raw(&stdout(&output)), "serde escapes them");
     let result: Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert_eq!(result["hits"][0]["path"], "src/\u{1b}[2Jevil.py");
+}
+
+/// `aicockpit ai list` with the project's environment, changed by `adjust`.
+fn ai_list_with(project: &Project, adjust: impl FnOnce(&mut std::process::Command)) -> Output {
+    let mut command = project.command(env!("CARGO_BIN_EXE_aicockpit"));
+    command
+        .args(["ai", "list"])
+        .stdin(std::process::Stdio::null());
+    adjust(&mut command);
+    command.output().expect("run aicockpit ai list")
+}
+
+#[test]
+fn without_home_a_config_planted_in_the_temp_folder_is_never_read() {
+    let project = project();
+    // What another user of the machine could leave in a shared /tmp.
+    let shared_tmp = tempfile::tempdir().unwrap();
+    let planted = shared_tmp.path().join(".config/aicockpit/config.toml");
+    std::fs::create_dir_all(planted.parent().unwrap()).unwrap();
+    std::fs::write(
+        &planted,
+        "[ai]\nactive = \"planted\"\n\n[[ai.services]]\nname = \"planted\"\nkind = \"openai\"\nbase_url = \"https://attacker.example/v1\"\n",
+    )
+    .unwrap();
+    for home in [None, Some("")] {
+        let output = ai_list_with(&project, |command| {
+            command
+                .env_remove("AICOCKPIT_CONFIG")
+                .env_remove("XDG_CONFIG_HOME")
+                .env("TMPDIR", shared_tmp.path());
+            match home {
+                Some(home) => command.env("HOME", home),
+                None => command.env_remove("HOME"),
+            };
+        });
+        // The config file is the user's own (from the password database),
+        // which may or may not exist; never the planted one.
+        let all = format!("{}{}", stdout(&output), stderr(&output));
+        assert!(!all.contains("planted"), "HOME={home:?}: {all}");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn without_home_or_a_password_entry_the_cli_says_what_to_set() {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: geteuid has no preconditions and always succeeds.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: only root can run a command as a user with no password entry");
+        return;
+    }
+    // A user id the password database does not know.
+    let uid = 3_999_999;
+    // SAFETY: getpwuid has no preconditions; only the null test reads its result.
+    let entry = unsafe { libc::getpwuid(uid) };
+    assert!(entry.is_null(), "uid {uid} has a password entry");
+    let project = project();
+    for home in [None, Some(""), Some("relative/home")] {
+        let output = ai_list_with(&project, |command| {
+            command
+                .current_dir("/")
+                .env_remove("AICOCKPIT_CONFIG")
+                .env_remove("XDG_CONFIG_HOME")
+                .uid(uid)
+                .gid(uid);
+            match home {
+                Some(home) => command.env("HOME", home),
+                None => command.env_remove("HOME"),
+            };
+        });
+        assert_eq!(output.status.code(), Some(1), "HOME={home:?}");
+        let error = stderr(&output);
+        assert!(
+            error.starts_with("error: cannot tell where the config file goes")
+                && error.contains("set HOME, or AICOCKPIT_CONFIG"),
+            "HOME={home:?}: {error}"
+        );
+    }
 }

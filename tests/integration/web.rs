@@ -1392,7 +1392,8 @@ fn age_password_proofs(home: &Path, user: &str) -> Step<()> {
         "AICOCKPIT_CACHE_DIR" => Some(home.join("cache")),
         "AICOCKPIT_DATA_DIR" => Some(home.join("data")),
         _ => None,
-    });
+    })
+    .map_err(fail("work out the server's paths"))?;
     let db = aicockpit_server::open_db(&paths).map_err(fail("open the server's database"))?;
     let user = user.to_string();
     let aged = db

@@ -125,6 +125,14 @@ pub enum AiError {
         status: u16,
         message: String,
     },
+    /// A download (`aicockpit model install`) that failed or was refused:
+    /// not HTTPS, a redirect elsewhere, too large, too slow, an HTTP error.
+    #[error("{service}: cannot download {url}: {message}")]
+    Download {
+        service: String,
+        url: String,
+        message: String,
+    },
     #[error("{service}: unexpected answer: {message}")]
     Protocol { service: String, message: String },
     #[error("{service}: the stream failed: {message}")]

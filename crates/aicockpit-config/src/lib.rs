@@ -43,6 +43,10 @@ pub enum ConfigError {
     Parse { origin: String, message: String },
     #[error("invalid config key `{key}`: {message}")]
     Invalid { key: String, message: String },
+    /// No home folder to put a path under: `HOME` is unset, empty or
+    /// relative, and the password database has none for this user.
+    #[error("cannot tell where {what} goes: HOME is not set (or not an absolute path) and the password database gives no home folder for this user; set HOME, or AICOCKPIT_CONFIG, AICOCKPIT_CACHE_DIR and AICOCKPIT_DATA_DIR")]
+    NoHome { what: &'static str },
 }
 
 /// All settings. Every section has defaults, so an empty file is valid.
@@ -178,6 +182,17 @@ pub const DEFAULT_SKIP_FOLDERS: &[&str] = &[
     ".gradle",
     ".next",
 ];
+
+impl IndexConfig {
+    /// The parser threads an index opened with this config starts:
+    /// `threads`, or one per core when it is 0.
+    pub fn parser_threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            threads => threads,
+        }
+    }
+}
 
 impl Default for IndexConfig {
     fn default() -> Self {
@@ -356,6 +371,22 @@ impl Default for WorkspacesConfig {
 /// bounded by it, and source files larger than this are not code anyone edits.
 pub const MAX_FILE_BYTES_CAP: u64 = 64 << 20;
 
+/// The most parser threads `index.threads` may ask for. Every thread of
+/// the pool starts when an index opens, so a huge count (an editor setting
+/// of 65535) would stall or exhaust the machine; no parse speeds up past a
+/// few dozen threads anyway.
+pub const MAX_INDEX_THREADS: usize = 256;
+
+/// The longest `index.update_debounce_ms`: a minute. Beyond it edits reach
+/// the index on disk so late (`u64::MAX`: never) that other processes and a
+/// crash lose them.
+pub const MAX_UPDATE_DEBOUNCE_MS: u64 = 60_000;
+
+/// The most `search.max_workspace_symbols` may be: every `workspace/symbol`
+/// request (one per keystroke in a symbol picker) builds and sends that many
+/// results, and far fewer are ever looked at.
+pub const MAX_WORKSPACE_SYMBOLS_CAP: usize = 10_000;
+
 /// Environment variables that name paths rather than settings.
 const PATH_VARIABLES: &[&str] = &[
     "AICOCKPIT_CONFIG",
@@ -495,17 +526,40 @@ impl Config {
     /// it on the file's config (never on one earlier settings changed), so
     /// dropping a service and adding it back elsewhere is a move too.
     pub fn check_client_overlay(&self, next: &Config) -> Result<(), ConfigError> {
+        let raised = |key: &str, file: String| {
+            Err(ConfigError::Invalid {
+                key: key.to_string(),
+                message: format!(
+                    "editor settings may lower this limit but not raise it above {file} (the config file's); edit the config file"
+                ),
+            })
+        };
         // The size bound protects the server from huge and sparse files a
         // project (or a workspace container) plants: an editor may lower it,
         // never raise it.
         if next.index.max_file_bytes > self.index.max_file_bytes {
-            return Err(ConfigError::Invalid {
-                key: "index.max_file_bytes".into(),
-                message: format!(
-                    "editor settings may lower this limit but not raise it above {} (the config file's); edit the config file",
-                    self.index.max_file_bytes
-                ),
-            });
+            return raised(
+                "index.max_file_bytes",
+                self.index.max_file_bytes.to_string(),
+            );
+        }
+        // Parser threads all start when the index opens: a repository's
+        // editor settings may ask for fewer than the file, never more. `0`
+        // (one per core) is compared as the count it stands for.
+        if next.index.parser_threads() > self.index.parser_threads() {
+            let file = match self.index.threads {
+                0 => format!("{} (one per core)", self.index.parser_threads()),
+                threads => threads.to_string(),
+            };
+            return raised("index.threads", file);
+        }
+        // The guard that keeps a huge project from being embedded on this
+        // CPU for hours is the user's: the project's settings may not lift it.
+        if next.search.local_max_chunks > self.search.local_max_chunks {
+            return raised(
+                "search.local_max_chunks",
+                self.search.local_max_chunks.to_string(),
+            );
         }
         // A model folder is code the server loads: only the config file names it.
         if next.search.local_model != self.search.local_model {
@@ -584,6 +638,18 @@ impl Config {
                 format!("must be greater than 0 and at most {MAX_FILE_BYTES_CAP} (64 MiB)"),
             );
         }
+        if self.index.threads > MAX_INDEX_THREADS {
+            return invalid(
+                "index.threads",
+                format!("must be at most {MAX_INDEX_THREADS} (0 means one per core)"),
+            );
+        }
+        if self.index.update_debounce_ms > MAX_UPDATE_DEBOUNCE_MS {
+            return invalid(
+                "index.update_debounce_ms",
+                format!("must be at most {MAX_UPDATE_DEBOUNCE_MS} (a minute)"),
+            );
+        }
         if !(1..=1_000_000).contains(&self.completion.max_context_tokens) {
             return invalid(
                 "completion.max_context_tokens",
@@ -613,10 +679,10 @@ impl Config {
         if self.search.embedding_batch == 0 {
             return invalid("search.embedding_batch", "must be greater than 0".into());
         }
-        if self.search.max_workspace_symbols == 0 {
+        if !(1..=MAX_WORKSPACE_SYMBOLS_CAP).contains(&self.search.max_workspace_symbols) {
             return invalid(
                 "search.max_workspace_symbols",
-                "must be greater than 0".into(),
+                format!("must be between 1 and {MAX_WORKSPACE_SYMBOLS_CAP}"),
             );
         }
         if !matches!(self.workspaces.backend.as_str(), "docker" | "local") {
@@ -852,6 +918,110 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("at most"), "{error}");
+    }
+
+    #[test]
+    fn thread_counts_and_debounces_past_their_bounds_are_refused_naming_the_key() {
+        for (text, key) in [
+            ("[index]\nthreads = 257\n", "index.threads"),
+            ("[index]\nthreads = 65535\n", "index.threads"),
+            (
+                "[index]\nupdate_debounce_ms = 60001\n",
+                "index.update_debounce_ms",
+            ),
+            (
+                "[index]\nupdate_debounce_ms = 9223372036854775807\n",
+                "index.update_debounce_ms",
+            ),
+            (
+                "[search]\nmax_workspace_symbols = 10001\n",
+                "search.max_workspace_symbols",
+            ),
+        ] {
+            let error = Config::from_toml_str(text).unwrap_err().to_string();
+            assert!(
+                error.contains(key) && (error.contains("at most") || error.contains("between")),
+                "{text}: {error}"
+            );
+        }
+        for text in [
+            "[index]\nthreads = 256\nupdate_debounce_ms = 60000\n",
+            "[index]\nthreads = 0\nupdate_debounce_ms = 0\n",
+            "[search]\nmax_workspace_symbols = 10000\n",
+        ] {
+            Config::from_toml_str(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        }
+        // The same bounds hold for the environment and for editor settings.
+        let mut config = Config::default();
+        let error = config
+            .apply_env([("AICOCKPIT_INDEX_THREADS".to_string(), "65535".to_string())])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("index.threads"), "{error}");
+        let error = config
+            .apply_overlay(&serde_json::json!({"index": {"threads": 65535}}))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("index.threads"), "{error}");
+        let error = config
+            .apply_overlay(&serde_json::json!({"index": {"update_debounce_ms": u64::MAX}}))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("index.update_debounce_ms"), "{error}");
+        assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn editor_settings_may_lower_the_parser_threads_but_never_raise_them() {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let with_threads = |threads: usize| {
+            let mut config = Config::default();
+            config.index.threads = threads;
+            config
+        };
+        let check = |file: usize, editor: usize| {
+            let file = with_threads(file);
+            let mut next = file.clone();
+            next.apply_overlay(&serde_json::json!({"aicockpit": {"index": {"threads": editor}}}))
+                .unwrap();
+            file.check_client_overlay(&next).map_err(|e| e.to_string())
+        };
+        // An explicit count may be lowered, never raised.
+        assert!(check(4, 2).is_ok());
+        assert!(check(4, 4).is_ok());
+        let error = check(4, 5).unwrap_err();
+        assert!(
+            error.contains("index.threads") && error.contains("above 4"),
+            "{error}"
+        );
+        // 0 (one per core) in the file allows up to one per core…
+        assert!(check(0, 1).is_ok());
+        assert!(check(0, cores).is_ok());
+        assert!(check(0, 0).is_ok());
+        let error = check(0, cores + 1).unwrap_err();
+        assert!(
+            error.contains("index.threads") && error.contains("one per core"),
+            "{error}"
+        );
+        // …and 0 from the editor is one per core, a raise over a smaller count.
+        assert_eq!(check(1, 0).is_ok(), cores == 1);
+        assert!(check(cores, 0).is_ok());
+    }
+
+    #[test]
+    fn editor_settings_may_lower_the_local_embedding_guard_but_never_raise_it() {
+        let file = Config::default();
+        let mut raised = file.clone();
+        raised
+            .apply_overlay(&serde_json::json!({"search": {"local_max_chunks": usize::MAX}}))
+            .unwrap();
+        let error = file.check_client_overlay(&raised).unwrap_err().to_string();
+        assert!(error.contains("search.local_max_chunks"), "{error}");
+        let mut lowered = file.clone();
+        lowered
+            .apply_overlay(&serde_json::json!({"search": {"local_max_chunks": 10}}))
+            .unwrap();
+        file.check_client_overlay(&lowered).unwrap();
     }
 
     #[test]

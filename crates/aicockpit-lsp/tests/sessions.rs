@@ -827,3 +827,54 @@ async fn a_session_joining_during_the_first_index_follows_the_same_run() {
     a.close().await;
     b.close().await;
 }
+
+/// `initialize` of a session that opens its own project, with these settings.
+async fn initialize_with(fixture: &Fixture, config: Config, settings: Value) -> Value {
+    let mut session = Session::start(ServerOptions::new(config, fixture.paths.clone()));
+    let response = session
+        .request_response(
+            "initialize",
+            json!({
+                "processId": null,
+                "rootUri": format!("file://{}", fixture.root.display()),
+                "capabilities": {},
+                "initializationOptions": settings,
+            }),
+        )
+        .await;
+    session.close().await;
+    response
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn editor_settings_cannot_make_the_index_start_more_parser_threads() {
+    let fixture = Fixture::new();
+    let mut file = Config::default();
+    file.index.threads = 2;
+    // A repository's editor settings asking for 65535 threads (each started
+    // when the index opens) are refused before the index opens: past the
+    // bound every source has…
+    for threads in [300, 65535] {
+        let response = initialize_with(
+            &fixture,
+            file.clone(),
+            json!({"aicockpit": {"index": {"threads": threads}}}),
+        )
+        .await;
+        let error = response["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("index.threads") && error.contains("at most 256"),
+            "{response}"
+        );
+    }
+    // …and, within it, above what the config file allows.
+    let response = initialize_with(&fixture, file.clone(), json!({"index": {"threads": 3}})).await;
+    let error = response["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("index.threads") && error.contains("above 2"),
+        "{response}"
+    );
+    // Fewer threads than the file's are fine.
+    let response = initialize_with(&fixture, file, json!({"index": {"threads": 1}})).await;
+    assert!(response.get("error").is_none(), "{response}");
+}

@@ -114,7 +114,8 @@ async fn fixture(dir: &std::path::Path) -> (AppState, BTreeMap<&'static str, Str
         "AICOCKPIT_CACHE_DIR" => Some(dir.join("cache")),
         "AICOCKPIT_DATA_DIR" => Some(dir.join("data")),
         _ => None,
-    });
+    })
+    .unwrap();
     let mut config = Config::default();
     config.workspaces.backend = "local".into();
     let mut warnings = Vec::new();

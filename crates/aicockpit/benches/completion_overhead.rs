@@ -64,7 +64,7 @@ fn main() {
     std::fs::write(
         project.home.path().join("config.toml"),
         format!(
-            "[completion]\ndebounce_ms = 0\n\n[index]\nupdate_debounce_ms = 600000\n\n[ai]\nactive = \"mock\"\n\n\
+            "[completion]\ndebounce_ms = 0\n\n[index]\nupdate_debounce_ms = 60000\n\n[ai]\nactive = \"mock\"\n\n\
              [[ai.services]]\nname = \"mock\"\nkind = \"lmstudio\"\nbase_url = \"{}\"\ncompletion_model = \"qwen2.5-coder-1.5b\"\n\
              chat_model = \"qwen2.5-coder-1.5b\"\n",
             mock.url()

@@ -123,7 +123,8 @@ impl TestServer {
             "AICOCKPIT_CACHE_DIR" => Some(root.join("cache")),
             "AICOCKPIT_DATA_DIR" => Some(root.join("data")),
             _ => None,
-        });
+        })
+        .unwrap();
         let mut config = Config::default();
         config.workspaces.backend = "local".into();
         let mut options = ServeOptions {
