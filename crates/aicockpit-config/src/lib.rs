@@ -605,6 +605,14 @@ impl Config {
                         message: "services added by editor settings may not read keys; add it with `aicockpit ai add`".into(),
                     });
                 }
+                // The project's code goes to the active service: settings a
+                // repository can write send it nowhere off this machine.
+                None if !is_loopback_url(&service.base_url) => {
+                    return Err(ConfigError::Invalid {
+                        key: format!("{key}.base_url"),
+                        message: "services added by editor settings must run on this machine (a localhost or 127.0.0.1 URL); add others with `aicockpit ai add`".into(),
+                    });
+                }
                 _ => {}
             }
         }
@@ -768,6 +776,21 @@ pub fn parse_bool(value: &str) -> Option<bool> {
 }
 
 /// Deep-merge `overlay` into `base`: objects merge key by key, anything else replaces.
+/// Whether a service URL names this machine: `http(s)` to `localhost`, a
+/// 127.0.0.0/8 address or `[::1]`, as the HTTP client will parse it.
+fn is_loopback_url(url: &str) -> bool {
+    let Ok(url) = url::Url::parse(url) else {
+        return false;
+    };
+    matches!(url.scheme(), "http" | "https")
+        && match url.host() {
+            Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        }
+}
+
 fn merge(base: &mut serde_json::Value, overlay: &serde_json::Value) {
     match (base, overlay) {
         (serde_json::Value::Object(base), serde_json::Value::Object(overlay)) => {
@@ -1069,6 +1092,39 @@ mod tests {
         let mut next = file.clone();
         next.apply_overlay(&models).unwrap();
         file.check_client_overlay(&next).unwrap();
+    }
+
+    /// A service that only editor settings name would receive the project's
+    /// code: it must be on this machine, however its URL is spelled.
+    #[test]
+    fn services_added_by_editor_settings_stay_on_this_machine() {
+        let file = Config::default();
+        let add = |url: &str| {
+            let mut next = file.clone();
+            next.apply_overlay(&serde_json::json!({"ai": {"active": "x", "services": [{"name": "x", "kind": "custom", "base_url": url}]}}))
+                .unwrap();
+            file.check_client_overlay(&next)
+        };
+        for url in [
+            "http://127.0.0.1:1234/v1",
+            "http://localhost:11434",
+            "https://LOCALHOST/v1",
+            "http://127.1.2.3:8080/v1",
+            "http://[::1]:8080/v1",
+        ] {
+            add(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        }
+        for url in [
+            "https://evil.example/v1",
+            "http://127.0.0.1.evil.example/v1",
+            "http://127.0.0.1@evil.example/v1",
+            "http://evil.example\\@127.0.0.1/v1",
+            "http://localhost.evil.example/v1",
+            "http://10.0.0.5/v1",
+        ] {
+            let error = add(url).expect_err(url).to_string();
+            assert!(error.contains("ai.services[x].base_url"), "{url}: {error}");
+        }
     }
 
     #[test]
