@@ -210,7 +210,16 @@ fn escape_sequences_in_files_are_shown_not_obeyed() {
 
 /// `aicockpit ai list` with the project's environment, changed by `adjust`.
 fn ai_list_with(project: &Project, adjust: impl FnOnce(&mut std::process::Command)) -> Output {
-    let mut command = project.command(env!("CARGO_BIN_EXE_aicockpit"));
+    ai_list_of(project, env!("CARGO_BIN_EXE_aicockpit"), adjust)
+}
+
+/// [`ai_list_with`], running the binary `exe`.
+fn ai_list_of(
+    project: &Project,
+    exe: &str,
+    adjust: impl FnOnce(&mut std::process::Command),
+) -> Output {
+    let mut command = project.command(exe);
     command
         .args(["ai", "list"])
         .stdin(std::process::Stdio::null());
@@ -263,8 +272,17 @@ fn without_home_or_a_password_entry_the_cli_says_what_to_set() {
     let entry = unsafe { libc::getpwuid(uid) };
     assert!(entry.is_null(), "uid {uid} has a password entry");
     let project = project();
+    // That user must be able to run the binary: a copy in a folder anyone
+    // may enter (the build's own may sit in a private one, as in CI's clone).
+    let exe_dir = tempfile::tempdir().unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(exe_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let exe = exe_dir.path().join("aicockpit");
+    std::fs::copy(env!("CARGO_BIN_EXE_aicockpit"), &exe).unwrap();
     for home in [None, Some(""), Some("relative/home")] {
-        let output = ai_list_with(&project, |command| {
+        let output = ai_list_of(&project, exe.to_str().unwrap(), |command| {
             command
                 .current_dir("/")
                 .env_remove("AICOCKPIT_CONFIG")
