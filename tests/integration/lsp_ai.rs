@@ -321,6 +321,45 @@ fn chat_streams_partial_results_and_names_its_sources() {
     assert!(client.shutdown().success());
 }
 
+/// tower-lsp merges what handlers send through its client socket with the
+/// handlers' responses, so the last partial result could be overtaken by
+/// the response: every piece must arrive before it, every time.
+#[test]
+fn every_partial_result_of_a_chat_arrives_before_its_answer() {
+    let setup = setup(&lmstudio);
+    let reply = "one two three four five six seven eight nine ten";
+    setup.mock.set_reply(reply);
+    let mut client = start(&setup, &[]);
+    let helpers_uri = file_uri(&setup.project.root().join("src/helpers.rs"));
+    for round in 0..40 {
+        let token = format!("chat-{round}");
+        // With a file, the last piece (its sources) is sent just before the answer.
+        let result = client.request(
+            "aicockpit/chat",
+            json!({
+                "messages": [{"role": "user", "content": "Count to ten."}],
+                "uri": helpers_uri,
+                "range": {"start": {"line": 1, "character": 10}, "end": {"line": 1, "character": 10}},
+                "partialResultToken": token,
+            }),
+        );
+        let content = result["content"].as_str().unwrap();
+        assert!(content.starts_with(reply), "{content}");
+        assert!(content.contains("Sources: src/helpers.rs"), "{content}");
+        let streamed: String = client
+            .seen
+            .iter()
+            .filter(|m| m["method"] == "$/progress" && m["params"]["token"] == token.as_str())
+            .map(|m| m["params"]["value"]["delta"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            streamed, content,
+            "round {round}: the partial results seen before the answer add up to it"
+        );
+    }
+    assert!(client.shutdown().success());
+}
+
 #[test]
 fn code_actions_resolve_to_applicable_edits() {
     let setup = setup(&lmstudio);

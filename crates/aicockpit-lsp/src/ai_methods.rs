@@ -291,20 +291,33 @@ impl Backend {
                 }),
             _ => None,
         };
-        // Pieces go out as they arrive, in order, through a channel drained by this task.
+        // Pieces go out as they arrive, in order, through a channel drained
+        // by this task, and all of them before the response: through the
+        // transport's own queue when it has one (see `DirectOutput`).
         let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<String>();
         let client = self.client.clone();
+        let direct = self.inner.direct_output();
         let token = params.partial_result_token.clone();
         let forward = tokio::spawn(async move {
             while let Some(delta) = receiver.recv().await {
-                if let Some(token) = &token {
-                    // Partial results carry our own value shape: {"delta": "…"}.
-                    client
-                        .send_notification::<PartialResult>(PartialResultParams {
-                            token: token.clone(),
-                            value: serde_json::json!({"delta": delta}),
-                        })
-                        .await;
+                let Some(token) = &token else { continue };
+                // Partial results carry our own value shape: {"delta": "…"}.
+                let params = PartialResultParams {
+                    token: token.clone(),
+                    value: serde_json::json!({"delta": delta}),
+                };
+                match &direct {
+                    Some(direct) => {
+                        let message = serde_json::json!({
+                            "jsonrpc": "2.0",
+                            "method": "$/progress",
+                            "params": params,
+                        });
+                        if !direct.send(message.to_string()).await {
+                            return;
+                        }
+                    }
+                    None => client.send_notification::<PartialResult>(params).await,
                 }
             }
         });

@@ -107,6 +107,7 @@ where
     let (service, socket) = build_service(options);
     let inner = service.inner().inner.clone();
     let (replies, receiver) = tokio::sync::mpsc::unbounded_channel();
+    inner.set_direct_output(Some(DirectOutput::Stdio(replies.clone())));
     let server_input = crate::transport::frame_input(input, replies.clone(), inner.gate.clone());
     let (server_output, from_server) = tokio::io::duplex(1 << 20);
     let pump = tokio::spawn(crate::transport::pump_output(
@@ -121,6 +122,8 @@ where
         .concurrency_level(64)
         .serve(service)
         .await;
+    // The writer ends once every sender is gone.
+    inner.set_direct_output(None);
     let _ = pump.await;
     inner.end_session().await;
     inner.shut_down.load(Ordering::SeqCst)
@@ -184,6 +187,36 @@ pub(crate) struct Inner {
     pub(crate) shut_down: AtomicBool,
     /// Set when the session is over: its background tasks end.
     session_over: tokio::sync::watch::Sender<bool>,
+    /// The transport's own queue to the client, for messages that must
+    /// reach it before the response they belong to (see [`DirectOutput`]).
+    direct_output: Mutex<Option<DirectOutput>>,
+}
+
+/// A way to the client's output that bypasses tower-lsp's client socket.
+///
+/// tower-lsp merges what handlers send through [`Client`] with the
+/// responses of its handlers (`stream::select`), so a notification sent
+/// just before a handler returns can reach the client after that handler's
+/// response. A chat's last partial result must not: the client has stopped
+/// listening for that token by then, and the reply would look cut short.
+/// Whatever goes in here is queued before the handler returns, so it is
+/// written before the response, which has to pass through tower-lsp first.
+#[derive(Clone, Debug)]
+pub(crate) enum DirectOutput {
+    /// `serve`: the unbounded queue in front of the stdio writer.
+    Stdio(tokio::sync::mpsc::UnboundedSender<String>),
+    /// `serve_messages`: the bounded queue in front of `outgoing`.
+    Messages(tokio::sync::mpsc::Sender<String>),
+}
+
+impl DirectOutput {
+    /// Queue one message; false when the session's output is gone.
+    pub(crate) async fn send(&self, body: String) -> bool {
+        match self {
+            DirectOutput::Stdio(sender) => sender.send(body).is_ok(),
+            DirectOutput::Messages(sender) => sender.send(body).await.is_ok(),
+        }
+    }
 }
 
 /// The project, set at `initialize` and replaced once when a client without
@@ -222,7 +255,22 @@ impl Inner {
             gate: crate::transport::Gate::default(),
             shut_down: AtomicBool::new(false),
             session_over: tokio::sync::watch::channel(false).0,
+            direct_output: Mutex::new(None),
         }
+    }
+
+    /// Set (or, with `None`, drop) the transport's own queue to the client.
+    /// The transport drops it when tower-lsp is done, so its output can end.
+    pub(crate) fn set_direct_output(&self, output: Option<DirectOutput>) {
+        *self.direct_output.lock().unwrap_or_else(|p| p.into_inner()) = output;
+    }
+
+    /// The transport's own queue to the client, if it gave one.
+    pub(crate) fn direct_output(&self) -> Option<DirectOutput> {
+        self.direct_output
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn unit(&self) -> ColumnUnit {

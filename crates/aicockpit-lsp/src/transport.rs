@@ -260,6 +260,9 @@ pub async fn serve_messages(
     let (service, socket) = build_service(options);
     let inner = service.inner().session();
     let (to_client, mut to_client_queue) = mpsc::channel::<String>(OUTPUT_QUEUE);
+    inner.set_direct_output(Some(crate::server::DirectOutput::Messages(
+        to_client.clone(),
+    )));
     let (checked_sender, checked) = mpsc::channel::<String>(INPUT_QUEUE);
     let exit_seen = Arc::new(AtomicBool::new(false));
 
@@ -363,6 +366,8 @@ pub async fn serve_messages(
         }
     };
     drop(serve);
+    // The pump ends once every sender is gone.
+    inner.set_direct_output(None);
     reader.abort();
     let end = match ended {
         Some(reason) => {
