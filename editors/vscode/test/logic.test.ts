@@ -203,4 +203,15 @@ describe("package.json", () => {
     assert.deepEqual(ours.filter((c) => serverCommands.includes(c)), []);
     assert.ok(ours.includes("aicockpit.explainSelection"));
   });
+
+  it("lets an untrusted workspace set nothing that picks a program, a service or how much code is sent", async () => {
+    const { readFile } = await import("node:fs/promises");
+    const manifest = JSON.parse(await readFile("package.json", "utf8")) as {
+      capabilities: { untrustedWorkspaces: { restrictedConfigurations: string[] } };
+    };
+    const restricted = manifest.capabilities.untrustedWorkspaces.restrictedConfigurations;
+    for (const setting of ["aicockpit.serverPath", "aicockpit.serverArgs", "aicockpit.ai.active", "aicockpit.completion.maxContextTokens"]) {
+      assert.ok(restricted.includes(setting), setting);
+    }
+  });
 });
