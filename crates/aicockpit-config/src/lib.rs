@@ -342,6 +342,12 @@ pub struct WorkspacesConfig {
     pub max_pids: u32,
     /// The most file bytes one backup may hold, and one restore may write.
     pub max_backup_bytes: String,
+    /// `aicockpit serve`: the most workspaces one user who is not an admin
+    /// may own (create or restore through the API); 0 for no limit.
+    pub max_per_user: u32,
+    /// `aicockpit serve`: the most WebSocket connections (language-server
+    /// sessions and terminals) one user may hold open at once.
+    pub max_connections_per_user: u32,
 }
 
 impl Default for WorkspacesConfig {
@@ -363,6 +369,8 @@ impl Default for WorkspacesConfig {
             max_cpus: 8.0,
             max_pids: 4096,
             max_backup_bytes: "32g".to_string(),
+            max_per_user: 10,
+            max_connections_per_user: 32,
         }
     }
 }
@@ -707,6 +715,13 @@ impl Config {
         }
         if self.workspaces.pids_limit < 8 {
             return invalid("workspaces.pids_limit", "must be at least 8".into());
+        }
+        if self.workspaces.max_connections_per_user == 0 {
+            return invalid(
+                "workspaces.max_connections_per_user",
+                "must be at least 1 (the web IDE holds two: its language server and a terminal)"
+                    .into(),
+            );
         }
         if self.workspaces.max_pids < self.workspaces.pids_limit {
             return invalid(

@@ -931,6 +931,15 @@ pub fn workspace_role(
 
 /// Workspaces a user owns or is a member of: name, the record id of the
 /// row (none from before ids were kept) and the role.
+/// How many workspaces `user_id` owns.
+pub fn owned_count(c: &Connection, user_id: i64) -> Result<u64, DbError> {
+    Ok(c.query_row(
+        "SELECT COUNT(*) FROM workspaces WHERE owner_id = ?1",
+        [user_id],
+        |row| row.get::<_, i64>(0),
+    )? as u64)
+}
+
 pub fn workspaces_of(
     c: &Connection,
     user_id: i64,

@@ -20,6 +20,7 @@ pub mod db;
 pub mod engines;
 pub mod error;
 pub mod metrics;
+pub mod quota;
 pub mod routes;
 pub mod state;
 
@@ -390,6 +391,7 @@ pub async fn serve(
         shutdown: shutdown.clone(),
         started: Instant::now(),
         sessions: engines::Engines::new(options.config.clone(), options.paths.clone()),
+        connections: quota::Connections::default(),
     }));
     let app = routes::app(state.clone());
 

@@ -44,6 +44,8 @@ pub struct StateInner {
     pub shutdown: CancellationToken,
     pub started: Instant,
     pub sessions: crate::engines::Engines,
+    /// Open WebSocket connections per user (`workspaces.max_connections_per_user`).
+    pub connections: crate::quota::Connections,
 }
 
 impl std::ops::Deref for AppState {

@@ -170,6 +170,7 @@ async fn fixture(dir: &std::path::Path) -> (AppState, BTreeMap<&'static str, Str
         shutdown: Default::default(),
         started: Instant::now(),
         sessions: aicockpit_server::engines::Engines::new(config, paths),
+        connections: Default::default(),
     }));
     (state, tokens)
 }

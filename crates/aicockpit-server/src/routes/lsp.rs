@@ -86,6 +86,10 @@ async fn lsp(
     Path(id): Path<String>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
+    let limit = state.config().workspaces.max_connections_per_user;
+    let slot = state
+        .connections
+        .acquire(access.principal()?.user.id, limit)?;
     let shared = state.sessions.get(&state, &id).await?;
     let read_only = !access.can_write();
     let mut options = ServerOptions::shared(shared, read_only);
@@ -100,6 +104,8 @@ async fn lsp(
         upgrade
             .max_message_size(MAX_MESSAGE_BYTES)
             .on_upgrade(move |socket| async move {
+                // Counted against the user until the session ends.
+                let _slot = slot;
                 let done = tokio_util::sync::CancellationToken::new();
                 let revoked = super::watch_access(state.clone(), &access, id.clone(), done.clone());
                 let _stop_watching = done.drop_guard();

@@ -136,6 +136,10 @@ async fn terminal(
             "with the local backend a terminal is a shell on the server's host: only admins may open one",
         ));
     }
+    let limit = state.config().workspaces.max_connections_per_user;
+    let slot = state
+        .connections
+        .acquire(access.principal()?.user.id, limit)?;
     let existing = query
         .session
         .as_deref()
@@ -180,6 +184,8 @@ async fn terminal(
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
         .on_upgrade(move |socket| async move {
+            // Counted against the user until the connection ends.
+            let _slot = slot;
             let done = tokio_util::sync::CancellationToken::new();
             let revoked =
                 super::watch_access(state_for_socket.clone(), &access, id.clone(), done.clone());

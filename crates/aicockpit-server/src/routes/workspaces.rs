@@ -411,6 +411,7 @@ async fn create(
     };
     let _creating = CREATING.lock().await;
     sweep_stale_rows(&state).await?;
+    check_quota(&state, &user).await?;
     // The files a removed workspace left behind are not handed to whoever
     // creates the next one of that name: only an admin may take them up.
     if dir.is_none() && user.role != SiteRole::Admin && state.manager.has_kept_files(&name)? {
@@ -444,6 +445,20 @@ async fn create(
         (StatusCode::CREATED, axum::Json(body)),
         target(&name),
     ))
+}
+
+/// Refuse one more workspace for a user at `workspaces.max_per_user` (admins
+/// are not limited). Checked under [`CREATING`], after the sweep, so two
+/// creations at once cannot both pass it.
+async fn check_quota(state: &AppState, user: &crate::db::User) -> Result<(), ApiError> {
+    let limit = state.config().workspaces.max_per_user;
+    let admin = user.role == SiteRole::Admin;
+    if admin || limit == 0 {
+        return Ok(());
+    }
+    let user_id = user.id;
+    let owned = state.db.call(move |c| db::owned_count(c, user_id)).await?;
+    crate::quota::check_workspaces(owned, limit, admin)
 }
 
 /// Held while a workspace is created or restored, so the sweep below and the
@@ -663,10 +678,13 @@ async fn restore(
     Query(query): Query<RestoreQuery>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let user_id = access.principal()?.user.id;
+    let user = access.principal()?.user.clone();
+    let user_id = user.id;
     if let Some(name) = &query.name {
         aicockpit_workspace::validate_name(name)?;
     }
+    // Before the upload (checked again under the lock below).
+    check_quota(&state, &user).await?;
     let limit = state.manager.options().max_backup_bytes;
     let dir = scratch_dir(&state)?;
     let upload = dir.join(format!("restore-{}.tar.gz", crate::auth::random_string(16)));
@@ -699,6 +717,7 @@ async fn restore(
         }
         let _creating = CREATING.lock().await;
         sweep_stale_rows(&state).await?;
+        check_quota(&state, &user).await?;
         let workspace = state
             .manager
             .restore(&upload, query.name.clone(), query.start.unwrap_or(true))
