@@ -28,6 +28,11 @@ use tower_lsp::Server;
 
 use crate::server::{build_service, ServerOptions};
 
+/// A checked message on its way to the gate, with the share of its
+/// session's input budget it holds until the gate takes it (see
+/// [`serve_messages`]; stdio input has no budget).
+type Checked = (String, Option<tokio::sync::OwnedSemaphorePermit>);
+
 /// Bodies larger than this are discarded and answered with a parse error.
 const MAX_BODY_BYTES: usize = 256 * 1024 * 1024;
 /// Header lines longer than this are garbage.
@@ -108,7 +113,7 @@ pub fn frame_input<R>(input: R, replies: UnboundedSender<String>, gate: Gate) ->
 where
     R: AsyncRead + Unpin + Send + 'static,
 {
-    let (checked_sender, checked) = mpsc::channel::<String>(INPUT_QUEUE);
+    let (checked_sender, checked) = mpsc::channel::<Checked>(INPUT_QUEUE);
     tokio::spawn(async move {
         let mut input = BufReader::new(input);
         loop {
@@ -121,7 +126,7 @@ where
                 Ok(body) => {
                     let body = normalize_params(body);
                     let is_exit = is_exit_notification(&body);
-                    if checked_sender.send(body).await.is_err() || is_exit {
+                    if checked_sender.send((body, None)).await.is_err() || is_exit {
                         return; // Nothing is read after `exit`.
                     }
                 }
@@ -142,7 +147,7 @@ fn error_response(id: Value, code: i64, message: &str) -> String {
 /// Hand checked messages to tower-lsp as Content-Length frames, in order,
 /// holding requests and notifications back while a gated notification is
 /// being applied. The stream ends after `exit` or when `checked` ends.
-fn gate_input(mut checked: mpsc::Receiver<String>, gate: Gate) -> DuplexStream {
+fn gate_input(mut checked: mpsc::Receiver<Checked>, gate: Gate) -> DuplexStream {
     let (mut writer, reader) = tokio::io::duplex(1 << 20);
     tokio::spawn(async move {
         let mut applied = gate.applied.subscribe();
@@ -176,7 +181,9 @@ fn gate_input(mut checked: mpsc::Receiver<String>, gate: Gate) -> DuplexStream {
             tokio::select! {
                 // Bounded: a client that floods while a notification is
                 // applied waits in the channel, then in its own socket.
-                body = checked.recv(), if !input_ended && held.len() < MAX_HELD && held_bytes < MAX_HELD_BYTES => match body {
+                // Taking a message gives its share of the budget back: held
+                // messages have a bound of their own.
+                body = checked.recv(), if !input_ended && held.len() < MAX_HELD && held_bytes < MAX_HELD_BYTES => match body.map(|(body, _share)| body) {
                     // The client's responses never wait behind a notification.
                     Some(body) if waiting.is_some() && is_response(&body) => {
                         if write_frame(&mut writer, &body).await.is_err() {
@@ -247,7 +254,7 @@ pub enum SessionEnd {
 /// the disk for those no other session has open).
 pub async fn serve_messages(
     options: ServerOptions,
-    mut incoming: mpsc::Receiver<String>,
+    incoming: mpsc::Receiver<String>,
     outgoing: mpsc::Sender<String>,
 ) -> SessionEnd {
     let max_bytes = options.max_message_bytes;
@@ -263,51 +270,15 @@ pub async fn serve_messages(
     inner.set_direct_output(Some(crate::server::DirectOutput::Messages(
         to_client.clone(),
     )));
-    let (checked_sender, checked) = mpsc::channel::<String>(INPUT_QUEUE);
+    let (checked_sender, checked) = mpsc::channel::<Checked>(INPUT_QUEUE);
     let exit_seen = Arc::new(AtomicBool::new(false));
-
-    // Read and check; errors go to the client, good messages to the gate.
-    let replies = to_client.clone();
-    let saw_exit = exit_seen.clone();
-    let reader = tokio::spawn(async move {
-        while let Some(message) = incoming.recv().await {
-            let checked_message = if message.len() > max_bytes {
-                Err((
-                    Value::Null,
-                    -32600,
-                    format!(
-                        "Invalid request: a {}-byte message is over the limit of {max_bytes} bytes",
-                        message.len()
-                    ),
-                ))
-            } else {
-                check(&message).map(|()| message)
-            };
-            match checked_message {
-                Ok(body) => {
-                    let body = normalize_params(body);
-                    let is_exit = is_exit_notification(&body);
-                    if checked_sender.send(body).await.is_err() {
-                        return;
-                    }
-                    if is_exit {
-                        saw_exit.store(true, Ordering::SeqCst);
-                        return; // Nothing is read after `exit`.
-                    }
-                }
-                Err((id, code, message)) => {
-                    tracing::warn!("bad LSP input: {message}");
-                    if replies
-                        .send(error_response(id, code, &message))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            }
-        }
-    });
+    let reader = spawn_reader(
+        incoming,
+        checked_sender,
+        to_client.clone(),
+        max_bytes,
+        exit_seen.clone(),
+    );
     let server_input = gate_input(checked, inner.gate.clone());
 
     // tower-lsp's framed output, split back into messages.
@@ -393,6 +364,68 @@ pub async fn serve_messages(
     inner.end_session().await;
     tracing::debug!(?end, "LSP session ended");
     end
+}
+
+/// Read and check a session's messages: errors go to the client, good
+/// messages to the gate. The checked messages the gate has not taken yet
+/// hold at most `max_bytes` (one message's limit) between them, so a client
+/// that sends large messages while a notification is applied waits in its
+/// own socket, not in the server's memory.
+fn spawn_reader(
+    mut incoming: mpsc::Receiver<String>,
+    checked_sender: mpsc::Sender<Checked>,
+    replies: mpsc::Sender<String>,
+    max_bytes: usize,
+    saw_exit: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    let budget_bytes = max_bytes.clamp(1, u32::MAX as usize);
+    let budget = Arc::new(tokio::sync::Semaphore::new(
+        budget_bytes.min(tokio::sync::Semaphore::MAX_PERMITS),
+    ));
+    tokio::spawn(async move {
+        while let Some(message) = incoming.recv().await {
+            let checked_message = if message.len() > max_bytes {
+                Err((
+                    Value::Null,
+                    -32600,
+                    format!(
+                        "Invalid request: a {}-byte message is over the limit of {max_bytes} bytes",
+                        message.len()
+                    ),
+                ))
+            } else {
+                check(&message).map(|()| message)
+            };
+            match checked_message {
+                Ok(body) => {
+                    let body = normalize_params(body);
+                    let is_exit = is_exit_notification(&body);
+                    let share =
+                        u32::try_from(body.len().clamp(1, budget_bytes)).unwrap_or(u32::MAX);
+                    let Ok(share) = budget.clone().acquire_many_owned(share).await else {
+                        return;
+                    };
+                    if checked_sender.send((body, Some(share))).await.is_err() {
+                        return;
+                    }
+                    if is_exit {
+                        saw_exit.store(true, Ordering::SeqCst);
+                        return; // Nothing is read after `exit`.
+                    }
+                }
+                Err((id, code, message)) => {
+                    tracing::warn!("bad LSP input: {message}");
+                    if replies
+                        .send(error_response(id, code, &message))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    })
 }
 
 /// Resolves when either signal is set (never, if neither is given).
@@ -759,6 +792,52 @@ mod tests {
             read_message(&mut server_input).await.unwrap().unwrap(),
             request
         );
+    }
+
+    #[tokio::test]
+    async fn checked_messages_not_taken_yet_hold_at_most_one_messages_limit() {
+        // Nothing takes the checked messages (a gate held by a notification
+        // being applied, its held list full): the reader stops taking input
+        // once they add up to the limit, instead of queueing 16 of them.
+        let (incoming_sender, incoming) = mpsc::channel::<String>(1);
+        let (checked_sender, mut checked) = mpsc::channel::<Checked>(INPUT_QUEUE);
+        let (replies, _replies) = mpsc::channel::<String>(4);
+        let _reader = spawn_reader(incoming, checked_sender, replies, 1000, Arc::default());
+        let message = |n: usize| {
+            let padding = "x".repeat(400);
+            format!(r#"{{"jsonrpc":"2.0","method":"note/{n}","params":{{"p":"{padding}"}}}}"#)
+        };
+        let mut sent = 0;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        // Two fit in the budget, a third waits in the reader, a fourth in the channel.
+        while sent < 4 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {sent} were taken"
+            );
+            if incoming_sender.try_send(message(sent)).is_ok() {
+                sent += 1;
+            } else {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            incoming_sender.try_send(message(4)).is_err(),
+            "the reader took input past its budget"
+        );
+        // Taking one gives its share back, and the input moves again.
+        let (first, _share) = checked.recv().await.unwrap();
+        assert!(first.contains("note/0"));
+        drop(_share);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while incoming_sender.try_send(message(4)).is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the budget was never given back"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     #[test]

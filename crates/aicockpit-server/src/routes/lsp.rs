@@ -131,7 +131,9 @@ async fn bridge(
     revoked: tokio_util::sync::CancellationToken,
 ) -> SessionEnd {
     let (mut sink, mut stream) = socket.split();
-    let (to_session, incoming) = tokio::sync::mpsc::channel::<String>(16);
+    // Messages may be 64 MiB: the session bounds what it has not handled
+    // yet by bytes, so only one more waits here.
+    let (to_session, incoming) = tokio::sync::mpsc::channel::<String>(1);
     let (outgoing, mut from_session) = tokio::sync::mpsc::channel::<String>(16);
     let session = tokio::spawn(serve_messages(options, incoming, outgoing));
     let writer = tokio::spawn(async move {
