@@ -74,7 +74,10 @@ pub enum AdminCommand {
         /// A label for the token, shown in `GET /api/v1/tokens`.
         #[arg(long, default_value = "cli")]
         name: String,
-        /// Print the user, the token's id and the token as JSON.
+        /// How many days the token works (1 to 3650); make a new one when it expires.
+        #[arg(long, default_value_t = auth::TOKEN_DAYS_DEFAULT, value_parser = clap::value_parser!(u32).range(1..=i64::from(auth::TOKEN_DAYS_MAX)))]
+        expires_in_days: u32,
+        /// Print the user, the token's id, when it expires (Unix seconds) and the token as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -277,31 +280,41 @@ pub fn admin(paths: Paths, data_dir: Option<PathBuf>, command: AdminCommand) -> 
                 }
             }
         }
-        AdminCommand::Token { user, name, json } => {
-            let (user, token, id) = db.call_blocking(|c| {
+        AdminCommand::Token {
+            user,
+            name,
+            expires_in_days,
+            json,
+        } => {
+            let (user, made) = db.call_blocking(|c| {
                 let user = user_or_first_admin(c, user.as_deref())
                     .map_err(|e| db::DbError::Worker(e.to_string()))?;
                 // Made and recorded together, or not at all.
-                let (token, id) = db::atomically(c, |c| {
-                    let (token, id) = auth::create_token(c, user.id, &name)?;
+                let made = db::atomically(c, |c| {
+                    let made = auth::create_token(c, user.id, &name, expires_in_days)?;
                     db::append_host_audit(
                         c,
                         "token.create",
-                        format!("token:{id}"),
+                        format!("token:{}", made.id),
                         "aicockpit admin token",
-                        serde_json::json!({ "user": user.name }),
+                        serde_json::json!({ "user": user.name, "expires_at": made.expires_at }),
                     )?;
-                    Ok((token, id))
+                    Ok(made)
                 })?;
-                Ok((user, token, id))
+                Ok((user, made))
             })?;
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({ "user": user.name, "id": id, "token": token })
+                    serde_json::json!({
+                        "user": user.name,
+                        "id": made.id,
+                        "expires_at": made.expires_at,
+                        "token": made.token,
+                    })
                 );
             } else {
-                println!("{token}");
+                println!("{}", made.token);
             }
         }
         AdminCommand::LoginLink { user, url, json } => {

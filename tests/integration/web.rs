@@ -1381,6 +1381,16 @@ pub(crate) async fn viewer_session(
     {
         return Err(format!("the dialog stayed open after {token}"));
     }
+    // It expires in the 90 days the form offers first, as the list shows.
+    wait_for_script(
+        viewer,
+        "const row = [...document.querySelectorAll('table.list tr')]\
+         .find(r => r.textContent.includes('from-the-browser')); \
+         const cell = row && row.querySelector('td.expires'); \
+         return cell && /\\d/.test(cell.textContent) ? cell.textContent : null",
+        "the new token's expiry in the token list",
+    )
+    .await?;
     Ok(())
 }
 

@@ -208,16 +208,48 @@ pub fn check_user_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
-/// A new API token for a user: returns the full token (shown once) and stores its hash.
+/// How long an API token works when its maker does not say (days).
+pub const TOKEN_DAYS_DEFAULT: u32 = 90;
+/// The longest an API token may work (days).
+pub const TOKEN_DAYS_MAX: u32 = 3650;
+
+/// Check a token lifetime in days: 1 to [`TOKEN_DAYS_MAX`].
+pub fn token_days(days: Option<u32>) -> Result<u32, String> {
+    match days.unwrap_or(TOKEN_DAYS_DEFAULT) {
+        days @ 1..=TOKEN_DAYS_MAX => Ok(days),
+        days => Err(format!(
+            "a token works for 1 to {TOKEN_DAYS_MAX} days, not {days}: \
+             make a new one when it expires"
+        )),
+    }
+}
+
+/// A new API token.
+#[derive(Debug)]
+pub struct MadeToken {
+    /// `acp_<id>_<secret>`: shown once; only its hash is stored.
+    pub token: String,
+    pub id: String,
+    /// When it stops working (Unix seconds).
+    pub expires_at: i64,
+}
+
+/// A new API token for a user, working for `days` days.
 pub fn create_token(
     c: &rusqlite::Connection,
     user_id: i64,
     name: &str,
-) -> Result<(String, String), db::DbError> {
+    days: u32,
+) -> Result<MadeToken, db::DbError> {
     let id = hex::encode(random_bytes(6));
     let secret = random_string(32);
-    db::insert_token(c, &id, user_id, name, &sha256(secret.as_bytes()))?;
-    Ok((format!("acp_{id}_{secret}"), id))
+    let lifetime = i64::from(days) * 24 * 60 * 60;
+    let expires_at = db::insert_token(c, &id, user_id, name, &sha256(secret.as_bytes()), lifetime)?;
+    Ok(MadeToken {
+        token: format!("acp_{id}_{secret}"),
+        id,
+        expires_at,
+    })
 }
 
 /// Split `acp_<id>_<secret>`.

@@ -92,6 +92,10 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE workspaces ADD COLUMN record_id TEXT;
     "#,
+    // 4: API tokens expire. Tokens made before have none (NULL: never).
+    r#"
+    ALTER TABLE tokens ADD COLUMN expires_at INTEGER;
+    "#,
 ];
 
 /// A database failure, with what was being done.
@@ -200,6 +204,9 @@ pub struct TokenInfo {
     pub name: String,
     pub created_at: i64,
     pub last_used_at: Option<i64>,
+    /// When it stops working (Unix seconds); `null` for a token made before
+    /// tokens expired, which never does.
+    pub expires_at: Option<i64>,
     pub revoked: bool,
 }
 
@@ -658,14 +665,15 @@ pub fn session_is_live(c: &Connection, id_hash: &[u8], user: &User) -> Result<bo
     .is_some())
 }
 
-/// Whether an API token is still live (unrevoked) for a user who still
-/// exists under the same name and role.
+/// Whether an API token is still live (unrevoked, unexpired) for a user who
+/// still exists under the same name and role.
 pub fn token_is_live(c: &Connection, id: &str, user: &User) -> Result<bool, DbError> {
     Ok(c.query_row(
         "SELECT 1 FROM tokens t JOIN users u ON u.id = t.user_id \
              WHERE t.id = ?1 AND t.user_id = ?2 AND t.revoked_at IS NULL \
+             AND (t.expires_at IS NULL OR t.expires_at > ?5) \
              AND u.name = ?3 AND u.role = ?4",
-        params![id, user.id, user.name, user.role.as_str()],
+        params![id, user.id, user.name, user.role.as_str(), now()],
         |_| Ok(()),
     )
     .optional()?
@@ -680,27 +688,33 @@ pub fn revoke_session(c: &Connection, id_hash: &[u8]) -> Result<(), DbError> {
     Ok(())
 }
 
+/// Store a token's hash; it stops working `lifetime_secs` from now, which
+/// is returned (Unix seconds).
 pub fn insert_token(
     c: &Connection,
     id: &str,
     user_id: i64,
     name: &str,
     secret_hash: &[u8],
-) -> Result<(), DbError> {
+    lifetime_secs: i64,
+) -> Result<i64, DbError> {
+    let now = now();
+    let expires_at = now.saturating_add(lifetime_secs);
     c.execute(
-        "INSERT INTO tokens(id, user_id, name, secret_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![id, user_id, name, secret_hash, now()],
+        "INSERT INTO tokens(id, user_id, name, secret_hash, created_at, expires_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![id, user_id, name, secret_hash, now, expires_at],
     )?;
-    Ok(())
+    Ok(expires_at)
 }
 
-/// A live token's stored hash and its user.
+/// A live (unrevoked, unexpired) token's stored hash and its user.
 pub fn token_lookup(c: &Connection, id: &str) -> Result<Option<(Vec<u8>, User)>, DbError> {
     Ok(c
         .query_row(
             "SELECT t.secret_hash, u.id, u.name, u.role, u.created_at FROM tokens t JOIN users u ON u.id = t.user_id \
-             WHERE t.id = ?1 AND t.revoked_at IS NULL",
-            [id],
+             WHERE t.id = ?1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > ?2)",
+            params![id, now()],
             |row| {
                 let hash: Vec<u8> = row.get(0)?;
                 let role: String = row.get(3)?;
@@ -728,7 +742,7 @@ pub fn touch_token(c: &Connection, id: &str) -> Result<(), DbError> {
 
 pub fn list_tokens(c: &Connection, user_id: i64) -> Result<Vec<TokenInfo>, DbError> {
     let mut statement = c.prepare(
-        "SELECT id, name, created_at, last_used_at, revoked_at IS NOT NULL FROM tokens WHERE user_id = ?1 ORDER BY created_at, id",
+        "SELECT id, name, created_at, last_used_at, revoked_at IS NOT NULL, expires_at FROM tokens WHERE user_id = ?1 ORDER BY created_at, id",
     )?;
     let rows = statement.query_map([user_id], |row| {
         Ok(TokenInfo {
@@ -736,6 +750,7 @@ pub fn list_tokens(c: &Connection, user_id: i64) -> Result<Vec<TokenInfo>, DbErr
             name: row.get(1)?,
             created_at: row.get(2)?,
             last_used_at: row.get(3)?,
+            expires_at: row.get(5)?,
             revoked: row.get(4)?,
         })
     })?;

@@ -5,13 +5,11 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use aicockpit_server::db::SiteRole;
 use serde_json::json;
-use support::{TestServer, DEADLINE};
+use support::{upgrade, TestServer, DEADLINE};
 
 fn create(server: &TestServer, token: &str, name: &str) -> support::Reply {
     server.api(
@@ -65,45 +63,6 @@ fn a_user_owns_at_most_max_per_user_workspaces_and_admins_are_not_limited() {
         .api(&member_token, "DELETE", "/api/v1/workspaces/one", None)
         .expect(200);
     create(&server, &member_token, "three").expect(201);
-}
-
-/// Start a WebSocket upgrade; the status and, on 101, the open connection.
-fn upgrade(server: &TestServer, token: &str, target: &str) -> (u16, String, Option<TcpStream>) {
-    let mut stream = TcpStream::connect(server.address).unwrap();
-    stream.set_read_timeout(Some(DEADLINE)).unwrap();
-    let host = server.address;
-    write!(
-        stream,
-        "GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-         Authorization: Bearer {token}\r\n\r\n"
-    )
-    .unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut status_line = String::new();
-    reader.read_line(&mut status_line).unwrap();
-    let status: u16 = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {status_line:?}"));
-    let mut content_length = 0;
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            content_length = value.trim().parse().unwrap_or(0);
-        }
-        if line == "\r\n" || line.is_empty() {
-            break;
-        }
-    }
-    if status == 101 {
-        return (status, String::new(), Some(stream));
-    }
-    let mut body = vec![0; content_length];
-    std::io::Read::read_exact(&mut reader, &mut body).unwrap();
-    (status, String::from_utf8_lossy(&body).into_owned(), None)
 }
 
 #[test]

@@ -137,7 +137,7 @@ async fn fixture(dir: &std::path::Path) -> (AppState, BTreeMap<&'static str, Str
             let mut members = Vec::new();
             for (name, site, role) in CALLERS {
                 let user = db::create_user(c, name, None, *site)?;
-                let (token, _) = auth::create_token(c, user.id, "test")?;
+                let token = auth::create_token(c, user.id, "test", auth::TOKEN_DAYS_DEFAULT)?.token;
                 tokens.insert(*name, token);
                 match role {
                     Some(WorkspaceRole::Owner) => owner = Some(user.id),

@@ -337,10 +337,11 @@ function tokens(body: HTMLElement): () => void {
   const table = h("table.list", { "aria-label": "API tokens" });
   const shown = h("div.token-shown", { role: "status" });
   const refresh = async (): Promise<void> => {
-    const list = await json<{ id: string; name: string; created_at: number; last_used_at: number | null; revoked: boolean }[]>("/api/v1/tokens").catch(() => []);
+    const list = await json<{ id: string; name: string; created_at: number; last_used_at: number | null; expires_at: number | null; revoked: boolean }[]>("/api/v1/tokens").catch(() => []);
+    const now = Date.now();
     setChildren(
       table,
-      h("tr", {}, ["Name", "Id", "Created", "Last used", ""].map((t) => h("th", {}, t))),
+      h("tr", {}, ["Name", "Id", "Created", "Last used", "Expires", ""].map((t) => h("th", {}, t))),
       list.map((t) =>
         h(
           "tr",
@@ -349,18 +350,24 @@ function tokens(body: HTMLElement): () => void {
           h("td.muted", {}, t.id),
           h("td", {}, when(t.created_at * 1000)),
           h("td", {}, t.last_used_at ? when(t.last_used_at * 1000) : "never"),
-          h("td", {}, t.revoked ? "revoked" : h("button.danger", { onclick: (e: Event) => void busy(e.target as HTMLElement, () => call(`/api/v1/tokens/${encodeURIComponent(t.id)}`, { method: "DELETE" }), "revoked").then(refresh) }, "Revoke")),
+          h("td.expires", {}, t.expires_at === null ? "never (made before tokens expired)" : t.expires_at * 1000 <= now ? "expired" : when(t.expires_at * 1000)),
+          h("td", {}, t.revoked ? "revoked" : t.expires_at !== null && t.expires_at * 1000 <= now ? "" : h("button.danger", { onclick: (e: Event) => void busy(e.target as HTMLElement, () => call(`/api/v1/tokens/${encodeURIComponent(t.id)}`, { method: "DELETE" }), "revoked").then(refresh) }, "Revoke")),
         ),
       ),
     );
   };
   const name = input("token-name", { placeholder: "what it is for, e.g. ci", required: "" });
+  const days = h(
+    "select",
+    { name: "token-days", "aria-label": "expires in" },
+    [7, 30, 90, 365].map((d) => h("option", { value: String(d), selected: d === 90 }, `expires in ${d} days`)),
+  ) as HTMLSelectElement;
   const create = h("button.primary", { type: "submit" }, "Create token");
-  const form = h("form.row", {}, name, create);
+  const form = h("form.row", {}, name, days, create);
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     void busy(create, async () => {
-      const made = await json<{ token: string }>("/api/v1/tokens", "POST", { name: name.value });
+      const made = await json<{ token: string }>("/api/v1/tokens", "POST", { name: name.value, expires_in_days: Number(days.value) });
       setChildren(shown, h("p", {}, "Copy the token now: it is not shown again."), h("code.secret", {}, made.token));
       name.value = "";
     }).then(refresh);

@@ -174,12 +174,17 @@ pub struct OwnPasswordChange {
 pub struct NewToken {
     /// What the token is for, e.g. `ci`.
     pub name: String,
+    /// How many days it works: 1 to 3650 (default 90).
+    #[serde(default)]
+    pub expires_in_days: Option<u32>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct CreatedToken {
     pub id: String,
     pub name: String,
+    /// When it stops working (Unix seconds).
+    pub expires_at: i64,
     /// `acp_<id>_<secret>`: shown once, store it now.
     pub token: String,
 }
@@ -619,11 +624,16 @@ async fn create_token(
             "a token needs a name of 1 to 100 bytes",
         ));
     }
+    let days = auth::token_days(request.expires_in_days).map_err(ApiError::bad_request)?;
     let label = name.clone();
     // Minted only if the caller's credential still stands now: the body
     // may have come after a reset that ended it.
-    let (token, id) = auth::call_as_live(&state.db, caller, move |c| {
-        Ok(Ok(auth::create_token(c, user_id, &label)?))
+    let auth::MadeToken {
+        token,
+        id,
+        expires_at,
+    } = auth::call_as_live(&state.db, caller, move |c| {
+        Ok(Ok(auth::create_token(c, user_id, &label, days)?))
     })
     .await?;
     Ok(noted(
@@ -632,6 +642,7 @@ async fn create_token(
             axum::Json(CreatedToken {
                 id: id.clone(),
                 name,
+                expires_at,
                 token,
             }),
         ),

@@ -239,9 +239,9 @@ impl TestServer {
     /// A new API token of a user, as `aicockpit admin token` makes one.
     pub fn token(&self, user: &User) -> String {
         self.db
-            .call_blocking(|c| auth::create_token(c, user.id, "test"))
+            .call_blocking(|c| auth::create_token(c, user.id, "test", auth::TOKEN_DAYS_DEFAULT))
             .unwrap()
-            .0
+            .token
     }
 
     /// A new one-time login link's token, as `aicockpit admin login-link` makes one.
@@ -271,4 +271,43 @@ impl Drop for TestServer {
             let _ = thread.join();
         }
     }
+}
+
+/// Start a WebSocket upgrade; the status and, on 101, the open connection.
+pub fn upgrade(server: &TestServer, token: &str, target: &str) -> (u16, String, Option<TcpStream>) {
+    let mut stream = TcpStream::connect(server.address).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    let host = server.address;
+    write!(
+        stream,
+        "GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Authorization: Bearer {token}\r\n\r\n"
+    )
+    .unwrap();
+    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+    let mut status_line = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut status_line).unwrap();
+    let status: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {status_line:?}"));
+    let mut content_length = 0;
+    loop {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+        if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            content_length = value.trim().parse().unwrap_or(0);
+        }
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+    }
+    if status == 101 {
+        return (status, String::new(), Some(stream));
+    }
+    let mut body = vec![0; content_length];
+    std::io::Read::read_exact(&mut reader, &mut body).unwrap();
+    (status, String::from_utf8_lossy(&body).into_owned(), None)
 }

@@ -1,0 +1,153 @@
+//! API tokens expire: 90 days unless their maker chooses 1 to 3650, an
+//! expired token is refused like a revoked one (and ends the connections it
+//! opened), and tokens made before expiry existed keep working.
+
+mod support;
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use aicockpit_server::db::{self, SiteRole};
+use serde_json::json;
+use support::{upgrade, TestServer, DEADLINE};
+
+const DAY: i64 = 24 * 60 * 60;
+
+fn expire(server: &TestServer, id: &str, at: Option<i64>) {
+    let id = id.to_string();
+    server
+        .db
+        .call_blocking(move |c| {
+            c.execute(
+                "UPDATE tokens SET expires_at = ?1 WHERE id = ?2",
+                rusqlite::params![at, id],
+            )?;
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn tokens_expire_when_their_maker_said_and_are_refused_after() {
+    let server = TestServer::start(None);
+    let mia = server.user("mia", "mia-password-1", SiteRole::Member);
+    let token = server.token(&mia);
+
+    // The default is 90 days; a maker may choose 1 to 3650.
+    let made = server
+        .api(
+            &token,
+            "POST",
+            "/api/v1/tokens",
+            Some(&json!({ "name": "ci" })),
+        )
+        .expect(201)
+        .json();
+    let now = db::now();
+    let expires_at = made["expires_at"].as_i64().unwrap();
+    assert!((expires_at - (now + 90 * DAY)).abs() < 60, "{made}");
+    let week = server
+        .api(
+            &token,
+            "POST",
+            "/api/v1/tokens",
+            Some(&json!({ "name": "week", "expires_in_days": 7 })),
+        )
+        .expect(201)
+        .json();
+    assert!((week["expires_at"].as_i64().unwrap() - (now + 7 * DAY)).abs() < 60);
+    for days in [0, 3651] {
+        let refused = server.api(
+            &token,
+            "POST",
+            "/api/v1/tokens",
+            Some(&json!({ "name": "x", "expires_in_days": days })),
+        );
+        assert_eq!(refused.status, 400, "{}", refused.text());
+        assert!(refused.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 to 3650 days"));
+    }
+    let listed = server
+        .api(&token, "GET", "/api/v1/tokens", None)
+        .expect(200)
+        .json();
+    let row = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == week["id"])
+        .cloned()
+        .unwrap();
+    assert_eq!(row["expires_at"], week["expires_at"]);
+
+    // Past its time the token is refused like a revoked one.
+    let week_token = week["token"].as_str().unwrap();
+    let week_id = week["id"].as_str().unwrap();
+    server
+        .api(week_token, "GET", "/api/v1/me", None)
+        .expect(200);
+    expire(&server, week_id, Some(now - 1));
+    assert_eq!(
+        server.api(week_token, "GET", "/api/v1/me", None).status,
+        401
+    );
+
+    // A token from before tokens expired (no time) keeps working.
+    expire(&server, week_id, None);
+    server
+        .api(week_token, "GET", "/api/v1/me", None)
+        .expect(200);
+}
+
+#[test]
+fn a_connection_opened_with_a_token_ends_when_the_token_expires() {
+    let server = TestServer::start(None);
+    let mia = server.user("mia", "mia-password-1", SiteRole::Member);
+    let token = server.token(&mia);
+    server
+        .api(
+            &token,
+            "POST",
+            "/api/v1/workspaces",
+            Some(&json!({ "name": "shop", "start": false })),
+        )
+        .expect(201);
+    let made = server
+        .api(
+            &token,
+            "POST",
+            "/api/v1/tokens",
+            Some(&json!({ "name": "editor" })),
+        )
+        .expect(201)
+        .json();
+    let editor_token = made["token"].as_str().unwrap();
+    let (status, body, stream) = upgrade(&server, editor_token, "/api/v1/workspaces/shop/lsp");
+    assert_eq!(status, 101, "{body}");
+    let mut stream = stream.unwrap();
+    expire(&server, made["id"].as_str().unwrap(), Some(db::now() - 1));
+    // The server closes it (a close frame, then the end of the stream).
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    let mut buffer = [0u8; 4096];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the connection outlived its token"
+        );
+    }
+}
