@@ -345,9 +345,13 @@ pub struct WorkspacesConfig {
     /// `aicockpit serve`: the most workspaces one user who is not an admin
     /// may own (create or restore through the API); 0 for no limit.
     pub max_per_user: u32,
-    /// `aicockpit serve`: the most WebSocket connections (language-server
-    /// sessions and terminals) one user may hold open at once.
+    /// `aicockpit serve`: the most long-lived connections (language-server
+    /// sessions, terminal connections, chat streams, exec runs) one user
+    /// may hold open at once.
     pub max_connections_per_user: u32,
+    /// `aicockpit serve`: the most terminal shells one user may have open
+    /// (each lives on for `terminal_idle_minutes` after its last client).
+    pub max_terminals_per_user: u32,
 }
 
 impl Default for WorkspacesConfig {
@@ -371,6 +375,7 @@ impl Default for WorkspacesConfig {
             max_backup_bytes: "32g".to_string(),
             max_per_user: 10,
             max_connections_per_user: 32,
+            max_terminals_per_user: 16,
         }
     }
 }
@@ -721,6 +726,12 @@ impl Config {
                 "workspaces.max_connections_per_user",
                 "must be at least 1 (the web IDE holds two: its language server and a terminal)"
                     .into(),
+            );
+        }
+        if self.workspaces.max_terminals_per_user == 0 {
+            return invalid(
+                "workspaces.max_terminals_per_user",
+                "must be at least 1".into(),
             );
         }
         if self.workspaces.max_pids < self.workspaces.pids_limit {

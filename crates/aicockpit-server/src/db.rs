@@ -96,6 +96,16 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE tokens ADD COLUMN expires_at INTEGER;
     "#,
+    // 5: who owned a workspace removed with its files kept: those files
+    // count against that user's workspaces until an admin deletes them or
+    // takes them up.
+    r#"
+    CREATE TABLE kept_files(
+        name TEXT PRIMARY KEY,
+        owner_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        removed_at INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// A database failure, with what was being done.
@@ -839,6 +849,8 @@ pub fn claim_workspace(
 ) -> Result<(), DbError> {
     let transaction = c.unchecked_transaction()?;
     transaction.execute("DELETE FROM workspaces WHERE name = ?1", [name])?;
+    // A new workspace of the name takes up files kept under it.
+    transaction.execute("DELETE FROM kept_files WHERE name = ?1", [name])?;
     transaction.execute(
         "INSERT INTO workspaces(name, owner_id, created_at, record_id) VALUES (?1, ?2, ?3, ?4)",
         params![name, owner_id, now(), record_id],
@@ -885,8 +897,34 @@ pub fn reconcile_workspaces(
     Ok(gone)
 }
 
-pub fn delete_workspace(c: &Connection, name: &str) -> Result<(), DbError> {
-    c.execute("DELETE FROM workspaces WHERE name = ?1", [name])?;
+/// Forget a removed workspace's rows; when its files were kept, note whose
+/// they were (they count against that user's workspaces).
+pub fn remove_workspace(c: &Connection, name: &str, files_kept: bool) -> Result<(), DbError> {
+    let transaction = c.unchecked_transaction()?;
+    if files_kept {
+        transaction.execute(
+            "INSERT OR REPLACE INTO kept_files(name, owner_id, removed_at) \
+             SELECT name, owner_id, ?2 FROM workspaces WHERE name = ?1",
+            params![name, now()],
+        )?;
+    }
+    transaction.execute("DELETE FROM workspaces WHERE name = ?1", [name])?;
+    transaction.commit()?;
+    Ok(())
+}
+
+/// The names of removed workspaces whose files were kept, of `user_id`.
+pub fn kept_files_of(c: &Connection, user_id: i64) -> Result<Vec<String>, DbError> {
+    let mut statement =
+        c.prepare("SELECT name FROM kept_files WHERE owner_id = ?1 ORDER BY name")?;
+    let rows = statement.query_map([user_id], |row| row.get::<_, String>(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Forget that `name`'s kept files were someone's (they are gone, or a new
+/// workspace of the name took them up).
+pub fn forget_kept_files(c: &Connection, name: &str) -> Result<(), DbError> {
+    c.execute("DELETE FROM kept_files WHERE name = ?1", [name])?;
     Ok(())
 }
 
@@ -944,8 +982,6 @@ pub fn workspace_role(
     Ok(role.as_deref().and_then(WorkspaceRole::parse))
 }
 
-/// Workspaces a user owns or is a member of: name, the record id of the
-/// row (none from before ids were kept) and the role.
 /// How many workspaces `user_id` owns.
 pub fn owned_count(c: &Connection, user_id: i64) -> Result<u64, DbError> {
     Ok(c.query_row(
@@ -955,6 +991,8 @@ pub fn owned_count(c: &Connection, user_id: i64) -> Result<u64, DbError> {
     )? as u64)
 }
 
+/// Workspaces a user owns or is a member of: name, the record id of the
+/// row (none from before ids were kept) and the role.
 pub fn workspaces_of(
     c: &Connection,
     user_id: i64,

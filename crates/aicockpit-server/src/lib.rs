@@ -392,6 +392,7 @@ pub async fn serve(
         started: Instant::now(),
         sessions: engines::Engines::new(options.config.clone(), options.paths.clone()),
         connections: quota::Connections::default(),
+        terminal_shells: quota::Connections::new(quota::Kind::Terminals),
     }));
     let app = routes::app(state.clone());
 

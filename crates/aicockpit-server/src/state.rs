@@ -44,8 +44,10 @@ pub struct StateInner {
     pub shutdown: CancellationToken,
     pub started: Instant,
     pub sessions: crate::engines::Engines,
-    /// Open WebSocket connections per user (`workspaces.max_connections_per_user`).
+    /// Long-lived connections per user (`workspaces.max_connections_per_user`).
     pub connections: crate::quota::Connections,
+    /// Live terminal shells per user who opened them (`workspaces.max_terminals_per_user`).
+    pub terminal_shells: crate::quota::Connections,
 }
 
 impl std::ops::Deref for AppState {

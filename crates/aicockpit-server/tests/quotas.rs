@@ -58,11 +58,89 @@ fn a_user_owns_at_most_max_per_user_workspaces_and_admins_are_not_limited() {
     for name in ["a1", "a2", "a3"] {
         create(&server, &admin_token, name).expect(201);
     }
-    // Removing one gives its place back.
+    // Removing one keeps its files on the server: they still count.
     server
         .api(&member_token, "DELETE", "/api/v1/workspaces/one", None)
         .expect(200);
+    let refused = create(&server, &member_token, "three");
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    let message = refused.json()["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("you own 1 workspaces and the kept files of 1 you removed"),
+        "{message}"
+    );
+    // Removing with its files gives the place back.
+    server
+        .api(
+            &member_token,
+            "DELETE",
+            "/api/v1/workspaces/two?purge=true",
+            None,
+        )
+        .expect(200);
     create(&server, &member_token, "three").expect(201);
+    create(&server, &member_token, "four").expect(403);
+    // Once an admin deletes the kept files on the host, they count no more.
+    std::fs::remove_dir_all(server.paths.data_dir.join("workspaces/one")).unwrap();
+    create(&server, &member_token, "four").expect(201);
+}
+
+#[test]
+fn a_user_has_at_most_max_terminals_per_user_shells_even_with_no_window_open() {
+    // The local backend's terminals are an admin's shells on the host.
+    let server = TestServer::start_with(|options| {
+        options.config.workspaces.max_terminals_per_user = 1;
+    });
+    let root = server.user("root", "root-password-1", SiteRole::Admin);
+    let token = server.token(&root);
+    server
+        .api(
+            &token,
+            "POST",
+            "/api/v1/workspaces",
+            Some(&json!({ "name": "shop" })),
+        )
+        .expect(201);
+    let terminal = "/api/v1/workspaces/shop/terminal";
+    let (status, body, first) = upgrade(&server, &token, terminal);
+    assert_eq!(status, 101, "{body}");
+    // The window closes; the shell lives on, and still counts.
+    drop(first);
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, body, _) = upgrade(&server, &token, terminal);
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body.contains("too_many_terminals") && body.contains("max_terminals_per_user"),
+        "{body}"
+    );
+    // Reattaching to it is no new shell.
+    let listed = server
+        .api(&token, "GET", "/api/v1/workspaces/shop/terminals", None)
+        .expect(200)
+        .json();
+    let id = listed[0]["session"].as_str().unwrap().to_string();
+    let (status, body, again) = upgrade(&server, &token, &format!("{terminal}?session={id}"));
+    assert_eq!(status, 101, "{body}");
+    // Once the shell ends, its place is given back.
+    let mut again = again.unwrap();
+    let keys = b"exit\n";
+    let mut frame = vec![0x82, 0x80 | keys.len() as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(keys);
+    std::io::Write::write_all(&mut again, &frame).unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let (status, body, open) = upgrade(&server, &token, terminal);
+        if status == 101 {
+            drop(open);
+            break;
+        }
+        assert_eq!(status, 429, "{body}");
+        assert!(
+            Instant::now() < deadline,
+            "the ended shell was never given back"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
@@ -92,6 +170,15 @@ fn a_user_holds_at_most_max_connections_per_user_websockets() {
             .contains("workspaces.max_connections_per_user"),
         "{body}"
     );
+    // A chat stream (and an exec run) is one of them too.
+    let chat = server.api(
+        &mia_token,
+        "POST",
+        "/api/v1/workspaces/shop/chat",
+        Some(&json!({ "messages": [{ "role": "user", "content": "hi" }] })),
+    );
+    assert_eq!(chat.status, 429, "{}", chat.text());
+    assert_eq!(chat.json()["error"], "too_many_connections");
     // Another user's budget is their own.
     let (status, _, _ben_session) = upgrade(&server, &ben_token, "/api/v1/workspaces/lab/lsp");
     assert_eq!(status, 101);

@@ -343,9 +343,15 @@ pub struct ChatTurn {
 
 async fn chat(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(id): Path<String>,
     Json(body): Json<ChatBody>,
 ) -> Result<Response, ApiError> {
+    // Held by the answer's stream until it ends or the client goes.
+    let limit = state.config().workspaces.max_connections_per_user;
+    let slot = state
+        .connections
+        .acquire(access.principal()?.user.id, limit)?;
     let mut messages = Vec::new();
     for turn in &body.messages {
         let role = match turn.role.as_str() {
@@ -420,7 +426,8 @@ async fn chat(
         };
         let _ = sender.send(event);
     });
-    let guard = AbortOnDrop(task);
+    // The stream holds the task (aborted when it goes) and the user's slot.
+    let guard = (AbortOnDrop(task), slot);
     let stream =
         futures_util::stream::unfold((receiver, guard), |(mut receiver, guard)| async move {
             receiver

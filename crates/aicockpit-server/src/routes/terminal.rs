@@ -157,10 +157,22 @@ async fn terminal(
                 query.cols.unwrap_or(80).clamp(2, 1000),
                 query.rows.unwrap_or(24).clamp(2, 1000),
             );
-            state
+            // A shell outlives its connections: it counts against its
+            // opener until it ends.
+            let shells = state.config().workspaces.max_terminals_per_user;
+            let shell_slot = state
+                .terminal_shells
+                .acquire(access.principal()?.user.id, shells)?;
+            let session = state
                 .manager
                 .open_terminal(&id, vec!["/bin/sh".into(), "-l".into()], size)
-                .await?
+                .await?;
+            let watched = session.clone();
+            tokio::spawn(async move {
+                watched.closed().await;
+                drop(shell_slot);
+            });
+            session
         }
     };
     let short = session

@@ -448,8 +448,9 @@ async fn create(
 }
 
 /// Refuse one more workspace for a user at `workspaces.max_per_user` (admins
-/// are not limited). Checked under [`CREATING`], after the sweep, so two
-/// creations at once cannot both pass it.
+/// are not limited): the workspaces they own and the kept files of those
+/// they removed, which stay on the server's disk. Checked under
+/// [`CREATING`], after the sweep, so two creations at once cannot both pass.
 async fn check_quota(state: &AppState, user: &crate::db::User) -> Result<(), ApiError> {
     let limit = state.config().workspaces.max_per_user;
     let admin = user.role == SiteRole::Admin;
@@ -457,8 +458,23 @@ async fn check_quota(state: &AppState, user: &crate::db::User) -> Result<(), Api
         return Ok(());
     }
     let user_id = user.id;
-    let owned = state.db.call(move |c| db::owned_count(c, user_id)).await?;
-    crate::quota::check_workspaces(owned, limit, admin)
+    let (owned, kept) = state
+        .db
+        .call(move |c| Ok((db::owned_count(c, user_id)?, db::kept_files_of(c, user_id)?)))
+        .await?;
+    // Files an admin deleted since count no more.
+    let mut still_kept = 0;
+    for name in kept {
+        if state.manager.has_kept_files(&name)? {
+            still_kept += 1;
+        } else {
+            state
+                .db
+                .call(move |c| db::forget_kept_files(c, &name))
+                .await?;
+        }
+    }
+    crate::quota::check_workspaces(owned, still_kept, limit, admin)
 }
 
 /// Held while a workspace is created or restored, so the sweep below and the
@@ -527,10 +543,10 @@ async fn remove(
     if let Some(root) = root {
         state.sessions.discard_index(root).await;
     }
-    let name = id.clone();
+    let (name, files_kept) = (id.clone(), report.files_kept.is_some());
     state
         .db
-        .call(move |c| db::delete_workspace(c, &name))
+        .call(move |c| db::remove_workspace(c, &name, files_kept))
         .await?;
     let mut note = target(&id);
     note.detail = Some(serde_json::json!({ "purge": query.purge }));
@@ -592,9 +608,15 @@ async fn stats(
 
 async fn exec(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(id): Path<String>,
     Json(body): Json<ExecBody>,
 ) -> Result<Response, ApiError> {
+    // A run may last an hour: it counts as one of the user's connections.
+    let limit = state.config().workspaces.max_connections_per_user;
+    let _slot = state
+        .connections
+        .acquire(access.principal()?.user.id, limit)?;
     if body.command.is_empty() {
         return Err(ApiError::bad_request(
             "`command` needs at least the program's name",
