@@ -298,7 +298,9 @@ impl Backend {
         let client = self.client.clone();
         let direct = self.inner.direct_output();
         let token = params.partial_result_token.clone();
-        let forward = tokio::spawn(async move {
+        // Aborted if this request is cancelled or the session ends: no piece
+        // goes out after the request's (error) response.
+        let mut forward = AbortOnDrop(tokio::spawn(async move {
             while let Some(delta) = receiver.recv().await {
                 let Some(token) = &token else { continue };
                 // Partial results carry our own value shape: {"delta": "…"}.
@@ -320,7 +322,7 @@ impl Backend {
                     None => client.send_notification::<PartialResult>(params).await,
                 }
             }
-        });
+        }));
         let request = ChatParams {
             messages,
             path,
@@ -336,7 +338,7 @@ impl Backend {
             )
             .await;
         drop(sender);
-        let _ = forward.await;
+        let _ = (&mut forward.0).await;
         let answer = answer?;
         Ok(ext::ChatResult {
             content: answer.content,
@@ -731,6 +733,15 @@ fn read_only_error() -> jsonrpc::Error {
         code: jsonrpc::ErrorCode::ServerError(-32003),
         message: "this is a read-only session: AI edits are not available".into(),
         data: None,
+    }
+}
+
+/// Aborts a task when dropped (with the request future that owns it).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

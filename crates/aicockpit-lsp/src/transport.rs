@@ -347,7 +347,13 @@ pub async fn serve_messages(
         }
         None => {
             // What the server sent last (the answer to `shutdown`) still goes out.
-            if tokio::time::timeout(DRAIN_TIMEOUT, pump).await.is_err() {
+            let mut pump = pump;
+            if tokio::time::timeout(DRAIN_TIMEOUT, &mut pump)
+                .await
+                .is_err()
+            {
+                // Nothing is written for a session that has ended.
+                pump.abort();
                 tracing::warn!(
                     "LSP session: the last messages were not taken in {DRAIN_TIMEOUT:?}"
                 );
