@@ -143,6 +143,7 @@ pub fn serve(paths: Paths, config: Config, args: ServeArgs) -> Result<()> {
         metrics_bind: args.metrics_bind,
         body_idle_timeout: aicockpit_server::routes::BODY_IDLE_TIMEOUT,
         reauth_after: std::time::Duration::from_secs(args.reauth_after),
+        socket_idle_timeout: aicockpit_server::routes::SOCKET_IDLE_TIMEOUT,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

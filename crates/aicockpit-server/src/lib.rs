@@ -70,6 +70,9 @@ pub struct ServeOptions {
     /// make tokens, create or change users and change AI services
     /// ([`auth::RECENT_PASSWORD`] by default; zero asks every time).
     pub reauth_after: Duration,
+    /// How long a WebSocket may be silent before it is closed
+    /// ([`routes::SOCKET_IDLE_TIMEOUT`]; tests set less).
+    pub socket_idle_timeout: Duration,
 }
 
 /// A start-up or serving failure, with what to do about it.
@@ -386,6 +389,7 @@ pub async fn serve(
         secure_cookies,
         body_idle_timeout: options.body_idle_timeout,
         reauth_after: options.reauth_after,
+        socket_idle_timeout: options.socket_idle_timeout,
         warnings: warnings.clone(),
         metrics: metrics::Metrics::default(),
         shutdown: shutdown.clone(),

@@ -37,6 +37,8 @@ pub struct StateInner {
     pub body_idle_timeout: std::time::Duration,
     /// How long a proved password lets a session call `recent_password` routes.
     pub reauth_after: std::time::Duration,
+    /// How long a WebSocket may be silent (pongs count) before it is closed.
+    pub socket_idle_timeout: std::time::Duration,
     /// Why the server is not at full strength (the local backend in use, …), for `/status`.
     pub warnings: Vec<String>,
     pub metrics: Metrics,

@@ -200,3 +200,58 @@ fn a_user_holds_at_most_max_connections_per_user_websockets() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn a_client_that_answers_no_ping_is_dropped_and_gives_its_place_back() {
+    let server = TestServer::start_with(|options| {
+        options.config.workspaces.max_connections_per_user = 1;
+        options.socket_idle_timeout = Duration::from_secs(1);
+    });
+    let root = server.user("root", "root-password-1", SiteRole::Admin);
+    let token = server.token(&root);
+    server
+        .api(
+            &token,
+            "POST",
+            "/api/v1/workspaces",
+            Some(&json!({ "name": "shop" })),
+        )
+        .expect(201);
+    // A raw socket answers no ping: a client that went away without a word.
+    for target in [
+        "/api/v1/workspaces/shop/lsp",
+        "/api/v1/workspaces/shop/terminal",
+    ] {
+        // (Once the last connection of the loop before has given its place back.)
+        let deadline = Instant::now() + DEADLINE;
+        let _silent = loop {
+            let (status, body, open) = upgrade(&server, &token, target);
+            if status == 101 {
+                break open;
+            }
+            assert_eq!(status, 429, "{target}: {body}");
+            assert!(Instant::now() < deadline, "{target}: never free");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let started = Instant::now();
+        let (status, body, _) = upgrade(&server, &token, target);
+        assert_eq!(status, 429, "{target}: {body}");
+        loop {
+            let (status, body, open) = upgrade(&server, &token, target);
+            if status == 101 {
+                drop(open);
+                break;
+            }
+            assert_eq!(status, 429, "{target}: {body}");
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "{target}: the silent client kept its place"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(
+            started.elapsed() >= Duration::from_millis(800),
+            "{target}: dropped before the idle timeout"
+        );
+    }
+}

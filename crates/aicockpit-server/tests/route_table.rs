@@ -165,6 +165,7 @@ async fn fixture(dir: &std::path::Path) -> (AppState, BTreeMap<&'static str, Str
         secure_cookies: false,
         body_idle_timeout: routes::BODY_IDLE_TIMEOUT,
         reauth_after: auth::RECENT_PASSWORD,
+        socket_idle_timeout: routes::SOCKET_IDLE_TIMEOUT,
         warnings,
         metrics: Default::default(),
         shutdown: Default::default(),

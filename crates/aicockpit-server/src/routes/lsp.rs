@@ -116,7 +116,7 @@ async fn lsp(
                     shutdown.cancelled().await;
                     let _ = stop_sender.send(true);
                 });
-                let end = bridge(socket, options, revoked).await;
+                let end = bridge(socket, options, revoked, state.socket_idle_timeout).await;
                 relay.abort();
                 tracing::debug!(?end, "LSP session ended");
                 state.metrics.lsp_sessions.fetch_sub(1, Ordering::Relaxed);
@@ -129,6 +129,7 @@ async fn bridge(
     socket: WebSocket,
     options: ServerOptions,
     revoked: tokio_util::sync::CancellationToken,
+    idle: Duration,
 ) -> SessionEnd {
     let (mut sink, mut stream) = socket.split();
     // Messages may be 64 MiB: the session bounds what it has not handled
@@ -137,7 +138,7 @@ async fn bridge(
     let (outgoing, mut from_session) = tokio::sync::mpsc::channel::<String>(16);
     let session = tokio::spawn(serve_messages(options, incoming, outgoing));
     let writer = tokio::spawn(async move {
-        let mut ping = tokio::time::interval(super::terminal::PING_INTERVAL);
+        let mut ping = tokio::time::interval(super::terminal::ping_interval(idle));
         ping.tick().await;
         loop {
             tokio::select! {
@@ -160,8 +161,15 @@ async fn bridge(
     });
     loop {
         // Access withdrawn (unshared, logged out, token revoked): the session ends.
+        // Silent past `idle` (not even a pong to the pings): the client is gone.
         let frame = tokio::select! {
-            frame = stream.next() => frame,
+            frame = tokio::time::timeout(idle, stream.next()) => match frame {
+                Ok(frame) => frame,
+                Err(_) => {
+                    tracing::debug!("LSP client silent for {idle:?}: closed");
+                    break;
+                }
+            },
             _ = revoked.cancelled() => break,
         };
         let Some(Ok(frame)) = frame else { break };

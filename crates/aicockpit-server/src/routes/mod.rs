@@ -167,6 +167,12 @@ pub fn app_from(state: AppState, table: Vec<Route>) -> Router {
 /// is fine). A body held back is refused rather than waited for forever.
 pub const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// A WebSocket on which nothing arrives for this long (not even the pong
+/// to a ping, sent every third of it) is closed: its client is gone (a
+/// laptop asleep, a dropped network), and it would hold its user's
+/// connection slot until the kernel gave up on it.
+pub const SOCKET_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
+
 /// Give every request body an idle timeout ([`BODY_IDLE_TIMEOUT`] unless
 /// the server was started with another). A WebSocket upgrade has no body
 /// (its frames come over the upgraded connection, not through this), and

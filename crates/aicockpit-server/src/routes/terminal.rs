@@ -27,8 +27,11 @@ use crate::db::{SiteRole, WorkspaceRole};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// How often idle connections are pinged (keeps proxies from closing them).
-pub const PING_INTERVAL: Duration = Duration::from_secs(30);
+/// How often a connection is pinged, for an idle timeout of `idle`: three
+/// pings go unanswered before it is closed (and proxies see traffic).
+pub fn ping_interval(idle: Duration) -> Duration {
+    (idle / 3).max(Duration::from_millis(10))
+}
 /// The largest frame a client may send.
 const MAX_FRAME_BYTES: usize = 1 << 20;
 
@@ -247,8 +250,10 @@ async fn bridge(
     if !replay.is_empty() && socket.send(Message::Binary(replay)).await.is_err() {
         return;
     }
-    let mut ping = tokio::time::interval(PING_INTERVAL);
+    let idle = state.socket_idle_timeout;
+    let mut ping = tokio::time::interval(ping_interval(idle));
     ping.tick().await;
+    let mut last_heard = tokio::time::Instant::now();
     let mut told_read_only = false;
     loop {
         tokio::select! {
@@ -265,7 +270,7 @@ async fn bridge(
                     return;
                 }
             },
-            incoming = socket.recv() => match incoming {
+            incoming = socket.recv() => match incoming.inspect(|frame| if frame.is_ok() { last_heard = tokio::time::Instant::now() }) {
                 Some(Ok(Message::Binary(bytes))) => {
                     if writable {
                         if let Err(error) = session.write(&bytes).await {
@@ -294,6 +299,10 @@ async fn bridge(
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
             },
             _ = ping.tick() => {
+                if last_heard.elapsed() >= idle {
+                    tracing::debug!("terminal client silent for {idle:?}: closed");
+                    return;
+                }
                 if socket.send(Message::Ping(Default::default())).await.is_err() {
                     return;
                 }

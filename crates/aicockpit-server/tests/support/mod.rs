@@ -137,6 +137,7 @@ impl TestServer {
             metrics_bind: None,
             body_idle_timeout: aicockpit_server::routes::BODY_IDLE_TIMEOUT,
             reauth_after: aicockpit_server::auth::RECENT_PASSWORD,
+            socket_idle_timeout: aicockpit_server::routes::SOCKET_IDLE_TIMEOUT,
         };
         adjust(&mut options);
         let stop = CancellationToken::new();
