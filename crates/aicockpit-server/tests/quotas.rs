@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use aicockpit_server::db::SiteRole;
@@ -127,19 +128,24 @@ fn a_user_has_at_most_max_terminals_per_user_shells_even_with_no_window_open() {
     let mut frame = vec![0x82, 0x80 | keys.len() as u8, 0, 0, 0, 0];
     frame.extend_from_slice(keys);
     std::io::Write::write_all(&mut again, &frame).unwrap();
+    upgrade_once_free(&server, &token, terminal, "the ended shell's place");
+}
+
+/// Upgrade `target`, trying again while it is refused with 429 (a place not
+/// given back yet), until the deadline; the open connection.
+fn upgrade_once_free(server: &TestServer, token: &str, target: &str, what: &str) -> TcpStream {
     let deadline = Instant::now() + DEADLINE;
     loop {
-        let (status, body, open) = upgrade(&server, &token, terminal);
-        if status == 101 {
-            drop(open);
-            break;
+        let (status, body, open) = upgrade(server, token, target);
+        if let (101, Some(open)) = (status, open) {
+            return open;
         }
-        assert_eq!(status, 429, "{body}");
+        assert_eq!(status, 429, "{target}: {body}");
         assert!(
             Instant::now() < deadline,
-            "the ended shell was never given back"
+            "{target}: {what} was never given back"
         );
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -185,20 +191,7 @@ fn a_user_holds_at_most_max_connections_per_user_websockets() {
 
     // Closing one gives its place back (once the server has seen it close).
     drop(first);
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let (status, body, open) = upgrade(&server, &mia_token, lsp);
-        if status == 101 {
-            drop(open);
-            break;
-        }
-        assert_eq!(status, 429, "{body}");
-        assert!(
-            Instant::now() < deadline,
-            "the closed session was never given back"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    upgrade_once_free(&server, &mia_token, lsp, "the closed session's place");
 }
 
 #[test]
@@ -223,32 +216,16 @@ fn a_client_that_answers_no_ping_is_dropped_and_gives_its_place_back() {
         "/api/v1/workspaces/shop/terminal",
     ] {
         // (Once the last connection of the loop before has given its place back.)
-        let deadline = Instant::now() + DEADLINE;
-        let _silent = loop {
-            let (status, body, open) = upgrade(&server, &token, target);
-            if status == 101 {
-                break open;
-            }
-            assert_eq!(status, 429, "{target}: {body}");
-            assert!(Instant::now() < deadline, "{target}: never free");
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let _silent = upgrade_once_free(&server, &token, target, "a first place");
         let started = Instant::now();
         let (status, body, _) = upgrade(&server, &token, target);
         assert_eq!(status, 429, "{target}: {body}");
-        loop {
-            let (status, body, open) = upgrade(&server, &token, target);
-            if status == 101 {
-                drop(open);
-                break;
-            }
-            assert_eq!(status, 429, "{target}: {body}");
-            assert!(
-                started.elapsed() < Duration::from_secs(15),
-                "{target}: the silent client kept its place"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        drop(upgrade_once_free(
+            &server,
+            &token,
+            target,
+            "the silent client's place",
+        ));
         assert!(
             started.elapsed() >= Duration::from_millis(800),
             "{target}: dropped before the idle timeout"
