@@ -241,10 +241,31 @@ pub fn create_token(
     name: &str,
     days: u32,
 ) -> Result<MadeToken, db::DbError> {
+    create_token_until(c, user_id, name, days, None)
+}
+
+/// A new API token for a user, working for `days` days but not past
+/// `not_after` (Unix seconds): a token made with a token expires no later
+/// than the token that made it, so a leaked token cannot renew itself.
+pub fn create_token_until(
+    c: &rusqlite::Connection,
+    user_id: i64,
+    name: &str,
+    days: u32,
+    not_after: Option<i64>,
+) -> Result<MadeToken, db::DbError> {
     let id = hex::encode(random_bytes(6));
     let secret = random_string(32);
     let lifetime = i64::from(days) * 24 * 60 * 60;
-    let expires_at = db::insert_token(c, &id, user_id, name, &sha256(secret.as_bytes()), lifetime)?;
+    let expires_at = db::insert_token(
+        c,
+        &id,
+        user_id,
+        name,
+        &sha256(secret.as_bytes()),
+        lifetime,
+        not_after,
+    )?;
     Ok(MadeToken {
         token: format!("acp_{id}_{secret}"),
         id,

@@ -103,6 +103,7 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE kept_files(
         name TEXT PRIMARY KEY,
         owner_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        dir TEXT NOT NULL,
         removed_at INTEGER NOT NULL
     );
     "#,
@@ -698,8 +699,8 @@ pub fn revoke_session(c: &Connection, id_hash: &[u8]) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Store a token's hash; it stops working `lifetime_secs` from now, which
-/// is returned (Unix seconds).
+/// Store a token's hash; it stops working `lifetime_secs` from now, or at
+/// `not_after` if that is sooner, which is returned (Unix seconds).
 pub fn insert_token(
     c: &Connection,
     id: &str,
@@ -707,15 +708,29 @@ pub fn insert_token(
     name: &str,
     secret_hash: &[u8],
     lifetime_secs: i64,
+    not_after: Option<i64>,
 ) -> Result<i64, DbError> {
     let now = now();
-    let expires_at = now.saturating_add(lifetime_secs);
+    let expires_at = now
+        .saturating_add(lifetime_secs)
+        .min(not_after.unwrap_or(i64::MAX));
     c.execute(
         "INSERT INTO tokens(id, user_id, name, secret_hash, created_at, expires_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![id, user_id, name, secret_hash, now, expires_at],
     )?;
     Ok(expires_at)
+}
+
+/// When token `id` expires (`Some(None)`: never, a token from before
+/// tokens expired); `None` when there is no such token.
+pub fn token_expires_at(c: &Connection, id: &str) -> Result<Option<Option<i64>>, DbError> {
+    Ok(
+        c.query_row("SELECT expires_at FROM tokens WHERE id = ?1", [id], |row| {
+            row.get::<_, Option<i64>>(0)
+        })
+        .optional()?,
+    )
 }
 
 /// A live (unrevoked, unexpired) token's stored hash and its user.
@@ -897,15 +912,16 @@ pub fn reconcile_workspaces(
     Ok(gone)
 }
 
-/// Forget a removed workspace's rows; when its files were kept, note whose
-/// they were (they count against that user's workspaces).
-pub fn remove_workspace(c: &Connection, name: &str, files_kept: bool) -> Result<(), DbError> {
+/// Forget a removed workspace's rows; when its files were kept (in
+/// `kept_dir`), note whose they were (they count against that user's
+/// workspaces while the folder is there).
+pub fn remove_workspace(c: &Connection, name: &str, kept_dir: Option<&str>) -> Result<(), DbError> {
     let transaction = c.unchecked_transaction()?;
-    if files_kept {
+    if let Some(dir) = kept_dir {
         transaction.execute(
-            "INSERT OR REPLACE INTO kept_files(name, owner_id, removed_at) \
-             SELECT name, owner_id, ?2 FROM workspaces WHERE name = ?1",
-            params![name, now()],
+            "INSERT OR REPLACE INTO kept_files(name, owner_id, dir, removed_at) \
+             SELECT name, owner_id, ?2, ?3 FROM workspaces WHERE name = ?1",
+            params![name, dir, now()],
         )?;
     }
     transaction.execute("DELETE FROM workspaces WHERE name = ?1", [name])?;
@@ -913,11 +929,12 @@ pub fn remove_workspace(c: &Connection, name: &str, files_kept: bool) -> Result<
     Ok(())
 }
 
-/// The names of removed workspaces whose files were kept, of `user_id`.
-pub fn kept_files_of(c: &Connection, user_id: i64) -> Result<Vec<String>, DbError> {
+/// The removed workspaces of `user_id` whose files were kept: name and the
+/// folder the files were kept in.
+pub fn kept_files_of(c: &Connection, user_id: i64) -> Result<Vec<(String, String)>, DbError> {
     let mut statement =
-        c.prepare("SELECT name FROM kept_files WHERE owner_id = ?1 ORDER BY name")?;
-    let rows = statement.query_map([user_id], |row| row.get::<_, String>(0))?;
+        c.prepare("SELECT name, dir FROM kept_files WHERE owner_id = ?1 ORDER BY name")?;
+    let rows = statement.query_map([user_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 

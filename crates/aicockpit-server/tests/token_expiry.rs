@@ -102,6 +102,53 @@ fn tokens_expire_when_their_maker_said_and_are_refused_after() {
 }
 
 #[test]
+fn a_token_made_with_a_token_expires_no_later_than_its_maker() {
+    let server = TestServer::start(None);
+    let mia = server.user("mia", "mia-password-1", SiteRole::Member);
+    let token = server.token(&mia);
+    let ask = |token: &str, days: u32| {
+        server
+            .api(
+                token,
+                "POST",
+                "/api/v1/tokens",
+                Some(&json!({ "name": "next", "expires_in_days": days })),
+            )
+            .expect(201)
+            .json()
+    };
+    let week = ask(&token, 7);
+    let week_end = week["expires_at"].as_i64().unwrap();
+    // A leaked week-long token cannot renew itself for ten years.
+    let renewed = ask(week["token"].as_str().unwrap(), 3650);
+    assert_eq!(
+        renewed["expires_at"].as_i64().unwrap(),
+        week_end,
+        "{renewed}"
+    );
+    // A shorter one is as asked.
+    let day = ask(week["token"].as_str().unwrap(), 1);
+    assert!(day["expires_at"].as_i64().unwrap() < week_end);
+    // A token from before tokens expired makes tokens of the default time at most.
+    expire(&server, week["id"].as_str().unwrap(), None);
+    let from_old = ask(week["token"].as_str().unwrap(), 3650);
+    let default_end = db::now() + 90 * DAY;
+    assert!((from_old["expires_at"].as_i64().unwrap() - default_end).abs() < 60);
+    // Signed in with the password, the user may choose any time.
+    let cookie = server.login("mia", "mia-password-1");
+    let long = server
+        .browser(
+            &cookie,
+            "POST",
+            "/api/v1/tokens",
+            Some(&json!({ "name": "long", "expires_in_days": 3650 })),
+        )
+        .expect(201)
+        .json();
+    assert!((long["expires_at"].as_i64().unwrap() - (db::now() + 3650 * DAY)).abs() < 60);
+}
+
+#[test]
 fn a_connection_opened_with_a_token_ends_when_the_token_expires() {
     let server = TestServer::start(None);
     let mia = server.user("mia", "mia-password-1", SiteRole::Member);

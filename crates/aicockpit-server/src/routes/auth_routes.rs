@@ -625,6 +625,12 @@ async fn create_token(
         ));
     }
     let days = auth::token_days(request.expires_in_days).map_err(ApiError::bad_request)?;
+    // Made with a token: it expires no later than that token (one from
+    // before tokens expired counts as expiring after the default time).
+    let maker = match &caller.credential {
+        auth::Credential::Token(id) => Some(id.clone()),
+        auth::Credential::Session(_) => None,
+    };
     let label = name.clone();
     // Minted only if the caller's credential still stands now: the body
     // may have come after a reset that ended it.
@@ -633,7 +639,15 @@ async fn create_token(
         id,
         expires_at,
     } = auth::call_as_live(&state.db, caller, move |c| {
-        Ok(Ok(auth::create_token(c, user_id, &label, days)?))
+        let not_after = match &maker {
+            Some(id) => Some(db::token_expires_at(c, id)?.flatten().unwrap_or_else(|| {
+                db::now().saturating_add(i64::from(auth::TOKEN_DAYS_DEFAULT) * 24 * 60 * 60)
+            })),
+            None => None,
+        };
+        Ok(Ok(auth::create_token_until(
+            c, user_id, &label, days, not_after,
+        )?))
     })
     .await?;
     Ok(noted(

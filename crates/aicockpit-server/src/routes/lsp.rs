@@ -181,7 +181,9 @@ async fn bridge(
             }
             // JSON-RPC is text; a binary frame is answered like any bad message.
             Message::Binary(bytes) => {
-                let text = String::from_utf8_lossy(&bytes).into_owned();
+                // Not lossily (invalid bytes would triple in size): a frame
+                // that is not UTF-8 becomes a small one that is not JSON.
+                let text = String::from_utf8(bytes.into()).unwrap_or_else(|_| "\u{fffd}".into());
                 if to_session.send(text).await.is_err() {
                     break;
                 }

@@ -464,8 +464,8 @@ async fn check_quota(state: &AppState, user: &crate::db::User) -> Result<(), Api
         .await?;
     // Files an admin deleted since count no more.
     let mut still_kept = 0;
-    for name in kept {
-        if state.manager.has_kept_files(&name)? {
+    for (name, dir) in kept {
+        if std::fs::symlink_metadata(&dir).is_ok_and(|meta| meta.is_dir()) {
             still_kept += 1;
         } else {
             state
@@ -529,6 +529,9 @@ async fn remove(
     Path(id): Path<String>,
     Query(query): Query<PurgeQuery>,
 ) -> Result<Response, ApiError> {
+    // No sweep may drop the row between the record's removal and the row's
+    // (the kept files would then count for no one).
+    let _creating = CREATING.lock().await;
     state.sessions.forget(&id).await;
     // The index is named by the folder's canonical path, known only while
     // the folder is there.
@@ -543,10 +546,14 @@ async fn remove(
     if let Some(root) = root {
         state.sessions.discard_index(root).await;
     }
-    let (name, files_kept) = (id.clone(), report.files_kept.is_some());
+    let name = id.clone();
+    let kept_dir = report
+        .files_kept
+        .as_ref()
+        .map(|dir| dir.to_string_lossy().into_owned());
     state
         .db
-        .call(move |c| db::remove_workspace(c, &name, files_kept))
+        .call(move |c| db::remove_workspace(c, &name, kept_dir.as_deref()))
         .await?;
     let mut note = target(&id);
     note.detail = Some(serde_json::json!({ "purge": query.purge }));
