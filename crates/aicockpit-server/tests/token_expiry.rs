@@ -198,3 +198,82 @@ fn a_connection_opened_with_a_token_ends_when_the_token_expires() {
         );
     }
 }
+
+#[test]
+fn a_chat_answer_stops_when_its_token_expires() {
+    // A service that takes the question and never answers: the answer's
+    // stream would stay open until the AI request's own timeout.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mock = runtime.block_on(aicockpit_ai::mock::MockServer::start());
+    mock.set_behavior(aicockpit_ai::mock::Behavior::Hang);
+    let url = mock.url();
+    let server = TestServer::start_with(move |options| {
+        options.config.ai.active = Some("local".into());
+        options.config.ai.services = vec![aicockpit_config::ServiceConfig {
+            name: "local".into(),
+            kind: aicockpit_config::ServiceKind::Lmstudio,
+            base_url: url,
+            chat_model: Some("m".into()),
+            completion_model: None,
+            api_key_env: None,
+            deployment: None,
+            api_version: None,
+        }];
+    });
+    // Its config file says the same (a service gets a client only as the
+    // file describes it).
+    std::fs::write(
+        &server.paths.config_file,
+        format!(
+            "[ai]\nactive = \"local\"\n\n[[ai.services]]\nname = \"local\"\nkind = \"lmstudio\"\n\
+             base_url = \"{}\"\nchat_model = \"m\"\n",
+            mock.url()
+        ),
+    )
+    .unwrap();
+    let mia = server.user("mia", "mia-password-1", SiteRole::Member);
+    let token = server.token(&mia);
+    server
+        .api(
+            &token,
+            "POST",
+            "/api/v1/workspaces",
+            Some(&json!({ "name": "shop", "start": false })),
+        )
+        .expect(201);
+    let made = server
+        .api(
+            &token,
+            "POST",
+            "/api/v1/tokens",
+            Some(&json!({ "name": "chat" })),
+        )
+        .expect(201)
+        .json();
+    let chat_token = made["token"].as_str().unwrap().to_string();
+    let id = made["id"].as_str().unwrap().to_string();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(Duration::from_secs(1));
+            expire(&server, &id, Some(db::now() - 1));
+        });
+        let started = Instant::now();
+        let body = json!({ "messages": [{ "role": "user", "content": "Why?" }] }).to_string();
+        let reply = server.call(
+            "POST",
+            "/api/v1/workspaces/shop/chat",
+            &[
+                ("Authorization", &format!("Bearer {chat_token}")),
+                ("Content-Type", "application/json"),
+            ],
+            body.as_bytes(),
+        );
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let text = reply.text();
+        assert!(text.contains("access_withdrawn"), "{text}");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the answer went on after its token expired"
+        );
+    });
+}

@@ -436,15 +436,36 @@ async fn chat(
         };
         let _ = sender.send(event);
     });
-    // The stream holds the task (aborted when it goes) and the user's slot.
-    let guard = (AbortOnDrop(task), slot);
-    let stream =
-        futures_util::stream::unfold((receiver, guard), |(mut receiver, guard)| async move {
-            receiver
-                .recv()
-                .await
-                .map(|event| (Ok::<Event, Infallible>(event), (receiver, guard)))
-        });
+    // Access withdrawn meanwhile (signed out, token revoked or expired,
+    // unshared): the answer stops there, as a WebSocket would close.
+    let done = tokio_util::sync::CancellationToken::new();
+    let revoked = super::watch_access(state.clone(), &access, id.clone(), done.clone());
+    // The stream holds the task (aborted when it goes), the access watch
+    // (stopped when it goes) and the user's slot.
+    let guard = (AbortOnDrop(task), done.drop_guard(), slot);
+    let stream = futures_util::stream::unfold(Some((receiver, guard)), move |open| {
+        let revoked = revoked.clone();
+        async move {
+            let (mut receiver, guard) = open?;
+            tokio::select! {
+                event = receiver.recv() => {
+                    event.map(|event| (Ok::<Event, Infallible>(event), Some((receiver, guard))))
+                }
+                () = revoked.cancelled() => {
+                    let event = Event::default().event("error").data(
+                        serde_json::json!({
+                            "error": "access_withdrawn",
+                            "message": "your access to this workspace ended (signed out, \
+                                        token revoked or expired, or no longer shared): \
+                                        the answer stops here",
+                        })
+                        .to_string(),
+                    );
+                    Some((Ok(event), None))
+                }
+            }
+        }
+    });
     let note = AuditNote {
         target: Some(format!("workspace:{id}:chat")),
         ..AuditNote::default()
