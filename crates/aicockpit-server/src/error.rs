@@ -60,6 +60,22 @@ impl ApiError {
         )
     }
 
+    /// A request to a WebSocket route that is not a WebSocket upgrade (a
+    /// client looking into why its upgrade failed gets the quota or access
+    /// error first, then this).
+    pub fn not_a_websocket(
+        rejection: axum::extract::ws::rejection::WebSocketUpgradeRejection,
+    ) -> ApiError {
+        ApiError::new(
+            rejection.status(),
+            "not_a_websocket",
+            format!(
+                "open this route as a WebSocket ({}); every check before the upgrade passed",
+                rejection.body_text()
+            ),
+        )
+    }
+
     pub fn with_retry_after(mut self, seconds: u64) -> ApiError {
         self.retry_after = Some(seconds);
         self

@@ -176,6 +176,11 @@ fn a_user_holds_at_most_max_connections_per_user_websockets() {
             .contains("workspaces.max_connections_per_user"),
         "{body}"
     );
+    // A browser cannot read a refused upgrade's answer: over plain HTTP,
+    // the same route says why.
+    let probe = server.api(&mia_token, "GET", lsp, None);
+    assert_eq!(probe.status, 429, "{}", probe.text());
+    assert_eq!(probe.json()["error"], "too_many_connections");
     // A chat stream (and an exec run) is one of them too.
     let chat = server.api(
         &mia_token,
@@ -191,7 +196,23 @@ fn a_user_holds_at_most_max_connections_per_user_websockets() {
 
     // Closing one gives its place back (once the server has seen it close).
     drop(first);
-    upgrade_once_free(&server, &mia_token, lsp, "the closed session's place");
+    drop(upgrade_once_free(
+        &server,
+        &mia_token,
+        lsp,
+        "the closed session's place",
+    ));
+    // With a place free, plain HTTP is told to upgrade (and opens nothing).
+    let deadline = Instant::now() + DEADLINE;
+    let probe = loop {
+        let probe = server.api(&mia_token, "GET", lsp, None);
+        if probe.status != 429 || Instant::now() > deadline {
+            break probe;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(probe.status, 400, "{}", probe.text());
+    assert_eq!(probe.json()["error"], "not_a_websocket");
 }
 
 #[test]

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use aicockpit_engine::{ChatMessage, ChatParams, EngineError, Role, SearchQuery, SymbolKind};
 use aicockpit_lsp::{serve_messages, ServerOptions, SessionEnd, MAX_MESSAGE_BYTES};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::Method;
@@ -84,12 +85,15 @@ async fn lsp(
     State(state): State<AppState>,
     Extension(access): Extension<Access>,
     Path(id): Path<String>,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let limit = state.config().workspaces.max_connections_per_user;
     let slot = state
         .connections
         .acquire(access.principal()?.user.id, limit)?;
+    // Checked after the quota, so a browser whose upgrade failed can learn
+    // why over plain HTTP; before the engine is opened.
+    let upgrade = upgrade.map_err(ApiError::not_a_websocket)?;
     let shared = state.sessions.get(&state, &id).await?;
     let read_only = !access.can_write();
     let mut options = ServerOptions::shared(shared, read_only);

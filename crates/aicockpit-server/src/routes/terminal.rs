@@ -13,6 +13,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use aicockpit_workspace::terminal::TerminalSession;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::Method;
@@ -127,7 +128,7 @@ async fn terminal(
     Extension(access): Extension<Access>,
     Path(id): Path<String>,
     Query(query): Query<TerminalQuery>,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let writable = access.can_write();
     let admin = access
@@ -150,22 +151,32 @@ async fn terminal(
         .and_then(|s| state.manager.terminal(&full_id(&id, s)))
         .filter(|s| !s.is_closed());
     let replaced = query.session.is_some() && existing.is_none();
-    let session = match existing {
-        Some(session) => session,
+    // A shell outlives its connections: a new one counts against its
+    // opener until it ends.
+    let shell_slot = match &existing {
+        Some(_) => None,
         None if !writable => return Err(ApiError::forbidden(
             "viewers can only watch a terminal that is open: pass ?session= (see GET …/terminals)",
         )),
         None => {
+            let shells = state.config().workspaces.max_terminals_per_user;
+            Some(
+                state
+                    .terminal_shells
+                    .acquire(access.principal()?.user.id, shells)?,
+            )
+        }
+    };
+    // Checked after the quotas, so a browser whose upgrade failed can learn
+    // why over plain HTTP; before a shell is started.
+    let upgrade = upgrade.map_err(ApiError::not_a_websocket)?;
+    let session = match (existing, shell_slot) {
+        (Some(session), _) => session,
+        (None, shell_slot) => {
             let size = (
                 query.cols.unwrap_or(80).clamp(2, 1000),
                 query.rows.unwrap_or(24).clamp(2, 1000),
             );
-            // A shell outlives its connections: it counts against its
-            // opener until it ends.
-            let shells = state.config().workspaces.max_terminals_per_user;
-            let shell_slot = state
-                .terminal_shells
-                .acquire(access.principal()?.user.id, shells)?;
             let session = state
                 .manager
                 .open_terminal(&id, vec!["/bin/sh".into(), "-l".into()], size)

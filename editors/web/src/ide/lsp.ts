@@ -10,7 +10,7 @@ import { LSPClient, Workspace, type Transport, type WorkspaceFile, LSPPlugin } f
 import type { ChangeSet, Text, TransactionSpec } from "@codemirror/state";
 import type { EditorView } from "@codemirror/view";
 import { OwnRequests, errorFrame, parseFrame, reconnectDelay, resultFrame, type Message } from "./rpc.js";
-import { socketUrl } from "../api.js";
+import { ApiError, call, socketUrl } from "../api.js";
 
 export type ConnectionState = "connecting" | "connected" | "reconnecting" | "offline";
 
@@ -237,7 +237,9 @@ export class LspConnection {
     this.setState(this.attempts === 0 ? "connecting" : "reconnecting");
     const socket = new WebSocket(socketUrl(this.path));
     this.socket = socket;
+    let opened = false;
     socket.onopen = () => {
+      opened = true;
       this.attempts = 0;
       this.client.connect(this.transport());
       this.client.initializing.then(
@@ -266,10 +268,22 @@ export class LspConnection {
       this.client.disconnect();
       if (this.stopped) return;
       const delay = reconnectDelay(this.attempts++);
-      this.setState("offline", `${event.reason || "connection lost"}; retrying in ${Math.round(delay / 100) / 10} s`);
-      setTimeout(() => {
-        if (!this.stopped) this.open();
-      }, delay);
+      const retry = (why: string): void => {
+        this.setState("offline", `${why}; retrying in ${Math.round(delay / 100) / 10} s`);
+        setTimeout(() => {
+          if (!this.stopped) this.open();
+        }, delay);
+      };
+      if (opened) {
+        retry(event.reason || "connection lost");
+        return;
+      }
+      // A refused upgrade shows no status to a WebSocket: ask over plain
+      // HTTP why (too many connections, no access), and show the answer.
+      void call(this.path).then(
+        () => retry("connection refused"),
+        (error: unknown) => retry(error instanceof ApiError && error.code !== "not_a_websocket" ? error.message : "connection lost"),
+      );
     };
   }
 

@@ -101,6 +101,9 @@ class TerminalView {
             this.run([{ kind: "notice", text: `${error.message}: close this terminal and open a new one to try again` }]);
             return;
           }
+          // Over a quota (too many connections or shells): say so, and try
+          // again later as after any drop.
+          if (error instanceof ApiError && error.status === 429) this.run([{ kind: "notice", text: error.message }]);
           this.run(this.machine.closed());
         },
       );
