@@ -512,7 +512,9 @@ async fn a_huge_answer_is_refused_at_the_limit_and_the_rest_never_read() {
 #[tokio::test]
 async fn a_runaway_streamed_reply_ends_at_the_limit() {
     let mock = MockServer::start().await;
-    let total = 16 * MAX_REPLY_BYTES as u64;
+    // Far past the limit, so that stopping near it shows however much the
+    // loopback socket's buffers (several MiB each way under load) hold.
+    let total = 32 * MAX_REPLY_BYTES as u64;
     mock.set_behavior(Behavior::HugeReply(total));
     let mut shown = 0;
     let Err(error) = client(&mock)
@@ -533,7 +535,7 @@ async fn a_runaway_streamed_reply_ends_at_the_limit() {
     wait_until(|| mock.requests()[0].dropped).await;
     let written = mock.requests()[0].written;
     assert!(
-        written < total / 4,
+        written < total * 3 / 8,
         "stopped near the limit, not at the end: {written} of {total} bytes written"
     );
 
