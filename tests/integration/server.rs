@@ -1297,6 +1297,93 @@ fn members_reach_only_what_is_shared_with_them() {
 }
 
 /// Item 5: the files API keeps versions honest and never leaves the workspace.
+/// An exec run is a long-lived request like a terminal: when its caller's
+/// access ends (here its token is revoked), the command is stopped.
+#[test]
+fn an_exec_run_stops_when_its_token_is_revoked() {
+    let project = new_project();
+    if !docker_ready(&project) {
+        return;
+    }
+    let cleanup = Cleanup::new(&project);
+    let server = Server::start(&project, "warn");
+    create_user(&project, "alice", "member", "alice-password-1");
+    let alice = token_for(&project, Some("alice"));
+    let name = unique("srv-exec-revoke");
+    create_workspace(&server, &cleanup, &alice, &name);
+    let made = server
+        .api(
+            &alice,
+            "POST",
+            "/api/v1/tokens",
+            Some(&json!({"name": "script"})),
+        )
+        .expect(201)
+        .json();
+    let script_token = made["token"].as_str().unwrap().to_string();
+    let address = server.address;
+    let target = format!("/api/v1/workspaces/{name}/exec");
+    let in_flight = std::thread::spawn(move || {
+        let body = json!({"command": ["sleep", "313"], "timeout_secs": 600}).to_string();
+        http(
+            address,
+            None,
+            "POST",
+            &target,
+            &[
+                ("Authorization", &format!("Bearer {script_token}")),
+                ("Content-Type", "application/json"),
+            ],
+            body.as_bytes(),
+        )
+    });
+    let running = |server: &Server| {
+        exec(
+            server,
+            &alice,
+            &name,
+            "ps | grep -v grep | grep -q 'sleep 313'",
+        )
+        .json()["exit_code"]
+            == json!(0)
+    };
+    let deadline = Instant::now() + DEADLINE;
+    while !running(&server) {
+        assert!(Instant::now() < deadline, "the long command did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let revoked = Instant::now();
+    server
+        .api(
+            &alice,
+            "DELETE",
+            &format!("/api/v1/tokens/{}", made["id"].as_str().unwrap()),
+            None,
+        )
+        .expect(204);
+    let reply = in_flight.join().unwrap();
+    assert_eq!(reply.status, 403, "{}", reply.text());
+    assert!(
+        reply.text().contains("ended while the command ran"),
+        "{}",
+        reply.text()
+    );
+    assert!(
+        revoked.elapsed() < Duration::from_secs(15),
+        "stopped {:?} after the revocation",
+        revoked.elapsed()
+    );
+    // And the command is gone from the container.
+    let deadline = Instant::now() + DEADLINE;
+    while running(&server) {
+        assert!(
+            Instant::now() < deadline,
+            "the command outlived its caller's access"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn files_have_versions_and_stay_inside_the_workspace() {
     let project = new_project();

@@ -317,6 +317,29 @@ pub(crate) enum CollectError {
 /// `kill` and keep what was printed before the kill. A kill that fails, or
 /// after which the output does not end within 10 s, is an error: a timeout
 /// is only reported once the command is known to be gone.
+/// Runs its action when dropped, unless disarmed first: what a future must
+/// undo if it is dropped before it finishes.
+pub(crate) struct OnDrop<F: FnOnce()>(Option<F>);
+
+impl<F: FnOnce()> OnDrop<F> {
+    pub(crate) fn new(action: F) -> OnDrop<F> {
+        OnDrop(Some(action))
+    }
+
+    /// Finished: nothing to undo.
+    pub(crate) fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl<F: FnOnce()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        if let Some(action) = self.0.take() {
+            action();
+        }
+    }
+}
+
 pub(crate) async fn collect_with_deadline<Kill>(
     io: ExecIo,
     timeout: Duration,

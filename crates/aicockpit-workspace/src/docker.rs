@@ -659,20 +659,32 @@ impl Backend for DockerBackend {
             .await?;
         let pid = std::sync::Arc::new(std::sync::OnceLock::new());
         io.output = crate::backend::strip_pid_marker(io.output, OutputKind::Stderr, pid.clone());
+        // The caller gone (a client that hung up, access withdrawn): the
+        // command's tree is killed rather than left running unseen.
+        let (backend, tree, pids) = (self.clone(), container.clone(), pid.clone());
+        let on_drop = crate::backend::OnDrop::new(move || {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    if let Err(reason) = backend.kill_tree(&tree, pids.get().copied()).await {
+                        tracing::warn!(%reason, "cannot kill an abandoned command");
+                    }
+                });
+            }
+        });
         let kill = async { self.kill_tree(&container, pid.get().copied()).await };
-        crate::backend::collect_with_deadline(io, timeout, kill)
-            .await
-            .map_err(|error| match error {
-                crate::backend::CollectError::Io(error) => WorkspaceError::Docker {
-                    action: "read a command's output".into(),
-                    message: error.to_string(),
-                },
-                crate::backend::CollectError::KillFailed(reason) => WorkspaceError::KillFailed {
-                    name: workspace.name.clone(),
-                    seconds: timeout.as_secs(),
-                    reason,
-                },
-            })
+        let collected = crate::backend::collect_with_deadline(io, timeout, kill).await;
+        on_drop.disarm();
+        collected.map_err(|error| match error {
+            crate::backend::CollectError::Io(error) => WorkspaceError::Docker {
+                action: "read a command's output".into(),
+                message: error.to_string(),
+            },
+            crate::backend::CollectError::KillFailed(reason) => WorkspaceError::KillFailed {
+                name: workspace.name.clone(),
+                seconds: timeout.as_secs(),
+                reason,
+            },
+        })
     }
 
     async fn process_owners(

@@ -450,19 +450,23 @@ impl Backend for LocalBackend {
                 ..ExecRequest::default()
             },
         )?;
+        // The caller gone: the command's group is killed, not left running.
+        let on_drop = crate::backend::OnDrop::new(move || {
+            if let Err(reason) = kill_group(pid) {
+                tracing::warn!(%reason, "cannot kill an abandoned command");
+            }
+        });
         let kill = async move { kill_group(pid) };
-        crate::backend::collect_with_deadline(io, timeout, kill)
-            .await
-            .map_err(|error| match error {
-                crate::backend::CollectError::Io(error) => {
-                    WorkspaceError::io(&workspace.dir, error)
-                }
-                crate::backend::CollectError::KillFailed(reason) => WorkspaceError::KillFailed {
-                    name: workspace.name.clone(),
-                    seconds: timeout.as_secs(),
-                    reason,
-                },
-            })
+        let collected = crate::backend::collect_with_deadline(io, timeout, kill).await;
+        on_drop.disarm();
+        collected.map_err(|error| match error {
+            crate::backend::CollectError::Io(error) => WorkspaceError::io(&workspace.dir, error),
+            crate::backend::CollectError::KillFailed(reason) => WorkspaceError::KillFailed {
+                name: workspace.name.clone(),
+                seconds: timeout.as_secs(),
+                reason,
+            },
+        })
     }
 
     async fn process_owners(

@@ -992,3 +992,48 @@ async fn idle_terminals_and_idle_workspaces_are_stopped_by_themselves() {
     }
     stopper.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_caller_goes_away_is_killed_in_the_container() {
+    let data = tempfile::tempdir().unwrap();
+    let Some(manager) = manager(data.path()).await else {
+        return;
+    };
+    let name = unique_name("abandon");
+    let workspace = manager.create(request(&name)).await.unwrap();
+    let started = workspace.dir.join("started");
+    let run = manager.run(
+        &name,
+        vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "touch /workspace/started; sleep 4321".into(),
+        ],
+        Duration::from_secs(600),
+    );
+    tokio::select! {
+        _ = run => panic!("the command ended on its own"),
+        () = async {
+            while !started.exists() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        } => {}
+    }
+    // The run's future is dropped here: its caller went away.
+    let count = "n=0; for f in /proc/[0-9]*/cmdline; do \
+                 tr '\\0' ' ' < $f 2>/dev/null | grep -q '^sleep 4321' && n=$((n+1)); done; echo $n";
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (out, _, _) = sh(&manager, &name, count).await;
+        if out.trim() == "0" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the abandoned command is still running in the container ({out})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    cleanup(&manager, &name).await;
+}

@@ -161,3 +161,56 @@ fn concurrent_record_writes_never_damage_a_record() {
     assert!(store.update(&workspace).is_err());
     assert!(store.get("busy").unwrap().is_none());
 }
+
+/// Whether a process of this machine runs with `marker` in its command line.
+fn running(marker: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+        std::fs::read(entry.path().join("cmdline"))
+            .is_ok_and(|line| String::from_utf8_lossy(&line).contains(marker))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_caller_goes_away_is_killed() {
+    let data = tempfile::tempdir().unwrap();
+    let manager = manager(data.path());
+    let workspace = manager
+        .create(CreateRequest {
+            name: "abandoned".into(),
+            start: true,
+            ..CreateRequest::default()
+        })
+        .await
+        .unwrap();
+    // A marker only this test's command has, as its own argument.
+    let marker = format!("{}", 4_000_000 + std::process::id());
+    let started = workspace.dir.join("started");
+    let run = manager.run(
+        "abandoned",
+        vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "touch started; sleep \"$0\"".into(),
+            marker.clone(),
+        ],
+        Duration::from_secs(600),
+    );
+    tokio::select! {
+        _ = run => panic!("the command ended on its own"),
+        () = async {
+            while !started.exists() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        } => {}
+    }
+    // The run's future is dropped here: its caller went away.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while running(&marker) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the abandoned command is still running"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

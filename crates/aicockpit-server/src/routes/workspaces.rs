@@ -641,7 +641,21 @@ async fn exec(
         .iter()
         .map(|a| a.chars().take(200).collect())
         .collect();
-    let output = state.manager.run(&id, body.command, timeout).await?;
+    // Access withdrawn while it runs (signed out, token revoked or expired,
+    // no longer an editor): the command is stopped, as a terminal would
+    // close. A client that hangs up stops it too (the run is dropped).
+    let done = tokio_util::sync::CancellationToken::new();
+    let revoked = super::watch_access(state.clone(), &access, id.clone(), done.clone());
+    let _stop_watching = done.drop_guard();
+    let output = tokio::select! {
+        output = state.manager.run(&id, body.command, timeout) => output?,
+        () = revoked.cancelled() => {
+            return Err(ApiError::forbidden(
+                "your access to this workspace ended while the command ran \
+                 (signed out, token revoked or expired, or no longer an editor): it was stopped",
+            ))
+        }
+    };
     let mut note = target(&id);
     note.detail = Some(serde_json::json!({ "command": shown, "exit_code": output.exit_code }));
     Ok(noted(axum::Json(ExecResult::from(output)), note))
