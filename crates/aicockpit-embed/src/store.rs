@@ -567,9 +567,6 @@ impl VectorStore {
 }
 
 impl VectorStore {
-    /// The scores of the best vectors of the lists nearest `query` (a few
-    /// times `limit` of them, as several chunks can share a vector), making
-    /// or remaking the lists first when needed; `None` if there are none.
     /// The scores of the best vectors of the store (a few times `limit` of
     /// them, as several chunks can share a vector), by a scan of them all.
     fn exact_best(&self, query: &[f32], limit: usize) -> HashMap<u64, f32> {
@@ -582,6 +579,9 @@ impl VectorStore {
         )
     }
 
+    /// The scores of the best vectors of the lists nearest `query` (a few
+    /// times `limit` of them, as several chunks can share a vector), making
+    /// or remaking the lists first when needed; `None` if there are none.
     fn approximate_best(&self, query: &[f32], limit: usize) -> Option<HashMap<u64, f32>> {
         // Remade when the store has doubled, or when the lists hold twice as
         // many entries as there are vectors (those of removed chunks stay
