@@ -1296,7 +1296,6 @@ fn members_reach_only_what_is_shared_with_them() {
     );
 }
 
-/// Item 5: the files API keeps versions honest and never leaves the workspace.
 /// An exec run is a long-lived request like a terminal: when its caller's
 /// access ends (here its token is revoked), the command is stopped.
 #[test]
@@ -1384,6 +1383,7 @@ fn an_exec_run_stops_when_its_token_is_revoked() {
     }
 }
 
+/// Item 5: the files API keeps versions honest and never leaves the workspace.
 #[test]
 fn files_have_versions_and_stay_inside_the_workspace() {
     let project = new_project();

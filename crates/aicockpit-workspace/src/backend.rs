@@ -313,10 +313,6 @@ pub(crate) enum CollectError {
     KillFailed(String),
 }
 
-/// Collect an [`ExecIo`] until it ends or `timeout` passes; on timeout, run
-/// `kill` and keep what was printed before the kill. A kill that fails, or
-/// after which the output does not end within 10 s, is an error: a timeout
-/// is only reported once the command is known to be gone.
 /// Runs its action when dropped, unless disarmed first: what a future must
 /// undo if it is dropped before it finishes.
 pub(crate) struct OnDrop<F: FnOnce()>(Option<F>);
@@ -340,6 +336,10 @@ impl<F: FnOnce()> Drop for OnDrop<F> {
     }
 }
 
+/// Collect an [`ExecIo`] until it ends or `timeout` passes; on timeout, run
+/// `kill` and keep what was printed before the kill. A kill that fails, or
+/// after which the output does not end within 10 s, is an error: a timeout
+/// is only reported once the command is known to be gone.
 pub(crate) async fn collect_with_deadline<Kill>(
     io: ExecIo,
     timeout: Duration,

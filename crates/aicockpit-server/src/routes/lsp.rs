@@ -147,21 +147,23 @@ async fn bridge(
         loop {
             tokio::select! {
                 message = from_session.recv() => match message {
+                    // Every send is bounded: a client gone with its buffers
+                    // full would hold it (and its user's slot) for good.
                     Some(text) => {
-                        if sink.send(Message::Text(text.into())).await.is_err() {
+                        if !matches!(tokio::time::timeout(idle, sink.send(Message::Text(text.into()))).await, Ok(Ok(()))) {
                             break;
                         }
                     }
                     None => break,
                 },
                 _ = ping.tick() => {
-                    if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    if !matches!(tokio::time::timeout(idle, sink.send(Message::Ping(Default::default()))).await, Ok(Ok(()))) {
                         break;
                     }
                 }
             }
         }
-        let _ = sink.close().await;
+        let _ = tokio::time::timeout(idle, sink.close()).await;
     });
     loop {
         // Access withdrawn (unshared, logged out, token revoked): the session ends.
@@ -198,7 +200,10 @@ async fn bridge(
     }
     drop(to_session);
     let end = session.await.unwrap_or(SessionEnd::Closed);
-    let _ = writer.await;
+    let mut writer = writer;
+    if tokio::time::timeout(idle, &mut writer).await.is_err() {
+        writer.abort();
+    }
     end
 }
 
@@ -443,7 +448,14 @@ async fn chat(
     // Access withdrawn meanwhile (signed out, token revoked or expired,
     // unshared): the answer stops there, as a WebSocket would close.
     let done = tokio_util::sync::CancellationToken::new();
-    let revoked = super::watch_access(state.clone(), &access, id.clone(), done.clone());
+    // Chat needs only a viewer's role: an editor made a viewer goes on.
+    let viewing = Access {
+        principal: access.principal.clone(),
+        workspace_role: access
+            .workspace_role
+            .map(|role| role.min(WorkspaceRole::Viewer)),
+    };
+    let revoked = super::watch_access(state.clone(), &viewing, id.clone(), done.clone());
     // The stream holds the task (aborted when it goes), the access watch
     // (stopped when it goes) and the user's slot.
     let guard = (AbortOnDrop(task), done.drop_guard(), slot);

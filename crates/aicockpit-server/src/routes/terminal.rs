@@ -270,7 +270,9 @@ async fn bridge(
         tokio::select! {
             output = client.next() => match output {
                 Some(bytes) => {
-                    if socket.send(Message::Binary(bytes)).await.is_err() {
+                    // A client that takes nothing (gone, its buffers full)
+                    // would hold the send, and this loop, for good.
+                    if !matches!(tokio::time::timeout(idle, socket.send(Message::Binary(bytes))).await, Ok(Ok(()))) {
                         return;
                     }
                 }
@@ -287,6 +289,9 @@ async fn bridge(
                         if let Err(error) = session.write(&bytes).await {
                             tracing::debug!(%error, "terminal input failed");
                         }
+                        // Time spent waiting for the shell to take input is
+                        // not the client's silence.
+                        last_heard = tokio::time::Instant::now();
                     } else if !told_read_only {
                         told_read_only = true;
                         let _ = send_json(&mut socket, serde_json::json!({
@@ -314,7 +319,7 @@ async fn bridge(
                     tracing::debug!("terminal client silent for {idle:?}: closed");
                     return;
                 }
-                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                if !matches!(tokio::time::timeout(idle, socket.send(Message::Ping(Default::default()))).await, Ok(Ok(()))) {
                     return;
                 }
             }

@@ -650,10 +650,13 @@ async fn exec(
     let output = tokio::select! {
         output = state.manager.run(&id, body.command, timeout) => output?,
         () = revoked.cancelled() => {
-            return Err(ApiError::forbidden(
+            let mut note = target(&id);
+            note.detail = Some(serde_json::json!({ "command": shown, "stopped": "access withdrawn" }));
+            let refused = ApiError::forbidden(
                 "your access to this workspace ended while the command ran \
                  (signed out, token revoked or expired, or no longer an editor): it was stopped",
-            ))
+            );
+            return Ok(noted(refused.into_response(), note));
         }
     };
     let mut note = target(&id);
