@@ -57,14 +57,7 @@ fn binary_frames_are_read_as_utf8_text_or_answered_with_a_parse_error() {
     let server = TestServer::start(None);
     let mia = server.user("mia", "mia-password-1", SiteRole::Member);
     let token = server.token(&mia);
-    server
-        .api(
-            &token,
-            "POST",
-            "/api/v1/workspaces",
-            Some(&json!({ "name": "shop", "start": false })),
-        )
-        .expect(201);
+    server.create_workspace(&token, "shop", false).expect(201);
     let (status, body, stream) = upgrade(&server, &token, "/api/v1/workspaces/shop/lsp");
     assert_eq!(status, 101, "{body}");
     let mut stream = stream.unwrap();

@@ -13,12 +13,7 @@ use serde_json::json;
 use support::{upgrade, TestServer, DEADLINE};
 
 fn create(server: &TestServer, token: &str, name: &str) -> support::Reply {
-    server.api(
-        token,
-        "POST",
-        "/api/v1/workspaces",
-        Some(&json!({ "name": name, "start": false })),
-    )
+    server.create_workspace(token, name, false)
 }
 
 #[test]
@@ -94,14 +89,7 @@ fn a_user_has_at_most_max_terminals_per_user_shells_even_with_no_window_open() {
     });
     let root = server.user("root", "root-password-1", SiteRole::Admin);
     let token = server.token(&root);
-    server
-        .api(
-            &token,
-            "POST",
-            "/api/v1/workspaces",
-            Some(&json!({ "name": "shop" })),
-        )
-        .expect(201);
+    server.create_workspace(&token, "shop", true).expect(201);
     let terminal = "/api/v1/workspaces/shop/terminal";
     let (status, body, first) = upgrade(&server, &token, terminal);
     assert_eq!(status, 101, "{body}");
@@ -223,14 +211,7 @@ fn a_client_that_answers_no_ping_is_dropped_and_gives_its_place_back() {
     });
     let root = server.user("root", "root-password-1", SiteRole::Admin);
     let token = server.token(&root);
-    server
-        .api(
-            &token,
-            "POST",
-            "/api/v1/workspaces",
-            Some(&json!({ "name": "shop" })),
-        )
-        .expect(201);
+    server.create_workspace(&token, "shop", true).expect(201);
     // A raw socket answers no ping: a client that went away without a word.
     for target in [
         "/api/v1/workspaces/shop/lsp",

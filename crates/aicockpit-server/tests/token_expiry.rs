@@ -153,14 +153,7 @@ fn a_connection_opened_with_a_token_ends_when_the_token_expires() {
     let server = TestServer::start(None);
     let mia = server.user("mia", "mia-password-1", SiteRole::Member);
     let token = server.token(&mia);
-    server
-        .api(
-            &token,
-            "POST",
-            "/api/v1/workspaces",
-            Some(&json!({ "name": "shop", "start": false })),
-        )
-        .expect(201);
+    server.create_workspace(&token, "shop", false).expect(201);
     let made = server
         .api(
             &token,
@@ -233,14 +226,7 @@ fn a_chat_answer_stops_when_its_token_expires() {
     .unwrap();
     let mia = server.user("mia", "mia-password-1", SiteRole::Member);
     let token = server.token(&mia);
-    server
-        .api(
-            &token,
-            "POST",
-            "/api/v1/workspaces",
-            Some(&json!({ "name": "shop", "start": false })),
-        )
-        .expect(201);
+    server.create_workspace(&token, "shop", false).expect(201);
     let made = server
         .api(
             &token,

@@ -178,6 +178,16 @@ impl TestServer {
         http(self.address, method, target, headers, body)
     }
 
+    /// `POST /api/v1/workspaces` as `token`'s user, started or not.
+    pub fn create_workspace(&self, token: &str, name: &str, start: bool) -> Reply {
+        self.api(
+            token,
+            "POST",
+            "/api/v1/workspaces",
+            Some(&serde_json::json!({ "name": name, "start": start })),
+        )
+    }
+
     /// A call with an API token.
     pub fn api(&self, token: &str, method: &str, target: &str, body: Option<&Value>) -> Reply {
         let auth = format!("Bearer {token}");
