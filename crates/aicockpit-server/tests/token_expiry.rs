@@ -148,21 +148,27 @@ fn a_token_made_with_a_token_expires_no_later_than_its_maker() {
     assert!((long["expires_at"].as_i64().unwrap() - (db::now() + 3650 * DAY)).abs() < 60);
 }
 
-#[test]
-fn a_connection_opened_with_a_token_ends_when_the_token_expires() {
-    let server = TestServer::start(None);
+/// A member owning the workspace `shop`, and a second token of hers named
+/// `name` (the answer to making it: `id`, `token`, `expires_at`).
+fn owner_with_a_second_token(server: &TestServer, name: &str) -> serde_json::Value {
     let mia = server.user("mia", "mia-password-1", SiteRole::Member);
     let token = server.token(&mia);
     server.create_workspace(&token, "shop", false).expect(201);
-    let made = server
+    server
         .api(
             &token,
             "POST",
             "/api/v1/tokens",
-            Some(&json!({ "name": "editor" })),
+            Some(&json!({ "name": name })),
         )
         .expect(201)
-        .json();
+        .json()
+}
+
+#[test]
+fn a_connection_opened_with_a_token_ends_when_the_token_expires() {
+    let server = TestServer::start(None);
+    let made = owner_with_a_second_token(&server, "editor");
     let editor_token = made["token"].as_str().unwrap();
     let (status, body, stream) = upgrade(&server, editor_token, "/api/v1/workspaces/shop/lsp");
     assert_eq!(status, 101, "{body}");
@@ -224,18 +230,7 @@ fn a_chat_answer_stops_when_its_token_expires() {
         ),
     )
     .unwrap();
-    let mia = server.user("mia", "mia-password-1", SiteRole::Member);
-    let token = server.token(&mia);
-    server.create_workspace(&token, "shop", false).expect(201);
-    let made = server
-        .api(
-            &token,
-            "POST",
-            "/api/v1/tokens",
-            Some(&json!({ "name": "chat" })),
-        )
-        .expect(201)
-        .json();
+    let made = owner_with_a_second_token(&server, "chat");
     let chat_token = made["token"].as_str().unwrap().to_string();
     let id = made["id"].as_str().unwrap().to_string();
     std::thread::scope(|scope| {

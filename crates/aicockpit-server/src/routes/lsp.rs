@@ -25,6 +25,7 @@ use axum::Extension;
 use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 
+use super::terminal::sent_within;
 use super::{noted, schema, AuditNote, Body, Route};
 use crate::authz::{Access, Need};
 use crate::db::WorkspaceRole;
@@ -147,23 +148,21 @@ async fn bridge(
         loop {
             tokio::select! {
                 message = from_session.recv() => match message {
-                    // Every send is bounded: a client gone with its buffers
-                    // full would hold it (and its user's slot) for good.
                     Some(text) => {
-                        if !matches!(tokio::time::timeout(idle, sink.send(Message::Text(text.into()))).await, Ok(Ok(()))) {
+                        if !sent_within(idle, sink.send(Message::Text(text.into()))).await {
                             break;
                         }
                     }
                     None => break,
                 },
                 _ = ping.tick() => {
-                    if !matches!(tokio::time::timeout(idle, sink.send(Message::Ping(Default::default()))).await, Ok(Ok(()))) {
+                    if !sent_within(idle, sink.send(Message::Ping(Default::default()))).await {
                         break;
                     }
                 }
             }
         }
-        let _ = tokio::time::timeout(idle, sink.close()).await;
+        sent_within(idle, sink.close()).await;
     });
     loop {
         // Access withdrawn (unshared, logged out, token revoked): the session ends.

@@ -33,6 +33,16 @@ use crate::state::AppState;
 pub fn ping_interval(idle: Duration) -> Duration {
     (idle / 3).max(Duration::from_millis(10))
 }
+/// Whether `send` finished, and well, within `idle`: a client gone with its
+/// buffers full would otherwise hold the send (and its connection slot)
+/// until the kernel gave up on it.
+pub async fn sent_within<E>(
+    idle: Duration,
+    send: impl std::future::Future<Output = Result<(), E>>,
+) -> bool {
+    matches!(tokio::time::timeout(idle, send).await, Ok(Ok(())))
+}
+
 /// The largest frame a client may send.
 const MAX_FRAME_BYTES: usize = 1 << 20;
 
@@ -270,9 +280,7 @@ async fn bridge(
         tokio::select! {
             output = client.next() => match output {
                 Some(bytes) => {
-                    // A client that takes nothing (gone, its buffers full)
-                    // would hold the send, and this loop, for good.
-                    if !matches!(tokio::time::timeout(idle, socket.send(Message::Binary(bytes))).await, Ok(Ok(()))) {
+                    if !sent_within(idle, socket.send(Message::Binary(bytes))).await {
                         return;
                     }
                 }
@@ -319,7 +327,7 @@ async fn bridge(
                     tracing::debug!("terminal client silent for {idle:?}: closed");
                     return;
                 }
-                if !matches!(tokio::time::timeout(idle, socket.send(Message::Ping(Default::default()))).await, Ok(Ok(()))) {
+                if !sent_within(idle, socket.send(Message::Ping(Default::default()))).await {
                     return;
                 }
             }
