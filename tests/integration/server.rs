@@ -1383,6 +1383,92 @@ fn an_exec_run_stops_when_its_token_is_revoked() {
     }
 }
 
+/// A client that hangs up on a running `exec` stops the command, and the
+/// call is still in the audit log, with the command and `client_closed`.
+#[test]
+fn an_exec_whose_client_hangs_up_is_stopped_and_audited() {
+    use std::io::Read;
+    let project = new_project();
+    if !docker_ready(&project) {
+        return;
+    }
+    let cleanup = Cleanup::new(&project);
+    let server = Server::start(&project, "warn");
+    create_user(&project, "alice", "member", "alice-password-1");
+    let alice = token_for(&project, Some("alice"));
+    let admin = token_for(&project, None);
+    let name = unique("srv-exec-hangup");
+    create_workspace(&server, &cleanup, &alice, &name);
+    let body = json!({"command": ["sleep", "317"], "timeout_secs": 600}).to_string();
+    let mut client = TcpStream::connect(server.address).unwrap();
+    write!(
+        client,
+        "POST /api/v1/workspaces/{name}/exec HTTP/1.1\r\nHost: {}\r\n\
+         Authorization: Bearer {alice}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        server.address,
+        body.len()
+    )
+    .unwrap();
+    let running = |server: &Server| {
+        exec(
+            server,
+            &alice,
+            &name,
+            "ps | grep -v grep | grep -q 'sleep 317'",
+        )
+        .json()["exit_code"]
+            == json!(0)
+    };
+    let deadline = Instant::now() + DEADLINE;
+    while !running(&server) {
+        assert!(Instant::now() < deadline, "the long command did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Nothing was answered yet: the command runs for minutes.
+    client
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut first = [0u8; 1];
+    assert!(
+        client.read(&mut first).is_err(),
+        "the exec answered before its command ended"
+    );
+    drop(client);
+    let deadline = Instant::now() + DEADLINE;
+    while running(&server) {
+        assert!(
+            Instant::now() < deadline,
+            "the command outlived the client that ran it"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let records = server
+            .api(&admin, "GET", "/api/v1/audit?limit=10000", None)
+            .expect(200)
+            .json();
+        let record = records.as_array().unwrap().iter().find(|r| {
+            r["action"] == "workspace.exec"
+                && r["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains(r#"["sleep","317"]"#))
+        });
+        if let Some(record) = record {
+            assert_eq!(record["result"], "client_closed", "{record}");
+            assert_eq!(record["user"], "alice", "{record}");
+            assert_eq!(record["target"], format!("workspace:{name}"), "{record}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no audit record of the abandoned exec: {records}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Item 5: the files API keeps versions honest and never leaves the workspace.
 #[test]
 fn files_have_versions_and_stay_inside_the_workspace() {

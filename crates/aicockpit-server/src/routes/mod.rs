@@ -21,6 +21,7 @@ pub mod web;
 pub mod workspaces;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, MatchedPath, RawPathParams, Request, State};
@@ -107,6 +108,69 @@ pub fn noted(response: impl IntoResponse, note: AuditNote) -> Response {
     let mut response = response.into_response();
     response.extensions_mut().insert(note);
     response
+}
+
+/// The audit note of a call still running, in the request's extensions: a
+/// handler that may run long (an `exec`) sets it before it starts, so the
+/// record names what ran even when the client hangs up before the answer.
+#[derive(Clone, Debug, Default)]
+pub struct AuditDraft(Arc<std::sync::Mutex<Option<AuditNote>>>);
+
+impl AuditDraft {
+    pub fn set(&self, note: AuditNote) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(note);
+    }
+
+    fn take(&self) -> Option<AuditNote> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// The record of an audited call whose client hung up before the answer
+/// (the handler's future was dropped): written when dropped unless
+/// [`Unanswered::answered`] was called, with `result` `"client_closed"`.
+struct Unanswered {
+    state: AppState,
+    draft: AuditDraft,
+    /// Everything but the note and the result; `None` once answered.
+    record: Option<(AuditRecord, &'static str)>,
+}
+
+impl Unanswered {
+    fn answered(mut self) {
+        self.record = None;
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        let Some((mut record, action)) = self.record.take() else {
+            return;
+        };
+        let note = self.draft.take().unwrap_or_default();
+        record.action = note.action.unwrap_or(action).to_string();
+        if let Some(target) = note.target {
+            record.target = Some(bounded(target, 512));
+        }
+        record.detail = note.detail.map(|d| bounded(d.to_string(), 4096));
+        record.result = "client_closed".to_string();
+        let db = self.state.db.clone();
+        // Dropped by the server's runtime (the connection's task); without
+        // one (the process is ending) the record cannot be written.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if let Err(error) = db.call(move |c| db::append_audit(c, &record)).await {
+                        tracing::error!(%error, "cannot append to the audit log");
+                    }
+                });
+            }
+            Err(_) => tracing::error!(
+                action = record.action,
+                "a call's client hung up while the server stopped: not audited"
+            ),
+        }
+    }
 }
 
 /// The request's id, also returned in `x-request-id`.
@@ -256,15 +320,38 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_string());
     let route_label = matched.clone().unwrap_or_else(|| "unmatched".to_string());
+    let mut handler_draft = None;
     let (mut response, audit_action, access) =
         match decide(&state, &mut request, &method, matched.as_deref(), peer).await {
             Ok((audit_action, access)) => {
+                let draft = AuditDraft::default();
+                handler_draft = Some(draft.clone());
                 request
                     .extensions_mut()
                     .insert(RequestId(request_id.clone()));
                 request.extensions_mut().insert(Peer(peer));
                 request.extensions_mut().insert(access.clone());
-                (next.run(request).await, audit_action, Some(access))
+                request.extensions_mut().insert(draft.clone());
+                let unanswered = Unanswered {
+                    state: state.clone(),
+                    draft,
+                    record: audit_action.map(|action| {
+                        let record = AuditRecord {
+                            user: access
+                                .principal
+                                .as_ref()
+                                .map(|p| bounded(p.user.name.clone(), 128)),
+                            address: peer.map(|p| p.ip().to_string()),
+                            target: Some(bounded(route_label.clone(), 512)),
+                            request_id: Some(request_id.clone()),
+                            ..AuditRecord::default()
+                        };
+                        (record, action)
+                    }),
+                };
+                let response = next.run(request).await;
+                unanswered.answered();
+                (response, audit_action, Some(access))
             }
             Err((refusal, audit_action)) => (refusal, audit_action, None),
         };
@@ -310,6 +397,7 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
             .extensions()
             .get::<AuditNote>()
             .cloned()
+            .or_else(|| handler_draft.and_then(|d| d.take()))
             .unwrap_or_default();
         let user = access
             .as_ref()

@@ -616,6 +616,7 @@ async fn stats(
 async fn exec(
     State(state): State<AppState>,
     Extension(access): Extension<Access>,
+    Extension(draft): Extension<super::AuditDraft>,
     Path(id): Path<String>,
     Json(body): Json<ExecBody>,
 ) -> Result<Response, ApiError> {
@@ -641,6 +642,10 @@ async fn exec(
         .iter()
         .map(|a| a.chars().take(200).collect())
         .collect();
+    // Recorded with the command if the client hangs up before the answer.
+    let mut running = target(&id);
+    running.detail = Some(serde_json::json!({ "command": shown }));
+    draft.set(running);
     // Access withdrawn while it runs (signed out, token revoked or expired,
     // no longer an editor): the command is stopped, as a terminal would
     // close. A client that hangs up stops it too (the run is dropped).
