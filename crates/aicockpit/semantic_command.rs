@@ -164,8 +164,11 @@ pub fn prepare(
         }
     };
     let mut store = VectorStore::open(index.dir(), embedder.id(), embedder.dimension());
+    // One search and out: building the inverted lists (seconds) would cost
+    // more than the exact scan they save (tens of milliseconds), so the
+    // CLI always scans exactly; the language server and `serve` keep lists.
     store.set_approximate(aicockpit_embed::store::Approximate {
-        above: config.search.approximate_above,
+        above: usize::MAX,
         probe: config.search.approximate_probe,
     });
     let has_vectors = store.has_vectors();

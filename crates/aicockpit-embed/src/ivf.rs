@@ -4,11 +4,14 @@
 //! `probe` nearest centroids. Its recall against the exact scan is a
 //! benchmark figure (`cargo bench -p aicockpit-embed --bench ivf_recall`).
 //!
-//! Built on first use from the store's vectors; a vector added later joins
-//! its nearest list; a vector dropped from the store is skipped when met;
-//! the store rebuilds the lists once it has doubled since they were made.
+//! Built on its own thread from a snapshot of the store's vectors, started
+//! by the first search that wants lists (the store answers by the exact scan
+//! until they are ready); a vector added later joins its nearest list; a
+//! vector dropped from the store is skipped when met; the store rebuilds the
+//! lists, again in the background, once it has doubled since they were made.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
 
@@ -30,20 +33,25 @@ pub(crate) struct Ivf {
 }
 
 impl Ivf {
-    /// Learn about √n centroids from (a sample of) `vectors` and file every
-    /// vector under its nearest. `vectors` yields each hash and its vector
-    /// (dequantized); the order decides nothing but the sample.
-    pub(crate) fn build(dimension: usize, vectors: &HashMap<u64, Vec<f32>>) -> Ivf {
-        let n = vectors.len();
+    /// Learn about √n centroids from (a sample of) the vectors of `keys`
+    /// and file every vector under its nearest. `vector` gives a key's
+    /// vector (dequantized); the order of `keys` decides nothing. `None`
+    /// when `cancelled` was set during the build.
+    pub(crate) fn build(
+        dimension: usize,
+        mut keys: Vec<u64>,
+        vector: &(dyn Fn(u64) -> Vec<f32> + Sync),
+        cancelled: &AtomicBool,
+    ) -> Option<Ivf> {
+        let n = keys.len();
         let dimension = dimension.max(1);
         let count = ((n as f64).sqrt() as usize).clamp(1, 4096);
         // A deterministic sample: the vectors with the smallest hashes mixed.
-        let mut keys: Vec<u64> = vectors.keys().copied().collect();
         keys.sort_unstable_by_key(|k| k.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let sample: Vec<&[f32]> = keys
+        let sample: Vec<Vec<f32>> = keys
             .iter()
             .take(SAMPLE.max(count))
-            .map(|k| vectors[k].as_slice())
+            .map(|k| vector(*k))
             .collect();
         let mut centroids: Vec<f32> = sample
             .iter()
@@ -51,8 +59,11 @@ impl Ivf {
             .take(count)
             .flat_map(|v| v.iter().copied())
             .collect();
-        let count = centroids.len() / dimension.max(1);
+        let count = centroids.len() / dimension;
         for _ in 0..ROUNDS {
+            if cancelled.load(Ordering::Relaxed) {
+                return None;
+            }
             let mut sums = vec![0f32; count * dimension];
             let mut members = vec![0usize; count];
             let assigned: Vec<usize> = sample
@@ -63,7 +74,7 @@ impl Ivf {
                 members[nearest] += 1;
                 for (sum, value) in sums[nearest * dimension..(nearest + 1) * dimension]
                     .iter_mut()
-                    .zip(*vector)
+                    .zip(vector)
                 {
                     *sum += value;
                 }
@@ -77,6 +88,10 @@ impl Ivf {
                 normalize(centroid);
             }
         }
+        drop(sample);
+        if cancelled.load(Ordering::Relaxed) {
+            return None;
+        }
         let mut ivf = Ivf {
             dimension,
             centroids,
@@ -85,12 +100,17 @@ impl Ivf {
         };
         let assigned: Vec<usize> = keys
             .par_iter()
-            .map(|key| nearest(&ivf.centroids, dimension, &vectors[key]))
+            .map(|key| nearest(&ivf.centroids, dimension, &vector(*key)))
             .collect();
         for (key, list) in keys.into_iter().zip(assigned) {
             ivf.lists[list].push(key);
         }
-        ivf
+        Some(ivf)
+    }
+
+    /// Every hash filed in some list.
+    pub(crate) fn filed_keys(&self) -> HashSet<u64> {
+        self.lists.iter().flatten().copied().collect()
     }
 
     /// File one vector under its nearest centroid.
@@ -145,7 +165,20 @@ fn normalize(vector: &mut [f32]) {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
+
+    fn build(dimension: usize, vectors: &HashMap<u64, Vec<f32>>) -> Ivf {
+        let keys = vectors.keys().copied().collect();
+        Ivf::build(
+            dimension,
+            keys,
+            &|k| vectors[&k].clone(),
+            &AtomicBool::new(false),
+        )
+        .unwrap()
+    }
 
     /// Unit vectors around a few directions, from a fixed generator.
     fn clustered(n: usize, dimension: usize) -> HashMap<u64, Vec<f32>> {
@@ -172,7 +205,7 @@ mod tests {
     #[test]
     fn every_vector_is_found_by_a_query_equal_to_it_probing_one_list() {
         let vectors = clustered(3000, 32);
-        let ivf = Ivf::build(32, &vectors);
+        let ivf = build(32, &vectors);
         assert!(ivf.list_count() > 10, "{} lists", ivf.list_count());
         let filed: usize = ivf.lists.iter().map(Vec::len).sum();
         assert_eq!(filed, vectors.len(), "every vector is in one list");
@@ -187,11 +220,19 @@ mod tests {
     #[test]
     fn probing_every_list_is_the_exact_scan() {
         let vectors = clustered(500, 16);
-        let ivf = Ivf::build(16, &vectors);
+        let ivf = build(16, &vectors);
         let mut all: Vec<u64> = ivf.candidates(&vectors[&1], usize::MAX).collect();
         all.sort_unstable();
         let mut expected: Vec<u64> = vectors.keys().copied().collect();
         expected.sort_unstable();
         assert_eq!(all, expected);
+    }
+
+    #[test]
+    fn a_cancelled_build_gives_nothing() {
+        let vectors = clustered(200, 8);
+        let keys = vectors.keys().copied().collect();
+        let cancelled = AtomicBool::new(true);
+        assert!(Ivf::build(8, keys, &|k| vectors[&k].clone(), &cancelled).is_none());
     }
 }

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::RwLock;
+use std::sync::{mpsc, Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use aicockpit_index::ProjectIndex;
@@ -99,9 +99,24 @@ pub struct VectorStore {
     /// Changed since the last save.
     dirty: AtomicBool,
     approximate: Approximate,
-    /// The inverted lists, once a search over more than
-    /// `approximate.above` vectors made them.
+    /// The inverted lists, once built for a search over more than
+    /// `approximate.above` vectors.
     ivf: RwLock<Option<Ivf>>,
+    /// New lists being built on their own thread.
+    building: Mutex<Option<Building>>,
+}
+
+/// A build of inverted lists under way on its own thread, from a snapshot
+/// of the vectors; cancelled when dropped (with its store).
+struct Building {
+    done: mpsc::Receiver<Option<Ivf>>,
+    cancelled: Arc<AtomicBool>,
+}
+
+impl Drop for Building {
+    fn drop(&mut self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
 }
 
 /// When search turns approximate, and how much of the store it then reads.
@@ -212,6 +227,7 @@ impl VectorStore {
             dirty: AtomicBool::new(false),
             approximate: Approximate::default(),
             ivf: RwLock::new(None),
+            building: Mutex::new(None),
         };
         match std::fs::File::open(&path) {
             Ok(file) => match read_store(std::io::BufReader::new(file), embedder_id, dimension) {
@@ -515,7 +531,11 @@ impl VectorStore {
         let best = if !scopes.is_empty() {
             None
         } else if self.vectors.len() > self.approximate.above {
-            self.approximate_best(query, limit)
+            // Until the lists are ready, by the exact scan.
+            Some(
+                self.approximate_best(query, limit)
+                    .unwrap_or_else(|| self.exact_best(query, limit)),
+            )
         } else {
             Some(self.exact_best(query, limit))
         };
@@ -580,35 +600,25 @@ impl VectorStore {
     }
 
     /// The scores of the best vectors of the lists nearest `query` (a few
-    /// times `limit` of them, as several chunks can share a vector), making
-    /// or remaking the lists first when needed; `None` if there are none.
+    /// times `limit` of them, as several chunks can share a vector); `None`
+    /// while there are no lists yet. Lists missing or stale start a build
+    /// in the background: a search never waits for one.
     fn approximate_best(&self, query: &[f32], limit: usize) -> Option<HashMap<u64, f32>> {
+        self.install_built_lists();
         // Remade when the store has doubled, or when the lists hold twice as
         // many entries as there are vectors (those of removed chunks stay
-        // filed until then, skipped when met).
-        let stale = |ivf: &Option<Ivf>| {
-            ivf.as_ref().is_none_or(|ivf| {
+        // filed until then, skipped when met). No lock is held while the
+        // build is started: installing one takes `building`, then `ivf`.
+        let stale = self
+            .ivf
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_none_or(|ivf| {
                 self.vectors.len() > 2 * ivf.built_from || ivf.filed() > 2 * self.vectors.len()
-            })
-        };
-        if stale(&self.ivf.read().unwrap_or_else(|p| p.into_inner())) {
-            let mut slot = self.ivf.write().unwrap_or_else(|p| p.into_inner());
-            if stale(&slot) {
-                let started = Instant::now();
-                let vectors: HashMap<u64, Vec<f32>> = self
-                    .vectors
-                    .iter()
-                    .map(|(hash, v)| (*hash, dequantize(v)))
-                    .collect();
-                let ivf = Ivf::build(self.dimension, &vectors);
-                tracing::info!(
-                    vectors = vectors.len(),
-                    lists = ivf.list_count(),
-                    ms = started.elapsed().as_millis() as u64,
-                    "built the inverted lists of the vector store"
-                );
-                *slot = Some(ivf);
-            }
+            });
+        if stale {
+            self.start_building();
         }
         let slot = self.ivf.read().unwrap_or_else(|p| p.into_inner());
         let ivf = slot.as_ref()?;
@@ -617,6 +627,99 @@ impl VectorStore {
             .filter_map(|hash| Some((dot(query, self.vectors.get(&hash)?), hash)))
             .collect();
         Some(best_of(scored, limit))
+    }
+
+    /// Start building new lists on a thread of their own, from a snapshot
+    /// of the vectors, unless a build is under way.
+    fn start_building(&self) {
+        let mut building = self.building.lock().unwrap_or_else(|p| p.into_inner());
+        if building.is_some() {
+            return;
+        }
+        let vectors = self.vectors.clone();
+        let dimension = self.dimension;
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let (done, receiver) = mpsc::sync_channel(1);
+        let stop = cancelled.clone();
+        let spawned = std::thread::Builder::new()
+            .name("vector-lists".to_string())
+            .spawn(move || {
+                let started = Instant::now();
+                let keys = vectors.keys().copied().collect();
+                let ivf = Ivf::build(dimension, keys, &|k| dequantize(&vectors[&k]), &stop);
+                if let Some(ivf) = &ivf {
+                    tracing::info!(
+                        vectors = vectors.len(),
+                        lists = ivf.list_count(),
+                        ms = started.elapsed().as_millis() as u64,
+                        "built the inverted lists of the vector store"
+                    );
+                }
+                let _ = done.send(ivf);
+            });
+        match spawned {
+            Ok(_) => {
+                *building = Some(Building {
+                    done: receiver,
+                    cancelled,
+                })
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot start building the vector lists; searches stay exact");
+            }
+        }
+    }
+
+    /// Take the lists of a finished build, filing the vectors added since
+    /// its snapshot (those removed since are skipped when met).
+    fn install_built_lists(&self) {
+        let mut building = self.building.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(under_way) = building.as_ref() else {
+            return;
+        };
+        let built = match under_way.done.try_recv() {
+            Err(mpsc::TryRecvError::Empty) => return,
+            Ok(built) => built,
+            Err(mpsc::TryRecvError::Disconnected) => {
+                tracing::error!("building the vector lists failed; the next search tries again");
+                None
+            }
+        };
+        *building = None;
+        let Some(mut ivf) = built else {
+            return;
+        };
+        let filed = ivf.filed_keys();
+        for (hash, vector) in &self.vectors {
+            if !filed.contains(hash) {
+                ivf.add(*hash, &dequantize(vector));
+            }
+        }
+        *self.ivf.write().unwrap_or_else(|p| p.into_inner()) = Some(ivf);
+    }
+
+    /// Whether approximate searches use inverted lists now: a finished
+    /// build is taken first. False while the first build is under way.
+    pub fn lists_ready(&self) -> bool {
+        self.install_built_lists();
+        self.ivf.read().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+
+    /// Build the inverted lists now, on this thread, replacing any (for
+    /// benchmarks, which time the build). Returns their number.
+    pub fn build_lists(&self) -> usize {
+        let keys = self.vectors.keys().copied().collect();
+        let Some(ivf) = Ivf::build(
+            self.dimension,
+            keys,
+            &|k| dequantize(&self.vectors[&k]),
+            &AtomicBool::new(false),
+        ) else {
+            return 0;
+        };
+        let lists = ivf.list_count();
+        *self.ivf.write().unwrap_or_else(|p| p.into_inner()) = Some(ivf);
+        lists
     }
 }
 
@@ -836,5 +939,90 @@ mod tests {
             (exact - approximate).abs() < 0.01,
             "{exact} vs {approximate}"
         );
+    }
+
+    /// Unit vectors from a fixed generator.
+    fn random_unit(seed: u64, dimension: usize) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        crate::normalized(
+            (0..dimension)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn lists_are_built_in_the_background_and_file_what_came_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = VectorStore::open(dir.path(), "test:16", 16);
+        for hash in 0..2000 {
+            store.insert(hash, &random_unit(hash, 16));
+        }
+        store.set_approximate(Approximate {
+            above: 10,
+            probe: 1,
+        });
+        let query = random_unit(7, 16);
+        // The first search starts the build and does not wait for it.
+        assert!(store.approximate_best(&query, 5).is_none());
+        assert!(store
+            .building
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_some_and(|b| !b.cancelled.load(Ordering::Relaxed)));
+        // Vectors that come while it runs are not in its snapshot.
+        for hash in 2000..2010 {
+            store.insert(hash, &random_unit(hash, 16));
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !store.lists_ready() {
+            assert!(Instant::now() < deadline, "the lists were never built");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(store.building.lock().unwrap().is_none());
+        let filed = store.ivf.read().unwrap().as_ref().unwrap().filed_keys();
+        assert_eq!(filed.len(), 2010, "every vector is in a list");
+        for hash in 2000..2010 {
+            let best = store
+                .approximate_best(&random_unit(hash, 16), 1)
+                .expect("lists");
+            let score = best.get(&hash).copied();
+            assert!(
+                score.is_some_and(|s| (s - 1.0).abs() < 0.02),
+                "{hash}: {score:?}"
+            );
+        }
+        // Fresh lists start no new build.
+        assert!(store.building.lock().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_dropped_store_cancels_its_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = VectorStore::open(dir.path(), "test:16", 16);
+        for hash in 0..500 {
+            store.insert(hash, &random_unit(hash, 16));
+        }
+        store.set_approximate(Approximate {
+            above: 10,
+            probe: 1,
+        });
+        assert!(store.approximate_best(&random_unit(1, 16), 5).is_none());
+        let cancelled = store
+            .building
+            .lock()
+            .unwrap()
+            .as_ref()
+            .unwrap()
+            .cancelled
+            .clone();
+        drop(store);
+        assert!(cancelled.load(Ordering::Relaxed));
     }
 }

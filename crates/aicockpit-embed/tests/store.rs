@@ -247,11 +247,22 @@ fn above_its_threshold_search_reads_the_nearest_lists_and_still_finds_the_best()
         .step_by(20)
         .map(|t| store.search(&embedder.embed(&[t]).unwrap()[0], 5, &[])[0].clone())
         .collect();
-    // Approximate from 10 vectors on, one list of about 14 probed.
+    // Approximate from 10 vectors on, one list of about 14 probed. The
+    // first search starts building the lists and answers exactly meanwhile.
     store.set_approximate(Approximate {
         above: 10,
         probe: 1,
     });
+    let query = &embedder.embed(&[&texts[0]]).unwrap()[0];
+    assert_eq!(store.search(query, 5, &[])[0], exact[0]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !store.lists_ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lists were never built"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     for (text, exact) in texts.iter().step_by(20).zip(&exact) {
         let query = &embedder.embed(&[text]).unwrap()[0];
         let approximate = store.search(query, 5, &[]);
