@@ -29,6 +29,11 @@ use crate::model::{BackendKind, ExecRequest, RunOutput, Stats, Workspace, Worksp
 /// Where in the container the workspace folder is mounted.
 pub const MOUNT_POINT: &str = "/workspace";
 
+/// The environment variable holding a run's random tag: what the run starts
+/// inherits it, so a process that left the run's tree is still found (a
+/// process that clears its environment is not).
+const RUN_TAG: &str = "AICOCKPIT_RUN";
+
 /// Settings of the Docker backend beyond each workspace's own limits.
 #[derive(Clone, Debug)]
 pub struct DockerOptions {
@@ -110,18 +115,33 @@ impl DockerBackend {
     /// Kill a command started by [`DockerBackend::run`] or `exec`, and its
     /// descendants, from inside the container (the engine has no "kill
     /// exec" call), then check it is gone. Needs no writable folder: the pid
-    /// came from the command's own first line of output.
-    async fn kill_tree(&self, container: &str, pid: Option<u32>) -> Result<(), String> {
-        let Some(pid) = pid else {
+    /// came from the command's own first line of output. With a `tag` (a
+    /// run's [`RUN_TAG`] value), every process whose environment still
+    /// holds it is killed as well: those that left the tree (`setsid … &`),
+    /// and the run itself when its pid never arrived.
+    async fn kill_tree(
+        &self,
+        container: &str,
+        pid: Option<u32>,
+        tag: Option<&str>,
+    ) -> Result<(), String> {
+        if pid.is_none() && tag.is_none() {
             return Err(
                 "its process id never arrived, so it could not be found to kill".to_string(),
             );
-        };
-        const SCRIPT: &str = "p=$1; \
+        }
+        // `$1` the pid or empty, `$2` the tag or empty. `tagged` lists the
+        // live (not zombie) processes whose environment holds the tag.
+        const SCRIPT: &str = "p=$1; t=$2; \
              k(){ kill -STOP $1 2>/dev/null; for c in $(cat /proc/$1/task/*/children 2>/dev/null); do k $c; done; kill -KILL $1 2>/dev/null; }; \
-             k $p; i=0; \
-             while [ -e /proc/$p ] && ! grep -q '^State:.*Z' /proc/$p/status 2>/dev/null; do \
-               i=$((i+1)); [ $i -gt 50 ] && exit 1; sleep 0.1; \
+             alive(){ [ -e /proc/$1 ] && ! grep -q '^State:.*Z' /proc/$1/status 2>/dev/null; }; \
+             tagged(){ [ -n \"$t\" ] || return 0; \
+               for f in $(grep -lzxF \"AICOCKPIT_RUN=$t\" /proc/[0-9]*/environ 2>/dev/null); do \
+                 q=${f#/proc/}; q=${q%/environ}; alive $q && echo $q; \
+               done; }; \
+             [ -n \"$p\" ] && k $p; for q in $(tagged); do k $q; done; i=0; \
+             while { [ -n \"$p\" ] && alive $p; } || [ -n \"$(tagged)\" ]; do \
+               i=$((i+1)); [ $i -gt 50 ] && exit 1; for q in $(tagged); do k $q; done; sleep 0.1; \
              done; exit 0";
         let request = ExecRequest {
             command: vec![
@@ -129,7 +149,8 @@ impl DockerBackend {
                 "-c".into(),
                 SCRIPT.into(),
                 "sh".into(),
-                pid.to_string(),
+                pid.map(|p| p.to_string()).unwrap_or_default(),
+                tag.unwrap_or_default().to_string(),
             ],
             // The image's own tools, not ones the workspace put first on PATH.
             env: vec![
@@ -147,7 +168,8 @@ impl DockerBackend {
         {
             Ok(Ok(output)) if output.exit_code == Some(0) => Ok(()),
             Ok(Ok(output)) => Err(format!(
-                "process {pid} was still alive after SIGKILL (exit code {:?}: {})",
+                "process {} was still alive after SIGKILL (exit code {:?}: {})",
+                pid.map_or_else(|| "tagged".to_string(), |p| p.to_string()),
                 output.exit_code,
                 String::from_utf8_lossy(&output.stderr).trim()
             )),
@@ -618,7 +640,10 @@ impl Backend for DockerBackend {
         let backend = self.clone();
         io.terminate = Box::new(move || {
             Box::pin(async move {
-                if let Err(reason) = backend.kill_tree(&container, pid.get().copied()).await {
+                if let Err(reason) = backend
+                    .kill_tree(&container, pid.get().copied(), None)
+                    .await
+                {
                     tracing::warn!("ending a terminal's shell in {container}: {reason}");
                 }
             })
@@ -638,7 +663,12 @@ impl Backend for DockerBackend {
         let container = Self::container_ref(workspace)?;
         // The shell prints its pid first on stderr (stripped again below),
         // so a timeout can kill it and its tree from inside; it stays the
-        // command's parent, so killing its tree gets everything.
+        // command's parent, so killing its tree gets everything that stays
+        // in it. A fresh tag in the run's environment finds the rest.
+        let tag = crate::confined::random_hex(12).map_err(|error| WorkspaceError::Docker {
+            action: "start a command".into(),
+            message: format!("no random tag: {error}"),
+        })?;
         let mut wrapped = vec![
             "/bin/sh".to_string(),
             "-c".to_string(),
@@ -646,32 +676,53 @@ impl Backend for DockerBackend {
             "sh".to_string(),
         ];
         wrapped.extend(command);
-        let mut io = self
+        let pid = std::sync::Arc::new(std::sync::OnceLock::new());
+        // The caller gone (a client that hung up, access withdrawn): the
+        // command is killed rather than left running unseen, also when it
+        // goes before the command's pid arrived (by its tag; again a moment
+        // later, in case the engine was still starting it).
+        let (backend, tree, pids, tagged) =
+            (self.clone(), container.clone(), pid.clone(), tag.clone());
+        let on_drop = crate::backend::OnDrop::new(move || {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let pid = pids.get().copied();
+                    if let Err(reason) = backend.kill_tree(&tree, pid, Some(&tagged)).await {
+                        tracing::warn!(%reason, "cannot kill an abandoned command");
+                    }
+                    if pid.is_none() {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        if let Err(reason) = backend.kill_tree(&tree, None, Some(&tagged)).await {
+                            tracing::warn!(%reason, "cannot kill an abandoned command");
+                        }
+                    }
+                });
+            }
+        });
+        let io = self
             .exec_in(
                 &container,
                 &workspace.name,
                 Some(&workspace.user),
                 ExecRequest {
                     command: wrapped,
+                    env: vec![(RUN_TAG.to_string(), tag.clone())],
                     ..ExecRequest::default()
                 },
             )
-            .await?;
-        let pid = std::sync::Arc::new(std::sync::OnceLock::new());
-        io.output = crate::backend::strip_pid_marker(io.output, OutputKind::Stderr, pid.clone());
-        // The caller gone (a client that hung up, access withdrawn): the
-        // command's tree is killed rather than left running unseen.
-        let (backend, tree, pids) = (self.clone(), container.clone(), pid.clone());
-        let on_drop = crate::backend::OnDrop::new(move || {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move {
-                    if let Err(reason) = backend.kill_tree(&tree, pids.get().copied()).await {
-                        tracing::warn!(%reason, "cannot kill an abandoned command");
-                    }
-                });
+            .await;
+        let mut io = match io {
+            Ok(io) => io,
+            Err(error) => {
+                on_drop.disarm();
+                return Err(error);
             }
-        });
-        let kill = async { self.kill_tree(&container, pid.get().copied()).await };
+        };
+        io.output = crate::backend::strip_pid_marker(io.output, OutputKind::Stderr, pid.clone());
+        let kill = async {
+            self.kill_tree(&container, pid.get().copied(), Some(&tag))
+                .await
+        };
         let collected = crate::backend::collect_with_deadline(io, timeout, kill).await;
         on_drop.disarm();
         collected.map_err(|error| match error {

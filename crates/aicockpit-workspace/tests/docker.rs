@@ -1037,3 +1037,113 @@ async fn a_run_whose_caller_goes_away_is_killed_in_the_container() {
     }
     cleanup(&manager, &name).await;
 }
+
+/// How many processes in the workspace's container run `sleep <seconds>`.
+async fn sleepers(manager: &WorkspaceManager, name: &str, seconds: u32) -> String {
+    let count = format!(
+        "n=0; for f in /proc/[0-9]*/cmdline; do \
+         tr '\\0' ' ' < $f 2>/dev/null | grep -q '^sleep {seconds} ' && n=$((n+1)); done; echo $n"
+    );
+    sh(manager, name, &count).await.0.trim().to_string()
+}
+
+async fn until_no_sleepers(manager: &WorkspaceManager, name: &str, seconds: u32, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = sleepers(manager, name, seconds).await;
+        if left == "0" {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: {left} `sleep {seconds}` still running in the container"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A command that left its run's process tree (started from a subshell that
+/// exited, so it belongs to the container's init now) is killed with it, on a timeout and when the caller goes away: the run's tag in its
+/// environment finds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_run_detached_is_killed_with_it() {
+    let data = tempfile::tempdir().unwrap();
+    let Some(manager) = manager(data.path()).await else {
+        return;
+    };
+    let name = unique_name("detach");
+    let workspace = manager.create(request(&name)).await.unwrap();
+    let output = manager
+        .run(
+            &name,
+            vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "(setsid sleep 4401 </dev/null >/dev/null 2>&1 &); sleep 100".into(),
+            ],
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap();
+    assert!(output.timed_out);
+    until_no_sleepers(&manager, &name, 4401, "after the timeout").await;
+    let started = workspace.dir.join("detached");
+    let run = manager.run(
+        &name,
+        vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "(setsid sleep 4402 </dev/null >/dev/null 2>&1 &); touch /workspace/detached; sleep 4403"
+                .into(),
+        ],
+        Duration::from_secs(600),
+    );
+    tokio::select! {
+        _ = run => panic!("the command ended on its own"),
+        () = async {
+            while !started.exists() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            // Still running, detached, while the run is.
+            assert_eq!(sleepers(&manager, &name, 4402).await, "1");
+        } => {}
+    }
+    // The run's future is dropped here: its caller went away.
+    until_no_sleepers(&manager, &name, 4403, "the abandoned command").await;
+    until_no_sleepers(&manager, &name, 4402, "what it detached").await;
+    cleanup(&manager, &name).await;
+}
+
+/// A run dropped at any moment of its start, before its pid is known, does
+/// not leave its command running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_dropped_while_it_starts_leaves_nothing_running() {
+    let data = tempfile::tempdir().unwrap();
+    let Some(manager) = manager(data.path()).await else {
+        return;
+    };
+    let name = unique_name("early-drop");
+    manager.create(request(&name)).await.unwrap();
+    for (round, after_ms) in [1u64, 3, 5, 8, 12, 20, 30, 50].into_iter().enumerate() {
+        let seconds = 4500 + round as u32;
+        let run = manager.run(
+            &name,
+            vec!["sleep".into(), seconds.to_string()],
+            Duration::from_secs(600),
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(after_ms), run).await;
+    }
+    // The second sweep by tag comes a second after the drop.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for round in 0..8u32 {
+        until_no_sleepers(
+            &manager,
+            &name,
+            4500 + round,
+            "a run dropped while it started",
+        )
+        .await;
+    }
+    cleanup(&manager, &name).await;
+}
