@@ -364,6 +364,12 @@ fn exec(server: &Server, token: &str, workspace: &str, script: &str) -> Reply {
     )
 }
 
+/// Whether a `sleep SECONDS` runs in the workspace.
+fn sleeping(server: &Server, token: &str, workspace: &str, seconds: u32) -> bool {
+    let script = format!("ps | grep -v grep | grep -q 'sleep {seconds}'");
+    exec(server, token, workspace, &script).json()["exit_code"] == json!(0)
+}
+
 fn exec_ok(server: &Server, token: &str, workspace: &str, script: &str) -> Value {
     let result = exec(server, token, workspace, script).expect(200).json();
     assert_eq!(result["exit_code"], 0, "{script}: {result}");
@@ -1336,16 +1342,7 @@ fn an_exec_run_stops_when_its_token_is_revoked() {
             body.as_bytes(),
         )
     });
-    let running = |server: &Server| {
-        exec(
-            server,
-            &alice,
-            &name,
-            "ps | grep -v grep | grep -q 'sleep 313'",
-        )
-        .json()["exit_code"]
-            == json!(0)
-    };
+    let running = |server: &Server| sleeping(server, &alice, &name, 313);
     let deadline = Instant::now() + DEADLINE;
     while !running(&server) {
         assert!(Instant::now() < deadline, "the long command did not start");
@@ -1410,16 +1407,7 @@ fn an_exec_whose_client_hangs_up_is_stopped_and_audited() {
         body.len()
     )
     .unwrap();
-    let running = |server: &Server| {
-        exec(
-            server,
-            &alice,
-            &name,
-            "ps | grep -v grep | grep -q 'sleep 317'",
-        )
-        .json()["exit_code"]
-            == json!(0)
-    };
+    let running = |server: &Server| sleeping(server, &alice, &name, 317);
     let deadline = Instant::now() + DEADLINE;
     while !running(&server) {
         assert!(Instant::now() < deadline, "the long command did not start");

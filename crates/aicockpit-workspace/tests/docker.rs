@@ -1021,20 +1021,7 @@ async fn a_run_whose_caller_goes_away_is_killed_in_the_container() {
         } => {}
     }
     // The run's future is dropped here: its caller went away.
-    let count = "n=0; for f in /proc/[0-9]*/cmdline; do \
-                 tr '\\0' ' ' < $f 2>/dev/null | grep -q '^sleep 4321' && n=$((n+1)); done; echo $n";
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let (out, _, _) = sh(&manager, &name, count).await;
-        if out.trim() == "0" {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the abandoned command is still running in the container ({out})"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    until_no_sleepers(&manager, &name, 4321, "the abandoned command").await;
     cleanup(&manager, &name).await;
 }
 
@@ -1063,7 +1050,8 @@ async fn until_no_sleepers(manager: &WorkspaceManager, name: &str, seconds: u32,
 }
 
 /// A command that left its run's process tree (started from a subshell that
-/// exited, so it belongs to the container's init now) is killed with it, on a timeout and when the caller goes away: the run's tag in its
+/// exited, so it belongs to the container's init now) is killed with it, on
+/// a timeout and when the caller goes away: the run's tag in its
 /// environment finds it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_a_run_detached_is_killed_with_it() {
