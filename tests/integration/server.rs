@@ -2220,7 +2220,8 @@ fn state_survives_a_restart() {
     }
     let stopping = Instant::now();
     let status = server.stop();
-    let _ = in_flight.join();
+    // It is stopped and answered, not cut.
+    assert_eq!(in_flight.join().unwrap(), Some(503), "{}", server.log());
     assert!(
         status.success(),
         "SIGTERM ends the server with 0: {status:?}\n{}",
@@ -2300,6 +2301,26 @@ fn state_survives_a_restart() {
         &audit_before[..],
         "the old records are unchanged"
     );
+    // The command the stop ended is recorded as such, and is gone.
+    assert!(
+        audit_after.iter().any(|r| {
+            r["action"] == "workspace.exec"
+                && r["result"] == "503"
+                && r["detail"].as_str().is_some_and(|d| {
+                    d.contains(r#"["sleep","300"]"#) && d.contains("server stopping")
+                })
+        }),
+        "{audit_after:?}"
+    );
+    let left = exec(
+        &server,
+        &mo,
+        &name,
+        "ps | grep -v grep | grep -c 'sleep 300'",
+    )
+    .expect(200)
+    .json();
+    assert_eq!(left["stdout"], "0\n", "{left}");
 }
 
 #[test]

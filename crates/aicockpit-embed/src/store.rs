@@ -605,19 +605,7 @@ impl VectorStore {
     /// in the background: a search never waits for one.
     fn approximate_best(&self, query: &[f32], limit: usize) -> Option<HashMap<u64, f32>> {
         self.install_built_lists();
-        // Remade when the store has doubled, or when the lists hold twice as
-        // many entries as there are vectors (those of removed chunks stay
-        // filed until then, skipped when met). No lock is held while the
-        // build is started: installing one takes `building`, then `ivf`.
-        let stale = self
-            .ivf
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .is_none_or(|ivf| {
-                self.vectors.len() > 2 * ivf.built_from || ivf.filed() > 2 * self.vectors.len()
-            });
-        if stale {
+        if self.lists_stale() {
             self.start_building();
         }
         let slot = self.ivf.read().unwrap_or_else(|p| p.into_inner());
@@ -629,21 +617,41 @@ impl VectorStore {
         Some(best_of(scored, limit))
     }
 
+    /// Whether there are no lists, or they are due to be remade: the store
+    /// has doubled since, or the lists hold twice as many entries as there
+    /// are vectors (those of removed chunks stay filed until then, skipped
+    /// when met).
+    fn lists_stale(&self) -> bool {
+        self.ivf
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_none_or(|ivf| {
+                self.vectors.len() > 2 * ivf.built_from || ivf.filed() > 2 * self.vectors.len()
+            })
+    }
+
     /// Start building new lists on a thread of their own, from a snapshot
-    /// of the vectors, unless a build is under way.
+    /// of the vectors, unless a build is under way or another search has
+    /// just installed fresh lists. Locks: `building`, then `ivf`, as
+    /// installing does.
     fn start_building(&self) {
         let mut building = self.building.lock().unwrap_or_else(|p| p.into_inner());
-        if building.is_some() {
+        if building.is_some() || !self.lists_stale() {
             return;
         }
-        let vectors = self.vectors.clone();
         let dimension = self.dimension;
         let cancelled = Arc::new(AtomicBool::new(false));
         let (done, receiver) = mpsc::sync_channel(1);
+        // The snapshot is taken only once the thread exists.
+        let (give, snapshot) = mpsc::sync_channel::<HashMap<u64, Quantized>>(1);
         let stop = cancelled.clone();
         let spawned = std::thread::Builder::new()
             .name("vector-lists".to_string())
             .spawn(move || {
+                let Ok(vectors) = snapshot.recv() else {
+                    return;
+                };
                 let started = Instant::now();
                 let keys = vectors.keys().copied().collect();
                 let ivf = Ivf::build(dimension, keys, &|k| dequantize(&vectors[&k]), &stop);
@@ -659,6 +667,7 @@ impl VectorStore {
             });
         match spawned {
             Ok(_) => {
+                let _ = give.send(self.vectors.clone());
                 *building = Some(Building {
                     done: receiver,
                     cancelled,
@@ -1000,6 +1009,29 @@ mod tests {
         }
         // Fresh lists start no new build.
         assert!(store.building.lock().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_build_cancelled_midway_gives_nothing_and_stops() {
+        let vectors: HashMap<u64, Vec<f32>> = (0..500).map(|h| (h, random_unit(h, 16))).collect();
+        let keys = vectors.keys().copied().collect();
+        let cancelled = AtomicBool::new(false);
+        let reads = std::sync::atomic::AtomicUsize::new(0);
+        // Cancelled while the sample is read, before the first round.
+        let built = Ivf::build(
+            16,
+            keys,
+            &|k| {
+                if reads.fetch_add(1, Ordering::Relaxed) == 10 {
+                    cancelled.store(true, Ordering::Relaxed);
+                }
+                vectors[&k].clone()
+            },
+            &cancelled,
+        );
+        assert!(built.is_none());
+        // It stopped there: no vector was read again to file it.
+        assert_eq!(reads.load(Ordering::Relaxed), 500);
     }
 
     #[test]

@@ -397,6 +397,7 @@ pub async fn serve(
         sessions: engines::Engines::new(options.config.clone(), options.paths.clone()),
         connections: quota::Connections::default(),
         terminal_shells: quota::Connections::new(quota::Kind::Terminals),
+        detached: aicockpit_workspace::Detached::default(),
     }));
     let app = routes::app(state.clone());
 
@@ -509,6 +510,14 @@ pub async fn serve(
         }
     }
     .map_err(ServeError::Serve);
+    // Calls cut at the end of the grace left kills and audit records to
+    // write: the runtime must not go before them.
+    if !state.manager.settle(SHUTDOWN_GRACE).await {
+        tracing::warn!("stopping before every abandoned command was killed");
+    }
+    if !state.detached.settle(Duration::from_secs(5)).await {
+        tracing::warn!("stopping before every audit record of a cut call was written");
+    }
     if let Err(error) = db.checkpoint() {
         tracing::warn!(%error, "cannot checkpoint the database");
     }

@@ -50,6 +50,9 @@ pub struct StateInner {
     pub connections: crate::quota::Connections,
     /// Live terminal shells per user who opened them (`workspaces.max_terminals_per_user`).
     pub terminal_shells: crate::quota::Connections,
+    /// Work that outlived its request (the audit record of a call whose
+    /// client hung up), waited for before the server exits.
+    pub detached: aicockpit_workspace::Detached,
 }
 
 impl std::ops::Deref for AppState {

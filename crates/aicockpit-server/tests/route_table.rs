@@ -172,6 +172,7 @@ async fn fixture(dir: &std::path::Path) -> (AppState, BTreeMap<&'static str, Str
         started: Instant::now(),
         sessions: aicockpit_server::engines::Engines::new(config, paths),
         connections: Default::default(),
+        detached: Default::default(),
         terminal_shells: aicockpit_server::quota::Connections::new(
             aicockpit_server::quota::Kind::Terminals,
         ),

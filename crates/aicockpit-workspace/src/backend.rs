@@ -134,6 +134,60 @@ pub trait Backend: Send + Sync {
     /// The host folders bind-mounted (writable) into any container on the
     /// engine, with the container's id, whoever made it.
     async fn writable_mount_sources(&self) -> Result<Vec<(String, PathBuf)>, WorkspaceError>;
+    /// Wait, at most `within`, for work that outlived its call (the kill of
+    /// an abandoned run): a stopping server calls it before it exits.
+    async fn settle(&self, within: Duration) -> bool {
+        let _ = within;
+        true
+    }
+}
+
+/// Work that outlives the call that started it (the kill of an abandoned
+/// run, the audit record of a call whose client hung up), counted so that
+/// a stopping server can wait for it before its runtime goes.
+#[derive(Clone, Debug, Default)]
+pub struct Detached(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+/// Counts one piece of [`Detached`] work until dropped (run or not).
+struct Outstanding(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Outstanding {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Detached {
+    /// Run `work` on the current runtime; false (nothing runs) without one.
+    pub fn spawn(&self, work: impl std::future::Future<Output = ()> + Send + 'static) -> bool {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return false;
+        };
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let outstanding = Outstanding(self.0.clone());
+        runtime.spawn(async move {
+            let _outstanding = outstanding;
+            work.await;
+        });
+        true
+    }
+
+    /// How many are under way.
+    pub fn outstanding(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Wait until none is under way, at most `within`; whether none is.
+    pub async fn settle(&self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.outstanding() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
 }
 
 /// Who a process runs as, seen from the host.
@@ -409,6 +463,27 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn detached_work_is_counted_until_it_ends_and_waited_for() {
+        let detached = Detached::default();
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        assert!(detached.spawn(async move {
+            let _ = released.await;
+        }));
+        assert_eq!(detached.outstanding(), 1);
+        assert!(!detached.settle(Duration::from_millis(50)).await);
+        release.send(()).unwrap();
+        assert!(detached.settle(Duration::from_secs(5)).await);
+        assert_eq!(detached.outstanding(), 0);
+    }
+
+    #[test]
+    fn detached_work_without_a_runtime_is_refused() {
+        let detached = Detached::default();
+        assert!(!detached.spawn(async {}));
+        assert_eq!(detached.outstanding(), 0);
+    }
 
     #[test]
     fn pid_markers_are_parsed_only_when_whole() {

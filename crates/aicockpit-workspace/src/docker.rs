@@ -61,7 +61,18 @@ pub struct DockerBackend {
     docker: Docker,
     host: String,
     options: DockerOptions,
+    /// The kills of abandoned runs, waited for by [`Backend::settle`].
+    detached: crate::backend::Detached,
+    /// At most this many of those kills talk to the engine at once.
+    sweeps: std::sync::Arc<tokio::sync::Semaphore>,
 }
+
+/// Kills of abandoned runs talking to the engine at once, at most.
+const CONCURRENT_SWEEPS: usize = 4;
+
+/// When an abandoned run whose pid never arrived is swept by its tag again
+/// (after the first sweep): the engine may still have been starting it.
+const LATE_SWEEPS: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(4)];
 
 impl DockerBackend {
     /// Connect to `DOCKER_HOST` (or the default socket), agree on an API
@@ -85,6 +96,8 @@ impl DockerBackend {
             docker,
             host,
             options,
+            detached: crate::backend::Detached::default(),
+            sweeps: std::sync::Arc::new(tokio::sync::Semaphore::new(CONCURRENT_SWEEPS)),
         };
         backend.ping().await?;
         Ok(backend)
@@ -684,19 +697,23 @@ impl Backend for DockerBackend {
         let (backend, tree, pids, tagged) =
             (self.clone(), container.clone(), pid.clone(), tag.clone());
         let on_drop = crate::backend::OnDrop::new(move || {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move {
+            let detached = backend.detached.clone();
+            let spawned = detached.spawn(async move {
+                let pid = pids.get().copied();
+                let late = if pid.is_none() { &LATE_SWEEPS[..] } else { &[] };
+                for wait in std::iter::once(&Duration::ZERO).chain(late) {
+                    tokio::time::sleep(*wait).await;
+                    let Ok(_turn) = backend.sweeps.acquire().await else {
+                        return;
+                    };
                     let pid = pids.get().copied();
                     if let Err(reason) = backend.kill_tree(&tree, pid, Some(&tagged)).await {
                         tracing::warn!(%reason, "cannot kill an abandoned command");
                     }
-                    if pid.is_none() {
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        if let Err(reason) = backend.kill_tree(&tree, None, Some(&tagged)).await {
-                            tracing::warn!(%reason, "cannot kill an abandoned command");
-                        }
-                    }
-                });
+                }
+            });
+            if !spawned {
+                tracing::warn!("an abandoned command could not be killed: no runtime");
             }
         });
         let io = self
@@ -736,6 +753,10 @@ impl Backend for DockerBackend {
                 reason,
             },
         })
+    }
+
+    async fn settle(&self, within: Duration) -> bool {
+        self.detached.settle(within).await
     }
 
     async fn process_owners(

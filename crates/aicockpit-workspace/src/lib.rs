@@ -27,7 +27,7 @@ mod model;
 mod store;
 pub mod terminal;
 
-pub use backend::{Backend, ExecIo, Observed, OutputKind};
+pub use backend::{Backend, Detached, ExecIo, Observed, OutputKind};
 pub use docker::{DockerBackend, DockerOptions};
 pub use error::WorkspaceError;
 pub use files::{normalized_path, EntryKind, FileEntry, FileError, WorkspaceFiles};

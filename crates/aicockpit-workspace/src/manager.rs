@@ -1209,6 +1209,12 @@ impl WorkspaceManager {
         self.backend.run(&workspace, command, timeout).await
     }
 
+    /// Wait, at most `within`, for the kills of runs whose callers went
+    /// away; whether they all ended. A stopping server calls it last.
+    pub async fn settle(&self, within: Duration) -> bool {
+        self.backend.settle(within).await
+    }
+
     /// Open an interactive shell in a running workspace as a terminal
     /// session that outlives its clients: attach to it (again) through
     /// [`WorkspaceManager::terminal`] by its id; it ends with the shell or

@@ -126,9 +126,11 @@ impl AuditDraft {
     }
 }
 
-/// The record of an audited call whose client hung up before the answer
-/// (the handler's future was dropped): written when dropped unless
-/// [`Unanswered::answered`] was called, with `result` `"client_closed"`.
+/// The record of an audited call that ended without an answer (the
+/// handler's future was dropped): written when dropped unless
+/// [`Unanswered::answered`] was called, with `result` `"client_closed"`
+/// (the client hung up), `"server_stopped"` (cut at the end of a stop's
+/// grace) or `"500"` (the handler panicked).
 struct Unanswered {
     state: AppState,
     draft: AuditDraft,
@@ -153,22 +155,27 @@ impl Drop for Unanswered {
             record.target = Some(bounded(target, 512));
         }
         record.detail = note.detail.map(|d| bounded(d.to_string(), 4096));
-        record.result = "client_closed".to_string();
+        record.result = if std::thread::panicking() {
+            "500"
+        } else if self.state.shutdown.is_cancelled() {
+            "server_stopped"
+        } else {
+            "client_closed"
+        }
+        .to_string();
         let db = self.state.db.clone();
-        // Dropped by the server's runtime (the connection's task); without
-        // one (the process is ending) the record cannot be written.
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(async move {
-                    if let Err(error) = db.call(move |c| db::append_audit(c, &record)).await {
-                        tracing::error!(%error, "cannot append to the audit log");
-                    }
-                });
+        let action = record.action.clone();
+        // On the server's runtime, which waits for it before it exits.
+        let spawned = self.state.detached.spawn(async move {
+            if let Err(error) = db.call(move |c| db::append_audit(c, &record)).await {
+                tracing::error!(%error, "cannot append to the audit log");
             }
-            Err(_) => tracing::error!(
-                action = record.action,
-                "a call's client hung up while the server stopped: not audited"
-            ),
+        });
+        if !spawned {
+            tracing::error!(
+                action,
+                "a call ended without an answer after the server stopped: not audited"
+            );
         }
     }
 }

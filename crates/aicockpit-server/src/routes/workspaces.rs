@@ -663,6 +663,18 @@ async fn exec(
             );
             return Ok(noted(refused.into_response(), note));
         }
+        // The server stops: the run ends here, killed, and says so, rather
+        // than being cut at the end of the grace.
+        () = state.shutdown.cancelled() => {
+            let mut note = target(&id);
+            note.detail = Some(serde_json::json!({ "command": shown, "stopped": "server stopping" }));
+            let stopped = ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "server_stopping",
+                "the server is stopping: the command was stopped; run it again once it is back",
+            );
+            return Ok(noted(stopped.into_response(), note));
+        }
     };
     let mut note = target(&id);
     note.detail = Some(serde_json::json!({ "command": shown, "exit_code": output.exit_code }));
